@@ -1,0 +1,5 @@
+"""``python -m ir_env`` runs the spatial-ir command line."""
+
+from ir_env.cli import main
+
+raise SystemExit(main())

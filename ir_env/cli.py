@@ -1,0 +1,215 @@
+"""The ``spatial-ir`` command line (also ``python -m ir_env``).
+
+Each sub-command lives in a small function; heavy imports happen inside them so ``--help`` is fast.
+Errors in user input exit with status 2 and one line ``error: ...`` on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
+
+
+def _command(name: str) -> Callable[[Callable[[argparse.Namespace], int]], Callable[[argparse.Namespace], int]]:
+    def deco(fn: Callable[[argparse.Namespace], int]) -> Callable[[argparse.Namespace], int]:
+        COMMANDS[name] = fn
+        return fn
+
+    return deco
+
+
+@_command("tools")
+def cmd_tools(args: argparse.Namespace) -> int:
+    """Print the toolbox (or its JSON)."""
+    from restorers import FAMILIES, list_tools
+
+    tools = list_tools()
+    if args.json:
+        print(json.dumps({"families": list(FAMILIES), "tools": [t.as_dict() for t in tools]}, indent=2))
+        return 0
+    print(f"{len(tools)} tools, families: {', '.join(sorted({t.family for t in tools}))}")
+    for t in tools:
+        print(f"\n{t.name}  [{t.family}; targets {', '.join(t.targets) or '-'}; cost {t.cost:g}]")
+        if t.description:
+            print(f"  {t.description}")
+        for p in t.params:
+            scale = ", log" if p.log else ""
+            print(f"  - {p.name}: {p.low:g} .. {p.high:g} {p.unit} (default {p.default:g}{scale})")
+    return 0
+
+
+@_command("degrade")
+def cmd_degrade(args: argparse.Namespace) -> int:
+    """Degrade one image file with a recipe; write degraded/clean/masks PNGs and scene.json."""
+    from ir_env.corpus import center_crop
+    from ir_env.recipes import synthesize
+    from ir_env.imageio import read_image, write_image
+    from ir_env.visualize import overlay_masks
+
+    clean = read_image(args.image)
+    if args.size:
+        clean = center_crop(clean, args.size)
+    scene = synthesize(clean, recipe=args.recipe, seed=args.seed)
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    write_image(out / "degraded.png", scene.degraded)
+    write_image(out / "clean.png", scene.clean)
+    write_image(out / "masks.png", overlay_masks(scene.degraded, scene.masks))
+    info = scene.to_json()
+    info["source"] = str(args.image)
+    (out / "scene.json").write_text(json.dumps(info, indent=2))
+    print(f"wrote {out}/degraded.png, clean.png, masks.png, scene.json ({scene.num_regions} regions)")
+    return 0
+
+
+@_command("demo")
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The main job on the built-in photos (see ir_env.demo)."""
+    from ir_env.demo import run_demo
+
+    run_demo(output=Path(args.output), recipe=args.recipe, size=args.size, seed=args.seed,
+             max_images=args.max_images)
+    return 0
+
+
+@_command("restore")
+def cmd_restore(args: argparse.Namespace) -> int:
+    """Restore one image file with a planner; optionally write the trace JSON."""
+    from ir_env.corpus import center_crop
+    from ir_env.imageio import read_image, write_image
+    from policies.evaluation import parse_planner_spec
+
+    img = read_image(args.image)
+    if args.size:
+        img = center_crop(img, args.size)
+    ref = None
+    if args.reference:
+        ref = read_image(args.reference)
+        if args.size:
+            ref = center_crop(ref, args.size)
+    spec = args.planner + (f":{args.mode}" if args.mode else "")
+    planner, needs_ref = parse_planner_spec(spec, default_judge=args.judge, seed=args.seed,
+                                            max_steps=args.max_steps)
+    if needs_ref and ref is None:
+        raise ValueError(f"judge {args.judge!r} is full-reference: pass --reference CLEAN_IMAGE")
+    res = planner.restore(img, reference=ref)
+    write_image(args.output, res.image)
+    if args.trace:
+        Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.trace).write_text(json.dumps(res.to_json(), indent=2, default=float))
+    print(f"{planner.name} ({planner.mode}, judge {res.judge or 'none'}): {len(res.trace)} steps, "
+          f"{res.tool_calls} tool calls, {res.iqa_calls} IQA calls, {res.seconds:.2f} s -> {args.output}")
+    for st in res.trace:
+        ps = ", ".join(f"{k}={v:.3g}" for k, v in st.params.items())
+        print(f"  region {st.region} ({st.region_area:.0%}): {st.tool}({ps})")
+    return 0
+
+
+@_command("evaluate")
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Compare planners on the same degraded images; write JSON / Markdown / plot."""
+    from ir_env.corpus import load_named_corpus
+    from policies.evaluation import evaluate, markdown_table, write_outputs
+
+    split = "test" if args.images == "builtin" else "all"
+    items = load_named_corpus(args.images, split=split)
+    if args.max_images:
+        items = items[: args.max_images]
+    specs = [s for s in args.planners.split(",") if s.strip()]
+    result = evaluate(items, args.recipe, specs, seed=args.seed, size=args.size, judge=args.judge)
+    print(markdown_table(result))
+    write_outputs(result, args.json, args.markdown, args.plot)
+    print("wrote " + ", ".join(p for p in (args.json, args.markdown, args.plot) if p))
+    return 0
+
+
+@_command("bench")
+def cmd_bench(args: argparse.Namespace) -> int:
+    """Env and tool speed figures (experiments/bench_env.py, experiments/bench_tools.py)."""
+    from experiments import bench_env
+
+    argv = ["--json", args.json, "--steps", str(args.steps)]
+    bench_env.main(argv)
+    if args.tools_json:
+        from experiments import bench_tools
+
+        bench_tools.main(["--json", args.tools_json])
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with every sub-command."""
+    p = argparse.ArgumentParser(prog="spatial-ir", description="Spatially aware image restoration planning.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("tools", help="list the restoration tools and their parameter ranges")
+    s.add_argument("--json", action="store_true", help="print JSON instead of text")
+
+    s = sub.add_parser("degrade", help="degrade one image with a recipe; writes 4 files to -o DIR")
+    s.add_argument("image", help="input image file (PNG/JPEG/BMP/TIFF, greyscale ok)")
+    s.add_argument("--recipe", default="spatial-mixed", help="degradation recipe (default spatial-mixed)")
+    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same scene)")
+    s.add_argument("--size", type=int, default=0, help="centre-crop to this many px first (0: full image)")
+    s.add_argument("-o", "--output", required=True, help="output directory")
+
+    s = sub.add_parser("demo", help="degrade the built-in photos, restore them, print a table, write PNGs")
+    s.add_argument("-o", "--output", default="demo_out", help="output directory (default demo_out)")
+    s.add_argument("--recipe", default="spatial-mixed")
+    s.add_argument("--size", type=int, default=128, help="centre-crop size in px (default 128)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-images", type=int, default=0, help="limit the number of images (0: all test images)")
+    s = sub.add_parser("restore", help="restore one image file with a planner")
+    s.add_argument("image", help="degraded image file")
+    s.add_argument("-o", "--output", required=True, help="output image file (PNG recommended)")
+    s.add_argument("--planner", default="greedy", help="random, fixed, greedy, dfs, ppo, ... (default greedy)")
+    s.add_argument("--mode", choices=["spatial", "global"], default="", help="default: spatial")
+    s.add_argument("--judge", default="niqe", help="IQA judge: niqe, piqe, brisque (no-reference) or psnr/ssim "
+                   "(needs --reference: an oracle upper bound)")
+    s.add_argument("--reference", default="", help="clean image for a full-reference judge")
+    s.add_argument("--trace", default="", help="write the schedule (trace) as JSON here")
+    s.add_argument("--size", type=int, default=0, help="centre-crop to this many px first (0: full image)")
+    s.add_argument("--max-steps", type=int, default=6)
+    s.add_argument("--seed", type=int, default=0)
+
+    s = sub.add_parser("evaluate", help="compare planners on degraded images (JSON, Markdown, plot)")
+    s.add_argument("--images", default="builtin", help="folder of images, or 'builtin' (its test split)")
+    s.add_argument("--recipe", default="spatial-mixed")
+    s.add_argument("--planners", default="random,fixed,greedy,dfs",
+                   help="comma-separated specs name[:global|spatial][:oracle][:judge=M][:key=value]")
+    s.add_argument("--judge", default="niqe", help="default judge for search planners")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-images", type=int, default=0)
+    s.add_argument("--size", type=int, default=128, help="centre-crop size in px (0: full images)")
+    s.add_argument("--json", default="", help="write the results JSON here")
+    s.add_argument("--markdown", default="", help="write the Markdown table here")
+    s.add_argument("--plot", default="", help="write the quality-vs-cost plot (PNG) here")
+
+    s = sub.add_parser("bench", help="env speed figures (steps/s, reset time, overhead share, 2-worker scaling)")
+    s.add_argument("--json", default="bench.json", help="output JSON path (default bench.json)")
+    s.add_argument("--steps", type=int, default=60, help="steps per measurement")
+    s.add_argument("--tools-json", default="", help="also run the tool benchmark and write its JSON here")
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``spatial-ir`` console script; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
+        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        print(f"error: {msg}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("error: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

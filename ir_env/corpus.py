@@ -1,0 +1,183 @@
+"""Image corpora: the built-in photos shipped inside installed packages, or any folder of images.
+
+The ``builtin`` corpus is 12 real photos found on disk inside scikit-image, scikit-learn and
+matplotlib (nothing is downloaded), all at least 300 px on the short side, with a fixed split
+(:data:`BUILTIN_SPLITS`): 8 train, 4 test. Synthetic images, text, textures that are already degraded
+(``clock_motion``), near duplicates (``motorcycle_right``, the stereo twin of ``motorcycle_left``) and
+mostly-black frames (``hubble_deep_field``, ``retina``) are left out. ``camera``, ``coins`` and ``brick``
+are greyscale photos, repeated to RGB.
+
+A folder corpus is every PNG / JPEG / BMP / TIFF file directly inside the folder (not recursive), sorted
+by file name, any size, greyscale allowed; split: every 3rd file (sorted index 2, 5, 8, ...) is test,
+the rest train. Unreadable (corrupt) files are skipped with a ``UserWarning`` naming the file.
+"""
+
+from __future__ import annotations
+
+import functools
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from ir_env.imageio import IMAGE_EXTENSIONS, read_image
+
+SPLITS: tuple[str, ...] = ("train", "test", "all")
+
+#: Built-in image name -> (package, folder inside the package).
+BUILTIN_SOURCES: dict[str, tuple[str, str]] = {
+    "astronaut.png": ("skimage", "data"),
+    "chelsea.png": ("skimage", "data"),
+    "coffee.png": ("skimage", "data"),
+    "rocket.jpg": ("skimage", "data"),
+    "motorcycle_left.png": ("skimage", "data"),
+    "ihc.png": ("skimage", "data"),
+    "camera.png": ("skimage", "data"),
+    "coins.png": ("skimage", "data"),
+    "brick.png": ("skimage", "data"),
+    "china.jpg": ("sklearn", "datasets/images"),
+    "flower.jpg": ("sklearn", "datasets/images"),
+    "grace_hopper.jpg": ("matplotlib", "mpl-data/sample_data"),
+}
+
+#: The fixed built-in split (names are file names).
+BUILTIN_SPLITS: dict[str, tuple[str, ...]] = {
+    "train": (
+        "astronaut.png",
+        "coffee.png",
+        "rocket.jpg",
+        "ihc.png",
+        "flower.jpg",
+        "grace_hopper.jpg",
+        "camera.png",
+        "brick.png",
+    ),
+    "test": ("chelsea.png", "china.jpg", "motorcycle_left.png", "coins.png"),
+}
+
+
+def builtin_path(name: str) -> Path:
+    """Path on disk of built-in image ``name``; ``ValueError`` for an unknown name, ``FileNotFoundError``
+    if the installed package does not ship the file."""
+    if name not in BUILTIN_SOURCES:
+        raise ValueError(f"unknown built-in image {name!r}; known: {', '.join(BUILTIN_SOURCES)}")
+    package, folder = BUILTIN_SOURCES[name]
+    module = __import__(package)
+    path = Path(module.__file__).parent / folder / name
+    if not path.is_file():
+        raise FileNotFoundError(f"built-in image {name!r} is missing from the installed {package!r}: {path}")
+    return path
+
+
+@functools.cache
+def _builtin_image(name: str) -> np.ndarray:
+    img = read_image(builtin_path(name))
+    img.flags.writeable = False
+    return img
+
+
+def _folder_files(folder: Path) -> list[Path]:
+    if not folder.exists():
+        raise FileNotFoundError(f"corpus folder not found: {folder} (use 'builtin' or an existing folder)")
+    if not folder.is_dir():
+        raise ValueError(f"corpus must be 'builtin' or a folder, got a file: {folder}")
+    files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
+    if not files:
+        raise ValueError(f"corpus folder {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
+    return files
+
+
+def load_named_corpus(
+    name_or_folder: str | Path = "builtin", split: str = "train"
+) -> list[tuple[str, np.ndarray]]:
+    """(file name, float32 HxWx3 RGB image in [0, 1]) pairs of a corpus split.
+
+    ``name_or_folder``: ``"builtin"`` or a folder path; ``split``: ``"train"``, ``"test"`` or ``"all"``.
+    Returns fresh copies (callers may modify them). Raises ``ValueError`` for an unknown split, a folder
+    without (readable) images or an empty split, ``FileNotFoundError`` for a missing folder.
+    """
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if str(name_or_folder) == "builtin":
+        names = BUILTIN_SPLITS["train"] + BUILTIN_SPLITS["test"] if split == "all" else BUILTIN_SPLITS[split]
+        return [(n, _builtin_image(n).copy()) for n in names]
+    folder = Path(name_or_folder).expanduser()
+    files = _folder_files(folder)
+    if split != "all":
+        files = [f for i, f in enumerate(files) if (i % 3 == 2) == (split == "test")]
+    out = []
+    for f in files:
+        try:
+            out.append((f.name, read_image(f)))
+        except ValueError as err:
+            warnings.warn(f"skipping unreadable image {f}: {err}", UserWarning, stacklevel=2)
+    if not out:
+        raise ValueError(
+            f"corpus folder {folder} has no readable images in split {split!r} "
+            f"({len(files)} file(s) tried; every 3rd sorted file is test, use split='all' for all)"
+        )
+    return out
+
+
+def load_corpus(name_or_folder: str | Path = "builtin", split: str = "train") -> list[np.ndarray]:
+    """Images (float32 HxWx3 RGB in [0, 1]) of a corpus split; see :func:`load_named_corpus`."""
+    return [img for _, img in load_named_corpus(name_or_folder, split)]
+
+
+def _size_hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    h, w = (size, size) if isinstance(size, (int, np.integer)) else tuple(size)
+    if int(h) < 1 or int(w) < 1:
+        raise ValueError(f"crop size must be positive, got {size!r}")
+    return int(h), int(w)
+
+
+def _cover(image: np.ndarray, h: int, w: int) -> np.ndarray:
+    """Upscale (bicubic, aspect kept) so the image covers h x w; unchanged if it already does."""
+    ih, iw = image.shape[:2]
+    scale = max(h / ih, w / iw)
+    if scale <= 1.0:
+        return image
+    size = (max(w, int(np.ceil(iw * scale))), max(h, int(np.ceil(ih * scale))))
+    return np.clip(cv2.resize(image, size, interpolation=cv2.INTER_CUBIC), 0.0, 1.0)
+
+
+def random_crop(image: np.ndarray, size: int | tuple[int, int], rng: np.random.Generator) -> np.ndarray:
+    """A ``size`` (int or (h, w) px) crop at a position drawn from ``rng``; an image smaller than ``size``
+    is first upscaled (bicubic, aspect kept) to cover it. Returns a contiguous float32 copy."""
+    h, w = _size_hw(size)
+    img = _cover(np.asarray(image, dtype=np.float32), h, w)
+    y = int(rng.integers(0, img.shape[0] - h + 1))
+    x = int(rng.integers(0, img.shape[1] - w + 1))
+    return np.ascontiguousarray(img[y : y + h, x : x + w], dtype=np.float32)
+
+
+def center_crop(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """The central ``size`` (int or (h, w) px) crop, upscaling first like :func:`random_crop`."""
+    h, w = _size_hw(size)
+    img = _cover(np.asarray(image, dtype=np.float32), h, w)
+    y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+    return np.ascontiguousarray(img[y : y + h, x : x + w], dtype=np.float32)
+
+
+def resize_short(image: np.ndarray, size: int) -> np.ndarray:
+    """Resize so the short side is ``size`` px (area interpolation to shrink, bicubic to enlarge)."""
+    if int(size) < 1:
+        raise ValueError(f"size must be positive, got {size!r}")
+    ih, iw = image.shape[:2]
+    scale = int(size) / min(ih, iw)
+    new = (max(1, round(iw * scale)), max(1, round(ih * scale)))
+    interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC
+    return np.clip(cv2.resize(np.asarray(image, dtype=np.float32), new, interpolation=interp), 0.0, 1.0)
+
+
+__all__ = [
+    "BUILTIN_SPLITS",
+    "BUILTIN_SOURCES",
+    "builtin_path",
+    "center_crop",
+    "load_corpus",
+    "load_named_corpus",
+    "random_crop",
+    "resize_short",
+]

@@ -1,0 +1,353 @@
+"""The Gymnasium environment: restore an image region by region.
+
+State: a set of per-region degradation embeddings. Action: a region, a tool and the tool's continuous
+parameters (normalised to [-1, 1]), or STOP. Reward: the (sign-corrected) gain of an image-quality
+metric, minus ``step_cost`` times the tool's relative cost.
+
+Observation (a flat ``Dict`` of float32 ``Box`` spaces, no nesting):
+
+- ``regions``  (K, D): the embedding of each region slot (zeros in padded slots),
+- ``valid``    (K,):   1 where the slot holds a real region, 0 for padding,
+- ``history``  (K, T): how often each tool has been applied to each region this episode,
+- ``steps_left`` (1,): steps remaining in the budget.
+
+Native action: ``Dict(region=Discrete(K), tool=Discrete(T + 1), params=Box(-1, 1, (P,)))``; tool index
+``T`` is STOP and a tool reads the first ``p`` of the ``P`` parameters. See :mod:`ir_env.wrappers` for
+the ``Box`` and ``MultiDiscrete`` encodings that stable-baselines3 needs.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+from ir_env.corpus import load_corpus, random_crop
+from ir_env.recipes import Scene, synthesize
+from ir_env.embeddings import make_embedder
+from ir_env.quality import gain as quality_gain
+from ir_env.quality import get_metric
+from ir_env.regions import make_proposer, pad_masks
+from restorers import Tool, apply, check_image, get_tool, list_tools, resolve_params
+
+#: Embedding values are clipped to this bound so the observation space is a finite Box.
+EMBED_BOUND = 10.0
+
+
+@dataclass
+class Step:
+    """One applied step of an episode (the trace entry). ``params`` are physical values."""
+
+    region: int
+    region_area: float
+    tool: str
+    params: dict[str, float]
+    quality_before: float
+    quality_after: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return dict(self.__dict__)
+
+
+@dataclass
+class EpisodeState:
+    """Everything that changes inside one episode."""
+
+    scene: Scene
+    image: np.ndarray
+    masks: np.ndarray  # (K, H, W) bool, padded
+    valid: np.ndarray  # (K,) bool
+    history: np.ndarray  # (K, T) float32
+    embeddings: np.ndarray  # (K, D) float32
+    quality: float
+    quality_start: float
+    psnr_start: float | None
+    steps: int = 0
+    tool_calls: int = 0
+    trace: list[Step] = field(default_factory=list)
+    last_action: str = "reset"
+
+
+class SpatialIREnv(gym.Env):
+    """Region-wise image restoration as an MDP (see the module docstring for spaces).
+
+    Args:
+        recipe: degradation recipe name (``ir_env.list_recipes()``), default ``"spatial-mixed"``.
+        corpus: ``"builtin"``, a folder of images, or a list of float32 HxWx3 images in [0, 1].
+        split: corpus split (``"train"``, ``"test"`` or ``"all"``) for named corpora.
+        image_size: side of the square random crop, in px (>= 32).
+        max_regions: K, the number of region slots.
+        region_proposer: proposer name (``grid``, ``slic``, ``felzenszwalb``, ``degradation-clusters``,
+            ``sam``, ``oracle``, ``whole``); ``proposer_kwargs`` go to it.
+        embedding: embedder name (``handcrafted``; ``learned`` when available).
+        reward_metric: IQA metric for the reward (``psnr``, ``ssim``: full-reference, the clean image is
+            known in training; ``niqe``, ``piqe``, ``brisque``: no-reference).
+        max_steps: step budget per episode (truncation).
+        step_cost: reward penalty per unit of relative tool cost (in the metric's units, e.g. dB).
+        tools: tool names to offer (default: every registered tool, in registry order).
+        seed: default seed used by the first ``reset()`` when none is given.
+        render_mode: ``"rgb_array"`` or ``None``.
+    """
+
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
+
+    def __init__(
+        self,
+        recipe: str = "spatial-mixed",
+        corpus: str | Sequence[np.ndarray] = "builtin",
+        split: str = "train",
+        image_size: int = 128,
+        max_regions: int = 8,
+        region_proposer: str = "degradation-clusters",
+        embedding: str = "handcrafted",
+        reward_metric: str = "psnr",
+        max_steps: int = 6,
+        step_cost: float = 0.02,
+        tools: Sequence[str] | None = None,
+        seed: int | None = None,
+        render_mode: str | None = None,
+        proposer_kwargs: Mapping[str, Any] | None = None,
+    ) -> None:
+        if render_mode is not None and render_mode not in self.metadata["render_modes"]:
+            raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
+        if int(image_size) < 32:
+            raise ValueError(f"image_size must be >= 32 px, got {image_size}")
+        if int(max_regions) < 1:
+            raise ValueError(f"max_regions must be >= 1, got {max_regions}")
+        if int(max_steps) < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        if not np.isfinite(step_cost) or step_cost < 0:
+            raise ValueError(f"step_cost must be a finite number >= 0, got {step_cost}")
+        self.recipe = recipe
+        synthesize(np.zeros((32, 32, 3), np.float32), recipe=recipe, seed=0)  # fail early on a bad recipe
+        if isinstance(corpus, str):
+            self.images = load_corpus(corpus, split=split)
+            self.corpus_name = corpus
+        else:
+            self.images = [check_image(im, name=f"corpus image {i}") for i, im in enumerate(corpus)]
+            self.corpus_name = "custom"
+        if not self.images:
+            raise ValueError("the corpus holds no images")
+        self.image_size = int(image_size)
+        self.max_regions = int(max_regions)
+        self.max_steps = int(max_steps)
+        self.step_cost = float(step_cost)
+        self.render_mode = render_mode
+        self.tools: list[Tool] = [get_tool(n) for n in tools] if tools is not None else list_tools()
+        if not self.tools:
+            raise ValueError("no tools: pass at least one tool name")
+        self.proposer = make_proposer(region_proposer, max_regions=self.max_regions, **dict(proposer_kwargs or {}))
+        self.region_proposer = region_proposer
+        self.embedder = make_embedder(embedding)
+        self.embedding = embedding
+        self.metric = get_metric(reward_metric)
+        self.reward_metric = reward_metric
+        self._psnr = get_metric("psnr")
+        self._ssim = get_metric("ssim")
+        self._default_seed = seed
+
+        k, t, d = self.max_regions, len(self.tools), int(self.embedder.dim)
+        self.num_tools = t
+        self.stop_index = t
+        self.num_params = max(len(tool.params) for tool in self.tools)
+        self.observation_space = spaces.Dict(
+            {
+                "regions": spaces.Box(-EMBED_BOUND, EMBED_BOUND, (k, d), np.float32),
+                "valid": spaces.Box(0.0, 1.0, (k,), np.float32),
+                "history": spaces.Box(0.0, float(self.max_steps), (k, t), np.float32),
+                "steps_left": spaces.Box(0.0, float(self.max_steps), (1,), np.float32),
+            }
+        )
+        self.action_space = spaces.Dict(
+            {
+                "region": spaces.Discrete(k),
+                "tool": spaces.Discrete(t + 1),
+                "params": spaces.Box(-1.0, 1.0, (self.num_params,), np.float32),
+            }
+        )
+        self.state: EpisodeState | None = None
+
+    # ------------------------------------------------------------------ helpers
+    @property
+    def tool_names(self) -> list[str]:
+        """Names of the offered tools, in action-index order (STOP is index ``len(tool_names)``)."""
+        return [t.name for t in self.tools]
+
+    def _embed(self, image: np.ndarray, masks: np.ndarray, valid: np.ndarray) -> np.ndarray:
+        out = np.zeros((self.max_regions, int(self.embedder.dim)), np.float32)
+        idx = np.flatnonzero(valid)
+        if idx.size:
+            emb = np.asarray(self.embedder.embed(image, masks[idx]), dtype=np.float32)
+            out[idx] = np.clip(np.nan_to_num(emb, nan=0.0, posinf=EMBED_BOUND, neginf=-EMBED_BOUND),
+                               -EMBED_BOUND, EMBED_BOUND)
+        return out
+
+    def _quality(self, image: np.ndarray, clean: np.ndarray) -> float:
+        return float(self.metric.score(image, reference=clean if self.metric.info.needs_reference else None))
+
+    def _obs(self) -> dict[str, np.ndarray]:
+        s = self._require_state()
+        return {
+            "regions": s.embeddings.copy(),
+            "valid": s.valid.astype(np.float32),
+            "history": s.history.copy(),
+            "steps_left": np.array([self.max_steps - s.steps], dtype=np.float32),
+        }
+
+    def _require_state(self) -> EpisodeState:
+        if self.state is None:
+            raise RuntimeError("call reset() before step()/render()")
+        return self.state
+
+    def action_masks(self) -> np.ndarray:
+        """Valid (region, tool) pairs as a flat bool vector of length K*T + 1 (STOP last, always valid).
+
+        Index ``k * T + t`` is tool ``t`` on region ``k``; padded regions are masked out.
+        """
+        s = self._require_state()
+        mask = np.repeat(s.valid, self.num_tools)
+        return np.concatenate([mask, [True]]).astype(bool)
+
+    # ------------------------------------------------------------------ gym API
+    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+        """Start an episode: crop a corpus photo, synthesise a scene, propose regions, embed them.
+
+        ``options`` may hold ``"scene"`` (a ready :class:`~ir_env.degradations.Scene`) or ``"image"``
+        (a clean float32 HxWx3 image used instead of a corpus crop, at its own size).
+        """
+        if seed is None and self._default_seed is not None and self.state is None:
+            seed = self._default_seed
+        super().reset(seed=seed)
+        options = dict(options or {})
+        rng = self.np_random
+        if "scene" in options:
+            scene = options["scene"]
+            if not isinstance(scene, Scene):
+                raise ValueError("options['scene'] must be an ir_env.Scene")
+        else:
+            if "image" in options:
+                clean = check_image(options["image"], name="options['image']")
+            else:
+                photo = self.images[int(rng.integers(len(self.images)))]
+                clean = random_crop(photo, self.image_size, rng)
+            scene = synthesize(clean, recipe=self.recipe, seed=int(rng.integers(2**31 - 1)))
+        raw = np.asarray(self.proposer.propose(scene.degraded, scene=scene), dtype=bool)
+        masks, valid = pad_masks(raw, self.max_regions)
+        image = scene.degraded.copy()
+        q0 = self._quality(image, scene.clean)
+        psnr0 = float(self._psnr.score(image, reference=scene.clean))
+        self.state = EpisodeState(
+            scene=scene, image=image, masks=masks, valid=valid,
+            history=np.zeros((self.max_regions, self.num_tools), np.float32),
+            embeddings=self._embed(image, masks, valid), quality=q0, quality_start=q0, psnr_start=psnr0,
+        )
+        info = {"psnr": psnr0, "quality": q0, "num_regions": int(valid.sum()), "recipe": scene.recipe}
+        return self._obs(), info
+
+    def decode_action(self, action: Mapping[str, Any]) -> tuple[int, int, np.ndarray]:
+        """Validate a native action; returns (region, tool index, params). Raises ``ValueError``."""
+        if not isinstance(action, Mapping):
+            raise ValueError(f"action must be a dict with keys region, tool, params; got {type(action).__name__}")
+        missing = {"region", "tool", "params"} - set(action)
+        if missing:
+            raise ValueError(f"action is missing key(s) {sorted(missing)}")
+        try:
+            region, tool = int(action["region"]), int(action["tool"])
+        except (TypeError, ValueError):
+            raise ValueError(f"action region/tool must be integers, got {action['region']!r}, {action['tool']!r}") from None
+        params = np.asarray(action["params"], dtype=np.float64).ravel()
+        if not 0 <= region < self.max_regions:
+            raise ValueError(f"action region {region} outside [0, {self.max_regions - 1}]")
+        if not 0 <= tool <= self.num_tools:
+            raise ValueError(f"action tool {tool} outside [0, {self.num_tools}] ({self.num_tools} = STOP)")
+        if params.shape != (self.num_params,):
+            raise ValueError(f"action params must have shape ({self.num_params},), got {params.shape}")
+        if not np.all(np.isfinite(params)):
+            raise ValueError(f"action params contain NaN or inf: {params.tolist()}")
+        if np.any(np.abs(params) > 1.0 + 1e-6):
+            raise ValueError(f"action params must lie in [-1, 1], got {np.round(params, 4).tolist()}")
+        return region, tool, np.clip(params, -1.0, 1.0)
+
+    def step(self, action: Mapping[str, Any]):
+        """Apply one action. Returns ``(obs, reward, terminated, truncated, info)``.
+
+        ``info``: ``tool``, ``region``, ``params`` (physical), ``tool_seconds``, ``rewards`` (the reward
+        terms), ``psnr`` (clean image known), and on the last step ``ssim``, ``psnr_gain``, ``quality_gain``,
+        ``is_success`` (PSNR improved), ``tool_calls`` and ``trace``.
+        """
+        s = self._require_state()
+        region, tool_idx, theta = self.decode_action(action)
+        info: dict[str, Any] = {"region": region, "tool": "STOP", "params": {}, "tool_seconds": 0.0}
+        terminated = False
+        if tool_idx == self.stop_index:
+            terminated = True
+            rewards = {"quality_gain": 0.0, "step_cost": 0.0}
+            s.last_action = "STOP"
+        else:
+            tool = self.tools[tool_idx]
+            phys = resolve_params(tool, theta)
+            info.update(tool=tool.name, params=phys)
+            cost = -self.step_cost * float(tool.cost)
+            s.steps += 1
+            if not s.valid[region]:
+                rewards = {"quality_gain": 0.0, "step_cost": cost}
+                s.last_action = f"{tool.name} on padded region {region}: no-op"
+            else:
+                t0 = time.perf_counter()
+                new = apply(s.image, tool, phys, mask=s.masks[region])
+                dt = time.perf_counter() - t0
+                s.tool_calls += 1
+                q = self._quality(new, s.scene.clean)
+                g = float(quality_gain(self.reward_metric, s.quality, q))
+                s.trace.append(Step(region, float(s.masks[region].mean()), tool.name, phys, s.quality, q, dt))
+                s.image, s.quality = new, q
+                s.history[region, tool_idx] += 1.0
+                s.embeddings = self._embed(new, s.masks, s.valid)
+                rewards = {"quality_gain": g, "step_cost": cost}
+                info["tool_seconds"] = dt
+                args = ", ".join(f"{k}={v:.3g}" for k, v in phys.items())
+                s.last_action = f"r{region}: {tool.name}({args}) {g:+.2f}"
+        truncated = not terminated and s.steps >= self.max_steps
+        reward = float(sum(rewards.values()))
+        info["rewards"] = rewards
+        info["psnr"] = float(self._psnr.score(s.image, reference=s.scene.clean))
+        if terminated or truncated:
+            info.update(self.episode_summary())
+        return self._obs(), reward, terminated, truncated, info
+
+    def episode_summary(self) -> dict[str, Any]:
+        """End-of-episode figures: PSNR/SSIM before and after, gains, success flag, trace."""
+        s = self._require_state()
+        psnr_end = float(self._psnr.score(s.image, reference=s.scene.clean))
+        ssim_end = float(self._ssim.score(s.image, reference=s.scene.clean))
+        ssim_start = float(self._ssim.score(s.scene.degraded, reference=s.scene.clean))
+        return {
+            "psnr_in": s.psnr_start, "psnr_out": psnr_end, "psnr_gain": psnr_end - (s.psnr_start or 0.0),
+            "ssim_in": ssim_start, "ssim_out": ssim_end, "ssim": ssim_end,
+            "quality_gain": float(quality_gain(self.reward_metric, s.quality_start, s.quality)),
+            "is_success": bool(psnr_end > (s.psnr_start or 0.0) + 1e-6),
+            "tool_calls": s.tool_calls, "steps": s.steps,
+            "trace": [st.as_dict() for st in s.trace],
+        }
+
+    @property
+    def current_image(self) -> np.ndarray:
+        """The image as restored so far (float32 HxWx3 in [0, 1])."""
+        return self._require_state().image.copy()
+
+    def render(self) -> np.ndarray | None:
+        """RGB uint8 array: the current image (upscaled to >= 256 px) with region outlines, region
+        numbers and the last action written on it."""
+        if self.render_mode is None:
+            return None
+        from ir_env.visualize import render_state
+
+        s = self._require_state()
+        return render_state(s.image, s.masks[s.valid], s.last_action, s.steps, self.max_steps)

@@ -1,0 +1,253 @@
+"""Region-proposer interface and partition utilities shared by every proposer.
+
+A *partition* here is a bool array ``(K, H, W)``: every pixel belongs to exactly one mask, no mask is
+empty, ``K <= max_regions``. Masks are ordered by area, largest first; equal areas are ordered by the
+raster index (row-major) of their first pixel. That order is deterministic for a given label map.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from restorers.imagecheck import check_image
+
+
+class RegionProposer:
+    """Split an image into at most ``max_regions`` disjoint masks that cover it.
+
+    Subclasses implement :meth:`_labels` (an ``H x W`` integer label map, any non-negative ids);
+    :meth:`propose` validates the image, merges the label map down to ``max_regions`` regions (and
+    folds fragments smaller than ``min_area_frac`` of the image into their most similar neighbour),
+    and returns the ordered partition.
+
+    Args:
+        max_regions: upper bound K on the number of masks returned (>= 1).
+        seed: seed for any randomness (k-means initialisation); same seed, same masks.
+        min_area_frac: fragments smaller than this fraction of the image (in [0, 0.5)) are merged.
+    """
+
+    #: registry name, e.g. ``"grid"``.
+    name: str = ""
+    #: whether :meth:`propose` needs the ``scene`` argument.
+    needs_scene: bool = False
+
+    def __init__(self, max_regions: int = 8, seed: int = 0, min_area_frac: float = 0.01) -> None:
+        if isinstance(max_regions, bool) or not isinstance(max_regions, (int, np.integer)) or max_regions < 1:
+            raise ValueError(f"max_regions must be an integer >= 1, got {max_regions!r}")
+        if not 0.0 <= float(min_area_frac) < 0.5:
+            raise ValueError(f"min_area_frac must lie in [0, 0.5), got {min_area_frac!r}")
+        self.max_regions = int(max_regions)
+        self.seed = int(seed)
+        self.min_area_frac = float(min_area_frac)
+
+    def propose(self, image: np.ndarray, scene: Any = None) -> np.ndarray:
+        """Masks ``(K, H, W)`` bool, a partition of ``image`` (float32 HxWx3 in [0, 1]).
+
+        ``K <= max_regions``, no empty mask, largest area first (ties: raster order of first pixel).
+        ``scene`` (an ``ir_env.degradations.Scene``) is only read by proposers with ``needs_scene``.
+        """
+        img = check_image(image)
+        labels, features = self._segment(img, scene)
+        labels = np.asarray(labels)
+        if labels.shape != img.shape[:2]:
+            raise RuntimeError(f"{self.name}: label map has shape {labels.shape}, image is {img.shape[:2]}")
+        min_size = int(np.ceil(self.min_area_frac * labels.size))
+        labels = merge_regions(labels, features, self.max_regions, min_size)
+        return labels_to_masks(labels)
+
+    __call__ = propose
+
+    def _segment(self, image: np.ndarray, scene: Any) -> tuple[np.ndarray, np.ndarray | None]:
+        """(label map ``(H, W)``, per-pixel merge features ``(H, W, C)``) for a validated image; the
+        default pairs :meth:`_labels` with :meth:`_merge_features`."""
+        labels = self._labels(image, scene)
+        return labels, self._merge_features(image, scene)
+
+    def _labels(self, image: np.ndarray, scene: Any) -> np.ndarray:
+        """Integer label map ``(H, W)`` for a validated image; may hold more than ``max_regions`` ids.
+        Subclasses override this or :meth:`_segment`."""
+        raise NotImplementedError(f"{type(self).__name__} must implement _labels or _segment")
+
+    def _merge_features(self, image: np.ndarray, scene: Any) -> np.ndarray:
+        """Per-pixel features ``(H, W, C)`` whose region means decide which regions merge (default:
+        CIE Lab colour scaled to roughly unit range)."""
+        return lab_features(image)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(max_regions={self.max_regions}, seed={self.seed})"
+
+
+def lab_features(image: np.ndarray) -> np.ndarray:
+    """CIE Lab of an RGB image in [0, 1], divided by 100 (L in [0, 1], a/b roughly [-1, 1]); float32."""
+    from skimage.color import rgb2lab
+
+    return (rgb2lab(image) / 100.0).astype(np.float32)
+
+
+def relabel_sequential(labels: np.ndarray) -> np.ndarray:
+    """Map arbitrary integer ids to 0..n-1 in raster order of first appearance (int32)."""
+    flat = np.asarray(labels).ravel()
+    _, first, inverse = np.unique(flat, return_index=True, return_inverse=True)
+    # rank ids by the raster position of their first pixel
+    order = np.argsort(first, kind="stable")
+    rank = np.empty_like(order)
+    rank[order] = np.arange(order.size)
+    return rank[inverse].reshape(labels.shape).astype(np.int32)
+
+
+def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
+    """Unique unordered pairs (a < b) of labels that touch horizontally or vertically, shape (E, 2)."""
+    pairs = [
+        np.stack([labels[:, :-1].ravel(), labels[:, 1:].ravel()], axis=1),
+        np.stack([labels[:-1, :].ravel(), labels[1:, :].ravel()], axis=1),
+    ]
+    p = np.concatenate(pairs)
+    p = p[p[:, 0] != p[:, 1]]
+    p = np.sort(p, axis=1)
+    return np.unique(p, axis=0) if p.size else np.zeros((0, 2), dtype=labels.dtype)
+
+
+def merge_regions(
+    labels: np.ndarray, features: np.ndarray | None, max_regions: int, min_size: int = 0
+) -> np.ndarray:
+    """Merge regions of a label map until at most ``max_regions`` remain, none smaller than ``min_size``.
+
+    Hand-written because skimage's RAG merging stops at a distance threshold, not at a region count.
+    Step 1: while some region is smaller than ``min_size`` pixels, the smallest one joins its adjacent
+    neighbour with the closest mean feature. Step 2: while more than ``max_regions`` regions remain,
+    the adjacent pair with the smallest Ward cost ``|f_a - f_b|^2 * n_a n_b / (n_a + n_b)`` merges.
+    Regions with no neighbour (only possible when a label is disconnected from all others — never in
+    a 4-connected image with >1 label) may merge with any region. Ties break on the lowest ids.
+
+    Args:
+        labels: ``(H, W)`` integer label map.
+        features: ``(H, W, C)`` per-pixel features (``None``: merge by size only).
+        max_regions: target upper bound on the region count (>= 1).
+        min_size: minimum region size in pixels (regions are never merged below one region).
+
+    Returns:
+        ``(H, W)`` int32 labels 0..K-1 (raster order of first pixel).
+    """
+    lab = relabel_sequential(labels)
+    n = int(lab.max()) + 1
+    h, w = lab.shape
+    if features is None:
+        feats = np.zeros((h * w, 1), dtype=np.float64)
+    else:
+        feats = np.asarray(features, dtype=np.float64).reshape(h * w, -1)
+    flat = lab.ravel()
+    size = np.bincount(flat, minlength=n).astype(np.float64)
+    sums = np.stack([np.bincount(flat, weights=feats[:, c], minlength=n) for c in range(feats.shape[1])], 1)
+    edges = _adjacent_pairs(lab).astype(np.int64)
+    parent = np.arange(n)
+    alive = np.ones(n, dtype=bool)
+
+    def merge(src: int, dst: int) -> np.ndarray:
+        size[dst] += size[src]
+        sums[dst] += sums[src]
+        alive[src] = False
+        parent[src] = dst
+        e = np.where(edges == src, dst, edges)
+        e = np.sort(e[e[:, 0] != e[:, 1]], axis=1)
+        return np.unique(e, axis=0) if e.size else np.zeros((0, 2), dtype=np.int64)
+
+    def neighbours(i: int) -> np.ndarray:
+        nb = np.concatenate([edges[edges[:, 0] == i, 1], edges[edges[:, 1] == i, 0]])
+        if nb.size == 0:  # isolated (cannot happen in a 4-connected map with >1 region): any region
+            nb = np.flatnonzero(alive)
+            nb = nb[nb != i]
+        return np.sort(nb)
+
+    while alive.sum() > 1:
+        means = sums / size[:, None]
+        # step 1: fold the smallest fragment below min_size into its most similar neighbour
+        small = np.flatnonzero(alive & (size < min_size))
+        if small.size:
+            s = int(small[np.argmin(size[small])])
+            nb = neighbours(s)
+            t = int(nb[np.argmin(np.sum((means[nb] - means[s]) ** 2, axis=1))])
+            edges = merge(s, t)
+            continue
+        if alive.sum() <= max(1, max_regions):
+            break
+        # step 2: Ward-style agglomeration of the cheapest adjacent pair
+        if edges.size == 0:
+            ids = np.flatnonzero(alive)
+            edges = np.array([[ids[0], ids[1]]], dtype=np.int64)
+        a, b = edges[:, 0], edges[:, 1]
+        cost = np.sum((means[a] - means[b]) ** 2, axis=1) * size[a] * size[b] / (size[a] + size[b])
+        i = int(np.argmin(cost))
+        ea, eb = int(a[i]), int(b[i])
+        src, dst = (ea, eb) if size[ea] < size[eb] or (size[ea] == size[eb] and ea > eb) else (eb, ea)
+        edges = merge(src, dst)
+    # resolve merge chains to their surviving root
+    root = parent.copy()
+    for _ in range(n):
+        nxt = root[root]
+        if np.array_equal(nxt, root):
+            break
+        root = nxt
+    return relabel_sequential(root[lab])
+
+
+def labels_to_masks(labels: np.ndarray) -> np.ndarray:
+    """Label map ``(H, W)`` -> ordered partition ``(K, H, W)`` bool: area descending, ties by the raster
+    index of each region's first pixel. Labels absent from the map produce no mask."""
+    lab = relabel_sequential(labels)  # ids now in raster order of first pixel
+    n = int(lab.max()) + 1
+    area = np.bincount(lab.ravel(), minlength=n)
+    order = sorted(range(n), key=lambda i: (-int(area[i]), i))
+    return np.stack([lab == i for i in order]).astype(bool)
+
+
+def masks_to_labels(masks: np.ndarray) -> np.ndarray:
+    """Partition ``(K, H, W)`` -> label map ``(H, W)`` int32 (index of the mask holding each pixel).
+
+    Raises ``ValueError`` when ``masks`` is not a partition (see :func:`check_partition`)."""
+    m = check_partition(masks)
+    return np.argmax(m, axis=0).astype(np.int32)
+
+
+def check_partition(masks: object, shape: tuple[int, int] | None = None, max_regions: int | None = None) -> np.ndarray:
+    """Validate that ``masks`` is a bool ``(K, H, W)`` partition: every pixel in exactly one mask, no
+    empty mask, optionally ``(H, W) == shape`` and ``K <= max_regions``. Returns it; else ``ValueError``."""
+    if not isinstance(masks, np.ndarray):
+        raise ValueError(f"masks must be a numpy array, got {type(masks).__name__}")
+    if masks.ndim != 3 or masks.shape[0] < 1:
+        raise ValueError(f"masks must have shape (K, H, W) with K >= 1, got {masks.shape}")
+    if masks.dtype != bool:
+        raise ValueError(f"masks must be bool, got dtype {masks.dtype}")
+    if shape is not None and masks.shape[1:] != tuple(shape):
+        raise ValueError(f"masks cover {masks.shape[1:]}, expected {tuple(shape)}")
+    if max_regions is not None and masks.shape[0] > max_regions:
+        raise ValueError(f"{masks.shape[0]} masks exceed max_regions={max_regions}")
+    count = masks.sum(axis=0)
+    if np.any(count != 1):
+        bad = int(np.sum(count != 1))
+        raise ValueError(f"masks are not a partition: {bad} pixels are covered {set(np.unique(count)) - {1}} times")
+    empty = np.flatnonzero(~masks.any(axis=(1, 2)))
+    if empty.size:
+        raise ValueError(f"masks {empty.tolist()} are empty")
+    return masks
+
+
+def pad_masks(masks: np.ndarray, max_regions: int) -> tuple[np.ndarray, np.ndarray]:
+    """Pad a ``(K, H, W)`` bool mask stack to ``(max_regions, H, W)`` for a fixed-size observation.
+
+    Returns ``(padded, valid)``: ``padded[:K] = masks``, the rest all-False; ``valid`` is a
+    ``(max_regions,)`` bool vector, True for the first K slots. ``ValueError`` if K > max_regions.
+    """
+    if not isinstance(masks, np.ndarray) or masks.ndim != 3:
+        raise ValueError(f"masks must be a (K, H, W) array, got {getattr(masks, 'shape', type(masks).__name__)}")
+    if isinstance(max_regions, bool) or not isinstance(max_regions, (int, np.integer)) or max_regions < 1:
+        raise ValueError(f"max_regions must be an integer >= 1, got {max_regions!r}")
+    k, h, w = masks.shape
+    if k > max_regions:
+        raise ValueError(f"{k} masks do not fit max_regions={max_regions}")
+    padded = np.zeros((max_regions, h, w), dtype=bool)
+    padded[:k] = masks.astype(bool)
+    valid = np.zeros(max_regions, dtype=bool)
+    valid[:k] = True
+    return padded, valid

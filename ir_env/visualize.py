@@ -1,0 +1,89 @@
+"""Pictures for people: region overlays and labelled image grids (uint8 only inside, float32 out)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import cv2
+import numpy as np
+
+from ir_env.imageio import to_uint8
+
+#: Distinct colours (RGB, 0-1) for region overlays, cycled.
+PALETTE = np.array(
+    [[0.90, 0.10, 0.10], [0.10, 0.60, 0.95], [0.20, 0.80, 0.20], [0.95, 0.75, 0.10],
+     [0.70, 0.20, 0.85], [0.10, 0.85, 0.80], [0.95, 0.45, 0.10], [0.55, 0.55, 0.55]],
+    dtype=np.float32,
+)
+
+
+def region_colour(k: int) -> np.ndarray:
+    """The overlay colour (RGB float32 in [0, 1]) of region ``k``."""
+    return PALETTE[k % len(PALETTE)]
+
+
+def overlay_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.35, outline: bool = True) -> np.ndarray:
+    """Tint each region of ``masks`` (K,H,W bool) in its colour over ``image`` and draw outlines."""
+    out = image.astype(np.float32).copy()
+    for k, m in enumerate(np.asarray(masks, dtype=bool)):
+        if not m.any():
+            continue
+        c = region_colour(k)
+        out[m] = (1 - alpha) * out[m] + alpha * c
+    if outline:
+        out = draw_outlines(out, masks)
+    return out
+
+
+def draw_outlines(image: np.ndarray, masks: np.ndarray, thickness: int = 1) -> np.ndarray:
+    """Draw each region's contour in its colour; returns float32 HxWx3."""
+    u8 = np.ascontiguousarray(to_uint8(image))
+    for k, m in enumerate(np.asarray(masks, dtype=bool)):
+        if not m.any():
+            continue
+        contours, _ = cv2.findContours(m.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+        colour = tuple(int(v * 255) for v in region_colour(k))
+        cv2.drawContours(u8, contours, -1, colour, thickness)
+    return u8.astype(np.float32) / 255.0
+
+
+def put_label(image: np.ndarray, text: str, scale: float = 0.35) -> np.ndarray:
+    """Write ``text`` on a dark band at the top of ``image`` (float32 HxWx3 in [0, 1])."""
+    u8 = np.ascontiguousarray(to_uint8(image))
+    h = max(10, int(22 * scale / 0.35 * 0.6))
+    u8[:h] = (u8[:h] * 0.35).astype(np.uint8)
+    cv2.putText(u8, text, (2, h - 3), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+    return u8.astype(np.float32) / 255.0
+
+
+def image_grid(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[Sequence[str]] | None = None,
+               gap: int = 2) -> np.ndarray:
+    """Tile equally sized images into a grid (rows of columns), optional label on each tile."""
+    tiles = []
+    for r, row in enumerate(rows):
+        row_tiles = []
+        for c, img in enumerate(row):
+            t = img if labels is None else put_label(img, labels[r][c])
+            row_tiles.append(np.pad(t, ((gap, gap), (gap, gap), (0, 0)), constant_values=1.0))
+        tiles.append(np.concatenate(row_tiles, axis=1))
+    return np.concatenate(tiles, axis=0).astype(np.float32)
+
+
+def render_state(image: np.ndarray, masks: np.ndarray, text: str, step: int, max_steps: int,
+                 min_side: int = 256) -> np.ndarray:
+    """The env's ``render()`` frame: uint8 HxWx3, upscaled to ``min_side`` px, outlines, region numbers
+    at each region's centroid and ``text`` (the last action) at the top."""
+    h, w = image.shape[:2]
+    scale = max(1, int(np.ceil(min_side / min(h, w))))
+    big = cv2.resize(image, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+    bmasks = np.stack([cv2.resize(m.astype(np.uint8), (w * scale, h * scale),
+                                  interpolation=cv2.INTER_NEAREST) > 0 for m in masks]) if len(masks) else masks
+    frame = put_label(draw_outlines(big, bmasks, thickness=2), f"step {step}/{max_steps}: {text}", scale=0.45)
+    u8 = np.ascontiguousarray(to_uint8(frame))
+    for k, m in enumerate(bmasks):
+        ys, xs = np.nonzero(m)
+        if ys.size:
+            c = tuple(int(v * 255) for v in region_colour(k))
+            cv2.putText(u8, str(k), (int(xs.mean()) - 5, int(ys.mean()) + 5), cv2.FONT_HERSHEY_SIMPLEX,
+                        0.6, c, 2, cv2.LINE_AA)
+    return u8

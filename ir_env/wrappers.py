@@ -1,0 +1,100 @@
+"""Action encodings that stable-baselines3 can hold, and an episode-statistics helper.
+
+- :class:`BoxAction`: ``Box([0, -1, ...], [K*T, 1, ...])``: ``[joint_index, θ1..θP]``; the joint index
+  (rounded) is ``k * T + t`` for tool ``t`` on region ``k`` and ``K*T`` is STOP. A hybrid policy samples
+  the index from a categorical and θ from a Gaussian (see ``policies.ppo``).
+- :class:`MultiDiscreteAction`: ``MultiDiscrete([K*T + 1, B, ..., B])``: the joint (region, tool) index
+  and each parameter discretised into ``B`` bins spread evenly over [-1, 1]. ``action_masks()`` returns
+  the concatenated per-dimension masks that sb3-contrib's MaskablePPO expects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+from gymnasium import spaces
+
+
+def _base(env: gym.Env) -> Any:
+    """The unwrapped SpatialIR env (it owns the action layout)."""
+    return env.unwrapped
+
+
+def joint_to_action(env: gym.Env, joint: int, theta: np.ndarray) -> dict[str, Any]:
+    """Joint (region, tool) index + normalised params -> native Dict action of the unwrapped env."""
+    base = _base(env)
+    t, p = base.num_tools, base.num_params
+    theta = np.asarray(theta, dtype=np.float32).reshape(-1)[:p]
+    if joint == base.max_regions * t:
+        return {"region": 0, "tool": t, "params": np.zeros(p, np.float32)}
+    return {"region": int(joint // t), "tool": int(joint % t), "params": np.clip(theta, -1, 1).astype(np.float32)}
+
+
+def action_to_joint(env: gym.Env, action: dict[str, Any]) -> int:
+    """Native Dict action -> joint index (STOP -> K*T)."""
+    base = _base(env)
+    if int(action["tool"]) == base.num_tools:
+        return base.max_regions * base.num_tools
+    return int(action["region"]) * base.num_tools + int(action["tool"])
+
+
+class BoxAction(gym.ActionWrapper):
+    """Encode the hybrid action as one ``Box``: ``[joint_index, θ1..θP]`` (see module docstring)."""
+
+    def __init__(self, env: gym.Env) -> None:
+        super().__init__(env)
+        base = _base(env)
+        self.num_joint = base.max_regions * base.num_tools + 1
+        p = base.num_params
+        low = np.concatenate([[0.0], -np.ones(p)]).astype(np.float32)
+        high = np.concatenate([[self.num_joint - 1.0], np.ones(p)]).astype(np.float32)
+        self.action_space = spaces.Box(low, high, dtype=np.float32)
+
+    def action(self, action: np.ndarray) -> dict[str, Any]:
+        """Box vector -> native action; raises ``ValueError`` for a wrong shape, NaN or out-of-box values."""
+        a = np.asarray(action, dtype=np.float64).reshape(-1)
+        if a.shape != self.action_space.shape:
+            raise ValueError(f"Box action must have shape {self.action_space.shape}, got {a.shape}")
+        if not np.all(np.isfinite(a)):
+            raise ValueError(f"Box action contains NaN or inf: {a.tolist()}")
+        lo, hi = self.action_space.low, self.action_space.high
+        if np.any(a < lo - 1e-6) or np.any(a > hi + 1e-6):
+            raise ValueError(f"Box action outside its bounds [{lo.tolist()}, {hi.tolist()}]: {a.tolist()}")
+        joint = int(np.clip(np.rint(a[0]), 0, self.num_joint - 1))
+        return joint_to_action(self.env, joint, a[1:])
+
+    def action_masks(self) -> np.ndarray:
+        """Joint-index mask (length K*T + 1), as the unwrapped env gives it."""
+        return _base(self.env).action_masks()
+
+
+class MultiDiscreteAction(gym.ActionWrapper):
+    """Encode the action as ``MultiDiscrete([K*T + 1] + [bins] * P)``; params at ``linspace(-1, 1, bins)``."""
+
+    def __init__(self, env: gym.Env, bins: int = 5) -> None:
+        super().__init__(env)
+        if int(bins) < 2:
+            raise ValueError(f"bins must be >= 2, got {bins}")
+        base = _base(env)
+        self.bins = int(bins)
+        self.num_joint = base.max_regions * base.num_tools + 1
+        self.levels = np.linspace(-1.0, 1.0, self.bins).astype(np.float32)
+        self.action_space = spaces.MultiDiscrete([self.num_joint] + [self.bins] * base.num_params)
+
+    def action(self, action: np.ndarray) -> dict[str, Any]:
+        """MultiDiscrete vector -> native action; raises ``ValueError`` outside the space."""
+        a = np.asarray(action).reshape(-1)
+        if a.shape != self.action_space.shape or not np.all(np.isfinite(a.astype(np.float64))):
+            raise ValueError(f"MultiDiscrete action must be {self.action_space.shape} finite integers, got {a}")
+        ai = a.astype(np.int64)
+        if np.any(ai != a) or np.any(ai < 0) or np.any(ai >= self.action_space.nvec):
+            raise ValueError(f"MultiDiscrete action {a.tolist()} outside nvec {self.action_space.nvec.tolist()}")
+        return joint_to_action(self.env, int(ai[0]), self.levels[ai[1:]])
+
+    def action_masks(self) -> np.ndarray:
+        """Concatenated per-dimension masks for MaskablePPO: joint mask, then every bin allowed."""
+        joint = _base(self.env).action_masks()
+        rest = np.ones(self.bins * (len(self.action_space.nvec) - 1), dtype=bool)
+        return np.concatenate([joint, rest])

@@ -1,0 +1,204 @@
+"""The ``Planner`` interface shared by scripted and learned planners, and its result type."""
+
+from __future__ import annotations
+
+import abc
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ir_env.regions import make_proposer
+from policies.judge import Judge
+from restorers import apply, check_image, check_mask
+
+#: Modes every planner supports.
+MODES = ("spatial", "global")
+
+
+@dataclass
+class TraceStep:
+    """One applied tool call that the planner kept.
+
+    ``region`` indexes :attr:`RestorationResult.masks`; ``region_area`` is its fraction of the image;
+    ``params`` are physical values; ``quality_before``/``quality_after`` are the judge's scores (in the
+    metric's own units and direction; NaN for planners that do not judge); ``seconds`` is wall time of the
+    decision and execution of this step.
+    """
+
+    region: int
+    region_area: float
+    tool: str
+    params: dict[str, float]
+    quality_before: float
+    quality_after: float
+    seconds: float
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form."""
+        return {"region": self.region, "region_area": self.region_area, "tool": self.tool,
+                "params": {k: float(v) for k, v in self.params.items()},
+                "quality_before": float(self.quality_before), "quality_after": float(self.quality_after),
+                "seconds": float(self.seconds)}
+
+
+@dataclass
+class RestorationResult:
+    """What ``Planner.restore`` returns.
+
+    ``image``: float32 HxWx3 in [0, 1]. ``trace``: the kept steps, in order (replaying them on the input
+    with :meth:`replay` reproduces ``image`` exactly). ``masks``: (K, H, W) bool regions the trace refers
+    to. ``tool_calls``: every tool application including ones a search undid. ``iqa_calls``: judge
+    evaluations used to decide. ``seconds``: wall time of ``restore``. ``info``: planner-specific extras
+    (e.g. ``budget_bound`` for dfs).
+    """
+
+    image: np.ndarray
+    trace: list[TraceStep]
+    masks: np.ndarray
+    tool_calls: int
+    iqa_calls: int
+    seconds: float
+    planner: str = ""
+    judge: str = ""
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def replay(self, degraded: np.ndarray) -> np.ndarray:
+        """Apply the trace's steps to ``degraded``; equals :attr:`image` for the same input."""
+        img = check_image(degraded)
+        for st in self.trace:
+            img = apply(img, st.tool, st.params, mask=self.masks[st.region])
+        return img
+
+    def to_json(self) -> dict[str, Any]:
+        """JSON-friendly summary (no pixel data)."""
+        return {"planner": self.planner, "judge": self.judge, "tool_calls": self.tool_calls,
+                "iqa_calls": self.iqa_calls, "seconds": self.seconds, "num_regions": int(len(self.masks)),
+                "region_areas": [float(m.mean()) for m in self.masks],
+                "trace": [s.as_dict() for s in self.trace], "info": self.info}
+
+
+class Planner(abc.ABC):
+    """Restores an image by choosing (region, tool, parameters) steps.
+
+    Args:
+        mode: ``"spatial"`` (regions from ``region_proposer``) or ``"global"`` (one region = the image).
+        region_proposer: proposer name used in spatial mode (see ``ir_env.regions``).
+        max_regions: at most this many regions in spatial mode.
+        judge: IQA metric that scores candidate images (``None`` for planners that never judge). A
+            full-reference judge (``psnr``, ``ssim``) needs ``reference`` in :meth:`restore` and is an
+            oracle (an upper bound), labelled ``oracle:<metric>``.
+        max_steps: at most this many kept steps.
+        seed: seed for any randomness.
+    """
+
+    name: str = ""
+    uses_judge: bool = True
+
+    def __init__(self, mode: str = "spatial", region_proposer: str = "degradation-clusters", max_regions: int = 4,
+                 judge: str | None = "niqe", max_steps: int = 6, seed: int = 0) -> None:
+        if mode not in MODES:
+            raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
+        if int(max_steps) < 1:
+            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        self.mode = mode
+        self.region_proposer = region_proposer if mode == "spatial" else "whole"
+        self.max_regions = int(max_regions) if mode == "spatial" else 1
+        self.proposer = make_proposer(self.region_proposer, max_regions=self.max_regions, seed=seed)
+        self.judge = Judge(judge) if (judge and self.uses_judge) else None
+        self.max_steps = int(max_steps)
+        self.seed = int(seed)
+        self._env: Any = None
+        self._plans: dict[int, list[TraceStep]] = {}
+
+    # ---------------------------------------------------------------- restore
+    def restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,
+                masks: np.ndarray | None = None) -> RestorationResult:
+        """Restore ``degraded`` (float32 HxWx3 in [0, 1]). ``reference`` (the clean image) is only read by
+        a full-reference judge. ``masks`` (K,H,W bool) overrides the proposer's regions."""
+        t0 = time.perf_counter()
+        img = check_image(degraded, name="degraded")
+        ref = None if reference is None else check_image(reference, name="reference")
+        if ref is not None and ref.shape != img.shape:
+            raise ValueError(f"reference shape {ref.shape} differs from the degraded image's {img.shape}")
+        if self.judge is not None and self.judge.needs_reference and ref is None:
+            raise ValueError(f"judge {self.judge.metric!r} is full-reference: pass reference= (the clean image)")
+        if masks is None:
+            masks = self.proposer.propose(img)
+        else:
+            masks = np.stack([check_mask(m, img.shape[:2]) for m in np.asarray(masks)])
+        if self.judge is not None:
+            self.judge.reset_count()
+        res = self._plan(img, ref, masks)
+        res.seconds = time.perf_counter() - t0
+        res.planner = self.name
+        res.judge = self.judge.label if self.judge is not None else ""
+        if self.judge is not None:
+            res.iqa_calls = self.judge.calls
+        return res
+
+    @abc.abstractmethod
+    def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
+        """Plan and execute on a validated image with fixed regions."""
+
+    # ---------------------------------------------------------------- SB3-style predict
+    def attach(self, env: Any) -> Planner:
+        """Bind to a SpatialIR env (or a wrapper / a DummyVecEnv of them) so :meth:`predict` can read the
+        current image and regions. Returns ``self``."""
+        self._env = env
+        self._plans = {}
+        return self
+
+    def _env_list(self) -> list[Any]:
+        if self._env is None:
+            raise RuntimeError("scripted planners need attach(env) before predict(): they read the env's image")
+        return list(self._env.envs) if hasattr(self._env, "envs") else [self._env]
+
+    def predict(self, observation: Any, state: Any = None, episode_start: np.ndarray | None = None,
+                deterministic: bool = True) -> tuple[np.ndarray | dict[str, Any], Any]:
+        """Stable-Baselines3-compatible ``predict``: the next action for each attached env.
+
+        On an episode's first step the planner runs :meth:`restore` on the env's degraded image with the
+        env's regions (and its clean image when the judge is an oracle) and then replays that plan one
+        step per call, ending with STOP. Actions are encoded for the attached env's action space (native
+        Dict, :class:`~ir_env.wrappers.BoxAction` or :class:`~ir_env.wrappers.MultiDiscreteAction`).
+        """
+        from policies.actions import encode_action
+
+        envs = self._env_list()
+        actions = []
+        for i, env in enumerate(envs):
+            base = env.unwrapped
+            s = base.state
+            if s is None:
+                raise RuntimeError("the attached env has not been reset")
+            if s.steps == 0 or i not in self._plans or (episode_start is not None and bool(np.ravel(episode_start)[i])):
+                idx = np.flatnonzero(s.valid)
+                res = self.restore(s.image, reference=s.scene.clean if (self.judge and self.judge.needs_reference)
+                                   else None, masks=s.masks[idx])
+                self._plans[i] = [TraceStep(int(idx[st.region]), st.region_area, st.tool, st.params,
+                                            st.quality_before, st.quality_after, st.seconds) for st in res.trace]
+            plan = self._plans[i]
+            step = plan.pop(0) if plan and s.steps < base.max_steps else None
+            actions.append(encode_action(env, step))
+        if len(envs) == 1 and not hasattr(self._env, "envs"):
+            return actions[0], state
+        if isinstance(actions[0], dict):
+            return {k: np.stack([a[k] for a in actions]) for k in actions[0]}, state
+        return np.stack(actions), state
+
+    def __repr__(self) -> str:
+        j = self.judge.label if self.judge else None
+        return f"{type(self).__name__}(mode={self.mode!r}, regions={self.region_proposer!r}, judge={j!r})"
+
+
+def region_areas(masks: np.ndarray) -> list[float]:
+    """Area fraction of each mask."""
+    return [float(m.mean()) for m in masks]
+
+
+def params_dict(values: Mapping[str, float]) -> dict[str, float]:
+    """Plain-float copy of a physical parameter dict."""
+    return {k: float(v) for k, v in values.items()}

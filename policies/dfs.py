@@ -1,0 +1,126 @@
+"""``dfs`` (AgenticIR-like): perceive, schedule, execute, reflect, roll back, recurse; keep the best leaf.
+
+Per region (spatial mode) or for the whole image (global mode):
+
+1. *Perceive*: rank the degradation families of the region from its embedding
+   (:class:`policies.perception.Perception`), most likely first, keeping those above ``min_prob``
+   (at least one).
+2. *Schedule*: explore families in that order; within a family, tools by relative cost, and for each tool
+   its default parameters, then the first parameter moved by each of ``offsets``.
+3. *Execute* the candidate on the region and *reflect*: judge the whole image; if the judged gain exceeds
+   ``threshold`` the step is kept and the search *recurses* to the next family (depth + 1, up to
+   ``max_depth``); otherwise it is rolled back and the next tool/parameter is tried.
+4. A family is left after its first ``branch`` successful children have been explored; the best-scoring
+   node over the whole tree (a leaf, or the root itself when nothing helped) is kept.
+
+``budget`` bounds the tool calls per region (the exponential worst case); ``result.info["budget_bound"]``
+counts the regions where it was hit.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from policies.base import RestorationResult, TraceStep, params_dict, region_areas
+from policies.perception import Perception
+from policies.search import SearchPlanner, candidate_thetas
+from restorers import Tool, apply
+
+
+@dataclass
+class _Node:
+    image: np.ndarray
+    score: float
+    steps: list[tuple[Tool, np.ndarray, float, float]] = field(default_factory=list)  # tool, theta, before, after
+
+
+class DFSPlanner(SearchPlanner):
+    """Depth-first search over tool sequences per region, with rollback (see the module docstring).
+
+    Args (besides :class:`SearchPlanner`'s): ``max_depth`` (tools per region, default 3), ``budget``
+    (tool calls per region, default 60), ``branch`` (successful children explored per family, default 1),
+    ``offsets`` (default (-0.5, 0.5)), ``min_prob`` (perception cut, default 0.3), ``embedding``
+    (embedder the perception reads, default ``handcrafted``).
+    """
+
+    name = "dfs"
+
+    def __init__(self, *, max_depth: int = 3, budget: int = 60, branch: int = 1,
+                 offsets: Sequence[float] = (-0.5, 0.5), min_prob: float = 0.3,
+                 embedding: str = "handcrafted", **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**kwargs)
+        if max_depth < 1 or budget < 1 or branch < 1:
+            raise ValueError("max_depth, budget and branch must be >= 1")
+        self.max_depth, self.budget, self.branch = int(max_depth), int(budget), int(branch)
+        self.offsets = tuple(float(o) for o in offsets)
+        self.min_prob = float(min_prob)
+        self.perception = Perception(embedding)
+        by_family: dict[str, list[Tool]] = {}
+        for t in sorted(self.tools, key=lambda t: t.cost):
+            by_family.setdefault(t.family, []).append(t)
+        self.by_family = by_family
+
+    def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
+        assert self.judge is not None
+        self.tool_calls = 0
+        areas = region_areas(masks)
+        img = image
+        score = self.judge.score(img, reference)
+        trace: list[TraceStep] = []
+        bound = 0
+        ranking = self.perception.rank(img, masks)
+        for k in range(len(masks)):
+            if len(trace) >= self.max_steps:
+                break
+            t0 = time.perf_counter()
+            families = [f for f, p in ranking[k] if p >= self.min_prob and f in self.by_family]
+            if not families:
+                families = [f for f, _ in ranking[k] if f in self.by_family][:1]
+            self._calls_left, self._bound = self.budget, False
+            self._best = _Node(img, score)
+            self._search(self._best, families[: self.max_depth], k, masks, reference, depth=0)
+            bound += int(self._bound)
+            leaf = self._best
+            kept = leaf.steps[: self.max_steps - len(trace)]
+            dt = (time.perf_counter() - t0) / max(1, len(kept))
+            for tool, theta, before, after in kept:
+                trace.append(TraceStep(k, areas[k], tool.name, params_dict(tool.to_physical(theta)), before, after, dt))
+            if len(kept) == len(leaf.steps):
+                img, score = leaf.image, leaf.score
+            else:  # the step budget cut the leaf short: replay the kept prefix
+                for tool, theta, _, after in kept:
+                    img, score = apply(img, tool, theta, mask=masks[k]), after
+        result = RestorationResult(img, trace, masks, tool_calls=self.tool_calls, iqa_calls=0, seconds=0.0)
+        result.info["budget_bound"] = bound
+        result.info["regions_searched"] = int(len(masks))
+        return result
+
+    def _search(self, node: _Node, families: list[str], k: int, masks: np.ndarray,
+                reference: np.ndarray | None, depth: int) -> None:
+        if self.judge.gain(self._best.score, node.score) > 0:
+            self._best = node
+        if depth >= self.max_depth or not families:
+            return
+        for fi, fam in enumerate(families):
+            rest = families[:fi] + families[fi + 1:]
+            children = 0
+            for tool in self.by_family[fam]:
+                for th in candidate_thetas(tool, self.offsets):
+                    if self._calls_left <= 0:
+                        self._bound = True
+                        return
+                    self._calls_left -= 1
+                    c = self._try(node.image, masks, k, tool, th, reference, node.score)
+                    if c.gain > self.threshold:  # reflect: keep and go deeper
+                        child = _Node(c.image, c.score, node.steps + [(tool, th, node.score, c.score)])
+                        self._search(child, rest, k, masks, reference, depth + 1)
+                        children += 1
+                        break  # next tool only after rollback of a failure
+                if children >= self.branch:
+                    break
+            if children:
+                return  # AgenticIR proceeds along the first family that worked

@@ -1,0 +1,170 @@
+"""The comparison behind ``spatial-ir evaluate``: same images, same scenes, every planner.
+
+Planner specs are ``name[:option...]`` with options ``spatial``/``global`` (mode), ``oracle`` (judge =
+PSNR against the clean image: an upper bound), ``judge=METRIC`` and ``key=value`` planner options
+(numbers parsed), e.g. ``greedy``, ``greedy:global``, ``dfs:oracle``, ``greedy:judge=piqe``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from ir_env.corpus import center_crop
+from ir_env.recipes import synthesize
+from ir_env.quality import get_metric
+from policies.base import Planner
+from policies.registry import make_planner
+
+#: Per-image / per-planner numeric keys of the evaluate JSON (DESIGN.md), plus extras.
+ROW_KEYS = ("psnr_in", "psnr_out", "psnr_y_in", "psnr_y_out", "ssim_in", "ssim_out", "tool_calls",
+            "iqa_calls", "seconds")
+DEFAULT_JUDGE = "niqe"
+
+
+def _value(text: str) -> Any:
+    for cast in (int, float):
+        try:
+            return cast(text)
+        except ValueError:
+            pass
+    return text
+
+
+def parse_planner_spec(spec: str, default_judge: str = DEFAULT_JUDGE, default_mode: str = "spatial",
+                       **common: Any) -> tuple[Planner, bool]:
+    """Build the planner a spec names; returns (planner, needs_reference)."""
+    parts = [p for p in spec.strip().split(":") if p]
+    if not parts:
+        raise ValueError("empty planner spec")
+    name, kw = parts[0], dict(common)
+    kw.setdefault("mode", default_mode)
+    judge = default_judge
+    for opt in parts[1:]:
+        if opt in ("spatial", "global"):
+            kw["mode"] = opt
+        elif opt == "oracle":
+            judge = "psnr"
+        elif "=" in opt:
+            k, v = opt.split("=", 1)
+            if k == "judge":
+                judge = v
+            else:
+                kw[k] = _value(v)
+        else:
+            raise ValueError(f"planner spec {spec!r}: unknown option {opt!r} (use spatial, global, oracle, "
+                             "judge=METRIC or key=value)")
+    kw["judge"] = judge
+    planner = make_planner(name, **kw)
+    needs_ref = bool(planner.judge is not None and planner.judge.needs_reference)
+    return planner, needs_ref
+
+
+def image_metrics(image: np.ndarray, clean: np.ndarray) -> dict[str, float]:
+    """PSNR (RGB and Y channel, dB) and SSIM of ``image`` against ``clean``."""
+    return {"psnr": get_metric("psnr").score(image, reference=clean),
+            "psnr_y": get_metric("psnr_y").score(image, reference=clean),
+            "ssim": get_metric("ssim").score(image, reference=clean)}
+
+
+def evaluate(items: Sequence[tuple[str, np.ndarray]], recipe: str, planner_specs: Sequence[str], seed: int = 0,
+             size: int = 128, judge: str = DEFAULT_JUDGE, progress: bool = True,
+             planner_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Degrade each (name, clean photo) with ``recipe`` (scene seed = ``seed * 100003 + index``), restore
+    with every planner, and return the evaluate JSON (DESIGN.md): per-planner means and per-image rows.
+    ``size`` > 0 centre-crops the photos to ``size`` px first."""
+    planners = [(spec, *parse_planner_spec(spec, default_judge=judge, seed=seed, **(planner_kwargs or {})))
+                for spec in planner_specs]
+    rows: list[dict[str, Any]] = []
+    jobs = [(i, name, img) for i, (name, img) in enumerate(items)]
+    bar = tqdm(total=len(jobs) * len(planners), desc=f"evaluate {recipe}", unit="run", disable=not progress)
+    for i, name, photo in jobs:
+        clean = center_crop(photo, size) if size else photo
+        scene = synthesize(clean, recipe=recipe, seed=seed * 100003 + i)
+        m_in = image_metrics(scene.degraded, clean)
+        for spec, planner, needs_ref in planners:
+            t0 = time.perf_counter()
+            res = planner.restore(scene.degraded, reference=clean if needs_ref else None)
+            m_out = image_metrics(res.image, clean)
+            row = {"image": name, "planner": spec, "psnr_in": m_in["psnr"], "psnr_out": m_out["psnr"],
+                   "psnr_y_in": m_in["psnr_y"], "psnr_y_out": m_out["psnr_y"], "ssim_in": m_in["ssim"],
+                   "ssim_out": m_out["ssim"], "tool_calls": res.tool_calls, "iqa_calls": res.iqa_calls,
+                   "seconds": time.perf_counter() - t0, "steps": len(res.trace), "judge": res.judge,
+                   "budget_bound": res.info.get("budget_bound")}
+            rows.append(row)
+            bar.update(1)
+    bar.close()
+    summary: dict[str, Any] = {}
+    for spec, planner, _ in planners:
+        mine = [r for r in rows if r["planner"] == spec]
+        s = {k: float(np.mean([r[k] for r in mine])) for k in ROW_KEYS}
+        s["psnr_gain"] = s["psnr_out"] - s["psnr_in"]
+        s["psnr_gain_std"] = float(np.std([r["psnr_out"] - r["psnr_in"] for r in mine]))
+        s["mode"], s["judge"] = planner.mode, (planner.judge.label if planner.judge else "none")
+        if planner.name == "dfs":
+            s["budget_bound_rate"] = float(np.mean([(r["budget_bound"] or 0) > 0 for r in mine]))
+        summary[spec] = s
+    return {"recipe": recipe, "seed": seed, "size": size, "images": len(items), "planners": summary,
+            "rows": rows}
+
+
+def markdown_table(result: dict[str, Any]) -> str:
+    """The per-planner means as a Markdown table."""
+    lines = [f"Recipe `{result['recipe']}`, {result['images']} images, {result['size']} px, seed {result['seed']}.",
+             "", "| planner | mode | judge | PSNR in | PSNR out | gain (dB) | PSNR-Y out | SSIM in | SSIM out "
+             "| tool calls | IQA calls | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for spec, s in result["planners"].items():
+        lines.append(f"| {spec} | {s['mode']} | {s['judge']} | {s['psnr_in']:.2f} | {s['psnr_out']:.2f} | "
+                     f"{s['psnr_gain']:+.2f} ± {s['psnr_gain_std']:.2f} | {s['psnr_y_out']:.2f} | {s['ssim_in']:.3f} | "
+                     f"{s['ssim_out']:.3f} | {s['tool_calls']:.1f} | {s['iqa_calls']:.1f} | {s['seconds']:.2f} |")
+    dfs = {k: v["budget_bound_rate"] for k, v in result["planners"].items() if "budget_bound_rate" in v}
+    if dfs:
+        lines += ["", "dfs budget-binding rate (share of images where the per-region tool-call budget was hit): "
+                  + ", ".join(f"{k}: {v:.0%}" for k, v in dfs.items())]
+    return "\n".join(lines) + "\n"
+
+
+def plot_quality_vs_cost(result: dict[str, Any], path: str | Path) -> Path:
+    """PSNR gain against tool calls and against seconds, one point per planner; writes a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, key, label in ((axes[0], "tool_calls", "tool calls per image"), (axes[1], "seconds", "seconds per image")):
+        for spec, s in result["planners"].items():
+            ax.scatter(max(s[key], 1e-3), s["psnr_gain"], s=40)
+            ax.annotate(spec, (max(s[key], 1e-3), s["psnr_gain"]), fontsize=7, xytext=(3, 3),
+                        textcoords="offset points")
+        ax.set_xscale("log")
+        ax.set_xlabel(label + " (log)")
+        ax.set_ylabel("mean PSNR gain (dB)")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.grid(alpha=0.3)
+    fig.suptitle(f"{result['recipe']}: quality vs cost ({result['images']} images, {result['size']} px)")
+    fig.tight_layout()
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(p, dpi=110)
+    plt.close(fig)
+    return p
+
+
+def write_outputs(result: dict[str, Any], json_path: str | None = None, markdown: str | None = None,
+                  plot: str | None = None) -> None:
+    """Write the JSON, Markdown and plot files that were asked for."""
+    if json_path:
+        Path(json_path).parent.mkdir(parents=True, exist_ok=True)
+        Path(json_path).write_text(json.dumps(result, indent=2, default=float))
+    if markdown:
+        Path(markdown).parent.mkdir(parents=True, exist_ok=True)
+        Path(markdown).write_text(markdown_table(result))
+    if plot:
+        plot_quality_vs_cost(result, plot)

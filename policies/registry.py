@@ -1,0 +1,46 @@
+"""``make_planner(name, **kwargs)``: build a planner by name."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from typing import Any
+
+from policies.base import Planner
+
+_FACTORIES: dict[str, Callable[..., Planner]] = {}
+
+
+def register_planner(name: str, factory: Callable[..., Planner]) -> None:
+    """Add a planner factory under ``name`` (replaces an existing one)."""
+    _FACTORIES[name] = factory
+
+
+def _builtin() -> None:
+    if _FACTORIES:
+        return
+    from policies.baselines import FixedPlanner, RandomPlanner
+    from policies.dfs import DFSPlanner
+    from policies.greedy import GreedyPlanner
+
+    for cls in (RandomPlanner, FixedPlanner, GreedyPlanner, DFSPlanner):
+        register_planner(cls.name, cls)
+
+
+def list_planners() -> list[str]:
+    """Names accepted by :func:`make_planner`."""
+    _builtin()
+    return list(_FACTORIES)
+
+
+def make_planner(name: str, **kwargs: Any) -> Planner:
+    """Build planner ``name`` (``random``, ``fixed``, ``greedy``, ``dfs``, ...) with keyword options
+    (``mode``, ``judge``, ``region_proposer``, ``max_regions``, ``max_steps``, ``seed``, and the planner's own)."""
+    _builtin()
+    try:
+        factory = _FACTORIES[name]
+    except KeyError:
+        close = difflib.get_close_matches(name, list(_FACTORIES), n=2)
+        hint = f"; did you mean {', '.join(close)}?" if close else ""
+        raise ValueError(f"unknown planner {name!r}; known: {', '.join(_FACTORIES)}{hint}") from None
+    return factory(**kwargs)

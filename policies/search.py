@@ -1,0 +1,81 @@
+"""Shared machinery of the search planners (greedy, dfs): trying a candidate step and judging it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from policies.base import Planner
+from restorers import Tool, apply, get_tool, list_tools
+
+
+@dataclass
+class Candidate:
+    """A tried step: region, tool, normalised params ``theta``, the resulting image and its judged gain."""
+
+    region: int
+    tool: Tool
+    theta: np.ndarray
+    image: np.ndarray
+    score: float
+    gain: float
+
+
+def candidate_thetas(tool: Tool, offsets: Sequence[float]) -> list[np.ndarray]:
+    """Normalised parameter vectors to try: the tool's defaults, then its first parameter moved by each
+    of ``offsets`` (in normalised units, clipped to [-1, 1]); duplicates removed."""
+    base = tool.to_normalised(tool.defaults())
+    out = [base]
+    for off in offsets:
+        th = base.copy()
+        th[0] = float(np.clip(th[0] + off, -1.0, 1.0))
+        if not any(np.allclose(th, o) for o in out):
+            out.append(th)
+    return out
+
+
+class SearchPlanner(Planner):
+    """A planner that executes candidate tool calls and keeps those its judge likes.
+
+    Args (besides :class:`Planner`'s):
+        tools: tool names to consider (default: every registered tool).
+        threshold: minimum judged gain for a step to be kept (metric units, after sign correction).
+    """
+
+    def __init__(self, *, tools: Sequence[str] | None = None, threshold: float = 0.0, **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**kwargs)
+        self.tools = [get_tool(t) for t in tools] if tools is not None else list_tools()
+        if not self.tools:
+            raise ValueError("no tools to search over")
+        self.threshold = float(threshold)
+        self.tool_calls = 0
+
+    def _try(self, image: np.ndarray, masks: np.ndarray, region: int, tool: Tool, theta: np.ndarray,
+             reference: np.ndarray | None, score_before: float) -> Candidate:
+        """Run one candidate and judge it (one tool call, one judge call)."""
+        assert self.judge is not None
+        self.tool_calls += 1
+        out = apply(image, tool, theta, mask=masks[region])
+        s = self.judge.score(out, reference)
+        return Candidate(region, tool, theta, out, s, self.judge.gain(score_before, s))
+
+    def _refine(self, image: np.ndarray, masks: np.ndarray, best: Candidate, reference: np.ndarray | None,
+                score_before: float, steps: Sequence[float] = (0.25, 0.125)) -> Candidate:
+        """Short 1-D search on the best candidate's first parameter: try +-step for shrinking steps."""
+        for d in steps:
+            for sign in (-1.0, 1.0):
+                th = best.theta.copy()
+                th[0] = float(np.clip(th[0] + sign * d, -1.0, 1.0))
+                if np.allclose(th, best.theta):
+                    continue
+                c = self._try(image, masks, best.region, best.tool, th, reference, score_before)
+                if c.gain > best.gain:
+                    best = c
+        return best
+
+    @staticmethod
+    def _now() -> float:
+        return time.perf_counter()

@@ -1,0 +1,52 @@
+"""Validation of images at public boundaries: float HxWx3 RGB in [0, 1], finite."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def check_image(image: object, name: str = "image") -> np.ndarray:
+    """Return ``image`` as a float32 HxWx3 array in [0, 1], or raise ``ValueError`` naming the problem.
+
+    Accepts float16/32/64 arrays; integer arrays (e.g. uint8 0-255) are refused with a hint, as are
+    2-D (greyscale) or 4-channel arrays, NaN/inf and values outside [0, 1] (beyond a 1e-4 tolerance,
+    which is clipped away).
+    """
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
+    if image.ndim != 3 or image.shape[2] != 3:
+        hint = ""
+        if image.ndim == 2:
+            hint = " (greyscale: stack it, e.g. np.repeat(img[..., None], 3, axis=2))"
+        elif image.ndim == 3 and image.shape[2] == 4:
+            hint = " (RGBA: drop the alpha channel, img[..., :3])"
+        raise ValueError(f"{name} must have shape HxWx3 (RGB), got shape {image.shape}{hint}")
+    if image.shape[0] < 8 or image.shape[1] < 8:
+        raise ValueError(f"{name} is too small: {image.shape[:2]}, need at least 8x8 pixels")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(
+            f"{name} must be a float array in [0, 1], got dtype {image.dtype}"
+            + (" (divide uint8 images by 255)" if image.dtype == np.uint8 else "")
+        )
+    img = image.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(img)):
+        raise ValueError(f"{name} contains NaN or inf values")
+    lo, hi = float(img.min()), float(img.max())
+    if lo < -1e-4 or hi > 1 + 1e-4:
+        raise ValueError(f"{name} values must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
+    if lo < 0 or hi > 1:
+        img = np.clip(img, 0.0, 1.0)
+    return img
+
+
+def check_mask(mask: object, shape: tuple[int, int], name: str = "mask") -> np.ndarray:
+    """Return ``mask`` as a bool HxW array matching ``shape``, or raise ``ValueError``."""
+    if not isinstance(mask, np.ndarray):
+        raise ValueError(f"{name} must be a numpy array, got {type(mask).__name__}")
+    if mask.shape != tuple(shape):
+        raise ValueError(f"{name} must have shape {tuple(shape)} (the image's HxW), got {mask.shape}")
+    if mask.dtype != bool:
+        if np.issubdtype(mask.dtype, np.floating) and not np.all(np.isfinite(mask)):
+            raise ValueError(f"{name} contains NaN or inf values")
+        mask = mask > 0.5 if np.issubdtype(mask.dtype, np.floating) else mask != 0
+    return mask

@@ -1,0 +1,62 @@
+"""The tool registry: built-in tools plus third-party tools from the ``spatial_ir.tools`` entry points."""
+
+from __future__ import annotations
+
+import difflib
+import warnings
+from importlib.metadata import entry_points
+
+from restorers.spec import Tool
+
+ENTRY_POINT_GROUP = "spatial_ir.tools"
+
+_REGISTRY: dict[str, Tool] = {}
+_LOADED = False
+
+
+def register_tool(tool: Tool, *, replace: bool = False) -> Tool:
+    """Add ``tool`` to the registry; raises ``ValueError`` if the name is taken (unless ``replace``)."""
+    if not isinstance(tool, Tool):
+        raise TypeError(f"register_tool expects a restorers.Tool, got {type(tool).__name__}")
+    if tool.name in _REGISTRY and not replace and _REGISTRY[tool.name] is not tool:
+        raise ValueError(f"a tool named {tool.name!r} is already registered")
+    _REGISTRY[tool.name] = tool
+    return tool
+
+
+def _load() -> None:
+    """Import the built-in tools once, then the entry-point plugins (each may return a Tool or a list)."""
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    import restorers.tools  # noqa: F401  (registers the built-ins)
+
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            obj = ep.load()
+            obj = obj() if callable(obj) and not isinstance(obj, Tool) else obj
+            for tool in obj if isinstance(obj, list | tuple) else [obj]:
+                register_tool(tool)
+        except Exception as exc:  # a broken plugin must not break the toolbox
+            warnings.warn(f"spatial_ir.tools plugin {ep.name!r} failed to load: {exc}", stacklevel=2)
+
+
+def list_tools(family: str | None = None) -> list[Tool]:
+    """All registered tools in a fixed order (built-ins first, as registered), optionally one family."""
+    _load()
+    tools = list(_REGISTRY.values())
+    return [t for t in tools if family is None or t.family == family]
+
+
+def get_tool(name: str | Tool) -> Tool:
+    """Look a tool up by name; raises ``ValueError`` with close matches for an unknown name."""
+    if isinstance(name, Tool):
+        return name
+    _load()
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        close = difflib.get_close_matches(str(name), list(_REGISTRY), n=3)
+        hint = f"; did you mean {', '.join(close)}?" if close else f"; known tools: {', '.join(_REGISTRY)}"
+        raise ValueError(f"unknown tool {name!r}{hint}") from None

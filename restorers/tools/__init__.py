@@ -1,0 +1,21 @@
+"""Built-in restoration tools, registered on import (the registry imports this package on first use).
+
+One module per family: :mod:`~restorers.tools.noise`, :mod:`~restorers.tools.blur`,
+:mod:`~restorers.tools.jpeg`, :mod:`~restorers.tools.haze`, :mod:`~restorers.tools.rain`,
+:mod:`~restorers.tools.dark`. Every tool is a pure ``fn(image float32 HxWx3 in [0, 1], **params) -> image``
+with 1-3 continuous parameters. The registration order below is fixed: it defines tool indices.
+"""
+
+from __future__ import annotations
+
+from restorers.registry import register_tool
+from restorers.spec import Tool
+from restorers.tools import blur, dark, haze, jpeg, noise, rain
+
+#: All built-in tools in their fixed order (family by family, as in restorers.FAMILIES).
+BUILTIN_TOOLS: tuple[Tool, ...] = noise.TOOLS + blur.TOOLS + jpeg.TOOLS + haze.TOOLS + rain.TOOLS + dark.TOOLS
+
+for _tool in BUILTIN_TOOLS:
+    register_tool(_tool)
+
+__all__ = ["BUILTIN_TOOLS"]

@@ -1,0 +1,136 @@
+"""Small helpers shared by the built-in tools: dtype conversion, colour spaces, PSFs, guided filter."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+
+def finish(image: np.ndarray) -> np.ndarray:
+    """Return ``image`` as a contiguous float32 array clipped to [0, 1] with NaN/inf replaced by 0."""
+    out = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
+    return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """float [0, 1] -> uint8 0-255 (rounded)."""
+    return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+
+
+def from_uint8(image: np.ndarray) -> np.ndarray:
+    """uint8 0-255 -> float32 [0, 1]."""
+    return image.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def odd(n: float, minimum: int = 1) -> int:
+    """Nearest odd integer >= ``minimum`` to ``n``."""
+    k = max(int(minimum), int(round(n)))
+    return k if k % 2 == 1 else k + 1
+
+
+def rgb_to_ycrcb(image: np.ndarray) -> np.ndarray:
+    """float32 RGB [0, 1] -> YCrCb (Y in [0, 1], Cr/Cb centred on 0.5), OpenCV's BT.601 matrix."""
+    return cv2.cvtColor(np.ascontiguousarray(image, dtype=np.float32), cv2.COLOR_RGB2YCrCb)
+
+
+def ycrcb_to_rgb(ycc: np.ndarray) -> np.ndarray:
+    """Inverse of :func:`rgb_to_ycrcb` (not clipped)."""
+    return cv2.cvtColor(np.ascontiguousarray(ycc, dtype=np.float32), cv2.COLOR_YCrCb2RGB)
+
+
+def guided_filter(guide: np.ndarray, src: np.ndarray, radius: int, eps: float) -> np.ndarray:
+    """Grey-guide guided filter (He et al., 2010) of ``src`` (HxW or HxWxC float32) by ``guide`` (HxW).
+
+    ``radius`` in px (box window 2r+1), ``eps`` the regulariser in squared intensity units.
+    Written with cv2.boxFilter because cv2.ximgproc (opencv-contrib) is absent from headless OpenCV.
+    """
+    ksize = (2 * int(radius) + 1, 2 * int(radius) + 1)
+
+    def box(x: np.ndarray) -> np.ndarray:
+        return cv2.boxFilter(x, cv2.CV_32F, ksize, borderType=cv2.BORDER_REFLECT)
+
+    g = np.ascontiguousarray(guide, dtype=np.float32)
+    p = np.ascontiguousarray(src, dtype=np.float32)
+    gg = g[..., None] if p.ndim == 3 else g
+    mean_g = box(g)
+    var_g = box(g * g) - mean_g * mean_g
+    mean_p = box(p)
+    cov = box(gg * p) - (mean_g[..., None] if p.ndim == 3 else mean_g) * mean_p
+    denom = var_g + np.float32(eps)
+    a = cov / (denom[..., None] if p.ndim == 3 else denom)
+    b = mean_p - a * (mean_g[..., None] if p.ndim == 3 else mean_g)
+    return box(a) * gg + box(b)
+
+
+def gaussian_psf(sigma: float) -> np.ndarray:
+    """Normalised isotropic Gaussian PSF (float32, odd size 2*ceil(3 sigma)+1); ``sigma`` in px."""
+    r = max(1, int(np.ceil(3.0 * sigma)))
+    k = cv2.getGaussianKernel(2 * r + 1, float(sigma), cv2.CV_32F)
+    psf = k @ k.T
+    return (psf / psf.sum()).astype(np.float32)
+
+
+def disk_psf(radius: float, supersample: int = 8) -> np.ndarray:
+    """Normalised anti-aliased uniform disk PSF (defocus) of ``radius`` px (float32, odd size)."""
+    r = max(0.5, float(radius))
+    half = int(np.ceil(r))
+    n = (2 * half + 1) * supersample
+    c = (n - 1) / 2.0
+    yy, xx = np.mgrid[0:n, 0:n]
+    inside = ((yy - c) ** 2 + (xx - c) ** 2 <= (r * supersample) ** 2).astype(np.float32)
+    psf = inside.reshape(2 * half + 1, supersample, 2 * half + 1, supersample).mean(axis=(1, 3))
+    return (psf / psf.sum()).astype(np.float32)
+
+
+def line_kernel(length: float, angle_deg: float, supersample: int = 8) -> np.ndarray:
+    """Normalised anti-aliased centred line segment of ``length`` px at ``angle_deg`` (counter-clockwise
+    from the +x axis, as seen on screen with y pointing down); float32, odd square size."""
+    length = max(1.0, float(length))
+    half = int(np.ceil(length / 2.0)) + 1
+    size = 2 * half + 1
+    n = size * supersample
+    canvas = np.zeros((n, n), np.float32)
+    c = (n - 1) / 2.0
+    a = np.deg2rad(angle_deg)
+    dx, dy = np.cos(a) * (length - 1) / 2.0 * supersample, -np.sin(a) * (length - 1) / 2.0 * supersample
+    shift = 4  # fixed-point sub-pixel coordinates for cv2.line
+    scale = 1 << shift
+    p0 = (int(round((c - dx) * scale)), int(round((c - dy) * scale)))
+    p1 = (int(round((c + dx) * scale)), int(round((c + dy) * scale)))
+    cv2.line(canvas, p0, p1, 1.0, thickness=supersample, lineType=cv2.LINE_AA, shift=shift)
+    k = canvas.reshape(size, supersample, size, supersample).mean(axis=(1, 3))
+    s = float(k.sum())
+    if s <= 0:
+        k = np.zeros((size, size), np.float32)
+        k[half, half] = 1.0
+        return k
+    return (k / s).astype(np.float32)
+
+
+def line_element(length: float, angle_deg: float) -> np.ndarray:
+    """Binary (uint8) line structuring element for morphology: ``length`` px at ``angle_deg``
+    (counter-clockwise from +x, y down), centred in an odd square."""
+    length = max(1, int(round(length)))
+    half = max(1, int(np.ceil((length - 1) / 2.0)))
+    size = 2 * half + 1
+    se = np.zeros((size, size), np.uint8)
+    a = np.deg2rad(angle_deg)
+    ts = np.linspace(-(length - 1) / 2.0, (length - 1) / 2.0, max(2, 2 * length))
+    xs = np.clip(np.round(half + ts * np.cos(a)).astype(int), 0, size - 1)
+    ys = np.clip(np.round(half - ts * np.sin(a)).astype(int), 0, size - 1)
+    se[ys, xs] = 1
+    return se
+
+
+def reflect_pad(image: np.ndarray, pad: int) -> np.ndarray:
+    """Pad HxW(xC) ``image`` by ``pad`` px on every side with mirror reflection (works for any pad)."""
+    if pad <= 0:
+        return image
+    out = image
+    # cv2.copyMakeBorder refuses pads larger than the image; grow in steps no larger than the image
+    left = pad
+    while left > 0:
+        step = min(left, out.shape[0] - 1, out.shape[1] - 1)
+        out = cv2.copyMakeBorder(out, step, step, step, step, cv2.BORDER_REFLECT_101)
+        left -= step
+    return out

@@ -1,0 +1,143 @@
+"""Corpus: the fixed built-in split, folder loading, crops."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+from ir_env.corpus import (
+    BUILTIN_SOURCES,
+    BUILTIN_SPLITS,
+    builtin_path,
+    center_crop,
+    load_corpus,
+    load_named_corpus,
+    random_crop,
+    resize_short,
+)
+from ir_env.imageio import write_image
+
+
+def test_builtin_split_fixed_and_disjoint() -> None:
+    train, test = BUILTIN_SPLITS["train"], BUILTIN_SPLITS["test"]
+    assert train == (
+        "astronaut.png",
+        "coffee.png",
+        "rocket.jpg",
+        "ihc.png",
+        "flower.jpg",
+        "grace_hopper.jpg",
+        "camera.png",
+        "brick.png",
+    )
+    assert test == ("chelsea.png", "china.jpg", "motorcycle_left.png", "coins.png")
+    assert not set(train) & set(test) and set(train) | set(test) == set(BUILTIN_SOURCES)
+    assert len(test) >= 4 and 0.6 <= len(train) / (len(train) + len(test)) <= 0.75
+    named = load_named_corpus("builtin", "test")
+    assert [n for n, _ in named] == list(test)
+    everything = load_named_corpus("builtin", "all")
+    assert [n for n, _ in everything] == list(train + test)
+    for name, img in everything:
+        assert builtin_path(name).is_file()
+        assert img.dtype == np.float32 and img.ndim == 3 and img.shape[2] == 3
+        assert min(img.shape[:2]) >= 256 and 0 <= img.min() and img.max() <= 1 and img.std() > 0.05
+    colour = [n for n, img in everything if np.abs(img[..., 0] - img[..., 2]).mean() > 0.01]
+    assert len(colour) >= 9
+
+
+def test_builtin_cached_copies() -> None:
+    a = load_corpus("builtin", "train")
+    a[0][:] = 0.0  # callers get their own copies
+    b = load_corpus("builtin", "train")
+    assert b[0].max() > 0 and b[0].flags.writeable and len(b) == len(BUILTIN_SPLITS["train"])
+    assert all(np.array_equal(x, y) for x, y in zip(b, load_corpus("builtin"), strict=True))
+
+
+def _folder(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "a_colour.png", rng.uniform(size=(40, 50, 3)).astype(np.float32))
+    grey = (rng.uniform(size=(30, 20)) * 255).astype(np.uint8)
+    cv2.imwrite(str(tmp_path / "b_grey.png"), grey)
+    (tmp_path / "c_corrupt.jpg").write_bytes(b"not a jpeg at all")
+    write_image(tmp_path / "d_photo.JPG", rng.uniform(size=(64, 64, 3)).astype(np.float32))
+    write_image(tmp_path / "e_bitmap.bmp", rng.uniform(size=(16, 24, 3)).astype(np.float32))
+    write_image(tmp_path / "f_tiff.tif", rng.uniform(size=(12, 12, 3)).astype(np.float32))
+    (tmp_path / "notes.txt").write_text("ignored")
+    (tmp_path / "sub").mkdir()
+    write_image(tmp_path / "sub" / "ignored.png", np.zeros((8, 8, 3), np.float32))
+    return tmp_path
+
+
+def test_folder_corpus(tmp_path: Path) -> None:
+    folder = _folder(tmp_path)
+    with pytest.warns(UserWarning, match="c_corrupt.jpg"):
+        everything = load_named_corpus(folder, "all")
+    assert [n for n, _ in everything] == [
+        "a_colour.png",
+        "b_grey.png",
+        "d_photo.JPG",
+        "e_bitmap.bmp",
+        "f_tiff.tif",
+    ]
+    grey = dict(everything)["b_grey.png"]
+    assert grey.shape == (30, 20, 3) and np.array_equal(grey[..., 0], grey[..., 2])
+    # split by sorted index over image files (corrupt one included): 0 1 [2] 3 4 [5] -> test = 2, 5
+    with pytest.warns(UserWarning, match="c_corrupt"):
+        test = load_named_corpus(str(folder), "test")
+    assert [n for n, _ in test] == ["f_tiff.tif"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        train = load_named_corpus(folder, "train")
+    assert [n for n, _ in train] == ["a_colour.png", "b_grey.png", "d_photo.JPG", "e_bitmap.bmp"]
+    assert len(load_corpus(folder, "train")) == 4
+
+
+def test_folder_errors(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="not found"):
+        load_corpus(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        load_corpus(tmp_path / "empty")
+    write_image(tmp_path / "one" / "x.png", np.zeros((8, 8, 3), np.float32))
+    with pytest.raises(ValueError, match="split 'test'"):
+        load_corpus(tmp_path / "one", "test")
+    with pytest.raises(ValueError, match="got a file"):
+        load_corpus(tmp_path / "one" / "x.png")
+    with pytest.raises(ValueError, match="unknown split"):
+        load_corpus("builtin", "validation")
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"\x89PNG broken")
+    with pytest.warns(UserWarning), pytest.raises(ValueError, match="no readable images"):
+        load_corpus(tmp_path / "bad", "all")
+    with pytest.raises(ValueError, match="unknown built-in image"):
+        builtin_path("lena.png")
+
+
+def test_crops() -> None:
+    rng = np.random.default_rng(0)
+    img = rng.uniform(size=(100, 150, 3)).astype(np.float32)
+    c = random_crop(img, 64, np.random.default_rng(1))
+    assert c.shape == (64, 64, 3) and c.dtype == np.float32 and c.flags.c_contiguous
+    assert np.array_equal(c, random_crop(img, 64, np.random.default_rng(1)))
+    # the crop is a window of the image
+    hits = [(y, x) for y in range(37) for x in range(87) if np.array_equal(img[y, x], c[0, 0])]
+    assert len(hits) == 1 and np.array_equal(
+        img[hits[0][0] : hits[0][0] + 64, hits[0][1] : hits[0][1] + 64], c
+    )
+    offsets = {tuple(random_crop(img, 64, np.random.default_rng(s))[0, 0]) for s in range(10)}
+    assert len(offsets) > 5
+    assert random_crop(img, (32, 80), rng).shape == (32, 80, 3)
+    # smaller than the crop: upscaled first, values stay in [0, 1]
+    small = rng.uniform(size=(20, 30, 3)).astype(np.float32)
+    up = random_crop(small, 48, rng)
+    assert up.shape == (48, 48, 3) and 0 <= up.min() and up.max() <= 1
+    cc = center_crop(img, 50)
+    assert np.array_equal(cc, img[25:75, 50:100])
+    assert center_crop(small, (40, 64)).shape == (40, 64, 3)
+    assert resize_short(img, 50).shape == (50, 75, 3) and resize_short(small, 60).shape == (60, 90, 3)
+    with pytest.raises(ValueError, match="positive"):
+        random_crop(img, 0, rng)

@@ -1,0 +1,207 @@
+"""The Gymnasium environment, its registration and the SB3 action wrappers."""
+
+from __future__ import annotations
+
+import warnings
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import ir_env
+from ir_env.wrappers import BoxAction, MultiDiscreteAction
+
+SMALL = {"image_size": 64, "max_steps": 3}
+ENV_IDS = sorted(ir_env.ENV_SPECS)
+
+# Warnings check_env may raise that are expected for this env (and why):
+ALLOWED_WARNINGS = (
+    # observation Boxes have finite but wide bounds; regions are clipped to +-EMBED_BOUND
+    "not normalized",
+    "lower and upper bounds",
+)
+
+
+def make(env_id: str, **kw) -> gym.Env:  # noqa: ANN003
+    cfg = dict(SMALL)
+    cfg.update(kw)
+    return gym.make(env_id, **cfg)
+
+
+def test_registration_is_idempotent() -> None:
+    before = {k for k in gym.registry if "IR-" in k}
+    ir_env.register_envs()
+    ir_env.register_envs()
+    assert {k for k in gym.registry if "IR-" in k} == before
+    assert {"SpatialIR-v0", "GlobalIR-v0", "SpatialIR-Lite-v0"} <= before
+
+
+def test_module_qualified_id() -> None:
+    env = gym.make("ir_env:SpatialIR-Lite-v0")
+    obs, _ = env.reset(seed=0)
+    assert obs["regions"].dtype == np.float32
+
+
+@pytest.mark.parametrize("env_id", ENV_IDS)
+def test_gymnasium_check_env(env_id: str) -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    env = make(env_id, render_mode="rgb_array").unwrapped
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env, skip_render_check=False)
+    unexpected = [str(w.message) for w in caught
+                  if not any(a in str(w.message) for a in ALLOWED_WARNINGS)
+                  and "env_checker" in (w.filename or "") + str(w.category)]
+    assert not unexpected, unexpected
+
+
+@pytest.mark.parametrize("wrapper", [BoxAction, MultiDiscreteAction])
+def test_sb3_check_env_on_wrappers(wrapper: type) -> None:
+    from stable_baselines3.common.env_checker import check_env
+
+    env = wrapper(make("SpatialIR-Lite-v0"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # SB3's advice on non-normalised Box observations
+        check_env(env, warn=True)
+
+
+def _rollout(env: gym.Env, seed: int, n: int = 3) -> tuple[list, list[float], np.ndarray]:
+    obs, _ = env.reset(seed=seed)
+    env.action_space.seed(seed)
+    obs_list, rewards = [obs], []
+    for _ in range(n):
+        a = env.action_space.sample()
+        a["tool"] = min(int(a["tool"]), env.unwrapped.num_tools - 1)  # no STOP, so steps happen
+        obs, r, term, trunc, _ = env.step(a)
+        obs_list.append(obs)
+        rewards.append(r)
+        if term or trunc:
+            break
+    return obs_list, rewards, env.unwrapped.current_image
+
+
+def test_same_seed_same_episode() -> None:
+    a = _rollout(make("SpatialIR-v0"), seed=7)
+    b = _rollout(make("SpatialIR-v0"), seed=7)
+    for oa, ob in zip(a[0], b[0]):
+        for k in oa:
+            assert np.array_equal(oa[k], ob[k]), k
+    assert a[1] == b[1]
+    assert np.array_equal(a[2], b[2])
+    c = _rollout(make("SpatialIR-v0"), seed=8)
+    assert not np.array_equal(a[0][0]["regions"], c[0][0]["regions"])
+
+
+def test_no_nan_in_observations_over_random_rollouts() -> None:
+    env = make("SpatialIR-v0", max_steps=4)
+    for seed in range(4):
+        obs_list, rewards, img = _rollout(env, seed, n=4)
+        for obs in obs_list:
+            assert env.observation_space.contains(obs)
+            for k, v in obs.items():
+                assert np.all(np.isfinite(v)), k
+        assert np.all(np.isfinite(rewards))
+        assert np.all(np.isfinite(img))
+
+
+def test_actions_outside_space_raise_clear_errors() -> None:
+    env = make("SpatialIR-Lite-v0")
+    env.reset(seed=0)
+    base = env.unwrapped
+    p = np.zeros(base.num_params, np.float32)
+    with pytest.raises(ValueError, match="region"):
+        env.step({"region": base.max_regions, "tool": 0, "params": p})
+    with pytest.raises(ValueError, match="tool"):
+        env.step({"region": 0, "tool": base.num_tools + 1, "params": p})
+    with pytest.raises(ValueError, match=r"\[-1, 1\]"):
+        env.step({"region": 0, "tool": 0, "params": p + 2})
+    with pytest.raises(ValueError, match="NaN"):
+        env.step({"region": 0, "tool": 0, "params": p * np.nan})
+    with pytest.raises(ValueError, match="shape"):
+        env.step({"region": 0, "tool": 0, "params": np.zeros(base.num_params + 1)})
+    with pytest.raises(ValueError, match="missing"):
+        env.step({"region": 0, "tool": 0})
+    wrapped = BoxAction(make("SpatialIR-Lite-v0"))
+    wrapped.reset(seed=0)
+    with pytest.raises(ValueError, match="outside"):
+        wrapped.step(wrapped.action_space.high + 1)
+    md = MultiDiscreteAction(make("SpatialIR-Lite-v0"))
+    md.reset(seed=0)
+    with pytest.raises(ValueError, match="outside"):
+        md.step(md.action_space.nvec)
+
+
+def test_padded_region_is_a_noop_with_step_cost() -> None:
+    env = make("SpatialIR-v0", region_proposer="oracle", max_regions=8, step_cost=0.05)
+    obs, _ = env.reset(seed=1)
+    base = env.unwrapped
+    padded = int(np.flatnonzero(obs["valid"] == 0)[0])
+    before = base.current_image
+    tool = 0
+    obs2, r, term, trunc, info = env.step({"region": padded, "tool": tool, "params": np.zeros(base.num_params)})
+    assert np.array_equal(base.current_image, before)
+    assert r == pytest.approx(-0.05 * base.tools[tool].cost)
+    assert info["rewards"]["quality_gain"] == 0.0
+    assert not term
+    assert np.array_equal(obs2["regions"], obs["regions"])
+    assert obs2["steps_left"][0] == obs["steps_left"][0] - 1
+
+
+def test_stop_terminates_and_reports_episode() -> None:
+    env = make("SpatialIR-Lite-v0")
+    env.reset(seed=3)
+    base = env.unwrapped
+    _, r, term, trunc, info = env.step({"region": 0, "tool": base.num_tools, "params": np.zeros(base.num_params)})
+    assert term and not trunc and r == 0.0
+    assert info["psnr_gain"] == pytest.approx(0.0, abs=1e-9)
+    assert info["is_success"] is False
+    assert info["trace"] == []
+
+
+def test_budget_truncates_and_reward_telescopes_to_psnr_gain() -> None:
+    env = make("SpatialIR-Lite-v0", step_cost=0.0)
+    env.reset(seed=5)
+    base = env.unwrapped
+    total, trunc, info = 0.0, False, {}
+    k = 0
+    while not trunc:
+        a = {"region": k % base.max_regions, "tool": k % base.num_tools, "params": np.zeros(base.num_params)}
+        _, r, term, trunc, info = env.step(a)
+        assert not term
+        total += r
+        k += 1
+    assert k == base.max_steps
+    assert total == pytest.approx(info["psnr_gain"], abs=1e-4)
+    assert len(info["trace"]) == base.max_steps
+    assert {"psnr_in", "psnr_out", "ssim_in", "ssim_out", "is_success", "rewards"} <= set(info)
+
+
+def test_render_shows_image_with_outlines() -> None:
+    env = make("SpatialIR-Lite-v0", render_mode="rgb_array")
+    env.reset(seed=0)
+    frame = env.render()
+    assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
+    assert min(frame.shape[:2]) >= 256
+
+
+def test_action_masks_follow_valid_regions() -> None:
+    env = MultiDiscreteAction(make("SpatialIR-v0", region_proposer="oracle", max_regions=8))
+    obs, _ = env.reset(seed=1)
+    base = env.unwrapped
+    m = env.action_masks()
+    t = base.num_tools
+    joint = m[: base.max_regions * t + 1]
+    assert joint[-1]
+    for k in range(base.max_regions):
+        assert joint[k * t : (k + 1) * t].all() == bool(obs["valid"][k])
+    assert m.size == sum(env.action_space.nvec)
+
+
+def test_bad_config_rejected() -> None:
+    with pytest.raises(ValueError, match="recipe"):
+        make("SpatialIR-v0", recipe="nope")
+    with pytest.raises(ValueError, match="tool"):
+        make("SpatialIR-v0", tools=["nope"])
+    with pytest.raises(ValueError, match="image_size"):
+        make("SpatialIR-v0", image_size=8)
