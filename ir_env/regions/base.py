@@ -110,7 +110,8 @@ def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
 
 
 def merge_regions(
-    labels: np.ndarray, features: np.ndarray | None, max_regions: int, min_size: int = 0
+    labels: np.ndarray, features: np.ndarray | None, max_regions: int, min_size: int = 0,
+    max_cost: float | None = None, adjacent_only: bool = True,
 ) -> np.ndarray:
     """Merge regions of a label map until at most ``max_regions`` remain, none smaller than ``min_size``.
 
@@ -126,6 +127,10 @@ def merge_regions(
         features: ``(H, W, C)`` per-pixel features (``None``: merge by size only).
         max_regions: target upper bound on the region count (>= 1).
         min_size: minimum region size in pixels (regions are never merged below one region).
+        max_cost: if given, step 2 also continues below ``max_regions`` while the cheapest Ward cost,
+            divided by the image's pixel count, is at most this (a dissimilarity threshold).
+        adjacent_only: if False, step 2 considers every pair of regions, not only touching ones, so
+            similar but separate regions join into one (disconnected) region.
 
     Returns:
         ``(H, W)`` int32 labels 0..K-1 (raster order of first pixel).
@@ -140,7 +145,10 @@ def merge_regions(
     flat = lab.ravel()
     size = np.bincount(flat, minlength=n).astype(np.float64)
     sums = np.stack([np.bincount(flat, weights=feats[:, c], minlength=n) for c in range(feats.shape[1])], 1)
-    edges = _adjacent_pairs(lab).astype(np.int64)
+    if adjacent_only:
+        edges = _adjacent_pairs(lab).astype(np.int64)
+    else:
+        edges = np.array(np.triu_indices(n, 1), dtype=np.int64).T.reshape(-1, 2)
     parent = np.arange(n)
     alive = np.ones(n, dtype=bool)
 
@@ -170,7 +178,7 @@ def merge_regions(
             t = int(nb[np.argmin(np.sum((means[nb] - means[s]) ** 2, axis=1))])
             edges = merge(s, t)
             continue
-        if alive.sum() <= max(1, max_regions):
+        if alive.sum() <= max(1, max_regions) and max_cost is None:
             break
         # step 2: Ward-style agglomeration of the cheapest adjacent pair
         if edges.size == 0:
@@ -179,6 +187,8 @@ def merge_regions(
         a, b = edges[:, 0], edges[:, 1]
         cost = np.sum((means[a] - means[b]) ** 2, axis=1) * size[a] * size[b] / (size[a] + size[b])
         i = int(np.argmin(cost))
+        if alive.sum() <= max(1, max_regions) and cost[i] / (h * w) > max_cost:
+            break
         ea, eb = int(a[i]), int(b[i])
         src, dst = (ea, eb) if size[ea] < size[eb] or (size[ea] == size[eb] and ea > eb) else (eb, ea)
         edges = merge(src, dst)
@@ -210,7 +220,9 @@ def masks_to_labels(masks: np.ndarray) -> np.ndarray:
     return np.argmax(m, axis=0).astype(np.int32)
 
 
-def check_partition(masks: object, shape: tuple[int, int] | None = None, max_regions: int | None = None) -> np.ndarray:
+def check_partition(
+    masks: object, shape: tuple[int, int] | None = None, max_regions: int | None = None
+) -> np.ndarray:
     """Validate that ``masks`` is a bool ``(K, H, W)`` partition: every pixel in exactly one mask, no
     empty mask, optionally ``(H, W) == shape`` and ``K <= max_regions``. Returns it; else ``ValueError``."""
     if not isinstance(masks, np.ndarray):
@@ -226,7 +238,8 @@ def check_partition(masks: object, shape: tuple[int, int] | None = None, max_reg
     count = masks.sum(axis=0)
     if np.any(count != 1):
         bad = int(np.sum(count != 1))
-        raise ValueError(f"masks are not a partition: {bad} pixels are covered {set(np.unique(count)) - {1}} times")
+        counts = sorted(set(np.unique(count).tolist()) - {1})
+        raise ValueError(f"masks are not a partition: {bad} pixels are covered {counts} times, not once")
     empty = np.flatnonzero(~masks.any(axis=(1, 2)))
     if empty.size:
         raise ValueError(f"masks {empty.tolist()} are empty")
@@ -240,7 +253,8 @@ def pad_masks(masks: np.ndarray, max_regions: int) -> tuple[np.ndarray, np.ndarr
     ``(max_regions,)`` bool vector, True for the first K slots. ``ValueError`` if K > max_regions.
     """
     if not isinstance(masks, np.ndarray) or masks.ndim != 3:
-        raise ValueError(f"masks must be a (K, H, W) array, got {getattr(masks, 'shape', type(masks).__name__)}")
+        got = getattr(masks, "shape", type(masks).__name__)
+        raise ValueError(f"masks must be a (K, H, W) array, got {got}")
     if isinstance(max_regions, bool) or not isinstance(max_regions, (int, np.integer)) or max_regions < 1:
         raise ValueError(f"max_regions must be an integer >= 1, got {max_regions!r}")
     k, h, w = masks.shape

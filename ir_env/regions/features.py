@@ -13,6 +13,7 @@ from scipy import ndimage
 #: Names of the channels returned by :func:`degradation_features`, in order.
 FEATURE_NAMES: tuple[str, ...] = (
     "noise",        # log10 local median |Immerkaer high-pass| of luma (noise sigma proxy, grain)
+    "chroma_noise", # the same on two opponent colour channels (sensor noise is coloured, texture rarely)
     "fine_energy",  # log10 local mean |luma - Gauss(0.8 px)|: finest-scale detail (blur lowers it)
     "mid_energy",   # log10 local mean |Gauss(0.8) - Gauss(2.5)|: mid-scale detail
     "sharpness",    # fine_energy - mid_energy: high/mid frequency balance (blur lowers, noise raises)
@@ -21,10 +22,24 @@ FEATURE_NAMES: tuple[str, ...] = (
     "brightness",   # local mean luma (dark lowers it)
     "contrast",     # log10 local std of luma (haze and dark lower it)
     "saturation",   # local mean of (max - min) over RGB (haze lowers it)
-    "streaks",      # log10 ratio of thin-bright-vertical to thin-bright-horizontal top-hat energy (rain)
+    "streaks",      # log10 local mean of thin bright near-vertical line segments >= 11 px long (rain)
 )
 
 _EPS = 1e-3
+
+
+def _line_kernel(length: int, angle_deg: float) -> np.ndarray:
+    """uint8 structuring element: a 1-px line of ``length`` px at ``angle_deg`` from vertical."""
+    r = length // 2
+    se = np.zeros((length, length), np.uint8)
+    t = np.deg2rad(angle_deg)
+    for s in np.linspace(-r, r, 4 * length):
+        se[int(round(r + s * np.cos(t))), int(round(r + s * np.sin(t)))] = 1
+    return se
+
+
+#: Rain streak probes: 11-px lines within +-24 degrees of vertical (rain falls within +-30 degrees).
+_STREAK_SES = tuple(_line_kernel(11, a) for a in (-24.0, -12.0, 0.0, 12.0, 24.0))
 
 
 def _box(x: np.ndarray, size: int) -> np.ndarray:
@@ -51,6 +66,10 @@ def degradation_features(image: np.ndarray, window: int = 9) -> np.ndarray:
     k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
     hp = np.abs(cv2.filter2D(y, -1, k, borderType=cv2.BORDER_REFLECT)) * (np.sqrt(np.pi / 2) / 6)
     noise = ndimage.median_filter(hp, size=window, mode="reflect")
+    o1 = (image[..., 0] - image[..., 1]).astype(np.float32)
+    o2 = (0.5 * (image[..., 0] + image[..., 1]) - image[..., 2]).astype(np.float32)
+    chp = sum(np.abs(cv2.filter2D(o, -1, k, borderType=cv2.BORDER_REFLECT)) for o in (o1, o2))
+    chroma = ndimage.median_filter(chp * (np.sqrt(np.pi / 2) / 12), size=window, mode="reflect")
     g1 = cv2.GaussianBlur(y, (0, 0), 0.8, borderType=cv2.BORDER_REFLECT)
     g2 = cv2.GaussianBlur(y, (0, 0), 2.5, borderType=cv2.BORDER_REFLECT)
     fine = _box(np.abs(y - g1), window)
@@ -75,12 +94,13 @@ def degradation_features(image: np.ndarray, window: int = 9) -> np.ndarray:
     mean_y = _box(y, window)
     std_y = np.sqrt(np.maximum(_box(y * y, window) - mean_y**2, 0.0))
     sat = image.max(axis=2) - image.min(axis=2)
-    # rain: bright thin near-vertical lines survive a vertical opening but not a horizontal one
-    th_h = y - cv2.morphologyEx(y, cv2.MORPH_OPEN, np.ones((1, 5), np.uint8))
-    th_v = y - cv2.morphologyEx(y, cv2.MORPH_OPEN, np.ones((5, 1), np.uint8))
-    streaks = np.log10((_box(th_h, window) + _EPS) / (_box(th_v, window) + _EPS))
+    # rain: thin bright lines (horizontal top-hat) that survive an opening by 11-px near-vertical lines
+    thin = y - cv2.morphologyEx(y, cv2.MORPH_OPEN, np.ones((1, 7), np.uint8))
+    lines = np.max([cv2.morphologyEx(thin, cv2.MORPH_OPEN, se) for se in _STREAK_SES], axis=0)
+    streaks = np.log10(_box(lines, window) + _EPS)
     feats = [
         np.log10(noise + _EPS),
+        np.log10(chroma + _EPS),
         np.log10(fine + _EPS),
         np.log10(mid + _EPS),
         np.log10(fine + _EPS) - np.log10(mid + _EPS),
@@ -92,3 +112,29 @@ def degradation_features(image: np.ndarray, window: int = 9) -> np.ndarray:
         streaks,
     ]
     return np.stack(feats, axis=2).astype(np.float32)
+
+
+#: Channels of :func:`region_features`: the degradation statistics, then CIE Lab colour.
+REGION_FEATURE_NAMES: tuple[str, ...] = FEATURE_NAMES + ("lab_l", "lab_a", "lab_b")
+
+
+def cell_means(x: np.ndarray, cell: int) -> np.ndarray:
+    """Means of ``x`` (H, W, C) over non-overlapping ``cell x cell`` blocks -> (H // cell, W // cell, C);
+    the cell shrinks to fit images smaller than one cell; leftover rows/columns are dropped."""
+    h, w, c = x.shape
+    ch, cw = max(1, min(cell, h)), max(1, min(cell, w))
+    gh, gw = h // ch, w // cw
+    return x[: gh * ch, : gw * cw].reshape(gh, ch, gw, cw, c).mean(axis=(1, 3))
+
+
+def region_features(image: np.ndarray, window: int = 9) -> np.ndarray:
+    """Per-pixel description used to compare regions: :func:`degradation_features` followed by CIE Lab
+    colour / 20 (L in [0, 5], a/b about [-5, 5]), float32 ``(H, W, len(REGION_FEATURE_NAMES))``.
+
+    No per-image normalisation: absolute levels (e.g. a noise level) are what identify a degradation;
+    :mod:`ir_env.regions.metric` supplies the scaling."""
+    from skimage.color import rgb2lab
+
+    z = degradation_features(image, window)
+    lab = (rgb2lab(image) / 20.0).astype(np.float32)
+    return np.concatenate([z, lab], axis=2)

@@ -60,12 +60,13 @@ class SamProposer(RegionProposer):
     name = "sam"
 
     def __init__(self, max_regions: int = 8, seed: int = 0, checkpoint: str | Path | None = None,
-                 model_type: str = "vit_b", device: str = "cpu", sam_model: Any = None, mask_generator: Any = None,
-                 points_per_side: int = 16, pred_iou_thresh: float = 0.88, stability_score_thresh: float = 0.95,
-                 min_area_frac: float = 0.01, **kwargs: Any) -> None:
+                 model_type: str = "vit_b", device: str = "cpu", sam_model: Any = None,
+                 mask_generator: Any = None, points_per_side: int = 16, pred_iou_thresh: float = 0.88,
+                 stability_score_thresh: float = 0.95, min_area_frac: float = 0.01, **kwargs: Any) -> None:
         super().__init__(max_regions, seed, min_area_frac=min_area_frac, **kwargs)
         if model_type not in SAM_MODEL_TYPES:
-            raise ValueError(f"unknown SAM model_type {model_type!r}; choose one of {', '.join(SAM_MODEL_TYPES)}")
+            raise ValueError(f"unknown SAM model_type {model_type!r}; "
+                             f"choose one of {', '.join(SAM_MODEL_TYPES)}")
         if points_per_side < 1:
             raise ValueError(f"points_per_side must be >= 1, got {points_per_side}")
         if mask_generator is not None:
@@ -76,13 +77,13 @@ class SamProposer(RegionProposer):
         if sam_model is None:
             if checkpoint is None:
                 raise ValueError(
-                    "the sam proposer needs SAM weights: pass checkpoint='path/to/sam_vit_b_01ec64.pth' (with "
-                    "model_type), or a built sam_model; SAM weights cannot be downloaded here")
+                    "the sam proposer needs SAM weights: pass checkpoint='path/to/sam_vit_b_01ec64.pth' "
+                    "(with model_type), or a built sam_model; SAM weights cannot be downloaded here")
             path = Path(checkpoint).expanduser()
             if not path.is_file():
                 raise FileNotFoundError(
-                    f"SAM checkpoint not found: {path} (model_type={model_type}). SAM weights cannot be downloaded "
-                    f"here; place the official {model_type} checkpoint at that path")
+                    f"SAM checkpoint not found: {path} (model_type={model_type}). SAM weights cannot be "
+                    f"downloaded here; place the official {model_type} checkpoint at that path")
             from segment_anything import sam_model_registry
 
             sam_model = sam_model_registry[model_type](checkpoint=str(path))

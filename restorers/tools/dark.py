@@ -7,14 +7,14 @@ import cv2
 import numpy as np
 
 from restorers.spec import ParamSpec, Tool
-from restorers.tools._common import finish, guided_filter
+from restorers.tools._common import channel_max, finish, guided_filter
 
 _EPS = np.float32(1e-4)
 
 
-def _scale_value(image: np.ndarray, v_new: np.ndarray) -> np.ndarray:
-    """Set the HSV value (max over channels) to ``v_new`` keeping hue and saturation: RGB * V' / V."""
-    v = image.max(axis=2)
+def _scale_value(image: np.ndarray, v: np.ndarray, v_new: np.ndarray) -> np.ndarray:
+    """Change the HSV value (max over channels) from ``v`` to ``v_new`` keeping hue and saturation:
+    RGB * V' / V."""
     ratio = np.where(v > _EPS, v_new / np.maximum(v, _EPS), 0.0).astype(np.float32)
     return image * ratio[..., None]
 
@@ -26,9 +26,9 @@ def gamma_correct(image: np.ndarray, gamma: float = 1.6, gain: float = 1.4) -> n
     the curve V_dark = scale * V ** g with gain = 1 / scale and gamma = g.
     """
     img = np.asarray(image, dtype=np.float32)
-    v = img.max(axis=2)
+    v = channel_max(img)
     v_new = np.power(np.clip(v * np.float32(gain), 0.0, 1.0), np.float32(1.0 / gamma))
-    return finish(_scale_value(img, v_new))
+    return finish(_scale_value(img, v, v_new))
 
 
 def clahe(image: np.ndarray, clip_limit: float = 2.5, tiles: float = 8.0) -> np.ndarray:
@@ -72,7 +72,7 @@ def msr_retinex(image: np.ndarray, sigma: float = 60.0, strength: float = 0.8) -
     99th percentile to [0, 1] and mixed with the input intensity by ``strength`` in [0, 1].
     """
     img = np.asarray(image, dtype=np.float32)
-    v = img.max(axis=2)
+    v = channel_max(img)
     logv = np.log(v + 0.01)
     r = np.zeros_like(v)
     for s in (sigma / 16.0, sigma / 4.0, sigma):
@@ -80,7 +80,7 @@ def msr_retinex(image: np.ndarray, sigma: float = 60.0, strength: float = 0.8) -
     lo, hi = np.percentile(r, (1.0, 99.0))
     r = np.clip((r - lo) / max(float(hi - lo), 1e-3), 0.0, 1.0)
     v_new = (1.0 - np.float32(strength)) * v + np.float32(strength) * r
-    return finish(_scale_value(img, v_new.astype(np.float32)))
+    return finish(_scale_value(img, v, v_new.astype(np.float32)))
 
 
 def lime_enhance(image: np.ndarray, gamma: float = 0.6, radius: float = 6.0) -> np.ndarray:
@@ -89,7 +89,7 @@ def lime_enhance(image: np.ndarray, gamma: float = 0.6, radius: float = 6.0) -> 
     brightens dark areas more). The structure-aware optimisation of LIME is replaced by the guided filter.
     """
     img = np.asarray(image, dtype=np.float32)
-    t = img.max(axis=2)
+    t = channel_max(img)
     t = guided_filter(t, t, max(1, int(round(radius))), 0.01)
     t = np.clip(t, 0.02, 1.0)
     return finish(img / np.power(t, np.float32(gamma))[..., None])
@@ -104,10 +104,10 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("gain", 1.0, 4.0, 1.4, "x", True, "linear exposure gain on the HSV value"),
         ),
         fn=gamma_correct,
-        cost=1.0,
+        cost=2.0,
         targets=("dark",),
         description="Gamma and exposure curve on the HSV value (hue and saturation kept).",
-        margin=8,
+        margin=0,
     ),
     Tool(
         name="clahe",
@@ -117,10 +117,10 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("tiles", 2.0, 16.0, 8.0, "tiles/side", False, "tile grid size (rounded)"),
         ),
         fn=clahe,
-        cost=1.0,
+        cost=3.5,
         targets=("dark", "haze"),
         description="CLAHE on L of CIE Lab (OpenCV).",
-        margin=32,
+        margin=16,
     ),
     Tool(
         name="msr_retinex",
@@ -132,7 +132,7 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("strength", 0.1, 1.0, 0.8, "", False, "mix of the Retinex output with the input"),
         ),
         fn=msr_retinex,
-        cost=1.0,
+        cost=5.0,
         targets=("dark", "haze"),
         description="Multi-scale Retinex on intensity with percentile stretch (OpenCV blurs).",
         margin=32,
@@ -145,7 +145,7 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("radius", 1.0, 20.0, 6.0, "px", True, "guided-filter radius of the illumination map"),
         ),
         fn=lime_enhance,
-        cost=1.0,
+        cost=3.5,
         targets=("dark",),
         description="LIME-style illumination-map enhancement, guided-filter refinement.",
         margin=24,

@@ -7,13 +7,13 @@ import cv2
 import numpy as np
 
 from restorers.spec import ParamSpec, Tool
-from restorers.tools._common import finish, guided_filter
+from restorers.tools._common import channel_min, finish, guided_filter
 
 
 def _dark_channel(image: np.ndarray, radius: int) -> np.ndarray:
     """Minimum over colour channels and over a (2r+1)^2 square window (grey erosion, OpenCV)."""
     kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (2 * radius + 1, 2 * radius + 1))
-    return cv2.erode(np.ascontiguousarray(image.min(axis=2)), kernel, borderType=cv2.BORDER_REFLECT)
+    return cv2.erode(np.ascontiguousarray(channel_min(image)), kernel, borderType=cv2.BORDER_REFLECT)
 
 
 def estimate_airlight(image: np.ndarray, dark: np.ndarray, fraction: float = 0.001) -> np.ndarray:
@@ -62,10 +62,10 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("radius", 2.0, 10.0, 5.0, "px", False, "dark-channel patch radius (rounded)"),
         ),
         fn=dcp_dehaze,
-        cost=2.0,
+        cost=7.0,
         targets=("haze",),
         description="Dark-channel-prior dehazing with guided-filter refinement (OpenCV box filters).",
-        margin=40,
+        margin=32,
     ),
     Tool(
         name="airlight_dehaze",
@@ -78,6 +78,6 @@ TOOLS: tuple[Tool, ...] = (
         cost=1.0,
         targets=("haze",),
         description="Inversion of the haze model with constant transmission and grey airlight.",
-        margin=8,
+        margin=0,
     ),
 )

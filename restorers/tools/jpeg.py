@@ -54,11 +54,12 @@ def jpeg_deblock(image: np.ndarray, strength: float = 0.8, threshold: float = 30
     return finish(ycrcb_to_rgb(out))
 
 
-_SHIFTS = ((0, 0), (4, 4), (0, 4), (4, 0), (2, 2), (6, 6), (2, 6), (6, 2))
+#: 16 grid offsets (even shifts): 8 lose ~0.05 dB, all 64 gain ~0.05 dB more at 4x the cost.
+_SHIFTS = tuple((dy, dx) for dy in range(0, BLOCK, 2) for dx in range(0, BLOCK, 2))
 
 
 def jpeg_reapply(image: np.ndarray, quality: float = 30.0) -> np.ndarray:
-    """Re-application of JPEG to shifted copies (Nosratinia, 2001): the image is shifted by 8 offsets
+    """Re-application of JPEG to shifted copies (Nosratinia, 2001): the image is shifted by 16 offsets
     in the 8x8 grid, JPEG-compressed at ``quality`` (1-100, rounded; about the original quality works
     best) with OpenCV, shifted back and averaged. Works regardless of where the block grid lies."""
     q = int(round(quality))
@@ -99,10 +100,10 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("threshold", 2.0, 80.0, 30.0, "0-255", True, "steps above this are kept as edges"),
         ),
         fn=jpeg_deblock,
-        cost=1.0,
+        cost=5.0,
         targets=("jpeg",),
         description="8x8 block-boundary deblocking filter in YCbCr (grid anchored at the crop origin).",
-        margin=8,
+        margin=4,
     ),
     Tool(
         name="jpeg_reapply",
@@ -111,9 +112,9 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("quality", 5.0, 90.0, 30.0, "JPEG quality", False, "re-compression quality (rounded)"),
         ),
         fn=jpeg_reapply,
-        cost=3.0,
+        cost=17.0,
         targets=("jpeg",),
-        description="Average of JPEG re-compressions of 8 shifted copies (OpenCV / libjpeg).",
+        description="Average of JPEG re-compressions of 16 shifted copies (OpenCV / libjpeg).",
         margin=16,
     ),
     Tool(
@@ -124,7 +125,7 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("chroma_sigma", 0.3, 4.0, 1.5, "px", True, "Gaussian sigma on chroma"),
         ),
         fn=jpeg_ycc_smooth,
-        cost=1.0,
+        cost=6.0,
         targets=("jpeg", "noise"),
         description="Bilateral filter on luma + Gaussian on chroma (OpenCV).",
         margin=12,

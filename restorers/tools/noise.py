@@ -12,12 +12,12 @@ from restorers.tools._common import finish, from_uint8, rgb_to_ycrcb, to_uint8, 
 
 
 def nlm_denoise(image: np.ndarray, h: float = 10.0, h_color: float = 10.0) -> np.ndarray:
-    """Non-local means (OpenCV ``fastNlMeansDenoisingColored``, 7x7 patches, 13x13 search window).
+    """Non-local means (OpenCV ``fastNlMeansDenoisingColored``, 5x5 patches, 9x9 search window).
 
     ``h`` filters luma and ``h_color`` chroma, both in 0-255 units (about the noise sigma works well).
     The image goes through uint8, as OpenCV's colour NLM requires.
     """
-    out = cv2.fastNlMeansDenoisingColored(to_uint8(image), None, float(h), float(h_color), 7, 13)
+    out = cv2.fastNlMeansDenoisingColored(to_uint8(image), None, float(h), float(h_color), 5, 9)
     return finish(from_uint8(out))
 
 
@@ -92,10 +92,10 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("h_color", 1.0, 40.0, 10.0, "0-255", True, "chroma filter strength"),
         ),
         fn=nlm_denoise,
-        cost=8.0,
+        cost=80.0,
         targets=("noise", "jpeg"),
-        description="Non-local means denoising (OpenCV, 7x7 patches, 13x13 search).",
-        margin=12,
+        description="Non-local means denoising (OpenCV, 5x5 patches, 9x9 search).",
+        margin=8,
     ),
     Tool(
         name="bilateral_denoise",
@@ -105,27 +105,27 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("sigma_space", 0.5, 6.0, 2.0, "px", True, "spatial kernel sigma"),
         ),
         fn=bilateral_denoise,
-        cost=1.0,
+        cost=8.0,
         targets=("noise",),
         description="Edge-preserving bilateral filter (OpenCV).",
-        margin=12,
+        margin=10,
     ),
     Tool(
         name="tv_denoise",
         family="noise",
         params=(ParamSpec("weight", 0.01, 0.5, 0.08, "", True, "TV weight (higher = smoother)"),),
         fn=tv_denoise,
-        cost=2.0,
+        cost=15.0,
         targets=("noise",),
         description="Total-variation denoising (Chambolle, scikit-image).",
-        margin=16,
+        margin=12,
     ),
     Tool(
         name="wavelet_denoise",
         family="noise",
         params=(ParamSpec("sigma", 1.0, 60.0, 15.0, "0-255", True, "assumed noise sigma"),),
         fn=wavelet_denoise,
-        cost=2.0,
+        cost=18.0,
         targets=("noise",),
         description="Wavelet BayesShrink soft-thresholding in YCbCr (scikit-image).",
         margin=16,
@@ -135,7 +135,7 @@ TOOLS: tuple[Tool, ...] = (
         family="noise",
         params=(ParamSpec("sigma", 1.0, 60.0, 15.0, "0-255", True, "noise sigma"),),
         fn=bm3d_denoise,
-        cost=300.0,
+        cost=8000.0,
         targets=("noise",),
         description="BM3D on luma (bm3d package) + non-local means on chroma; slow but strongest.",
         margin=24,

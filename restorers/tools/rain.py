@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from restorers.spec import ParamSpec, Tool
-from restorers.tools._common import finish, from_uint8, line_element, odd, to_uint8
+from restorers.tools._common import channel_min, finish, from_uint8, line_element, odd, to_uint8
 
 
 def streak_layer(image: np.ndarray, angle: float, length: float, width: float = 7.0) -> np.ndarray:
@@ -18,7 +18,7 @@ def streak_layer(image: np.ndarray, angle: float, length: float, width: float = 
     the streaks removes structures thinner than it), then an opening of that residue with a line along
     the streaks keeps only long, thin, bright, correctly oriented structures (OpenCV morphology).
     """
-    grey = np.ascontiguousarray(image.min(axis=2))  # rain is whitish: it brightens every channel
+    grey = np.ascontiguousarray(channel_min(image))  # rain is whitish: it brightens every channel
     along = 90.0 + float(angle)
     across = line_element(width, along + 90.0)
     opened = cv2.morphologyEx(grey, cv2.MORPH_OPEN, across, borderType=cv2.BORDER_REFLECT)
@@ -30,12 +30,13 @@ def streak_layer(image: np.ndarray, angle: float, length: float, width: float = 
 
 
 def rain_streak_removal(
-    image: np.ndarray, angle: float = 0.0, length: float = 15.0, threshold: float = 0.04
+    image: np.ndarray, angle: float = 0.0, length: float = 12.0, threshold: float = 0.04
 ) -> np.ndarray:
     """Remove bright oriented rain streaks: the detected streak layer (see :func:`streak_layer`; ``angle``
     in degrees from vertical, counter-clockwise; ``length`` px) above ``threshold`` ([0, 1] intensity
-    units) marks streak pixels (mask grown by 1 px); they are subtracted from every channel and the
-    marked pixels are then replaced by a 5x5 median of the de-streaked image where brighter."""
+    units) marks streak pixels (mask grown by 1 px), where the layer is subtracted from every channel;
+    any excess left there over the 5x5 median of the de-streaked image is then removed (by at most
+    ``threshold``). About 0.4x the streak length works best."""
     img = np.ascontiguousarray(image, dtype=np.float32)
     layer = streak_layer(img, angle, length)
     mask = (layer > float(threshold)).astype(np.uint8)
@@ -55,7 +56,7 @@ def rain_median_removal(image: np.ndarray, radius: float = 2.0, threshold: float
     img = np.ascontiguousarray(image, dtype=np.float32)
     k = odd(2 * round(radius) + 1, 3)
     med = from_uint8(cv2.medianBlur(to_uint8(img), k))
-    excess = img.min(axis=2) - med.min(axis=2)
+    excess = channel_min(img) - channel_min(med)
     mask = cv2.dilate((excess > float(threshold)).astype(np.uint8), np.ones((3, 3), np.uint8)) > 0
     out = np.where(mask[..., None], np.minimum(img, med), img)
     return finish(out)
@@ -69,11 +70,13 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec(
                 "angle", -45.0, 45.0, 0.0, "deg", False, "streak angle from vertical, counter-clockwise"
             ),
-            ParamSpec("length", 5.0, 40.0, 15.0, "px", True, "minimum streak length detected"),
+            ParamSpec(
+                "length", 5.0, 40.0, 12.0, "px", True, "minimum streak length detected (~0.4x the streaks)"
+            ),
             ParamSpec("threshold", 0.01, 0.3, 0.04, "0-1", True, "minimum streak brightness"),
         ),
         fn=rain_streak_removal,
-        cost=1.0,
+        cost=4.5,
         targets=("rain",),
         description="Directional morphological rain-streak detection and subtraction (OpenCV).",
         margin=24,
@@ -86,9 +89,9 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec("threshold", 0.01, 0.3, 0.08, "0-1", True, "excess brightness that marks an outlier"),
         ),
         fn=rain_median_removal,
-        cost=1.0,
+        cost=3.0,
         targets=("rain", "noise"),
         description="Bright-outlier replacement by the local median (OpenCV).",
-        margin=8,
+        margin=6,
     ),
 )
