@@ -35,5 +35,7 @@ def register_envs() -> None:
 
 register_envs()
 
-__all__ = ["ENV_SPECS", "FAMILY_OF_KIND", "KINDS", "RECIPES", "apply_kind", "degrade", "Scene", "list_recipes", "load_corpus", "load_named_corpus", "register_envs",
-           "synthesize"]
+__all__ = [
+    "ENV_SPECS", "FAMILY_OF_KIND", "KINDS", "RECIPES", "Scene", "apply_kind", "degrade", "list_recipes",
+    "load_corpus", "load_named_corpus", "register_envs", "synthesize",
+]

@@ -47,8 +47,8 @@ def cmd_tools(args: argparse.Namespace) -> int:
 def cmd_degrade(args: argparse.Namespace) -> int:
     """Degrade one image file with a recipe; write degraded/clean/masks PNGs and scene.json."""
     from ir_env.corpus import center_crop
-    from ir_env.recipes import synthesize
     from ir_env.imageio import read_image, write_image
+    from ir_env.recipes import synthesize
     from ir_env.visualize import overlay_masks
 
     clean = read_image(args.image)

@@ -15,8 +15,8 @@ from tqdm import tqdm
 
 from ir_env.corpus import center_crop, load_named_corpus
 from ir_env.degradations import PHYSICAL_ORDER
-from ir_env.recipes import synthesize
 from ir_env.imageio import write_image
+from ir_env.recipes import synthesize
 from ir_env.visualize import image_grid, overlay_masks
 from restorers import apply, list_tools
 

@@ -28,10 +28,10 @@ import numpy as np
 from gymnasium import spaces
 
 from ir_env.corpus import load_corpus, random_crop
-from ir_env.recipes import Scene, synthesize
 from ir_env.embeddings import make_embedder
 from ir_env.quality import gain as quality_gain
 from ir_env.quality import get_metric
+from ir_env.recipes import Scene, synthesize
 from ir_env.regions import make_proposer, pad_masks
 from restorers import Tool, apply, check_image, fast_tools, get_tool, resolve_params
 
@@ -285,7 +285,9 @@ class SpatialIREnv(gym.Env):
         try:
             region, tool = int(action["region"]), int(action["tool"])
         except (TypeError, ValueError):
-            raise ValueError(f"action region/tool must be integers, got {action['region']!r}, {action['tool']!r}") from None
+            raise ValueError(
+                f"action region/tool must be integers, got {action['region']!r}, {action['tool']!r}"
+            ) from None
         params = np.asarray(action["params"], dtype=np.float64).ravel()
         if not 0 <= region < self.max_regions:
             raise ValueError(f"action region {region} outside [0, {self.max_regions - 1}]")

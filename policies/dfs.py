@@ -3,15 +3,14 @@
 Per region (spatial mode) or for the whole image (global mode):
 
 1. *Perceive*: rank the degradation families of the region from its embedding
-   (:class:`policies.perception.Perception`), most likely first, keeping those above ``min_prob``
-   (at least one).
-2. *Schedule*: explore families in that order; within a family, tools by relative cost, and for each tool
-   its default parameters, then the first parameter moved by each of ``offsets``.
-3. *Execute* the candidate on the region and *reflect*: judge the whole image; if the judged gain exceeds
-   ``threshold`` the step is kept and the search *recurses* to the next family (depth + 1, up to
-   ``max_depth``); otherwise it is rolled back and the next tool/parameter is tried.
-4. A family is left after its first ``branch`` successful children have been explored; the best-scoring
-   node over the whole tree (a leaf, or the root itself when nothing helped) is kept.
+   (:class:`policies.perception.Perception`); families with probability >= ``min_prob`` are "likely".
+2. *Schedule*: at each node, try every tool of the likely families (cheapest first) with its default
+   parameters and with the first parameter moved by each of ``offsets``; the other families are tried
+   only when no likely one helped.
+3. *Execute* each candidate on the region and *reflect*: judge the whole image. Candidates whose judged
+   gain exceeds ``threshold`` succeed, the rest are rolled back. The best ``branch`` successes are refined
+   by a short 1-D parameter search and the search *recurses* from each (depth + 1, up to ``max_depth``).
+4. The best-judged node of the whole tree (a leaf, or the region's start when nothing helped) is kept.
 
 ``budget`` bounds the tool calls per region (the exponential worst case); ``result.info["budget_bound"]``
 counts the regions where it was hit.
@@ -42,14 +41,14 @@ class DFSPlanner(SearchPlanner):
     """Depth-first search over tool sequences per region, with rollback (see the module docstring).
 
     Args (besides :class:`SearchPlanner`'s): ``max_depth`` (tools per region, default 3), ``budget``
-    (tool calls per region, default 60), ``branch`` (successful children explored per family, default 1),
+    (tool calls per region, default 500), ``branch`` (successful children explored per node, default 2),
     ``offsets`` (default (-0.5, 0.5)), ``min_prob`` (perception cut, default 0.3), ``embedding``
     (embedder the perception reads, default ``handcrafted``).
     """
 
     name = "dfs"
 
-    def __init__(self, *, max_depth: int = 3, budget: int = 60, branch: int = 1,
+    def __init__(self, *, max_depth: int = 3, budget: int = 500, branch: int = 2,
                  offsets: Sequence[float] = (-0.5, 0.5), min_prob: float = 0.3,
                  embedding: str = "handcrafted", **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
@@ -77,12 +76,12 @@ class DFSPlanner(SearchPlanner):
             if len(trace) >= self.max_steps:
                 break
             t0 = time.perf_counter()
-            families = [f for f, p in ranking[k] if p >= self.min_prob and f in self.by_family]
-            if not families:
-                families = [f for f, _ in ranking[k] if f in self.by_family][:1]
+            ranked = [f for f, _ in ranking[k] if f in self.by_family]
+            likely = [f for f, p in ranking[k] if p >= self.min_prob and f in self.by_family] or ranked[:1]
+            others = [f for f in ranked if f not in likely]
             self._calls_left, self._bound = self.budget, False
             self._best = _Node(img, score)
-            self._search(self._best, families[: self.max_depth], k, masks, reference, depth=0)
+            self._search(self._best, likely, others, k, masks, reference, depth=0)
             bound += int(self._bound)
             leaf = self._best
             kept = leaf.steps[: self.max_steps - len(trace)]
@@ -99,28 +98,30 @@ class DFSPlanner(SearchPlanner):
         result.info["regions_searched"] = int(len(masks))
         return result
 
-    def _search(self, node: _Node, families: list[str], k: int, masks: np.ndarray,
+    def _search(self, node: _Node, likely: list[str], others: list[str], k: int, masks: np.ndarray,
                 reference: np.ndarray | None, depth: int) -> None:
+        assert self.judge is not None
         if self.judge.gain(self._best.score, node.score) > 0:
             self._best = node
-        if depth >= self.max_depth or not families:
+        if depth >= self.max_depth:
             return
-        for fi, fam in enumerate(families):
-            rest = families[:fi] + families[fi + 1:]
-            children = 0
-            for tool in self.by_family[fam]:
-                for th in candidate_thetas(tool, self.offsets):
-                    if self._calls_left <= 0:
-                        self._bound = True
-                        return
-                    self._calls_left -= 1
-                    c = self._try(node.image, masks, k, tool, th, reference, node.score)
-                    if c.gain > self.threshold:  # reflect: keep and go deeper
-                        child = _Node(c.image, c.score, node.steps + [(tool, th, node.score, c.score)])
-                        self._search(child, rest, k, masks, reference, depth + 1)
-                        children += 1
-                        break  # next tool only after rollback of a failure
-                if children >= self.branch:
-                    break
-            if children:
-                return  # AgenticIR proceeds along the first family that worked
+        successes: list = []
+        for group in (likely, others):  # the unlikely families only when every likely one failed
+            for fam in group:
+                for tool in self.by_family[fam]:
+                    for th in candidate_thetas(tool, self.offsets):
+                        if self._calls_left <= 0:
+                            self._bound = True
+                            break
+                        self._calls_left -= 1
+                        c = self._try(node.image, masks, k, tool, th, reference, node.score)
+                        if c.gain > self.threshold:  # reflect: a success; failures are rolled back
+                            successes.append(c)
+            if successes:
+                break
+        for c in sorted(successes, key=lambda c: -c.gain)[: self.branch]:
+            if self._calls_left >= 4:
+                self._calls_left -= 4
+                c = self._refine(node.image, masks, c, reference, node.score)
+            child = _Node(c.image, c.score, node.steps + [(c.tool, c.theta, node.score, c.score)])
+            self._search(child, likely, others, k, masks, reference, depth + 1)

@@ -17,8 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ir_env.corpus import center_crop
-from ir_env.recipes import synthesize
 from ir_env.quality import get_metric
+from ir_env.recipes import synthesize
 from policies.base import Planner
 from policies.registry import make_planner
 

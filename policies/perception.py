@@ -59,4 +59,4 @@ class Perception:
         """Per region, (family, probability) pairs, most likely first."""
         probs = self.probabilities(image, masks)
         fams = self.probe["families"]
-        return [sorted(zip(fams, map(float, row)), key=lambda x: -x[1]) for row in probs]
+        return [sorted(zip(fams, map(float, row), strict=False), key=lambda x: -x[1]) for row in probs]

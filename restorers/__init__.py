@@ -6,7 +6,14 @@ Public names: :func:`list_tools`, :func:`get_tool`, :func:`apply`, :func:`regist
 
 from restorers.imagecheck import check_image, check_mask
 from restorers.region import apply, resolve_params
-from restorers.registry import ENTRY_POINT_GROUP, FAST_COST_LIMIT, fast_tools, get_tool, list_tools, register_tool
+from restorers.registry import (
+    ENTRY_POINT_GROUP,
+    FAST_COST_LIMIT,
+    fast_tools,
+    get_tool,
+    list_tools,
+    register_tool,
+)
 from restorers.spec import FAMILIES, ParamSpec, Tool
 
 __all__ = [

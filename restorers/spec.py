@@ -113,7 +113,7 @@ class Tool:
             )
         if not np.all(np.isfinite(arr[: len(self.params)])):
             raise ValueError(f"tool {self.name!r}: normalised parameters contain NaN or inf: {arr.tolist()}")
-        return {p.name: p.to_physical(v) for p, v in zip(self.params, arr)}
+        return {p.name: p.to_physical(v) for p, v in zip(self.params, arr, strict=False)}
 
     def to_normalised(self, values: Mapping[str, float]) -> np.ndarray:
         """Physical parameter dict -> float64 array in [-1, 1] (validated first)."""

@@ -85,7 +85,7 @@ def _rollout(env: gym.Env, seed: int, n: int = 3) -> tuple[list, list[float], np
 def test_same_seed_same_episode() -> None:
     a = _rollout(make("SpatialIR-v0"), seed=7)
     b = _rollout(make("SpatialIR-v0"), seed=7)
-    for oa, ob in zip(a[0], b[0]):
+    for oa, ob in zip(a[0], b[0], strict=False):
         for k in oa:
             assert np.array_equal(oa[k], ob[k]), k
     assert a[1] == b[1]

@@ -31,7 +31,7 @@ from ir_env.regions.base import (
     pad_masks,
 )
 from ir_env.regions.clusters import DegradationClustersProposer
-from ir_env.regions.features import FEATURE_NAMES, degradation_features
+from ir_env.regions.features import FEATURE_NAMES, REGION_FEATURE_NAMES, degradation_features, region_features
 from ir_env.regions.sam import SamProposer
 from ir_env.regions.simple import GridProposer, OracleProposer, WholeProposer, grid_shape
 from ir_env.regions.superpixel import FelzenszwalbProposer, SlicProposer
@@ -61,6 +61,7 @@ def make_proposer(name: str, max_regions: int = 8, seed: int = 0, **kwargs: Any)
 
 __all__ = [
     "FEATURE_NAMES",
+    "REGION_FEATURE_NAMES",
     "DegradationClustersProposer",
     "FelzenszwalbProposer",
     "GridProposer",
@@ -78,4 +79,5 @@ __all__ = [
     "masks_to_labels",
     "merge_regions",
     "pad_masks",
+    "region_features",
 ]

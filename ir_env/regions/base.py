@@ -17,10 +17,11 @@ from restorers.imagecheck import check_image
 class RegionProposer:
     """Split an image into at most ``max_regions`` disjoint masks that cover it.
 
-    Subclasses implement :meth:`_labels` (an ``H x W`` integer label map, any non-negative ids);
-    :meth:`propose` validates the image, merges the label map down to ``max_regions`` regions (and
-    folds fragments smaller than ``min_area_frac`` of the image into their most similar neighbour),
-    and returns the ordered partition.
+    Subclasses implement :meth:`_labels` (an ``H x W`` integer label map, any non-negative ids) and
+    optionally :meth:`_merge_features`, or both at once in :meth:`_segment`. :meth:`propose` validates
+    the image (``restorers.check_image``), folds fragments smaller than ``min_area_frac`` of the image
+    into their most similar neighbour, merges the label map down to ``max_regions`` regions
+    (:func:`merge_regions`, Ward cost on the merge features) and returns the ordered partition.
 
     Args:
         max_regions: upper bound K on the number of masks returned (>= 1).
@@ -38,6 +39,8 @@ class RegionProposer:
             raise ValueError(f"max_regions must be an integer >= 1, got {max_regions!r}")
         if not 0.0 <= float(min_area_frac) < 0.5:
             raise ValueError(f"min_area_frac must lie in [0, 0.5), got {min_area_frac!r}")
+        if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
+            raise ValueError(f"seed must be an integer, got {type(seed).__name__}")
         self.max_regions = int(max_regions)
         self.seed = int(seed)
         self.min_area_frac = float(min_area_frac)
@@ -70,9 +73,9 @@ class RegionProposer:
         Subclasses override this or :meth:`_segment`."""
         raise NotImplementedError(f"{type(self).__name__} must implement _labels or _segment")
 
-    def _merge_features(self, image: np.ndarray, scene: Any) -> np.ndarray:
+    def _merge_features(self, image: np.ndarray, scene: Any) -> np.ndarray | None:
         """Per-pixel features ``(H, W, C)`` whose region means decide which regions merge (default:
-        CIE Lab colour scaled to roughly unit range)."""
+        CIE Lab colour scaled to roughly unit range; ``None`` merges by size only)."""
         return lab_features(image)
 
     def __repr__(self) -> str:
@@ -111,7 +114,7 @@ def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
 
 def merge_regions(
     labels: np.ndarray, features: np.ndarray | None, max_regions: int, min_size: int = 0,
-    max_cost: float | None = None, adjacent_only: bool = True,
+    max_cost: float | None = None, adjacent_only: bool = True, history: list[float] | None = None,
 ) -> np.ndarray:
     """Merge regions of a label map until at most ``max_regions`` remain, none smaller than ``min_size``.
 
@@ -131,6 +134,7 @@ def merge_regions(
             divided by the image's pixel count, is at most this (a dissimilarity threshold).
         adjacent_only: if False, step 2 considers every pair of regions, not only touching ones, so
             similar but separate regions join into one (disconnected) region.
+        history: if a list is given, the per-pixel Ward cost of every step-2 merge is appended to it.
 
     Returns:
         ``(H, W)`` int32 labels 0..K-1 (raster order of first pixel).
@@ -189,6 +193,8 @@ def merge_regions(
         i = int(np.argmin(cost))
         if alive.sum() <= max(1, max_regions) and cost[i] / (h * w) > max_cost:
             break
+        if history is not None:
+            history.append(float(cost[i] / (h * w)))
         ea, eb = int(a[i]), int(b[i])
         src, dst = (ea, eb) if size[ea] < size[eb] or (size[ea] == size[eb] and ea > eb) else (eb, ea)
         edges = merge(src, dst)

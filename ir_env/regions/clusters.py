@@ -9,12 +9,15 @@ synthetic scenes), so distances weigh what tells degradations apart over what va
 ``method="ward"`` (default):
   1. SLIC superpixels of the degraded image (``n_segments``, ``compactness``): boundaries that follow
      image edges, and a degradation change makes an edge.
-  2. Superpixels below ``min_area_frac`` of the image join their closest neighbour; then adjacent
-     regions merge by Ward cost (``|mu_a - mu_b|^2 n_a n_b / (n_a + n_b)``, per image pixel) while the
-     cheapest cost is at most ``merge_cost`` -- and always until at most ``max_regions`` remain.
-     K is therefore chosen by this dissimilarity threshold, not fixed.
-  3. Any two regions (touching or not) still closer than ``join_cost`` merge, so one degradation
-     appearing in separate places becomes one (disconnected) region.
+  2. Superpixels below ``min_area_frac`` of the image join their closest neighbour. Adjacent regions
+     then merge greedily by Ward cost (``|mu_a - mu_b|^2 n_a n_b / (n_a + n_b)``, per image pixel).
+     A trial run down to one region gives the image's largest merge cost ``c_top``; the real run merges
+     while the cheapest cost is at most ``max(merge_cost, merge_rel * c_top)`` -- and always until at
+     most ``max_regions`` remain. K is therefore chosen by a dissimilarity threshold, partly relative
+     to the image (two strongly different degradations make a large ``c_top``, so the content
+     variation inside each of them is merged away), not fixed in advance.
+  3. Any two regions (touching or not) closer than ``max(join_cost, join_rel * c_top)`` merge, so one
+     degradation appearing in separate places becomes one (disconnected) region.
 
 ``method="kmeans"`` (the simpler variant, kept for comparison):
   k-means (scikit-learn, ``random_state=seed``, ``n_init`` restarts) with ``k = min(kmeans_k,
@@ -34,7 +37,6 @@ from scipy import ndimage
 
 from ir_env.regions.base import RegionProposer, merge_regions
 from ir_env.regions.features import cell_means, region_features
-from ir_env.regions.metric import load_metric
 
 METHODS: tuple[str, ...] = ("ward", "kmeans")
 
@@ -67,7 +69,8 @@ class DegradationClustersProposer(RegionProposer):
         method: ``"ward"`` (superpixels + agglomeration) or ``"kmeans"``.
         window: odd local-statistics window in pixels (>= 3).
         merge_cost: Ward cost per pixel below which adjacent regions merge (>= 0; larger: fewer regions).
-        join_cost: Ward cost per pixel below which any two regions merge (>= 0; 0 disables).
+        merge_rel: the same threshold relative to the image's largest merge cost (>= 0).
+        join_cost, join_rel: thresholds for merging any two regions (>= 0; both 0 disables).
         n_segments, compactness: SLIC over-segmentation (``ward``).
         kmeans_k, block, spatial_weight, n_init: k-means settings (``kmeans``): clusters, cell side in
             px, weight of the [0, 1] cell coordinates, restarts.
@@ -78,7 +81,8 @@ class DegradationClustersProposer(RegionProposer):
     name = "degradation-clusters"
 
     def __init__(self, max_regions: int = 8, seed: int = 0, method: str = "ward", window: int = 9,
-                 merge_cost: float = 1.0, join_cost: float = 0.5, n_segments: int = 100,
+                 merge_cost: float = 1.0, merge_rel: float = 0.05, join_cost: float = 0.5,
+                 join_rel: float = 0.025, n_segments: int = 100,
                  compactness: float = 20.0, kmeans_k: int = 4, block: int = 4, spatial_weight: float = 1.0,
                  n_init: int = 3, metric: str | Path | None = None, min_area_frac: float = 0.03,
                  **kwargs: Any) -> None:
@@ -87,8 +91,9 @@ class DegradationClustersProposer(RegionProposer):
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
         if window < 3 or window % 2 == 0:
             raise ValueError(f"window must be an odd integer >= 3, got {window}")
-        if merge_cost < 0 or join_cost < 0:
-            raise ValueError(f"merge_cost and join_cost must be >= 0, got {merge_cost}, {join_cost}")
+        if min(merge_cost, merge_rel, join_cost, join_rel) < 0:
+            raise ValueError("merge_cost, merge_rel, join_cost and join_rel must be >= 0, got "
+                             f"{merge_cost}, {merge_rel}, {join_cost}, {join_rel}")
         checks = {"n_segments >= 2": n_segments >= 2, "compactness > 0": compactness > 0,
                   "kmeans_k >= 1": kmeans_k >= 1, "block >= 1": block >= 1,
                   "spatial_weight >= 0": spatial_weight >= 0, "n_init >= 1": n_init >= 1}
@@ -96,10 +101,13 @@ class DegradationClustersProposer(RegionProposer):
         if failed:
             raise ValueError(f"degradation-clusters: need {', '.join(failed)}")
         self.method, self.window = method, int(window)
-        self.merge_cost, self.join_cost = float(merge_cost), float(join_cost)
+        self.merge_cost, self.merge_rel = float(merge_cost), float(merge_rel)
+        self.join_cost, self.join_rel = float(join_cost), float(join_rel)
         self.n_segments, self.compactness = int(n_segments), float(compactness)
         self.kmeans_k, self.block, self.spatial_weight, self.n_init = int(kmeans_k), int(block), float(
             spatial_weight), int(n_init)
+        from ir_env.regions.metric import load_metric  # here, so `python -m ir_env.regions.metric` runs clean
+
         self.transform = None if metric == "identity" else load_metric(metric)
 
     def features(self, image: np.ndarray) -> np.ndarray:
@@ -134,7 +142,13 @@ class DegradationClustersProposer(RegionProposer):
         z = self.features(image)
         init = self._initial_ward(image) if self.method == "ward" else self._initial_kmeans(z)
         min_size = int(np.ceil(self.min_area_frac * init.size))
-        lab = merge_regions(init, z, self.max_regions, min_size, max_cost=self.merge_cost)
-        if self.join_cost > 0:
-            lab = merge_regions(lab, z, self.max_regions, 0, max_cost=self.join_cost, adjacent_only=False)
+        lab = merge_regions(init, z, init.size, min_size)  # fold small fragments only
+        costs: list[float] = []
+        merge_regions(lab, z, 1, 0, history=costs)  # trial run: the image's merge-cost scale
+        top = max(costs, default=0.0)
+        lab = merge_regions(lab, z, self.max_regions, 0, max_cost=max(self.merge_cost, self.merge_rel * top))
+        join = max(self.join_cost, self.join_rel * top)
+        if join > 0:
+            lab = merge_regions(lab, z, self.max_regions, 0, max_cost=join, adjacent_only=False)
+        self.last_cost_scale_ = top
         return lab, z

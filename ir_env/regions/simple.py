@@ -17,6 +17,9 @@ class WholeProposer(RegionProposer):
     def _labels(self, image: np.ndarray, scene: Any) -> np.ndarray:
         return np.zeros(image.shape[:2], dtype=np.int32)
 
+    def _merge_features(self, image: np.ndarray, scene: Any) -> None:
+        return None  # a single region never merges
+
 
 def grid_shape(max_regions: int, height: int, width: int, max_tile_aspect: float = 2.5) -> tuple[int, int]:
     """(rows, cols) with ``rows * cols <= max_regions`` for an ``height x width`` image.
@@ -40,9 +43,9 @@ def grid_shape(max_regions: int, height: int, width: int, max_tile_aspect: float
 
 
 class GridProposer(RegionProposer):
-    """``rows x cols`` rectangular tiles (``rows * cols <= max_regions``, near-square tiles, see
-    :func:`grid_shape`); ``rows``/``cols`` may be fixed explicitly. Tiles are merged only if the
-    explicit shape exceeds ``max_regions`` (refused) — so the result is exactly the tile grid."""
+    """``rows x cols`` rectangular tiles, row-major before the area ordering: by default the largest
+    near-square tiling with ``rows * cols <= max_regions`` (:func:`grid_shape`); ``rows`` and ``cols``
+    may be given explicitly (their product must not exceed ``max_regions``). Nothing is merged."""
 
     name = "grid"
 
@@ -64,6 +67,9 @@ class GridProposer(RegionProposer):
         ry = np.minimum(np.arange(h) * r // h, r - 1)
         cx = np.minimum(np.arange(w) * c // w, c - 1)
         return (ry[:, None] * c + cx[None, :]).astype(np.int32)
+
+    def _merge_features(self, image: np.ndarray, scene: Any) -> None:
+        return None  # the tile count already fits max_regions: nothing merges
 
 
 class OracleProposer(RegionProposer):

@@ -1,0 +1,295 @@
+"""Region proposers: partition invariants, determinism, oracle, padding, the degradation-aware proposer
+separating two degradations, input errors, and SAM (missing weights, a fake generator, random init)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from ir_env.recipes import synthesize
+from ir_env.regions import (
+    REGION_FEATURE_NAMES,
+    check_partition,
+    grid_shape,
+    list_proposers,
+    make_proposer,
+    masks_to_labels,
+    merge_regions,
+    pad_masks,
+)
+from ir_env.regions.metric import fit_metric, load_metric
+from ir_env.regions.sam import SamProposer, records_to_labels
+
+FAST = [n for n in list_proposers() if n != "sam"]
+
+
+@pytest.fixture(scope="module")
+def scene(photo):
+    """A spatial-mixed scene on the 128 px photo with at least 3 ground-truth regions."""
+    for seed in range(50):
+        sc = synthesize(photo, "spatial-mixed", seed=seed)
+        if sc.masks.shape[0] >= 3:
+            return sc
+    raise AssertionError("no spatial-mixed scene with >= 3 regions in 50 seeds")
+
+
+def assert_ordered_partition(masks: np.ndarray, shape: tuple[int, int], max_regions: int) -> None:
+    check_partition(masks, shape, max_regions)
+    assert masks.dtype == bool and masks.shape[0] >= 1
+    areas = masks.sum(axis=(1, 2))
+    firsts = [int(np.flatnonzero(m.ravel())[0]) for m in masks]
+    keys = list(zip((-areas).tolist(), firsts, strict=True))
+    assert keys == sorted(keys), "masks must be ordered by area (desc), ties by first raster pixel"
+
+
+@pytest.mark.parametrize("name", FAST)
+@pytest.mark.parametrize("max_regions", [1, 3, 8])
+def test_partition_invariants(name, max_regions, scene):
+    masks = make_proposer(name, max_regions=max_regions).propose(scene.degraded, scene=scene)
+    assert_ordered_partition(masks, scene.degraded.shape[:2], max_regions)
+    if name == "whole" or max_regions == 1:
+        assert masks.shape[0] == 1 and masks[0].all()
+
+
+@pytest.mark.parametrize("name", [n for n in FAST if n not in ("oracle",)])
+@pytest.mark.parametrize("shape", [(8, 8), (9, 13), (40, 72)])
+def test_small_and_odd_images(name, shape):
+    img = np.random.default_rng(3).random(shape + (3,)).astype(np.float32)
+    masks = make_proposer(name, max_regions=5).propose(img)
+    assert_ordered_partition(masks, shape, 5)
+
+
+@pytest.mark.parametrize("name", FAST)
+def test_deterministic(name, scene):
+    a = make_proposer(name, max_regions=6, seed=7).propose(scene.degraded, scene=scene)
+    p = make_proposer(name, max_regions=6, seed=7)
+    b = p.propose(scene.degraded.copy(), scene=scene)
+    c = p.propose(scene.degraded, scene=scene)
+    assert np.array_equal(a, b) and np.array_equal(b, c)
+
+
+def test_kmeans_variant_deterministic_and_valid(scene):
+    a = make_proposer("degradation-clusters", method="kmeans", seed=3).propose(scene.degraded)
+    b = make_proposer("degradation-clusters", method="kmeans", seed=3).propose(scene.degraded)
+    assert np.array_equal(a, b)
+    assert_ordered_partition(a, scene.degraded.shape[:2], 8)
+
+
+def test_oracle_returns_ground_truth(scene):
+    masks = make_proposer("oracle", max_regions=8).propose(scene.degraded, scene=scene)
+    key = lambda m: m.tobytes()  # noqa: E731
+    assert sorted(map(key, masks)) == sorted(map(key, scene.masks))
+
+
+def test_oracle_merges_to_max_regions(scene):
+    k = scene.masks.shape[0]
+    masks = make_proposer("oracle", max_regions=k - 1).propose(scene.degraded, scene=scene)
+    assert masks.shape[0] == k - 1
+    for m in masks:  # each proposed region is a union of whole ground-truth regions
+        inside = [bool((g & m).any()) for g in scene.masks]
+        union = np.any(scene.masks[inside], axis=0)
+        assert np.array_equal(union, m)
+
+
+def test_oracle_needs_scene(photo):
+    with pytest.raises(ValueError, match="needs the scene"):
+        make_proposer("oracle").propose(photo)
+    bad = synthesize(photo, "spatial-mixed", seed=0)
+    bad.masks = bad.masks[:, :64]
+    with pytest.raises(ValueError, match="scene.masks must have shape"):
+        make_proposer("oracle").propose(photo, scene=bad)
+
+
+def test_pad_masks():
+    masks = np.zeros((3, 10, 12), dtype=bool)
+    masks[0, :5], masks[1, 5:, :6], masks[2, 5:, 6:] = True, True, True
+    padded, valid = pad_masks(masks, 8)
+    assert padded.shape == (8, 10, 12) and padded.dtype == bool
+    assert valid.tolist() == [True] * 3 + [False] * 5
+    assert np.array_equal(padded[:3], masks) and not padded[3:].any()
+    with pytest.raises(ValueError, match="do not fit"):
+        pad_masks(masks, 2)
+    with pytest.raises(ValueError, match="max_regions"):
+        pad_masks(masks, 0)
+
+
+def test_grid_shapes():
+    assert grid_shape(8, 128, 128) in {(2, 4), (4, 2)}
+    assert grid_shape(4, 128, 128) == (2, 2)
+    assert grid_shape(5, 128, 128) == (2, 2)
+    assert grid_shape(1, 64, 64) == (1, 1)
+    masks = make_proposer("grid", max_regions=6, rows=2, cols=3).propose(np.zeros((12, 18, 3), np.float32))
+    assert masks.shape[0] == 6 and all(m.sum() == 36 for m in masks)
+    with pytest.raises(ValueError, match="rows\\*cols"):
+        make_proposer("grid", max_regions=4, rows=2, cols=3)
+
+
+def _halves(photo: np.ndarray) -> np.ndarray:
+    """Left half: Gaussian noise sigma 25 (0-255 units); right half: Gaussian blur sigma 2.5 px."""
+    rng = np.random.default_rng(0)
+    h, w = photo.shape[:2]
+    out = cv2.GaussianBlur(photo, (0, 0), 2.5)
+    out[:, : w // 2] = np.clip(photo[:, : w // 2] + rng.normal(0, 25 / 255, (h, w // 2, 3)), 0, 1)
+    return out.astype(np.float32)
+
+
+@pytest.mark.parametrize("method", ["ward", "kmeans"])
+def test_degradation_clusters_separates_noise_from_blur(photo, method):
+    img = _halves(photo)
+    left = np.zeros(img.shape[:2], dtype=bool)
+    left[:, : img.shape[1] // 2] = True
+    masks = make_proposer("degradation-clusters", method=method).propose(img)
+    iou = lambda a, b: (a & b).sum() / (a | b).sum()  # noqa: E731
+    assert max(iou(m, left) for m in masks) > 0.8
+    assert max(iou(m, ~left) for m in masks) > 0.8
+
+
+def test_degradation_clusters_beats_colour_baselines(photo, photo96):
+    """On a few spatial-mixed scenes the degradation-aware proposer has the best mean IoU."""
+    scenes = [synthesize(p, "spatial-mixed", seed=s) for p in (photo, photo96) for s in range(3)]
+
+    def miou(name):
+        prop = make_proposer(name, max_regions=8)
+        vals = []
+        for sc in scenes:
+            m = prop.propose(sc.degraded)
+            inter = (sc.masks[:, None] & m[None]).sum(axis=(2, 3))
+            union = (sc.masks[:, None] | m[None]).sum(axis=(2, 3))
+            vals.append(np.mean(np.max(inter / union, axis=1)))
+        return float(np.mean(vals))
+
+    ours = miou("degradation-clusters")
+    assert ours > max(miou("grid"), miou("slic"), miou("felzenszwalb"))
+
+
+def test_bad_inputs(photo):
+    p = make_proposer("grid")
+    with pytest.raises(ValueError, match="float"):
+        p.propose((photo * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="HxWx3"):
+        p.propose(photo[..., 0])
+    nan = photo.copy()
+    nan[0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        make_proposer("degradation-clusters").propose(nan)
+    with pytest.raises(ValueError, match="unknown region proposer"):
+        make_proposer("nope")
+    with pytest.raises(ValueError, match="max_regions"):
+        make_proposer("slic", max_regions=0)
+    with pytest.raises(ValueError, match="method"):
+        make_proposer("degradation-clusters", method="spectral")
+    with pytest.raises(ValueError, match="window"):
+        make_proposer("degradation-clusters", window=4)
+
+
+def test_check_partition_rejects_overlap_and_gaps():
+    m = np.zeros((2, 4, 4), dtype=bool)
+    m[0, :2] = True
+    m[1, 1:] = True
+    with pytest.raises(ValueError, match="not a partition"):
+        check_partition(m)
+    m[1, :2] = False
+    m[1, 2:] = True
+    check_partition(m)
+    assert masks_to_labels(m).tolist()[0] == [0, 0, 0, 0]
+    m[1] = False
+    with pytest.raises(ValueError):
+        check_partition(m)
+
+
+def test_merge_regions_count_and_min_size():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.repeat(rng.integers(0, 20, (8, 8)), 4, 0), 4, 1)
+    feats = rng.random((32, 32, 2)).astype(np.float32)
+    costs: list[float] = []
+    out = merge_regions(labels, feats, 3, min_size=40, history=costs)
+    sizes = np.bincount(out.ravel())
+    assert out.max() + 1 <= 3 and sizes.min() >= 40 and len(costs) >= 1
+    one = merge_regions(labels, feats, 1)
+    assert np.all(one == 0)
+
+
+def test_metric_shipped_and_fit(scene):
+    t = load_metric()
+    c = len(REGION_FEATURE_NAMES)
+    assert t.shape == (c, c) and np.all(np.isfinite(t))
+    fitted = fit_metric([scene], subsample=8)
+    assert fitted.shape == (c, c) and np.all(np.isfinite(fitted))
+    assert np.array_equal(fitted, fit_metric([scene], subsample=8))
+
+
+# ---------------------------------------------------------------------------------------------------- SAM
+
+
+def test_sam_missing_checkpoint(tmp_path):
+    missing = tmp_path / "sam_vit_b_01ec64.pth"
+    with pytest.raises(FileNotFoundError) as err:
+        make_proposer("sam", checkpoint=str(missing))
+    assert str(missing) in str(err.value) and "cannot be downloaded" in str(err.value)
+    with pytest.raises(ValueError, match="cannot be downloaded"):
+        make_proposer("sam")
+    with pytest.raises(ValueError, match="model_type"):
+        make_proposer("sam", checkpoint=str(missing), model_type="vit_x")
+
+
+class _FakeGenerator:
+    """Stands in for SamAutomaticMaskGenerator: fixed overlapping masks, some pixels uncovered."""
+
+    def __init__(self, records_fn):
+        self.records_fn = records_fn
+        self.seen: list[np.ndarray] = []
+
+    def generate(self, image):
+        self.seen.append(image)
+        return self.records_fn(image.shape[:2])
+
+
+def _overlapping(shape):
+    h, w = shape
+    big = np.zeros(shape, bool)
+    big[: h * 3 // 4] = True
+    small = np.zeros(shape, bool)
+    small[h // 4 : h // 2, w // 4 : w // 2] = True
+    tiny = np.zeros(shape, bool)
+    tiny[0, 0] = True
+    return [{"segmentation": small, "area": int(small.sum()), "predicted_iou": 0.9},
+            {"segmentation": big, "area": int(big.sum()), "predicted_iou": 0.8},
+            {"segmentation": tiny, "area": 1, "predicted_iou": 0.5}]
+
+
+def test_sam_postprocessing_with_fake_generator(photo):
+    gen = _FakeGenerator(_overlapping)
+    masks = make_proposer("sam", mask_generator=gen, max_regions=8).propose(photo)
+    assert gen.seen[0].dtype == np.uint8 and gen.seen[0].shape == photo.shape
+    assert_ordered_partition(masks, photo.shape[:2], 8)
+    assert masks.shape[0] == 3  # big minus small, small (on top), uncovered bottom rows; tiny folded away
+    h, w = photo.shape[:2]
+    small = np.zeros((h, w), bool)
+    small[h // 4 : h // 2, w // 4 : w // 2] = True
+    assert any(np.array_equal(m, small) for m in masks)
+    lab = records_to_labels(_overlapping((h, w)), (h, w))
+    assert lab[h // 3, w // 3] != lab[0, w - 1] and lab[h - 1, 0] == 3
+    two = make_proposer("sam", mask_generator=gen, max_regions=2).propose(photo)
+    assert_ordered_partition(two, photo.shape[:2], 2)
+
+
+def test_sam_no_masks_gives_whole_image(photo):
+    masks = make_proposer("sam", mask_generator=_FakeGenerator(lambda shape: [])).propose(photo)
+    assert masks.shape == (1,) + photo.shape[:2] and masks.all()
+
+
+@pytest.mark.slow
+def test_sam_random_init_model(photo):
+    """segment_anything's real generator on a randomly initialised ViT-B (about 20-40 s on CPU)."""
+    torch = pytest.importorskip("torch")
+    from segment_anything import build_sam_vit_b
+
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = build_sam_vit_b(checkpoint=None)
+    prop = SamProposer(max_regions=4, sam_model=model, points_per_side=4, pred_iou_thresh=0.0,
+                       stability_score_thresh=0.0)
+    img = np.ascontiguousarray(photo[::2, ::2])
+    masks = prop.propose(img)
+    assert_ordered_partition(masks, img.shape[:2], 4)
