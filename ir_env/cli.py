@@ -128,6 +128,19 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command("train")
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a PPO planner from a YAML config (policies/ppo/train.py)."""
+    from policies.ppo.train import train_from_config
+
+    run_dir = train_from_config(args.config, total_timesteps=args.total_timesteps or None,
+                                n_envs=args.n_envs or None, resume=args.resume or None,
+                                output_dir=args.output_dir or None, progress_bar=False if args.no_progress else None)
+    files = [f for f in ("model.zip", "best_model.zip", "config.yml") if (run_dir / f).exists()]
+    print(f"wrote {', '.join(f'{run_dir}/{f}' for f in files)}; TensorBoard: tensorboard --logdir {run_dir}")
+    return 0
+
+
 @_command("bench")
 def cmd_bench(args: argparse.Namespace) -> int:
     """Env and tool speed figures (experiments/bench_env.py, experiments/bench_tools.py)."""
@@ -188,6 +201,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default="", help="write the results JSON here")
     s.add_argument("--markdown", default="", help="write the Markdown table here")
     s.add_argument("--plot", default="", help="write the quality-vs-cost plot (PNG) here")
+
+    s = sub.add_parser("train", help="train a PPO planner from a YAML config (TensorBoard logs under runs/)")
+    s.add_argument("--config", required=True, help="training YAML, e.g. experiments/configs/ppo_spatial.yaml")
+    s.add_argument("--total-timesteps", type=int, default=0, help="override the config's total_timesteps")
+    s.add_argument("--n-envs", type=int, default=0, help="override the config's n_envs (parallel env workers)")
+    s.add_argument("--resume", default="", help="continue from this checkpoint .zip (same run folder)")
+    s.add_argument("--output-dir", default="", help="override the config's output_dir (default runs)")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("bench", help="env speed figures (steps/s, reset time, overhead share, 2-worker scaling)")
     s.add_argument("--json", default="bench.json", help="output JSON path (default bench.json)")

@@ -1,86 +1,77 @@
 """``spatial-ir demo``: the main job on the built-in photos.
 
-Degrades the built-in test photos with a recipe, restores each with every available planner
-(baselines plus the shipped learned planner when present), prints a table, and writes a before/after
-PNG grid and a plot. Before the planners exist, it shows the tools' effect with the scene's ground truth.
+Degrades the built-in *test* photos with a recipe (default ``spatial-mixed``), restores each with every
+planner (baselines with a no-reference judge, the oracle-judged search as an upper bound, and the
+shipped learned planner when it is installed), prints the comparison table, and writes
+``demo.png`` (per image: clean, degraded with its regions, and each planner's result with its PSNR),
+``quality_vs_cost.png``, ``results.json`` and ``results.md`` under the output folder.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from tqdm import tqdm
 
-from ir_env.corpus import center_crop, load_named_corpus
-from ir_env.degradations import PHYSICAL_ORDER
+from ir_env.corpus import load_named_corpus
 from ir_env.imageio import write_image
-from ir_env.recipes import synthesize
+from ir_env.quality import get_metric
 from ir_env.visualize import image_grid, overlay_masks
-from restorers import apply, list_tools
+from policies.evaluation import evaluate, markdown_table, write_outputs
+from policies.registry import list_planners
+
+#: Planner specs the demo compares (learned planners are appended when available).
+DEMO_PLANNERS: tuple[str, ...] = ("random", "fixed", "greedy", "dfs", "greedy:global", "greedy:oracle", "dfs:oracle")
 
 
-def tool_for_kind(kind: str) -> str:
-    """Name of the first registered tool that targets degradation ``kind``."""
-    for t in list_tools():
-        if kind in t.targets:
-            return t.name
-    raise ValueError(f"no tool targets degradation kind {kind!r}")
+def demo_planners() -> list[str]:
+    """The demo's planner specs: :data:`DEMO_PLANNERS` plus ``ppo`` when a shipped policy loads."""
+    specs = list(DEMO_PLANNERS)
+    if "ppo" in list_planners():
+        try:
+            from policies.registry import make_planner
 
-
-def oracle_toolchain(scene, spatial: bool = True) -> np.ndarray:  # noqa: ANN001 (Scene)
-    """Apply, region by region, one default tool per ground-truth degradation, in physical order
-    (restoration order = reverse of degradation order). ``spatial=False`` applies the union of all
-    regions' tools to the whole image instead: what a user without region information would do."""
-    img = scene.degraded
-    order = list(reversed(PHYSICAL_ORDER))
-    if spatial:
-        for kind in order:
-            for k, labels in enumerate(scene.labels):
-                if kind in {lab[0] for lab in labels}:
-                    img = apply(img, tool_for_kind(kind), None, mask=scene.masks[k])
-    else:
-        kinds = {lab[0] for labels in scene.labels for lab in labels}
-        for kind in order:
-            if kind in kinds:
-                img = apply(img, tool_for_kind(kind), None)
-    return img
+            make_planner("ppo")
+            specs.append("ppo")
+        except (FileNotFoundError, ValueError, ImportError):
+            pass
+    return specs
 
 
 def run_demo(output: Path, recipe: str = "spatial-mixed", size: int = 128, seed: int = 0,
-             max_images: int = 0) -> dict:
-    """Run the demo; writes ``demo.png`` and ``demo.json`` under ``output``; returns the summary."""
-    from skimage.metrics import peak_signal_noise_ratio as psnr
-
+             max_images: int = 0, planners: list[str] | None = None) -> dict[str, Any]:
+    """Run the demo and write its files under ``output``; returns the evaluate-style results dict."""
     items = load_named_corpus("builtin", split="test")
     if max_images:
         items = items[:max_images]
+    specs = planners or demo_planners()
+    kept: dict[str, dict[str, Any]] = {}
+
+    def keep(name: str, spec: str, scene: Any, res: Any) -> None:
+        entry = kept.setdefault(name, {"scene": scene, "results": {}})
+        entry["results"][spec] = res.image
+
+    result = evaluate(items, recipe, specs, seed=seed, size=size, on_result=keep)
     output.mkdir(parents=True, exist_ok=True)
-    rows, tiles, labels = [], [], []
-    for i, (name, photo) in enumerate(tqdm(items, desc="demo", unit="image")):
-        clean = center_crop(photo, size)
-        scene = synthesize(clean, recipe=recipe, seed=seed + i)
-        spatial = oracle_toolchain(scene, spatial=True)
-        whole = oracle_toolchain(scene, spatial=False)
-        r = {"image": name, "psnr_in": psnr(clean, scene.degraded, data_range=1.0),
-             "psnr_global_tools": psnr(clean, whole, data_range=1.0),
-             "psnr_region_tools": psnr(clean, spatial, data_range=1.0),
-             "regions": [sorted({k for k, _ in lab}) for lab in scene.labels]}
-        rows.append(r)
-        tiles.append([clean, overlay_masks(scene.degraded, scene.masks), whole, spatial])
-        labels.append(["clean", f"in {r['psnr_in']:.1f}", f"global {r['psnr_global_tools']:.1f}",
-                       f"regions {r['psnr_region_tools']:.1f}"])
-    write_image(output / "demo.png", image_grid(tiles, labels))
-    summary = {"recipe": recipe, "seed": seed, "size": size, "rows": rows}
-    (output / "demo.json").write_text(json.dumps(summary, indent=2, default=float))
-    print(f"\n{'image':<24} {'PSNR in':>8} {'global tools':>13} {'region tools':>13}  degradations per region")
-    for r in rows:
-        regs = " | ".join("+".join(k) for k in r["regions"])
-        print(f"{r['image']:<24} {r['psnr_in']:8.2f} {r['psnr_global_tools']:13.2f} "
-              f"{r['psnr_region_tools']:13.2f}  {regs}")
-    mean = {k: float(np.mean([r[k] for r in rows])) for k in ("psnr_in", "psnr_global_tools", "psnr_region_tools")}
-    print(f"{'mean':<24} {mean['psnr_in']:8.2f} {mean['psnr_global_tools']:13.2f} {mean['psnr_region_tools']:13.2f}")
-    print(f"\nwrote {output / 'demo.png'} and {output / 'demo.json'}")
-    summary["mean"] = mean
-    return summary
+    psnr = get_metric("psnr")
+    rows, labels = [], []
+    for name, entry in kept.items():
+        sc = entry["scene"]
+        row = [sc.clean, overlay_masks(sc.degraded, sc.masks, alpha=0.0)]
+        lab = [name.rsplit(".", 1)[0], f"input {psnr.score(sc.degraded, sc.clean):.1f} dB"]
+        for spec in specs:
+            img = entry["results"][spec]
+            row.append(img)
+            lab.append(f"{spec} {psnr.score(img, sc.clean):.1f}")
+        rows.append(row)
+        labels.append(lab)
+    scale = max(1, 256 // size)
+    grid = image_grid([[np.kron(t, np.ones((scale, scale, 1), np.float32)) for t in r] for r in rows], labels)
+    write_image(output / "demo.png", grid)
+    write_outputs(result, str(output / "results.json"), str(output / "results.md"),
+                  str(output / "quality_vs_cost.png"))
+    print(markdown_table(result))
+    print(f"wrote {output / 'demo.png'}, {output / 'quality_vs_cost.png'}, {output / 'results.json'}, "
+          f"{output / 'results.md'}")
+    return result

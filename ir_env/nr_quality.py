@@ -147,8 +147,9 @@ def grid_edges(h: int, w: int, cell: int = CELL) -> tuple[np.ndarray, np.ndarray
 
 def _pool(maps: np.ndarray, ey: np.ndarray, ex: np.ndarray, op: np.ufunc = np.add) -> np.ndarray:
     """Reduce (M, H, W) maps over grid cells -> (M, ny, nx) with ``op`` (add / minimum / maximum)."""
-    out = op.reduceat(maps, ey[:-1], axis=1)
-    return op.reduceat(out, ex[:-1], axis=2)
+    # columns first (about 2x faster than rows first); float64 accumulation
+    out = op.reduceat(maps, ex[:-1], axis=2, dtype=np.float64)
+    return op.reduceat(out, ey[:-1], axis=1)
 
 
 def cell_features(image: np.ndarray, cell: int = CELL) -> tuple[np.ndarray, np.ndarray]:
@@ -192,7 +193,7 @@ def cell_features(image: np.ndarray, cell: int = CELL) -> tuple[np.ndarray, np.n
     lm2 = cv2.boxFilter(y * y, cv2.CV_32F, (7, 7), borderType=cv2.BORDER_REFLECT_101)
     lstd = np.sqrt(np.maximum(lm2 - lm * lm, 0.0))
     band = y - g2
-    bstd = np.sqrt(cv2.boxFilter(band * band, cv2.CV_32F, (9, 9), borderType=cv2.BORDER_REFLECT_101))
+    bstd = np.sqrt(np.maximum(cv2.boxFilter(band * band, cv2.CV_32F, (9, 9), borderType=cv2.BORDER_REFLECT_101), 0.0))
     over = np.maximum(0.0, np.abs(band) - 3.0 * _gauss(bstd, 4.0) - 0.02)
 
     # JPEG blockiness on the 8-px grid anchored at (0, 0)
@@ -232,12 +233,14 @@ def cell_features(image: np.ndarray, cell: int = CELL) -> tuple[np.ndarray, np.n
             dh * bd_c[None, :], dh * in_c[None, :], dv * bd_r[:, None], dv * in_r[:, None],
             ones * bd_c[None, :], ones * in_c[None, :], ones * bd_r[:, None], ones * in_r[:, None],
             zf, zmask, rv, ro, over]
-    stack = np.stack([np.asarray(m, np.float64) for m in maps])
+    stack = np.empty((len(maps), h, w), np.float32)
+    for i, mp in enumerate(maps):
+        stack[i] = mp
     sums = _pool(stack, ey, ex)
     n = counts.astype(np.float64)
     mean = sums / n
-    mins = _pool(np.stack([y, dark]).astype(np.float64), ey, ex, np.minimum)
-    ymax = _pool(y[None].astype(np.float64), ey, ex, np.maximum)[0]
+    mins = _pool(np.stack([y, dark]), ey, ex, np.minimum)
+    ymax = _pool(y[None], ey, ex, np.maximum)[0]
 
     (my, my2, mv, msat, mrg, mbg, mdark, mmn, chi, clo, cdark, mnres, _, _, mchroma, mg0, mg1,
      mg2, mg4, mlap2, mhi, mmid, mlow, mlstd, mrcon, mjxx, mjyy, mjxy) = mean[:28]

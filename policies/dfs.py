@@ -9,11 +9,14 @@ Per region (spatial mode) or for the whole image (global mode):
    only when no likely one helped.
 3. *Execute* each candidate on the region and *reflect*: judge the whole image. Candidates whose judged
    gain exceeds ``threshold`` succeed, the rest are rolled back. The best ``branch`` successes are refined
-   by a short 1-D parameter search and the search *recurses* from each (depth + 1, up to ``max_depth``).
+   by a short 1-D parameter search and the search *recurses* from each (depth + 1, up to ``max_depth``);
+   below depth 2 only the best success is followed, so the tree stays within budget.
 4. The best-judged node of the whole tree (a leaf, or the region's start when nothing helped) is kept.
+5. *Rounds*: after every region was searched, perception runs again on the result and another round
+   starts (up to ``rounds``), while the previous round kept a step and the step budget is not spent.
 
-``budget`` bounds the tool calls per region (the exponential worst case); ``result.info["budget_bound"]``
-counts the regions where it was hit.
+``budget`` bounds the tool calls per image, shared evenly by the regions (it bounds the exponential
+worst case); ``result.info["budget_bound"]`` counts the regions where their share was hit.
 """
 
 from __future__ import annotations
@@ -40,21 +43,27 @@ class _Node:
 class DFSPlanner(SearchPlanner):
     """Depth-first search over tool sequences per region, with rollback (see the module docstring).
 
-    Args (besides :class:`SearchPlanner`'s): ``max_depth`` (tools per region, default 3), ``budget``
-    (tool calls per region, default 500), ``branch`` (successful children explored per node, default 2),
+    Args (besides :class:`SearchPlanner`'s): ``max_depth`` (tools per region and round, default 3),
+    ``budget`` (tool calls per image, default 2400, shared evenly by rounds and regions), ``branch``
+    (successful children explored near the root, default 2), ``rounds`` (perceive-search rounds, default 3),
     ``offsets`` (default (-0.5, 0.5)), ``min_prob`` (perception cut, default 0.3), ``embedding``
     (embedder the perception reads, default ``handcrafted``).
     """
 
     name = "dfs"
 
-    def __init__(self, *, max_depth: int = 3, budget: int = 500, branch: int = 2,
+    def __init__(self, *, max_depth: int | None = None, budget: int = 2400, branch: int = 2, rounds: int = 3,
                  offsets: Sequence[float] = (-0.5, 0.5), min_prob: float = 0.3,
                  embedding: str = "handcrafted", **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
-        if max_depth < 1 or budget < 1 or branch < 1:
+        if (max_depth is not None and max_depth < 1) or budget < 1 or branch < 1:
             raise ValueError("max_depth, budget and branch must be >= 1")
-        self.max_depth, self.budget, self.branch = int(max_depth), int(budget), int(branch)
+        self.depth_limit = None if max_depth is None else int(max_depth)
+        self.budget, self.branch = int(budget), int(branch)
+        self.max_depth = 3
+        if int(rounds) < 1:
+            raise ValueError("rounds must be >= 1")
+        self.rounds = int(rounds)
         self.offsets = tuple(float(o) for o in offsets)
         self.min_prob = float(min_prob)
         self.perception = Perception(embedding)
@@ -70,32 +79,36 @@ class DFSPlanner(SearchPlanner):
         img = image
         score = self.judge.score(img, reference)
         trace: list[TraceStep] = []
-        bound = 0
-        ranking = self.perception.rank(img, masks)
-        for k in range(len(masks)):
-            if len(trace) >= self.max_steps:
-                break
-            t0 = time.perf_counter()
-            ranked = [f for f, _ in ranking[k] if f in self.by_family]
-            likely = [f for f, p in ranking[k] if p >= self.min_prob and f in self.by_family] or ranked[:1]
-            others = [f for f in ranked if f not in likely]
-            self._calls_left, self._bound = self.budget, False
-            self._best = _Node(img, score)
-            self._search(self._best, likely, others, k, masks, reference, depth=0)
-            bound += int(self._bound)
-            leaf = self._best
-            kept = leaf.steps[: self.max_steps - len(trace)]
-            dt = (time.perf_counter() - t0) / max(1, len(kept))
-            for tool, theta, before, after in kept:
-                trace.append(TraceStep(k, areas[k], tool.name, params_dict(tool.to_physical(theta)), before, after, dt))
-            if len(kept) == len(leaf.steps):
+        bound = rounds = 0
+        per_region = max(1, self.budget // (self.rounds * len(masks)))
+        improved = True
+        while improved and rounds < self.rounds and len(trace) < self.max_steps:
+            # one round: perceive every region again, then search each region in turn
+            improved, rounds = False, rounds + 1
+            ranking = self.perception.rank(img, masks)
+            for k in range(len(masks)):
+                left = self.max_steps - len(trace)
+                if left <= 0:
+                    break
+                self.max_depth = min(left, self.depth_limit or 3)
+                t0 = time.perf_counter()
+                ranked = [f for f, _ in ranking[k] if f in self.by_family]
+                likely = [f for f, p in ranking[k] if p >= self.min_prob and f in self.by_family] or ranked[:1]
+                others = [f for f in ranked if f not in likely]
+                self._calls_left, self._bound = per_region, False
+                self._best = _Node(img, score)
+                self._search(self._best, likely, others, k, masks, reference, depth=0)
+                bound += int(self._bound)
+                leaf = self._best
+                dt = (time.perf_counter() - t0) / max(1, len(leaf.steps))
+                for tool, theta, before, after in leaf.steps:
+                    trace.append(TraceStep(k, areas[k], tool.name, params_dict(tool.to_physical(theta)), before,
+                                           after, dt))
+                improved = improved or bool(leaf.steps)
                 img, score = leaf.image, leaf.score
-            else:  # the step budget cut the leaf short: replay the kept prefix
-                for tool, theta, _, after in kept:
-                    img, score = apply(img, tool, theta, mask=masks[k]), after
         result = RestorationResult(img, trace, masks, tool_calls=self.tool_calls, iqa_calls=0, seconds=0.0)
         result.info["budget_bound"] = bound
-        result.info["regions_searched"] = int(len(masks))
+        result.info["rounds"] = rounds
         return result
 
     def _search(self, node: _Node, likely: list[str], others: list[str], k: int, masks: np.ndarray,
@@ -119,7 +132,8 @@ class DFSPlanner(SearchPlanner):
                             successes.append(c)
             if successes:
                 break
-        for c in sorted(successes, key=lambda c: -c.gain)[: self.branch]:
+        width = self.branch if depth < 2 else 1  # branch near the root, then follow the best child
+        for c in sorted(successes, key=lambda c: -c.gain)[:width]:
             if self._calls_left >= 4:
                 self._calls_left -= 4
                 c = self._refine(node.image, masks, c, reference, node.score)

@@ -2,14 +2,14 @@
 
 Planner specs are ``name[:option...]`` with options ``spatial``/``global`` (mode), ``oracle`` (judge =
 PSNR against the clean image: an upper bound), ``judge=METRIC`` and ``key=value`` planner options
-(numbers parsed), e.g. ``greedy``, ``greedy:global``, ``dfs:oracle``, ``greedy:judge=piqe``.
+(numbers parsed; ``a/b/c`` gives a tuple), e.g. ``greedy``, ``greedy:global``, ``dfs:oracle``, ``greedy:judge=piqe``.
 """
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,8 @@ DEFAULT_JUDGE = "brisque"
 
 
 def _value(text: str) -> Any:
+    if "/" in text:  # a tuple of numbers, e.g. offsets=-0.5/0.5
+        return tuple(_value(t) for t in text.split("/"))
     for cast in (int, float):
         try:
             return cast(text)
@@ -75,10 +77,12 @@ def image_metrics(image: np.ndarray, clean: np.ndarray) -> dict[str, float]:
 
 def evaluate(items: Sequence[tuple[str, np.ndarray]], recipe: str, planner_specs: Sequence[str], seed: int = 0,
              size: int = 128, judge: str = DEFAULT_JUDGE, progress: bool = True,
-             planner_kwargs: dict[str, Any] | None = None) -> dict[str, Any]:
+             planner_kwargs: dict[str, Any] | None = None,
+             on_result: Callable[[str, str, Any, Any], None] | None = None) -> dict[str, Any]:
     """Degrade each (name, clean photo) with ``recipe`` (scene seed = ``seed * 100003 + index``), restore
     with every planner, and return the evaluate JSON (DESIGN.md): per-planner means and per-image rows.
-    ``size`` > 0 centre-crops the photos to ``size`` px first."""
+    ``size`` > 0 centre-crops the photos to ``size`` px first. ``on_result(image_name, spec, scene,
+    result)`` is called after every restoration (e.g. to keep the images)."""
     planners = [(spec, *parse_planner_spec(spec, default_judge=judge, seed=seed, **(planner_kwargs or {})))
                 for spec in planner_specs]
     rows: list[dict[str, Any]] = []
@@ -98,6 +102,8 @@ def evaluate(items: Sequence[tuple[str, np.ndarray]], recipe: str, planner_specs
                    "seconds": time.perf_counter() - t0, "steps": len(res.trace), "judge": res.judge,
                    "budget_bound": res.info.get("budget_bound")}
             rows.append(row)
+            if on_result is not None:
+                on_result(name, spec, scene, res)
             bar.update(1)
     bar.close()
     summary: dict[str, Any] = {}

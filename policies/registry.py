@@ -25,6 +25,12 @@ def _builtin() -> None:
 
     for cls in (RandomPlanner, FixedPlanner, GreedyPlanner, DFSPlanner):
         register_planner(cls.name, cls)
+    try:  # learned planners: the classes load their model only when built (a missing zip fails there)
+        from policies.ppo.planner import MaskablePPOPlanner, PPOPlanner
+    except ImportError:  # stable-baselines3 / sb3-contrib not installed: the other planners still work
+        return
+    for cls in (PPOPlanner, MaskablePPOPlanner):
+        register_planner(cls.name, cls)
 
 
 def list_planners() -> list[str]:
@@ -34,7 +40,7 @@ def list_planners() -> list[str]:
 
 
 def make_planner(name: str, **kwargs: Any) -> Planner:
-    """Build planner ``name`` (``random``, ``fixed``, ``greedy``, ``dfs``, ...) with keyword options
+    """Build planner ``name`` (``random``, ``fixed``, ``greedy``, ``dfs``, ``ppo``, ``maskable_ppo``) with keyword options
     (``mode``, ``judge``, ``region_proposer``, ``max_regions``, ``max_steps``, ``seed``, and the planner's own)."""
     _builtin()
     try:

@@ -1,0 +1,87 @@
+"""Training callbacks: restoration statistics for TensorBoard and evaluation on a fixed set of test episodes."""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+from sb3_contrib.common.maskable.callbacks import MaskableEvalCallback
+from stable_baselines3.common.callbacks import BaseCallback, EvalCallback
+
+
+class RestorationStatsCallback(BaseCallback):
+    """Logs, once per rollout, what the env's ``info`` dicts say about the episodes that ended in it.
+
+    Scalars (TensorBoard tags): ``restoration/psnr_gain`` (dB, final minus input PSNR),
+    ``restoration/tool_calls`` (tools applied per episode), ``restoration/stop_rate`` (share of episodes
+    ended by STOP rather than by the step budget), ``restoration/episodes``, and ``tools/<name>`` (share of
+    all steps of the rollout that chose that tool; ``tools/STOP`` included).
+    """
+
+    def __init__(self, verbose: int = 0) -> None:
+        super().__init__(verbose)
+        self._reset_stats()
+
+    def _reset_stats(self) -> None:
+        self.gains: list[float] = []
+        self.calls: list[float] = []
+        self.stops: list[float] = []
+        self.tools: Counter[str] = Counter()
+        self.steps = 0
+
+    def _on_step(self) -> bool:
+        infos: list[dict[str, Any]] = self.locals.get("infos", [])
+        dones = np.asarray(self.locals.get("dones", np.zeros(len(infos), bool)))
+        for info, done in zip(infos, dones, strict=False):
+            tool = info.get("tool")
+            if tool is not None:
+                self.tools[str(tool)] += 1
+                self.steps += 1
+            if done and "psnr_gain" in info:
+                self.gains.append(float(info["psnr_gain"]))
+                self.calls.append(float(info.get("tool_calls", np.nan)))
+                self.stops.append(float(tool == "STOP"))
+        return True
+
+    def _on_rollout_end(self) -> None:
+        if self.gains:
+            self.logger.record("restoration/psnr_gain", float(np.mean(self.gains)))
+            self.logger.record("restoration/tool_calls", float(np.nanmean(self.calls)))
+            self.logger.record("restoration/stop_rate", float(np.mean(self.stops)))
+            self.logger.record("restoration/episodes", len(self.gains))
+        if self.steps:
+            for name, n in sorted(self.tools.items()):
+                self.logger.record(f"tools/{name}", n / self.steps)
+        self._reset_stats()
+
+
+class _FixedEpisodes:
+    """Mixin for SB3 eval callbacks: reseed the eval env before every evaluation, so each evaluation sees
+    the same test scenes and ``best_model.zip`` is chosen on a fixed set (not on lucky draws)."""
+
+    eval_seed: int = 0
+    eval_freq: int
+    n_calls: int
+    eval_env: Any
+
+    def _on_step(self) -> bool:
+        if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
+            self.eval_env.seed(self.eval_seed)
+        return super()._on_step()  # type: ignore[misc]
+
+
+class SeededEvalCallback(_FixedEpisodes, EvalCallback):
+    """:class:`~stable_baselines3.common.callbacks.EvalCallback` on fixed episodes (``eval_seed``)."""
+
+    def __init__(self, *args: Any, eval_seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.eval_seed = int(eval_seed)
+
+
+class SeededMaskableEvalCallback(_FixedEpisodes, MaskableEvalCallback):
+    """sb3-contrib's ``MaskableEvalCallback`` on fixed episodes (``eval_seed``)."""
+
+    def __init__(self, *args: Any, eval_seed: int = 0, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.eval_seed = int(eval_seed)

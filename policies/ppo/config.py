@@ -1,0 +1,130 @@
+"""Training configuration of the PPO planners: defaults, YAML loading/validation, and the resolved
+``config.yml`` written next to every trained model (the planner reads it back to rebuild the same env)."""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+#: Algorithms: ``hybrid`` = PPO + HybridSetPolicy on BoxAction, ``maskable`` = MaskablePPO on MultiDiscreteAction.
+ALGOS = ("hybrid", "maskable")
+
+#: Every key a config may hold, with its default (nested dicts are merged key by key).
+DEFAULTS: dict[str, Any] = {
+    "name": "ppo",  # run name: outputs go to <output_dir>/<name>/
+    "algo": "hybrid",
+    "env_id": "SpatialIR-v0",
+    "env_kwargs": {},
+    "bins": 5,  # parameter bins of the maskable variant
+    "policy_kwargs": {},  # hybrid: hidden, attention, share_encoder, log_std_init; maskable: net_arch
+    "ppo": {"learning_rate": 3e-4, "n_steps": 512, "batch_size": 128, "n_epochs": 10, "gamma": 1.0,
+            "gae_lambda": 0.95, "clip_range": 0.2, "ent_coef": 0.01, "vf_coef": 0.5, "max_grad_norm": 0.5},
+    "total_timesteps": 100_000,
+    "seed": 0,
+    "n_envs": 1,
+    "device": "cpu",
+    "torch_threads": 1,
+    "eval": {"freq": 10_000, "episodes": 24, "split": "test", "seed": 12345},
+    "checkpoint_freq": 25_000,
+    "output_dir": "runs",
+    "resume": None,
+    "progress_bar": True,
+    "verbose": 0,
+}
+
+CONFIG_NAME = "config.yml"
+
+#: Keys whose values are free-form mappings (passed on as keyword arguments; merged shallowly, not checked here).
+FREE_FORM = ("env_kwargs", "policy_kwargs")
+
+
+def _merge(base: dict[str, Any], over: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if key not in base:
+            raise ValueError(f"unknown config key {where}{key!r}; known: {', '.join(base)}")
+        if key in FREE_FORM and not where:
+            if value is not None and not isinstance(value, Mapping):
+                raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
+            out[key] = {**out[key], **copy.deepcopy(dict(value or {}))}
+        elif isinstance(base[key], dict) and isinstance(value, Mapping):
+            out[key] = _merge(base[key], value, f"{where}{key}.")
+        elif isinstance(base[key], dict) and value is not None and not isinstance(value, Mapping):
+            raise ValueError(f"config key {where}{key!r} must be a mapping, got {value!r}")
+        else:
+            out[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
+    return out
+
+
+def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
+    """Defaults + ``raw`` + ``overrides`` (``None`` values ignored), validated. ``ValueError`` names bad keys/values."""
+    cfg = _merge(DEFAULTS, dict(raw or {}))
+    cfg = _merge(cfg, {k: v for k, v in overrides.items() if v is not None})
+    if cfg["algo"] not in ALGOS:
+        raise ValueError(f"algo must be one of {ALGOS}, got {cfg['algo']!r}")
+    for key in ("total_timesteps", "n_envs", "torch_threads", "bins"):
+        if not isinstance(cfg[key], int) or cfg[key] < 1:
+            raise ValueError(f"config {key!r} must be an integer >= 1, got {cfg[key]!r}")
+    if not isinstance(cfg["seed"], int):
+        raise ValueError(f"config 'seed' must be an integer, got {cfg['seed']!r}")
+    from ir_env import ENV_SPECS
+
+    env_id = str(cfg["env_id"]).split(":")[-1]
+    if env_id not in ENV_SPECS:
+        raise ValueError(f"unknown env_id {cfg['env_id']!r}; known: {', '.join(ENV_SPECS)}")
+    cfg["env_id"] = env_id
+    # the full env kwargs (registered preset + config), so a planner can rebuild the exact env
+    cfg["env_kwargs"] = {**ENV_SPECS[env_id], **dict(cfg["env_kwargs"] or {})}
+    return cfg
+
+
+def load_config(path: str | Path, **overrides: Any) -> dict[str, Any]:
+    """Read a training YAML and resolve it (see :func:`resolve_config`)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found: {p}")
+    raw = yaml.safe_load(p.read_text()) or {}
+    if not isinstance(raw, Mapping):
+        raise ValueError(f"{p}: the config must be a YAML mapping")
+    return resolve_config(raw, **overrides)
+
+
+def plain(value: Any) -> Any:
+    """A YAML-safe copy: mappings/sequences recursively, numpy scalars as Python numbers, arrays (e.g. an
+    in-memory corpus) as a short ``"<array HxWxC float32>"`` note, other objects as ``str``."""
+    if isinstance(value, Mapping):
+        return {str(k): plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return f"<array {'x'.join(map(str, value.shape))} {value.dtype}>"
+    if isinstance(value, np.generic):
+        return value.item()
+    if value is None or type(value) in (bool, int, float, str):
+        return value
+    return str(value)
+
+
+def write_config(cfg: Mapping[str, Any], folder: str | Path) -> Path:
+    """Write ``config.yml`` (plain YAML via :func:`plain`, keys in insertion order) into ``folder``."""
+    out = Path(folder) / CONFIG_NAME
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(yaml.safe_dump(plain(cfg), sort_keys=False))
+    return out
+
+
+def read_model_config(model_path: str | Path) -> dict[str, Any]:
+    """The ``config.yml`` saved next to a model ``.zip`` (``FileNotFoundError`` if absent)."""
+    p = Path(model_path).parent / CONFIG_NAME
+    if not p.is_file():
+        raise FileNotFoundError(f"no {CONFIG_NAME} next to {model_path}: the planner needs the training config "
+                                "(region proposer, max_regions, tools) that `spatial-ir train` writes there")
+    cfg = yaml.safe_load(p.read_text())
+    if not isinstance(cfg, Mapping) or "env_id" not in cfg or "env_kwargs" not in cfg:
+        raise ValueError(f"{p} is not a training config written by `spatial-ir train`")
+    return dict(cfg)

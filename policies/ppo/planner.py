@@ -1,0 +1,173 @@
+"""``PPOPlanner`` (``make_planner("ppo")``) and ``MaskablePPOPlanner`` (``make_planner("maskable_ppo")``):
+restore an image with a trained PPO policy, one deterministic (region, tool, params) step at a time.
+
+The policy must see exactly what it saw in training, so the planner rebuilds the training env from the
+``config.yml`` saved next to the model (region proposer and its kwargs, ``max_regions``, embedding, tools,
+``max_steps``) and feeds it the image through ``reset(options={"scene": ...})``. It never calls an IQA
+metric to decide (``iqa_calls == 0``).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ir_env.recipes import Scene
+from policies.base import Planner, RestorationResult, TraceStep, params_dict
+
+#: Where shipped models live: ``models/<algo>_<mode>/model.zip`` with its ``config.yml``.
+MODELS_DIR = Path(__file__).resolve().parent / "models"
+
+
+class _FixedMasks:
+    """A stand-in region proposer that returns given masks (so the env observes the planner's regions)."""
+
+    def __init__(self, masks: np.ndarray) -> None:
+        self.masks = masks
+
+    def propose(self, image: np.ndarray, scene: Any = None) -> np.ndarray:
+        return self.masks
+
+
+def default_model_path(algo: str, mode: str) -> Path:
+    """``policies/ppo/models/<ppo|maskable_ppo>_<spatial|global>/model.zip``."""
+    prefix = "ppo" if algo == "hybrid" else "maskable_ppo"
+    return MODELS_DIR / f"{prefix}_{mode}" / "model.zip"
+
+
+class PPOPlanner(Planner):
+    """A trained stable-baselines3 PPO policy as a planner.
+
+    Args:
+        path: the model ``.zip`` written by ``spatial-ir train`` (``config.yml`` must sit next to it).
+            Default: the shipped ``policies/ppo/models/ppo_<mode>/model.zip``; a missing file raises
+            ``FileNotFoundError`` saying how to train one.
+        mode: ``"spatial"`` or ``"global"``: only picks the default model; the model's own training config
+            decides the regions (a global model runs on one whole-image region whatever ``mode`` says).
+        max_steps: optional cap on the steps (the policy's budget is the training ``max_steps``).
+        seed: seed of the env reset (the policy itself is deterministic).
+        judge, region_proposer, max_regions: accepted for a uniform planner interface; the judge is not
+            used, and the proposer / region count must match the training config if given.
+        device: torch device for the policy (default ``"cpu"``).
+    """
+
+    name = "ppo"
+    uses_judge = False
+    algo = "hybrid"
+
+    def __init__(self, path: str | Path | None = None, mode: str | None = None, max_steps: int | None = None,
+                 seed: int = 0, judge: str | None = None, region_proposer: str | None = None,
+                 max_regions: int | None = None, device: str = "cpu") -> None:
+        from policies.ppo.config import read_model_config
+        from policies.ppo.train import algo_class
+
+        if mode is not None and mode not in ("spatial", "global"):
+            raise ValueError(f"mode must be 'spatial' or 'global', got {mode!r}")
+        model_path = Path(path) if path is not None else default_model_path(self.algo, mode or "spatial")
+        if not model_path.is_file():
+            config = "ppo_global" if (mode == "global") else "ppo_spatial"
+            raise FileNotFoundError(
+                f"no trained {self.name} model at {model_path}; train one with `spatial-ir train --config "
+                f"experiments/configs/{config}.yaml` (algo: {self.algo}) and pass path=runs/<name>/best_model.zip, "
+                f"or copy that zip and its config.yml to {model_path.parent}/ as model.zip and config.yml")
+        cfg = read_model_config(model_path)
+        if cfg.get("algo", "hybrid") != self.algo:
+            raise ValueError(f"{model_path} was trained with algo {cfg.get('algo')!r}; the {self.name!r} planner "
+                             f"needs algo {self.algo!r}")
+        env_kwargs = dict(cfg["env_kwargs"])
+        self.env = self._make_env(cfg)
+        base = self.env.unwrapped
+        if region_proposer is not None and region_proposer != base.region_proposer and base.max_regions > 1:
+            raise ValueError(f"the model was trained with region_proposer {base.region_proposer!r}, "
+                             f"not {region_proposer!r}")
+        if max_regions is not None and int(max_regions) != base.max_regions and base.max_regions > 1:
+            raise ValueError(f"the model was trained with max_regions={base.max_regions}, not {max_regions}")
+        names = cfg.get("tool_names")
+        if names is not None and list(names) != base.tool_names:
+            raise ValueError(f"{model_path} was trained with tools {names}; this install offers {base.tool_names}")
+        trained_steps = int(base.max_steps)
+        self.step_cap = trained_steps if max_steps is None else min(int(max_steps), trained_steps)
+        model_mode = "global" if base.region_proposer == "whole" and base.max_regions == 1 else "spatial"
+        # build the base with the cheap "whole" proposer, then take the training env's own proposer (same
+        # name, kwargs and seed as in training) instead of a second, possibly differently configured one
+        super().__init__(mode="global", judge=None, max_steps=max(1, self.step_cap), seed=seed)
+        self.mode, self.region_proposer, self.max_regions = model_mode, base.region_proposer, base.max_regions
+        self.proposer = base.proposer
+        self.model = algo_class(self.algo).load(str(model_path), device=device)
+        self.model_path = model_path
+        self.config = cfg
+        self.env_kwargs = env_kwargs
+
+    # ---------------------------------------------------------------- env for observations
+    def _make_env(self, cfg: dict[str, Any]) -> Any:
+        from ir_env.env import SpatialIREnv
+        from ir_env.wrappers import BoxAction, MultiDiscreteAction
+
+        kw = {k: v for k, v in cfg["env_kwargs"].items() if k not in ("corpus", "split", "render_mode")}
+        kw["reward_metric"] = "psnr"  # the observation does not depend on the reward; PSNR is cheap
+        env = SpatialIREnv(corpus=[np.zeros((32, 32, 3), np.float32)], **kw)
+        if self.algo == "hybrid":
+            return BoxAction(env)
+        return MultiDiscreteAction(env, bins=int(cfg.get("bins", 5)))
+
+    def observe(self, image: np.ndarray, masks: np.ndarray, reference: np.ndarray | None = None) -> dict[str, np.ndarray]:
+        """Reset the internal env on ``image`` with regions ``masks`` (K, H, W); returns the observation."""
+        base = self.env.unwrapped
+        h, w = image.shape[:2]
+        scene = Scene(degraded=image, clean=reference if reference is not None else image, masks=masks,
+                      labels=[[] for _ in masks], params=[[] for _ in masks], recipe="external", seed=self.seed,
+                      depth=np.zeros((h, w), np.float32))
+        proposer = base.proposer
+        base.proposer = _FixedMasks(np.asarray(masks, dtype=bool))
+        try:
+            obs, _ = self.env.reset(seed=self.seed, options={"scene": scene})
+        finally:
+            base.proposer = proposer
+        return obs
+
+    def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        if self.algo == "hybrid":
+            action, _ = self.model.predict(obs, deterministic=True)
+        else:
+            action, _ = self.model.predict(obs, deterministic=True, action_masks=self.env.action_masks())
+        return np.asarray(action)
+
+    # ---------------------------------------------------------------- planning
+    def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
+        base = self.env.unwrapped
+        if len(masks) > base.max_regions:
+            raise ValueError(f"{len(masks)} regions given; the model handles at most {base.max_regions}")
+        obs = self.observe(image, masks, reference)
+        stops = 0
+        t_prev = time.perf_counter()
+        seconds: list[float] = []
+        for _ in range(self.step_cap):
+            action = self._act(obs)
+            n_before = len(base.state.trace)
+            obs, _, terminated, truncated, info = self.env.step(action)
+            if len(base.state.trace) > n_before:
+                now = time.perf_counter()
+                seconds.append(now - t_prev)
+                t_prev = now
+            if info.get("tool") == "STOP":
+                stops += 1
+            if terminated or truncated:
+                break
+        state = base.state
+        trace = [TraceStep(st.region, st.region_area, st.tool, params_dict(st.params), math.nan, math.nan, sec)
+                 for st, sec in zip(state.trace, seconds, strict=True)]
+        return RestorationResult(state.image.copy(), trace, np.asarray(masks, dtype=bool),
+                                 tool_calls=int(state.tool_calls), iqa_calls=0, seconds=0.0,
+                                 info={"model": str(self.model_path), "stopped": bool(stops),
+                                       "steps": int(state.steps)})
+
+
+class MaskablePPOPlanner(PPOPlanner):
+    """The sb3-contrib ``MaskablePPO`` comparison policy (``algo: maskable``) as a planner; see :class:`PPOPlanner`."""
+
+    name = "maskable_ppo"
+    algo = "maskable"

@@ -1,0 +1,192 @@
+"""Train a PPO planner from a YAML config (``spatial-ir train --config experiments/configs/X.yaml``).
+
+Two algorithms (config ``algo``):
+
+- ``hybrid``: stable-baselines3 PPO with :class:`~policies.ppo.policy.HybridSetPolicy` on
+  :class:`~ir_env.wrappers.BoxAction` (categorical region/tool choice + Gaussian parameters);
+- ``maskable``: sb3-contrib ``MaskablePPO`` (``MultiInputPolicy``) on
+  :class:`~ir_env.wrappers.MultiDiscreteAction` (parameters in ``bins`` levels, padded regions masked).
+
+A run writes to ``<output_dir>/<name>/``: ``config.yml`` (the resolved config, like rl-zoo),
+``model.zip`` (final), ``best_model.zip`` (best mean reward on fixed test-split episodes),
+``checkpoints/model_<steps>_steps.zip``, ``eval/evaluations.npz`` and TensorBoard logs (``tb_*/``).
+With ``n_envs > 1`` the envs run in ``SubprocVecEnv`` workers (forkserver; the env id is passed as
+``"ir_env:<id>"`` so the children register it); scripts calling :func:`train_from_config` must guard their
+entry point with ``if __name__ == "__main__":``.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+from policies.ppo.config import load_config, resolve_config, write_config
+
+#: ``info`` keys that Monitor copies into the episode records (``ep_info_buffer``, evaluation logs).
+INFO_KEYWORDS = ("psnr_gain", "is_success", "tool_calls")
+
+
+def set_single_thread() -> None:
+    """One thread for OpenMP, torch and OpenCV in this process (small nets and images: threads only contend)."""
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = "1"
+    import cv2
+    import torch
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def build_env(env_id: str, env_kwargs: Mapping[str, Any], algo: str = "hybrid", bins: int = 5,
+              monitor: bool = True, single_thread: bool = True) -> gym.Env:
+    """One training env: ``gym.make("ir_env:<env_id>", **env_kwargs)`` wrapped for ``algo``
+    (``BoxAction`` or ``MultiDiscreteAction(bins)``), then ``Monitor`` with :data:`INFO_KEYWORDS`."""
+    from stable_baselines3.common.monitor import Monitor
+
+    from ir_env.wrappers import BoxAction, MultiDiscreteAction
+
+    if single_thread:
+        set_single_thread()
+    env = gym.make(env_id if ":" in env_id else f"ir_env:{env_id}", **dict(env_kwargs))
+    env = BoxAction(env) if algo == "hybrid" else MultiDiscreteAction(env, bins=bins)
+    return Monitor(env, info_keywords=INFO_KEYWORDS) if monitor else env
+
+
+def _env_fn(env_id: str, env_kwargs: dict[str, Any], algo: str, bins: int) -> Callable[[], gym.Env]:
+    def make() -> gym.Env:
+        return build_env(env_id, env_kwargs, algo, bins)
+
+    return make
+
+
+def make_vec_env(cfg: Mapping[str, Any], n_envs: int | None = None, split: str | None = None, seed: int | None = None):
+    """The VecEnv of a resolved config: ``DummyVecEnv`` for one env, ``SubprocVecEnv`` (forkserver) for more.
+    ``split`` overrides the corpus split (the eval env uses ``"test"``); envs are seeded ``seed + i``."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
+
+    n = int(n_envs if n_envs is not None else cfg["n_envs"])
+    kwargs = dict(cfg["env_kwargs"])
+    if split is not None:
+        kwargs["split"] = split
+    fns = [_env_fn(cfg["env_id"], kwargs, cfg["algo"], int(cfg["bins"])) for _ in range(n)]
+    venv = DummyVecEnv(fns) if n == 1 else SubprocVecEnv(fns)
+    venv.seed(int(cfg["seed"] if seed is None else seed))
+    return venv
+
+
+def make_hybrid_ppo(env: Any, policy_kwargs: Mapping[str, Any] | None = None, **ppo_kwargs: Any):
+    """``PPO(HybridSetPolicy, env)`` on a ``BoxAction`` env (or VecEnv), ``param_counts`` read from the env."""
+    from stable_baselines3 import PPO
+
+    from policies.ppo.policy import HybridSetPolicy, hybrid_policy_kwargs
+
+    return PPO(HybridSetPolicy, env, policy_kwargs=hybrid_policy_kwargs(env, **dict(policy_kwargs or {})),
+               **ppo_kwargs)
+
+
+def make_maskable_ppo(env: Any, policy_kwargs: Mapping[str, Any] | None = None, **ppo_kwargs: Any):
+    """sb3-contrib ``MaskablePPO("MultiInputPolicy", env)`` on a ``MultiDiscreteAction`` env (or VecEnv): its
+    ``action_masks()`` forbid padded regions (the joint (region, tool) index is one dimension, STOP last)."""
+    from sb3_contrib import MaskablePPO
+
+    return MaskablePPO("MultiInputPolicy", env, policy_kwargs=dict(policy_kwargs or {}) or None, **ppo_kwargs)
+
+
+def algo_class(algo: str):
+    """The SB3 algorithm class of ``algo`` (``PPO`` or ``MaskablePPO``), e.g. for ``.load``."""
+    if algo == "hybrid":
+        from stable_baselines3 import PPO
+
+        return PPO
+    if algo == "maskable":
+        from sb3_contrib import MaskablePPO
+
+        return MaskablePPO
+    raise ValueError(f"unknown algo {algo!r}; use hybrid or maskable")
+
+
+def _tool_info(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    env = build_env(cfg["env_id"], {**cfg["env_kwargs"], "corpus": [np.zeros((32, 32, 3), np.float32)]},
+                    cfg["algo"], int(cfg["bins"]), monitor=False, single_thread=False)
+    base = env.unwrapped
+    names = list(base.tool_names)
+    env.close()
+    from policies.ppo.policy import param_counts_for
+
+    return {"tool_names": names, "param_counts": param_counts_for(names)}
+
+
+def train(cfg: Mapping[str, Any]) -> Path:
+    """Train with a resolved config (see :mod:`policies.ppo.config`); returns the run folder."""
+    import stable_baselines3
+    import torch
+    from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
+
+    from policies.ppo.callbacks import RestorationStatsCallback, SeededEvalCallback, SeededMaskableEvalCallback
+
+    cfg = dict(cfg)
+    set_single_thread()
+    torch.set_num_threads(int(cfg["torch_threads"]))
+    run_dir = Path(cfg["output_dir"]) / str(cfg["name"])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    resolved = {**cfg, **_tool_info(cfg), "versions": {"stable_baselines3": stable_baselines3.__version__,
+                                                       "torch": torch.__version__},
+                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+    write_config(resolved, run_dir)
+
+    n_envs = int(cfg["n_envs"])
+    venv = make_vec_env(cfg)
+    ppo_kwargs = dict(cfg["ppo"])
+    common = {"seed": int(cfg["seed"]), "device": cfg["device"], "verbose": int(cfg["verbose"]),
+              "tensorboard_log": str(run_dir)}
+    resume = cfg.get("resume")
+    if resume:
+        if not Path(resume).is_file():
+            raise FileNotFoundError(f"resume checkpoint not found: {resume}")
+        model = algo_class(cfg["algo"]).load(resume, env=venv, device=cfg["device"], tensorboard_log=str(run_dir))
+    elif cfg["algo"] == "hybrid":
+        model = make_hybrid_ppo(venv, cfg["policy_kwargs"], **ppo_kwargs, **common)
+    else:
+        model = make_maskable_ppo(venv, cfg["policy_kwargs"], **ppo_kwargs, **common)
+
+    callbacks: list[Any] = [RestorationStatsCallback()]
+    if int(cfg["checkpoint_freq"]) > 0:
+        callbacks.append(CheckpointCallback(max(1, int(cfg["checkpoint_freq"]) // n_envs),
+                                            str(run_dir / "checkpoints"), name_prefix="model"))
+    ev = cfg["eval"]
+    eval_env = None
+    if int(ev["freq"]) > 0 and int(ev["episodes"]) > 0:
+        eval_env = make_vec_env(cfg, n_envs=1, split=str(ev["split"]), seed=int(ev["seed"]))
+        cls = SeededEvalCallback if cfg["algo"] == "hybrid" else SeededMaskableEvalCallback
+        callbacks.append(cls(eval_env, n_eval_episodes=int(ev["episodes"]), eval_freq=max(1, int(ev["freq"]) // n_envs),
+                             best_model_save_path=str(run_dir), log_path=str(run_dir / "eval"), deterministic=True,
+                             verbose=int(cfg["verbose"]), eval_seed=int(ev["seed"])))
+    remaining = int(cfg["total_timesteps"]) - (int(model.num_timesteps) if resume else 0)
+    try:
+        if remaining > 0:
+            model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name="tb",
+                        reset_num_timesteps=not resume, progress_bar=bool(cfg["progress_bar"]))
+        model.save(run_dir / "model.zip")
+    finally:
+        venv.close()
+        if eval_env is not None:
+            eval_env.close()
+    return run_dir
+
+
+def train_from_config(path: str | Path, **overrides: Any) -> Path:
+    """Load the YAML at ``path`` (keys: see :data:`policies.ppo.config.DEFAULTS`), apply ``overrides``
+    (e.g. ``total_timesteps=``, ``n_envs=``, ``resume=``, ``output_dir=``; ``None`` ignored), train, and
+    return the run folder."""
+    return train(load_config(path, **overrides))
+
+
+def train_from_dict(raw: Mapping[str, Any], **overrides: Any) -> Path:
+    """Like :func:`train_from_config` from an in-memory mapping (tests, notebooks)."""
+    return train(resolve_config(raw, **overrides))
