@@ -1,0 +1,61 @@
+"""The committed baseline comparison: every planner, both modes, both judges, on three recipes.
+
+Run: ``python -m experiments.run_baselines --config experiments/configs/baselines.yaml``. Writes, per
+recipe, ``<recipe>.json`` (the evaluate JSON), ``<recipe>.md`` and ``<recipe>.png`` (quality vs cost)
+under ``output_dir``, and ``README.md`` there with every table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import yaml  # noqa: E402
+
+from ir_env.corpus import load_named_corpus  # noqa: E402
+from policies.evaluation import evaluate, markdown_table, write_outputs  # noqa: E402
+
+
+def scene_items(source: str, scenes_per_image: int) -> list[tuple[str, Any]]:
+    """The test photos, each repeated ``scenes_per_image`` times under names ``photo.png#k`` (each gets
+    its own scene seed in :func:`policies.evaluation.evaluate`)."""
+    split = "test" if source == "builtin" else "all"
+    base = load_named_corpus(source, split=split)
+    return [(f"{n}#{k}" if scenes_per_image > 1 else n, img) for k in range(scenes_per_image) for n, img in base]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the comparison from a YAML config."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="experiments/configs/baselines.yaml")
+    ap.add_argument("--recipes", default="", help="comma-separated subset of the config's recipes")
+    args = ap.parse_args(argv)
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    out = Path(cfg["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    recipes = [r for r in args.recipes.split(",") if r] or cfg["recipes"]
+    items = scene_items(cfg["images"], int(cfg.get("scenes_per_image", 1)))
+    for recipe in recipes:
+        t0 = time.perf_counter()
+        res = evaluate(items, recipe, cfg["planners"], seed=int(cfg["seed"]), size=int(cfg["size"]),
+                       judge=cfg["no_reference_judge"])
+        res["config"] = {k: v for k, v in cfg.items() if k != "output_dir"}
+        res["command"] = f"python -m experiments.run_baselines --config {args.config}"
+        write_outputs(res, str(out / f"{recipe}.json"), str(out / f"{recipe}.md"), str(out / f"{recipe}.png"))
+        print(markdown_table(res))
+        print(f"{recipe}: {time.perf_counter() - t0:.0f} s")
+    tables = [f"## {r}\n\n" + (out / f"{r}.md").read_text() + f"\n![{r}]({r}.png)\n"
+              for r in cfg["recipes"] if (out / f"{r}.md").exists()]
+    (out / "README.md").write_text(
+        "# Baseline planners\n\nMade by `python -m experiments.run_baselines --config "
+        f"{args.config}`. Judges: `{cfg['no_reference_judge']}` (no reference) and `oracle:psnr` (the clean "
+        "image is known: an upper bound, not a deployable planner).\n\n" + "\n".join(tables))
+
+
+if __name__ == "__main__":
+    main()

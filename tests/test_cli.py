@@ -1,0 +1,103 @@
+"""The command line: tools, degrade, restore, evaluate; clear one-line errors with non-zero exit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ir_env.cli import main
+from ir_env.imageio import read_image, write_image
+
+
+@pytest.fixture()
+def photo_file(tmp_path: Path, photo: np.ndarray) -> Path:
+    return write_image(tmp_path / "photo.png", photo)
+
+
+def test_tools_json_lists_tools_families_and_ranges(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tools", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    assert len(data["tools"]) >= 14
+    assert len({t["family"] for t in data["tools"]}) >= 6
+    for t in data["tools"]:
+        assert 1 <= len(t["params"]) <= 3
+        for p in t["params"]:
+            assert p["low"] < p["high"] and p["low"] <= p["default"] <= p["high"]
+
+
+def test_tools_text(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["tools"]) == 0
+    assert "families" in capsys.readouterr().out
+
+
+def test_degrade_writes_four_files_deterministically(tmp_path: Path, photo_file: Path) -> None:
+    for d in ("a", "b"):
+        assert main(["degrade", str(photo_file), "--recipe", "spatial-mixed", "--seed", "3", "-o", str(tmp_path / d)]) == 0
+    for f in ("degraded.png", "clean.png", "masks.png", "scene.json"):
+        assert (tmp_path / "a" / f).exists()
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    scene = json.loads((tmp_path / "a" / "scene.json").read_text())
+    kinds = [tuple(sorted({p["kind"] for p in r["params"]})) for r in scene["regions"]]
+    assert len(kinds) >= 2 and len(set(kinds)) >= 2, kinds
+    assert main(["degrade", str(photo_file), "--seed", "4", "-o", str(tmp_path / "c")]) == 0
+    assert (tmp_path / "c" / "degraded.png").read_bytes() != (tmp_path / "a" / "degraded.png").read_bytes()
+
+
+def test_degrade_accepts_greyscale_and_any_size(tmp_path: Path) -> None:
+    grey = np.linspace(0, 1, 90 * 70, dtype=np.float32).reshape(90, 70)
+    f = write_image(tmp_path / "grey.png", grey)
+    assert main(["degrade", str(f), "--recipe", "mixed-2", "-o", str(tmp_path / "o")]) == 0
+    assert read_image(tmp_path / "o" / "degraded.png").shape == (90, 70, 3)
+
+
+@pytest.mark.parametrize(
+    "argv, msg",
+    [
+        (["degrade", "missing.png", "-o", "x"], "not found"),
+        (["degrade", "{corrupt}", "-o", "x"], "cannot decode"),
+        (["degrade", "{photo}", "--recipe", "nope", "-o", "x"], "recipe"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "nope"], "unknown planner"),
+        (["restore", "{photo}", "-o", "x.png", "--judge", "psnr"], "reference"),
+        (["restore", "{photo}", "-o", "x.png", "--judge", "nope"], "unknown metric"),
+        (["evaluate", "--images", "missing_dir", "--planners", "fixed"], "missing_dir"),
+    ],
+)
+def test_bad_input_one_clear_line(argv: list[str], msg: str, tmp_path: Path, photo_file: Path,
+                                  capsys: pytest.CaptureFixture[str]) -> None:
+    corrupt = tmp_path / "corrupt.png"
+    corrupt.write_bytes(b"\x89PNG not really")
+    argv = [a.replace("{photo}", str(photo_file)).replace("{corrupt}", str(corrupt)) for a in argv]
+    argv = [str(tmp_path / a) if a in ("x", "x.png") else a for a in argv]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ") and msg in err[0], err
+
+
+def test_restore_writes_image_and_trace(tmp_path: Path, photo_file: Path) -> None:
+    out, trace = tmp_path / "r.png", tmp_path / "t.json"
+    assert main(["restore", str(photo_file), "-o", str(out), "--planner", "fixed", "--mode", "global",
+                 "--trace", str(trace)]) == 0
+    assert read_image(out).shape == read_image(photo_file).shape
+    t = json.loads(trace.read_text())
+    assert t["planner"] == "fixed" and len(t["trace"]) >= 1 and t["iqa_calls"] == 0
+
+
+def test_evaluate_writes_json_markdown_plot(tmp_path: Path, photo_file: Path) -> None:
+    j, m, p = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.png"
+    assert main(["evaluate", "--images", str(tmp_path), "--recipe", "noise-25", "--planners", "fixed,random",
+                 "--size", "64", "--json", str(j), "--markdown", str(m), "--plot", str(p)]) == 0
+    data = json.loads(j.read_text())
+    assert {"recipe", "seed", "size", "images", "planners", "rows"} <= set(data)
+    for key in ("psnr_in", "psnr_out", "ssim_in", "ssim_out", "tool_calls", "iqa_calls", "seconds"):
+        assert key in data["planners"]["fixed"] and key in data["rows"][0]
+    assert "| fixed |" in m.read_text() and p.stat().st_size > 1000
+
+
+def test_python_m_entry_point_help() -> None:
+    out = subprocess.run([sys.executable, "-m", "ir_env", "--help"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and "degrade" in out.stdout
