@@ -59,7 +59,8 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     write_image(out / "degraded.png", scene.degraded)
     write_image(out / "clean.png", scene.clean)
-    write_image(out / "masks.png", overlay_masks(scene.degraded, scene.masks))
+    texts = ["+".join(kind for kind, _ in labels) for labels in scene.labels]
+    write_image(out / "masks.png", overlay_masks(scene.degraded, scene.masks, texts=texts))
     info = scene.to_json()
     info["source"] = str(args.image)
     (out / "scene.json").write_text(json.dumps(info, indent=2))

@@ -22,8 +22,10 @@ def region_colour(k: int) -> np.ndarray:
     return PALETTE[k % len(PALETTE)]
 
 
-def overlay_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.35, outline: bool = True) -> np.ndarray:
-    """Tint each region of ``masks`` (K,H,W bool) in its colour over ``image`` and draw outlines."""
+def overlay_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.35, outline: bool = True,
+                  texts: Sequence[str] | None = None) -> np.ndarray:
+    """Tint each region of ``masks`` (K,H,W bool) in its colour over ``image``, draw outlines and, when
+    given, write ``texts[k]`` at region ``k``'s centroid."""
     out = image.astype(np.float32).copy()
     for k, m in enumerate(np.asarray(masks, dtype=bool)):
         if not m.any():
@@ -32,6 +34,16 @@ def overlay_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.35, out
         out[m] = (1 - alpha) * out[m] + alpha * c
     if outline:
         out = draw_outlines(out, masks)
+    if texts:
+        u8 = np.ascontiguousarray(to_uint8(out))
+        scale = max(0.3, min(u8.shape[:2]) / 400)
+        for m, text in zip(np.asarray(masks, dtype=bool), texts, strict=False):
+            ys, xs = np.nonzero(m)
+            if ys.size:
+                org = (max(0, int(xs.mean()) - 4 * len(text)), int(ys.mean()))
+                cv2.putText(u8, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 2, cv2.LINE_AA)
+                cv2.putText(u8, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+        out = u8.astype(np.float32) / 255.0
     return out
 
 

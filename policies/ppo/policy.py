@@ -87,13 +87,16 @@ class HybridSetPolicy(ActorCriticPolicy):
         hidden: encoder / head width (default 64).
         attention: one masked self-attention layer over the regions (default True).
         share_encoder: actor and critic share the set encoder (default False: two encoders).
+        param_defaults: (T, P) normalised default parameters of each tool (0 beyond ``p_t``); the mean head
+            starts there (its weights start near 0 and its bias at ``atanh(default)``), so early exploration
+            centres on the tools' documented defaults. ``None``: the middle of every range.
         log_std_init: initial log standard deviation of the parameter Gaussians (normalised units).
     """
 
     def __init__(self, observation_space: spaces.Dict, action_space: spaces.Box, lr_schedule: Schedule,
                  param_counts: Sequence[int] | None = None, hidden: int = 64, attention: bool = True,
-                 share_encoder: bool = False, activation_fn: type[nn.Module] = nn.ReLU,
-                 log_std_init: float = -0.5, **kwargs: Any) -> None:
+                 share_encoder: bool = False, param_defaults: Sequence[Sequence[float]] | None = None,
+                 activation_fn: type[nn.Module] = nn.ReLU, log_std_init: float = -0.5, **kwargs: Any) -> None:
         if not isinstance(observation_space, spaces.Dict) or not {"regions", "valid", "history", "steps_left"} <= set(
                 observation_space.spaces):
             raise ValueError("HybridSetPolicy needs the SpatialIR Dict observation (regions, valid, history, steps_left)")
@@ -113,6 +116,10 @@ class HybridSetPolicy(ActorCriticPolicy):
         self.hidden = int(hidden)
         self.attention = bool(attention)
         self.share_encoder = bool(share_encoder)
+        defaults = np.zeros((t, p), np.float32) if param_defaults is None else np.asarray(param_defaults, np.float32)
+        if defaults.shape != (t, p) or not np.all(np.isfinite(defaults)) or np.any(np.abs(defaults) > 1):
+            raise ValueError(f"param_defaults must be a ({t}, {p}) array of values in [-1, 1]")
+        self.param_defaults = defaults.tolist()
         self.num_regions, self.region_dim, self.num_tools, self.num_params = int(k), int(d), int(t), p
         self.max_steps = float(max(1.0, float(observation_space["steps_left"].high[0])))
         kwargs.pop("net_arch", None)
@@ -123,7 +130,7 @@ class HybridSetPolicy(ActorCriticPolicy):
         data = super()._get_constructor_parameters()
         data.pop("net_arch", None)
         data.update(param_counts=self.param_counts, hidden=self.hidden, attention=self.attention,
-                    share_encoder=self.share_encoder)
+                    share_encoder=self.share_encoder, param_defaults=self.param_defaults)
         return data
 
     def _build(self, lr_schedule: Schedule) -> None:
@@ -147,6 +154,9 @@ class HybridSetPolicy(ActorCriticPolicy):
                       (self.value_net[1], 1.0)]
             for module, gain in gains:
                 module.apply(partial(self.init_weights, gain=gain))
+        with th.no_grad():  # means start at the tools' default parameters (tanh(atanh(d)) = d)
+            d = th.as_tensor(self.param_defaults, dtype=th.float32).clamp(-0.95, 0.95)
+            self.mean_head.bias.copy_(th.atanh(d).reshape(-1))
         self.optimizer = self.optimizer_class(self.parameters(), lr=lr_schedule(1), **self.optimizer_kwargs)
 
     # ------------------------------------------------------------------ pieces
@@ -213,11 +223,25 @@ def param_counts_for(tool_names: Sequence[str]) -> list[int]:
     return [len(get_tool(n).params) for n in tool_names]
 
 
+def param_defaults_for(tool_names: Sequence[str], num_params: int) -> list[list[float]]:
+    """(T, P) normalised default parameters of the named tools (0 beyond each tool's own ``p_t``)."""
+    from restorers import get_tool
+
+    out = np.zeros((len(tool_names), int(num_params)), np.float32)
+    for i, name in enumerate(tool_names):
+        tool = get_tool(name)
+        if tool.params:
+            d = np.asarray(tool.to_normalised(tool.defaults()), np.float32).reshape(-1)
+            out[i, : d.size] = np.clip(d, -1.0, 1.0)
+    return out.tolist()
+
+
 def hybrid_policy_kwargs(env: Any, hidden: int = 64, attention: bool = True, share_encoder: bool = False,
                          **extra: Any) -> dict[str, Any]:
     """``policy_kwargs`` for :class:`HybridSetPolicy` from a SpatialIR env (bare, wrapped or a VecEnv of them):
-    ``param_counts`` from the env's tools plus the architecture options."""
+    ``param_counts`` and ``param_defaults`` from the env's tools plus the architecture options."""
     base = _base_env(env)
     names = list(base.tool_names) if base is not None else list(env.get_attr("tool_names", [0])[0])
-    return {"param_counts": param_counts_for(names), "hidden": int(hidden), "attention": bool(attention),
-            "share_encoder": bool(share_encoder), **extra}
+    counts = param_counts_for(names)
+    return {"param_counts": counts, "param_defaults": param_defaults_for(names, max(counts)), "hidden": int(hidden),
+            "attention": bool(attention), "share_encoder": bool(share_encoder), **extra}
