@@ -62,6 +62,21 @@ def bench_single(size: int, steps: int, seed: int, env_id: str = "SpatialIR-v0")
             "step_ms_median": 1000 * float(np.median(step_s)), "outside_tool_share": 1.0 - tools / total}
 
 
+def bench_synthesize(size: int, seed: int, repeats: int = 8) -> float:
+    """Median seconds of one ``spatial-mixed`` scene synthesis at ``size`` px."""
+    from ir_env.corpus import center_crop, load_named_corpus, resize_short
+    from ir_env.recipes import synthesize
+
+    img = center_crop(resize_short(load_named_corpus("builtin", "train")[0][1], size), size)
+    synthesize(img, "spatial-mixed", seed)
+    times = []
+    for k in range(repeats):
+        t0 = time.perf_counter()
+        synthesize(img, "spatial-mixed", seed + k)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
 def _make_lite(size: int):  # noqa: ANN202
     import gymnasium as gym
 
@@ -104,15 +119,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = ap.parse_args(argv)
     _single_thread()
     rows = [bench_single(s, args.steps, args.seed) for s in args.sizes]
+    for r in rows:
+        r["synthesize_s"] = bench_synthesize(r["size"], args.seed)
     one = bench_vector(args.vector_size, args.steps, 1, args.seed)
     two = bench_vector(args.vector_size, args.steps, 2, args.seed)
     out = {"cpu_count": os.cpu_count(), "single": rows,
            "vector": {"size": args.vector_size, "steps_per_s_1": one, "steps_per_s_2_async": two,
                       "speedup_2_workers": two / one}}
-    print(f"{'size':>5} {'steps/s':>8} {'reset s':>8} {'step ms':>8} {'outside tool':>13}")
+    print(f"{'size':>5} {'steps/s':>8} {'reset s':>8} {'synth s':>8} {'step ms':>8} {'outside tool':>13}")
     for r in rows:
-        print(f"{r['size']:>5} {r['steps_per_s']:8.1f} {r['reset_s']:8.3f} {r['step_ms_median']:8.1f} "
-              f"{100 * r['outside_tool_share']:12.1f}%")
+        print(f"{r['size']:>5} {r['steps_per_s']:8.1f} {r['reset_s']:8.3f} {r['synthesize_s']:8.3f} "
+              f"{r['step_ms_median']:8.1f} {100 * r['outside_tool_share']:12.1f}%")
     print(f"AsyncVectorEnv 2 workers at {args.vector_size} px: {two:.1f} steps/s vs {one:.1f} (x{two / one:.2f})")
     Path(args.json).parent.mkdir(parents=True, exist_ok=True)
     Path(args.json).write_text(json.dumps(out, indent=2))

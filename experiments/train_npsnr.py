@@ -74,8 +74,10 @@ class Dataset:
     img_psnr: list[float] = field(default_factory=list)
     tags: list[str] = field(default_factory=list)              # per image: "parent" or the tool's name
     groups: list[list[int]] = field(default_factory=list)
+    photo: list[int] = field(default_factory=list)             # per group: index of the source photo
 
-    def add_group(self, items: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], tags: list[str]) -> None:
+    def add_group(self, items: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]], tags: list[str],
+                  photo: int = -1) -> None:
         start = len(self.feats)
         for (f, p, w, t), tag in zip(items, tags, strict=True):
             self.feats.append(f)
@@ -84,6 +86,7 @@ class Dataset:
             self.img_psnr.append(t)
             self.tags.append(tag)
         self.groups.append(list(range(start, len(self.feats))))
+        self.photo.append(int(photo))
 
     def extend(self, other: Dataset) -> None:
         off = len(self.feats)
@@ -93,6 +96,7 @@ class Dataset:
         self.img_psnr += other.img_psnr
         self.tags += other.tags
         self.groups += [[i + off for i in g] for g in other.groups]
+        self.photo += other.photo
 
     @property
     def n_images(self) -> int:
@@ -124,6 +128,8 @@ def augment(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
         out = out[:, ::-1]
     if rng.random() < 0.3:
         out = out[..., rng.permutation(3)]
+    if rng.random() < 0.15:  # greyscale photo
+        out = np.repeat(out @ np.array([0.299, 0.587, 0.114], np.float32), 3).reshape(out.shape)
     if rng.random() < 0.5:
         gamma = float(np.exp(rng.uniform(-0.4, 0.4)))
         gain = float(rng.uniform(0.8, 1.1))
@@ -170,7 +176,8 @@ def generate(images: list[np.ndarray], n_scenes: int, rng: np.random.Generator, 
     tools = fast_tools()
     ds = Dataset()
     for _ in range(n_scenes):
-        photo = images[rng.integers(len(images))]
+        pid = int(rng.integers(len(images)))
+        photo = images[pid]
         size = int(rng.integers(args.min_size, args.max_size + 1))
         clean = augmented_crop(photo, size, rng) if args.augment else random_crop(photo, size, rng)
         recipe = TRAIN_RECIPES[rng.choice(len(TRAIN_RECIPES), p=RECIPE_P)]
@@ -190,7 +197,7 @@ def generate(images: list[np.ndarray], n_scenes: int, rng: np.random.Generator, 
                     items.append(record(out, clean))
                     images_out.append(out)
                     tags.append(tool.name)
-            ds.add_group(items, tags)
+            ds.add_group(items, tags, pid)
             if len(items) < 2:
                 break
             u = rng.random()
@@ -254,7 +261,7 @@ def fit(ds: Dataset, args: argparse.Namespace, seed: int) -> NPSNRModel:
         img_of_cell = np.repeat(np.arange(len(imgs)), ncell[imgs])
         ci = torch.from_numpy(cell_idx)
         pred = net(X[ci])[:, 0]
-        loss = huber(pred, Y[ci])
+        loss = args.abs_weight * huber(pred, Y[ci])
         if args.pair_weight > 0:
             w = W[ci]
             mse = torch.pow(10.0, -pred / 10.0) * w
@@ -267,6 +274,15 @@ def fit(ds: Dataset, args: argparse.Namespace, seed: int) -> NPSNRModel:
             d_true = T[torch.from_numpy(imgs)] - T[torch.from_numpy(parent_of)]
             keep = torch.from_numpy(imgs != parent_of)
             loss = loss + args.pair_weight * huber(d_pred[keep], d_true[keep])
+            if args.list_weight > 0:  # listwise: the top of each group matters most (greedy's argmax)
+                t_img = T[torch.from_numpy(imgs)]
+                o = 0
+                for g in gids:
+                    n_g = len(ds.groups[g])
+                    lp = torch.log_softmax(p_img[o:o + n_g] / args.tau, 0)
+                    q = torch.softmax(t_img[o:o + n_g] / args.tau, 0)
+                    loss = loss - args.list_weight * (q * lp).sum() / len(gids)
+                    o += n_g
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -354,8 +370,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--batch-groups", type=int, default=8)
     ap.add_argument("--lr", type=float, default=3e-3)
     ap.add_argument("--weight-decay", type=float, default=1e-5)
-    ap.add_argument("--pair-weight", type=float, default=2.0)
+    ap.add_argument("--abs-weight", type=float, default=1.0, help="weight of the cell PSNR loss")
+    ap.add_argument("--pair-weight", type=float, default=2.0, help="weight of the candidate-parent loss")
     ap.add_argument("--no-augment", dest="augment", action="store_false", help="plain crops only")
+    ap.add_argument("--list-weight", type=float, default=0.0, help="weight of the listwise (top-1) loss")
+    ap.add_argument("--tau", type=float, default=0.5, help="temperature (dB) of the listwise loss")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (does not write --out unless given)")
     ap.add_argument("--save-data", default="", help="also save the generated data (npz) here")
     args = ap.parse_args(argv)
@@ -426,6 +445,7 @@ def _save(path: str, data: Dataset, val: Dataset) -> None:
         out[f"{name}_img_psnr"] = np.array(ds.img_psnr)
         out[f"{name}_group"] = np.concatenate([[gi] * len(g) for gi, g in enumerate(ds.groups)])
         out[f"{name}_tags"] = np.array(ds.tags)
+        out[f"{name}_photo"] = np.array(ds.photo)
     np.savez_compressed(path, **out)
 
 

@@ -85,10 +85,11 @@ FEATURE_NAMES: tuple[str, ...] = (
     "rain_v",             # mean positive near-vertical bright-line response (x 50)
     "rain_excess",        # near-vertical minus near-horizontal response (x 50)
     "overshoot",          # mean max(0, |Y - G2 Y| - 3 local std of G2-band) halo measure (x 100)
-    "img_luma_mean",      # whole-image context: mean Y, mean dark channel, log noise (flat), log grad1
-    "img_dark_mean",
+    "img_luma_mean",      # whole-image context: mean Y, mean dark channel, log noise (flat), log grad1,
+    "img_dark_mean",      # mean saturation (greyscale photos break colour priors such as the dark channel)
     "img_log_noise_flat",
     "img_log_grad1",
+    "img_sat_mean",
 )
 N_FEATURES = len(FEATURE_NAMES)
 
@@ -266,8 +267,8 @@ def cell_features(image: np.ndarray, cell: int = CELL) -> tuple[np.ndarray, np.n
     ]
     cells = np.stack([np.asarray(f, np.float64).reshape(-1) for f in feats], axis=1)
     wts = n.reshape(-1) / n.sum()
-    ctx = np.array([wts @ cells[:, 0], wts @ cells[:, 8], wts @ cells[:, 15], wts @ cells[:, 18]])
-    out = np.concatenate([cells, np.broadcast_to(ctx, (cells.shape[0], 4))], axis=1)
+    ctx = wts @ cells[:, [0, 8, 15, 18, 5]]
+    out = np.concatenate([cells, np.broadcast_to(ctx, (cells.shape[0], len(ctx)))], axis=1)
     return np.ascontiguousarray(out), counts
 
 

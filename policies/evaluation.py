@@ -57,6 +57,8 @@ def parse_planner_spec(spec: str, default_judge: str = DEFAULT_JUDGE, default_mo
             k, v = opt.split("=", 1)
             if k == "judge":
                 judge = v
+            elif k == "path":
+                kw[k] = v  # a file path: never parsed as numbers
             else:
                 kw[k] = _value(v)
         else:

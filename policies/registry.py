@@ -40,8 +40,9 @@ def list_planners() -> list[str]:
 
 
 def make_planner(name: str, **kwargs: Any) -> Planner:
-    """Build planner ``name`` (``random``, ``fixed``, ``greedy``, ``dfs``, ``ppo``, ``maskable_ppo``) with keyword options
-    (``mode``, ``judge``, ``region_proposer``, ``max_regions``, ``max_steps``, ``seed``, and the planner's own)."""
+    """Build planner ``name`` (``random``, ``fixed``, ``greedy``, ``dfs``, ``ppo``, ``maskable_ppo``) with
+    keyword options (``mode``, ``judge``, ``region_proposer``, ``max_regions``, ``max_steps``, ``seed``, and the
+    planner's own; ``ppo``/``maskable_ppo`` take ``path=`` to a trained model)."""
     _builtin()
     try:
         factory = _FACTORIES[name]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 
 import numpy as np
 import pytest
@@ -241,16 +240,3 @@ def test_public_names() -> None:
 
     assert degradations.synthesize is synthesize and degradations.Scene is Scene
     assert ir_env.synthesize is synthesize and ir_env.list_recipes() == list_recipes()
-
-
-def test_speed() -> None:
-    big = load_named_corpus("builtin", "train")[0][1]
-    for size, budget in ((128, 0.1), (256, 0.3)):
-        img = center_crop(resize_short(big, size), size)
-        synthesize(img, "spatial-mixed", 0)
-        times = []
-        for seed in range(6):
-            t0 = time.perf_counter()
-            synthesize(img, "spatial-mixed", seed)
-            times.append(time.perf_counter() - t0)
-        assert float(np.median(times)) < budget, (size, times)

@@ -1,4 +1,4 @@
-"""Training callbacks: restoration statistics for TensorBoard and evaluation on a fixed set of test episodes."""
+"""Training callbacks: restoration statistics for TensorBoard, evaluation on a fixed set of test episodes."""
 
 from __future__ import annotations
 

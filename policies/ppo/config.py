@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import yaml
 
-#: Algorithms: ``hybrid`` = PPO + HybridSetPolicy on BoxAction, ``maskable`` = MaskablePPO on MultiDiscreteAction.
+#: ``hybrid`` = PPO + HybridSetPolicy on BoxAction; ``maskable`` = MaskablePPO on MultiDiscreteAction.
 ALGOS = ("hybrid", "maskable")
 
 #: Every key a config may hold, with its default (nested dicts are merged key by key).
@@ -39,7 +39,7 @@ DEFAULTS: dict[str, Any] = {
 
 CONFIG_NAME = "config.yml"
 
-#: Keys whose values are free-form mappings (passed on as keyword arguments; merged shallowly, not checked here).
+#: Keys holding free-form mappings (passed on as keyword arguments; merged shallowly, not checked here).
 FREE_FORM = ("env_kwargs", "policy_kwargs")
 
 
@@ -47,7 +47,7 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any], where: str = "") -> di
     out = copy.deepcopy(base)
     for key, value in over.items():
         if key not in base:
-            raise ValueError(f"unknown config key {where}{key!r}; known: {', '.join(base)}")
+            raise ValueError(f"unknown config key '{where}{key}'; known: {', '.join(base)}")
         if key in FREE_FORM and not where:
             if value is not None and not isinstance(value, Mapping):
                 raise ValueError(f"config key {key!r} must be a mapping, got {value!r}")
@@ -55,14 +55,15 @@ def _merge(base: dict[str, Any], over: Mapping[str, Any], where: str = "") -> di
         elif isinstance(base[key], dict) and isinstance(value, Mapping):
             out[key] = _merge(base[key], value, f"{where}{key}.")
         elif isinstance(base[key], dict) and value is not None and not isinstance(value, Mapping):
-            raise ValueError(f"config key {where}{key!r} must be a mapping, got {value!r}")
+            raise ValueError(f"config key '{where}{key}' must be a mapping, got {value!r}")
         else:
             out[key] = copy.deepcopy(dict(value)) if isinstance(value, Mapping) else value
     return out
 
 
 def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> dict[str, Any]:
-    """Defaults + ``raw`` + ``overrides`` (``None`` values ignored), validated. ``ValueError`` names bad keys/values."""
+    """Defaults + ``raw`` + ``overrides`` (``None`` values ignored), validated; ``ValueError`` names bad
+    keys and values."""
     cfg = _merge(DEFAULTS, dict(raw or {}))
     cfg = _merge(cfg, {k: v for k, v in overrides.items() if v is not None})
     if cfg["algo"] not in ALGOS:
@@ -78,9 +79,21 @@ def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> di
     if env_id not in ENV_SPECS:
         raise ValueError(f"unknown env_id {cfg['env_id']!r}; known: {', '.join(ENV_SPECS)}")
     cfg["env_id"] = env_id
-    # the full env kwargs (registered preset + config), so a planner can rebuild the exact env
-    cfg["env_kwargs"] = {**ENV_SPECS[env_id], **dict(cfg["env_kwargs"] or {})}
+    # the full env kwargs (constructor defaults + registered preset + config), so a planner rebuilds the exact
+    # env even if a default changes later
+    cfg["env_kwargs"] = {**env_defaults(), **ENV_SPECS[env_id], **dict(cfg["env_kwargs"] or {})}
     return cfg
+
+
+def env_defaults() -> dict[str, Any]:
+    """The SpatialIR env constructor's keyword defaults (``render_mode`` left out)."""
+    import inspect
+
+    from ir_env.env import SpatialIREnv
+
+    params = inspect.signature(SpatialIREnv.__init__).parameters.values()
+    return {p.name: p.default for p in params
+            if p.default is not inspect.Parameter.empty and p.name != "render_mode"}
 
 
 def load_config(path: str | Path, **overrides: Any) -> dict[str, Any]:
@@ -122,8 +135,8 @@ def read_model_config(model_path: str | Path) -> dict[str, Any]:
     """The ``config.yml`` saved next to a model ``.zip`` (``FileNotFoundError`` if absent)."""
     p = Path(model_path).parent / CONFIG_NAME
     if not p.is_file():
-        raise FileNotFoundError(f"no {CONFIG_NAME} next to {model_path}: the planner needs the training config "
-                                "(region proposer, max_regions, tools) that `spatial-ir train` writes there")
+        raise FileNotFoundError(f"no {CONFIG_NAME} next to {model_path}: the planner needs the training "
+                                "config (region proposer, max_regions, tools) that `spatial-ir train` writes")
     cfg = yaml.safe_load(p.read_text())
     if not isinstance(cfg, Mapping) or "env_id" not in cfg or "env_kwargs" not in cfg:
         raise ValueError(f"{p} is not a training config written by `spatial-ir train`")

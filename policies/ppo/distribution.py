@@ -55,7 +55,7 @@ class HybridActionDistribution:
         self.num_regions = int(num_regions)
         self.num_params = int(num_params) if num_params is not None else max(counts)
         if self.num_params < max(counts):
-            raise ValueError(f"num_params={self.num_params} is smaller than the largest param count {max(counts)}")
+            raise ValueError(f"num_params={self.num_params} < the largest param count {max(counts)}")
         self.num_joint = self.num_regions * self.num_tools + 1
         self.stop_index = self.num_joint - 1
         # (T, P) mask: 1 on tool t's own first p_t dimensions
@@ -78,7 +78,8 @@ class HybridActionDistribution:
         """
         b, k, t = tool_logits.shape
         if (k, t) != (self.num_regions, self.num_tools):
-            raise ValueError(f"tool_logits must be (B, {self.num_regions}, {self.num_tools}), got {tuple(tool_logits.shape)}")
+            raise ValueError(f"tool_logits must be (B, {self.num_regions}, {self.num_tools}), "
+                             f"got {tuple(tool_logits.shape)}")
         if means.shape != (b, k, t, self.num_params):
             raise ValueError(f"means must be {(b, k, t, self.num_params)}, got {tuple(means.shape)}")
         if log_std.shape != (t, self.num_params):
@@ -152,7 +153,7 @@ class HybridActionDistribution:
         return th.cat([joint.to(theta.dtype).unsqueeze(1), theta], dim=1)
 
     def sample(self) -> th.Tensor:
-        """(B, 1 + P) random actions: ``j ~ Cat``; ``θ ~ N(μ_j, σ_t)`` on the first ``p_t`` dims, 0 elsewhere."""
+        """(B, 1 + P) random actions: ``j ~ Cat``, ``θ ~ N(μ_j, σ_t)`` on the first ``p_t`` dims, else 0."""
         log_probs_joint = self._require()[0]
         joint = th.multinomial(log_probs_joint.exp(), 1).squeeze(1)
         mu, log_std, dims, _ = self._chosen(joint)

@@ -59,9 +59,10 @@ class PPOPlanner(Planner):
     uses_judge = False
     algo = "hybrid"
 
-    def __init__(self, path: str | Path | None = None, mode: str | None = None, max_steps: int | None = None,
-                 seed: int = 0, judge: str | None = None, region_proposer: str | None = None,
-                 max_regions: int | None = None, device: str = "cpu") -> None:
+    def __init__(self, path: str | Path | tuple | None = None, mode: str | None = None,
+                 max_steps: int | None = None, seed: int = 0, judge: str | None = None,
+                 region_proposer: str | None = None, max_regions: int | None = None,
+                 device: str = "cpu") -> None:
         from policies.ppo.config import read_model_config
         from policies.ppo.train import algo_class
 
@@ -72,12 +73,13 @@ class PPOPlanner(Planner):
             config = "ppo_global" if (mode == "global") else "ppo_spatial"
             raise FileNotFoundError(
                 f"no trained {self.name} model at {model_path}; train one with `spatial-ir train --config "
-                f"experiments/configs/{config}.yaml` (algo: {self.algo}) and pass path=runs/<name>/best_model.zip, "
-                f"or copy that zip and its config.yml to {model_path.parent}/ as model.zip and config.yml")
+                f"experiments/configs/{config}.yaml` (algo: {self.algo}) and pass "
+                f"path=runs/<name>/best_model.zip, or copy that zip and its config.yml to "
+                f"{model_path.parent}/ as model.zip and config.yml")
         cfg = read_model_config(model_path)
         if cfg.get("algo", "hybrid") != self.algo:
-            raise ValueError(f"{model_path} was trained with algo {cfg.get('algo')!r}; the {self.name!r} planner "
-                             f"needs algo {self.algo!r}")
+            raise ValueError(f"{model_path} was trained with algo {cfg.get('algo')!r}; the {self.name!r} "
+                             f"planner needs algo {self.algo!r}")
         env_kwargs = dict(cfg["env_kwargs"])
         self.env = self._make_env(cfg)
         base = self.env.unwrapped
@@ -88,7 +90,8 @@ class PPOPlanner(Planner):
             raise ValueError(f"the model was trained with max_regions={base.max_regions}, not {max_regions}")
         names = cfg.get("tool_names")
         if names is not None and list(names) != base.tool_names:
-            raise ValueError(f"{model_path} was trained with tools {names}; this install offers {base.tool_names}")
+            raise ValueError(f"{model_path} was trained with tools {names}; this install offers "
+                             f"{base.tool_names}")
         trained_steps = int(base.max_steps)
         self.step_cap = trained_steps if max_steps is None else min(int(max_steps), trained_steps)
         model_mode = "global" if base.region_proposer == "whole" and base.max_regions == 1 else "spatial"
@@ -114,13 +117,14 @@ class PPOPlanner(Planner):
             return BoxAction(env)
         return MultiDiscreteAction(env, bins=int(cfg.get("bins", 5)))
 
-    def observe(self, image: np.ndarray, masks: np.ndarray, reference: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    def observe(self, image: np.ndarray, masks: np.ndarray,
+                reference: np.ndarray | None = None) -> dict[str, np.ndarray]:
         """Reset the internal env on ``image`` with regions ``masks`` (K, H, W); returns the observation."""
         base = self.env.unwrapped
         h, w = image.shape[:2]
         scene = Scene(degraded=image, clean=reference if reference is not None else image, masks=masks,
-                      labels=[[] for _ in masks], params=[[] for _ in masks], recipe="external", seed=self.seed,
-                      depth=np.zeros((h, w), np.float32))
+                      labels=[[] for _ in masks], params=[[] for _ in masks], recipe="external",
+                      seed=self.seed, depth=np.zeros((h, w), np.float32))
         proposer = base.proposer
         base.proposer = _FixedMasks(np.asarray(masks, dtype=bool))
         try:
@@ -158,8 +162,8 @@ class PPOPlanner(Planner):
             if terminated or truncated:
                 break
         state = base.state
-        trace = [TraceStep(st.region, st.region_area, st.tool, params_dict(st.params), math.nan, math.nan, sec)
-                 for st, sec in zip(state.trace, seconds, strict=True)]
+        trace = [TraceStep(st.region, st.region_area, st.tool, params_dict(st.params), math.nan, math.nan,
+                           sec) for st, sec in zip(state.trace, seconds, strict=True)]
         return RestorationResult(state.image.copy(), trace, np.asarray(masks, dtype=bool),
                                  tool_calls=int(state.tool_calls), iqa_calls=0, seconds=0.0,
                                  info={"model": str(self.model_path), "stopped": bool(stops),
@@ -167,7 +171,8 @@ class PPOPlanner(Planner):
 
 
 class MaskablePPOPlanner(PPOPlanner):
-    """The sb3-contrib ``MaskablePPO`` comparison policy (``algo: maskable``) as a planner; see :class:`PPOPlanner`."""
+    """The sb3-contrib ``MaskablePPO`` comparison policy (``algo: maskable``) as a planner; see
+    :class:`PPOPlanner`."""
 
     name = "maskable_ppo"
     algo = "maskable"

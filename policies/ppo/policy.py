@@ -5,7 +5,8 @@ The observation is a *set* of region slots (``regions`` (K, D), ``valid`` (K,), 
 (optionally followed by one masked self-attention layer); the context is the masked mean and masked max of
 the ``h_k`` plus ``steps_left / max_steps``. Per-region heads read ``[h_k, context]`` and give the ``T``
 tool logits and the ``T * P`` parameter means of that region; the STOP logit and the value read the
-context. Padded slots never receive probability (see :class:`~policies.ppo.distribution.HybridActionDistribution`).
+context. Padded slots never receive probability (see
+:class:`~policies.ppo.distribution.HybridActionDistribution`).
 The network is permutation-equivariant in the region slots, so it does not care how the proposer orders them.
 """
 
@@ -97,9 +98,10 @@ class HybridSetPolicy(ActorCriticPolicy):
                  param_counts: Sequence[int] | None = None, hidden: int = 64, attention: bool = True,
                  share_encoder: bool = False, param_defaults: Sequence[Sequence[float]] | None = None,
                  activation_fn: type[nn.Module] = nn.ReLU, log_std_init: float = -0.5, **kwargs: Any) -> None:
-        if not isinstance(observation_space, spaces.Dict) or not {"regions", "valid", "history", "steps_left"} <= set(
-                observation_space.spaces):
-            raise ValueError("HybridSetPolicy needs the SpatialIR Dict observation (regions, valid, history, steps_left)")
+        keys = {"regions", "valid", "history", "steps_left"}
+        if not isinstance(observation_space, spaces.Dict) or not keys <= set(observation_space.spaces):
+            raise ValueError("HybridSetPolicy needs the SpatialIR Dict observation "
+                             "(regions, valid, history, steps_left)")
         if not isinstance(action_space, spaces.Box) or len(action_space.shape) != 1:
             raise ValueError("HybridSetPolicy needs the BoxAction action space [joint, θ1..θP]")
         k, d = observation_space["regions"].shape
@@ -116,7 +118,8 @@ class HybridSetPolicy(ActorCriticPolicy):
         self.hidden = int(hidden)
         self.attention = bool(attention)
         self.share_encoder = bool(share_encoder)
-        defaults = np.zeros((t, p), np.float32) if param_defaults is None else np.asarray(param_defaults, np.float32)
+        defaults = np.zeros((t, p), np.float32) if param_defaults is None else np.asarray(param_defaults,
+                                                                                          np.float32)
         if defaults.shape != (t, p) or not np.all(np.isfinite(defaults)) or np.any(np.abs(defaults) > 1):
             raise ValueError(f"param_defaults must be a ({t}, {p}) array of values in [-1, 1]")
         self.param_defaults = defaults.tolist()
@@ -165,7 +168,8 @@ class HybridSetPolicy(ActorCriticPolicy):
             raise ValueError("HybridSetPolicy expects a Dict observation")
         regions = obs["regions"].float()
         valid = obs["valid"].float().reshape(regions.shape[0], self.num_regions)
-        history = obs["history"].float().reshape(regions.shape[0], self.num_regions, self.num_tools) / self.max_steps
+        history = obs["history"].float().reshape(regions.shape[0], self.num_regions, self.num_tools)
+        history = history / self.max_steps
         steps_left = obs["steps_left"].float().reshape(-1, 1) / self.max_steps
         return regions, valid, history, steps_left
 
@@ -238,10 +242,11 @@ def param_defaults_for(tool_names: Sequence[str], num_params: int) -> list[list[
 
 def hybrid_policy_kwargs(env: Any, hidden: int = 64, attention: bool = True, share_encoder: bool = False,
                          **extra: Any) -> dict[str, Any]:
-    """``policy_kwargs`` for :class:`HybridSetPolicy` from a SpatialIR env (bare, wrapped or a VecEnv of them):
-    ``param_counts`` and ``param_defaults`` from the env's tools plus the architecture options."""
+    """``policy_kwargs`` for :class:`HybridSetPolicy` from a SpatialIR env (bare, wrapped or a VecEnv of
+    them): ``param_counts`` and ``param_defaults`` from the env's tools plus the architecture options."""
     base = _base_env(env)
     names = list(base.tool_names) if base is not None else list(env.get_attr("tool_names", [0])[0])
     counts = param_counts_for(names)
-    return {"param_counts": counts, "param_defaults": param_defaults_for(names, max(counts)), "hidden": int(hidden),
-            "attention": bool(attention), "share_encoder": bool(share_encoder), **extra}
+    return {"param_counts": counts, "param_defaults": param_defaults_for(names, max(counts)),
+            "hidden": int(hidden), "attention": bool(attention), "share_encoder": bool(share_encoder),
+            **extra}

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,7 @@ INFO_KEYWORDS = ("psnr_gain", "is_success", "tool_calls")
 
 
 def set_single_thread() -> None:
-    """One thread for OpenMP, torch and OpenCV in this process (small nets and images: threads only contend)."""
+    """One thread for OpenMP, torch and OpenCV in this process (small nets and images: threads contend)."""
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         os.environ[var] = "1"
     import cv2
@@ -65,7 +66,8 @@ def _env_fn(env_id: str, env_kwargs: dict[str, Any], algo: str, bins: int) -> Ca
     return make
 
 
-def make_vec_env(cfg: Mapping[str, Any], n_envs: int | None = None, split: str | None = None, seed: int | None = None):
+def make_vec_env(cfg: Mapping[str, Any], n_envs: int | None = None, split: str | None = None,
+                 seed: int | None = None):
     """The VecEnv of a resolved config: ``DummyVecEnv`` for one env, ``SubprocVecEnv`` (forkserver) for more.
     ``split`` overrides the corpus split (the eval env uses ``"test"``); envs are seeded ``seed + i``."""
     from stable_baselines3.common.vec_env import DummyVecEnv, SubprocVecEnv
@@ -81,7 +83,7 @@ def make_vec_env(cfg: Mapping[str, Any], n_envs: int | None = None, split: str |
 
 
 def make_hybrid_ppo(env: Any, policy_kwargs: Mapping[str, Any] | None = None, **ppo_kwargs: Any):
-    """``PPO(HybridSetPolicy, env)`` on a ``BoxAction`` env (or VecEnv), ``param_counts`` read from the env."""
+    """``PPO(HybridSetPolicy, env)`` on a ``BoxAction`` env (or VecEnv); tool layout read from the env."""
     from stable_baselines3 import PPO
 
     from policies.ppo.policy import HybridSetPolicy, hybrid_policy_kwargs
@@ -128,7 +130,7 @@ def train(cfg: Mapping[str, Any]) -> Path:
     import torch
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
 
-    from policies.ppo.callbacks import RestorationStatsCallback, SeededEvalCallback, SeededMaskableEvalCallback
+    from policies.ppo import callbacks as cb
 
     cfg = dict(cfg)
     set_single_thread()
@@ -149,13 +151,14 @@ def train(cfg: Mapping[str, Any]) -> Path:
     if resume:
         if not Path(resume).is_file():
             raise FileNotFoundError(f"resume checkpoint not found: {resume}")
-        model = algo_class(cfg["algo"]).load(resume, env=venv, device=cfg["device"], tensorboard_log=str(run_dir))
+        model = algo_class(cfg["algo"]).load(resume, env=venv, device=cfg["device"],
+                                             tensorboard_log=str(run_dir))
     elif cfg["algo"] == "hybrid":
         model = make_hybrid_ppo(venv, cfg["policy_kwargs"], **ppo_kwargs, **common)
     else:
         model = make_maskable_ppo(venv, cfg["policy_kwargs"], **ppo_kwargs, **common)
 
-    callbacks: list[Any] = [RestorationStatsCallback()]
+    callbacks: list[Any] = [cb.RestorationStatsCallback()]
     if int(cfg["checkpoint_freq"]) > 0:
         callbacks.append(CheckpointCallback(max(1, int(cfg["checkpoint_freq"]) // n_envs),
                                             str(run_dir / "checkpoints"), name_prefix="model"))
@@ -163,15 +166,18 @@ def train(cfg: Mapping[str, Any]) -> Path:
     eval_env = None
     if int(ev["freq"]) > 0 and int(ev["episodes"]) > 0:
         eval_env = make_vec_env(cfg, n_envs=1, split=str(ev["split"]), seed=int(ev["seed"]))
-        cls = SeededEvalCallback if cfg["algo"] == "hybrid" else SeededMaskableEvalCallback
-        callbacks.append(cls(eval_env, n_eval_episodes=int(ev["episodes"]), eval_freq=max(1, int(ev["freq"]) // n_envs),
-                             best_model_save_path=str(run_dir), log_path=str(run_dir / "eval"), deterministic=True,
-                             verbose=int(cfg["verbose"]), eval_seed=int(ev["seed"])))
+        cls = cb.SeededEvalCallback if cfg["algo"] == "hybrid" else cb.SeededMaskableEvalCallback
+        callbacks.append(cls(eval_env, n_eval_episodes=int(ev["episodes"]),
+                             eval_freq=max(1, int(ev["freq"]) // n_envs), best_model_save_path=str(run_dir),
+                             log_path=str(run_dir / "eval"), deterministic=True, verbose=int(cfg["verbose"]),
+                             eval_seed=int(ev["seed"])))
     remaining = int(cfg["total_timesteps"]) - (int(model.num_timesteps) if resume else 0)
     try:
-        if remaining > 0:
-            model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name="tb",
-                        reset_num_timesteps=not resume, progress_bar=bool(cfg["progress_bar"]))
+        with warnings.catch_warnings():  # the eval env is a DummyVecEnv on purpose (fixed, seeded episodes)
+            warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
+            if remaining > 0:
+                model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name="tb",
+                            reset_num_timesteps=not resume, progress_bar=bool(cfg["progress_bar"]))
         model.save(run_dir / "model.zip")
     finally:
         venv.close()

@@ -1,0 +1,341 @@
+"""PPO planners: the hybrid distribution's maths, the set policy (masking, equivariance, save/load), short
+PPO / MaskablePPO runs, a learning check, the ``spatial-ir train`` command and the ``ppo`` planner."""
+
+from __future__ import annotations
+
+import math
+import time
+from pathlib import Path
+
+import gymnasium as gym
+import numpy as np
+import pytest
+import torch as th
+from scipy.stats import norm
+
+import ir_env  # noqa: F401  (registers the envs)
+from ir_env.corpus import center_crop, load_corpus
+from ir_env.wrappers import BoxAction, MultiDiscreteAction
+from policies.ppo import HybridActionDistribution, HybridSetPolicy
+from policies.ppo.config import read_model_config, resolve_config
+from policies.ppo.train import make_hybrid_ppo, make_maskable_ppo, train_from_dict
+
+th.set_num_threads(1)
+
+# K = 2 regions, T = 3 tools with 2, 0 and 1 parameters, P = 2
+COUNTS, K, P = [2, 0, 1], 2, 2
+T = len(COUNTS)
+
+
+def _dist(batch: int = 2, seed: int = 0, valid: np.ndarray | None = None):  # noqa: ANN202
+    g = th.Generator().manual_seed(seed)
+    tool_logits = th.randn(batch, K, T, generator=g)
+    stop = th.randn(batch, generator=g)
+    means = th.rand(batch, K, T, P, generator=g) * 2 - 1
+    log_std = th.randn(T, P, generator=g) * 0.3 - 0.5
+    v = th.ones(batch, K) if valid is None else th.as_tensor(valid, dtype=th.float32)
+    d = HybridActionDistribution(COUNTS, K, P).proba_distribution(tool_logits, stop, means, log_std, v)
+    return d, tool_logits.numpy(), stop.numpy(), means.numpy(), log_std.numpy(), v.numpy()
+
+
+def _hand_log_softmax(tool_logits: np.ndarray, stop: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    logits = np.concatenate([tool_logits.reshape(len(stop), -1), stop[:, None]], axis=1).astype(np.float64)
+    mask = np.concatenate([np.repeat(valid > 0.5, T, axis=1), np.ones((len(stop), 1), bool)], axis=1)
+    logits = np.where(mask, logits, -np.inf)
+    mx = logits.max(axis=1, keepdims=True)
+    return logits - mx - np.log(np.exp(logits - mx).sum(axis=1, keepdims=True))
+
+
+def test_log_prob_matches_hand_computation() -> None:
+    valid = np.array([[1, 1], [1, 0]], np.float32)
+    d, tl, stop, means, log_std, _ = _dist(valid=valid)
+    lsm = _hand_log_softmax(tl, stop, valid)
+    cases = [  # (row, region, tool or None for STOP, theta)
+        (0, 1, 0, [0.3, -0.2]),  # tool 0 reads both params
+        (0, 0, 1, [0.5, 0.5]),  # tool 1 has no params: theta ignored
+        (1, 0, 2, [0.1, 0.9]),  # tool 2 reads only the first param
+        (1, None, None, [0.7, -0.7]),  # STOP: no params
+        (0, None, None, [0.0, 0.0]),
+    ]
+    for row, k, t, theta in cases:
+        j = K * T if t is None else k * T + t
+        expected = lsm[row, j]
+        if t is not None:
+            for dim in range(COUNTS[t]):
+                expected += norm.logpdf(theta[dim], loc=means[row, k, t, dim], scale=np.exp(log_std[t, dim]))
+        batch_actions = th.zeros(2, 1 + P)
+        batch_actions[row] = th.tensor([float(j) + 0.3, *theta])  # the index is read by rounding
+        got = d.log_prob(batch_actions)[row].item()
+        assert got == pytest.approx(expected, abs=1e-4), (row, k, t)
+
+
+def test_entropy_matches_hand_computation() -> None:
+    valid = np.array([[1, 1], [0, 1]], np.float32)
+    d, tl, stop, _, log_std, _ = _dist(valid=valid)
+    probs = np.exp(_hand_log_softmax(tl, stop, valid))
+    for row in range(2):
+        p = probs[row]
+        h_cat = -sum(pi * math.log(pi) for pi in p if pi > 0)
+        h_gauss = [sum(0.5 * math.log(2 * math.pi * math.e) + log_std[t, dim] for dim in range(COUNTS[t]))
+                   for t in range(T)]
+        h_mix = sum(p[k * T + t] * h_gauss[t] for k in range(K) for t in range(T))
+        assert d.entropy()[row].item() == pytest.approx(h_cat + h_mix, abs=1e-4)
+
+
+def test_padded_regions_never_sampled_and_params_follow_tool() -> None:
+    valid = np.array([[1, 0], [0, 1], [1, 1]], np.float32)
+    g = th.Generator().manual_seed(1)
+    tool_logits = th.randn(3, K, T, generator=g)
+    tool_logits[0, 1] += 6.0  # padded slots get the highest raw logits: the mask alone must exclude them
+    tool_logits[1, 0] += 6.0
+    means = th.rand(3, K, T, P, generator=g) * 2 - 1
+    d = HybridActionDistribution(COUNTS, K, P).proba_distribution(
+        tool_logits, th.zeros(3), means, th.full((T, P), -1.0), th.as_tensor(valid))
+    th.manual_seed(0)
+    samples = th.stack([d.sample() for _ in range(2000)])  # (2000, 3, 1 + P)
+    joint = samples[..., 0].round().long()
+    assert th.equal(samples[..., 0], joint.float())
+    is_stop = joint == K * T
+    region = th.div(joint, T, rounding_mode="floor")
+    for row in range(3):
+        chosen = region[:, row][~is_stop[:, row]]
+        assert chosen.numel() > 100
+        assert bool(th.all(th.as_tensor(valid[row])[chosen] > 0.5)), f"row {row} sampled a padded region"
+    tool = joint % T
+    counts = th.as_tensor(COUNTS)[tool]
+    counts[is_stop] = 0
+    for dim in range(P):
+        unused = counts <= dim
+        assert bool(th.all(samples[..., 1 + dim][unused] == 0.0))
+        used = ~unused
+        assert bool(th.any(samples[..., 1 + dim][used] != 0.0))
+    # deterministic: argmax among valid choices, theta = mean on the chosen tool's own dims
+    m = d.mode()
+    lsm = _hand_log_softmax(tool_logits.numpy(), np.zeros(3, np.float32), valid)
+    assert m[:, 0].long().tolist() == lsm.argmax(axis=1).tolist()
+    for row in range(3):
+        j = int(m[row, 0])
+        if j < K * T:
+            k, t = divmod(j, T)
+            expect = np.zeros(P, np.float32)
+            expect[: COUNTS[t]] = means[row, k, t, : COUNTS[t]].numpy()
+            assert np.allclose(m[row, 1:].numpy(), expect)
+
+
+def _lite_env(image_size: int = 48, **kw) -> gym.Env:  # noqa: ANN003
+    return BoxAction(gym.make("SpatialIR-Lite-v0", image_size=image_size, max_steps=3, **kw))
+
+
+def _obs_batch(env: gym.Env, n: int) -> list[dict[str, np.ndarray]]:
+    return [env.reset(seed=100 + i)[0] for i in range(n)]
+
+
+def test_policy_masks_padded_slots_and_is_permutation_equivariant() -> None:
+    env = BoxAction(gym.make("SpatialIR-v0", image_size=48, max_regions=3, region_proposer="grid",
+                             proposer_kwargs={"rows": 1, "cols": 2}, max_steps=3))
+    model = make_hybrid_ppo(env, {"hidden": 16}, n_steps=64, batch_size=32, seed=0, device="cpu")
+    pol = model.policy
+    obs, _ = env.reset(seed=0)
+    assert obs["valid"].tolist() == [1.0, 1.0, 0.0]
+    t_obs, _ = pol.obs_to_tensor(obs)
+    with th.no_grad():
+        probs = pol.get_distribution(t_obs).joint_probs()[0]
+        value = pol.predict_values(t_obs)[0]
+    n_tools = env.unwrapped.num_tools
+    assert float(probs[2 * n_tools: 3 * n_tools].sum()) == 0.0  # padded slot 2
+    assert float(probs.sum()) == pytest.approx(1.0, abs=1e-5)
+    perm = [1, 0, 2]
+    swapped = {"regions": obs["regions"][perm], "valid": obs["valid"][perm], "history": obs["history"][perm],
+               "steps_left": obs["steps_left"]}
+    s_obs, _ = pol.obs_to_tensor(swapped)
+    with th.no_grad():
+        probs2 = pol.get_distribution(s_obs).joint_probs()[0]
+        value2 = pol.predict_values(s_obs)[0]
+    per_region = probs[:-1].reshape(3, n_tools)
+    assert th.allclose(probs2[:-1].reshape(3, n_tools), per_region[perm], atol=1e-6)
+    assert float(probs2[-1]) == pytest.approx(float(probs[-1]), abs=1e-6)
+    assert float(value2) == pytest.approx(float(value), abs=1e-5)
+    # stochastic actions in the env never touch the padded slot
+    for i in range(60):
+        a, _ = model.predict(obs, deterministic=False)
+        j = int(np.rint(a[0]))
+        assert j == 3 * n_tools or j // n_tools in (0, 1)
+        obs, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            obs, _ = env.reset(seed=i)
+
+
+def test_ppo_trains_and_save_load_round_trip(tmp_path: Path) -> None:
+    env = _lite_env()
+    model = make_hybrid_ppo(env, {"hidden": 16, "attention": True}, n_steps=128, batch_size=32, n_epochs=2,
+                            seed=0, device="cpu")
+    model.learn(total_timesteps=256)
+    assert model.num_timesteps >= 256
+    assert all(bool(th.isfinite(p).all()) for p in model.policy.parameters())
+    obs = _obs_batch(env, 5)
+    before = [model.predict(o, deterministic=True)[0] for o in obs]
+    model.save(tmp_path / "m.zip")
+    from stable_baselines3 import PPO
+
+    loaded = PPO.load(tmp_path / "m.zip", device="cpu")
+    assert isinstance(loaded.policy, HybridSetPolicy)
+    assert loaded.policy.param_counts == model.policy.param_counts
+    after = [loaded.predict(o, deterministic=True)[0] for o in obs]
+    for a, b in zip(before, after, strict=True):
+        assert np.array_equal(a, b)
+    # forward's log-prob equals evaluate_actions' for the same (stored) actions
+    t_obs, _ = model.policy.obs_to_tensor({k: np.stack([o[k] for o in obs]) for k in obs[0]})
+    with th.no_grad():
+        actions, values, logp = model.policy(t_obs)
+        values2, logp2, ent = model.policy.evaluate_actions(t_obs, actions)
+    assert th.allclose(logp, logp2, atol=1e-5) and th.allclose(values, values2)
+    assert bool(th.all(ent > 0))
+
+
+def test_maskable_ppo_helper_respects_masks() -> None:
+    env = MultiDiscreteAction(gym.make("SpatialIR-v0", image_size=48, max_regions=3, region_proposer="whole",
+                                       max_steps=3), bins=3)
+    model = make_maskable_ppo(env, {"net_arch": [32]}, n_steps=64, batch_size=32, n_epochs=1, seed=0,
+                              device="cpu")
+    model.learn(total_timesteps=64)
+    obs, _ = env.reset(seed=0)
+    n_tools = env.unwrapped.num_tools
+    for _ in range(40):
+        a, _ = model.predict(obs, deterministic=False, action_masks=env.action_masks())
+        assert a[0] == 3 * n_tools or a[0] < n_tools  # only region 0 exists
+        obs, _, term, trunc, _ = env.step(a)
+        if term or trunc:
+            obs, _ = env.reset()
+
+
+def _episode_return(env: gym.Env, act, seeds: range) -> float:  # noqa: ANN001
+    total = []
+    for s in seeds:
+        obs, _ = env.reset(seed=s)
+        done, ret = False, 0.0
+        while not done:
+            obs, r, term, trunc, _ = env.step(act(obs))
+            ret += r
+            done = term or trunc
+        total.append(ret)
+    return float(np.mean(total))
+
+
+def test_short_training_beats_random_policy() -> None:
+    t0 = time.perf_counter()
+    corpus = [center_crop(im, 48) for im in load_corpus("builtin", split="train")[:2]]
+    env = _lite_env(corpus=corpus)
+    rng = np.random.default_rng(0)
+
+    def random_act(obs: dict) -> np.ndarray:  # noqa: ARG001
+        a = rng.uniform(-1, 1, env.action_space.shape).astype(np.float32)
+        a[0] = rng.integers(env.num_joint)
+        return a
+
+    seeds = range(1000, 1030)
+    random_return = _episode_return(env, random_act, seeds)
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    venv = DummyVecEnv([lambda: _lite_env(corpus=corpus)])
+    venv.seed(0)
+    model = make_hybrid_ppo(venv, {"hidden": 64}, n_steps=256, batch_size=64, n_epochs=10, gamma=1.0,
+                            ent_coef=0.01, seed=0, device="cpu")
+    model.learn(total_timesteps=3072)
+    trained_return = _episode_return(env, lambda o: model.predict(o, deterministic=True)[0], seeds)
+    assert trained_return > random_return + 0.3, (random_return, trained_return)
+    assert time.perf_counter() - t0 < 120
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 128-step hybrid run written by the training entry point (config.yml, model.zip, checkpoints)."""
+    out = tmp_path_factory.mktemp("runs")
+    raw = {"name": "tiny", "env_id": "SpatialIR-v0",
+           "env_kwargs": {"image_size": 48, "max_regions": 4, "region_proposer": "degradation-clusters",
+                          "max_steps": 3},
+           "policy_kwargs": {"hidden": 16}, "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1},
+           "total_timesteps": 128, "eval": {"freq": 64, "episodes": 2}, "checkpoint_freq": 64,
+           "output_dir": str(out), "progress_bar": False}
+    return train_from_dict(raw)
+
+
+def test_training_writes_run_folder_and_resumes(tiny_run: Path) -> None:
+    for name in ("config.yml", "model.zip", "best_model.zip", "checkpoints/model_64_steps.zip",
+                 "eval/evaluations.npz"):
+        assert (tiny_run / name).is_file(), name
+    assert list(tiny_run.glob("tb_*/events.out.tfevents.*"))
+    cfg = read_model_config(tiny_run / "model.zip")
+    assert cfg["env_kwargs"]["region_proposer"] == "degradation-clusters"
+    assert cfg["env_kwargs"]["reward_metric"] == "psnr"  # filled in from the registered preset
+    assert len(cfg["tool_names"]) == len(cfg["param_counts"])
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(next(tiny_run.glob("tb_*")))).Reload()
+    tags = set(acc.Tags()["scalars"])
+    assert {"restoration/psnr_gain", "restoration/tool_calls", "restoration/stop_rate"} <= tags
+    assert any(t.startswith("tools/") for t in tags)
+    raw = {k: cfg[k] for k in ("name", "env_id", "env_kwargs", "policy_kwargs", "ppo", "output_dir")}
+    run = train_from_dict({**raw, "total_timesteps": 192, "eval": {"freq": 0}, "checkpoint_freq": 0,
+                           "progress_bar": False}, resume=str(tiny_run / "checkpoints/model_64_steps.zip"))
+    from stable_baselines3 import PPO
+
+    assert PPO.load(run / "model.zip", device="cpu").num_timesteps == 192
+
+
+def test_config_errors_are_clear() -> None:
+    with pytest.raises(ValueError, match="unknown config key 'lr'"):
+        resolve_config({"lr": 1e-3})
+    with pytest.raises(ValueError, match="unknown config key .ppo.lr."):
+        resolve_config({"ppo": {"lr": 1e-3}})
+    with pytest.raises(ValueError, match="algo"):
+        resolve_config({"algo": "dqn"})
+    with pytest.raises(ValueError, match="env_id"):
+        resolve_config({"env_id": "Pong-v5"})
+
+
+def test_cli_train(tmp_path: Path) -> None:
+    from ir_env.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: cli\nenv_id: GlobalIR-v0\nenv_kwargs: {image_size: 48, max_steps: 2}\n"
+                   "policy_kwargs: {hidden: 16}\nppo: {n_steps: 32, batch_size: 16, n_epochs: 1}\n"
+                   "total_timesteps: 32\neval: {freq: 0}\ncheckpoint_freq: 0\n")
+    assert main(["train", "--config", str(cfg), "--output-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
+    assert (tmp_path / "runs/cli/model.zip").is_file() and (tmp_path / "runs/cli/config.yml").is_file()
+    assert main(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_ppo_planner_restores_with_exact_replay(tiny_run: Path, photo: np.ndarray) -> None:
+    from ir_env.recipes import synthesize
+    from policies import make_planner
+
+    scene = synthesize(center_crop(photo, 64), recipe="spatial-mixed", seed=5)
+    planner = make_planner("ppo", path=tiny_run / "model.zip")
+    assert planner.mode == "spatial" and planner.region_proposer == "degradation-clusters"
+    res = planner.restore(scene.degraded)
+    assert res.image.shape == (64, 64, 3) and res.image.dtype == np.float32
+    assert res.iqa_calls == 0 and res.planner == "ppo"
+    assert res.tool_calls == len(res.trace) <= 3
+    assert 1 <= len(res.masks) <= 4
+    assert np.array_equal(res.replay(scene.degraded), res.image)
+    again = make_planner("ppo", path=tiny_run / "model.zip").restore(scene.degraded)
+    assert np.array_equal(again.image, res.image)  # deterministic
+    # the planner observes exactly what the training env observes for the same scene and regions
+    env = gym.make("SpatialIR-v0", **read_model_config(tiny_run / "model.zip")["env_kwargs"]).unwrapped
+    env_obs, _ = env.reset(seed=0, options={"scene": scene})
+    masks = env.state.masks[env.state.valid]
+    planner_obs = planner.observe(scene.degraded, masks)
+    for key in env_obs:
+        assert np.array_equal(env_obs[key], planner_obs[key]), key
+
+
+def test_ppo_planner_errors(tiny_run: Path, tmp_path: Path) -> None:
+    from policies import list_planners, make_planner
+
+    assert {"ppo", "maskable_ppo"} <= set(list_planners())
+    with pytest.raises(FileNotFoundError, match="spatial-ir train"):
+        make_planner("ppo", path=tmp_path / "nothing.zip")
+    with pytest.raises(ValueError, match="algo 'maskable'"):
+        make_planner("maskable_ppo", path=tiny_run / "model.zip")
+    with pytest.raises(ValueError, match="max_regions"):
+        make_planner("ppo", path=tiny_run / "model.zip", max_regions=8)
