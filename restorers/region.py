@@ -111,14 +111,10 @@ def apply(
     y0, y1, x0, x1 = box
     crop = img[y0:y1, x0:x1]
     restored = run_tool(t, np.ascontiguousarray(crop), phys)
-    w = feather_weight(m[y0:y1, x0:x1])
-    # blend only the feather band; elsewhere copy (convex combinations stay in [0, 1]: no clip needed)
-    blended = crop.copy()
-    inside = w >= 1.0
-    blended[inside] = restored[inside]
-    band = (w > 0.0) & ~inside
-    wb = w[band][:, None]
-    blended[band] = wb * restored[band] + (1.0 - wb) * crop[band]
+    w = feather_weight(m[y0:y1, x0:x1])[..., None]
+    # crop + w * (restored - crop): exact where w == 0 (far pixels stay bit-identical), a convex
+    # combination elsewhere, so the result stays in [0, 1] up to rounding (clipped below)
+    blended = np.clip(crop + w * (restored - crop), 0.0, 1.0)
     out = img.copy()
     out[y0:y1, x0:x1] = blended
     return out
