@@ -8,6 +8,7 @@ under ``output_dir``, and ``README.md`` there with every table.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import time
 from pathlib import Path
@@ -29,11 +30,37 @@ def scene_items(source: str, scenes_per_image: int) -> list[tuple[str, Any]]:
     return [(f"{n}#{k}" if scenes_per_image > 1 else n, img) for k in range(scenes_per_image) for n, img in base]
 
 
+def judge_weights_sha() -> str:
+    """SHA-256 of the shipped ``npsnr`` weights (results are stale when it changes)."""
+    import hashlib
+
+    p = Path(__file__).resolve().parent.parent / "ir_env" / "data" / "npsnr_mlp.json"
+    return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else ""
+
+
+def merge_previous(path: Path, res: dict[str, Any], order: list[str]) -> dict[str, Any]:
+    """Add the other planners' results from an earlier run of the same comparison (same images, size,
+    seed and recipe) to ``res``; planners are listed in config order."""
+    if not path.exists():
+        return res
+    old = json.loads(path.read_text())
+    if any(old.get(k) != res.get(k) for k in ("recipe", "seed", "size", "images")):
+        return res
+    planners = {**{k: v for k, v in old["planners"].items() if k not in res["planners"]}, **res["planners"]}
+    rows = [r for r in old["rows"] if r["planner"] not in res["planners"]] + res["rows"]
+    rank = {p: i for i, p in enumerate(order)}
+    res["planners"] = dict(sorted(planners.items(), key=lambda kv: rank.get(kv[0], len(rank))))
+    res["rows"] = sorted(rows, key=lambda r: (r["image"], rank.get(r["planner"], len(rank))))
+    return res
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the comparison from a YAML config."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="experiments/configs/baselines.yaml")
     ap.add_argument("--recipes", default="", help="comma-separated subset of the config's recipes")
+    ap.add_argument("--planners", default="", help="comma-separated subset of the config's planners; their "
+                    "results replace those in an existing <recipe>.json made with the same images/size/seed")
     args = ap.parse_args(argv)
     cfg = yaml.safe_load(Path(args.config).read_text())
     out = Path(cfg["output_dir"])
@@ -42,9 +69,12 @@ def main(argv: list[str] | None = None) -> None:
     items = scene_items(cfg["images"], int(cfg.get("scenes_per_image", 1)))
     for recipe in recipes:
         t0 = time.perf_counter()
-        res = evaluate(items, recipe, cfg["planners"], seed=int(cfg["seed"]), size=int(cfg["size"]),
+        planners = [p for p in args.planners.split(",") if p] or cfg["planners"]
+        res = evaluate(items, recipe, planners, seed=int(cfg["seed"]), size=int(cfg["size"]),
                        judge=cfg["no_reference_judge"])
+        res = merge_previous(out / f"{recipe}.json", res, cfg["planners"])
         res["config"] = {k: v for k, v in cfg.items() if k != "output_dir"}
+        res["judge_weights_sha256"] = judge_weights_sha()
         res["command"] = f"python -m experiments.run_baselines --config {args.config}"
         write_outputs(res, str(out / f"{recipe}.json"), str(out / f"{recipe}.md"), str(out / f"{recipe}.png"))
         print(markdown_table(res))
