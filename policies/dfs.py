@@ -30,7 +30,7 @@ import numpy as np
 from policies.base import RestorationResult, TraceStep, params_dict, region_areas
 from policies.perception import Perception
 from policies.search import SearchPlanner, candidate_thetas
-from restorers import Tool, apply
+from restorers import Tool
 
 
 @dataclass

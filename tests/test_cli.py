@@ -37,7 +37,8 @@ def test_tools_text(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_degrade_writes_four_files_deterministically(tmp_path: Path, photo_file: Path) -> None:
     for d in ("a", "b"):
-        assert main(["degrade", str(photo_file), "--recipe", "spatial-mixed", "--seed", "3", "-o", str(tmp_path / d)]) == 0
+        argv = ["degrade", str(photo_file), "--recipe", "spatial-mixed", "--seed", "3", "-o", str(tmp_path / d)]
+        assert main(argv) == 0
     for f in ("degraded.png", "clean.png", "masks.png", "scene.json"):
         assert (tmp_path / "a" / f).exists()
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
