@@ -343,7 +343,8 @@ class SpatialIREnv(gym.Env):
         truncated = not terminated and s.steps >= self.max_steps
         reward = float(sum(rewards.values()))
         info["rewards"] = rewards
-        info["psnr"] = float(self._psnr.score(s.image, reference=s.scene.clean))
+        same = self.reward_metric == "psnr"  # the reward already scored PSNR: do not score twice
+        info["psnr"] = s.quality if same else float(self._psnr.score(s.image, reference=s.scene.clean))
         if terminated or truncated:
             info.update(self.episode_summary())
         return self._obs(), reward, terminated, truncated, info

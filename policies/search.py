@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -75,7 +74,3 @@ class SearchPlanner(Planner):
                 if c.gain > best.gain:
                     best = c
         return best
-
-    @staticmethod
-    def _now() -> float:
-        return time.perf_counter()
