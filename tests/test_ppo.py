@@ -4,7 +4,6 @@ PPO / MaskablePPO runs, a learning check, the ``spatial-ir train`` command and t
 from __future__ import annotations
 
 import math
-import time
 from pathlib import Path
 
 import gymnasium as gym
@@ -222,7 +221,6 @@ def _episode_return(env: gym.Env, act, seeds: range) -> float:  # noqa: ANN001
 
 
 def test_short_training_beats_random_policy() -> None:
-    t0 = time.perf_counter()
     corpus = [center_crop(im, 48) for im in load_corpus("builtin", split="train")[:2]]
     env = _lite_env(corpus=corpus)
     rng = np.random.default_rng(0)
@@ -243,7 +241,6 @@ def test_short_training_beats_random_policy() -> None:
     model.learn(total_timesteps=3072)
     trained_return = _episode_return(env, lambda o: model.predict(o, deterministic=True)[0], seeds)
     assert trained_return > random_return + 0.3, (random_return, trained_return)
-    assert time.perf_counter() - t0 < 120
 
 
 @pytest.fixture(scope="module")
