@@ -21,13 +21,23 @@ class GreedyPlanner(SearchPlanner):
     returned image is never judged worse than the input (every kept step raised the score).
 
     Args (besides :class:`SearchPlanner`'s): ``offsets``: normalised offsets of the first parameter
-    tried around each tool's default (default (-0.5, 0.5)); ``refine``: run the 1-D refinement.
+    tried around each tool's default (default (-0.5, 0.5)); ``refine``: run the 1-D refinement;
+    ``perceive``: when > 0, a region's candidates are only the tools of the degradation families whose
+    perceived probability (:class:`policies.perception.Perception`) is at least this (Q-Agent's
+    perceive-then-act; it keeps a no-reference judge from "fixing" what is not degraded).
     """
 
     name = "greedy"
 
-    def __init__(self, *, offsets: Sequence[float] = (-0.5, 0.5), refine: bool = True, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, *, offsets: Sequence[float] = (-0.5, 0.5), refine: bool = True, perceive: float = 0.0,
+                 **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
+        self.perceive = float(perceive)
+        self.perception = None
+        if self.perceive > 0:
+            from policies.perception import Perception
+
+            self.perception = Perception("handcrafted")
         self.offsets = tuple(float(o) for o in offsets)
         self.refine = bool(refine)
 
@@ -39,11 +49,16 @@ class GreedyPlanner(SearchPlanner):
         score = self.judge.score(img, reference)
         trace: list[TraceStep] = []
         thetas = {t.name: candidate_thetas(t, self.offsets) for t in self.tools}
+        allowed = [{t.name for t in self.tools} for _ in range(len(masks))]
+        if self.perception is not None:  # Q-Agent-style: only tools of the families perceived in a region
+            for k, ranked in enumerate(self.perception.rank(image, masks)):
+                fams = {f for f, p in ranked if p >= self.perceive} or {ranked[0][0]}
+                allowed[k] = {t.name for t in self.tools if t.family in fams}
         for _ in range(self.max_steps):
             t0 = time.perf_counter()
             best: Candidate | None = None
             for k in range(len(masks)):
-                for tool in self.tools:
+                for tool in [t for t in self.tools if t.name in allowed[k]]:
                     for th in thetas[tool.name]:
                         c = self._try(img, masks, k, tool, th, reference, score)
                         if best is None or c.gain > best.gain:

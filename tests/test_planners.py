@@ -134,3 +134,20 @@ def test_predict_on_native_dict_env_replays_the_plan() -> None:
         total, done, n = total + r, term or trunc, n + 1
     assert info["psnr_gain"] >= 0.0
     assert total == pytest.approx(info["psnr_gain"], abs=1e-4)
+
+
+def test_greedy_perceive_limits_candidates_to_perceived_families(scene) -> None:  # noqa: ANN001
+    from policies.perception import Perception
+
+    full = make_planner("greedy", judge="psnr", max_regions=3, max_steps=1)
+    gated = make_planner("greedy", judge="psnr", max_regions=3, max_steps=1, perceive=0.5)
+    a = full.restore(scene.degraded, reference=scene.clean)
+    b = gated.restore(scene.degraded, reference=scene.clean)
+    assert b.tool_calls < a.tool_calls
+    ranks = Perception("handcrafted").rank(scene.degraded, b.masks)
+    from restorers import get_tool
+
+    for st in b.trace:
+        fams = {f for f, p in ranks[st.region] if p >= 0.5} or {ranks[st.region][0][0]}
+        assert get_tool(st.tool).family in fams
+    assert np.array_equal(b.replay(scene.degraded), b.image)
