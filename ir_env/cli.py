@@ -156,6 +156,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
     return 0
 
 
+@_command("encoder-eval")
+def cmd_encoder_eval(args: argparse.Namespace) -> int:
+    """Learned encoder vs hand-made probe: per-family P/R/F1, severity MAE, proposers' mIoU."""
+    from experiments import eval_encoder
+
+    eval_encoder.run_from_args(args)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     p = argparse.ArgumentParser(prog="spatial-ir", description="Spatially aware image restoration planning.")
@@ -215,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--json", default="bench.json", help="output JSON path (default bench.json)")
     s.add_argument("--steps", type=int, default=60, help="steps per measurement")
     s.add_argument("--tools-json", default="", help="also run the tool benchmark and write its JSON here")
+
+    s = sub.add_parser("encoder-eval", help="score the learned degradation encoder against the hand-made probe")
+    from experiments.eval_encoder import add_arguments
+
+    add_arguments(s)
     return p
 
 

@@ -541,7 +541,14 @@ def _raw_features(img: np.ndarray, masks: np.ndarray) -> np.ndarray:
     return raw
 
 
-_EMBEDDERS: dict[str, Callable[..., RegionEmbedder]] = {"handcrafted": HandcraftedEmbedder}
+def _learned(**kw: object) -> RegionEmbedder:
+    """The learned CNN encoder (imported lazily: torch loads only when it is asked for)."""
+    from ir_env.encoder.learned import LearnedEmbedder
+
+    return LearnedEmbedder(**kw)  # type: ignore[arg-type]
+
+
+_EMBEDDERS: dict[str, Callable[..., RegionEmbedder]] = {"handcrafted": HandcraftedEmbedder, "learned": _learned}
 
 
 def register_embedder(name: str, factory: Callable[..., RegionEmbedder], overwrite: bool = False) -> None:

@@ -24,20 +24,22 @@ class GreedyPlanner(SearchPlanner):
     tried around each tool's default (default (-0.5, 0.5)); ``refine``: run the 1-D refinement;
     ``perceive``: when > 0, a region's candidates are only the tools of the degradation families whose
     perceived probability (:class:`policies.perception.Perception`) is at least this (Q-Agent's
-    perceive-then-act; it keeps a no-reference judge from "fixing" what is not degraded).
+    perceive-then-act; it keeps a no-reference judge from "fixing" what is not degraded); ``embedding``:
+    the embedder that perception reads (``handcrafted`` with its linear probe, or ``learned``: the encoder's
+    family head).
     """
 
     name = "greedy"
 
     def __init__(self, *, offsets: Sequence[float] = (-0.5, 0.5), refine: bool = True, perceive: float = 0.0,
-                 **kwargs) -> None:  # noqa: ANN003
+                 embedding: str = "handcrafted", **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
         self.perceive = float(perceive)
         self.perception = None
         if self.perceive > 0:
             from policies.perception import Perception
 
-            self.perception = Perception("handcrafted")
+            self.perception = Perception(embedding)
         self.offsets = tuple(float(o) for o in offsets)
         self.refine = bool(refine)
 

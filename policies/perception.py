@@ -1,6 +1,8 @@
 """Perception for search planners: which degradation families a region likely holds.
 
-A linear probe (standardised logistic regression per family) on the region embeddings, fitted by
+With ``embedding="learned"`` the learned encoder's own family head gives the probabilities
+(:meth:`ir_env.encoder.LearnedEmbedder.predict`). Otherwise a linear probe (standardised logistic
+regression per family) on the region embeddings, fitted by
 ``python -m experiments.probe_embeddings --save`` on the built-in *train* split and shipped as
 ``ir_env/data/family_probe_<embedding>.json`` (plain numbers; loads offline).
 """
@@ -43,6 +45,11 @@ class Perception:
 
     def __init__(self, embedding: str = "handcrafted") -> None:
         self.embedder = make_embedder(embedding)
+        if hasattr(self.embedder, "predict"):  # an encoder with its own family head needs no probe
+            from restorers.spec import FAMILIES
+
+            self.probe = {"families": list(FAMILIES)}
+            return
         self.probe = load_probe(embedding)
         if self.probe["coef"].shape[1] != self.embedder.dim:
             raise ValueError(f"family probe for {embedding!r} expects dim {self.probe['coef'].shape[1]}, "
@@ -50,6 +57,8 @@ class Perception:
 
     def probabilities(self, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """(K, F) probabilities in [0, 1], F = len(families)."""
+        if "coef" not in self.probe:
+            return self.embedder.predict(image, masks)["family_prob"]
         emb = np.asarray(self.embedder.embed(image, masks), np.float64)
         z = (emb - self.probe["mean"]) / self.probe["scale"]
         logits = z @ self.probe["coef"].T + self.probe["intercept"]

@@ -11,6 +11,7 @@ name                       regions
 ``slic``                   scikit-image SLIC superpixels, merged by Lab colour
 ``felzenszwalb``           scikit-image Felzenszwalb segments, merged by Lab colour
 ``degradation-clusters``   k-means on local degradation statistics + spatial regularisation
+``degradation-clusters-learned``  the same on the learned encoder's dense family / severity predictions
 ``sam``                    Segment Anything automatic masks (local checkpoint or built model required)
 ``oracle``                 the scene's ground-truth masks (needs ``scene``)
 =========================  ===============================================================================
@@ -30,7 +31,7 @@ from ir_env.regions.base import (
     merge_regions,
     pad_masks,
 )
-from ir_env.regions.clusters import DegradationClustersProposer
+from ir_env.regions.clusters import DegradationClustersProposer, LearnedClustersProposer
 from ir_env.regions.features import FEATURE_NAMES, REGION_FEATURE_NAMES, degradation_features, region_features
 from ir_env.regions.sam import SamProposer
 from ir_env.regions.simple import GridProposer, OracleProposer, WholeProposer, grid_shape
@@ -39,7 +40,7 @@ from ir_env.regions.superpixel import FelzenszwalbProposer, SlicProposer
 _PROPOSERS: dict[str, type[RegionProposer]] = {
     cls.name: cls
     for cls in (WholeProposer, GridProposer, SlicProposer, FelzenszwalbProposer, DegradationClustersProposer,
-                SamProposer, OracleProposer)
+                LearnedClustersProposer, SamProposer, OracleProposer)
 }
 
 

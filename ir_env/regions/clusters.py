@@ -24,6 +24,12 @@ synthetic scenes), so distances weigh what tells degradations apart over what va
   max_regions)`` on ``block x block`` cell means plus ``spatial_weight`` x (y, x) cell coordinates in
   [0, 1]; a 3x3 majority filter on the cell labels; 4-connected components; then steps 2-3 above.
   (Choosing k by silhouette was measured slower and worse than a fixed k followed by merging.)
+
+``degradation-clusters-learned`` (:class:`LearnedClustersProposer`): the same ``ward`` algorithm on the
+learned encoder's dense predictions instead of the hand-made statistics: per 8x8 cell, the family
+probabilities and probability-weighted severities of :mod:`ir_env.encoder` (12 values in [0, 1], times
+``scale``), bilinearly upsampled to pixels, plus Lab colour / 100 times ``colour_weight`` (edges of content
+still guide the superpixels' boundaries).
 """
 
 from __future__ import annotations
@@ -152,3 +158,41 @@ class DegradationClustersProposer(RegionProposer):
             lab = merge_regions(lab, z, self.max_regions, 0, max_cost=join, adjacent_only=False)
         self.last_cost_scale_ = top
         return lab, z
+
+
+class LearnedClustersProposer(DegradationClustersProposer):
+    """:class:`DegradationClustersProposer` (``ward``) on the learned encoder's dense family / severity
+    predictions (module docstring).
+
+    Args (besides the parent's): ``weights``: encoder weights directory (default: shipped);
+    ``scale``: multiplier of the 12 predicted values; ``colour_weight``: multiplier of Lab colour / 100.
+    """
+
+    name = "degradation-clusters-learned"
+
+    def __init__(self, max_regions: int = 8, seed: int = 0, weights: str | Path | None = None, scale: float = 4.0,
+                 colour_weight: float = 1.0, **kwargs: Any) -> None:
+        kwargs.setdefault("metric", "identity")
+        super().__init__(max_regions, seed, method="ward", **kwargs)
+        if scale <= 0 or colour_weight < 0:
+            raise ValueError(f"scale must be > 0 and colour_weight >= 0, got {scale}, {colour_weight}")
+        from ir_env.encoder.learned import LearnedEmbedder
+
+        self.encoder = LearnedEmbedder(weights)
+        self.scale, self.colour_weight = float(scale), float(colour_weight)
+
+    def features(self, image: np.ndarray) -> np.ndarray:
+        """Per-pixel (H, W, 15) float32: 12 encoder predictions x scale, then Lab / 100 x colour_weight."""
+        import torch
+
+        from ir_env.regions.base import lab_features
+
+        h, w = image.shape[:2]
+        dense = self.encoder.dense_features(image)
+        with torch.inference_mode():
+            lf, ls = self.encoder.enc.net.heads(torch.from_numpy(dense))
+        prob = torch.sigmoid(lf).numpy()
+        pred = np.concatenate([prob, prob * torch.sigmoid(ls).numpy()], axis=-1) * self.scale
+        up = cv2.resize(pred.astype(np.float32), (dense.shape[1] * 8, dense.shape[0] * 8),
+                        interpolation=cv2.INTER_LINEAR)[:h, :w]
+        return np.concatenate([up, self.colour_weight * lab_features(image)], axis=-1).astype(np.float32)

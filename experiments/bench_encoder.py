@@ -1,0 +1,84 @@
+"""Speed of the region embedders on one CPU core: a 256-px (and 128-px) image with 8 regions.
+
+Times ``embed(image, masks)`` (network + pooling + heads for ``learned``), median of ``--repeats`` calls
+after warm-up, with torch / OpenCV / BLAS limited to one thread. Goal (issue: learned encoder): the learned
+encoder embeds a 256-px image and 8 regions in <= 20 ms.
+
+    python -m experiments.bench_encoder --json experiments/results/bench_encoder.json
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy / torch load their thread pools
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+GOAL_MS = 20.0
+
+
+def bench(sizes: tuple[int, ...] = (128, 256), regions: int = 8, repeats: int = 30,
+          weights: str | None = None) -> dict[str, Any]:
+    """Median / min milliseconds per ``embed`` call for the learned and handcrafted embedders."""
+    import cv2
+    import torch
+
+    from ir_env.corpus import center_crop, load_corpus
+    from ir_env.embeddings import make_embedder
+    from ir_env.regions import make_proposer
+
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+    photo = load_corpus("builtin", "test")[0]
+    kw = {"weights": weights} if weights else {}
+    embedders = {"learned": make_embedder("learned", **kw), "handcrafted": make_embedder("handcrafted")}
+    out: dict[str, Any] = {"regions": regions, "repeats": repeats, "threads": 1, "goal_ms_256": GOAL_MS,
+                           "machine": platform.processor() or platform.machine(), "results": {}}
+    for size in sizes:
+        img = center_crop(photo, size)
+        masks = make_proposer("grid", max_regions=regions).propose(img)
+        for name, emb in embedders.items():
+            for _ in range(3):
+                emb.embed(img, masks)
+            ts = []
+            for _ in range(repeats):
+                t0 = time.perf_counter()
+                emb.embed(img, masks)
+                ts.append(1000 * (time.perf_counter() - t0))
+            out["results"][f"{name}@{size}"] = {"median_ms": round(float(np.median(ts)), 2),
+                                                "min_ms": round(float(np.min(ts)), 2), "regions": int(len(masks))}
+    if 256 in sizes:
+        out["learned_256_ms"] = out["results"]["learned@256"]["median_ms"]
+        out["goal_met"] = bool(out["learned_256_ms"] <= GOAL_MS)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--json", default="experiments/results/bench_encoder.json")
+    ap.add_argument("--repeats", type=int, default=30)
+    ap.add_argument("--weights", help="encoder weights directory (default: shipped)")
+    a = ap.parse_args(argv)
+    res = bench(repeats=a.repeats, weights=a.weights)
+    res["command"] = "python -m experiments.bench_encoder " + " ".join(argv if argv is not None else sys.argv[1:])
+    Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+    Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+    for k, v in res["results"].items():
+        print(f"{k:18s} {v['median_ms']:7.2f} ms (min {v['min_ms']:.2f}), {v['regions']} regions")
+    if "goal_met" in res:
+        print(f"learned @256 px: {res['learned_256_ms']:.2f} ms vs goal {GOAL_MS:.0f} ms -> "
+              f"{'met' if res['goal_met'] else 'NOT met'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Evaluate the learned degradation encoder against the hand-made embedding's linear probe.
+
+Scenes are synthesized (``--recipe``, default ``spatial-mixed``) on ``--crops`` random ``--size`` px crops
+of every photo of ``--images`` (``builtin``: the built-in TEST split; a folder: all its images). Regions
+are the scenes' ground-truth (oracle) masks. For every region:
+
+- ``learned``: the encoder's own heads (family probability >= 0.5; severity of the present families),
+- ``handcrafted probe``: one-vs-rest logistic regressions (and, for severity, ridge regressions on the
+  regions where the family is present) on the 37 hand-made features, fitted on ``--train-crops`` scenes
+  of the built-in TRAIN photos of the same recipe (the shipped probe's protocol,
+  ``experiments/probe_embeddings.py``).
+
+Reported: per-family precision / recall / F1 and severity MAE (in [0, 1] severity units, regions where the
+family is present), macro-F1; then the region proposers' mIoU (``experiments/eval_regions.py``'s score) for
+``degradation-clusters`` and its learned variant ``degradation-clusters-learned``.
+
+    python -m experiments.eval_encoder --recipe spatial-mixed --crops 25 \
+        --json experiments/results/encoder_eval.json --markdown experiments/results/encoder_eval.md
+    spatial-ir encoder-eval --images DIR --recipe spatial-mixed --json encoder_eval.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ir_env.corpus import load_named_corpus, random_crop
+from ir_env.encoder.metrics import family_metrics
+from ir_env.recipes import list_recipes, synthesize
+from restorers.spec import FAMILIES
+
+PROPOSERS = ("degradation-clusters", "degradation-clusters-learned")
+
+
+def build_scenes(images: str, recipe: str, crops: int, size: int, seed: int, split: str | None = None) -> list[dict]:
+    """``crops`` scenes per photo (crop position from ``default_rng([seed, photo index])``, scene seed
+    ``seed * 100000 + photo index * 1000 + crop index``); ``builtin`` means its test split."""
+    split = split or ("test" if images == "builtin" else "all")
+    out = []
+    for i, (name, photo) in enumerate(load_named_corpus(images, split)):
+        rng = np.random.default_rng([seed, i])
+        for j in range(crops):
+            scene_seed = seed * 100_000 + i * 1000 + j
+            out.append({"image": name, "crop": j, "scene_seed": scene_seed,
+                        "scene": synthesize(random_crop(photo, size, rng), recipe, seed=scene_seed)})
+    return out
+
+
+def region_targets_of(scenes: list[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Stacked (N, F) presence and (N, F) severity of every non-empty ground-truth region."""
+    from experiments.train_encoder import region_targets
+
+    fams, sevs = [], []
+    for item in scenes:
+        sc = item["scene"]
+        f, s = region_targets(sc.labels)
+        keep = sc.masks.reshape(len(sc.masks), -1).any(1)
+        fams.append(f[keep])
+        sevs.append(s[keep])
+    return np.concatenate(fams), np.concatenate(sevs)
+
+
+def embed_all(embed: Any, scenes: list[dict]) -> np.ndarray:
+    """Concatenate ``embed(image, masks)`` rows over the non-empty regions of ``scenes``."""
+    rows = []
+    for item in scenes:
+        sc = item["scene"]
+        keep = sc.masks.reshape(len(sc.masks), -1).any(1)
+        rows.append(np.asarray(embed(sc.degraded, sc.masks))[keep])
+    return np.concatenate(rows)
+
+
+def learned_scores(scenes: list[dict], weights: str | None = None) -> dict[str, Any]:
+    """The encoder's own family / severity predictions scored on the scenes' regions."""
+    from ir_env.encoder.learned import LearnedEmbedder
+
+    enc = LearnedEmbedder(weights)
+    fam, sev = region_targets_of(scenes)
+    pred = embed_all(lambda im, m: np.concatenate([v for v in enc.predict(im, m).values()], 1), scenes)
+    nf = len(FAMILIES)
+    return family_metrics(pred[:, :nf], pred[:, nf:], fam, sev)
+
+
+def handcrafted_scores(train: list[dict], test: list[dict]) -> dict[str, Any]:
+    """Linear probe (logistic per family) + ridge severity regressors on the handcrafted embedding."""
+    from sklearn.linear_model import LogisticRegression, Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from ir_env.embeddings import make_embedder
+
+    emb = make_embedder("handcrafted")
+    xtr, xte = embed_all(emb.embed, train), embed_all(emb.embed, test)
+    ftr, str_ = region_targets_of(train)
+    fte, ste = region_targets_of(test)
+    prob = np.zeros(fte.shape)
+    sev = np.zeros(fte.shape)
+    for j in range(len(FAMILIES)):
+        y = ftr[:, j]
+        if y.all() or not y.any():
+            prob[:, j] = float(y.all())
+        else:
+            clf = make_pipeline(StandardScaler(), LogisticRegression(C=1.0, class_weight="balanced", max_iter=2000))
+            prob[:, j] = clf.fit(xtr, y).predict_proba(xte)[:, 1]
+        if y.sum() >= 2:
+            reg = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(xtr[y], str_[y, j])
+            sev[:, j] = np.clip(reg.predict(xte), 0.0, 1.0)
+    return family_metrics(prob, sev, fte, ste)
+
+
+def proposer_scores(scenes: list[dict], max_regions: int, seed: int, weights: str | None = None) -> dict[str, Any]:
+    """mIoU of the two degradation-clusters proposers on the scenes (eval_regions' protocol)."""
+    from experiments import eval_regions
+
+    kw = {"weights": weights} if weights else {}
+    eval_regions.VARIANTS["degradation-clusters-learned"] = ("degradation-clusters-learned", kw)
+    summary, _ = eval_regions.evaluate(scenes, list(PROPOSERS), max_regions, seed, {})
+    return summary
+
+
+def run(images: str = "builtin", recipe: str = "spatial-mixed", crops: int = 25, size: int = 128, seed: int = 0,
+        train_crops: int = 400, max_regions: int = 8, weights: str | None = None,
+        proposers: bool = True) -> dict[str, Any]:
+    """The whole evaluation (module docstring); returns the JSON-ready result."""
+    if recipe not in list_recipes():
+        raise ValueError(f"unknown recipe {recipe!r}; known: {', '.join(list_recipes())}")
+    test = build_scenes(images, recipe, crops, size, seed)
+    per_photo = max(1, train_crops // len(load_named_corpus("builtin", "train")))
+    train = build_scenes("builtin", recipe, per_photo, size, seed + 1, split="train")
+    res: dict[str, Any] = {
+        "images": images, "recipe": recipe, "size": size, "seed": seed, "test_scenes": len(test),
+        "train_scenes_for_probe": len(train), "masks": "oracle (ground truth)",
+        "learned": learned_scores(test, weights),
+        "handcrafted_probe": handcrafted_scores(train, test),
+    }
+    if proposers:
+        res["proposers_miou"] = proposer_scores(test, max_regions, seed, weights)
+    return res
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """A readable report of :func:`run`'s result."""
+    lines = [f"# Learned encoder vs hand-made embedding ({res['recipe']})", "",
+             f"{res['test_scenes']} scenes ({res['size']} px crops of `{res['images']}` "
+             f"{'test split' if res['images'] == 'builtin' else 'images'}), seed {res['seed']}, "
+             f"{res['learned']['regions']} ground-truth regions (oracle masks). Handcrafted probe fitted on "
+             f"{res['train_scenes_for_probe']} train-split scenes. Severity MAE in [0, 1] severity units, "
+             "over regions where the family is present.", "",
+             "| family | learned P | learned R | learned F1 | probe P | probe R | probe F1 | learned sev. MAE "
+             "| probe sev. MAE | positives |", "|---|---|---|---|---|---|---|---|---|---|"]
+    le, hc = res["learned"]["families"], res["handcrafted_probe"]["families"]
+    for f in FAMILIES:
+        a, b = le[f], hc[f]
+        lines.append(f"| {f} | {a['precision']:.3f} | {a['recall']:.3f} | **{a['f1']:.3f}** | {b['precision']:.3f} | "
+                     f"{b['recall']:.3f} | {b['f1']:.3f} | {a['severity_mae']:.3f} | {b['severity_mae']:.3f} | "
+                     f"{a['positives']} |")
+    lines.append(f"| **macro** | | | **{res['learned']['macro_f1']:.3f}** | | | "
+                 f"{res['handcrafted_probe']['macro_f1']:.3f} | | | |")
+    if "proposers_miou" in res:
+        lines += ["", "| proposer | mIoU | ± s.e. | regions | ms / call |", "|---|---|---|---|---|"]
+        for name, s in res["proposers_miou"].items():
+            lines.append(f"| {name} | {s['miou']:.3f} | {s['miou_se']:.3f} | {s['regions']:.2f} | "
+                         f"{1000 * s['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+def add_arguments(ap: argparse.ArgumentParser) -> None:
+    """Options shared by this script and ``spatial-ir encoder-eval``."""
+    ap.add_argument("--images", default="builtin", help="builtin (its test split) or a folder of photos")
+    ap.add_argument("--recipe", default="spatial-mixed")
+    ap.add_argument("--crops", type=int, default=25, help="scenes per photo")
+    ap.add_argument("--size", type=int, default=128, help="crop side in px")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-crops", type=int, default=400, help="train-split scenes for the handcrafted probe")
+    ap.add_argument("--weights", help="encoder weights directory (default: shipped)")
+    ap.add_argument("--no-proposers", action="store_true", help="skip the proposers' mIoU")
+    ap.add_argument("--json", help="write the result here")
+    ap.add_argument("--markdown", help="write a Markdown report here")
+
+
+def run_from_args(a: argparse.Namespace) -> dict[str, Any]:
+    """Run with parsed options, write the requested files, print the report."""
+    res = run(a.images, a.recipe, a.crops, a.size, a.seed, a.train_crops, weights=a.weights,
+              proposers=not a.no_proposers)
+    res["command"] = "python -m experiments.eval_encoder " + " ".join(sys.argv[1:])
+    if a.json:
+        Path(a.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
+    md = markdown(res)
+    if a.markdown:
+        Path(a.markdown).write_text(md)
+    print(md)
+    return res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_arguments(ap)
+    run_from_args(ap.parse_args(argv))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

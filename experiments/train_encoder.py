@@ -1,0 +1,271 @@
+"""Train the learned degradation encoder (:mod:`ir_env.encoder`) from a config.
+
+Data: random ``crop`` px crops of the built-in TRAIN photos, each degraded by a recipe drawn with the
+config's weights (``agenticir-B`` / ``-C`` are never used), plus a few clean crops. A scene's ground-truth
+regions give the targets: per region, the set of families present (multi-label) and, per present family,
+its severity (the largest severity of its kinds, in [0, 1]). Validation scenes come from the same photos
+with another seed stream (no test photo is ever seen); the epoch with the best validation macro-F1 is kept.
+
+Loss per batch: binary cross-entropy of the family logits of every ground-truth region (features pooled
+over the region's mask) + ``severity_weight`` x L1 of the sigmoid severity of the present families +
+``dense_weight`` x the same two terms per feature cell lying (>= 90 %) inside one region. Random flips and
+90-degree rotations augment the crops.
+
+    python -m experiments.train_encoder --config experiments/configs/encoder.yaml [--ship] [--quick]
+
+Writes ``<output_dir>/encoder.pt``, ``encoder.json`` (config, metrics, standardisation) and ``log.json``;
+``--ship`` copies the pair to ``ship_dir`` (the shipped default weights).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from torch.nn import functional as F  # noqa: E402, N812
+from tqdm import tqdm  # noqa: E402
+
+from ir_env.corpus import load_corpus, random_crop  # noqa: E402
+from ir_env.degradations import FAMILY_OF_KIND  # noqa: E402
+from ir_env.encoder.learned import save_weights  # noqa: E402
+from ir_env.encoder.metrics import family_metrics  # noqa: E402
+from ir_env.encoder.model import STRIDE, DegradationNet  # noqa: E402
+from ir_env.recipes import synthesize  # noqa: E402
+from restorers.spec import FAMILIES  # noqa: E402
+
+MAX_REGIONS = 8
+UNSEEN_RECIPES = ("agenticir-B", "agenticir-C")
+
+
+def region_targets(labels: list[list[tuple[str, float]]]) -> tuple[np.ndarray, np.ndarray]:
+    """Per region: (F,) bool family presence and (F,) float32 severity (max over the family's kinds)."""
+    fam = np.zeros((len(labels), len(FAMILIES)), bool)
+    sev = np.zeros((len(labels), len(FAMILIES)), np.float32)
+    for k, kinds in enumerate(labels):
+        for kind, s in kinds:
+            j = FAMILIES.index(FAMILY_OF_KIND[kind])
+            fam[k, j] = True
+            sev[k, j] = max(sev[k, j], float(s))
+    return fam, sev
+
+
+def make_dataset(cfg: dict[str, Any], n: int, seed_stream: int, desc: str) -> dict[str, np.ndarray]:
+    """``n`` scenes: images (n, 3, S, S) float16, region index maps (n, S, S) int8, targets (n, 8, F)."""
+    d = cfg["data"]
+    size = int(d["crop"])
+    if size % STRIDE:
+        raise ValueError(f"data.crop must be a multiple of {STRIDE}, got {size}")
+    recipes = {r: float(w) for r, w in d["recipes"].items()}
+    bad = [r for r in recipes if r in UNSEEN_RECIPES]
+    if bad:
+        raise ValueError(f"recipes {bad} are held out for unseen-combination tests (DESIGN.md)")
+    names = list(recipes)
+    p = np.asarray([recipes[r] for r in names], np.float64)
+    p /= p.sum()
+    photos = load_corpus(d["corpus"], d["split"])
+    rng = np.random.default_rng([int(cfg["seed"]), seed_stream])
+    x = np.zeros((n, 3, size, size), np.float16)
+    rmap = np.zeros((n, size, size), np.int8)
+    fam = np.zeros((n, MAX_REGIONS, len(FAMILIES)), bool)
+    sev = np.zeros((n, MAX_REGIONS, len(FAMILIES)), np.float32)
+    nreg = np.zeros(n, np.int8)
+    for i in tqdm(range(n), desc=desc, unit="scene", leave=False):
+        clean = random_crop(photos[int(rng.integers(len(photos)))], size, rng)
+        if rng.random() < float(d.get("clean_frac", 0.0)):
+            img, masks, labels = clean, np.ones((1, size, size), bool), [[]]
+        else:
+            scene = synthesize(clean, recipe=names[int(rng.choice(len(names), p=p))],
+                               seed=int(rng.integers(2**31 - 1)))
+            img, masks, labels = scene.degraded, scene.masks[:MAX_REGIONS], scene.labels[:MAX_REGIONS]
+        x[i] = img.transpose(2, 0, 1)
+        rmap[i] = np.argmax(masks, axis=0)
+        f, s = region_targets(labels)
+        fam[i, : len(f)], sev[i, : len(s)], nreg[i] = f, s, len(f)
+    return {"x": x, "rmap": rmap, "fam": fam, "sev": sev, "nreg": nreg}
+
+
+def _augment(x: torch.Tensor, r: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    k = int(rng.integers(4))
+    if k:
+        x, r = torch.rot90(x, k, (2, 3)), torch.rot90(r, k, (1, 2))
+    if rng.random() < 0.5:
+        x, r = torch.flip(x, (3,)), torch.flip(r, (2,))
+    return x, r
+
+
+def batch_outputs(net: DegradationNet, x: torch.Tensor, rmap: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Pooled region features (B, 8, C), region weights' totals (B, 8), cell features and cell weights."""
+    feats = net.features(x)  # (B, C, h, w)
+    onehot = F.one_hot(rmap.long(), MAX_REGIONS).permute(0, 3, 1, 2).float()  # (B, 8, S, S)
+    w = F.avg_pool2d(onehot, STRIDE)  # (B, 8, h, w)
+    total = w.sum((2, 3))
+    pooled = torch.einsum("bkhw,bchw->bkc", w, feats) / total.clamp_min(1e-6)[..., None]
+    return {"feats": feats, "w": w, "total": total, "pooled": pooled}
+
+
+def losses(net: DegradationNet, out: dict[str, torch.Tensor], fam: torch.Tensor, sev: torch.Tensor,
+           nreg: torch.Tensor, cfg: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss (module docstring) and its parts."""
+    valid = (torch.arange(MAX_REGIONS)[None] < nreg[:, None].long()) & (out["total"] > 0)
+    lf, ls = net.heads(out["pooled"])
+    famf = fam.float()
+    bce = F.binary_cross_entropy_with_logits(lf, famf, reduction="none").mean(-1)
+    l1 = ((torch.sigmoid(ls) - sev).abs() * famf).sum(-1) / famf.sum(-1).clamp_min(1)
+    region = (bce + cfg["train"]["severity_weight"] * l1)[valid].mean()
+    # dense: cells >= 90 % inside one region take that region's targets
+    wmax, kmax = out["w"].max(1)  # (B, h, w)
+    pure = wmax >= 0.9
+    cf = out["feats"].permute(0, 2, 3, 1)[pure]  # (N, C)
+    bidx = torch.nonzero(pure)[:, 0]
+    tf, ts = famf[bidx, kmax[pure]], sev[bidx, kmax[pure]]
+    clf, cls_ = net.heads(cf)
+    cbce = F.binary_cross_entropy_with_logits(clf, tf, reduction="none").mean(-1)
+    cl1 = ((torch.sigmoid(cls_) - ts).abs() * tf).sum(-1) / tf.sum(-1).clamp_min(1)
+    dense = (cbce + cfg["train"]["severity_weight"] * cl1).mean()
+    loss = region + cfg["train"]["dense_weight"] * dense
+    return loss, {"region": region.item(), "dense": dense.item()}
+
+
+def evaluate(net: DegradationNet, data: dict[str, np.ndarray], batch: int = 64) -> dict[str, Any]:
+    """Region-level macro-F1 (threshold 0.5), per-family F1 and severity MAE on present families."""
+    net.eval()
+    probs, sevs, fams, tsev = [], [], [], []
+    with torch.inference_mode():
+        for i in range(0, len(data["x"]), batch):
+            x = torch.from_numpy(data["x"][i:i + batch].astype(np.float32))
+            r = torch.from_numpy(data["rmap"][i:i + batch])
+            out = batch_outputs(net, x, r)
+            lf, ls = net.heads(out["pooled"])
+            nreg = data["nreg"][i:i + batch]
+            for b in range(len(x)):
+                for k in range(int(nreg[b])):
+                    if float(out["total"][b, k]) <= 0:
+                        continue
+                    probs.append(torch.sigmoid(lf[b, k]).numpy())
+                    sevs.append(torch.sigmoid(ls[b, k]).numpy())
+                    fams.append(data["fam"][i + b, k])
+                    tsev.append(data["sev"][i + b, k])
+    net.train()
+    return family_metrics(np.asarray(probs), np.asarray(sevs), np.asarray(fams), np.asarray(tsev))
+
+
+def feature_stats(net: DegradationNet, data: dict[str, np.ndarray], batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Mean / std (floored at 1e-3) of the region-pooled features over ``data``'s regions."""
+    rows = []
+    with torch.inference_mode():
+        for i in range(0, len(data["x"]), batch):
+            out = batch_outputs(net, torch.from_numpy(data["x"][i:i + batch].astype(np.float32)),
+                                torch.from_numpy(data["rmap"][i:i + batch]))
+            ok = out["total"] > 0
+            rows.append(out["pooled"][ok].numpy().astype(np.float64))
+    z = np.concatenate(rows)
+    return z.mean(0), np.maximum(z.std(0), 1e-3)
+
+
+def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
+    """Train per ``cfg`` (see experiments/configs/encoder.yaml); returns the log (also written to disk)."""
+    t0 = time.perf_counter()
+    tc = cfg["train"]
+    torch.set_num_threads(int(tc.get("threads", 1)))
+    torch.manual_seed(int(cfg["seed"]))
+    n, nv = int(cfg["data"]["scenes"]), int(cfg["data"]["val_scenes"])
+    if quick:
+        n, nv = min(n, 256), min(nv, 64)
+    data = make_dataset(cfg, n, 1, "train scenes")
+    val = make_dataset(cfg, nv, 2, "val scenes")
+    t_data = time.perf_counter() - t0
+    net = DegradationNet(int(cfg["channels"]), len(FAMILIES))
+    epochs = 2 if quick else int(tc["epochs"])
+    bs = int(tc["batch_size"])
+    steps = epochs * ((n + bs - 1) // bs)
+    opt = torch.optim.Adam(net.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"]))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps, eta_min=0.05 * float(tc["lr"]))
+    rng = np.random.default_rng([int(cfg["seed"]), 3])
+    out_dir = Path(cfg["output_dir"])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log: dict[str, Any] = {"config": cfg, "epochs": [], "data_seconds": round(t_data, 1)}
+    best, best_state = -1.0, None
+    bar = tqdm(total=steps, desc="train encoder", unit="batch")
+    for ep in range(epochs):
+        order = rng.permutation(n)
+        parts: list[dict[str, float]] = []
+        for i in range(0, n, bs):
+            idx = np.sort(order[i:i + bs])
+            x = torch.from_numpy(data["x"][idx].astype(np.float32))
+            r = torch.from_numpy(data["rmap"][idx])
+            x, r = _augment(x, r, rng)
+            out = batch_outputs(net, x, r)
+            loss, part = losses(net, out, torch.from_numpy(data["fam"][idx]), torch.from_numpy(data["sev"][idx]),
+                                torch.from_numpy(data["nreg"][idx]), cfg)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            parts.append(part)
+            bar.update(1)
+            bar.set_postfix(loss=f"{loss.item():.3f}")
+        m = evaluate(net, val)
+        row = {"epoch": ep + 1, "region_loss": float(np.mean([p["region"] for p in parts])),
+               "dense_loss": float(np.mean([p["dense"] for p in parts])), "val_macro_f1": m["macro_f1"],
+               "val_severity_mae": {f: v["severity_mae"] for f, v in m["families"].items()},
+               "seconds": round(time.perf_counter() - t0, 1)}
+        log["epochs"].append(row)
+        tqdm.write(f"epoch {ep + 1}: loss {row['region_loss']:.3f}/{row['dense_loss']:.3f} "
+                   f"val macro-F1 {m['macro_f1']:.3f}")
+        if m["macro_f1"] > best:
+            best, best_state = m["macro_f1"], {k: v.clone() for k, v in net.state_dict().items()}
+            log["best"] = {"epoch": ep + 1, "val": m}
+    bar.close()
+    net.load_state_dict(best_state)
+    net.eval()
+    mean, std = feature_stats(net, data if n <= 4000 else {k: v[:4000] for k, v in data.items()})
+    log["seconds"] = round(time.perf_counter() - t0, 1)
+    meta = {"config": cfg, "validation": log["best"], "train_seconds": log["seconds"],
+            "threads": int(tc.get("threads", 1)),
+            "command": "python -m experiments.train_encoder --config " + str(cfg.get("_config_path", "?"))}
+    save_weights(net, out_dir, mean, std, meta)
+    (out_dir / "log.json").write_text(json.dumps(log, indent=1) + "\n")
+    return log
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="experiments/configs/encoder.yaml")
+    ap.add_argument("--ship", action="store_true", help="copy the weights to the config's ship_dir")
+    ap.add_argument("--quick", action="store_true", help="tiny run (256 scenes, 2 epochs) to check the pipeline")
+    ap.add_argument("--output-dir", help="override output_dir")
+    a = ap.parse_args(argv)
+    try:
+        cfg = yaml.safe_load(Path(a.config).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        print(f"error: cannot read config {a.config}: {e}", file=sys.stderr)
+        return 2
+    cfg["_config_path"] = a.config
+    if a.output_dir:
+        cfg["output_dir"] = a.output_dir
+    log = train(cfg, quick=a.quick)
+    print(f"best epoch {log['best']['epoch']}: val macro-F1 {log['best']['val']['macro_f1']:.3f}; "
+          f"{log['seconds']:.0f} s; weights in {cfg['output_dir']}")
+    if a.ship:
+        ship = Path(cfg["ship_dir"])
+        ship.mkdir(parents=True, exist_ok=True)
+        for f in ("encoder.pt", "encoder.json"):
+            shutil.copy2(Path(cfg["output_dir"]) / f, ship / f)
+        print(f"shipped to {ship}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,212 @@
+"""The ``learned`` region embedder: a small CNN trained on our synthetic scenes (see :mod:`ir_env.encoder`).
+
+Weights live in a directory holding ``encoder.pt`` (a torch ``state_dict``) and ``encoder.json``
+(format tag, ``channels``, ``families``, feature standardisation ``feature_mean`` / ``feature_std``, the
+training config and validation metrics, and the SHA-256 of ``encoder.pt``). The shipped pair is in
+``ir_env/encoder/weights/``; ``LearnedEmbedder(weights=DIR)`` loads another. Loading is offline; a
+missing file, a wrong format tag, a checksum mismatch or a ``state_dict`` that does not fit the network
+raises :class:`EncoderWeightsError` naming the file.
+
+Embedding of a region (``dim = 2 F + C``, F = 6 families, C = feature channels), in order:
+
+- ``p_<family>``: the family's probability in [0, 1] (sigmoid of the linear head on the pooled features),
+- ``sev_<family>``: predicted severity in [0, 1] if the family is present (the recipes' severity scale),
+- ``feat_<i>``: the mask-pooled dense features, standardised with the training set's mean / std and
+  clipped to [-5, 5].
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ir_env.embeddings import RegionEmbedder, check_masks
+from ir_env.encoder.model import STRIDE, DegradationNet
+from restorers.imagecheck import check_image
+from restorers.spec import FAMILIES
+
+#: Tag written into ``encoder.json``; bumped when the network or the file layout changes.
+FORMAT = "spatial-ir-encoder/1"
+#: Directory of the shipped weights.
+DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights"
+#: Clip bound of the standardised features.
+FEATURE_CLIP = 5.0
+
+
+class EncoderWeightsError(FileNotFoundError):
+    """The encoder's weights are missing, corrupt or do not match the network."""
+
+
+def file_sha256(path: Path) -> str:
+    """Hex SHA-256 of a file."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def save_weights(net: DegradationNet, directory: str | Path, feature_mean: np.ndarray, feature_std: np.ndarray,
+                 meta: dict[str, Any]) -> Path:
+    """Write ``encoder.pt`` + ``encoder.json`` for ``net`` into ``directory`` (created); returns the dir."""
+    d = Path(directory)
+    d.mkdir(parents=True, exist_ok=True)
+    pt = d / "encoder.pt"
+    torch.save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, pt)
+    info = {"format": FORMAT, "channels": net.channels, "families": list(FAMILIES), "stride": STRIDE,
+            "feature_mean": [float(v) for v in feature_mean], "feature_std": [float(v) for v in feature_std],
+            "sha256": file_sha256(pt), **meta}
+    (d / "encoder.json").write_text(json.dumps(info, indent=1) + "\n")
+    return d
+
+
+@dataclass
+class LoadedEncoder:
+    """A network with its standardisation constants and metadata, ready for inference (eval mode)."""
+
+    net: DegradationNet
+    mean: np.ndarray
+    std: np.ndarray
+    info: dict[str, Any]
+
+
+_CACHE: dict[str, LoadedEncoder] = {}
+_LOCK = threading.Lock()
+
+
+def load_encoder(weights: str | Path | None = None) -> LoadedEncoder:
+    """Load (and cache per directory) the encoder in ``weights`` (default: the shipped one)."""
+    d = Path(weights) if weights is not None else DEFAULT_WEIGHTS
+    key = str(d.resolve())
+    with _LOCK:
+        if key in _CACHE:
+            return _CACHE[key]
+        js, pt = d / "encoder.json", d / "encoder.pt"
+        for f in (js, pt):
+            if not f.is_file():
+                raise EncoderWeightsError(
+                    f"encoder weights file {f} not found; train them with "
+                    "`python -m experiments.train_encoder --config experiments/configs/encoder.yaml --ship` "
+                    "or pass weights=DIR holding encoder.pt and encoder.json")
+        try:
+            info = json.loads(js.read_text())
+        except (OSError, ValueError) as e:
+            raise EncoderWeightsError(f"{js} is not valid JSON: {e}") from None
+        if info.get("format") != FORMAT:
+            raise EncoderWeightsError(f"{js} has format {info.get('format')!r}, this code reads {FORMAT!r}")
+        if list(info.get("families", [])) != list(FAMILIES):
+            raise EncoderWeightsError(f"{js} was trained for families {info.get('families')}, not {list(FAMILIES)}")
+        if info.get("sha256") and info["sha256"] != file_sha256(pt):
+            raise EncoderWeightsError(f"{pt} does not match the checksum in {js} (corrupt or replaced file)")
+        net = DegradationNet(int(info["channels"]), len(FAMILIES))
+        try:
+            state = torch.load(pt, map_location="cpu", weights_only=True)
+            net.load_state_dict(state)
+        except Exception as e:  # noqa: BLE001 - any unpickling / shape error means the file does not fit
+            raise EncoderWeightsError(f"{pt} does not fit the encoder network (channels "
+                                      f"{info['channels']}): {e}") from None
+        net.eval()
+        mean = np.asarray(info["feature_mean"], np.float64)
+        std = np.asarray(info["feature_std"], np.float64)
+        if mean.shape != (net.channels,) or std.shape != (net.channels,) or not np.all(std > 0):
+            raise EncoderWeightsError(f"{js}: feature_mean / feature_std must hold {net.channels} values (std > 0)")
+        enc = LoadedEncoder(net, mean, std, info)
+        _CACHE[key] = enc
+        return enc
+
+
+def _pad8(image: np.ndarray) -> np.ndarray:
+    h, w = image.shape[:2]
+    ph, pw = (-h) % STRIDE, (-w) % STRIDE
+    if ph or pw:
+        image = np.pad(image, ((0, ph), (0, pw), (0, 0)), mode="reflect" if min(h, w) > STRIDE else "edge")
+    return image
+
+
+def cell_weights(masks: np.ndarray) -> np.ndarray:
+    """(K, H, W) bool masks -> (K, ceil(H/8), ceil(W/8)) float64 fraction of each 8x8 cell inside the mask."""
+    k, h, w = masks.shape
+    m = np.zeros((k, h + (-h) % STRIDE, w + (-w) % STRIDE), np.float64)
+    m[:, :h, :w] = masks
+    return m.reshape(k, m.shape[1] // STRIDE, STRIDE, m.shape[2] // STRIDE, STRIDE).mean(axis=(2, 4))
+
+
+class LearnedEmbedder(RegionEmbedder):
+    """Region embeddings from the learned degradation encoder (layout in the module docstring).
+
+    Args:
+        weights: directory with ``encoder.pt`` and ``encoder.json`` (default: shipped weights).
+        device: torch device for the network (``"cpu"``; ``"cuda"`` when available).
+    """
+
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+        self.enc = load_encoder(weights)
+        self.device = torch.device(device)
+        if self.device.type != "cpu":  # a private copy on the device; the cached CPU network stays shared
+            self.enc = LoadedEncoder(copy.deepcopy(self.enc.net).to(self.device).eval(), self.enc.mean,
+                                     self.enc.std, self.enc.info)
+        c = self.enc.net.channels
+        self._names = ([f"p_{f}" for f in FAMILIES] + [f"sev_{f}" for f in FAMILIES]
+                       + [f"feat_{i}" for i in range(c)])
+
+    @property
+    def name(self) -> str:
+        return "learned"
+
+    @property
+    def dim(self) -> int:
+        return len(self._names)
+
+    @property
+    def feature_names(self) -> list[str]:
+        return list(self._names)
+
+    def dense_features(self, image: np.ndarray) -> np.ndarray:
+        """Raw feature map of ``image`` (float32 HxWx3 in [0, 1], >= 8 px a side): (ceil(H/8), ceil(W/8), C)
+        float32; image sides that are not multiples of 8 are reflect-padded first."""
+        img = check_image(image, "image")
+        if min(img.shape[:2]) < STRIDE:
+            raise ValueError(f"image must be at least {STRIDE} px a side for the learned encoder, got {img.shape}")
+        x = torch.from_numpy(np.ascontiguousarray(_pad8(img).transpose(2, 0, 1)))[None].to(self.device)
+        with torch.inference_mode():
+            f = self.enc.net.features(x)[0]
+        return f.permute(1, 2, 0).cpu().numpy().astype(np.float32)
+
+    def _heads(self, pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        with torch.inference_mode():
+            lf, ls = self.enc.net.heads(torch.from_numpy(pooled.astype(np.float32)).to(self.device))
+        return torch.sigmoid(lf).cpu().numpy(), torch.sigmoid(ls).cpu().numpy()
+
+    def pooled(self, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """(K, C) float64 mask-pooled raw features (zeros for an empty mask)."""
+        img = check_image(image, "image")
+        m = check_masks(masks, img.shape[:2])
+        feats = self.dense_features(img).astype(np.float64)
+        w = cell_weights(m)
+        total = w.sum(axis=(1, 2))
+        pooled = np.einsum("khw,hwc->kc", w, feats)  # einsum loops: order-stable, no BLAS
+        return np.where(total[:, None] > 0, pooled / np.maximum(total, 1e-12)[:, None], 0.0)
+
+    def predict(self, image: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
+        """Per region: ``family_prob`` (K, F) in [0, 1] and ``severity`` (K, F) in [0, 1]; F = FAMILIES."""
+        pooled = self.pooled(image, masks)
+        prob, sev = self._heads(pooled)
+        return {"family_prob": prob.astype(np.float64), "severity": sev.astype(np.float64)}
+
+    def embed(self, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
+        """(K, dim) float32 embeddings; an empty mask gives a zero row."""
+        pooled = self.pooled(image, masks)
+        prob, sev = self._heads(pooled)
+        z = np.clip((pooled - self.enc.mean) / self.enc.std, -FEATURE_CLIP, FEATURE_CLIP)
+        out = np.concatenate([prob, sev, z], axis=1).astype(np.float32)
+        empty = ~np.asarray(masks, bool).reshape(len(out), -1).any(axis=1)
+        out[empty] = 0.0
+        return out

@@ -1,0 +1,204 @@
+"""The learned degradation encoder: pooling, determinism, input checks, weight loading, training, users."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from ir_env.corpus import center_crop, load_corpus
+from ir_env.encoder import (
+    DEFAULT_WEIGHTS,
+    DegradationNet,
+    EncoderWeightsError,
+    LearnedEmbedder,
+    cell_weights,
+    mask_weights,
+    pool_masks,
+    receptive_field,
+    save_weights,
+)
+from ir_env.recipes import synthesize
+from restorers.spec import FAMILIES
+
+
+@pytest.fixture(scope="module")
+def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A randomly initialised encoder saved in the shipped format (independent of the trained weights)."""
+    torch.manual_seed(0)
+    net = DegradationNet(16, len(FAMILIES))
+    d = tmp_path_factory.mktemp("enc")
+    save_weights(net, d, np.zeros(16), np.ones(16), {"note": "random init for tests"})
+    return d
+
+
+@pytest.fixture(scope="module")
+def photo() -> np.ndarray:
+    return center_crop(load_corpus("builtin", "test")[0], 128)
+
+
+def test_pool_masks_is_the_mask_weighted_mean() -> None:
+    rng = np.random.default_rng(0)
+    feats = torch.from_numpy(rng.normal(size=(5, 4, 4)).astype(np.float32))
+    masks = np.zeros((3, 32, 32), bool)
+    masks[0, :8, :8] = True  # exactly cell (0, 0)
+    masks[1, :8, :16] = True  # cells (0, 0) and (0, 1)
+    w = mask_weights(torch.from_numpy(masks))
+    pooled = pool_masks(feats, w).numpy()
+    np.testing.assert_allclose(pooled[0], feats[:, 0, 0].numpy(), rtol=1e-6)
+    np.testing.assert_allclose(pooled[1], feats[:, 0, :2].mean(1).numpy(), rtol=1e-6)
+    assert np.all(pooled[2] == 0)  # empty mask -> zero row
+    # cell weights equal the fraction of the cell inside the mask
+    m = np.zeros((1, 16, 16), bool)
+    m[0, :4, :8] = True
+    np.testing.assert_allclose(cell_weights(m)[0], [[0.5, 0.0], [0.0, 0.0]])
+
+
+def test_region_embedding_ignores_pixels_outside_its_receptive_field(random_weights: Path) -> None:
+    emb = LearnedEmbedder(random_weights)
+    rng = np.random.default_rng(1)
+    img = rng.random((256, 256, 3), dtype=np.float32)
+    masks = np.zeros((2, 256, 256), bool)
+    masks[0, :32, :32] = True
+    masks[1] = ~masks[0]
+    a = emb.embed(img, masks)
+    far = 32 + receptive_field() + 8  # beyond any feature cell the mask touches
+    changed = img.copy()
+    changed[far:, far:] = rng.random(changed[far:, far:].shape, dtype=np.float32)
+    b = emb.embed(changed, masks)
+    np.testing.assert_array_equal(a[0], b[0])
+    assert not np.array_equal(a[1], b[1])  # the other region does see the change
+
+
+def test_inference_is_deterministic_and_shaped(random_weights: Path, photo: np.ndarray) -> None:
+    emb = LearnedEmbedder(random_weights)
+    masks = np.zeros((3, 128, 128), bool)
+    masks[0, :64], masks[1, 64:], masks[2] = True, True, False
+    a = emb.embed(photo, masks)
+    b = emb.embed(np.ascontiguousarray(photo.copy()), masks.copy())
+    assert a.shape == (3, emb.dim) and a.dtype == np.float32
+    assert emb.dim == 2 * len(FAMILIES) + 16 and len(emb.feature_names) == emb.dim
+    np.testing.assert_array_equal(a, b)
+    assert np.all(a[2] == 0) and np.all(np.isfinite(a))
+    p = emb.predict(photo, masks[:2])
+    assert p["family_prob"].shape == (2, len(FAMILIES)) and np.all((p["severity"] >= 0) & (p["severity"] <= 1))
+    # sides that are not multiples of 8 are padded, not refused
+    odd = photo[:100, :75]
+    assert emb.embed(odd, np.ones((1, 100, 75), bool)).shape == (1, emb.dim)
+
+
+def test_bad_input_is_refused_clearly(random_weights: Path, photo: np.ndarray) -> None:
+    emb = LearnedEmbedder(random_weights)
+    full = np.ones((1, 128, 128), bool)
+    bad = photo.copy()
+    bad[3, 3, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN|finite"):
+        emb.embed(bad, full)
+    with pytest.raises(ValueError):
+        emb.embed(photo[..., 0], full)
+    with pytest.raises(ValueError, match="mask"):
+        emb.embed(photo, np.ones((1, 64, 64), bool))
+    with pytest.raises(ValueError, match="too small|at least 8"):
+        emb.embed(photo[:6, :6], np.ones((1, 6, 6), bool))
+
+
+def test_missing_or_mismatched_weights_give_clear_errors(random_weights: Path, tmp_path: Path) -> None:
+    with pytest.raises(EncoderWeightsError, match="encoder.json not found"):
+        LearnedEmbedder(tmp_path / "nowhere")
+    # a state_dict of another width does not fit the network named in encoder.json
+    d = tmp_path / "mismatch"
+    d.mkdir()
+    (d / "encoder.pt").write_bytes((random_weights / "encoder.pt").read_bytes())
+    info = json.loads((random_weights / "encoder.json").read_text())
+    info["channels"], info["sha256"] = 32, ""
+    info["feature_mean"], info["feature_std"] = [0.0] * 32, [1.0] * 32
+    (d / "encoder.json").write_text(json.dumps(info))
+    with pytest.raises(EncoderWeightsError, match="does not fit"):
+        LearnedEmbedder(d)
+    # a replaced weights file fails the checksum
+    c = tmp_path / "corrupt"
+    c.mkdir()
+    (c / "encoder.json").write_text((random_weights / "encoder.json").read_text())
+    (c / "encoder.pt").write_bytes(b"not a torch file")
+    with pytest.raises(EncoderWeightsError, match="checksum"):
+        LearnedEmbedder(c)
+
+
+def test_training_writes_weights_that_load(tmp_path: Path) -> None:
+    from experiments.train_encoder import train
+
+    cfg = yaml.safe_load(Path("experiments/configs/encoder.yaml").read_text())
+    cfg["data"].update(crop=64, scenes=48, val_scenes=16)
+    cfg["train"].update(epochs=1, batch_size=16)
+    cfg["channels"] = 8
+    cfg["output_dir"] = str(tmp_path / "run")
+    log = train(cfg)
+    assert len(log["epochs"]) == 1 and 0.0 <= log["best"]["val"]["macro_f1"] <= 1.0
+    emb = LearnedEmbedder(tmp_path / "run")
+    assert emb.dim == 2 * len(FAMILIES) + 8
+    info = json.loads((tmp_path / "run" / "encoder.json").read_text())
+    assert info["config"]["data"]["scenes"] == 48 and "validation" in info
+
+
+shipped = pytest.mark.skipif(not (DEFAULT_WEIGHTS / "encoder.pt").exists(), reason="no shipped encoder weights")
+
+
+@shipped
+def test_shipped_encoder_names_obvious_degradations() -> None:
+    emb = LearnedEmbedder()
+    clean = center_crop(load_corpus("builtin", "test")[1], 128)
+    full = np.ones((1, 128, 128), bool)
+    noisy = synthesize(clean, "noise-50", seed=3).degraded
+    p = emb.predict(noisy, full)["family_prob"][0]
+    assert p[FAMILIES.index("noise")] > 0.5, dict(zip(FAMILIES, p.round(2), strict=True))
+    info = json.loads((DEFAULT_WEIGHTS / "encoder.json").read_text())
+    assert info["validation"]["val"]["macro_f1"] >= 0.8
+
+
+@shipped
+def test_env_and_planners_use_the_learned_embedding() -> None:
+    import gymnasium as gym
+    from gymnasium.utils.env_checker import check_env
+
+    import ir_env  # noqa: F401
+    from policies import make_planner
+    from policies.perception import Perception
+
+    env = gym.make("SpatialIR-Lite-v0", embedding="learned")
+    obs, _ = env.reset(seed=0)
+    emb = LearnedEmbedder()
+    assert obs["regions"].shape[1] == emb.dim
+    check_env(env.unwrapped, skip_render_check=True)
+    scene = synthesize(center_crop(load_corpus("builtin", "test")[0], 64), "spatial-mixed", seed=1)
+    probs = Perception("learned").probabilities(scene.degraded, scene.masks)
+    assert probs.shape == (len(scene.masks), len(FAMILIES)) and np.all((probs >= 0) & (probs <= 1))
+    planner = make_planner("greedy", perceive=0.5, embedding="learned", judge="psnr", max_steps=1)
+    res = planner.restore(scene.degraded, reference=scene.clean)
+    assert res.image.shape == scene.degraded.shape
+
+
+@shipped
+def test_learned_clusters_proposer_partitions_deterministically() -> None:
+    from ir_env.regions import check_partition, make_proposer
+
+    scene = synthesize(center_crop(load_corpus("builtin", "test")[2], 96), "spatial-mixed", seed=2)
+    prop = make_proposer("degradation-clusters-learned", max_regions=4)
+    a, b = prop.propose(scene.degraded), prop.propose(scene.degraded)
+    check_partition(a, scene.degraded.shape[:2], 4)
+    np.testing.assert_array_equal(a, b)
+
+
+@shipped
+def test_encoder_eval_cli_writes_json(tmp_path: Path) -> None:
+    from ir_env.cli import main
+
+    out = tmp_path / "e.json"
+    assert main(["encoder-eval", "--crops", "1", "--train-crops", "8", "--size", "64", "--no-proposers",
+                 "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    assert set(res["learned"]["families"]) == set(FAMILIES) and "macro_f1" in res["handcrafted_probe"]
+    assert main(["encoder-eval", "--weights", str(tmp_path / "none"), "--crops", "1", "--train-crops", "8"]) == 2
