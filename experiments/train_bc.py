@@ -3,9 +3,9 @@
 PPO from scratch collapses to "always STOP" on SpatialIR-v0; this script instead:
 
 1. records expert episodes (``greedy``, judge ``psnr``: an oracle, the env knows the clean image) on the
-   exact env of the PPO config (``ppo_config``'s ``env_id`` / ``env_kwargs``, ``BoxAction``), train split,
-   seeded resets;
-2. behaviour-clones a fresh ``PPO(HybridSetPolicy)`` (the config's ``policy_kwargs``) on them
+   exact env of the PPO config (``ppo_config``'s ``env_id`` / ``env_kwargs``, ``BoxAction``; with ``algo:
+   maskable`` the ``MultiDiscreteAction`` of ``bins`` levels), train split, seeded resets;
+2. behaviour-clones a fresh ``PPO(HybridSetPolicy)`` (or ``MaskablePPO`` for ``algo: maskable``) on them
    (:func:`policies.ppo.bc.train_bc`: NLL via ``evaluate_actions`` + a small value regression);
 3. optional DAgger rounds: the student drives, the expert labels the states it visits, retrain on all;
 4. optional PPO fine-tune from the imitation weights (low learning rate), evaluated every
@@ -127,18 +127,19 @@ def run(cfg: dict[str, Any], dataset: str | None = None, ship: bool = False,
 
     from policies.ppo import bc
     from policies.ppo.config import load_config, write_config
-    from policies.ppo.train import _tool_info, build_env, make_hybrid_ppo, set_single_thread
+    from policies.ppo.train import _tool_info, build_env, make_hybrid_ppo, make_maskable_ppo, set_single_thread
 
     set_single_thread()
     th.set_num_threads(1)
     t_start = time.perf_counter()
     pcfg = load_config(cfg["ppo_config"])
     env_id, env_kwargs = pcfg["env_id"], dict(pcfg["env_kwargs"])
+    algo, bins = str(pcfg.get("algo", "hybrid")), int(pcfg.get("bins", 5))  # maskable: MultiDiscrete actions
     run_dir = Path(cfg["output_dir"]) / str(cfg["name"])
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def make(split: str, monitor: bool = False):  # noqa: ANN202
-        return build_env(env_id, {**env_kwargs, "split": split}, "hybrid", monitor=monitor)
+        return build_env(env_id, {**env_kwargs, "split": split}, algo, bins=bins, monitor=monitor)
 
     train_env = make("train")
     val_env = make(cfg["validation"]["split"])
@@ -165,8 +166,9 @@ def run(cfg: dict[str, Any], dataset: str | None = None, ship: bool = False,
     ppo_kwargs = {**pcfg["ppo"], "learning_rate": ft["learning_rate"], "ent_coef": ft["ent_coef"],
                   "n_steps": ft["n_steps"], "batch_size": ft["batch_size"], "n_epochs": ft["n_epochs"],
                   "clip_range": ft["clip_range"]}
-    model = make_hybrid_ppo(venv, pcfg["policy_kwargs"], seed=int(pcfg["seed"]), device="cpu",
-                            tensorboard_log=str(run_dir), **ppo_kwargs)
+    make_ppo = make_maskable_ppo if algo == "maskable" else make_hybrid_ppo
+    model = make_ppo(venv, pcfg["policy_kwargs"], seed=int(pcfg["seed"]), device="cpu",
+                     tensorboard_log=str(run_dir), **ppo_kwargs)
     cands: dict[str, Any] = summary["candidates"]
     if previous:
         prev = json.loads(Path(previous).read_text())

@@ -22,14 +22,17 @@ def _builtin() -> None:
     from policies.baselines import FixedPlanner, RandomPlanner
     from policies.dfs import DFSPlanner
     from policies.greedy import GreedyPlanner
+    from policies.memory import MemoryPlanner
 
-    for cls in (RandomPlanner, FixedPlanner, GreedyPlanner, DFSPlanner):
+    for cls in (RandomPlanner, FixedPlanner, GreedyPlanner, DFSPlanner, MemoryPlanner):
         register_planner(cls.name, cls)
     try:  # learned planners: the classes load their model only when built (a missing zip fails there)
         from policies.ppo.planner import MaskablePPOPlanner, PPOPlanner
     except ImportError:  # stable-baselines3 / sb3-contrib not installed: the other planners still work
         return
-    for cls in (PPOPlanner, MaskablePPOPlanner):
+    from policies.distill.planner import DistilledPlanner
+
+    for cls in (PPOPlanner, MaskablePPOPlanner, DistilledPlanner):
         register_planner(cls.name, cls)
 
 
@@ -40,7 +43,8 @@ def list_planners() -> list[str]:
 
 
 def make_planner(name: str, **kwargs: Any) -> Planner:
-    """Build planner ``name`` (``random``, ``fixed``, ``greedy``, ``dfs``, ``ppo``, ``maskable_ppo``) with
+    """Build planner ``name`` (``random``, ``fixed``, ``greedy``, ``dfs``, ``memory``, ``ppo``, ``maskable_ppo``,
+    ``distilled``) with
     keyword options (``mode``, ``judge``, ``region_proposer``, ``max_regions``, ``max_steps``, ``seed``, and the
     planner's own; ``ppo``/``maskable_ppo`` take ``path=`` to a trained model)."""
     _builtin()

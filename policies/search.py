@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -58,7 +59,10 @@ class SearchPlanner(Planner):
         assert self.judge is not None
         self.tool_calls += 1
         out = apply(image, tool, theta, mask=masks[region])
-        s = self.judge.score(out, reference)
+        try:
+            s = self.judge.score(out, reference)
+        except ValueError:  # the metric is undefined on this output (BRISQUE on a constant image): never keep it
+            return Candidate(region, tool, theta, out, math.nan, -math.inf)
         return Candidate(region, tool, theta, out, s, self.judge.gain(score_before, s))
 
     def _refine(self, image: np.ndarray, masks: np.ndarray, best: Candidate, reference: np.ndarray | None,

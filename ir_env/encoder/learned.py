@@ -34,7 +34,7 @@ from restorers.imagecheck import check_image
 from restorers.spec import FAMILIES
 
 #: Tag written into ``encoder.json``; bumped when the network or the file layout changes.
-FORMAT = "spatial-ir-encoder/1"
+FORMAT = "spatial-ir-encoder/2"
 #: Directory of the shipped weights.
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights"
 #: Clip bound of the standardised features.
@@ -61,7 +61,8 @@ def save_weights(net: DegradationNet, directory: str | Path, feature_mean: np.nd
     d.mkdir(parents=True, exist_ok=True)
     pt = d / "encoder.pt"
     torch.save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, pt)
-    info = {"format": FORMAT, "channels": net.channels, "families": list(FAMILIES), "stride": STRIDE,
+    info = {"format": FORMAT, "channels": net.channels, "quality": net.quality_head is not None,
+            "families": list(FAMILIES), "stride": STRIDE,
             "feature_mean": [float(v) for v in feature_mean], "feature_std": [float(v) for v in feature_std],
             "sha256": file_sha256(pt), **meta}
     (d / "encoder.json").write_text(json.dumps(info, indent=1) + "\n")
@@ -106,7 +107,7 @@ def load_encoder(weights: str | Path | None = None) -> LoadedEncoder:
             raise EncoderWeightsError(f"{js} was trained for families {info.get('families')}, not {list(FAMILIES)}")
         if info.get("sha256") and info["sha256"] != file_sha256(pt):
             raise EncoderWeightsError(f"{pt} does not match the checksum in {js} (corrupt or replaced file)")
-        net = DegradationNet(int(info["channels"]), len(FAMILIES))
+        net = DegradationNet(int(info["channels"]), len(FAMILIES), quality=bool(info.get("quality", False)))
         try:
             state = torch.load(pt, map_location="cpu", weights_only=True)
             net.load_state_dict(state)

@@ -16,6 +16,7 @@ Public pieces: :class:`Transitions` (the dataset, with ``.npz`` round trip), :fu
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -184,6 +185,15 @@ def oracle_label(env: Any, expert: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(encode_action(env, step), np.float32), gains
 
 
+def model_action(model: Any, obs: dict[str, np.ndarray], env: Any, deterministic: bool = True) -> np.ndarray:
+    """``model.predict`` for one observation of ``env``; a ``MaskablePPO`` model also gets the env's
+    ``action_masks()`` (so it never picks a padded region), as the maskable planner does."""
+    if "action_masks" in inspect.signature(model.predict).parameters:
+        masks = env.get_wrapper_attr("action_masks")()
+        return np.asarray(model.predict(obs, deterministic=deterministic, action_masks=masks)[0])
+    return np.asarray(model.predict(obs, deterministic=deterministic)[0])
+
+
 def _returns_to_go(rewards: Sequence[float]) -> list[float]:
     return [float(x) for x in np.cumsum(np.asarray(rewards, np.float64)[::-1])[::-1]]
 
@@ -239,7 +249,7 @@ def dagger_collect(env: Any, expert: Any, student: Any, episodes: int, seed: int
     (:func:`label_current`, or :func:`oracle_label` with its gains when ``soft``). Returns the dataset and
     the student's episode statistics."""
     def act(obs: dict[str, np.ndarray]) -> np.ndarray:
-        return np.asarray(student.predict(obs, deterministic=deterministic)[0], np.float32)
+        return model_action(student, obs, env, deterministic).astype(np.float32)
 
     if soft:
         return _collect(env, act, lambda obs: oracle_label(env, expert), episodes, seed, log)
@@ -274,7 +284,8 @@ def train_bc(policy: Any, data: Transitions, epochs: int = 30, batch_size: int =
              vf_coef: float = 0.25, weight_decay: float = 0.0, log_std_min: float = -1.6, seed: int = 0,
              soft_coef: float = 0.0, temperature: float = 0.5,
              log: Callable[[str], None] | None = None) -> list[dict[str, float]]:
-    """Fit ``policy`` (a :class:`~policies.ppo.policy.HybridSetPolicy`) to ``data`` in place.
+    """Fit ``policy`` (a :class:`~policies.ppo.policy.HybridSetPolicy`, or a ``MaskablePPO`` policy with
+    ``MultiDiscrete`` actions in ``data``) to ``data`` in place.
 
     Loss per minibatch: ``-mean(log π(a_expert | s)) + vf_coef * MSE(V(s), return_to_go)`` (Adam, ``lr``),
     plus, when ``soft_coef > 0`` and the data has ``gains``, ``soft_coef`` times the cross-entropy of the
@@ -310,14 +321,15 @@ def train_bc(policy: Any, data: Transitions, epochs: int = 30, batch_size: int =
             if soft_coef > 0 and data.gains is not None:
                 g = th.as_tensor(data.gains[idx], device=policy.device)
                 target = th.softmax(th.nan_to_num(g / temperature, nan=-1e4), dim=1)
-                log_joint = policy.get_distribution(obs).log_probs_joint
+                log_joint = joint_log_probs(policy, obs)
                 loss = loss + soft_coef * -(target * log_joint).sum(dim=1).mean()
             opt.zero_grad()
             loss.backward()
             th.nn.utils.clip_grad_norm_(policy.parameters(), 1.0)
             opt.step()
-            with th.no_grad():
-                policy.log_std.clamp_(min=log_std_min)
+            if hasattr(policy, "log_std"):  # the hybrid policy's Gaussian; MaskablePPO has none
+                with th.no_grad():
+                    policy.log_std.clamp_(min=log_std_min)
             nll_sum += nll.item()
             vf_sum += vf.item()
             batches += 1
@@ -329,6 +341,15 @@ def train_bc(policy: Any, data: Transitions, epochs: int = 30, batch_size: int =
                 f"choice accuracy {rec['accuracy']:.3f}")
     policy.set_training_mode(False)
     return history
+
+
+def joint_log_probs(policy: Any, obs: dict[str, Any]) -> Any:
+    """(N, K*T + 1) log-probabilities of the joint (region, tool) / STOP choice: the hybrid policy's own,
+    or the first ``MultiDiscrete`` dimension of a ``MaskablePPO`` policy (unmasked)."""
+    dist = policy.get_distribution(obs)
+    if hasattr(dist, "log_probs_joint"):
+        return dist.log_probs_joint
+    return dist.distributions[0].logits  # torch's Categorical keeps normalised logits = log-probabilities
 
 
 def choice_accuracy(policy: Any, data: Transitions, batch_size: int = 1024) -> float:
@@ -365,7 +386,7 @@ def evaluate_gain(env: Any, act: Callable[[dict[str, np.ndarray]], np.ndarray] |
         model = act
 
         def fn(obs: dict[str, np.ndarray]) -> np.ndarray:
-            return np.asarray(model.predict(obs, deterministic=True)[0])
+            return model_action(model, obs, env)
     else:
         fn = act
     gains, calls, stops = [], [], []

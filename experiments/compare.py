@@ -1,0 +1,475 @@
+"""The headline comparison: scripted planners against PPO planners trained over several seeds.
+
+Run: ``python -m experiments.compare --config experiments/configs/compare.yaml``.
+
+1. **Training** (resumable): for every ``learned.variants`` entry and every seed, the imitation + PPO
+   pipeline of :mod:`experiments.train_bc` (BC from the greedy oracle, DAgger, PPO fine-tune) with the
+   config's reduced budget, into ``<runs_dir>/<variant>_s<seed>/``; a run folder holding ``model.zip`` and
+   ``summary.json`` is reused, never retrained. One expert dataset per env (recorded once, shared by the
+   seeds and, converted to parameter bins, by the MaskablePPO variant) lives in ``<runs_dir>/``.
+2. **Evaluation** on the built-in test split (``evaluate`` scenes, same images/size/seed for every row):
+   rows of ``baselines_dir/<recipe>.json`` made with the same recipe, seed, size and images are reused, not
+   recomputed; other rows are computed once and cached in ``<runs_dir>/eval/`` (keyed by the model file's
+   hash for learned planners).
+3. **Outputs** under ``output_dir``: ``<recipe>.json`` (the evaluate JSON of every planner spec, plus
+   ``groups``: the seed-averaged learned variants, and ``reused``), ``compare.json`` (the headline table of
+   every recipe, the issue's targets as met / not met, training costs), ``compare.md`` and ``compare.png``
+   (mean PSNR gain against tool calls and against seconds per image).
+
+``--train-only`` / ``--variants`` / ``--seeds`` train a subset (e.g. two processes in parallel on
+different seeds); ``--skip-training`` evaluates whatever seed models exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+from experiments.run_baselines import scene_items  # noqa: E402
+from ir_env.corpus import center_crop  # noqa: E402
+from ir_env.recipes import synthesize  # noqa: E402
+from policies.evaluation import evaluate, image_metrics  # noqa: E402
+
+#: What a training variant may set in ``learned.variants``.
+VARIANT_KEYS = {"planner", "ppo_config", "label"}
+#: Table columns (per-planner means of the evaluate JSON).
+COLUMNS = ("psnr_in", "psnr_out", "psnr_gain", "ssim_out", "tool_calls", "iqa_calls", "seconds")
+
+
+def log(msg: str) -> None:
+    """A timestamped progress line on stdout."""
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def load_compare_config(path: str | Path) -> dict[str, Any]:
+    """Read and check the YAML (keys: images, scenes_per_image, size, seed, recipes, no_reference_judge,
+    planners, skip, baselines_dir, learned, targets, output_dir)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found: {p}")
+    cfg = yaml.safe_load(p.read_text()) or {}
+    required = ("images", "size", "seed", "recipes", "planners", "output_dir")
+    missing = [k for k in required if k not in cfg]
+    if missing:
+        raise ValueError(f"{p}: missing key(s) {missing}")
+    cfg.setdefault("scenes_per_image", 1)
+    cfg.setdefault("no_reference_judge", "brisque")
+    cfg.setdefault("baselines_dir", None)
+    cfg["skip"] = cfg.get("skip") or {}  # recipe -> planner specs not run there (cost)
+    learned = cfg.setdefault("learned", {}) or {}
+    cfg["learned"] = learned
+    learned.setdefault("seeds", [0])
+    learned.setdefault("runs_dir", "runs/compare")
+    learned.setdefault("variants", {})
+    learned.setdefault("train", {})
+    for name, v in learned["variants"].items():
+        unknown = set(v) - VARIANT_KEYS
+        if unknown or "ppo_config" not in v or v.get("planner") not in ("ppo", "maskable_ppo"):
+            raise ValueError(f"learned variant {name!r}: needs ppo_config and planner (ppo | maskable_ppo); "
+                             f"unknown keys {sorted(unknown)}")
+    return cfg
+
+
+# ----------------------------------------------------------------------------------------- training
+def run_dir(cfg: dict[str, Any], variant: str, seed: int) -> Path:
+    """``<runs_dir>/<variant>_s<seed>``: one trained seed model (``model.zip`` + ``config.yml``)."""
+    return Path(cfg["learned"]["runs_dir"]) / f"{variant}_s{seed}"
+
+
+def is_trained(path: Path) -> bool:
+    """A finished training run: ``model.zip``, ``config.yml`` and ``summary.json`` are all there."""
+    return all((path / f).is_file() for f in ("model.zip", "config.yml", "summary.json"))
+
+
+def _expert_data(cfg: dict[str, Any], pcfg: dict[str, Any], record: dict[str, Any]) -> Path:
+    """The expert dataset for ``pcfg``'s env (Box actions), recorded once: greedy oracle, train split."""
+    from policies.ppo import bc
+    from policies.ppo.train import build_env
+
+    key = json.dumps([pcfg["env_id"], pcfg["env_kwargs"], record], sort_keys=True)
+    path = Path(cfg["learned"]["runs_dir"]) / f"expert_{hashlib.sha1(key.encode()).hexdigest()[:10]}.npz"
+    if path.is_file():
+        return path
+    env = build_env(pcfg["env_id"], {**pcfg["env_kwargs"], "split": "train"}, "hybrid", monitor=False)
+    log(f"recording {record['episodes']} expert episodes on {pcfg['env_id']} -> {path}")
+    data, _ = bc.record_expert(env, bc.make_expert(env), int(record["episodes"]), int(record["seed"]),
+                               soft=bool(record.get("soft", True)), log=log)
+    env.close()
+    tmp = path.with_name(path.stem + ".tmp.npz")
+    data.save(tmp)
+    tmp.replace(path)  # complete files only: a parallel process never reads half a dataset
+    return path
+
+
+def to_multidiscrete(src: Path, bins: int) -> Path:
+    """The Box-action dataset at ``src`` with parameters snapped to ``bins`` levels (the
+    ``MultiDiscreteAction`` encoding of the same expert choices); written once next to ``src``."""
+    from policies.ppo.bc import Transitions
+
+    dst = src.with_name(f"{src.stem}_md{bins}.npz")
+    if dst.is_file():
+        return dst
+    data = Transitions.load(src)
+    levels = np.linspace(-1.0, 1.0, bins)
+    idx = np.abs(data.actions[:, 1:, None] - levels[None, None, :]).argmin(axis=2)
+    acts = np.concatenate([np.rint(data.actions[:, :1]), idx], axis=1).astype(np.float32)
+    Transitions(data.obs, acts, data.returns, data.episode, data.gains).save(dst)
+    return dst
+
+
+def train_seed(cfg: dict[str, Any], variant: str, seed: int) -> Path:
+    """Train (or reuse) one seed of a learned variant; returns its run folder."""
+    from experiments import train_bc
+    from policies.ppo.config import load_config
+
+    out = run_dir(cfg, variant, seed)
+    if is_trained(out):
+        log(f"{out}: trained already, reused")
+        return out
+    v = cfg["learned"]["variants"][variant]
+    pcfg = load_config(v["ppo_config"])
+    pcfg["seed"] = int(seed)
+    out.mkdir(parents=True, exist_ok=True)
+    ppo_cfg_path = out / "ppo_config.yml"
+    ppo_cfg_path.write_text(yaml.safe_dump(pcfg, sort_keys=False))
+    tr = {k: dict(val) if isinstance(val, dict) else val for k, val in cfg["learned"]["train"].items()}
+    record = {**train_bc.DEFAULTS["record"], **tr.get("record", {})}
+    data = _expert_data(cfg, pcfg, record)
+    if pcfg["algo"] == "maskable":
+        data = to_multidiscrete(data, int(pcfg["bins"]))
+    tr["bc"] = {**tr.get("bc", {}), "seed": int(seed)}
+    bcfg = train_bc.load_bc_config(None, **tr, name=out.name, ppo_config=str(ppo_cfg_path),
+                                   output_dir=str(out.parent), ship_dir=None)
+    log(f"training {variant} seed {seed} -> {out}")
+    train_bc.run(bcfg, dataset=str(data), argv=["experiments/compare.py", "--variants", variant,
+                                                  "--seeds", str(seed)])
+    return out
+
+
+# ----------------------------------------------------------------------------------------- evaluation
+def _file_hash(path: Path) -> str:
+    return hashlib.sha1(path.read_bytes()).hexdigest()[:12]
+
+
+def model_path_of(spec: str) -> Path | None:
+    """The model file a learned planner spec uses (``path=...`` or the shipped default), else None."""
+    parts = spec.split(":")
+    if parts[0] not in ("ppo", "maskable_ppo"):
+        return None
+    for p in parts[1:]:
+        if p.startswith("path="):
+            return Path(p[5:])
+    from policies.ppo.planner import default_model_path
+
+    return default_model_path("hybrid" if parts[0] == "ppo" else "maskable", "global" if "global" in parts
+                              else "spatial")
+
+
+def _cache_path(cfg: dict[str, Any], recipe: str, spec: str) -> Path:
+    safe = re.sub(r"[^A-Za-z0-9_.=-]+", "_", spec)
+    return Path(cfg["learned"]["runs_dir"]) / "eval" / recipe / f"{safe}.json"
+
+
+def reusable_baselines(cfg: dict[str, Any], recipe: str, items: list[tuple[str, Any]]) -> dict[str, Any] | None:
+    """``baselines_dir/<recipe>.json`` if it was made on the same scenes, else None: same recipe, seed, size
+    and image names, and each scene's input PSNR equal to that of the scene :func:`evaluate` makes here."""
+    if not cfg.get("baselines_dir"):
+        return None
+    p = Path(cfg["baselines_dir"]) / f"{recipe}.json"
+    if not p.is_file():
+        return None
+    old = json.loads(p.read_text())
+    same = (old.get("recipe") == recipe and old.get("seed") == int(cfg["seed"])
+            and old.get("size") == int(cfg["size"]) and old.get("images") == len(items)
+            and old.get("config", {}).get("no_reference_judge", cfg["no_reference_judge"]) == cfg["no_reference_judge"])
+    if not same:
+        return None
+    first = next(iter(old["planners"]), None)
+    psnr_in = {r["image"]: r["psnr_in"] for r in old["rows"] if r["planner"] == first}
+    if sorted(psnr_in) != sorted(n for n, _ in items):
+        return None
+    size, seed = int(cfg["size"]), int(cfg["seed"])
+    for i, (name, photo) in enumerate(items):  # the scene seeds follow the item order, as in evaluate()
+        clean = center_crop(photo, size) if size else photo
+        scene = synthesize(clean, recipe=recipe, seed=seed * 100003 + i)
+        if abs(image_metrics(scene.degraded, clean)["psnr"] - psnr_in[name]) > 1e-6:
+            return None
+    old["path"] = str(p)
+    return old
+
+
+def evaluate_recipe(cfg: dict[str, Any], recipe: str, items: list[tuple[str, Any]], specs: list[str],
+                    progress: bool = True) -> dict[str, Any]:
+    """The evaluate JSON of ``specs`` on ``recipe``: reused baseline rows, cached rows, or fresh ones.
+    Adds ``reused`` (spec -> source file) to the result."""
+    names = [n for n, _ in items]
+    base = reusable_baselines(cfg, recipe, items)
+    planners: dict[str, Any] = {}
+    rows: list[dict[str, Any]] = []
+    reused: dict[str, str] = {}
+    for spec in specs:
+        if base is not None and spec in base["planners"] and model_path_of(spec) is None:
+            planners[spec] = base["planners"][spec]
+            rows += [r for r in base["rows"] if r["planner"] == spec]
+            reused[spec] = base["path"]
+            continue
+        model = model_path_of(spec)
+        key = {"recipe": recipe, "seed": int(cfg["seed"]), "size": int(cfg["size"]), "images": names,
+               "judge": cfg["no_reference_judge"], "model": _file_hash(model) if model and model.is_file() else None}
+        cache = _cache_path(cfg, recipe, spec)
+        if cache.is_file():
+            old = json.loads(cache.read_text())
+            if old.get("key") == key:
+                planners[spec] = old["result"]["planners"][spec]
+                rows += old["result"]["rows"]
+                continue
+        t0 = time.perf_counter()
+        res = evaluate(items, recipe, [spec], seed=int(cfg["seed"]), size=int(cfg["size"]),
+                       judge=cfg["no_reference_judge"], progress=progress)
+        log(f"{recipe} / {spec}: gain {res['planners'][spec]['psnr_gain']:+.2f} dB "
+            f"({time.perf_counter() - t0:.0f} s)")
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        cache.write_text(json.dumps({"key": key, "result": res}, default=float))
+        planners[spec] = res["planners"][spec]
+        rows += res["rows"]
+    rank = {s: i for i, s in enumerate(specs)}
+    rows.sort(key=lambda r: (names.index(r["image"]), rank[r["planner"]]))
+    return {"recipe": recipe, "seed": int(cfg["seed"]), "size": int(cfg["size"]), "images": len(items),
+            "planners": planners, "rows": rows, "reused": reused}
+
+
+def group_seeds(result: dict[str, Any], variant: str, specs: list[str], label: str) -> dict[str, Any]:
+    """Across-seed statistics of one learned variant: mean and std (over seeds) of each seed's mean PSNR
+    gain, and the means of the cost columns."""
+    per_seed = [result["planners"][s] for s in specs]
+    gains = [s["psnr_gain"] for s in per_seed]
+    g = {k: float(np.mean([s[k] for s in per_seed])) for k in COLUMNS if k != "psnr_gain"}
+    g.update({"label": label, "variant": variant, "specs": specs, "seeds": len(specs),
+              "psnr_gain": float(np.mean(gains)), "psnr_gain_std": float(np.std(gains)),
+              "per_seed_gain": gains, "mode": per_seed[0]["mode"], "judge": per_seed[0]["judge"]})
+    return g
+
+
+# ----------------------------------------------------------------------------------------- report
+def table_rows(result: dict[str, Any], fixed_specs: list[str]) -> list[dict[str, Any]]:
+    """One row per scripted/shipped planner spec, then one per seed-averaged learned variant."""
+    out = []
+    for spec in fixed_specs:
+        s = result["planners"][spec]
+        out.append({"label": spec, **{k: s[k] for k in COLUMNS}, "mode": s["mode"], "judge": s["judge"],
+                    "psnr_gain_std": s["psnr_gain_std"], "spread": "images", "reused": spec in result["reused"]})
+    for g in result["groups"].values():
+        out.append({**{k: g[k] for k in COLUMNS}, "label": g["label"], "mode": g["mode"], "judge": g["judge"],
+                    "psnr_gain_std": g["psnr_gain_std"], "spread": f"{g['seeds']} seeds", "reused": False})
+    return out
+
+
+def check_targets(result: dict[str, Any], cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The issue's targets on this recipe, each with the measured numbers and met / not met."""
+    t = cfg.get("targets") or {}
+    p, groups = result["planners"], result["groups"]
+    out: list[dict[str, Any]] = []
+
+    def add(name: str, met: bool, measured: str) -> None:
+        out.append({"target": name, "met": bool(met), "measured": measured})
+
+    greedy_nr, dfs_or = t.get("greedy_nr"), t.get("dfs_oracle")
+    for who in [s for s in t.get("ppo", []) if s in p] + [k for k in t.get("ppo_groups", []) if k in groups]:
+        r = p[who] if who in p else groups[who]
+        lab = who if who in p else groups[who]["label"]
+        if greedy_nr in p:
+            add(f"{lab} gain >= {greedy_nr} gain", r["psnr_gain"] >= p[greedy_nr]["psnr_gain"],
+                f"{r['psnr_gain']:+.2f} vs {p[greedy_nr]['psnr_gain']:+.2f} dB")
+        if dfs_or in p:
+            add(f"{lab} within 0.5 dB of {dfs_or}", r["psnr_gain"] >= p[dfs_or]["psnr_gain"] - 0.5,
+                f"{r['psnr_gain']:+.2f} vs {p[dfs_or]['psnr_gain']:+.2f} dB "
+                f"(short by {max(0.0, p[dfs_or]['psnr_gain'] - 0.5 - r['psnr_gain']):.2f})")
+        if greedy_nr in p:
+            add(f"{lab} <= 1/10 of {greedy_nr}'s tool calls, 0 IQA calls",
+                r["tool_calls"] <= p[greedy_nr]["tool_calls"] / 10 and r["iqa_calls"] == 0,
+                f"{r['tool_calls']:.1f} vs {p[greedy_nr]['tool_calls']:.1f} calls, {r['iqa_calls']:.0f} IQA calls")
+    for a, b, rule in ((t.get("spatial_group"), t.get("global_group"), "clear"),
+                       (t.get("hybrid_group"), t.get("maskable_group"), "at_least")):
+        if a in groups and b in groups:
+            ga, gb = groups[a], groups[b]
+            diff = ga["psnr_gain"] - gb["psnr_gain"]
+            if rule == "clear":  # clear margin: the mean difference exceeds the sum of the seed spreads
+                met = diff > ga["psnr_gain_std"] + gb["psnr_gain_std"]
+                name = f"{ga['label']} > {gb['label']} by a clear margin (diff > std_a + std_b)"
+            else:
+                met, name = diff >= 0, f"{ga['label']} >= {gb['label']}"
+            add(name, met, f"{ga['psnr_gain']:+.2f} ± {ga['psnr_gain_std']:.2f} vs {gb['psnr_gain']:+.2f} ± "
+                f"{gb['psnr_gain_std']:.2f} dB (diff {diff:+.2f})")
+    return out
+
+
+def markdown(report: dict[str, Any]) -> str:
+    """``compare.md``: one table per recipe, the targets, and how the numbers were made."""
+    c = report["config"]
+    lines = ["# Headline comparison: scripted planners vs PPO planners", "",
+             f"Made by `{report['command']}`. Built-in test split ({report['images']} scenes: "
+             f"{c.get('scenes_per_image', 1)} per photo), {c['size']} px, evaluation seed {c['seed']}; "
+             f"no-reference judge `{c['no_reference_judge']}`, `oracle` = PSNR judge with the clean image "
+             "(an upper bound, not deployable). Gain = mean PSNR out - PSNR in (dB) ± std over images "
+             "(scripted and shipped rows) or ± std over training seeds of the per-seed mean gain "
+             "(learned rows, `N seeds`). Tool calls, IQA calls and seconds are per image. Rows marked * "
+             f"are reused from `{c.get('baselines_dir')}` (same images, size and seed), not recomputed. Seconds "
+             "were measured on a 2-core CPU shared with other jobs, at different times for different rows: "
+             "compare them only by order of magnitude. Learned models were trained on 64 px crops of the "
+             "train split with `spatial-mixed` only.", ""]
+    for recipe, rec in report["recipes"].items():
+        lines += [f"## {recipe}", "", "| planner | mode | judge | PSNR in | PSNR out | gain (dB) | spread | SSIM out "
+                  "| tool calls | IQA calls | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+        for r in rec["table"]:
+            mark = "*" if r["reused"] else ""
+            lines.append(f"| {r['label']}{mark} | {r['mode']} | {r['judge']} | {r['psnr_in']:.2f} | "
+                         f"{r['psnr_out']:.2f} | {r['psnr_gain']:+.2f} ± {r['psnr_gain_std']:.2f} | {r['spread']} | "
+                         f"{r['ssim_out']:.3f} | {r['tool_calls']:.1f} | {r['iqa_calls']:.1f} | {r['seconds']:.2f} |")
+        if rec.get("not_run"):
+            lines += ["", "Not run on this recipe (cost of the no-reference search on a shared 2-core CPU): "
+                      + ", ".join(f"`{s}`" for s in rec["not_run"]) + "."]
+        seeds = [f"{g['label']}: " + ", ".join(f"{x:+.2f}" for x in g["per_seed_gain"])
+                 for g in rec["groups"].values()]
+        if seeds:
+            lines += ["", "Per-seed mean gains (dB): " + "; ".join(seeds) + "."]
+        if rec["targets"]:
+            lines += ["", "| target (issue 5) | measured | met? |", "|---|---|---|"]
+            lines += [f"| {t['target']} | {t['measured']} | {'met' if t['met'] else '**not met**'} |"
+                      for t in rec["targets"]]
+        lines.append("")
+    lines += ["![quality vs cost](compare.png)", "", "## Learned planners: training", "",
+              "| run | selected candidate | val gain | test gain (train_bc episodes) | train s |",
+              "|---|---|---|---|---|"]
+    for name, tr in report["training"].items():
+        lines.append(f"| {name} | {tr['selected']} | {tr['val_psnr_gain']:.2f} | {tr['test_psnr_gain']:.2f} | "
+                     f"{tr['wall_seconds']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(report: dict[str, Any], path: Path) -> Path:
+    """Mean PSNR gain against tool calls and against seconds per image, one panel pair per recipe; learned
+    variants with error bars (std over seeds)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    recipes = list(report["recipes"])
+    fig, axes = plt.subplots(len(recipes), 2, figsize=(11, 3.8 * len(recipes)), squeeze=False)
+    for i, recipe in enumerate(recipes):
+        for ax, key, label in ((axes[i][0], "tool_calls", "tool calls per image"),
+                               (axes[i][1], "seconds", "seconds per image")):
+            for r in report["recipes"][recipe]["table"]:
+                x = max(r[key], 1e-3)
+                learned = r["spread"] != "images"
+                ax.errorbar(x, r["psnr_gain"], yerr=r["psnr_gain_std"] if learned else None, fmt="s" if learned
+                            else "o", ms=5, capsize=3)
+                ax.annotate(r["label"], (x, r["psnr_gain"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+            ax.set_xscale("log")
+            ax.set_xlabel(label + " (log)")
+            ax.set_ylabel("mean PSNR gain (dB)")
+            ax.set_title(recipe, fontsize=9)
+            ax.axhline(0, color="grey", lw=0.5)
+            ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def training_summary(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Per trained seed run: the selected candidate, its validation/test gains and the wall time."""
+    out = {}
+    for variant in cfg["learned"]["variants"]:
+        for seed in cfg["learned"]["seeds"]:
+            p = run_dir(cfg, variant, seed) / "summary.json"
+            if p.is_file():
+                s = json.loads(p.read_text())
+                c = s["candidates"][s["selected"]]
+                out[p.parent.name] = {"selected": s["selected"], "val_psnr_gain": c["val_psnr_gain"],
+                                      "test_psnr_gain": c["test_psnr_gain"], "wall_seconds": s["wall_seconds"]}
+    return out
+
+
+def compare(cfg: dict[str, Any], command: str, progress: bool = True) -> dict[str, Any]:
+    """Evaluate every recipe (training must be done) and write all outputs; returns ``compare.json``'s dict."""
+    out = Path(cfg["output_dir"])
+    items = scene_items(cfg["images"], int(cfg["scenes_per_image"]))
+    fixed = list(cfg["planners"])
+    groups: dict[str, list[str]] = {}
+    for variant, v in cfg["learned"]["variants"].items():
+        paths = [run_dir(cfg, variant, s) / "model.zip" for s in cfg["learned"]["seeds"]]
+        groups[variant] = [f"{v['planner']}:path={p}" for p in paths if is_trained(p.parent)]
+        if len(groups[variant]) < len(paths):
+            log(f"warning: {variant}: {len(groups[variant])} of {len(paths)} seed models found")
+    report: dict[str, Any] = {"command": command, "images": len(items), "recipes": {},
+                              "config": {k: v for k, v in cfg.items() if k != "output_dir"}}
+    for recipe in cfg["recipes"]:
+        mine = [s for s in fixed if s not in cfg["skip"].get(recipe, [])]
+        specs = mine + [s for g in groups.values() for s in g]
+        res = evaluate_recipe(cfg, recipe, items, specs, progress=progress)
+        res["groups"] = {v: group_seeds(res, v, specs_v, cfg["learned"]["variants"][v].get("label", v))
+                         for v, specs_v in groups.items() if specs_v}
+        res["targets"] = check_targets(res, cfg) if recipe in (cfg.get("targets") or {}).get("recipes", []) else []
+        res["table"] = table_rows(res, mine)
+        res["not_run"] = [s for s in fixed if s not in mine]
+        res["command"] = command
+        out.mkdir(parents=True, exist_ok=True)
+        (out / f"{recipe}.json").write_text(json.dumps(res, indent=1, default=float))
+        report["recipes"][recipe] = {k: res[k] for k in ("table", "groups", "targets", "reused", "not_run")}
+    report["training"] = training_summary(cfg)
+    (out / "compare.json").write_text(json.dumps(report, indent=1, default=float))
+    (out / "compare.md").write_text(markdown(report))
+    plot(report, out / "compare.png")
+    log(f"wrote {out}/compare.json, compare.md, compare.png and one JSON per recipe")
+    return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Command line: train missing seed models, then evaluate and write the comparison."""
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--config", default="experiments/configs/compare.yaml")
+    ap.add_argument("--train-only", action="store_true", help="train the missing seed models, do not evaluate")
+    ap.add_argument("--skip-training", action="store_true", help="evaluate the seed models that exist")
+    ap.add_argument("--variants", default="", help="comma-separated subset of learned.variants to train")
+    ap.add_argument("--seeds", default="", help="comma-separated subset of learned.seeds to train")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    try:
+        cfg = load_compare_config(args.config)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    from policies.ppo.train import set_single_thread
+
+    set_single_thread()
+    if not args.skip_training:
+        variants = [v for v in args.variants.split(",") if v] or list(cfg["learned"]["variants"])
+        seeds = [int(s) for s in args.seeds.split(",") if s] or [int(s) for s in cfg["learned"]["seeds"]]
+        for variant in variants:
+            if variant not in cfg["learned"]["variants"]:
+                print(f"error: unknown variant {variant!r}; known: {', '.join(cfg['learned']['variants'])}",
+                      file=sys.stderr)
+                return 2
+            for seed in seeds:
+                train_seed(cfg, variant, seed)
+    if not args.train_only:
+        compare(cfg, f"python -m experiments.compare --config {args.config}", progress=not args.no_progress)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,154 @@
+"""Sample efficiency of PPO initialised from the distilled student versus PPO from scratch.
+
+Both runs train ``PPO(HybridSetPolicy)`` on the same env (the PPO config's ``env_id`` / ``env_kwargs``,
+train split) with the same PPO hyperparameters (``ppo`` block below, over the PPO config's) and seed;
+the only difference is the initial network: random (``scratch``) or the student's weights
+(``from_student``; its parameter log-std set to ``init_log_std``, since the student never trains it).
+Every ``eval_every`` environment steps (and at step 0) the deterministic policy runs fixed TEST-split
+episodes (``policies.ppo.bc.evaluate_gain``). Writes ``<out>.json`` (the curves) and ``<out>.png``.
+
+Usage: ``python -m experiments.distill_ppo_curve --config experiments/configs/distill_ppo.yaml``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+
+DEFAULTS: dict[str, Any] = {
+    "ppo_config": "experiments/configs/ppo_spatial.yaml",
+    "student": "policies/distill/models/distilled_spatial/model.zip",
+    "runs": ["scratch", "from_student"],
+    "seeds": [0],
+    "timesteps": 16384,
+    "eval_every": 2048,
+    "init_log_std": -1.6,
+    "ppo": {"learning_rate": 1.0e-4, "n_steps": 512, "batch_size": 128, "n_epochs": 5, "clip_range": 0.1,
+            "ent_coef": 0.001},
+    "test": {"episodes": 32, "seed": 12345, "split": "test"},
+    "out": "experiments/results/distill/ppo_curve",
+}
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def curve(cfg: dict[str, Any], init: str, seed: int) -> list[dict[str, float]]:
+    """Train one PPO run; returns ``[{steps, psnr_gain, tool_calls, stop_rate, seconds}]``."""
+    import torch as th
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.callbacks import BaseCallback
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from policies.ppo.bc import evaluate_gain
+    from policies.ppo.config import load_config
+    from policies.ppo.train import build_env, make_hybrid_ppo
+
+    pcfg = load_config(cfg["ppo_config"])
+    env_id, env_kwargs = pcfg["env_id"], dict(pcfg["env_kwargs"])
+    te = cfg["test"]
+    test_env = build_env(env_id, {**env_kwargs, "split": te["split"]}, "hybrid", monitor=False)
+    venv = DummyVecEnv([lambda: build_env(env_id, {**env_kwargs, "split": "train"}, "hybrid")])
+    venv.seed(int(seed))
+    model = make_hybrid_ppo(venv, pcfg["policy_kwargs"], seed=int(seed), device="cpu",
+                            **{**pcfg["ppo"], **cfg["ppo"]})
+    if init == "from_student":
+        student = PPO.load(cfg["student"], device="cpu")
+        model.policy.load_state_dict(student.policy.state_dict())
+        with th.no_grad():
+            model.policy.log_std.fill_(float(cfg["init_log_std"]))
+    elif init != "scratch":
+        raise ValueError(f"unknown run {init!r} (scratch | from_student)")
+    points: list[dict[str, float]] = []
+    t0 = time.perf_counter()
+
+    def evaluate(steps: int) -> None:
+        r = evaluate_gain(test_env, model, te["episodes"], te["seed"])
+        points.append({"steps": steps, "psnr_gain": r["psnr_gain"], "tool_calls": r["tool_calls"],
+                       "stop_rate": r["stop_rate"], "seconds": time.perf_counter() - t0})
+        log(f"{init} seed {seed} @ {steps} steps: test gain {r['psnr_gain']:.3f} dB, {r['tool_calls']:.2f} calls, "
+            f"stop rate {r['stop_rate']:.2f}")
+
+    class Every(BaseCallback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.next = int(cfg["eval_every"])
+
+        def _on_step(self) -> bool:
+            if self.num_timesteps >= self.next:
+                self.next += int(cfg["eval_every"])
+                evaluate(int(self.num_timesteps))
+            return True
+
+    evaluate(0)
+    model.learn(total_timesteps=int(cfg["timesteps"]), callback=Every())
+    test_env.close()
+    venv.close()
+    return points
+
+
+def plot(result: dict[str, Any], path: Path) -> None:
+    """PSNR gain against env steps, one line per run (mean over seeds, min-max band)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for name, per_seed in result["curves"].items():
+        steps = np.array([p["steps"] for p in next(iter(per_seed.values()))])
+        g = np.array([[p["psnr_gain"] for p in pts] for pts in per_seed.values()])
+        ax.plot(steps, g.mean(0), marker="o", label=f"{name} ({len(per_seed)} seed(s))")
+        if len(g) > 1:
+            ax.fill_between(steps, g.min(0), g.max(0), alpha=0.2)
+    for label, value, style in (("teacher (greedy oracle)", result.get("teacher_gain"), "--"),):
+        if value is not None:
+            ax.axhline(value, color="grey", ls=style, label=label)
+    ax.set_xlabel("PPO environment steps")
+    ax.set_ylabel(f"mean test PSNR gain (dB, {result['test']['episodes']} episodes)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    ax.set_title("PPO from the distilled student vs from scratch")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", help="YAML (experiments/configs/distill_ppo.yaml)")
+    ap.add_argument("--runs", help="comma-separated subset of the runs")
+    ap.add_argument("--teacher-gain", type=float, help="draw the teacher's test gain (dB) as a line")
+    args = ap.parse_args(argv)
+    from experiments.record_trajectories import merge_config
+
+    cfg = merge_config(DEFAULTS, args.config)
+    from policies.ppo.train import set_single_thread
+
+    set_single_thread()
+    out = Path(cfg["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
+    curves: dict[str, Any] = dict(previous.get("curves", {}))
+    runs = [r for r in (args.runs.split(",") if args.runs else cfg["runs"]) if r]
+    for name in runs:
+        curves[name] = {str(s): curve(cfg, name, int(s)) for s in cfg["seeds"]}
+        result = {"config": cfg, "curves": curves, "test": cfg["test"],
+                  "teacher_gain": args.teacher_gain if args.teacher_gain is not None else previous.get("teacher_gain")}
+        out.with_suffix(".json").write_text(json.dumps(result, indent=1))
+        plot(result, out.with_suffix(".png"))
+    log(f"wrote {out.with_suffix('.json')} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,123 @@
+"""The distillation / memory comparison table on spatial-mixed test images (built-in test split).
+
+Runs :func:`policies.evaluation.evaluate` (same scenes for every planner: each test photo centre-cropped to
+``size`` px, ``scenes_per_image`` scenes per photo, scene seed ``seed * 100003 + index``) for the planner
+specs of the config, adds the time the region proposer alone takes on those images (a floor every
+spatial planner pays), the student's decision agreement with its teacher (from the training summary) and,
+when ``baselines`` names an evaluate JSON made with the same images, size, seed and recipe, copies the
+planners it lists from there instead of running them again. Writes ``<out>.json`` (the evaluate JSON plus
+``proposer_seconds``, ``agreement`` and ``reused``) and ``<out>.md``.
+
+Usage: ``python -m experiments.distill_results --config experiments/configs/distill_results.yaml``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+
+
+def proposer_seconds(items: list[tuple[str, np.ndarray]], recipe: str, seed: int, size: int, proposer: str,
+                     max_regions: int) -> float:
+    """Mean seconds of the region proposer alone on the evaluation scenes."""
+    from ir_env.corpus import center_crop
+    from ir_env.recipes import synthesize
+    from ir_env.regions import make_proposer
+
+    prop = make_proposer(proposer, max_regions=max_regions, seed=seed)
+    times = []
+    for i, (_, photo) in enumerate(items):
+        scene = synthesize(center_crop(photo, size), recipe=recipe, seed=seed * 100003 + i)
+        t0 = time.perf_counter()
+        prop.propose(scene.degraded)
+        times.append(time.perf_counter() - t0)
+    return float(np.mean(times))
+
+
+def table(res: dict[str, Any]) -> str:
+    """Markdown: the evaluate table plus seconds relative to the teacher and the agreement lines."""
+    from policies.evaluation import markdown_table
+
+    lines = [markdown_table(res)]
+    teacher = res.get("teacher")
+    if teacher in res["planners"]:
+        t = res["planners"][teacher]
+        lines += ["", f"Relative to the teacher `{teacher}` (gain {t['psnr_gain']:+.2f} dB, {t['seconds']:.3f} s):",
+                  "", "| planner | share of teacher's PSNR gain | share of teacher's seconds | IQA calls |",
+                  "|---|---|---|---|"]
+        for spec, s in res["planners"].items():
+            lines.append(f"| {spec} | {s['psnr_gain'] / t['psnr_gain']:.0%} | {s['seconds'] / t['seconds']:.1%} | "
+                         f"{s['iqa_calls']:.0f} |")
+    lines += ["", f"Region proposer alone: {res['proposer_seconds']:.3f} s per image (paid by every spatial planner)."]
+    if res.get("reused"):
+        lines.append(f"Rows copied from `{res['baselines']}` (same images, size, seed): {', '.join(res['reused'])}.")
+    agree = res.get("agreement")
+    if agree:
+        lines += ["", "Decision agreement of the distilled student with its teacher (region, tool; STOP counts as its "
+                  f"own choice), on {agree['episodes']} test-split env episodes ({agree['size']} px):", "",
+                  "| states | (region, tool) | region | tool | STOP vs act | regret (dB/step) | within 0.2 dB |",
+                  "|---|---|---|---|---|---|---|"]
+        for name, a in (("teacher's states", agree["agreement_on_teacher_states"]),
+                        ("student's own states", agree["agreement_on_student_states"])):
+            lines.append(f"| {name} | {a['joint']:.2f} | {a['region']:.2f} | {a['tool']:.2f} | {a['stop']:.2f} | "
+                         f"{a['regret']:.2f} | {a['near']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    from experiments.run_baselines import merge_previous, scene_items
+    from policies.evaluation import evaluate, plot_quality_vs_cost
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", required=True)
+    ap.add_argument("--planners", default="", help="comma-separated subset of the config's planners to run; the "
+                    "others are kept from an existing <out>.json made with the same images, size and seed")
+    args = ap.parse_args(argv)
+    cfg = yaml.safe_load(Path(args.config).read_text())
+    items = scene_items(cfg.get("images", "builtin"), int(cfg["scenes_per_image"]))
+    recipe, seed, size = cfg.get("recipe", "spatial-mixed"), int(cfg.get("seed", 0)), int(cfg["size"])
+    reused: dict[str, Any] = {}
+    old_rows: list[dict[str, Any]] = []
+    if cfg.get("baselines"):
+        old = json.loads(Path(cfg["baselines"]).read_text())
+        if (old["recipe"], old["seed"], old["size"], old["images"]) != (recipe, seed, size, len(items)):
+            raise SystemExit(f"error: {cfg['baselines']} was made with other images/size/seed/recipe")
+        reused = {p: old["planners"][p] for p in cfg.get("reuse", []) if p in old["planners"]}
+        old_rows = [r for r in old["rows"] if r["planner"] in reused]
+    subset = [p for p in args.planners.split(",") if p]
+    run = [p for p in (subset or cfg["planners"]) if p not in reused]
+    res = evaluate(items, recipe, run, seed=seed, size=size, judge=cfg.get("no_reference_judge", "brisque"))
+    res["planners"] = {**reused, **res["planners"]}
+    res["rows"] += old_rows
+    out = Path(cfg["out"])
+    if subset:
+        res = merge_previous(out.with_suffix(".json"), res, cfg["planners"])
+    res["reused"], res["baselines"] = list(reused), cfg.get("baselines")
+    res["teacher"] = cfg.get("teacher")
+    res["proposer_seconds"] = proposer_seconds(items, recipe, seed, size, cfg.get("region_proposer",
+                                                                                  "degradation-clusters"), 4)
+    if cfg.get("student_summary") and Path(cfg["student_summary"]).is_file():
+        s = json.loads(Path(cfg["student_summary"]).read_text())["test"]
+        res["agreement"] = {"episodes": s["episodes"], "size": cfg.get("student_size", 64),
+                            **{k: s[k] for k in ("agreement_on_teacher_states", "agreement_on_student_states")}}
+    res["config"] = cfg
+    res["command"] = f"python -m experiments.distill_results --config {args.config}"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1, default=float))
+    out.with_suffix(".md").write_text(table(res))
+    plot_quality_vs_cost(res, out.with_suffix(".png"))
+    print(table(res))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

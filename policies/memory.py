@@ -1,0 +1,363 @@
+"""Experience memory: reuse tool schedules that worked on similar regions before (planner ``memory``).
+
+:class:`ExperienceMemory` stores entries ``(region embedding -> tool schedule, judged gain)``; a schedule is
+a list of ``(tool name, physical params)`` applied in order to one region. Retrieval is nearest neighbour
+in embedding space (Euclidean over the embedding's features, the geometry features area / centroid /
+bounding box left out by default), returning entries with *distinct* tool sequences so the few tries
+differ. It persists to JSON (:meth:`ExperienceMemory.save` / :meth:`ExperienceMemory.load`) and can be
+pre-filled from recorded teacher trajectories (:meth:`ExperienceMemory.add_trajectories`; command line:
+``python -m policies.memory --trajectories runs/trajectories/greedy_spatial64 -o memory.json``).
+
+:class:`MemoryPlanner` (``make_planner("memory", memory=PATH)``): for each region (largest first) it
+embeds the region once, retrieves the ``tries`` nearest schedules, runs each on the region (tool calls
+counted) and asks its judge (one IQA call per try) which is best; the best is kept if the judge says it
+gains more than ``threshold``. With ``judge="none"`` the nearest schedule is applied without checking (no
+IQA calls). With ``learn=True`` every kept schedule is added to the memory under the region's embedding,
+and with ``autosave=True`` the memory is written back to its file after each image.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ir_env.embeddings import make_embedder
+from policies.base import Planner, RestorationResult, TraceStep, params_dict, region_areas
+from restorers import apply, get_tool
+
+#: Version tag of the JSON file.
+FORMAT = "spatial-ir-memory/1"
+#: Embedding features that describe where a region is, not how it is degraded (ignored by retrieval).
+GEOMETRY = ("area", "centroid_y", "centroid_x", "bbox_h", "bbox_w")
+#: Embedding values are clipped like the env's observation (``ir_env.env.EMBED_BOUND``).
+EMBED_BOUND = 10.0
+
+#: The memory shipped with the package (pre-filled from the greedy-oracle trajectories), if present.
+DEFAULT_MEMORY = Path(__file__).resolve().parent / "distill" / "models" / "memory_spatial.json"
+
+Schedule = list[tuple[str, dict[str, float]]]
+
+
+def check_schedule(schedule: Iterable[Any]) -> Schedule:
+    """A validated copy of a schedule: non-empty ``(tool name, {param: physical value})`` pairs, tools known,
+    values finite and inside the tool's ranges (``ValueError`` otherwise)."""
+    out: Schedule = []
+    for item in schedule:
+        if isinstance(item, dict):
+            name, params = item.get("tool"), item.get("params", {})
+        else:
+            name, params = item
+        tool = get_tool(str(name))  # ValueError for an unknown tool
+        params = {str(k): float(v) for k, v in dict(params).items()}
+        for spec in tool.params:
+            if spec.name not in params:
+                raise ValueError(f"schedule step {name!r} misses parameter {spec.name!r}")
+            v = params[spec.name]
+            if not math.isfinite(v) or not spec.low - 1e-6 <= v <= spec.high + 1e-6:
+                raise ValueError(f"schedule step {name!r}: {spec.name}={v} outside [{spec.low}, {spec.high}]")
+            params[spec.name] = min(max(v, spec.low), spec.high)  # float32 storage may overshoot by an ulp
+        unknown = set(params) - {s.name for s in tool.params}
+        if unknown:
+            raise ValueError(f"schedule step {name!r}: unknown parameter(s) {sorted(unknown)}")
+        out.append((tool.name, params))
+    if not out:
+        raise ValueError("a schedule needs at least one step")
+    return out
+
+
+@dataclass
+class MemoryEntry:
+    """One remembered schedule: ``key`` (D,) float32 region embedding before it ran, ``schedule``, the
+    judged ``gain`` it achieved (judge units, positive = better) and a free-text ``source``."""
+
+    key: np.ndarray
+    schedule: Schedule
+    gain: float
+    source: str = ""
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON-friendly form (key rounded to 3 decimals, parameters to 6 significant digits)."""
+        return {"key": [round(float(x), 3) for x in self.key], "gain": round(float(self.gain), 4),
+                "source": self.source, "schedule": [{"tool": t, "params": {k: float(f"{v:.6g}") for k, v in p.items()}}
+                                                    for t, p in self.schedule]}
+
+
+@dataclass
+class ExperienceMemory:
+    """Region embedding -> schedule entries with nearest-neighbour retrieval.
+
+    Args:
+        embedding: the embedder the keys come from (``handcrafted``; a learned one later).
+        dim: key length D (default: the embedder's).
+        ignore_features: feature names left out of the distance (default: :data:`GEOMETRY`).
+    """
+
+    embedding: str = "handcrafted"
+    dim: int | None = None
+    ignore_features: Sequence[str] = GEOMETRY
+    entries: list[MemoryEntry] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        embedder = make_embedder(self.embedding)
+        if self.dim is None:
+            self.dim = int(embedder.dim)
+        if int(self.dim) != int(embedder.dim):
+            raise ValueError(f"memory keys have dim {self.dim}, embedder {self.embedding!r} gives {embedder.dim}")
+        names = list(embedder.feature_names)
+        self.ignore_features = tuple(self.ignore_features)
+        self.weights = np.array([0.0 if n in self.ignore_features else 1.0 for n in names], np.float32)
+        self._keys: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def _check_key(self, key: Any) -> np.ndarray:
+        k = np.asarray(key, dtype=np.float32).reshape(-1)
+        if k.shape != (self.dim,):
+            raise ValueError(f"a memory key must have {self.dim} values, got shape {np.shape(key)}")
+        if not np.all(np.isfinite(k)):
+            raise ValueError("a memory key contains NaN or inf")
+        return np.clip(k, -EMBED_BOUND, EMBED_BOUND)
+
+    def add(self, key: Any, schedule: Iterable[Any], gain: float, source: str = "") -> MemoryEntry:
+        """Store a schedule under a region embedding; returns the new entry."""
+        if not math.isfinite(float(gain)):
+            raise ValueError(f"gain must be finite, got {gain}")
+        entry = MemoryEntry(self._check_key(key), check_schedule(schedule), float(gain), str(source))
+        self.entries.append(entry)
+        self._keys = None
+        return entry
+
+    def distances(self, key: Any) -> np.ndarray:
+        """Weighted Euclidean distance of ``key`` to every stored key (N,)."""
+        k = self._check_key(key)
+        if not self.entries:
+            return np.zeros(0, np.float32)
+        if self._keys is None:
+            self._keys = np.stack([e.key for e in self.entries])
+        return np.sqrt((((self._keys - k) ** 2) * self.weights).sum(axis=1))
+
+    def nearest(self, key: Any, n: int = 3, distinct: bool = True) -> list[tuple[float, MemoryEntry]]:
+        """The ``n`` nearest entries as ``(distance, entry)``, nearest first; with ``distinct`` an entry whose
+        tool sequence equals a nearer one's is skipped. Ties keep insertion order."""
+        if int(n) < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        d = self.distances(key)
+        out: list[tuple[float, MemoryEntry]] = []
+        seen: set[tuple[str, ...]] = set()
+        for i in np.argsort(d, kind="stable"):
+            e = self.entries[int(i)]
+            tools = tuple(t for t, _ in e.schedule)
+            if distinct and tools in seen:
+                continue
+            seen.add(tools)
+            out.append((float(d[i]), e))
+            if len(out) == int(n):
+                break
+        return out
+
+    # ------------------------------------------------------------------ persistence
+    def to_json(self) -> dict[str, Any]:
+        """The JSON document :meth:`save` writes."""
+        return {"format": FORMAT, "embedding": self.embedding, "dim": self.dim,
+                "ignore_features": list(self.ignore_features), "entries": [e.as_dict() for e in self.entries]}
+
+    def save(self, path: str | Path) -> Path:
+        """Write the memory as JSON (atomically: temporary file, then rename)."""
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        tmp = p.with_name(p.name + ".tmp")
+        tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")))
+        tmp.replace(p)
+        return p
+
+    @classmethod
+    def load(cls, path: str | Path) -> ExperienceMemory:
+        """Read a memory written by :meth:`save` (clear errors for a missing or foreign file)."""
+        p = Path(path)
+        if not p.is_file():
+            raise FileNotFoundError(f"no memory file at {p}")
+        try:
+            doc = json.loads(p.read_text())
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{p} is not valid JSON: {e}") from None
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise ValueError(f"{p} is not a {FORMAT} file")
+        mem = cls(embedding=doc["embedding"], dim=int(doc["dim"]), ignore_features=tuple(doc["ignore_features"]))
+        for e in doc["entries"]:
+            mem.add(e["key"], e["schedule"], e["gain"], e.get("source", ""))
+        return mem
+
+    # ------------------------------------------------------------------ pre-filling
+    def add_trajectories(self, data: Any, min_gain: float = 0.0) -> int:
+        """Add one entry per (scene, region) of recorded teacher trajectories
+        (:class:`policies.distill.dataset.TrajectoryData`): the key is the region's embedding at the
+        episode's first decision, the schedule the teacher's steps on that region in order (physical
+        params), the gain the sum of their judged gains. Entries gaining <= ``min_gain`` are skipped.
+        Returns how many were added."""
+        if int(data.meta["region_dim"]) != self.dim:
+            raise ValueError(f"trajectories have embeddings of dim {data.meta['region_dim']}, memory {self.dim}")
+        if data.meta.get("embedding", self.embedding) != self.embedding:
+            raise ValueError(f"trajectories use embedding {data.meta.get('embedding')!r}, memory {self.embedding!r}")
+        names, counts = list(data.meta["tool_names"]), list(data.meta["param_counts"])
+        added = 0
+        for scene in np.unique(data["scene"]):
+            rows = np.flatnonzero(data["scene"] == scene)
+            rows = rows[np.argsort(data["step"][rows], kind="stable")]
+            first = rows[0]
+            for k in np.flatnonzero(data["valid"][first] > 0.5):
+                mine = [r for r in rows if data["region"][r] == k]
+                if not mine:
+                    continue
+                sched = []
+                for r in mine:
+                    t = int(data["tool"][r])
+                    spec = get_tool(names[t]).params
+                    sched.append((names[t], {s.name: float(data["params_phys"][r][i]) for i, s in
+                                             enumerate(spec[: counts[t]])}))
+                gain = float(sum(data["quality_after"][r] - data["quality_before"][r] for r in mine))
+                if data.meta.get("judge") not in (None, "psnr", "ssim"):
+                    gain = float("nan")  # direction unknown for other judges: keep it out
+                if not math.isfinite(gain) or gain <= min_gain:
+                    continue
+                self.add(data["regions"][first][k], sched, gain, source=f"trajectory scene {int(scene)}")
+                added += 1
+        return added
+
+
+class MemoryPlanner(Planner):
+    """Retrieve-and-try planner over an :class:`ExperienceMemory` (see the module docstring).
+
+    Args (besides :class:`~policies.base.Planner`'s; ``judge`` default ``brisque``, ``"none"`` = no judge):
+        memory: an :class:`ExperienceMemory`, a JSON path (loaded if it exists, else an empty memory that
+            :meth:`save` / ``autosave`` write there) or ``None`` (the shipped memory
+            ``policies/distill/models/memory_spatial.json`` if present, else empty).
+        tries: schedules tried per region (nearest distinct ones), >= 1.
+        learn: add each kept schedule to the memory.
+        autosave: write the memory to its path after every image (needs a path).
+        embedding: embedder of the keys (must match the memory's).
+        threshold: minimum judged gain for a try to be kept (judge units).
+    """
+
+    name = "memory"
+
+    def __init__(self, memory: ExperienceMemory | str | Path | None = None, tries: int = 3, learn: bool = True,
+                 autosave: bool = False, embedding: str = "handcrafted", threshold: float = 0.0,
+                 judge: str | None = "brisque", **kwargs: Any) -> None:
+        if judge in ("none", ""):
+            judge = None
+        super().__init__(judge=judge, **kwargs)
+        if int(tries) < 1:
+            raise ValueError(f"tries must be >= 1, got {tries}")
+        self.tries, self.learn, self.autosave = int(tries), bool(learn), bool(autosave)
+        self.threshold = float(threshold)
+        self.path: Path | None = None
+        if memory is None:
+            memory = DEFAULT_MEMORY if DEFAULT_MEMORY.is_file() else ExperienceMemory(embedding)
+        if isinstance(memory, str | Path):
+            self.path = Path(memory)
+            memory = ExperienceMemory.load(self.path) if self.path.is_file() else ExperienceMemory(embedding)
+            if self.path == DEFAULT_MEMORY:
+                self.path = None  # never write into the installed package unless asked through save()
+        if not isinstance(memory, ExperienceMemory):
+            raise ValueError(f"memory must be an ExperienceMemory or a path, got {type(memory).__name__}")
+        if memory.embedding != embedding:
+            raise ValueError(f"the memory holds {memory.embedding!r} keys, the planner embeds with {embedding!r}")
+        if self.autosave and self.path is None:
+            raise ValueError("autosave needs the memory's file path (memory=PATH)")
+        self.memory = memory
+        self.embedder = make_embedder(embedding)
+
+    def save(self, path: str | Path | None = None) -> Path:
+        """Write the memory to ``path`` (default: the path it was loaded from)."""
+        target = Path(path) if path is not None else self.path
+        if target is None:
+            raise ValueError("no path: pass one (the memory was not loaded from a file)")
+        return self.memory.save(target)
+
+    def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
+        areas = region_areas(masks)
+        keys = np.clip(np.nan_to_num(np.asarray(self.embedder.embed(image, masks), np.float32)),
+                       -EMBED_BOUND, EMBED_BOUND)
+        img = image
+        score = self.judge.score(img, reference) if self.judge is not None else math.nan
+        trace: list[TraceStep] = []
+        calls = 0
+        learned: list[tuple[np.ndarray, Schedule, float]] = []
+        for k in sorted(range(len(masks)), key=lambda i: -areas[i]):
+            left = self.max_steps - len(trace)
+            if left <= 0 or not len(self.memory) or not masks[k].any():
+                continue
+            t0 = time.perf_counter()
+            best: tuple[float, np.ndarray, float, Schedule] | None = None  # gain, image, score, schedule
+            for _, entry in self.memory.nearest(keys[k], 1 if self.judge is None else self.tries):
+                sched = entry.schedule[:left]
+                out = img
+                for tool, params in sched:
+                    out = apply(out, tool, params, mask=masks[k])
+                    calls += 1
+                if self.judge is None:
+                    best = (math.nan, out, math.nan, sched)
+                    break
+                s = self.judge.score(out, reference)
+                g = self.judge.gain(score, s)
+                if g > self.threshold and (best is None or g > best[0]):
+                    best = (g, out, s, sched)
+            if best is None:
+                continue
+            gain, out, s, sched = best
+            dt = (time.perf_counter() - t0) / len(sched)
+            for i, (tool, params) in enumerate(sched):
+                trace.append(TraceStep(k, areas[k], tool, params_dict(params), score if i == 0 else math.nan,
+                                       s if i == len(sched) - 1 else math.nan, dt))
+            if self.judge is not None:
+                learned.append((keys[k], sched, gain))
+            img, score = out, s
+        if self.learn:
+            for key, sched, gain in learned:
+                self.memory.add(key, sched, gain, source="learned")
+        if self.autosave:
+            self.save()
+        return RestorationResult(img, trace, masks, tool_calls=calls, iqa_calls=0, seconds=0.0,
+                                 info={"memory_size": len(self.memory), "learned": len(learned)})
+
+
+def prefill(trajectory_dirs: Sequence[str | Path], out: str | Path, min_gain: float = 0.0,
+            embedding: str = "handcrafted") -> ExperienceMemory:
+    """Build a memory from recorded trajectories (``experiments/record_trajectories.py``) and save it to ``out``."""
+    from policies.distill.dataset import read_dataset
+
+    mem = ExperienceMemory(embedding)
+    mem.add_trajectories(read_dataset(list(trajectory_dirs)), min_gain=min_gain)
+    mem.save(out)
+    return mem
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m policies.memory --trajectories DIR [DIR ...] -o memory.json [--min-gain DB]``."""
+    import argparse
+    import sys
+
+    ap = argparse.ArgumentParser(description="Pre-fill an experience memory from recorded teacher trajectories.")
+    ap.add_argument("--trajectories", nargs="+", required=True, help="dataset directories (meta.json + shards)")
+    ap.add_argument("-o", "--out", required=True, help="memory JSON to write")
+    ap.add_argument("--min-gain", type=float, default=0.0, help="skip schedules that gained at most this (dB)")
+    args = ap.parse_args(argv)
+    try:
+        mem = prefill(args.trajectories, args.out, args.min_gain)
+    except (ValueError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{len(mem)} entries written to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,148 @@
+"""experiments/compare.py on a tiny config: one 64 px image, two scripted planners, one learned variant
+trained for one seed with a minimal imitation budget; baseline rows reused; a second run retrains nothing."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+
+from experiments import compare
+from ir_env.corpus import center_crop
+from ir_env.imageio import write_image
+from policies.evaluation import evaluate
+
+RECIPE = "spatial-mixed"
+SENTINEL = 42.125  # a gain no planner measures: proves a row was read from the baselines file
+
+
+def _config(tmp: Path, baselines: Path) -> dict[str, Any]:
+    return {
+        "images": str(tmp / "photos"), "scenes_per_image": 1, "size": 64, "seed": 0, "recipes": [RECIPE],
+        "no_reference_judge": "brisque", "baselines_dir": str(baselines), "planners": ["fixed", "random:global"],
+        "learned": {"seeds": [0], "runs_dir": str(tmp / "runs"),
+                    "variants": {"tiny": {"planner": "ppo", "ppo_config": "experiments/configs/ppo_spatial.yaml",
+                                          "label": "tiny PPO"}},
+                    "train": {"record": {"episodes": 2, "seed": 1000}, "bc": {"epochs": 1, "eval_every_epochs": 1},
+                              "dagger": {"rounds": 0}, "finetune": {"timesteps": 0},
+                              "validation": {"episodes": 1}, "test": {"episodes": 1}}},
+        "targets": {"recipes": [RECIPE], "ppo_groups": ["tiny"], "greedy_nr": "random:global",
+                    "dfs_oracle": "fixed"},
+        "output_dir": str(tmp / "out"),
+    }
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory: pytest.TempPathFactory, photo: np.ndarray) -> dict[str, Any]:
+    tmp = tmp_path_factory.mktemp("compare")
+    (tmp / "photos").mkdir()
+    write_image(tmp / "photos" / "astronaut.png", photo)
+    # a baselines file made on the same scenes, with a marked value for `fixed`
+    base = evaluate([("astronaut.png", photo)], RECIPE, ["fixed"], seed=0, size=64, progress=False)
+    base["planners"]["fixed"]["psnr_gain"] = SENTINEL
+    (tmp / "baselines").mkdir()
+    (tmp / "baselines" / f"{RECIPE}.json").write_text(json.dumps(base))
+    cfg_path = tmp / "compare.yaml"
+    cfg_path.write_text(yaml.safe_dump(_config(tmp, tmp / "baselines")))
+    assert compare.main(["--config", str(cfg_path), "--no-progress"]) == 0
+    return {"tmp": tmp, "cfg": cfg_path, "photo": photo}
+
+
+def test_outputs_and_keys(tiny: dict[str, Any]) -> None:
+    out = tiny["tmp"] / "out"
+    report = json.loads((out / "compare.json").read_text())
+    assert {"command", "images", "recipes", "config", "training"} <= set(report)
+    rec = report["recipes"][RECIPE]
+    assert {"table", "groups", "targets", "reused"} <= set(rec)
+    assert [r["label"] for r in rec["table"]] == ["fixed", "random:global", "tiny PPO"]
+    res = json.loads((out / f"{RECIPE}.json").read_text())
+    assert {"recipe", "seed", "size", "images", "planners", "rows"} <= set(res)  # the evaluate JSON
+    assert res["size"] == 64 and res["images"] == 1 and len(res["rows"]) == 3
+    g = rec["groups"]["tiny"]
+    assert g["seeds"] == 1 and g["psnr_gain_std"] == 0.0 and len(g["per_seed_gain"]) == 1
+    assert g["iqa_calls"] == 0  # a learned policy decides without IQA calls
+    assert all(t["met"] in (True, False) and t["measured"] for t in rec["targets"])
+    assert len(rec["targets"]) == 3
+    assert (out / "compare.png").read_bytes()[:4] == b"\x89PNG"
+    md = (out / "compare.md").read_text()
+    assert "| fixed* |" in md and "tiny PPO" in md and "1 seeds" in md
+    assert "tiny_s0" in report["training"]
+
+
+def test_baseline_rows_reused_only_when_settings_match(tiny: dict[str, Any]) -> None:
+    res = json.loads((tiny["tmp"] / "out" / f"{RECIPE}.json").read_text())
+    assert res["reused"] == {"fixed": str(tiny["tmp"] / "baselines" / f"{RECIPE}.json")}
+    assert res["planners"]["fixed"]["psnr_gain"] == SENTINEL
+    cfg = compare.load_compare_config(tiny["cfg"])
+    items = [("astronaut.png", tiny["photo"])]
+    assert compare.reusable_baselines(cfg, RECIPE, items) is not None
+    assert compare.reusable_baselines({**cfg, "size": 96}, RECIPE, items) is None
+    assert compare.reusable_baselines({**cfg, "seed": 1}, RECIPE, items) is None
+    assert compare.reusable_baselines(cfg, RECIPE, [("other.png", tiny["photo"])]) is None
+    # same name, another photo: the scene's input PSNR differs, so the rows are not the same scenes
+    assert compare.reusable_baselines(cfg, RECIPE, [("astronaut.png", tiny["photo"][::-1].copy())]) is None
+    assert compare.reusable_baselines(cfg, "mixed-3", items) is None
+
+
+def test_resumed_run_does_not_retrain(tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments import train_bc
+
+    model = tiny["tmp"] / "runs" / "tiny_s0" / "model.zip"
+    before = (model.stat().st_mtime_ns, model.read_bytes())
+
+    def no_training(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a trained seed was trained again")
+
+    monkeypatch.setattr(train_bc, "run", no_training)
+    monkeypatch.setattr(compare, "evaluate", no_training)  # every evaluation comes from the cache now
+    assert compare.main(["--config", str(tiny["cfg"]), "--no-progress"]) == 0
+    assert (model.stat().st_mtime_ns, model.read_bytes()) == before
+    res = json.loads((tiny["tmp"] / "out" / f"{RECIPE}.json").read_text())
+    assert len(res["rows"]) == 3
+
+
+def test_learned_row_matches_the_planner(tiny: dict[str, Any]) -> None:
+    """The cached learned row is what the trained model does on the same scene."""
+    model = tiny["tmp"] / "runs" / "tiny_s0" / "model.zip"
+    spec = f"ppo:path={model}"
+    fresh = evaluate([("astronaut.png", center_crop(tiny["photo"], 64))], RECIPE, [spec], seed=0, size=64,
+                     progress=False)
+    res = json.loads((tiny["tmp"] / "out" / f"{RECIPE}.json").read_text())
+    assert res["planners"][spec]["psnr_out"] == pytest.approx(fresh["planners"][spec]["psnr_out"], abs=1e-9)
+    assert res["planners"][spec]["tool_calls"] == fresh["planners"][spec]["tool_calls"]
+
+
+def test_bad_config_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = tmp_path / "bad.yaml"
+    p.write_text(yaml.safe_dump({"images": "builtin", "size": 64, "seed": 0, "recipes": [RECIPE],
+                                 "planners": ["fixed"], "output_dir": str(tmp_path),
+                                 "learned": {"variants": {"x": {"planner": "ppo"}}}}))
+    assert compare.main(["--config", str(p)]) == 2
+    assert "needs ppo_config" in capsys.readouterr().err
+    assert compare.main(["--config", str(tmp_path / "missing.yaml")]) == 2
+
+
+def test_search_survives_a_candidate_the_judge_cannot_score(photo: np.ndarray,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """The comparison's no-reference rows: BRISQUE is undefined on a constant image, which some candidate
+    steps produce; such a candidate is never kept instead of aborting the evaluation."""
+    from policies.registry import make_planner
+
+    planner = make_planner("greedy", mode="global", judge="brisque", tools=["tv_denoise"], max_steps=2)
+    real = planner.judge.score
+    calls = {"n": 0}
+
+    def score(image: np.ndarray, reference: np.ndarray | None = None) -> float:
+        calls["n"] += 1
+        if calls["n"] > 1:  # every candidate after the input's own score
+            raise ValueError("brisque is undefined on a constant image (no local contrast)")
+        return real(image, reference)
+
+    monkeypatch.setattr(planner.judge, "score", score)
+    img = center_crop(photo, 64)
+    res = planner.restore(img)
+    assert res.trace == [] and np.array_equal(res.image, img) and res.tool_calls > 0

@@ -1,0 +1,147 @@
+"""Trajectory distillation (policies/distill, experiments/record_trajectories.py): record -> shards round trip
+and resume -> train the student on the tiny dataset -> it reproduces the teacher's choices on those states;
+the ``distilled`` planner loads from a path and decides without IQA calls; bad input errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch as th
+from stable_baselines3.common.vec_env import DummyVecEnv
+
+from experiments.record_trajectories import load_record_config, record
+from policies import make_planner
+from policies.distill.dataset import FIELDS, TrajectoryData, read_dataset, read_shard, shard_path
+from policies.distill.record import make_teacher, record_episode
+from policies.distill.student import agreement, decide, save_student, train_student
+from policies.ppo.config import write_config
+from policies.ppo.train import build_env, make_hybrid_ppo
+from restorers import get_tool
+
+th.set_num_threads(1)
+
+TOOLS = ["tv_denoise", "wiener_defocus", "dcp_dehaze", "gamma_correct"]
+ENV_KWARGS = {"recipe": "spatial-mixed", "image_size": 48, "max_regions": 2, "region_proposer": "grid",
+              "embedding": "handcrafted", "reward_metric": "psnr", "max_steps": 2, "tools": TOOLS}
+PPO_CFG = {"env_id": "SpatialIR-v0", "algo": "hybrid", "bins": 5, "policy_kwargs": {"hidden": 32, "attention": True},
+           "ppo": {"n_steps": 64, "batch_size": 32}}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrajectoryData, str]:
+    out = tmp_path_factory.mktemp("traj")
+    cfg = load_record_config(None, out_dir=str(out), env_id="SpatialIR-v0", env_kwargs=ENV_KWARGS, episodes=6,
+                             episodes_per_shard=4, seed=100)
+    record(cfg, progress=False, log=lambda m: None)
+    return read_dataset(out), str(out)
+
+
+def _model(env_kwargs: dict = ENV_KWARGS):  # noqa: ANN202
+    venv = DummyVecEnv([lambda: build_env("SpatialIR-v0", env_kwargs, "hybrid", monitor=False)])
+    return make_hybrid_ppo(venv, PPO_CFG["policy_kwargs"], seed=0, device="cpu", **PPO_CFG["ppo"])
+
+
+def test_shards_round_trip_and_resume(dataset: tuple[TrajectoryData, str]) -> None:
+    data, folder = dataset
+    assert sorted(p.name for p in Path(folder).glob("shard_*.npz")) == ["shard_00000.npz", "shard_00001.npz"]
+    a, b = read_shard(shard_path(folder, 0)), read_shard(shard_path(folder, 1))
+    assert set(a) == set(FIELDS) and len(a["joint"]) + len(b["joint"]) == len(data)
+    assert set(np.unique(a["scene"])) == {0, 1, 2, 3} and set(np.unique(b["scene"])) == {4, 5}
+    np.testing.assert_array_equal(data["seed"], data["scene"] + 100)
+    for key in FIELDS:  # the reader returns exactly what the shards hold, in order
+        np.testing.assert_array_equal(data[key], np.concatenate([a[key], b[key]]))
+    mtime = shard_path(folder, 0).stat().st_mtime_ns
+    shard_path(folder, 1).unlink()
+    cfg = load_record_config(None, out_dir=folder, env_id="SpatialIR-v0", env_kwargs=ENV_KWARGS, episodes=6,
+                             episodes_per_shard=4, seed=100)
+    record(cfg, progress=False, log=lambda m: None)  # resumes: only the missing shard is recorded again
+    assert shard_path(folder, 0).stat().st_mtime_ns == mtime
+    np.testing.assert_array_equal(read_shard(shard_path(folder, 1))["gains"], b["gains"])  # deterministic
+    with pytest.raises(ValueError, match="other settings"):
+        record({**cfg, "seed": 7}, progress=False, log=lambda m: None)
+
+
+def test_rows_are_consistent(dataset: tuple[TrajectoryData, str]) -> None:
+    data, _ = dataset
+    k, t = data.meta["num_regions"], data.meta["num_tools"]
+    assert data.meta["tool_names"] == TOOLS and data["regions"].shape[1:] == (k, data.meta["region_dim"])
+    for i in range(len(data)):
+        j = int(data["joint"][i])
+        if j == k * t:  # STOP: no gain left above the threshold
+            assert data["region"][i] == -1 and np.nanmax(data["gains"][i][:-1]) <= 0
+            continue
+        region, tool = divmod(j, t)
+        assert (data["region"][i], data["tool"][i]) == (region, tool) and data["valid"][i, region] == 1
+        g = data["gains"][i]
+        assert g[j] >= np.nanmax(g) - 1e-5  # the teacher's choice is the best judged one
+        spec = get_tool(TOOLS[tool])
+        n = len(spec.params)
+        phys = spec.to_physical(data["params_norm"][i, :n])
+        np.testing.assert_allclose(data["params_phys"][i, :n], list(phys.values()), rtol=1e-5)
+        np.testing.assert_allclose(data["best_params"][i, region, tool, :n], data["params_norm"][i, :n], atol=1e-6)
+        assert data["quality_after"][i] - data["quality_before"][i] == pytest.approx(g[j], abs=1e-4)
+    same_scene = data["scene"][1:] == data["scene"][:-1]
+    np.testing.assert_allclose(data["psnr_before"][1:][same_scene], data["psnr_after"][:-1][same_scene], atol=1e-5)
+    last = np.r_[~same_scene, True]
+    np.testing.assert_allclose(data["return_to_go"][last], (data["psnr_after"] - data["psnr_before"])[last], atol=1e-4)
+
+
+def test_student_reproduces_teacher_and_plans(dataset: tuple[TrajectoryData, str], tmp_path) -> None:  # noqa: ANN001
+    data, _ = dataset
+    model = _model()
+    hist = train_student(model.policy, data, epochs=150, batch_size=16, lr=3e-3, tau=0.25, seed=0)
+    agree = agreement(model.policy, data, 0.25)
+    assert agree["joint"] >= 0.9, (agree, hist[-1])  # the teacher's (region, tool) on the recorded states
+    assert agree["region"] >= agree["joint"] and agree["regret"] < 0.2
+    path = save_student(model, tmp_path / "student", PPO_CFG, "SpatialIR-v0", ENV_KWARGS, 0.25, 0.0)
+    planner = make_planner("distilled", path=str(path))
+    assert planner.tau == 0.25 and planner.stop_margin == 0.0
+    env = planner.env
+    # the planner's first decision is the student's decision on the same observation
+    first = next(i for i in range(len(data)) if data["step"][i] == 0)
+    obs = {key: data[key][first] for key in ("regions", "valid", "history", "steps_left")}
+    np.testing.assert_array_equal(planner._act(obs), decide(model.policy, {k: v[None] for k, v in obs.items()},
+                                                            0.25)[0])
+    rng = np.random.default_rng(0)
+    img = rng.uniform(0.2, 0.8, (48, 48, 3)).astype(np.float32)
+    res = planner.restore(img)
+    assert res.iqa_calls == 0 and res.image.shape == img.shape and res.tool_calls <= env.unwrapped.max_steps
+    np.testing.assert_array_equal(res.replay(img), res.image)
+
+
+def test_dagger_rows_hold_teacher_labels_on_student_states() -> None:
+    env = build_env("SpatialIR-v0", ENV_KWARGS, "hybrid", monitor=False)
+    teacher = make_teacher(env, "greedy", judge="psnr")
+    stop = np.zeros(1 + env.unwrapped.num_params, np.float32)
+    stop[0] = env.unwrapped.max_regions * env.unwrapped.num_tools
+    rows, info = record_episode(env, teacher, seed=5, scene=0, act=lambda obs: stop)  # the "student" stops
+    assert len(rows) == 1 and info["tool_calls"] == 0
+    ref, _ = record_episode(env, teacher, seed=5, scene=0)
+    assert rows[0]["joint"] == ref[0]["joint"]  # same state, same teacher label
+    np.testing.assert_array_equal(rows[0]["gains"], ref[0]["gains"])
+
+
+def test_bad_input_errors(dataset: tuple[TrajectoryData, str], tmp_path) -> None:  # noqa: ANN001
+    data, _ = dataset
+    with pytest.raises(FileNotFoundError, match="no distilled student"):
+        make_planner("distilled", path=str(tmp_path / "none.zip"))
+    with pytest.raises(FileNotFoundError, match="no trajectory dataset"):
+        read_dataset(tmp_path)
+    with pytest.raises(ValueError, match="missing field"):
+        TrajectoryData({k: v for k, v in data.arrays.items() if k != "gains"}, data.meta)
+    with pytest.raises(ValueError, match="rows"):
+        TrajectoryData({**data.arrays, "tool": data["tool"][:-1]}, data.meta)
+    with pytest.raises(ValueError, match="empty dataset"):
+        train_student(_model().policy, data.subset(np.zeros(len(data), bool)))
+    with pytest.raises(ValueError, match="unknown config key"):
+        load_record_config(None, episdes=3)
+    with pytest.raises(ValueError, match="teacher must be"):
+        make_teacher(build_env("SpatialIR-v0", ENV_KWARGS, "hybrid", monitor=False), "beam")
+    path = tmp_path / "plain" / "model.zip"
+    path.parent.mkdir()
+    _model().save(path)
+    write_config({**PPO_CFG, "env_kwargs": ENV_KWARGS, "tool_names": TOOLS}, tmp_path / "plain")
+    with pytest.raises(ValueError, match="no 'distill' block"):
+        make_planner("distilled", path=str(path))
