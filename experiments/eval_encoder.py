@@ -29,26 +29,21 @@ from typing import Any
 
 import numpy as np
 
-from ir_env.corpus import load_named_corpus, random_crop
+from ir_env.corpus import load_named_corpus
 from ir_env.encoder.metrics import family_metrics
-from ir_env.recipes import list_recipes, synthesize
+from ir_env.recipes import list_recipes
 from restorers.spec import FAMILIES
 
 PROPOSERS = ("degradation-clusters", "degradation-clusters-learned")
 
 
 def build_scenes(images: str, recipe: str, crops: int, size: int, seed: int, split: str | None = None) -> list[dict]:
-    """``crops`` scenes per photo (crop position from ``default_rng([seed, photo index])``, scene seed
-    ``seed * 100000 + photo index * 1000 + crop index``); ``builtin`` means its test split."""
+    """Scenes as in ``experiments/eval_regions.py`` on ``images``; ``builtin`` means its test split, a folder
+    all its images."""
+    from experiments.eval_regions import build_scenes as scenes_of
+
     split = split or ("test" if images == "builtin" else "all")
-    out = []
-    for i, (name, photo) in enumerate(load_named_corpus(images, split)):
-        rng = np.random.default_rng([seed, i])
-        for j in range(crops):
-            scene_seed = seed * 100_000 + i * 1000 + j
-            out.append({"image": name, "crop": j, "scene_seed": scene_seed,
-                        "scene": synthesize(random_crop(photo, size, rng), recipe, seed=scene_seed)})
-    return out
+    return scenes_of(recipe, split, None, crops, size, seed, corpus=images)
 
 
 def region_targets_of(scenes: list[dict]) -> tuple[np.ndarray, np.ndarray]:

@@ -70,10 +70,11 @@ def scene_miou(pred: np.ndarray, gt: np.ndarray) -> float:
     return float(np.mean(np.max(inter / np.maximum(union, 1.0), axis=1)))
 
 
-def build_scenes(recipe: str, split: str, images: int | None, crops: int, size: int, seed: int) -> list[dict]:
-    """``crops`` scenes per photo: crop position from ``default_rng([seed, photo index])``, scene seed
-    ``seed * 100000 + photo index * 1000 + crop index``."""
-    named = load_named_corpus("builtin", split)[:images]
+def build_scenes(recipe: str, split: str, images: int | None, crops: int, size: int, seed: int,
+                 corpus: str = "builtin") -> list[dict]:
+    """``crops`` scenes per photo of ``corpus`` (``builtin`` or a folder): crop position from
+    ``default_rng([seed, photo index])``, scene seed ``seed * 100000 + photo index * 1000 + crop index``."""
+    named = load_named_corpus(corpus, split)[:images]
     out = []
     for i, (name, photo) in enumerate(named):
         rng = np.random.default_rng([seed, i])
