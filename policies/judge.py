@@ -6,6 +6,12 @@ import numpy as np
 
 from ir_env.quality import get_metric
 
+#: Judged gain a search step must exceed when the planner is given no ``threshold`` (metric units). The
+#: learned ``npsnr`` judge ranks a pair of candidates right about 80% of the time, so a search over hundreds
+#: of candidates finds its errors unless a step must gain clearly. 1.0 dB was picked on TRAIN-split scenes
+#: (``python -m experiments.tune_judge_threshold``, experiments/results/npsnr/threshold.json).
+DEFAULT_THRESHOLDS: dict[str, float] = {"npsnr": 1.0}
+
 
 class Judge:
     """Scores images with one metric (``ir_env.quality``) and reports sign-corrected gains.
@@ -26,6 +32,11 @@ class Judge:
     def label(self) -> str:
         """``metric`` for a no-reference judge, ``oracle:metric`` for a full-reference one."""
         return f"oracle:{self.metric}" if self.needs_reference else self.metric
+
+    @property
+    def default_threshold(self) -> float:
+        """The minimum gain a search keeps when no threshold is given (:data:`DEFAULT_THRESHOLDS`, else 0)."""
+        return DEFAULT_THRESHOLDS.get(self.metric, 0.0)
 
     def reset_count(self) -> None:
         """Set :attr:`calls` to 0."""

@@ -42,14 +42,18 @@ class SearchPlanner(Planner):
 
     Args (besides :class:`Planner`'s):
         tools: tool names to consider (default: ``restorers.fast_tools()``, all but the very slow ones).
-        threshold: minimum judged gain for a step to be kept (metric units, after sign correction).
+        threshold: minimum judged gain for a step to be kept (metric units, after sign correction); None
+            takes the judge's default (0, or 1.0 dB for the learned ``npsnr`` judge:
+            ``policies.judge.DEFAULT_THRESHOLDS``).
     """
 
-    def __init__(self, *, tools: Sequence[str] | None = None, threshold: float = 0.0, **kwargs) -> None:  # noqa: ANN003
+    def __init__(self, *, tools: Sequence[str] | None = None, threshold: float | None = None, **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
         self.tools = [get_tool(t) for t in tools] if tools is not None else fast_tools()
         if not self.tools:
             raise ValueError("no tools to search over")
+        if threshold is None:
+            threshold = self.judge.default_threshold if self.judge is not None else 0.0
         self.threshold = float(threshold)
         self.tool_calls = 0
 

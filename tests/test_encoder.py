@@ -30,7 +30,12 @@ from restorers.spec import FAMILIES
 def random_weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A randomly initialised encoder saved in the shipped format (independent of the trained weights)."""
     torch.manual_seed(0)
-    net = DegradationNet(16, len(FAMILIES))
+    net = DegradationNet(16, len(FAMILIES), batchnorm=True, dct=True)  # the shipped architecture
+    for m in net.modules():  # non-trivial running statistics, as after training
+        if isinstance(m, torch.nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.5, 0.5)
+            m.running_var.uniform_(0.5, 2.0)
+    net.eval()
     d = tmp_path_factory.mktemp("enc")
     save_weights(net, d, np.zeros(16), np.ones(16), {"note": "random init for tests"})
     return d
@@ -56,6 +61,45 @@ def test_pool_masks_is_the_mask_weighted_mean() -> None:
     m = np.zeros((1, 16, 16), bool)
     m[0, :4, :8] = True
     np.testing.assert_allclose(cell_weights(m)[0], [[0.5, 0.0], [0.0, 0.0]])
+
+
+def test_block_dct_is_jpeg_s_transform_and_sees_quantisation(photo: np.ndarray) -> None:
+    import cv2
+
+    from ir_env.encoder.model import dct_basis
+
+    b = dct_basis().reshape(64, 64).double()
+    torch.testing.assert_close(b @ b.T, torch.eye(64, dtype=torch.float64), atol=1e-6, rtol=0)
+    net = DegradationNet(8, len(FAMILIES), dct=True).eval()
+    flat = torch.full((1, 3, 16, 16), 0.5)
+    coeffs = torch.expm1(net.block_dct(flat)) / 255.0  # |c| per block
+    torch.testing.assert_close(coeffs[0, 0], torch.full((2, 2), 4.0))  # DC of a constant 8x8 block = 8 * 0.5
+    assert float(coeffs[0, 1:].abs().max()) < 1e-5
+    ok, buf = cv2.imencode(".jpg", (photo * 255).round().astype(np.uint8), [cv2.IMWRITE_JPEG_QUALITY, 15])
+    jpeg = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED).astype(np.float32) / 255.0
+
+    def zero_share(img: np.ndarray) -> float:  # high-frequency coefficients below half a JPEG unit
+        c = net.block_dct(torch.from_numpy(img.transpose(2, 0, 1).copy())[None])[0]
+        return float((torch.expm1(c[32:]) < 1.0).float().mean())
+
+    assert zero_share(jpeg) > zero_share(photo) + 0.3
+
+
+def test_calibration_moves_the_decision_threshold_to_0_5(random_weights: Path) -> None:
+    from experiments.train_encoder import calibrate_thresholds, make_dataset, predict_regions
+
+    cfg = yaml.safe_load(Path("experiments/configs/encoder.yaml").read_text())
+    cfg["data"].update(crop=64)
+    data = make_dataset(cfg, 24, 5, "calibration scenes")
+    torch.manual_seed(1)
+    net = DegradationNet(8, len(FAMILIES), batchnorm=True, dct=True)
+    before, _, _, _ = predict_regions(net, data)
+    t = calibrate_thresholds(net, data)
+    after, _, _, _ = predict_regions(net, data)
+    ts = np.asarray([t[f] for f in FAMILIES])
+    assert np.all((ts >= 0.05) & (ts <= 0.95))
+    margin = np.abs(before - ts) > 1e-4  # ties at the threshold are rounding-sensitive
+    np.testing.assert_array_equal((after >= 0.5)[margin], (before >= ts)[margin])
 
 
 def test_region_embedding_ignores_pixels_outside_its_receptive_field(random_weights: Path) -> None:
@@ -138,10 +182,12 @@ def test_training_writes_weights_that_load(tmp_path: Path) -> None:
     cfg["output_dir"] = str(tmp_path / "run")
     log = train(cfg)
     assert len(log["epochs"]) == 1 and 0.0 <= log["best"]["val"]["macro_f1"] <= 1.0
+    assert log["best"]["val_calibrated"]["macro_f1"] >= log["best"]["val"]["macro_f1"] - 1e-9
     emb = LearnedEmbedder(tmp_path / "run")
     assert emb.dim == 2 * len(FAMILIES) + 8
     info = json.loads((tmp_path / "run" / "encoder.json").read_text())
     assert info["config"]["data"]["scenes"] == 48 and "validation" in info
+    assert set(info["thresholds"]) == set(FAMILIES) and info["batchnorm"] and info["dct"]
 
 
 shipped = pytest.mark.skipif(not (DEFAULT_WEIGHTS / "encoder.pt").exists(), reason="no shipped encoder weights")
@@ -156,7 +202,7 @@ def test_shipped_encoder_names_obvious_degradations() -> None:
     p = emb.predict(noisy, full)["family_prob"][0]
     assert p[FAMILIES.index("noise")] > 0.5, dict(zip(FAMILIES, p.round(2), strict=True))
     info = json.loads((DEFAULT_WEIGHTS / "encoder.json").read_text())
-    assert info["validation"]["val"]["macro_f1"] >= 0.8
+    assert info["validation"]["val_calibrated"]["macro_f1"] >= 0.8
 
 
 @shipped
@@ -202,3 +248,23 @@ def test_encoder_eval_cli_writes_json(tmp_path: Path) -> None:
     res = json.loads(out.read_text())
     assert set(res["learned"]["families"]) == set(FAMILIES) and "macro_f1" in res["handcrafted_probe"]
     assert main(["encoder-eval", "--weights", str(tmp_path / "none"), "--crops", "1", "--train-crops", "8"]) == 2
+
+
+def test_clean_crop_augmentation_is_seeded_and_in_range() -> None:
+    from experiments.train_encoder import augment_clean
+
+    photo = load_corpus("builtin", "train")[0]
+    aug = {"scale": [0.5, 1.0], "colour": True}
+    a = [augment_clean(photo, 64, np.random.default_rng(s), aug) for s in (3, 3, 4)]
+    np.testing.assert_array_equal(a[0], a[1])
+    assert not np.array_equal(a[0], a[2])
+    for x in a:
+        assert x.shape == (64, 64, 3) and x.dtype == np.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    # a scale of 0.5 puts twice the scene into the same crop: stronger gradients per pixel on average
+
+    def grad(scale: float) -> float:
+        rng = np.random.default_rng(0)
+        crops = [augment_clean(photo, 64, rng, {"scale": [scale, scale]}) for _ in range(16)]
+        return float(np.mean([np.abs(np.diff(c, axis=1)).mean() for c in crops]))
+
+    assert grad(0.5) > 1.2 * grad(1.0)

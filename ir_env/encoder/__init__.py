@@ -16,6 +16,7 @@ from ir_env.encoder.learned import (
     cell_weights,
     load_encoder,
     save_weights,
+    ship_weights,
 )
 from ir_env.encoder.model import STRIDE, DegradationNet, mask_weights, pool_masks, receptive_field
 
@@ -31,4 +32,5 @@ __all__ = [
     "pool_masks",
     "receptive_field",
     "save_weights",
+    "ship_weights",
 ]

@@ -1,8 +1,9 @@
 """The ``learned`` region embedder: a small CNN trained on our synthetic scenes (see :mod:`ir_env.encoder`).
 
 Weights live in a directory holding ``encoder.pt`` (a torch ``state_dict``) and ``encoder.json``
-(format tag, ``channels``, ``families``, feature standardisation ``feature_mean`` / ``feature_std``, the
-training config and validation metrics, and the SHA-256 of ``encoder.pt``). The shipped pair is in
+(format tag; the architecture: ``channels``, ``batchnorm``, ``dct``, ``quality``; ``families``; feature
+standardisation ``feature_mean`` / ``feature_std``; the training config and validation metrics; the
+SHA-256 of ``encoder.pt``). The shipped pair is in
 ``ir_env/encoder/weights/``; ``LearnedEmbedder(weights=DIR)`` loads another. Loading is offline; a
 missing file, a wrong format tag, a checksum mismatch or a ``state_dict`` that does not fit the network
 raises :class:`EncoderWeightsError` naming the file.
@@ -20,6 +21,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
+import shutil
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +36,7 @@ from restorers.imagecheck import check_image
 from restorers.spec import FAMILIES
 
 #: Tag written into ``encoder.json``; bumped when the network or the file layout changes.
-FORMAT = "spatial-ir-encoder/2"
+FORMAT = "spatial-ir-encoder/3"
 #: Directory of the shipped weights.
 DEFAULT_WEIGHTS = Path(__file__).resolve().parent / "weights"
 #: Clip bound of the standardised features.
@@ -61,12 +63,22 @@ def save_weights(net: DegradationNet, directory: str | Path, feature_mean: np.nd
     d.mkdir(parents=True, exist_ok=True)
     pt = d / "encoder.pt"
     torch.save({k: v.detach().cpu().clone() for k, v in net.state_dict().items()}, pt)
-    info = {"format": FORMAT, "channels": net.channels, "quality": net.quality_head is not None,
-            "families": list(FAMILIES), "stride": STRIDE,
+    info = {"format": FORMAT, **net.architecture(), "families": list(FAMILIES), "stride": STRIDE,
             "feature_mean": [float(v) for v in feature_mean], "feature_std": [float(v) for v in feature_std],
             "sha256": file_sha256(pt), **meta}
     (d / "encoder.json").write_text(json.dumps(info, indent=1) + "\n")
     return d
+
+
+def ship_weights(source: str | Path, destination: str | Path) -> Path:
+    """Copy ``encoder.pt`` + ``encoder.json`` from ``source`` to ``destination`` (created); returns it."""
+    src, dst = Path(source), Path(destination)
+    dst.mkdir(parents=True, exist_ok=True)
+    for name in ("encoder.pt", "encoder.json"):
+        if not (src / name).is_file():
+            raise EncoderWeightsError(f"cannot ship: {src / name} not found")
+        shutil.copy2(src / name, dst / name)
+    return dst
 
 
 @dataclass
@@ -107,13 +119,14 @@ def load_encoder(weights: str | Path | None = None) -> LoadedEncoder:
             raise EncoderWeightsError(f"{js} was trained for families {info.get('families')}, not {list(FAMILIES)}")
         if info.get("sha256") and info["sha256"] != file_sha256(pt):
             raise EncoderWeightsError(f"{pt} does not match the checksum in {js} (corrupt or replaced file)")
-        net = DegradationNet(int(info["channels"]), len(FAMILIES), quality=bool(info.get("quality", False)))
+        net = DegradationNet(int(info["channels"]), len(FAMILIES), quality=bool(info.get("quality", False)),
+                             batchnorm=bool(info.get("batchnorm", False)), dct=bool(info.get("dct", False)))
         try:
             state = torch.load(pt, map_location="cpu", weights_only=True)
             net.load_state_dict(state)
         except Exception as e:  # noqa: BLE001 - any unpickling / shape error means the file does not fit
-            raise EncoderWeightsError(f"{pt} does not fit the encoder network (channels "
-                                      f"{info['channels']}): {e}") from None
+            raise EncoderWeightsError(f"{pt} does not fit the encoder network described in {js} "
+                                      f"({net.architecture()}): {e}") from None
         net.eval()
         mean = np.asarray(info["feature_mean"], np.float64)
         std = np.asarray(info["feature_std"], np.float64)
