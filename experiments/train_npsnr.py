@@ -169,13 +169,16 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         n, nv = min(n, 48), min(nv, 16)
     data, val = load_or_make(cfg, n, nv, quick)
     log: dict[str, Any] = {"config": cfg, "data_seconds": round(time.perf_counter() - t0, 1), "epochs": []}
-    src = load_encoder(cfg["init_from"]).net if cfg.get("init_from") else None
+    src = load_encoder(cfg["init_from"], fuse=False).net if cfg.get("init_from") else None
     arch = ({"batchnorm": src.batchnorm, "dct": src.dct} if src is not None else architecture(cfg))
     net = DegradationNet(int(cfg["channels"]), len(FAMILIES), quality=True, **arch)
     if src is not None:  # the body (and the family / severity heads) start from the trained encoder
         if src.channels != net.channels:
             raise ValueError(f"init_from has {src.channels} channels, the config asks for {net.channels}")
-        net.load_state_dict(src.state_dict(), strict=False)
+        res = net.load_state_dict(src.state_dict(), strict=False)  # only the new quality head is missing
+        if res.unexpected_keys or any(not k.startswith("quality_head.") for k in res.missing_keys):
+            raise ValueError(f"init_from {cfg['init_from']} does not fit: missing {res.missing_keys}, "
+                             f"unexpected {res.unexpected_keys}")
     body_params = [p for n_, p in net.named_parameters() if n_.startswith(("stem.", "context."))]
     head_params = [p for n_, p in net.named_parameters() if not n_.startswith(("stem.", "context."))]
     lr = float(tc["lr"])

@@ -191,8 +191,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output image file (PNG recommended)")
     s.add_argument("--planner", default="greedy", help="random, fixed, greedy, dfs, ppo, ... (default greedy)")
     s.add_argument("--mode", choices=["spatial", "global"], default="", help="default: spatial")
-    s.add_argument("--judge", default="brisque", help="IQA judge: niqe, piqe, brisque (no-reference) or psnr/ssim "
-                   "(needs --reference: an oracle upper bound)")
+    s.add_argument("--judge", default="npsnr", help="IQA judge: npsnr (learned), niqe, piqe, brisque (no-reference) "
+                   "or psnr/ssim (needs --reference: an oracle upper bound)")
     s.add_argument("--reference", default="", help="clean image for a full-reference judge")
     s.add_argument("--trace", default="", help="write the schedule (trace) as JSON here")
     s.add_argument("--size", type=int, default=0, help="centre-crop to this many px first (0: full image)")
@@ -204,7 +204,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--recipe", default="spatial-mixed")
     s.add_argument("--planners", default="random,fixed,greedy,dfs",
                    help="comma-separated specs name[:global|spatial][:oracle][:judge=M][:key=value]")
-    s.add_argument("--judge", default="brisque", help="default judge for search planners")
+    s.add_argument("--judge", default="npsnr", help="default judge for search planners (npsnr, niqe, piqe, brisque)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-images", type=int, default=0)
     s.add_argument("--size", type=int, default=128, help="centre-crop size in px (0: full images)")

@@ -98,7 +98,7 @@ class Planner(abc.ABC):
     uses_judge: bool = True
 
     def __init__(self, mode: str = "spatial", region_proposer: str = "degradation-clusters", max_regions: int = 4,
-                 judge: str | None = "brisque", max_steps: int = 12, seed: int = 0) -> None:
+                 judge: str | None = "npsnr", max_steps: int = 12, seed: int = 0) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         if int(max_steps) < 1:

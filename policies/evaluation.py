@@ -25,7 +25,7 @@ from policies.registry import make_planner
 #: Per-image / per-planner numeric keys of the evaluate JSON (DESIGN.md), plus extras.
 ROW_KEYS = ("psnr_in", "psnr_out", "psnr_y_in", "psnr_y_out", "ssim_in", "ssim_out", "tool_calls",
             "iqa_calls", "seconds")
-DEFAULT_JUDGE = "brisque"
+DEFAULT_JUDGE = "npsnr"  # the no-reference judge that makes search raise PSNR here (README, Results)
 
 
 def _value(text: str) -> Any:

@@ -268,3 +268,14 @@ def test_clean_crop_augmentation_is_seeded_and_in_range() -> None:
         return float(np.mean([np.abs(np.diff(c, axis=1)).mean() for c in crops]))
 
     assert grad(0.5) > 1.2 * grad(1.0)
+
+
+def test_inference_folds_batchnorm_without_changing_features(random_weights: Path, photo: np.ndarray) -> None:
+    from ir_env.encoder import load_encoder
+
+    fused, raw = load_encoder(random_weights).net, load_encoder(random_weights, fuse=False).net
+    assert fused.fused and not raw.fused
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fused.modules())
+    x = torch.from_numpy(photo.transpose(2, 0, 1).copy())[None]
+    with torch.inference_mode():
+        torch.testing.assert_close(fused.features(x), raw.features(x), atol=1e-5, rtol=1e-4)

@@ -25,7 +25,7 @@ def _cheap_tools() -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["greedy", "dfs"])
-@pytest.mark.parametrize("judge", ["piqe", "psnr"])
+@pytest.mark.parametrize("judge", ["piqe", "psnr", "npsnr"])
 def test_search_never_worse_by_own_judge(name: str, judge: str, scene) -> None:  # noqa: ANN001
     p = make_planner(name, judge=judge, tools=_cheap_tools(), **FAST)
     ref = scene.clean if p.judge.needs_reference else None
@@ -151,3 +151,13 @@ def test_greedy_perceive_limits_candidates_to_perceived_families(scene) -> None:
         fams = {f for f, p in ranks[st.region] if p >= 0.5} or {ranks[st.region][0][0]}
         assert get_tool(st.tool).family in fams
     assert np.array_equal(b.replay(scene.degraded), b.image)
+
+
+def test_learned_judge_is_the_default_and_keeps_only_clear_gains() -> None:
+    from policies.judge import DEFAULT_THRESHOLDS
+
+    p = make_planner("greedy")
+    assert p.judge.metric == "npsnr" and p.threshold == DEFAULT_THRESHOLDS["npsnr"] == 1.0
+    assert make_planner("greedy", judge="brisque").threshold == 0.0
+    assert make_planner("dfs", judge="npsnr", threshold=0.25).threshold == 0.25  # explicit wins
+    assert parse_planner_spec("greedy:judge=npsnr:threshold=2")[0].threshold == 2.0

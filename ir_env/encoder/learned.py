@@ -95,10 +95,11 @@ _CACHE: dict[str, LoadedEncoder] = {}
 _LOCK = threading.Lock()
 
 
-def load_encoder(weights: str | Path | None = None) -> LoadedEncoder:
-    """Load (and cache per directory) the encoder in ``weights`` (default: the shipped one)."""
+def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> LoadedEncoder:
+    """Load (and cache per directory) the encoder in ``weights`` (default: the shipped one). ``fuse``: fold
+    BatchNorm into the convolutions for inference; ``fuse=False`` keeps the training layout (to fine-tune)."""
     d = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    key = str(d.resolve())
+    key = f"{d.resolve()}|fuse={bool(fuse)}"
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
@@ -128,6 +129,8 @@ def load_encoder(weights: str | Path | None = None) -> LoadedEncoder:
             raise EncoderWeightsError(f"{pt} does not fit the encoder network described in {js} "
                                       f"({net.architecture()}): {e}") from None
         net.eval()
+        if fuse:
+            net.fuse_for_inference()  # BatchNorm folded into the convolutions: same outputs, faster
         mean = np.asarray(info["feature_mean"], np.float64)
         std = np.asarray(info["feature_std"], np.float64)
         if mean.shape != (net.channels,) or std.shape != (net.channels,) or not np.all(std > 0):

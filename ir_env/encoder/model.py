@@ -83,6 +83,7 @@ class DegradationNet(nn.Module):
         c2, c3 = channels // 2, 3 * channels // 4
         self.channels, self.families = int(channels), int(families)
         self.batchnorm, self.dct = bool(batchnorm), bool(dct)
+        self.fused = False
         bn = self.batchnorm
         self.stem = nn.Sequential(
             nn.PixelUnshuffle(2),
@@ -100,6 +101,22 @@ class DegradationNet(nn.Module):
         self.severity_head = nn.Linear(channels, families)
         self.quality_head = (nn.Sequential(nn.Linear(channels, c2), nn.ReLU(inplace=True), nn.Linear(c2, 1))
                              if quality else None)
+
+    def fuse_for_inference(self) -> DegradationNet:
+        """Fold every BatchNorm into the convolution before it (eval-mode arithmetic, about 10% faster on a
+        CPU); the network is put in eval mode and can no longer be trained or saved as a training
+        ``state_dict``. Returns ``self``."""
+        from torch.nn.utils.fusion import fuse_conv_bn_eval
+
+        self.eval()
+        for seq in (self.stem, self.context):
+            mods = list(seq)
+            for i in range(len(mods) - 1):
+                if isinstance(mods[i], nn.Conv2d) and isinstance(mods[i + 1], nn.BatchNorm2d):
+                    seq[i] = fuse_conv_bn_eval(mods[i], mods[i + 1])
+                    seq[i + 1] = nn.Identity()
+        self.fused = True
+        return self
 
     def architecture(self) -> dict[str, int | bool]:
         """The constructor arguments that shape the ``state_dict`` (saved next to the weights)."""
