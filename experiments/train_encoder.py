@@ -64,13 +64,16 @@ def region_targets(labels: list[list[tuple[str, float]]]) -> tuple[np.ndarray, n
     return fam, sev
 
 
-def architecture(cfg: dict[str, Any]) -> dict[str, bool]:
-    """The network options of ``cfg['arch']`` (``batchnorm``, ``dct``; both default False)."""
+def architecture(cfg: dict[str, Any]) -> dict[str, Any]:
+    """The network options of ``cfg['arch']``: ``batchnorm``, ``dct`` (default False), ``dilations``
+    (default [2, 4])."""
     arch = dict(cfg.get("arch") or {})
-    unknown = set(arch) - {"batchnorm", "dct"}
+    unknown = set(arch) - {"batchnorm", "dct", "dilations"}
     if unknown:
-        raise ValueError(f"unknown arch options {sorted(unknown)}; known: batchnorm, dct")
-    return {k: bool(arch.get(k, False)) for k in ("batchnorm", "dct")}
+        raise ValueError(f"unknown arch options {sorted(unknown)}; known: batchnorm, dct, dilations")
+    out: dict[str, Any] = {k: bool(arch.get(k, False)) for k in ("batchnorm", "dct")}
+    out["dilations"] = tuple(int(d) for d in arch.get("dilations", (2, 4)))
+    return out
 
 
 def augment_clean(photo: np.ndarray, size: int, rng: np.random.Generator, aug: dict[str, Any]) -> np.ndarray:

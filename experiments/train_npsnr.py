@@ -170,7 +170,8 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     data, val = load_or_make(cfg, n, nv, quick)
     log: dict[str, Any] = {"config": cfg, "data_seconds": round(time.perf_counter() - t0, 1), "epochs": []}
     src = load_encoder(cfg["init_from"], fuse=False).net if cfg.get("init_from") else None
-    arch = ({"batchnorm": src.batchnorm, "dct": src.dct} if src is not None else architecture(cfg))
+    arch = ({"batchnorm": src.batchnorm, "dct": src.dct, "dilations": src.dilations} if src is not None
+            else architecture(cfg))
     net = DegradationNet(int(cfg["channels"]), len(FAMILIES), quality=True, **arch)
     if src is not None:  # the body (and the family / severity heads) start from the trained encoder
         if src.channels != net.channels:

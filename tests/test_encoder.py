@@ -110,7 +110,7 @@ def test_region_embedding_ignores_pixels_outside_its_receptive_field(random_weig
     masks[0, :32, :32] = True
     masks[1] = ~masks[0]
     a = emb.embed(img, masks)
-    far = 32 + receptive_field() + 8  # beyond any feature cell the mask touches
+    far = 32 + receptive_field(emb.enc.net.dilations) + 8  # beyond any feature cell the mask touches
     changed = img.copy()
     changed[far:, far:] = rng.random(changed[far:, far:].shape, dtype=np.float32)
     b = emb.embed(changed, masks)

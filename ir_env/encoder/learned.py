@@ -121,7 +121,8 @@ def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> Loaded
         if info.get("sha256") and info["sha256"] != file_sha256(pt):
             raise EncoderWeightsError(f"{pt} does not match the checksum in {js} (corrupt or replaced file)")
         net = DegradationNet(int(info["channels"]), len(FAMILIES), quality=bool(info.get("quality", False)),
-                             batchnorm=bool(info.get("batchnorm", False)), dct=bool(info.get("dct", False)))
+                             batchnorm=bool(info.get("batchnorm", False)), dct=bool(info.get("dct", False)),
+                             dilations=tuple(info.get("dilations", (2, 4))))
         try:
             state = torch.load(pt, map_location="cpu", weights_only=True)
             net.load_state_dict(state)

@@ -13,7 +13,8 @@ resolution. Layers (``C`` = ``channels``):
    ``log1p(255 |c|)`` of its 64 coefficients per cell is concatenated to the 1/8 features (JPEG zeroes
    high-frequency coefficients; without it the first full run reached JPEG F1 0.67, where the hand-made
    DCT statistic gives 0.99),
-4. two 3x3 convs with dilation 2 and 4 at 1/8 (context for haze, low light and long motion blur).
+4. 3x3 convs with dilations ``dilations`` (default 2 and 4) at 1/8 (context for haze, low light and long
+   motion blur).
 
 ReLU after every conv; with ``batchnorm=True`` a BatchNorm before each ReLU (training converges faster; in
 eval mode it is a fixed per-channel affine map, so a feature cell still depends only on the pixels in its
@@ -73,10 +74,11 @@ class DegradationNet(nn.Module):
         quality: also build the per-cell log10-MSE head (a small MLP: C -> C/2 -> 1).
         batchnorm: BatchNorm before every ReLU (module docstring).
         dct: concatenate the fixed 8x8 block-DCT stream at 1/8 resolution (module docstring).
+        dilations: dilation of each context convolution at 1/8 resolution (one conv per entry).
     """
 
     def __init__(self, channels: int = 64, families: int = 6, quality: bool = False, batchnorm: bool = False,
-                 dct: bool = False) -> None:
+                 dct: bool = False, dilations: tuple[int, ...] | list[int] = (2, 4)) -> None:
         super().__init__()
         if channels < 8 or channels % 4:
             raise ValueError(f"channels must be a multiple of 4 and >= 8, got {channels}")
@@ -92,10 +94,13 @@ class DegradationNet(nn.Module):
             *_block(c3, channels, bn, stride=2, padding=1),
         )
         extra = STRIDE * STRIDE if self.dct else 0
-        self.context = nn.Sequential(
-            *_block(channels + extra, channels, bn, padding=2, dilation=2),
-            *_block(channels, channels, bn, padding=4, dilation=4),
-        )
+        self.dilations = tuple(int(d) for d in dilations)
+        if not self.dilations or min(self.dilations) < 1:
+            raise ValueError(f"dilations must be one or more integers >= 1, got {dilations}")
+        layers: list[nn.Module] = []
+        for i, d in enumerate(self.dilations):
+            layers += _block(channels + (extra if i == 0 else 0), channels, bn, padding=d, dilation=d)
+        self.context = nn.Sequential(*layers)
         self.register_buffer("dct_filters", dct_basis(), persistent=False)
         self.family_head = nn.Linear(channels, families)
         self.severity_head = nn.Linear(channels, families)
@@ -121,7 +126,7 @@ class DegradationNet(nn.Module):
     def architecture(self) -> dict[str, int | bool]:
         """The constructor arguments that shape the ``state_dict`` (saved next to the weights)."""
         return {"channels": self.channels, "families": self.families, "quality": self.quality_head is not None,
-                "batchnorm": self.batchnorm, "dct": self.dct}
+                "batchnorm": self.batchnorm, "dct": self.dct, "dilations": list(self.dilations)}
 
     def block_dct(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 64, H/8, W/8) ``log1p(255 |c|)`` of the luminance's 8x8 DCT."""
@@ -148,11 +153,11 @@ class DegradationNet(nn.Module):
         return self.quality_head(feats).squeeze(-1)
 
 
-def receptive_field() -> int:
-    """Side of the receptive field of one feature cell, in input pixels (from the layer list above; the DCT
-    stream's 8x8 block is inside it)."""
+def receptive_field(dilations: tuple[int, ...] | list[int] = (2, 4)) -> int:
+    """Side of the receptive field of one feature cell, in input pixels, for context convolutions with these
+    ``dilations`` (from the layer list above; the DCT stream's 8x8 block is inside it)."""
     rf, jump = 4, 2  # 3x3 detail filter, then pixel-unshuffle: one unshuffled pixel covers 2x2 input pixels
-    for k, s, d in ((3, 1, 1), (3, 2, 1), (3, 2, 1), (3, 1, 2), (3, 1, 4)):
+    for k, s, d in ((3, 1, 1), (3, 2, 1), (3, 2, 1), *((3, 1, int(d)) for d in dilations)):
         rf += (k - 1) * d * jump
         jump *= s
     return rf
