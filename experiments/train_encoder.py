@@ -34,6 +34,7 @@ import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
+import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import yaml  # noqa: E402
@@ -82,8 +83,6 @@ def augment_clean(photo: np.ndarray, size: int, rng: np.random.Generator, aug: d
     are smaller than train ones, so a crop holds more of the scene), ``colour: true`` draws a channel
     permutation (half of the time), a saturation factor in [0.6, 1.3] and a gamma in [0.8, 1.25] (8 train photos: more
     colours and tones without new content). Output float32 in [0, 1]."""
-    import cv2
-
     img = photo
     if aug.get("scale"):
         lo, hi = (float(v) for v in aug["scale"])
@@ -163,8 +162,7 @@ def losses(net: DegradationNet, out: dict[str, torch.Tensor], fam: torch.Tensor,
     valid = (torch.arange(MAX_REGIONS)[None] < nreg[:, None].long()) & (out["total"] > 0)
     lf, ls = net.heads(out["pooled"])
     famf = fam.float()
-    pw = pos_weight
-    bce = F.binary_cross_entropy_with_logits(lf, famf, reduction="none", pos_weight=pw).mean(-1)
+    bce = F.binary_cross_entropy_with_logits(lf, famf, reduction="none", pos_weight=pos_weight).mean(-1)
     l1 = ((torch.sigmoid(ls) - sev).abs() * famf).sum(-1) / famf.sum(-1).clamp_min(1)
     region = (bce + cfg["train"]["severity_weight"] * l1)[valid].mean()
     # dense: cells >= 90 % inside one region take that region's targets
@@ -174,7 +172,7 @@ def losses(net: DegradationNet, out: dict[str, torch.Tensor], fam: torch.Tensor,
     bidx = torch.nonzero(pure)[:, 0]
     tf, ts = famf[bidx, kmax[pure]], sev[bidx, kmax[pure]]
     clf, cls_ = net.heads(cf)
-    cbce = F.binary_cross_entropy_with_logits(clf, tf, reduction="none", pos_weight=pw).mean(-1)
+    cbce = F.binary_cross_entropy_with_logits(clf, tf, reduction="none", pos_weight=pos_weight).mean(-1)
     cl1 = ((torch.sigmoid(cls_) - ts).abs() * tf).sum(-1) / tf.sum(-1).clamp_min(1)
     dense = (cbce + cfg["train"]["severity_weight"] * cl1).mean()
     loss = region + cfg["train"]["dense_weight"] * dense
@@ -270,7 +268,6 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         present = np.concatenate([data["fam"][i, : data["nreg"][i]] for i in range(n)])
         pos = present.sum(0).clip(1)
         pos_weight = torch.tensor(np.clip((len(present) - pos) / pos, 1.0, 10.0), dtype=torch.float32)
-        log_pw = {f: round(float(w), 3) for f, w in zip(FAMILIES, pos_weight, strict=True)}
     epochs = 2 if quick else int(tc["epochs"])
     bs = int(tc["batch_size"])
     steps = epochs * ((n + bs - 1) // bs)
@@ -280,7 +277,8 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     out_dir = Path(cfg["output_dir"])
     out_dir.mkdir(parents=True, exist_ok=True)
     log: dict[str, Any] = {"config": cfg, "epochs": [], "data_seconds": round(t_data, 1),
-                           "pos_weight": log_pw if pos_weight is not None else None}
+                           "pos_weight": None if pos_weight is None else
+                           {f: round(float(w), 3) for f, w in zip(FAMILIES, pos_weight, strict=True)}}
     best, best_state = -1.0, None
     bar = tqdm(total=steps, desc="train encoder", unit="batch")
     for ep in range(epochs):

@@ -170,12 +170,12 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     data, val = load_or_make(cfg, n, nv, quick)
     log: dict[str, Any] = {"config": cfg, "data_seconds": round(time.perf_counter() - t0, 1), "epochs": []}
     src = load_encoder(cfg["init_from"], fuse=False).net if cfg.get("init_from") else None
-    arch = ({"batchnorm": src.batchnorm, "dct": src.dct, "dilations": src.dilations} if src is not None
-            else architecture(cfg))
-    net = DegradationNet(int(cfg["channels"]), len(FAMILIES), quality=True, **arch)
+    arch = (src.architecture() if src is not None
+            else {"channels": int(cfg["channels"]), "families": len(FAMILIES), **architecture(cfg)})
+    net = DegradationNet.from_architecture({**arch, "quality": True})
     if src is not None:  # the body (and the family / severity heads) start from the trained encoder
-        if src.channels != net.channels:
-            raise ValueError(f"init_from has {src.channels} channels, the config asks for {net.channels}")
+        if src.channels != int(cfg["channels"]):
+            raise ValueError(f"init_from has {src.channels} channels, the config asks for {cfg['channels']}")
         res = net.load_state_dict(src.state_dict(), strict=False)  # only the new quality head is missing
         if res.unexpected_keys or any(not k.startswith("quality_head.") for k in res.missing_keys):
             raise ValueError(f"init_from {cfg['init_from']} does not fit: missing {res.missing_keys}, "

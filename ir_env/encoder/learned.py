@@ -1,7 +1,8 @@
 """The ``learned`` region embedder: a small CNN trained on our synthetic scenes (see :mod:`ir_env.encoder`).
 
 Weights live in a directory holding ``encoder.pt`` (a torch ``state_dict``) and ``encoder.json``
-(format tag; the architecture: ``channels``, ``batchnorm``, ``dct``, ``quality``; ``families``; feature
+(format tag; the architecture of :meth:`DegradationNet.architecture`: ``channels``, ``batchnorm``,
+``dct``, ``dilations``, ``quality``; ``families``; feature
 standardisation ``feature_mean`` / ``feature_std``; the training config and validation metrics; the
 SHA-256 of ``encoder.pt``). The shipped pair is in
 ``ir_env/encoder/weights/``; ``LearnedEmbedder(weights=DIR)`` loads another. Loading is offline; a
@@ -120,9 +121,7 @@ def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> Loaded
             raise EncoderWeightsError(f"{js} was trained for families {info.get('families')}, not {list(FAMILIES)}")
         if info.get("sha256") and info["sha256"] != file_sha256(pt):
             raise EncoderWeightsError(f"{pt} does not match the checksum in {js} (corrupt or replaced file)")
-        net = DegradationNet(int(info["channels"]), len(FAMILIES), quality=bool(info.get("quality", False)),
-                             batchnorm=bool(info.get("batchnorm", False)), dct=bool(info.get("dct", False)),
-                             dilations=tuple(info.get("dilations", (2, 4))))
+        net = DegradationNet.from_architecture({**info, "families": len(FAMILIES)})
         try:
             state = torch.load(pt, map_location="cpu", weights_only=True)
             net.load_state_dict(state)

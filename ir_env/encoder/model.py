@@ -128,6 +128,14 @@ class DegradationNet(nn.Module):
         return {"channels": self.channels, "families": self.families, "quality": self.quality_head is not None,
                 "batchnorm": self.batchnorm, "dct": self.dct, "dilations": list(self.dilations)}
 
+    @classmethod
+    def from_architecture(cls, arch: dict) -> DegradationNet:
+        """A new network from :meth:`architecture`'s keys (``channels`` and ``families`` required; the
+        others default to the constructor's defaults, as in files written before they existed)."""
+        return cls(int(arch["channels"]), int(arch["families"]), quality=bool(arch.get("quality", False)),
+                   batchnorm=bool(arch.get("batchnorm", False)), dct=bool(arch.get("dct", False)),
+                   dilations=tuple(arch.get("dilations", (2, 4))))
+
     def block_dct(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 64, H/8, W/8) ``log1p(255 |c|)`` of the luminance's 8x8 DCT."""
         luma = torch.tensor(LUMA, dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
