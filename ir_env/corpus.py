@@ -7,6 +7,12 @@ matplotlib (nothing is downloaded), all at least 300 px on the short side, with 
 mostly-black frames (``hubble_deep_field``, ``retina``) are left out. ``camera``, ``coins`` and ``brick``
 are greyscale photos, repeated to RGB.
 
+The ``kodak`` corpus is a TRAIN-ONLY extra: 5 Kodak reference photos (512 x 384, ``I03``, ``I04``,
+``I06``, ``I08``, ``I19``: clean references of TID2013 / KADID-10k) that pyiqa's wheel installs under
+``ResultsCalibra/ref_dir``. Its ``train`` and ``all`` splits are those 5; it has no ``test`` split, so
+the built-in test photos stay the only test photos. ``"builtin+kodak"`` is the union of both (its
+``test`` split is the built-in one).
+
 A folder corpus is every PNG / JPEG / BMP / TIFF file directly inside the folder (not recursive), sorted
 by file name, any size, greyscale allowed; split: every 3rd file (sorted index 2, 5, 8, ...) is test,
 the rest train. Unreadable (corrupt) files are skipped with a ``UserWarning`` naming the file.
@@ -57,14 +63,27 @@ BUILTIN_SPLITS: dict[str, tuple[str, ...]] = {
 }
 
 
+#: Train-only extra photos: name -> (package, folder inside the package).
+KODAK_SOURCES: dict[str, tuple[str, str]] = {
+    f"I{k:02d}.bmp": ("ResultsCalibra", "ref_dir") for k in (3, 4, 6, 8, 19)
+}
+
+#: Named corpora :func:`load_named_corpus` knows besides folders.
+NAMED_CORPORA: tuple[str, ...] = ("builtin", "kodak", "builtin+kodak")
+
+
 def builtin_path(name: str) -> Path:
     """Path on disk of built-in image ``name``; ``ValueError`` for an unknown name, ``FileNotFoundError``
     if the installed package does not ship the file."""
-    if name not in BUILTIN_SOURCES:
-        raise ValueError(f"unknown built-in image {name!r}; known: {', '.join(BUILTIN_SOURCES)}")
-    package, folder = BUILTIN_SOURCES[name]
-    module = __import__(package)
-    path = Path(module.__file__).parent / folder / name
+    sources = {**BUILTIN_SOURCES, **KODAK_SOURCES}
+    if name not in sources:
+        raise ValueError(f"unknown built-in image {name!r}; known: {', '.join(sources)}")
+    package, folder = sources[name]
+    try:
+        module = __import__(package)
+    except ImportError as err:
+        raise FileNotFoundError(f"built-in image {name!r} needs the package {package!r}: {err}") from err
+    path = Path(module.__path__[0]) / folder / name
     if not path.is_file():
         raise FileNotFoundError(f"built-in image {name!r} is missing from the installed {package!r}: {path}")
     return path
@@ -93,14 +112,21 @@ def load_named_corpus(
 ) -> list[tuple[str, np.ndarray]]:
     """(file name, float32 HxWx3 RGB image in [0, 1]) pairs of a corpus split.
 
-    ``name_or_folder``: ``"builtin"`` or a folder path; ``split``: ``"train"``, ``"test"`` or ``"all"``.
+    ``name_or_folder``: ``"builtin"``, ``"kodak"`` (train-only), ``"builtin+kodak"`` or a folder path;
+    ``split``: ``"train"``, ``"test"`` or ``"all"``.
     Returns fresh copies (callers may modify them). Raises ``ValueError`` for an unknown split, a folder
     without (readable) images or an empty split, ``FileNotFoundError`` for a missing folder.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    if str(name_or_folder) == "builtin":
-        names = BUILTIN_SPLITS["train"] + BUILTIN_SPLITS["test"] if split == "all" else BUILTIN_SPLITS[split]
+    if str(name_or_folder) in NAMED_CORPORA:
+        names: tuple[str, ...] = ()
+        if "builtin" in str(name_or_folder):
+            names += BUILTIN_SPLITS["train"] + BUILTIN_SPLITS["test"] if split == "all" else BUILTIN_SPLITS[split]
+        if "kodak" in str(name_or_folder) and split != "test":
+            names += tuple(KODAK_SOURCES)
+        if not names:
+            raise ValueError("the 'kodak' corpus is train-only: it has no 'test' split (use 'builtin' for test)")
         return [(n, _builtin_image(n).copy()) for n in names]
     folder = Path(name_or_folder).expanduser()
     files = _folder_files(folder)

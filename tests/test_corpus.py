@@ -12,6 +12,7 @@ import pytest
 from ir_env.corpus import (
     BUILTIN_SOURCES,
     BUILTIN_SPLITS,
+    KODAK_SOURCES,
     builtin_path,
     center_crop,
     load_corpus,
@@ -55,6 +56,21 @@ def test_builtin_cached_copies() -> None:
     b = load_corpus("builtin", "train")
     assert b[0].max() > 0 and b[0].flags.writeable and len(b) == len(BUILTIN_SPLITS["train"])
     assert all(np.array_equal(x, y) for x, y in zip(b, load_corpus("builtin"), strict=True))
+
+
+def test_kodak_corpus_is_train_only() -> None:
+    kodak = load_named_corpus("kodak", "train")
+    assert [n for n, _ in kodak] == list(KODAK_SOURCES) and len(kodak) == 5
+    for _, img in kodak:  # clean 512 x 384 colour photos
+        assert img.dtype == np.float32 and img.shape == (384, 512, 3) and img.std() > 0.1
+    assert [n for n, _ in load_named_corpus("kodak", "all")] == list(KODAK_SOURCES)
+    with pytest.raises(ValueError, match="train-only"):
+        load_named_corpus("kodak", "test")
+    union = [n for n, _ in load_named_corpus("builtin+kodak", "train")]
+    assert union == list(BUILTIN_SPLITS["train"]) + list(KODAK_SOURCES)
+    # the test split of the union is the built-in one: the Kodak photos never reach a test set
+    assert [n for n, _ in load_named_corpus("builtin+kodak", "test")] == list(BUILTIN_SPLITS["test"])
+    assert not set(KODAK_SOURCES) & set(BUILTIN_SOURCES)
 
 
 def _folder(tmp_path: Path) -> Path:
