@@ -24,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -70,15 +71,48 @@ def embed_all(embed: Any, scenes: list[dict]) -> np.ndarray:
     return np.concatenate(rows)
 
 
+def region_images_of(scenes: list[dict]) -> np.ndarray:
+    """The photo name of every non-empty ground-truth region (the row order of :func:`embed_all`)."""
+    names = []
+    for item in scenes:
+        sc = item["scene"]
+        names += [str(item["image"])] * int(sc.masks.reshape(len(sc.masks), -1).any(1).sum())
+    return np.asarray(names)
+
+
+def per_image_macro_f1(prob: np.ndarray, sev: np.ndarray, fam: np.ndarray, tsev: np.ndarray,
+                       names: np.ndarray) -> dict[str, float]:
+    """Macro-F1 of the regions of each photo (photo name -> macro-F1)."""
+    return {n: family_metrics(prob[names == n], sev[names == n], fam[names == n], tsev[names == n])["macro_f1"]
+            for n in dict.fromkeys(names.tolist())}
+
+
 def learned_scores(scenes: list[dict], weights: str | None = None) -> dict[str, Any]:
-    """The encoder's own family / severity predictions scored on the scenes' regions."""
+    """The encoder's own family / severity predictions scored on the scenes' regions, per photo too, and
+    ``clean_photo``: the same regions of the UNDEGRADED crop run through the encoder (``flag_rate``: share of
+    regions flagged per family; ``false_positives`` / ``fp_flagged_on_clean``: how many of the false
+    positives on the degraded scene the encoder also flags on the clean photo, i.e. content that already
+    looks degraded, such as real haze or bokeh in the test photos)."""
     from ir_env.encoder.learned import LearnedEmbedder
 
     enc = LearnedEmbedder(weights)
     fam, sev = region_targets_of(scenes)
-    pred = embed_all(lambda im, m: np.concatenate([v for v in enc.predict(im, m).values()], 1), scenes)
+    names = region_images_of(scenes)
+
+    def heads(im: np.ndarray, m: np.ndarray) -> np.ndarray:
+        return np.concatenate([v for v in enc.predict(im, m).values()], 1)
+
+    pred = embed_all(heads, scenes)
     nf = len(FAMILIES)
-    return family_metrics(pred[:, :nf], pred[:, nf:], fam, sev)
+    out = family_metrics(pred[:, :nf], pred[:, nf:], fam, sev)
+    out["per_image_macro_f1"] = per_image_macro_f1(pred[:, :nf], pred[:, nf:], fam, sev, names)
+    on_clean = embed_all(heads, [{"scene": replace(it["scene"], degraded=it["scene"].clean)} for it in scenes])
+    flag, hit = on_clean[:, :nf] >= 0.5, pred[:, :nf] >= 0.5
+    fp = hit & ~fam.astype(bool)
+    out["clean_photo"] = {f: {"flag_rate": float(flag[:, j].mean()), "false_positives": int(fp[:, j].sum()),
+                              "fp_flagged_on_clean": int((fp[:, j] & flag[:, j]).sum())}
+                          for j, f in enumerate(FAMILIES)}
+    return out
 
 
 def handcrafted_scores(train: list[dict], test: list[dict]) -> dict[str, Any]:
@@ -93,6 +127,7 @@ def handcrafted_scores(train: list[dict], test: list[dict]) -> dict[str, Any]:
     xtr, xte = embed_all(emb.embed, train), embed_all(emb.embed, test)
     ftr, str_ = region_targets_of(train)
     fte, ste = region_targets_of(test)
+    names = region_images_of(test)
     prob = np.zeros(fte.shape)
     sev = np.zeros(fte.shape)
     for j in range(len(FAMILIES)):
@@ -105,7 +140,9 @@ def handcrafted_scores(train: list[dict], test: list[dict]) -> dict[str, Any]:
         if y.sum() >= 2:
             reg = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(xtr[y], str_[y, j])
             sev[:, j] = np.clip(reg.predict(xte), 0.0, 1.0)
-    return family_metrics(prob, sev, fte, ste)
+    out = family_metrics(prob, sev, fte, ste)
+    out["per_image_macro_f1"] = per_image_macro_f1(prob, sev, fte, ste, names)
+    return out
 
 
 def proposer_scores(scenes: list[dict], max_regions: int, seed: int, weights: str | None = None) -> dict[str, Any]:
@@ -156,6 +193,19 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{a['positives']} |")
     lines.append(f"| **macro** | | | **{res['learned']['macro_f1']:.3f}** | | | "
                  f"{res['handcrafted_probe']['macro_f1']:.3f} | | | |")
+    lp, hp = res["learned"].get("per_image_macro_f1"), res["handcrafted_probe"].get("per_image_macro_f1")
+    if lp and hp:
+        lines += ["", "Macro-F1 per photo (the regions of that photo's scenes):", "",
+                  "| photo | learned | probe |", "|---|---|---|"]
+        lines += [f"| {n} | {lp[n]:.3f} | {hp[n]:.3f} |" for n in lp]
+    cp = res["learned"].get("clean_photo")
+    if cp:
+        lines += ["", "The same regions of the UNDEGRADED crops run through the encoder: how often it flags each "
+                  "family on clean content, and how many of its false positives on the degraded scenes it also "
+                  "flags on the clean photo (content that already looks degraded, e.g. real haze or bokeh):", "",
+                  "| family | flagged on clean | false positives | of them flagged on clean |", "|---|---|---|---|"]
+        lines += [f"| {f} | {c['flag_rate']:.2f} | {c['false_positives']} | {c['fp_flagged_on_clean']} |"
+                  for f, c in cp.items()]
     if "proposers_miou" in res:
         lines += ["", "| proposer | mIoU | ± s.e. | regions | ms / call |", "|---|---|---|---|---|"]
         for name, s in res["proposers_miou"].items():

@@ -132,6 +132,16 @@ def training_corpus(cfg: dict[str, Any], env_kwargs: dict[str, Any]) -> list[Any
     return chosen
 
 
+def encoder_stamp(embedding: str) -> dict[str, str]:
+    """``{"encoder_sha256": ...}`` of the shipped encoder weights when the observations come from them
+    (``embedding`` ``learned``), else ``{}``: shards recorded with other weights must not be resumed."""
+    if embedding != "learned":
+        return {}
+    from ir_env.encoder.learned import DEFAULT_WEIGHTS, file_sha256
+
+    return {"encoder_sha256": file_sha256(DEFAULT_WEIGHTS / "encoder.pt")}
+
+
 def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path:
     """Record the dataset a resolved config describes; returns its directory."""
     import numpy as np
@@ -161,7 +171,7 @@ def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path
                      "num_regions": base.max_regions, "region_dim": int(base.embedder.dim),
                      "num_tools": base.num_tools, "num_params": base.num_params, "embedding": base.embedding,
                      "episodes_per_shard": per, "seed": int(cfg["seed"]), "photos": cfg["photos"],
-                     "augment": cfg["augment"]})
+                     "augment": cfg["augment"], **encoder_stamp(base.embedding)})
     n_shards = -(-int(cfg["episodes"]) // per)
     todo = [i for i in range(n_shards) if not shard_path(out, i).is_file()]
     log(f"{out}: {n_shards - len(todo)} of {n_shards} shards exist; recording {len(todo)}")

@@ -146,3 +146,13 @@ def test_search_survives_a_candidate_the_judge_cannot_score(photo: np.ndarray,
     img = center_crop(photo, 64)
     res = planner.restore(img)
     assert res.trace == [] and np.array_equal(res.image, img) and res.tool_calls > 0
+
+
+def test_encoder_fingerprint_only_for_learned_observations() -> None:
+    from experiments.compare import encoder_fingerprint
+    from ir_env.encoder.learned import DEFAULT_WEIGHTS, file_sha256
+
+    assert encoder_fingerprint({"env_kwargs": {"embedding": "handcrafted"}}) is None
+    sha = file_sha256(DEFAULT_WEIGHTS / "encoder.pt")
+    assert encoder_fingerprint({"env_kwargs": {"embedding": "learned"}}) == sha
+    assert encoder_fingerprint({"env_kwargs": {"region_proposer": "degradation-clusters-learned"}}) == sha

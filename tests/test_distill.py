@@ -63,6 +63,18 @@ def test_shards_round_trip_and_resume(dataset: tuple[TrajectoryData, str]) -> No
         record({**cfg, "seed": 7}, progress=False, log=lambda m: None)
 
 
+def test_meta_refuses_other_encoder_weights(tmp_path: Path) -> None:
+    from policies.distill.dataset import write_meta
+
+    write_meta(tmp_path, {"embedding": "learned"})  # recorded before the stamp existed
+    with pytest.raises(ValueError, match="encoder_sha256"):
+        write_meta(tmp_path, {"embedding": "learned", "encoder_sha256": "a" * 64})
+    write_meta(tmp_path / "new", {"embedding": "learned", "encoder_sha256": "a" * 64})
+    write_meta(tmp_path / "new", {"embedding": "learned", "encoder_sha256": "a" * 64})  # same weights: resumes
+    with pytest.raises(ValueError, match="encoder_sha256"):
+        write_meta(tmp_path / "new", {"embedding": "learned", "encoder_sha256": "b" * 64})
+
+
 def test_rows_are_consistent(dataset: tuple[TrajectoryData, str]) -> None:
     data, _ = dataset
     k, t = data.meta["num_regions"], data.meta["num_tools"]

@@ -247,6 +247,13 @@ def test_encoder_eval_cli_writes_json(tmp_path: Path) -> None:
                  "--json", str(out)]) == 0
     res = json.loads(out.read_text())
     assert set(res["learned"]["families"]) == set(FAMILIES) and "macro_f1" in res["handcrafted_probe"]
+    from ir_env.corpus import BUILTIN_SPLITS
+
+    for who in ("learned", "handcrafted_probe"):  # one entry per test photo, each a macro-F1 in [0, 1]
+        per = res[who]["per_image_macro_f1"]
+        assert set(per) == set(BUILTIN_SPLITS["test"]) and all(0.0 <= v <= 1.0 for v in per.values())
+    for c in res["learned"]["clean_photo"].values():  # FPs also flagged on the clean photo are a subset
+        assert 0.0 <= c["flag_rate"] <= 1.0 and 0 <= c["fp_flagged_on_clean"] <= c["false_positives"]
     assert main(["encoder-eval", "--weights", str(tmp_path / "none"), "--crops", "1", "--train-crops", "8"]) == 2
 
 

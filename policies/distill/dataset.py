@@ -141,7 +141,9 @@ def write_meta(folder: str | Path, meta: Mapping[str, Any]) -> Path:
     meta = {"format": FORMAT, **meta}
     if p.is_file():
         old = json.loads(p.read_text())
-        diff = [k for k in meta if k in old and old[k] != json.loads(json.dumps(meta[k]))]
+        # a key only the new meta has counts as a difference for the encoder stamp (older datasets lack it)
+        diff = [k for k in meta if (k in old or k == "encoder_sha256")
+                and old.get(k) != json.loads(json.dumps(meta[k]))]
         if diff:
             raise ValueError(f"{p} was recorded with other settings ({', '.join(diff)}): use a new directory")
     p.write_text(json.dumps(meta, indent=1))
