@@ -5,8 +5,8 @@ embeddings that name the degradation families present and their severity.
 - :mod:`ir_env.encoder.learned`: :class:`LearnedEmbedder` (the ``learned`` embedding of the env), weight
   loading with clear errors (:class:`EncoderWeightsError`), saving.
 
-Trained by ``python -m experiments.train_encoder --config experiments/configs/encoder.yaml`` on the built-in
-TRAIN split only; evaluated by ``spatial-ir encoder-eval`` / ``experiments/eval_encoder.py``.
+Trained by ``python -m experiments.train_encoder --config experiments/configs/encoder.yaml`` on TRAIN photos
+only (the built-in train split plus the train-only ``kodak`` corpus); evaluated by ``spatial-ir encoder-eval`` / ``experiments/eval_encoder.py``.
 """
 
 from ir_env.encoder.learned import (
