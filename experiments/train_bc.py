@@ -316,7 +316,8 @@ def write_report(summaries: list[Path], stem: Path) -> None:
         lines += [f"## {s['name']} ({s['env_id']}, {s['env_kwargs']['image_size']} px, "
                   f"max_regions {s['env_kwargs']['max_regions']}, {s['env_kwargs']['region_proposer']}, "
                   f"max_steps {s['env_kwargs']['max_steps']})", "",
-                  f"Shipped: **{s['selected']}**. Test: {t['episodes']} episodes, reset seeds {t['seed']}+i "
+                  f"Selected (best validation gain): **{s['selected']}**. Test: {t['episodes']} episodes, "
+                  f"reset seeds {t['seed']}+i "
                   f"({t['split']} split); validation: {v['episodes']} episodes, seeds {v['seed']}+i "
                   f"({v['split']} split). Expert data: {s['record']}. Wall time {s['wall_seconds']:.0f} s.",
                   f"Command: `{s['command']}`", "",
@@ -330,7 +331,7 @@ def write_report(summaries: list[Path], stem: Path) -> None:
             if "/" in name and name.split("/")[0] in names:  # carried over from a run listed above
                 continue
             size = c.get("timesteps", c.get("states", ""))
-            mark = " (shipped)" if name == s["selected"] else ""
+            mark = " (selected)" if name == s["selected"] else ""
             lines.append(f"| {name}{mark} | {c['val_psnr_gain']:.2f} | {c['test_psnr_gain']:.2f} | "
                          f"{c['test_tool_calls']:.2f} | {c['test_stop_rate']:.2f} | {size} | "
                          f"{c['train_seconds']:.0f} |")
