@@ -6,7 +6,8 @@ embeddings that name the degradation families present and their severity.
   loading with clear errors (:class:`EncoderWeightsError`), saving.
 
 Trained by ``python -m experiments.train_encoder --config experiments/configs/encoder.yaml`` on TRAIN photos
-only (the built-in train split plus the train-only ``kodak`` corpus); evaluated by ``spatial-ir encoder-eval`` / ``experiments/eval_encoder.py``.
+only (the built-in train split plus the train-only ``kodak`` corpus); evaluated by ``spatial-ir encoder-eval``
+/ ``experiments/eval_encoder.py``.
 """
 
 from ir_env.encoder.learned import (
