@@ -6,9 +6,9 @@ Run: ``python -m experiments.compare --config experiments/configs/compare.yaml``
    pipeline of :mod:`experiments.train_bc` (BC from the greedy oracle, DAgger, PPO fine-tune) with the
    config's reduced budget, into ``<runs_dir>/<variant>_s<seed>/``; a run folder holding ``model.zip`` and
    ``summary.json`` is reused, never retrained (unless its env observes through the learned encoder and
-   the shipped encoder weights changed since: :func:`encoder_fingerprint`). One expert dataset per env
-   (recorded once, shared by the seeds and, converted to parameter bins, by the MaskablePPO variant) lives
-   in ``<runs_dir>/``.
+   the shipped encoder weights changed since: :func:`ir_env.encoder.learned.observation_fingerprint`). One
+   expert dataset per env (recorded once, shared by the seeds and, converted to parameter bins, by the
+   MaskablePPO variant) lives in ``<runs_dir>/``.
 2. **Evaluation** on the built-in test split (``evaluate`` scenes, same images/size/seed for every row):
    rows of ``baselines_dir/<recipe>.json`` made with the same recipe, seed, size and images are reused, not
    recomputed; other rows are computed once and cached in ``<runs_dir>/eval/`` (keyed by the model file's
@@ -95,25 +95,14 @@ def is_trained(path: Path) -> bool:
     return all((path / f).is_file() for f in ("model.zip", "config.yml", "summary.json"))
 
 
-def encoder_fingerprint(pcfg: dict[str, Any]) -> str | None:
-    """sha256 of the shipped encoder weights when ``pcfg``'s env observes through them (``embedding`` or
-    ``region_proposer`` ``*learned*``), else None: expert datasets and seed models made with other
-    weights saw other observations and must not be reused."""
-    kw = pcfg.get("env_kwargs") or {}
-    if "learned" not in f"{kw.get('embedding', '')} {kw.get('region_proposer', '')}":
-        return None
-    from ir_env.encoder.learned import DEFAULT_WEIGHTS, file_sha256
-
-    return file_sha256(DEFAULT_WEIGHTS / "encoder.pt")
-
-
 def _expert_data(cfg: dict[str, Any], pcfg: dict[str, Any], record: dict[str, Any]) -> Path:
     """The expert dataset for ``pcfg``'s env (Box actions), recorded once: greedy oracle, train split."""
+    from ir_env.encoder.learned import observation_fingerprint
     from policies.ppo import bc
     from policies.ppo.train import build_env
 
     key = json.dumps([pcfg["env_id"], pcfg["env_kwargs"], record], sort_keys=True)
-    key += encoder_fingerprint(pcfg) or ""  # unchanged key (and file) for the hand-made embedding
+    key += observation_fingerprint(pcfg["env_kwargs"]) or ""  # unchanged key (and file) for hand-made input
     path = Path(cfg["learned"]["runs_dir"]) / f"expert_{hashlib.sha1(key.encode()).hexdigest()[:10]}.npz"
     if path.is_file():
         return path
@@ -147,18 +136,19 @@ def to_multidiscrete(src: Path, bins: int) -> Path:
 def train_seed(cfg: dict[str, Any], variant: str, seed: int) -> Path:
     """Train (or reuse) one seed of a learned variant; returns its run folder."""
     from experiments import train_bc
+    from ir_env.encoder.learned import observation_fingerprint
     from policies.ppo.config import load_config
 
     out = run_dir(cfg, variant, seed)
     v = cfg["learned"]["variants"][variant]
     pcfg = load_config(v["ppo_config"])
     pcfg["seed"] = int(seed)
-    fingerprint = encoder_fingerprint(pcfg)
+    fingerprint = observation_fingerprint(pcfg["env_kwargs"])
     stamp = out / "encoder_sha256.txt"
-    if is_trained(out) and (fingerprint is None or (stamp.is_file() and stamp.read_text().strip() == fingerprint)):
-        log(f"{out}: trained already, reused")
-        return out
     if is_trained(out):
+        if fingerprint is None or (stamp.is_file() and stamp.read_text().strip() == fingerprint):
+            log(f"{out}: trained already, reused")
+            return out
         log(f"{out}: trained with other encoder weights, training again")
     out.mkdir(parents=True, exist_ok=True)
     if fingerprint:

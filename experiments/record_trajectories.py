@@ -132,21 +132,12 @@ def training_corpus(cfg: dict[str, Any], env_kwargs: dict[str, Any]) -> list[Any
     return chosen
 
 
-def encoder_stamp(embedding: str) -> dict[str, str]:
-    """``{"encoder_sha256": ...}`` of the shipped encoder weights when the observations come from them
-    (``embedding`` ``learned``), else ``{}``: shards recorded with other weights must not be resumed."""
-    if embedding != "learned":
-        return {}
-    from ir_env.encoder.learned import DEFAULT_WEIGHTS, file_sha256
-
-    return {"encoder_sha256": file_sha256(DEFAULT_WEIGHTS / "encoder.pt")}
-
-
 def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path:
     """Record the dataset a resolved config describes; returns its directory."""
     import numpy as np
     from tqdm import tqdm
 
+    from ir_env.encoder.learned import observation_fingerprint
     from policies.distill.dataset import rows_to_arrays, shard_path, write_meta, write_shard
     from policies.distill.record import RecordingGreedy, make_teacher, record_episode
     from policies.ppo.policy import param_counts_for
@@ -165,13 +156,15 @@ def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path
         labeller = make_teacher(env, "greedy", judge=cfg["judge"], seed=int(cfg["seed"]))
     out = Path(cfg["out_dir"])
     per = int(cfg["episodes_per_shard"])
+    fingerprint = observation_fingerprint(env_kwargs)  # shards made with other encoder weights: never resumed
+    stamp = {"encoder_sha256": fingerprint} if fingerprint else {}
     write_meta(out, {"teacher": cfg["teacher"], "judge": cfg["judge"], "teacher_kwargs": cfg["teacher_kwargs"] or {},
                      "env_id": env_id, "env_kwargs": {**env_kwargs, "split": cfg["split"]},
                      "tool_names": list(base.tool_names), "param_counts": param_counts_for(base.tool_names),
                      "num_regions": base.max_regions, "region_dim": int(base.embedder.dim),
                      "num_tools": base.num_tools, "num_params": base.num_params, "embedding": base.embedding,
                      "episodes_per_shard": per, "seed": int(cfg["seed"]), "photos": cfg["photos"],
-                     "augment": cfg["augment"], **encoder_stamp(base.embedding)})
+                     "augment": cfg["augment"], **stamp}, must_match=tuple(stamp))
     n_shards = -(-int(cfg["episodes"]) // per)
     todo = [i for i in range(n_shards) if not shard_path(out, i).is_file()]
     log(f"{out}: {n_shards - len(todo)} of {n_shards} shards exist; recording {len(todo)}")

@@ -149,10 +149,9 @@ def test_search_survives_a_candidate_the_judge_cannot_score(photo: np.ndarray,
 
 
 def test_encoder_fingerprint_only_for_learned_observations() -> None:
-    from experiments.compare import encoder_fingerprint
-    from ir_env.encoder.learned import DEFAULT_WEIGHTS, file_sha256
+    from ir_env.encoder.learned import DEFAULT_WEIGHTS, file_sha256, observation_fingerprint
 
-    assert encoder_fingerprint({"env_kwargs": {"embedding": "handcrafted"}}) is None
+    assert observation_fingerprint({"embedding": "handcrafted"}) is None
     sha = file_sha256(DEFAULT_WEIGHTS / "encoder.pt")
-    assert encoder_fingerprint({"env_kwargs": {"embedding": "learned"}}) == sha
-    assert encoder_fingerprint({"env_kwargs": {"region_proposer": "degradation-clusters-learned"}}) == sha
+    assert observation_fingerprint({"embedding": "learned"}) == sha
+    assert observation_fingerprint({"region_proposer": "degradation-clusters-learned"}) == sha

@@ -66,13 +66,14 @@ def test_shards_round_trip_and_resume(dataset: tuple[TrajectoryData, str]) -> No
 def test_meta_refuses_other_encoder_weights(tmp_path: Path) -> None:
     from policies.distill.dataset import write_meta
 
+    key = ("encoder_sha256",)
     write_meta(tmp_path, {"embedding": "learned"})  # recorded before the stamp existed
     with pytest.raises(ValueError, match="encoder_sha256"):
-        write_meta(tmp_path, {"embedding": "learned", "encoder_sha256": "a" * 64})
-    write_meta(tmp_path / "new", {"embedding": "learned", "encoder_sha256": "a" * 64})
-    write_meta(tmp_path / "new", {"embedding": "learned", "encoder_sha256": "a" * 64})  # same weights: resumes
+        write_meta(tmp_path, {"embedding": "learned", "encoder_sha256": "a" * 64}, must_match=key)
+    write_meta(tmp_path / "new", {"embedding": "learned", "encoder_sha256": "a" * 64}, must_match=key)
+    write_meta(tmp_path / "new", {"embedding": "learned", "encoder_sha256": "a" * 64}, must_match=key)  # resumes
     with pytest.raises(ValueError, match="encoder_sha256"):
-        write_meta(tmp_path / "new", {"embedding": "learned", "encoder_sha256": "b" * 64})
+        write_meta(tmp_path / "new", {"embedding": "learned", "encoder_sha256": "b" * 64}, must_match=key)
 
 
 def test_rows_are_consistent(dataset: tuple[TrajectoryData, str]) -> None:

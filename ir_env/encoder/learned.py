@@ -57,6 +57,15 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def observation_fingerprint(env_kwargs: dict) -> str | None:
+    """SHA-256 of the shipped encoder weights when an env built with ``env_kwargs`` observes through them
+    (its ``embedding`` or ``region_proposer`` is a ``learned`` one), else None. Expert datasets,
+    trajectories and models made under another fingerprint saw other observations: never reuse them."""
+    if "learned" not in f"{env_kwargs.get('embedding', '')} {env_kwargs.get('region_proposer', '')}":
+        return None
+    return file_sha256(DEFAULT_WEIGHTS / "encoder.pt")
+
+
 def save_weights(net: DegradationNet, directory: str | Path, feature_mean: np.ndarray, feature_std: np.ndarray,
                  meta: dict[str, Any]) -> Path:
     """Write ``encoder.pt`` + ``encoder.json`` for ``net`` into ``directory`` (created); returns the dir."""

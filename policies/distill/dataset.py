@@ -134,16 +134,15 @@ def rows_to_arrays(rows: Iterable[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     return {k: np.stack([np.asarray(r[k], dtype=dt) for r in rows]) for k, dt in FIELDS.items()}
 
 
-def write_meta(folder: str | Path, meta: Mapping[str, Any]) -> Path:
-    """Write ``meta.json``; an existing one must describe the same dataset (``ValueError`` otherwise)."""
+def write_meta(folder: str | Path, meta: Mapping[str, Any], must_match: tuple[str, ...] = ()) -> Path:
+    """Write ``meta.json``; an existing one must describe the same dataset (``ValueError`` otherwise). Keys an
+    existing file lacks are accepted (it predates them), except those in ``must_match``."""
     p = Path(folder) / "meta.json"
     p.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, **meta}
     if p.is_file():
         old = json.loads(p.read_text())
-        # a key only the new meta has counts as a difference for the encoder stamp (older datasets lack it)
-        diff = [k for k in meta if (k in old or k == "encoder_sha256")
-                and old.get(k) != json.loads(json.dumps(meta[k]))]
+        diff = [k for k in meta if (k in old or k in must_match) and old.get(k) != json.loads(json.dumps(meta[k]))]
         if diff:
             raise ValueError(f"{p} was recorded with other settings ({', '.join(diff)}): use a new directory")
     p.write_text(json.dumps(meta, indent=1))
