@@ -328,6 +328,21 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     return log
 
 
+def load_train_config(path: str, ship: bool = False) -> dict[str, Any]:
+    """The YAML training config at ``path`` (``_config_path`` added); ``ValueError`` naming the problem when
+    it cannot be read, is not a mapping, or ``ship`` is asked of a config without ``ship_dir`` (checked
+    before any training). Shared by this script and ``experiments/train_npsnr.py``."""
+    try:
+        cfg = yaml.safe_load(Path(path).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise ValueError(f"cannot read config {path}: {e}") from None
+    if not isinstance(cfg, dict):
+        raise ValueError(f"config {path} must be a YAML mapping, got {type(cfg).__name__}")
+    if ship and not cfg.get("ship_dir"):
+        raise ValueError(f"{path} has no ship_dir: these weights are not meant to be shipped")
+    return {**cfg, "_config_path": path}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="experiments/configs/encoder.yaml")
@@ -336,20 +351,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output-dir", help="override output_dir")
     a = ap.parse_args(argv)
     try:
-        cfg = yaml.safe_load(Path(a.config).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        print(f"error: cannot read config {a.config}: {e}", file=sys.stderr)
+        cfg = load_train_config(a.config, ship=a.ship)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
-    cfg["_config_path"] = a.config
     if a.output_dir:
         cfg["output_dir"] = a.output_dir
     log = train(cfg, quick=a.quick)
     print(f"best epoch {log['best']['epoch']}: val macro-F1 {log['best']['val_calibrated']['macro_f1']:.3f} "
           "(calibrated thresholds); "
           f"{log['seconds']:.0f} s; weights in {cfg['output_dir']}")
-    if a.ship and not cfg.get("ship_dir"):
-        print(f"error: {a.config} has no ship_dir: these weights are not meant to be shipped", file=sys.stderr)
-        return 2
     if a.ship:
         print(f"shipped to {ship_weights(cfg['output_dir'], cfg['ship_dir'])}")
     return 0

@@ -31,11 +31,10 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from torch.nn import functional as F  # noqa: E402, N812
 from tqdm import tqdm  # noqa: E402
 
-from experiments.train_encoder import architecture  # noqa: E402
+from experiments.train_encoder import architecture, load_train_config  # noqa: E402
 from ir_env.corpus import load_corpus, random_crop  # noqa: E402
 from ir_env.degradations import FAMILY_OF_KIND  # noqa: E402
 from ir_env.encoder.learned import load_encoder, save_weights, ship_weights  # noqa: E402
@@ -240,8 +239,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--output-dir")
     ap.add_argument("--data-only", action="store_true", help="only build (and cache) the groups")
     a = ap.parse_args(argv)
-    cfg = yaml.safe_load(Path(a.config).read_text())
-    cfg["_config_path"] = a.config
+    try:
+        cfg = load_train_config(a.config, ship=a.ship)
+    except ValueError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     if a.output_dir:
         cfg["output_dir"] = a.output_dir
     if a.data_only:

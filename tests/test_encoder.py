@@ -286,3 +286,21 @@ def test_inference_folds_batchnorm_without_changing_features(random_weights: Pat
     x = torch.from_numpy(photo.transpose(2, 0, 1).copy())[None]
     with torch.inference_mode():
         torch.testing.assert_close(fused.features(x), raw.features(x), atol=1e-5, rtol=1e-4)
+
+
+@pytest.mark.parametrize("script", ["experiments.train_encoder", "experiments.train_npsnr"])
+def test_training_scripts_reject_bad_configs_before_training(script: str, tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    import importlib
+
+    main = importlib.import_module(script).main
+    empty, listed, no_ship = tmp_path / "empty.yaml", tmp_path / "list.yaml", tmp_path / "noship.yaml"
+    empty.write_text("")
+    listed.write_text("- a\n- b\n")
+    no_ship.write_text("seed: 0\n")  # training would fail on it: the ship_dir check must come first
+    for cfg, extra, msg in ((tmp_path / "missing.yaml", [], "cannot read config"),
+                            (empty, [], "must be a YAML mapping, got NoneType"),
+                            (listed, [], "must be a YAML mapping, got list"),
+                            (no_ship, ["--ship"], "has no ship_dir")):
+        assert main(["--config", str(cfg), *extra]) == 2
+        assert msg in capsys.readouterr().err
