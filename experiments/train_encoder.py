@@ -100,21 +100,43 @@ def augment_clean(photo: np.ndarray, size: int, rng: np.random.Generator, aug: d
 
 
 def make_dataset(cfg: dict[str, Any], n: int, seed_stream: int, desc: str) -> dict[str, np.ndarray]:
-    """``n`` scenes: images (n, 3, S, S) float16, region index maps (n, S, S) int8, targets (n, 8, F)."""
+    """``n`` scenes: images (n, 3, S, S) float16, region index maps (n, S, S) int8, targets (n, 8, F).
+
+    With ``data.workers`` > 1 the scenes are made in that many processes, chunk ``k`` from the seed
+    ``[seed, seed_stream, k]`` (another, equally reproducible scene stream than one process makes)."""
     d = cfg["data"]
     size = int(d["crop"])
     if size % STRIDE:
         raise ValueError(f"data.crop must be a multiple of {STRIDE}, got {size}")
-    recipes = {r: float(w) for r, w in d["recipes"].items()}
-    bad = [r for r in recipes if r in UNSEEN_RECIPES]
+    bad = [r for r in d["recipes"] if r in UNSEEN_RECIPES]
     if bad:
         raise ValueError(f"recipes {bad} are held out for unseen-combination tests (DESIGN.md)")
+    workers = int(d.get("workers", 1))
+    if workers < 1:
+        raise ValueError(f"data.workers must be >= 1, got {workers}")
+    if workers == 1 or n < 2 * workers:
+        return _make_scenes(cfg, n, [int(cfg["seed"]), seed_stream], desc)
+    from concurrent.futures import ProcessPoolExecutor
+    from multiprocessing import get_context
+
+    sizes = [n // workers + (k < n % workers) for k in range(workers)]
+    with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
+        parts = list(pool.map(_make_scenes, [cfg] * workers, sizes,
+                              [[int(cfg["seed"]), seed_stream, k] for k in range(workers)],
+                              [f"{desc} ({k + 1}/{workers})" for k in range(workers)]))
+    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+
+
+def _make_scenes(cfg: dict[str, Any], n: int, seed: list[int], desc: str) -> dict[str, np.ndarray]:
+    d = cfg["data"]
+    size = int(d["crop"])
+    recipes = {r: float(w) for r, w in d["recipes"].items()}
     names = list(recipes)
     p = np.asarray([recipes[r] for r in names], np.float64)
     p /= p.sum()
     photos = load_corpus(d["corpus"], d["split"])
     aug = dict(d.get("augment") or {})
-    rng = np.random.default_rng([int(cfg["seed"]), seed_stream])
+    rng = np.random.default_rng(seed)
     x = np.zeros((n, 3, size, size), np.float16)
     rmap = np.zeros((n, size, size), np.int8)
     fam = np.zeros((n, MAX_REGIONS, len(FAMILIES)), bool)
