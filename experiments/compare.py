@@ -12,7 +12,8 @@ Run: ``python -m experiments.compare --config experiments/configs/compare.yaml``
 2. **Evaluation** on the built-in test split (``evaluate`` scenes, same images/size/seed for every row):
    rows of ``baselines_dir/<recipe>.json`` made with the same recipe, seed, size and images are reused, not
    recomputed; other rows are computed once and cached in ``<runs_dir>/eval/`` (keyed by the model file's
-   hash for learned planners).
+   hash for learned planners, by the shipped encoder weights' hash for specs naming ``learned``, such as
+   ``dfs:oracle:embedding=learned``).
 3. **Outputs** under ``output_dir``: ``<recipe>.json`` (the evaluate JSON of every planner spec, plus
    ``groups``: the seed-averaged learned variants, and ``reused``), ``compare.json`` (the headline table of
    every recipe, the issue's targets as met / not met, training costs), ``compare.md`` and ``compare.png``
@@ -41,6 +42,7 @@ import yaml  # noqa: E402
 
 from experiments.run_baselines import scene_items  # noqa: E402
 from ir_env.corpus import center_crop  # noqa: E402
+from ir_env.encoder.learned import DEFAULT_WEIGHTS  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
 from policies.evaluation import evaluate, image_metrics  # noqa: E402
 
@@ -231,7 +233,8 @@ def evaluate_recipe(cfg: dict[str, Any], recipe: str, items: list[tuple[str, Any
     rows: list[dict[str, Any]] = []
     reused: dict[str, str] = {}
     for spec in specs:
-        if base is not None and spec in base["planners"] and model_path_of(spec) is None:
+        learned_perception = "learned" in spec  # e.g. dfs:oracle:embedding=learned reads the shipped encoder
+        if base is not None and spec in base["planners"] and model_path_of(spec) is None and not learned_perception:
             planners[spec] = base["planners"][spec]
             rows += [r for r in base["rows"] if r["planner"] == spec]
             reused[spec] = base["path"]
@@ -239,6 +242,8 @@ def evaluate_recipe(cfg: dict[str, Any], recipe: str, items: list[tuple[str, Any
         model = model_path_of(spec)
         key = {"recipe": recipe, "seed": int(cfg["seed"]), "size": int(cfg["size"]), "images": names,
                "judge": cfg["no_reference_judge"], "model": _file_hash(model) if model and model.is_file() else None}
+        if learned_perception:  # a scripted planner perceiving through the encoder: re-run when its weights change
+            key["encoder"] = _file_hash(DEFAULT_WEIGHTS / "encoder.pt")
         cache = _cache_path(cfg, recipe, spec)
         if cache.is_file():
             old = json.loads(cache.read_text())

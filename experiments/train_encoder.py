@@ -15,7 +15,7 @@ inside one region. Random flips and 90-degree rotations augment the crops. After
 head's bias is shifted so that probability 0.5 sits at the threshold with the best validation F1
 (``thresholds`` in ``encoder.json``).
 
-    python -m experiments.train_encoder --config experiments/configs/encoder.yaml [--ship] [--quick]
+    python -m experiments.train_encoder --config experiments/configs/encoder_v8.yaml [--ship] [--quick]
 
 Writes ``<output_dir>/encoder.pt``, ``encoder.json`` (config, metrics, standardisation) and ``log.json``;
 ``--ship`` copies the pair to ``ship_dir`` (the shipped default weights).
@@ -273,7 +273,8 @@ def feature_stats(net: DegradationNet, data: dict[str, np.ndarray], batch: int =
 
 
 def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
-    """Train per ``cfg`` (see experiments/configs/encoder.yaml); returns the log (also written to disk)."""
+    """Train per ``cfg`` (see experiments/configs/encoder_v8.yaml, the shipped one); returns the log (also
+    written to disk)."""
     t0 = time.perf_counter()
     tc = cfg["train"]
     torch.set_num_threads(int(tc.get("threads", 1)))
@@ -367,7 +368,7 @@ def load_train_config(path: str, ship: bool = False) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="experiments/configs/encoder.yaml")
+    ap.add_argument("--config", default="experiments/configs/encoder_v8.yaml")
     ap.add_argument("--ship", action="store_true", help="copy the weights to the config's ship_dir")
     ap.add_argument("--quick", action="store_true", help="tiny run (256 scenes, 2 epochs) to check the pipeline")
     ap.add_argument("--output-dir", help="override output_dir")

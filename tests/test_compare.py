@@ -155,3 +155,32 @@ def test_encoder_fingerprint_only_for_learned_observations() -> None:
     sha = file_sha256(DEFAULT_WEIGHTS / "encoder.pt")
     assert observation_fingerprint({"embedding": "learned"}) == sha
     assert observation_fingerprint({"region_proposer": "degradation-clusters-learned"}) == sha
+
+
+def test_rows_perceiving_through_the_encoder_rerun_when_its_weights_change(
+        tiny: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scripted spec naming ``learned`` is never taken from the baselines file and its cached row is
+    keyed by the shipped encoder weights: new weights, new evaluation."""
+    cfg = compare.load_compare_config(tiny["cfg"])
+    cfg["learned"]["runs_dir"] = str(tmp_path / "runs")
+    items = [("astronaut.png", tiny["photo"])]
+    spec = "fixed:embedding=learned"  # a name only: the fake evaluate below never builds the planner
+    calls: list[str] = []
+
+    def fake_evaluate(items_: Any, recipe: str, specs: list[str], **kwargs: Any) -> dict[str, Any]:
+        calls.append(specs[0])
+        return {"planners": {specs[0]: {"psnr_gain": float(len(calls))}},
+                "rows": [{"image": "astronaut.png", "planner": specs[0]}]}
+
+    monkeypatch.setattr(compare, "evaluate", fake_evaluate)
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    (weights / "encoder.pt").write_bytes(b"first weights")
+    monkeypatch.setattr(compare, "DEFAULT_WEIGHTS", weights)
+    first = compare.evaluate_recipe(cfg, RECIPE, items, ["fixed", spec], progress=False)
+    assert calls == [spec] and first["planners"]["fixed"]["psnr_gain"] == SENTINEL  # fixed: from baselines
+    again = compare.evaluate_recipe(cfg, RECIPE, items, [spec], progress=False)
+    assert calls == [spec] and again["planners"][spec]["psnr_gain"] == 1.0  # same weights: cached
+    (weights / "encoder.pt").write_bytes(b"retrained weights")
+    changed = compare.evaluate_recipe(cfg, RECIPE, items, [spec], progress=False)
+    assert calls == [spec, spec] and changed["planners"][spec]["psnr_gain"] == 2.0

@@ -5,7 +5,7 @@ embeddings that name the degradation families present and their severity.
 - :mod:`ir_env.encoder.learned`: :class:`LearnedEmbedder` (the ``learned`` embedding of the env), weight
   loading with clear errors (:class:`EncoderWeightsError`), saving.
 
-Trained by ``python -m experiments.train_encoder --config experiments/configs/encoder.yaml`` on TRAIN photos
+Trained by ``python -m experiments.train_encoder --config experiments/configs/encoder_v8.yaml --ship`` on TRAIN photos
 only (the built-in train split plus the train-only ``kodak`` corpus); evaluated by ``spatial-ir encoder-eval``
 / ``experiments/eval_encoder.py``.
 """

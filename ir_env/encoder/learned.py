@@ -118,7 +118,7 @@ def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> Loaded
             if not f.is_file():
                 raise EncoderWeightsError(
                     f"encoder weights file {f} not found; train them with "
-                    "`python -m experiments.train_encoder --config experiments/configs/encoder.yaml --ship` "
+                    "`python -m experiments.train_encoder --config experiments/configs/encoder_v8.yaml --ship` "
                     "or pass weights=DIR holding encoder.pt and encoder.json")
         try:
             info = json.loads(js.read_text())
