@@ -321,3 +321,15 @@ def test_make_dataset_with_workers_is_reproducible_and_complete() -> None:
     cfg["data"].update(workers=0)
     with pytest.raises(ValueError, match="workers"):
         make_dataset(cfg, 4, 5, "scenes")
+
+
+def test_fast_input_ops_match_torch_reference_ops() -> None:
+    from torch.nn import functional as F  # noqa: N812
+
+    from ir_env.encoder.model import SpaceToDepth, box3
+
+    x = torch.rand(2, 9, 16, 24, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(SpaceToDepth()(x), F.pixel_unshuffle(x, 2))  # same values, same channel order
+    ref = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
+    assert box3(x).shape == x.shape
+    torch.testing.assert_close(box3(x), ref, atol=1e-6, rtol=0)
