@@ -333,3 +333,26 @@ def test_fast_input_ops_match_torch_reference_ops() -> None:
     ref = F.avg_pool2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
     assert box3(x).shape == x.shape
     torch.testing.assert_close(box3(x), ref, atol=1e-6, rtol=0)
+
+
+def test_select_encoder_scores_candidates_on_one_common_validation_set(tmp_path: Path) -> None:
+    from experiments.select_encoder import select
+
+    cfg = yaml.safe_load(Path("experiments/configs/encoder.yaml").read_text())
+    cfg["data"].update(crop=64)
+    dirs = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        net = DegradationNet(8, len(FAMILIES), batchnorm=True, dct=True).eval()
+        d = tmp_path / f"cand{seed}"
+        save_weights(net, d, np.zeros(8), np.ones(8), {"config": cfg})
+        dirs.append(str(d))
+    res = select(dirs, scenes=6, seed=3)
+    assert set(res["candidates"]) == set(dirs) and res["best"] in dirs
+    for r in res["candidates"].values():
+        assert 0.0 <= r["macro_f1"] <= 1.0 and set(r["f1"]) == set(FAMILIES)
+    assert select(dirs, scenes=6, seed=3)["candidates"] == res["candidates"]  # same seed, same scores
+    bare = tmp_path / "bare"
+    save_weights(DegradationNet(8, len(FAMILIES)).eval(), bare, np.zeros(8), np.ones(8), {})
+    with pytest.raises(ValueError, match="no training config"):
+        select([str(bare)], scenes=6)
