@@ -28,6 +28,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import copy  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
@@ -43,7 +44,7 @@ from tqdm import tqdm  # noqa: E402
 
 from ir_env.corpus import load_corpus, random_crop  # noqa: E402
 from ir_env.degradations import FAMILY_OF_KIND  # noqa: E402
-from ir_env.encoder.learned import save_weights, ship_weights  # noqa: E402
+from ir_env.encoder.learned import EncoderWeightsError, save_weights, ship_weights  # noqa: E402
 from ir_env.encoder.metrics import family_metrics  # noqa: E402
 from ir_env.encoder.model import STRIDE, DegradationNet  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
@@ -67,13 +68,14 @@ def region_targets(labels: list[list[tuple[str, float]]]) -> tuple[np.ndarray, n
 
 def architecture(cfg: dict[str, Any]) -> dict[str, Any]:
     """The network options of ``cfg['arch']``: ``batchnorm``, ``dct`` (default False), ``dilations``
-    (default [2, 4])."""
+    (default [2, 4]), ``pool_power`` (default 1: the plain mask-weighted mean)."""
     arch = dict(cfg.get("arch") or {})
-    unknown = set(arch) - {"batchnorm", "dct", "dilations"}
+    unknown = set(arch) - {"batchnorm", "dct", "dilations", "pool_power"}
     if unknown:
-        raise ValueError(f"unknown arch options {sorted(unknown)}; known: batchnorm, dct, dilations")
+        raise ValueError(f"unknown arch options {sorted(unknown)}; known: batchnorm, dct, dilations, pool_power")
     out: dict[str, Any] = {k: bool(arch.get(k, False)) for k in ("batchnorm", "dct")}
     out["dilations"] = tuple(int(d) for d in arch.get("dilations", (2, 4)))
+    out["pool_power"] = float(arch.get("pool_power", 1.0))
     return out
 
 
@@ -172,8 +174,9 @@ def batch_outputs(net: DegradationNet, x: torch.Tensor, rmap: torch.Tensor) -> d
     feats = net.features(x)  # (B, C, h, w)
     onehot = F.one_hot(rmap.long(), MAX_REGIONS).permute(0, 3, 1, 2).float()  # (B, 8, S, S)
     w = F.avg_pool2d(onehot, STRIDE)  # (B, 8, h, w)
-    total = w.sum((2, 3))
-    pooled = torch.einsum("bkhw,bchw->bkc", w, feats) / total.clamp_min(1e-6)[..., None]
+    wp = w if net.pool_power == 1.0 else w ** net.pool_power
+    total = wp.sum((2, 3))
+    pooled = torch.einsum("bkhw,bchw->bkc", wp, feats) / total.clamp_min(1e-6)[..., None]
     return {"feats": feats, "w": w, "total": total, "pooled": pooled}
 
 
@@ -351,6 +354,46 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     return log
 
 
+def recalibrate(cfg: dict[str, Any], source: str | Path) -> dict[str, Any]:
+    """Re-fit a trained encoder to ``cfg['arch']['pool_power']`` without training: load ``source``'s network,
+    set its pooling power, re-calibrate the family thresholds on the config's validation scenes (the same
+    seed stream as training) and the feature standardisation on the first 4000 training scenes (as
+    :func:`train`), and write ``cfg['output_dir']``. The thresholds saved are the composed ones (in the
+    probability space of the uncalibrated head). Returns the metadata written."""
+    from ir_env.encoder.learned import load_encoder
+
+    t0 = time.perf_counter()
+    tc = cfg["train"]
+    torch.set_num_threads(int(tc.get("threads", 1)))
+    src = load_encoder(source, fuse=False)
+    if src.net.architecture()["dilations"] != list(architecture(cfg)["dilations"]):
+        raise ValueError(f"{source} was trained with another architecture than the config's")
+    net = copy.deepcopy(src.net)
+    net.pool_power = architecture(cfg)["pool_power"]
+    val = make_dataset(cfg, int(cfg["data"]["val_scenes"]), 2, "val scenes")
+    before = evaluate(net, val)
+    new = calibrate_thresholds(net, val)
+    old = src.info.get("thresholds") or {f: 0.5 for f in FAMILIES}
+
+    def logit(p: float) -> float:
+        return float(np.log(p / (1 - p)))
+
+    composed = {f: float(1 / (1 + np.exp(-(logit(old[f]) + logit(new[f]))))) for f in FAMILIES}
+    after = evaluate(net, val)
+    net.eval()
+    mean, std = feature_stats(net, make_dataset(cfg, min(4000, int(cfg["data"]["scenes"])), 1, "train scenes"))
+    seconds = round(time.perf_counter() - t0, 1)
+    meta = {"config": cfg, "validation": {"epoch": src.info.get("validation", {}).get("epoch"),
+                                          "val_before_recalibration": before, "val_calibrated": after},
+            "thresholds": composed, "recalibrated_from": {"weights": str(source), "sha256": src.info.get("sha256"),
+                                                          "thresholds": old, "seconds": seconds},
+            "train_seconds": float(src.info.get("train_seconds", 0.0)) + seconds, "threads": int(tc.get("threads", 1)),
+            "command": f"python -m experiments.train_encoder --config {cfg.get('_config_path', '?')} "
+                       f"--recalibrate-from {source}"}
+    save_weights(net, cfg["output_dir"], mean, std, meta)
+    return meta
+
+
 def load_train_config(path: str, ship: bool = False) -> dict[str, Any]:
     """The YAML training config at ``path`` (``_config_path`` added); ``ValueError`` naming the problem when
     it cannot be read, is not a mapping, or ``ship`` is asked of a config without ``ship_dir`` (checked
@@ -372,6 +415,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ship", action="store_true", help="copy the weights to the config's ship_dir")
     ap.add_argument("--quick", action="store_true", help="tiny run (256 scenes, 2 epochs) to check the pipeline")
     ap.add_argument("--output-dir", help="override output_dir")
+    ap.add_argument("--recalibrate-from", metavar="DIR",
+                    help="no training: re-fit DIR's trained encoder to the config's arch.pool_power (recalibrate())")
     a = ap.parse_args(argv)
     try:
         cfg = load_train_config(a.config, ship=a.ship)
@@ -380,6 +425,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     if a.output_dir:
         cfg["output_dir"] = a.output_dir
+    if a.recalibrate_from:
+        try:
+            meta = recalibrate(cfg, a.recalibrate_from)
+        except (EncoderWeightsError, ValueError) as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        v = meta["validation"]
+        print(f"re-calibrated {a.recalibrate_from} for pool_power {cfg['arch'].get('pool_power', 1)}: val macro-F1 "
+              f"{v['val_before_recalibration']['macro_f1']:.3f} -> {v['val_calibrated']['macro_f1']:.3f}; "
+              f"weights in {cfg['output_dir']}")
+        if a.ship:
+            print(f"shipped to {ship_weights(cfg['output_dir'], cfg['ship_dir'])}")
+        return 0
     log = train(cfg, quick=a.quick)
     print(f"best epoch {log['best']['epoch']}: val macro-F1 {log['best']['val_calibrated']['macro_f1']:.3f} "
           "(calibrated thresholds); "

@@ -356,3 +356,42 @@ def test_select_encoder_scores_candidates_on_one_common_validation_set(tmp_path:
     save_weights(DegradationNet(8, len(FAMILIES)).eval(), bare, np.zeros(8), np.ones(8), {})
     with pytest.raises(ValueError, match="no training config"):
         select([str(bare)], scenes=6)
+
+
+def test_pool_power_weighs_interior_cells_and_round_trips(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = DegradationNet(8, len(FAMILIES), batchnorm=True, dct=True, pool_power=2.0).eval()
+    d = save_weights(net, tmp_path / "p2", np.zeros(8), np.ones(8), {})
+    emb = LearnedEmbedder(d)
+    assert emb.enc.net.pool_power == 2.0
+    img = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32)
+    masks = np.zeros((1, 64, 64), bool)
+    masks[0, :, :20] = True  # columns 0-19: cells 0-1 wholly inside, cell 2 half inside
+    feats = emb.dense_features(img).astype(np.float64)  # (8, 8, C)
+    w = np.zeros((8, 8))
+    w[:, :2], w[:, 2] = 1.0, 0.5
+    expected = (feats * (w**2)[..., None]).sum((0, 1)) / (w**2).sum()
+    np.testing.assert_allclose(emb.pooled(img, masks)[0], expected, rtol=1e-6)
+    with pytest.raises(ValueError, match="pool_power"):
+        DegradationNet(8, len(FAMILIES), pool_power=0.5)
+
+
+def test_recalibrate_refits_thresholds_for_a_new_pool_power(tmp_path: Path) -> None:
+    from experiments.train_encoder import recalibrate
+
+    cfg = yaml.safe_load(Path("experiments/configs/encoder_v8.yaml").read_text())
+    cfg["data"].update(crop=64, scenes=8, val_scenes=8)
+    torch.manual_seed(0)
+    src = save_weights(DegradationNet(8, len(FAMILIES), batchnorm=True, dct=True, dilations=(2, 4, 8)).eval(),
+                       tmp_path / "src", np.zeros(8), np.ones(8), {"thresholds": {f: 0.5 for f in FAMILIES}})
+    cfg["arch"]["pool_power"] = 2
+    cfg["output_dir"] = str(tmp_path / "out")
+    meta = recalibrate(cfg, src)
+    info = json.loads((tmp_path / "out" / "encoder.json").read_text())
+    assert info["pool_power"] == 2.0 and info["recalibrated_from"]["weights"] == str(src)
+    assert set(meta["thresholds"]) == set(FAMILIES)
+    assert all(0.0 < t < 1.0 for t in meta["thresholds"].values())
+    assert LearnedEmbedder(tmp_path / "out").enc.net.pool_power == 2.0
+    cfg["arch"]["dilations"] = [2, 4]
+    with pytest.raises(ValueError, match="architecture"):
+        recalibrate(cfg, src)

@@ -31,10 +31,13 @@ mask-weighted mean of the per-cell logits: the same heads give dense per-cell pr
 
 :func:`pool_masks` pools a feature map over full-resolution masks: each mask is area-averaged onto the
 feature grid (cell weight = fraction of the cell's pixels inside the mask), so features outside a mask's
-cells never enter its embedding.
+cells never enter its embedding. With ``pool_power`` p > 1 the weights are raised to p first: cells wholly
+inside a region count fully, cells it shares with a neighbour less (the shipped encoder uses p = 1).
 """
 
 from __future__ import annotations
+
+from typing import Any
 
 import torch
 from torch import nn
@@ -93,16 +96,22 @@ class DegradationNet(nn.Module):
         batchnorm: BatchNorm before every ReLU (module docstring).
         dct: concatenate the fixed 8x8 block-DCT stream at 1/8 resolution (module docstring).
         dilations: dilation of each context convolution at 1/8 resolution (one conv per entry).
+        pool_power: a region pools the feature cells with weights ``fraction_inside ** pool_power``
+            (1: the plain mask-weighted mean; larger values favour cells wholly inside the region over
+            cells it shares with a neighbour). No parameters: it can change after training.
     """
 
     def __init__(self, channels: int = 64, families: int = 6, quality: bool = False, batchnorm: bool = False,
-                 dct: bool = False, dilations: tuple[int, ...] | list[int] = (2, 4)) -> None:
+                 dct: bool = False, dilations: tuple[int, ...] | list[int] = (2, 4), pool_power: float = 1.0) -> None:
         super().__init__()
         if channels < 8 or channels % 4:
             raise ValueError(f"channels must be a multiple of 4 and >= 8, got {channels}")
         c2, c3 = channels // 2, 3 * channels // 4
         self.channels, self.families = int(channels), int(families)
         self.batchnorm, self.dct = bool(batchnorm), bool(dct)
+        if not 1.0 <= float(pool_power) <= 16.0:
+            raise ValueError(f"pool_power must be in [1, 16], got {pool_power}")
+        self.pool_power = float(pool_power)
         self.fused = False
         bn = self.batchnorm
         self.stem = nn.Sequential(
@@ -141,10 +150,11 @@ class DegradationNet(nn.Module):
         self.fused = True
         return self
 
-    def architecture(self) -> dict[str, int | bool]:
-        """The constructor arguments that shape the ``state_dict`` (saved next to the weights)."""
+    def architecture(self) -> dict[str, Any]:
+        """The constructor arguments (saved next to the weights)."""
         return {"channels": self.channels, "families": self.families, "quality": self.quality_head is not None,
-                "batchnorm": self.batchnorm, "dct": self.dct, "dilations": list(self.dilations)}
+                "batchnorm": self.batchnorm, "dct": self.dct, "dilations": list(self.dilations),
+                "pool_power": self.pool_power}
 
     @classmethod
     def from_architecture(cls, arch: dict) -> DegradationNet:
@@ -152,7 +162,7 @@ class DegradationNet(nn.Module):
         others default to the constructor's defaults, as in files written before they existed)."""
         return cls(int(arch["channels"]), int(arch["families"]), quality=bool(arch.get("quality", False)),
                    batchnorm=bool(arch.get("batchnorm", False)), dct=bool(arch.get("dct", False)),
-                   dilations=tuple(arch.get("dilations", (2, 4))))
+                   dilations=tuple(arch.get("dilations", (2, 4))), pool_power=float(arch.get("pool_power", 1.0)))
 
     def block_dct(self, x: torch.Tensor) -> torch.Tensor:
         """(B, 3, H, W) in [0, 1] -> (B, 64, H/8, W/8) ``log1p(255 |c|)`` of the luminance's 8x8 DCT."""
