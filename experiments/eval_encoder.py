@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ir_env.corpus import load_named_corpus
-from ir_env.encoder.metrics import family_metrics
+from ir_env.encoder.metrics import family_metrics, macro_f1_bootstrap
 from ir_env.recipes import list_recipes
 from restorers.spec import FAMILIES
 
@@ -80,6 +80,14 @@ def region_images_of(scenes: list[dict]) -> np.ndarray:
     return np.asarray(names)
 
 
+def region_scene_ids(scenes: list[dict]) -> np.ndarray:
+    """The scene index of every non-empty ground-truth region (the row order of :func:`embed_all`)."""
+    ids = []
+    for i, item in enumerate(scenes):
+        ids += [i] * int(item["scene"].masks.reshape(len(item["scene"].masks), -1).any(1).sum())
+    return np.asarray(ids)
+
+
 def per_image_macro_f1(prob: np.ndarray, sev: np.ndarray, fam: np.ndarray, tsev: np.ndarray,
                        names: np.ndarray) -> dict[str, float]:
     """Macro-F1 of the regions of each photo (photo name -> macro-F1)."""
@@ -106,6 +114,7 @@ def learned_scores(scenes: list[dict], weights: str | None = None) -> dict[str, 
     nf = len(FAMILIES)
     out = family_metrics(pred[:, :nf], pred[:, nf:], fam, sev)
     out["per_image_macro_f1"] = per_image_macro_f1(pred[:, :nf], pred[:, nf:], fam, sev, names)
+    out["macro_f1_bootstrap"] = macro_f1_bootstrap(pred[:, :nf], fam, region_scene_ids(scenes))
     on_clean = embed_all(heads, [{"scene": replace(it["scene"], degraded=it["scene"].clean)} for it in scenes])
     flag, hit = on_clean[:, :nf] >= 0.5, pred[:, :nf] >= 0.5
     fp = hit & ~fam.astype(bool)
@@ -193,6 +202,10 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{a['positives']} |")
     lines.append(f"| **macro** | | | **{res['learned']['macro_f1']:.3f}** | | | "
                  f"{res['handcrafted_probe']['macro_f1']:.3f} | | | |")
+    bs = res["learned"].get("macro_f1_bootstrap")
+    if bs:
+        lines += ["", f"Learned macro-F1 bootstrap over scenes ({bs['resamples']} resamples of the scenes, seed 0): "
+                  f"standard error {bs['se']:.3f}, 95% interval {bs['ci95_low']:.3f}-{bs['ci95_high']:.3f}."]
     lp, hp = res["learned"].get("per_image_macro_f1"), res["handcrafted_probe"].get("per_image_macro_f1")
     if lp and hp:
         lines += ["", "Macro-F1 per photo (the regions of that photo's scenes):", "",

@@ -395,3 +395,20 @@ def test_recalibrate_refits_thresholds_for_a_new_pool_power(tmp_path: Path) -> N
     cfg["arch"]["dilations"] = [2, 4]
     with pytest.raises(ValueError, match="architecture"):
         recalibrate(cfg, src)
+
+
+def test_macro_f1_bootstrap_spread() -> None:
+    from ir_env.encoder.metrics import macro_f1_bootstrap
+
+    rng = np.random.default_rng(0)
+    fam = rng.random((60, len(FAMILIES))) < 0.4
+    perfect = macro_f1_bootstrap(fam.astype(float), fam, groups=np.repeat(np.arange(20), 3))
+    assert perfect["se"] == 0.0 and perfect["ci95_low"] == perfect["ci95_high"] == 1.0
+    noisy = np.where(rng.random(fam.shape) < 0.2, ~fam, fam).astype(float)
+    a = macro_f1_bootstrap(noisy, fam, n=500, seed=1)
+    assert a == macro_f1_bootstrap(noisy, fam, n=500, seed=1)  # seeded
+    assert 0.0 < a["se"] < 0.2 and a["ci95_low"] < a["ci95_high"] and a["unit"] == "row"
+    with pytest.raises(ValueError, match="groups"):
+        macro_f1_bootstrap(noisy, fam, groups=np.arange(5))
+    with pytest.raises(ValueError, match="shape"):
+        macro_f1_bootstrap(noisy[:, :3], fam)
