@@ -262,6 +262,22 @@ def calibrate_thresholds(net: DegradationNet, data: dict[str, np.ndarray]) -> di
     return {f: float(t) for f, t in zip(FAMILIES, ts, strict=True)}
 
 
+def refresh_batchnorm(net: DegradationNet, data: dict[str, np.ndarray], scenes: int = 2000, batch: int = 64) -> None:
+    """Re-estimate every BatchNorm's running mean / variance as the plain average over the first ``scenes``
+    training scenes (needed after averaging weights: the averaged network's activations differ)."""
+    bns = [m for m in net.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    momenta = [m.momentum for m in bns]
+    for m in bns:
+        m.reset_running_stats()
+        m.momentum = None  # cumulative average
+    net.train()
+    with torch.no_grad():
+        for i in range(0, min(scenes, len(data["x"])), batch):
+            net.features(torch.from_numpy(data["x"][i:i + batch].astype(np.float32)))
+    for m, mom in zip(bns, momenta, strict=True):
+        m.momentum = mom
+
+
 def feature_stats(net: DegradationNet, data: dict[str, np.ndarray], batch: int = 64) -> tuple[np.ndarray, np.ndarray]:
     """Mean / std (floored at 1e-3) of the region-pooled features over ``data``'s regions."""
     rows = []
@@ -306,6 +322,12 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
                            "pos_weight": None if pos_weight is None else
                            {f: round(float(w), 3) for f, w in zip(FAMILIES, pos_weight, strict=True)}}
     best, best_state = -1.0, None
+    swa_epochs = int(tc.get("swa_epochs", 0))  # average the weights of the last N epochs (a candidate)
+    if quick:
+        swa_epochs = min(swa_epochs, epochs)
+    if not 0 <= swa_epochs <= epochs:
+        raise ValueError(f"train.swa_epochs must be in [0, epochs], got {swa_epochs}")
+    swa_sum: dict[str, torch.Tensor] | None = None
     bar = tqdm(total=steps, desc="train encoder", unit="batch")
     for ep in range(epochs):
         order = rng.permutation(n)
@@ -337,7 +359,23 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         if m["macro_f1_calibrated"] > best:
             best, best_state = m["macro_f1_calibrated"], {k: v.clone() for k, v in net.state_dict().items()}
             log["best"] = {"epoch": ep + 1, "val": m}
+        if swa_epochs and ep >= epochs - swa_epochs:
+            params = {k: v.detach().clone() for k, v in net.named_parameters()}
+            swa_sum = params if swa_sum is None else {k: swa_sum[k] + params[k] for k in params}
     bar.close()
+    if swa_sum is not None:  # weight averaging (SWA): mean parameters, BatchNorm statistics re-estimated
+        swa = copy.deepcopy(net)
+        with torch.no_grad():
+            for k, p in swa.named_parameters():
+                p.copy_(swa_sum[k] / swa_epochs)
+        refresh_batchnorm(swa, data)
+        m = evaluate(swa, val)
+        log["swa"] = {"epochs": swa_epochs, "val": m}
+        tqdm.write(f"weight average of the last {swa_epochs} epochs: val macro-F1 {m['macro_f1']:.3f} "
+                   f"(best thresholds {m['macro_f1_calibrated']:.3f})")
+        if m["macro_f1_calibrated"] > best:
+            best, best_state = m["macro_f1_calibrated"], {k: v.clone() for k, v in swa.state_dict().items()}
+            log["best"] = {"epoch": f"swa{swa_epochs}", "val": m}
     net.load_state_dict(best_state)
     log["thresholds"] = calibrate_thresholds(net, val)
     log["best"]["val_calibrated"] = evaluate(net, val)

@@ -412,3 +412,23 @@ def test_macro_f1_bootstrap_spread() -> None:
         macro_f1_bootstrap(noisy, fam, groups=np.arange(5))
     with pytest.raises(ValueError, match="shape"):
         macro_f1_bootstrap(noisy[:, :3], fam)
+
+
+def test_refresh_batchnorm_estimates_the_data_statistics() -> None:
+    from experiments.train_encoder import refresh_batchnorm
+
+    torch.manual_seed(0)
+    net = DegradationNet(8, len(FAMILIES), batchnorm=True, dct=True)
+    x = np.random.default_rng(0).random((10, 3, 32, 32)).astype(np.float16)
+    refresh_batchnorm(net, {"x": x}, scenes=10, batch=4)
+    bn = net.stem[2]
+    assert isinstance(bn, torch.nn.BatchNorm2d) and bn.momentum == 0.1  # momentum restored
+    with torch.no_grad():  # the first BatchNorm's input over all 10 scenes
+        xt = torch.from_numpy(x.astype(np.float32))
+        from ir_env.encoder.model import box3
+
+        d = 8.0 * (xt - box3(xt))
+        h = net.stem[1](net.stem[0](torch.cat([xt - 0.5, d, d.abs()], 1)))
+    # cumulative average of the per-batch means (batches of 4, 4, 2 scenes)
+    means = [h[i:i + 4].mean((0, 2, 3)) for i in (0, 4, 8)]
+    torch.testing.assert_close(bn.running_mean, sum(means) / 3, atol=1e-5, rtol=1e-4)
