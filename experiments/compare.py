@@ -42,7 +42,7 @@ import yaml  # noqa: E402
 
 from experiments.run_baselines import scene_items  # noqa: E402
 from ir_env.corpus import center_crop  # noqa: E402
-from ir_env.encoder.learned import DEFAULT_WEIGHTS  # noqa: E402
+from ir_env.encoder.learned import DEFAULT_WEIGHTS, weights_fingerprint  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
 from policies.evaluation import evaluate, image_metrics  # noqa: E402
 
@@ -243,7 +243,7 @@ def evaluate_recipe(cfg: dict[str, Any], recipe: str, items: list[tuple[str, Any
         key = {"recipe": recipe, "seed": int(cfg["seed"]), "size": int(cfg["size"]), "images": names,
                "judge": cfg["no_reference_judge"], "model": _file_hash(model) if model and model.is_file() else None}
         if learned_perception:  # a scripted planner perceiving through the encoder: re-run when its weights change
-            key["encoder"] = _file_hash(DEFAULT_WEIGHTS / "encoder.pt")
+            key["encoder"] = weights_fingerprint(DEFAULT_WEIGHTS)
         cache = _cache_path(cfg, recipe, spec)
         if cache.is_file():
             old = json.loads(cache.read_text())

@@ -432,3 +432,14 @@ def test_refresh_batchnorm_estimates_the_data_statistics() -> None:
     # cumulative average of the per-batch means (batches of 4, 4, 2 scenes)
     means = [h[i:i + 4].mean((0, 2, 3)) for i in (0, 4, 8)]
     torch.testing.assert_close(bn.running_mean, sum(means) / 3, atol=1e-5, rtol=1e-4)
+
+
+def test_weights_fingerprint_covers_the_pooling_power(tmp_path: Path) -> None:
+    from ir_env.encoder.learned import file_sha256, weights_fingerprint
+
+    torch.manual_seed(0)
+    d1 = save_weights(DegradationNet(8, len(FAMILIES)).eval(), tmp_path / "p1", np.zeros(8), np.ones(8), {})
+    assert weights_fingerprint(d1) == file_sha256(d1 / "encoder.pt")  # unchanged for the plain mean
+    info = json.loads((d1 / "encoder.json").read_text())
+    (d1 / "encoder.json").write_text(json.dumps({**info, "pool_power": 2.0}))
+    assert weights_fingerprint(d1) == file_sha256(d1 / "encoder.pt") + "+pool2"

@@ -57,13 +57,25 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def weights_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
+    """What decides the observations of the encoder in ``directory``: the SHA-256 of ``encoder.pt``, plus
+    ``+pool<p>`` when its ``encoder.json`` sets a pooling power other than 1 (a setting without weights)."""
+    d = Path(directory)
+    sha = file_sha256(d / "encoder.pt")
+    try:
+        power = float(json.loads((d / "encoder.json").read_text()).get("pool_power", 1.0))
+    except (OSError, ValueError):
+        power = 1.0
+    return sha if power == 1.0 else f"{sha}+pool{power:g}"
+
+
 def observation_fingerprint(env_kwargs: dict) -> str | None:
     """SHA-256 of the shipped encoder weights when an env built with ``env_kwargs`` observes through them
     (its ``embedding`` or ``region_proposer`` is a ``learned`` one), else None. Expert datasets,
     trajectories and models made under another fingerprint saw other observations: never reuse them."""
     if "learned" not in f"{env_kwargs.get('embedding', '')} {env_kwargs.get('region_proposer', '')}":
         return None
-    return file_sha256(DEFAULT_WEIGHTS / "encoder.pt")
+    return weights_fingerprint(DEFAULT_WEIGHTS)
 
 
 def save_weights(net: DegradationNet, directory: str | Path, feature_mean: np.ndarray, feature_std: np.ndarray,
