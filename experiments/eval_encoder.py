@@ -71,21 +71,20 @@ def embed_all(embed: Any, scenes: list[dict]) -> np.ndarray:
     return np.concatenate(rows)
 
 
+def _regions_per_scene(scenes: list[dict]) -> np.ndarray:
+    """How many non-empty ground-truth regions each scene has (the rows :func:`embed_all` gives it)."""
+    return np.asarray([int(it["scene"].masks.reshape(len(it["scene"].masks), -1).any(1).sum()) for it in scenes],
+                      dtype=int)
+
+
 def region_images_of(scenes: list[dict]) -> np.ndarray:
     """The photo name of every non-empty ground-truth region (the row order of :func:`embed_all`)."""
-    names = []
-    for item in scenes:
-        sc = item["scene"]
-        names += [str(item["image"])] * int(sc.masks.reshape(len(sc.masks), -1).any(1).sum())
-    return np.asarray(names)
+    return np.repeat(np.asarray([str(it["image"]) for it in scenes]), _regions_per_scene(scenes))
 
 
 def region_scene_ids(scenes: list[dict]) -> np.ndarray:
     """The scene index of every non-empty ground-truth region (the row order of :func:`embed_all`)."""
-    ids = []
-    for i, item in enumerate(scenes):
-        ids += [i] * int(item["scene"].masks.reshape(len(item["scene"].masks), -1).any(1).sum())
-    return np.asarray(ids)
+    return np.repeat(np.arange(len(scenes)), _regions_per_scene(scenes))
 
 
 def per_image_macro_f1(prob: np.ndarray, sev: np.ndarray, fam: np.ndarray, tsev: np.ndarray,

@@ -174,7 +174,7 @@ def batch_outputs(net: DegradationNet, x: torch.Tensor, rmap: torch.Tensor) -> d
     feats = net.features(x)  # (B, C, h, w)
     onehot = F.one_hot(rmap.long(), MAX_REGIONS).permute(0, 3, 1, 2).float()  # (B, 8, S, S)
     w = F.avg_pool2d(onehot, STRIDE)  # (B, 8, h, w)
-    wp = w if net.pool_power == 1.0 else w ** net.pool_power
+    wp = net.region_weights(w)
     total = wp.sum((2, 3))
     pooled = torch.einsum("bkhw,bchw->bkc", wp, feats) / total.clamp_min(1e-6)[..., None]
     return {"feats": feats, "w": w, "total": total, "pooled": pooled}
@@ -299,8 +299,13 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     torch.set_num_threads(int(tc.get("threads", 1)))
     torch.manual_seed(int(cfg["seed"]))
     n, nv = int(cfg["data"]["scenes"]), int(cfg["data"]["val_scenes"])
+    epochs = 2 if quick else int(tc["epochs"])
+    swa_epochs = int(tc.get("swa_epochs", 0))  # average the weights of the last N epochs (a candidate)
     if quick:
         n, nv = min(n, 256), min(nv, 64)
+        swa_epochs = min(swa_epochs, epochs)
+    if not 0 <= swa_epochs <= epochs:  # checked before the scenes are made (minutes)
+        raise ValueError(f"train.swa_epochs must be in [0, epochs], got {swa_epochs}")
     data = make_dataset(cfg, n, 1, "train scenes")
     val = make_dataset(cfg, nv, 2, "val scenes")
     t_data = time.perf_counter() - t0
@@ -310,7 +315,6 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         present = np.concatenate([data["fam"][i, : data["nreg"][i]] for i in range(n)])
         pos = present.sum(0).clip(1)
         pos_weight = torch.tensor(np.clip((len(present) - pos) / pos, 1.0, 10.0), dtype=torch.float32)
-    epochs = 2 if quick else int(tc["epochs"])
     bs = int(tc["batch_size"])
     steps = epochs * ((n + bs - 1) // bs)
     opt = torch.optim.Adam(net.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"]))
@@ -322,11 +326,6 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
                            "pos_weight": None if pos_weight is None else
                            {f: round(float(w), 3) for f, w in zip(FAMILIES, pos_weight, strict=True)}}
     best, best_state = -1.0, None
-    swa_epochs = int(tc.get("swa_epochs", 0))  # average the weights of the last N epochs (a candidate)
-    if quick:
-        swa_epochs = min(swa_epochs, epochs)
-    if not 0 <= swa_epochs <= epochs:
-        raise ValueError(f"train.swa_epochs must be in [0, epochs], got {swa_epochs}")
     swa_sum: dict[str, torch.Tensor] | None = None
     bar = tqdm(total=steps, desc="train encoder", unit="batch")
     for ep in range(epochs):
@@ -403,11 +402,11 @@ def recalibrate(cfg: dict[str, Any], source: str | Path) -> dict[str, Any]:
     t0 = time.perf_counter()
     tc = cfg["train"]
     torch.set_num_threads(int(tc.get("threads", 1)))
-    src = load_encoder(source, fuse=False)
-    if src.net.architecture()["dilations"] != list(architecture(cfg)["dilations"]):
+    src, arch = load_encoder(source, fuse=False), architecture(cfg)
+    if src.net.architecture()["dilations"] != list(arch["dilations"]):
         raise ValueError(f"{source} was trained with another architecture than the config's")
     net = copy.deepcopy(src.net)
-    net.pool_power = architecture(cfg)["pool_power"]
+    net.pool_power = arch["pool_power"]
     val = make_dataset(cfg, int(cfg["data"]["val_scenes"]), 2, "val scenes")
     before = evaluate(net, val)
     new = calibrate_thresholds(net, val)

@@ -443,3 +443,16 @@ def test_weights_fingerprint_covers_the_pooling_power(tmp_path: Path) -> None:
     info = json.loads((d1 / "encoder.json").read_text())
     (d1 / "encoder.json").write_text(json.dumps({**info, "pool_power": 2.0}))
     assert weights_fingerprint(d1) == file_sha256(d1 / "encoder.pt") + "+pool2"
+
+
+def test_bad_swa_epochs_fail_before_any_scene_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments import train_encoder
+
+    def no_data(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scenes were made before the config was checked")
+
+    monkeypatch.setattr(train_encoder, "make_dataset", no_data)
+    cfg = yaml.safe_load(Path("experiments/configs/encoder_v8.yaml").read_text())
+    cfg["train"]["swa_epochs"] = cfg["train"]["epochs"] + 1
+    with pytest.raises(ValueError, match="swa_epochs"):
+        train_encoder.train(cfg)

@@ -228,9 +228,7 @@ class LearnedEmbedder(RegionEmbedder):
         img = check_image(image, "image")
         m = check_masks(masks, img.shape[:2])
         feats = self.dense_features(img).astype(np.float64)
-        w = cell_weights(m)
-        if self.enc.net.pool_power != 1.0:  # favour cells wholly inside the region (DegradationNet.pool_power)
-            w = w ** self.enc.net.pool_power
+        w = self.enc.net.region_weights(cell_weights(m))
         total = w.sum(axis=(1, 2))
         pooled = np.einsum("khw,hwc->kc", w, feats)  # einsum loops: order-stable, no BLAS
         return np.where(total[:, None] > 0, pooled / np.maximum(total, 1e-12)[:, None], 0.0)

@@ -42,9 +42,11 @@ def macro_f1_bootstrap(prob: np.ndarray, fam: np.ndarray, groups: np.ndarray | N
     if len(g) != len(pred):
         raise ValueError(f"groups has {len(g)} entries for {len(pred)} rows")
     ids, inv = np.unique(g, return_inverse=True)
-    tp = np.stack([np.bincount(inv, (pred & true)[:, j], len(ids)) for j in range(pred.shape[1])], 1)
-    pp = np.stack([np.bincount(inv, pred[:, j], len(ids)) for j in range(pred.shape[1])], 1)
-    tt = np.stack([np.bincount(inv, true[:, j], len(ids)) for j in range(pred.shape[1])], 1)
+
+    def per_group(a: np.ndarray) -> np.ndarray:  # (N, F) bool -> (groups, F) counts
+        return np.stack([np.bincount(inv, a[:, j], len(ids)) for j in range(a.shape[1])], 1)
+
+    tp, pp, tt = per_group(pred & true), per_group(pred), per_group(true)
     rng = np.random.default_rng(seed)
     pick = rng.integers(0, len(ids), (n, len(ids)))
     counts = np.stack([np.bincount(row, minlength=len(ids)) for row in pick])  # (n, groups)

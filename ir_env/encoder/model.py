@@ -150,6 +150,11 @@ class DegradationNet(nn.Module):
         self.fused = True
         return self
 
+    def region_weights(self, w: Any) -> Any:
+        """Cell weights (fraction of each cell inside a region; numpy or torch) -> pooling weights
+        ``w ** pool_power`` (``w`` itself for the plain mean)."""
+        return w if self.pool_power == 1.0 else w ** self.pool_power
+
     def architecture(self) -> dict[str, Any]:
         """The constructor arguments (saved next to the weights)."""
         return {"channels": self.channels, "families": self.families, "quality": self.quality_head is not None,
