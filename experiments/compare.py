@@ -47,7 +47,7 @@ from ir_env.recipes import synthesize  # noqa: E402
 from policies.evaluation import evaluate, image_metrics  # noqa: E402
 
 #: What a training variant may set in ``learned.variants``.
-VARIANT_KEYS = {"planner", "ppo_config", "label"}
+VARIANT_KEYS = {"planner", "ppo_config", "label", "train"}  # train: per-variant overrides of learned.train
 #: Table columns (per-planner means of the evaluate JSON).
 COLUMNS = ("psnr_in", "psnr_out", "psnr_gain", "ssim_out", "tool_calls", "iqa_calls", "seconds")
 
@@ -97,20 +97,33 @@ def is_trained(path: Path) -> bool:
     return all((path / f).is_file() for f in ("model.zip", "config.yml", "summary.json"))
 
 
+def expert_fingerprint(record: dict[str, Any]) -> str:
+    """What else decides a non-default expert's actions: the rule table's hash for ``perceive``, else ''."""
+    if record.get("expert", "greedy") != "perceive":
+        return ""
+    from policies.rules import DEFAULT_RULE_TABLE
+
+    return "+rules" + _file_hash(DEFAULT_RULE_TABLE)
+
+
 def _expert_data(cfg: dict[str, Any], pcfg: dict[str, Any], record: dict[str, Any]) -> Path:
-    """The expert dataset for ``pcfg``'s env (Box actions), recorded once: greedy oracle, train split."""
+    """The expert dataset for ``pcfg``'s env (Box actions), recorded once: ``record["expert"]`` (default the
+    greedy oracle), train split."""
     from ir_env.encoder.learned import observation_fingerprint
     from policies.ppo import bc
     from policies.ppo.train import build_env
 
-    key = json.dumps([pcfg["env_id"], pcfg["env_kwargs"], record], sort_keys=True)
+    rec = {k: v for k, v in record.items() if not (k == "expert" and v == "greedy")}  # old keys stay valid
+    key = json.dumps([pcfg["env_id"], pcfg["env_kwargs"], rec], sort_keys=True)
+    key += expert_fingerprint(record)
     key += observation_fingerprint(pcfg["env_kwargs"]) or ""  # unchanged key (and file) for hand-made input
     path = Path(cfg["learned"]["runs_dir"]) / f"expert_{hashlib.sha1(key.encode()).hexdigest()[:10]}.npz"
     if path.is_file():
         return path
     env = build_env(pcfg["env_id"], {**pcfg["env_kwargs"], "split": "train"}, "hybrid", monitor=False)
     log(f"recording {record['episodes']} expert episodes on {pcfg['env_id']} -> {path}")
-    data, _ = bc.record_expert(env, bc.make_expert(env), int(record["episodes"]), int(record["seed"]),
+    expert = bc.make_expert(env, planner=str(record.get("expert", "greedy")))
+    data, _ = bc.record_expert(env, expert, int(record["episodes"]), int(record["seed"]),
                                soft=bool(record.get("soft", True)), log=log)
     env.close()
     tmp = path.with_name(path.stem + ".tmp.npz")
@@ -135,6 +148,15 @@ def to_multidiscrete(src: Path, bins: int) -> Path:
     return dst
 
 
+def variant_train_config(cfg: dict[str, Any], variant: str) -> dict[str, Any]:
+    """``learned.train`` with the variant's own ``train`` overrides merged in (one level deep: a variant's
+    ``record: {expert: perceive}`` keeps the shared ``record.episodes``)."""
+    tr = {k: dict(val) if isinstance(val, dict) else val for k, val in cfg["learned"]["train"].items()}
+    for k, val in (cfg["learned"]["variants"][variant].get("train") or {}).items():
+        tr[k] = {**tr.get(k, {}), **val} if isinstance(val, dict) else val
+    return tr
+
+
 def train_seed(cfg: dict[str, Any], variant: str, seed: int) -> Path:
     """Train (or reuse) one seed of a learned variant; returns its run folder."""
     from experiments import train_bc
@@ -145,7 +167,11 @@ def train_seed(cfg: dict[str, Any], variant: str, seed: int) -> Path:
     v = cfg["learned"]["variants"][variant]
     pcfg = load_config(v["ppo_config"])
     pcfg["seed"] = int(seed)
+    tr = variant_train_config(cfg, variant)
+    record = {**train_bc.DEFAULTS["record"], **tr.get("record", {})}
     fingerprint = observation_fingerprint(pcfg["env_kwargs"])
+    if fingerprint and expert_fingerprint(record):
+        fingerprint += expert_fingerprint(record)  # a new rule table retrains the variant
     stamp = out / "encoder_sha256.txt"
     if is_trained(out):
         if fingerprint is None or (stamp.is_file() and stamp.read_text().strip() == fingerprint):
@@ -157,8 +183,6 @@ def train_seed(cfg: dict[str, Any], variant: str, seed: int) -> Path:
         stamp.write_text(fingerprint + "\n")
     ppo_cfg_path = out / "ppo_config.yml"
     ppo_cfg_path.write_text(yaml.safe_dump(pcfg, sort_keys=False))
-    tr = {k: dict(val) if isinstance(val, dict) else val for k, val in cfg["learned"]["train"].items()}
-    record = {**train_bc.DEFAULTS["record"], **tr.get("record", {})}
     data = _expert_data(cfg, pcfg, record)
     if pcfg["algo"] == "maskable":
         data = to_multidiscrete(data, int(pcfg["bins"]))

@@ -23,8 +23,9 @@ def _builtin() -> None:
     from policies.dfs import DFSPlanner
     from policies.greedy import GreedyPlanner
     from policies.memory import MemoryPlanner
+    from policies.rules import PerceivePlanner
 
-    for cls in (RandomPlanner, FixedPlanner, GreedyPlanner, DFSPlanner, MemoryPlanner):
+    for cls in (RandomPlanner, FixedPlanner, GreedyPlanner, DFSPlanner, MemoryPlanner, PerceivePlanner):
         register_planner(cls.name, cls)
     try:  # learned planners: the classes load their model only when built (a missing zip fails there)
         from policies.ppo.planner import MaskablePPOPlanner, PPOPlanner
@@ -43,8 +44,8 @@ def list_planners() -> list[str]:
 
 
 def make_planner(name: str, **kwargs: Any) -> Planner:
-    """Build planner ``name`` (``random``, ``fixed``, ``greedy``, ``dfs``, ``memory``, ``ppo``, ``maskable_ppo``,
-    ``distilled``) with
+    """Build planner ``name`` (``random``, ``fixed``, ``greedy``, ``dfs``, ``memory``, ``perceive``, ``ppo``,
+    ``maskable_ppo``, ``distilled``) with
     keyword options (``mode``, ``judge``, ``region_proposer``, ``max_regions``, ``max_steps``, ``seed``, and the
     planner's own; ``ppo``/``maskable_ppo`` take ``path=`` to a trained model)."""
     _builtin()

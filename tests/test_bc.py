@@ -153,3 +153,40 @@ def test_soft_labels_train_and_round_trip(tmp_path) -> None:  # noqa: ANN001
     model = make_hybrid_ppo(DummyVecEnv([lambda: _env(max_steps=2)]), {"hidden": 32}, seed=0, device="cpu")
     bc.train_bc(model.policy, data, epochs=120, batch_size=16, lr=3e-3, soft_coef=1.0, temperature=0.5)
     assert bc.choice_accuracy(model.policy, data) >= 0.9
+
+
+def test_perceive_expert_is_recorded_and_checked(tmp_path) -> None:  # noqa: ANN001
+    """``planner="perceive"``: the rule planner as the expert (the env must offer its tools); its recorded
+    actions replay its own plan, which never judges."""
+    from policies.rules import PerceivePlanner
+
+    with pytest.raises(ValueError, match="does not offer"):
+        bc.make_expert(_env(), planner="perceive")  # TOOLS lack the rule table's tools
+    with pytest.raises(ValueError, match="unknown expert"):
+        bc.make_expert(_env(), planner="oracle")
+    env = BoxAction(gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=3, embedding="learned"))
+    expert = bc.make_expert(env, planner="perceive")
+    assert isinstance(expert, PerceivePlanner) and expert.max_steps == 3
+    data, stats = bc.record_expert(env, expert, episodes=3, seed=5)
+    assert len(stats["psnr_gain"]) == 3 and len(data) >= 3
+    base = env.unwrapped
+    for ep in range(3):  # each episode's non-STOP actions are the planner's plan for that scene
+        env.reset(seed=5 + ep)
+        s = base.state
+        plan = expert.restore(s.image, masks=s.masks[s.valid]).trace
+        acts = data.actions[data.episode == ep]
+        stop = base.max_regions * base.num_tools
+        chosen = [int(a[0]) for a in acts if int(round(a[0])) != stop]
+        assert len(chosen) == min(len(plan), base.max_steps)
+        idx = np.flatnonzero(s.valid)
+        for a, st in zip(chosen, plan, strict=False):
+            assert divmod(a, base.num_tools) == (int(idx[st.region]), base.tool_names.index(st.tool))
+
+
+def test_train_bc_refuses_soft_labels_without_the_greedy_oracle(tmp_path) -> None:  # noqa: ANN001
+    from experiments import train_bc
+
+    cfg = train_bc.load_bc_config(None, record={"expert": "perceive", "soft": True}, output_dir=str(tmp_path),
+                                  ppo_config="experiments/configs/ppo_spatial_perceive.yaml")
+    with pytest.raises(ValueError, match="record.soft"):
+        train_bc.run(cfg)

@@ -184,3 +184,21 @@ def test_rows_perceiving_through_the_encoder_rerun_when_its_weights_change(
     (weights / "encoder.pt").write_bytes(b"retrained weights")
     changed = compare.evaluate_recipe(cfg, RECIPE, items, [spec], progress=False)
     assert calls == [spec, spec] and changed["planners"][spec]["psnr_gain"] == 2.0
+
+
+def test_variant_train_overrides_merge_one_level_and_key_the_expert(tmp_path: Path) -> None:
+    cfg = yaml.safe_load(Path("experiments/configs/compare.yaml").read_text())
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    loaded = compare.load_compare_config(path)
+    tr = compare.variant_train_config(loaded, "ppo_spatial_perceive")
+    shared = loaded["learned"]["train"]
+    assert tr["record"] == {**shared["record"], "expert": "perceive", "soft": False}  # episodes kept
+    assert tr["bc"] == shared["bc"] and compare.variant_train_config(loaded, "ppo_spatial") == shared
+    # the perceive expert's data and seed models are keyed by the rule table; greedy's keys are unchanged
+    assert compare.expert_fingerprint({"expert": "greedy"}) == compare.expert_fingerprint({}) == ""
+    assert compare.expert_fingerprint({"expert": "perceive"}).startswith("+rules")
+    cfg["learned"]["variants"]["ppo_spatial"]["tools"] = 3
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="unknown keys"):
+        compare.load_compare_config(path)

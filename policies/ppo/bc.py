@@ -121,17 +121,38 @@ class Transitions:
                                z["gains"] if "gains" in z.files else None)
 
 
+#: Experts :func:`make_expert` builds: the greedy search (its judge decides: ``psnr`` is an oracle) and the
+#: ``perceive`` planner (learned-encoder perception + rule table; sees only the degraded image, so a student
+#: on the learned embedding can imitate it exactly).
+EXPERTS: tuple[str, ...] = ("greedy", "perceive")
+
+
 def make_expert(env: Any, judge: str = "psnr", max_steps: int | None = None,
-                offsets: Sequence[float] = (-0.5, 0.5), seed: int = 0):
-    """The greedy oracle for ``env`` (a SpatialIR env, wrapped): same tools, ``max_steps`` = the env's
-    budget unless given, ``judge`` (default ``psnr``: sees the clean image). Returns the planner attached."""
+                offsets: Sequence[float] = (-0.5, 0.5), seed: int = 0, planner: str = "greedy"):
+    """The expert planner for ``env`` (a SpatialIR env, wrapped), attached: ``planner="greedy"`` (default)
+    is the greedy search with the env's tools and ``judge`` (default ``psnr``: sees the clean image);
+    ``"perceive"`` is :class:`policies.rules.PerceivePlanner` (never judges). ``max_steps`` = the env's
+    budget unless given."""
     from policies.registry import make_planner
 
+    if planner not in EXPERTS:
+        raise ValueError(f"unknown expert {planner!r}; known: {', '.join(EXPERTS)}")
     base = env.unwrapped
     steps = int(base.max_steps if max_steps is None else max_steps)
+    if planner == "perceive":
+        missing = sorted(set(_perceive_tools()) - set(base.tool_names))
+        if missing:
+            raise ValueError(f"the perceive expert uses tools the env does not offer: {missing}")
+        return make_planner("perceive", max_steps=steps, seed=seed).attach(env)
     expert = make_planner("greedy", judge=judge, max_steps=steps, offsets=tuple(offsets),
                           tools=list(base.tool_names), seed=seed)
     return expert.attach(env)
+
+
+def _perceive_tools() -> list[str]:
+    from policies.rules import RuleTable
+
+    return [row["tool"] for rows in RuleTable.load().entries.values() for row in rows]
 
 
 def label_current(env: Any, expert: Any) -> np.ndarray:

@@ -1,0 +1,338 @@
+"""Fit the ``perceive`` planner's rule table on TRAIN photos, tune its thresholds, and report its bounds.
+
+Three stages, all from one config (``experiments/configs/rule_table.yaml``):
+
+1. **Table.** For every family and severity bin, ``fit.samples`` random crops of the train photos are
+   degraded by one kind of that family (blur: defocus or motion, alternating) at a severity drawn in the
+   bin, and every candidate (tool, parameters) of the family is applied to the whole crop: each tool's
+   parameters on a grid of ``fit.grid`` values per normalised parameter (tools with 3 or more parameters:
+   the first two on the grid, the rest at mid-range, plus ``fit.random`` random draws). The candidate with
+   the largest mean PSNR gain becomes the bin's entry. Tools costing more than ``fit.max_cost`` (BM3D,
+   non-local means) are left out: the planner is meant to be fast.
+2. **Thresholds.** Per-family probability thresholds for the encoder's family head, chosen by coordinate
+   ascent (``tune.passes`` sweeps over ``tune.grid``) to maximise the mean PSNR gain of the planner as
+   shipped (proposer regions) on ``tune.scenes`` validation scenes of the TRAIN photos. The encoder's own
+   thresholds maximise F1; a false alarm here costs restoration quality (dehazing a dark region loses
+   dB), so the trade-off differs.
+3. **Report.** Mean PSNR gain on validation scenes (train photos) and on TEST-split scenes (the same
+   photos, crop and scene seeds as ``experiments/compare.py``, ``report.scenes_per_photo`` each) of the
+   same table driven by: the true families and severities on the true regions (the bound perfect
+   perception would reach), the encoder on the true regions, and the encoder on the proposer's regions
+   (the planner), with the encoder's F1 thresholds and with the tuned ones. Thresholds are never chosen on
+   test scenes.
+
+    python -m experiments.fit_rule_table --config experiments/configs/rule_table.yaml --ship
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import itertools  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from multiprocessing import Pool  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from ir_env.corpus import center_crop, load_corpus, random_crop  # noqa: E402
+from ir_env.degradations import FAMILY_OF_KIND, degrade, depth_proxy  # noqa: E402
+from ir_env.recipes import synthesize  # noqa: E402
+from ir_env.regions import make_proposer  # noqa: E402
+from policies.rules import DEFAULT_RULE_TABLE, RESTORE_ORDER, RuleTable  # noqa: E402
+from restorers import apply, list_tools  # noqa: E402
+from restorers.spec import FAMILIES  # noqa: E402
+
+#: Degradation kinds of each family (blur: two kinds).
+KINDS_OF_FAMILY: dict[str, tuple[str, ...]] = {
+    f: tuple(k for k, fam in FAMILY_OF_KIND.items() if fam == f) for f in FAMILIES}
+
+
+def psnr(image: np.ndarray, clean: np.ndarray) -> float:
+    """PSNR in dB of ``image`` against ``clean`` (both in [0, 1])."""
+    mse = float(np.mean((image.astype(np.float64) - clean.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10.0 * np.log10(1.0 / mse)
+
+
+def candidates(family: str, grid: int, n_random: int, max_cost: float, seed: int) -> list[tuple[str, dict]]:
+    """Every (tool name, physical params) tried for ``family``, in a fixed order."""
+    rng = np.random.default_rng([seed, FAMILIES.index(family)])
+    vals = np.linspace(-1.0, 1.0, grid)
+    out: list[tuple[str, dict]] = []
+    for tool in list_tools(family, max_cost=max_cost):
+        p = len(tool.params)
+        if p <= 2:
+            thetas = [np.asarray(g, float) for g in itertools.product(vals, repeat=p)]
+        else:
+            thetas = [np.r_[a, b, np.zeros(p - 2)] for a in vals for b in vals]
+            thetas += [rng.uniform(-1.0, 1.0, p) for _ in range(n_random)]
+        out += [(tool.name, tool.to_physical(t)) for t in thetas]
+    if not out:
+        raise ValueError(f"no tool of family {family!r} costs at most {max_cost}")
+    return out
+
+
+def _fit_job(args: tuple) -> tuple[str, int, list[float]]:
+    family, b, i, cfg = args
+    fit, seed = cfg["fit"], int(cfg["seed"])
+    photos = load_corpus(fit.get("corpus", "builtin"), "train")
+    rng = np.random.default_rng([seed, FAMILIES.index(family), b, i])
+    clean = random_crop(photos[i % len(photos)], int(fit["crop"]), rng)
+    kinds = KINDS_OF_FAMILY[family]
+    kind = kinds[i % len(kinds)]
+    bins = int(fit["bins"])
+    sev = float(rng.uniform(b / bins, (b + 1) / bins))
+    degraded, _ = degrade(clean, kind, sev, rng, depth=depth_proxy(clean, rng))
+    p0 = psnr(degraded, clean)
+    cands = candidates(family, int(fit["grid"]), int(fit["random"]), float(fit["max_cost"]), seed)
+    return family, b, [psnr(apply(degraded, name, params), clean) - p0 for name, params in cands]
+
+
+def fit_entries(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> dict[str, list[dict[str, Any]]]:
+    """Stage 1: the best (tool, params) per (family, severity bin) by mean PSNR gain (dB)."""
+    fit = cfg["fit"]
+    bins, samples = int(fit["bins"]), int(fit["samples"])
+    jobs = [(f, b, i, cfg) for f in FAMILIES for b in range(bins) for i in range(samples)]
+    gains: dict[tuple[str, int], list[list[float]]] = {}
+    with Pool(workers) as pool:
+        for f, b, g in tqdm(pool.imap(_fit_job, jobs, chunksize=2), total=len(jobs), desc="fit table",
+                            disable=not progress):
+            gains.setdefault((f, b), []).append(g)
+    entries: dict[str, list[dict[str, Any]]] = {}
+    for f in FAMILIES:
+        cands = candidates(f, int(fit["grid"]), int(fit["random"]), float(fit["max_cost"]), int(cfg["seed"]))
+        rows = []
+        for b in range(bins):
+            mean = np.mean(gains[(f, b)], axis=0)
+            j = int(np.argmax(mean))
+            rows.append({"tool": cands[j][0], "params": {k: round(float(v), 6) for k, v in cands[j][1].items()},
+                         "gain_db": round(float(mean[j]), 3), "n": len(gains[(f, b)]),
+                         "candidates": len(cands)})
+        entries[f] = rows
+    return entries
+
+
+# ---------------------------------------------------------------------------------------------- scenes
+def scene_set(photos: list[tuple[str, np.ndarray]], recipe: str, per_photo: int, crop: int, seed: int,
+              random_crops: bool) -> list[Any]:
+    """Scenes of ``recipe``: validation (random crops, seeds from ``seed``) or test (centre crops, the
+    scene seeds of experiments/compare.py: ``index`` over photo-major repeats)."""
+    out = []
+    if random_crops:
+        rng = np.random.default_rng([seed, 1])
+        for _ in range(per_photo):
+            for _name, photo in photos:
+                clean = random_crop(photo, crop, rng)
+                out.append(synthesize(clean, recipe=recipe, seed=int(rng.integers(2**31))))
+        return out
+    items = [img for _ in range(per_photo) for _, img in photos]  # experiments.run_baselines.scene_items
+    return [synthesize(center_crop(img, crop), recipe=recipe, seed=i) for i, img in enumerate(items)]
+
+
+def run_rules(table: RuleTable, image: np.ndarray, masks: np.ndarray, seen: list[dict[str, float]]) -> np.ndarray:
+    """Apply ``table`` to ``image`` for the families and severities ``seen`` per region (reverse physical
+    order, the planner's loop)."""
+    img = image
+    for fam in RESTORE_ORDER:
+        for k, fams in enumerate(seen):
+            if fam in fams:
+                tool, params = table.lookup(fam, fams[fam])
+                img = apply(img, tool, params, mask=masks[k])
+    return img
+
+
+def true_families(scene: Any) -> list[dict[str, float]]:
+    """Per ground-truth region, {family: severity} of its labels."""
+    return [{FAMILY_OF_KIND[k]: float(s) for k, s in labels} for labels in scene.labels]
+
+
+class Perceived:
+    """Encoder predictions of a scene set, on the true and the proposer's regions (computed once)."""
+
+    def __init__(self, scenes: list[Any], proposer: str, max_regions: int) -> None:
+        from ir_env.encoder.learned import LearnedEmbedder
+
+        emb = LearnedEmbedder()
+        prop = make_proposer(proposer, max_regions=max_regions, seed=0)
+        self.scenes = scenes
+        self.thresholds = {f: float(emb.enc.info["thresholds"][f]) for f in FAMILIES}
+        self.true = [emb.predict(s.degraded, s.masks) for s in scenes]
+        self.masks = [prop.propose(s.degraded) for s in scenes]
+        self.prop = [emb.predict(s.degraded, m) for s, m in zip(scenes, self.masks, strict=True)]
+
+    @staticmethod
+    def seen(pred: dict[str, np.ndarray], thresholds: dict[str, float]) -> list[dict[str, float]]:
+        """Families above threshold with their predicted severities, per region."""
+        return [{f: float(pred["severity"][k, j]) for j, f in enumerate(FAMILIES)
+                 if pred["family_prob"][k, j] >= thresholds[f]} for k in range(len(pred["severity"]))]
+
+    def gains(self, table: RuleTable, thresholds: dict[str, float] | None, source: str) -> list[float]:
+        """Per-scene PSNR gains (dB) with perception ``source``: ``labels`` (true families on true regions),
+        ``encoder_true_regions`` or ``encoder`` (proposer regions, the planner)."""
+        out = []
+        for i, s in enumerate(self.scenes):
+            if source == "labels":
+                img = run_rules(table, s.degraded, s.masks, true_families(s))
+            elif source == "encoder_true_regions":
+                img = run_rules(table, s.degraded, s.masks, self.seen(self.true[i], thresholds or {}))
+            elif source == "encoder":
+                img = run_rules(table, s.degraded, self.masks[i], self.seen(self.prop[i], thresholds or {}))
+            else:
+                raise ValueError(f"unknown perception source {source!r}")
+            out.append(psnr(img, s.clean) - psnr(s.degraded, s.clean))
+        return out
+
+    def gain(self, table: RuleTable, thresholds: dict[str, float] | None, source: str) -> float:
+        """Mean of :meth:`gains`."""
+        return float(np.mean(self.gains(table, thresholds, source)))
+
+
+def tune_thresholds(table: RuleTable, val: Perceived, grid: list[float], passes: int,
+                    progress: bool = True) -> tuple[dict[str, float], list[dict[str, Any]]]:
+    """Stage 2: coordinate ascent on per-family thresholds (start: the encoder's), maximising the
+    planner's mean validation gain; returns (thresholds, history)."""
+    thr = dict(val.thresholds)
+    best = val.gain(table, thr, "encoder")
+    history = [{"pass": 0, "family": None, "threshold": None, "gain_db": best}]
+    for p in range(passes):
+        changed = False
+        for f in tqdm(FAMILIES, desc=f"tune thresholds, pass {p + 1}", disable=not progress):
+            for t in grid:
+                trial = {**thr, f: float(t)}
+                g = val.gain(table, trial, "encoder")
+                if g > best + 1e-6:
+                    best, thr, changed = g, trial, True
+            history.append({"pass": p + 1, "family": f, "threshold": thr[f], "gain_db": best})
+        if not changed:
+            break
+    return thr, history
+
+
+def report(table: RuleTable, perceived: Perceived, tuned: dict[str, float], first: int = 0) -> dict[str, Any]:
+    """Stage 3 rows for one scene set: mean gain per perception source, and with ``first`` > 0 also the
+    mean over the first ``first`` scenes (key ``first``)."""
+    per = {"labels_true_regions": perceived.gains(table, None, "labels"),
+           "encoder_true_regions_f1_thresholds": perceived.gains(table, perceived.thresholds, "encoder_true_regions"),
+           "encoder_true_regions_tuned": perceived.gains(table, tuned, "encoder_true_regions"),
+           "planner_f1_thresholds": perceived.gains(table, perceived.thresholds, "encoder"),
+           "planner_tuned": perceived.gains(table, tuned, "encoder")}
+    out: dict[str, Any] = {k: float(np.mean(v)) for k, v in per.items()}
+    if first:
+        out["first"] = {k: float(np.mean(v[:first])) for k, v in per.items()}
+        out["first_scenes"] = int(first)
+    return out
+
+
+ROW_NAMES = {
+    "labels_true_regions": "true families and severities, true regions (perfect perception)",
+    "encoder_true_regions_f1_thresholds": "encoder, true regions, encoder's F1 thresholds",
+    "encoder_true_regions_tuned": "encoder, true regions, tuned thresholds",
+    "planner_f1_thresholds": "encoder, proposer regions, encoder's F1 thresholds",
+    "planner_tuned": "**encoder, proposer regions, tuned thresholds (the `perceive` planner)**",
+}
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """The report as Markdown."""
+    recipes = list(res["test"])
+    lines = [f"# Rule table of the `perceive` planner ({res['command']})", "",
+             "Mean PSNR gain (dB) of the same rule table under different perception. Validation: "
+             f"{res['validation']['scenes']} `{res['validation']['recipe']}` scenes of the TRAIN photos (thresholds "
+             f"tuned there). Test: the built-in TEST photos, {res['test_scenes']} scenes per recipe, scene seeds "
+             "of `experiments/compare.py`; in brackets the mean over its first "
+             f"{res['test'][recipes[0]].get('first_scenes', 0)}, the scenes of the headline table.", "",
+             "| perception | validation | " + " | ".join(f"test {r}" for r in recipes) + " |",
+             "|---|---|" + "---|" * len(recipes)]
+    for key, label in ROW_NAMES.items():
+        cells = [f"{res['validation']['gains'][key]:+.2f}"]
+        for r in recipes:
+            first = res["test"][r].get("first")
+            cells.append(f"{res['test'][r][key]:+.2f}" + (f" ({first[key]:+.2f})" if first else ""))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Thresholds (family probability): " + ", ".join(
+        f"{f} {res['encoder_thresholds'][f]:.2f} -> {res['thresholds'][f]:.2f}" for f in FAMILIES)
+        + " (encoder's F1-calibrated -> tuned for gain).", "", "Table (severity bins of width "
+        f"{1 / res['bins']:.2f}; gain on single-family crops of the train photos):", "",
+        "| family | " + " | ".join(f"bin {b}" for b in range(res["bins"])) + " |",
+        "|---|" + "---|" * res["bins"]]
+    for f in FAMILIES:
+        cells = []
+        for e in res["entries"][f]:
+            ps = ", ".join(f"{k} {v:.3g}" for k, v in e["params"].items())
+            cells.append(f"`{e['tool']}` ({ps}) {e['gain_db']:+.1f} dB")
+        lines.append(f"| {f} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[RuleTable, dict[str, Any]]:
+    """All three stages; returns (table with tuned thresholds, report)."""
+    from ir_env.encoder.learned import DEFAULT_WEIGHTS, weights_fingerprint
+
+    t0 = time.perf_counter()
+    entries = fit_entries(cfg, workers=workers, progress=progress)
+    table = RuleTable(entries=entries, bins=int(cfg["fit"]["bins"]))
+    t_fit = time.perf_counter() - t0
+    tune, rep = cfg["tune"], cfg["report"]
+    train = load_corpus(cfg["fit"].get("corpus", "builtin"), "train")
+    val_scenes = scene_set([("", p) for p in train], tune["recipe"], int(tune["scenes_per_photo"]),
+                           int(tune["crop"]), int(cfg["seed"]) + 1, random_crops=True)
+    val = Perceived(val_scenes, tune["region_proposer"], int(tune["max_regions"]))
+    thr, history = tune_thresholds(table, val, [float(x) for x in tune["grid"]], int(tune["passes"]), progress)
+    table.thresholds = thr
+    from ir_env.corpus import load_named_corpus
+
+    test_photos = load_named_corpus("builtin", "test")
+    test: dict[str, dict[str, float]] = {}
+    for recipe in rep["recipes"]:
+        sc = scene_set(test_photos, recipe, int(rep["scenes_per_photo"]), int(rep["crop"]), 0, random_crops=False)
+        test[recipe] = report(table, Perceived(sc, tune["region_proposer"], int(tune["max_regions"])), thr,
+                              first=int(rep.get("headline_scenes", 0)))
+    res = {"config": cfg, "command": "python -m experiments.fit_rule_table --config "
+           + str(cfg.get("_path", "experiments/configs/rule_table.yaml")),
+           "encoder_fingerprint": weights_fingerprint(DEFAULT_WEIGHTS), "bins": table.bins,
+           "entries": entries, "encoder_thresholds": val.thresholds, "thresholds": thr,
+           "validation": {"recipe": tune["recipe"], "scenes": len(val_scenes), "gains": report(table, val, thr),
+                          "history": history},
+           "test_scenes": int(rep["scenes_per_photo"]) * len(test_photos), "test": test,
+           "seconds": {"fit": round(t_fit, 1), "total": round(time.perf_counter() - t0, 1)}}
+    table.meta = {"encoder_fingerprint": res["encoder_fingerprint"], "config": cfg,
+                  "validation_gain_db": res["validation"]["gains"]["planner_tuned"]}
+    return table, res
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="experiments/configs/rule_table.yaml")
+    ap.add_argument("--ship", action="store_true", help=f"also write the table to {DEFAULT_RULE_TABLE}")
+    ap.add_argument("--workers", type=int, default=2, help="processes for the table fit")
+    a = ap.parse_args(argv)
+    try:
+        cfg = yaml.safe_load(Path(a.config).read_text())
+    except (OSError, yaml.YAMLError) as e:
+        print(f"error: cannot read config {a.config}: {e}", file=sys.stderr)
+        return 2
+    cfg["_path"] = a.config
+    table, res = run(cfg, workers=a.workers)
+    cfg.pop("_path", None)
+    out = Path(cfg["output_dir"])
+    table.save(out / "rule_table.json")
+    for path, text in ((cfg["report_json"], json.dumps(res, indent=1) + "\n"), (cfg["report_md"], markdown(res))):
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(text)
+    if a.ship:
+        table.save(DEFAULT_RULE_TABLE)
+    print(markdown(res))
+    print(f"table: {out / 'rule_table.json'}" + (f", shipped to {DEFAULT_RULE_TABLE}" if a.ship else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

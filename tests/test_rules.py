@@ -1,0 +1,127 @@
+"""The ``perceive`` planner and its rule table: lookup, JSON round trip, errors, restoration behaviour."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from ir_env.recipes import synthesize
+from policies import make_planner
+from policies.rules import DEFAULT_RULE_TABLE, RESTORE_ORDER, RuleTable
+from restorers import get_tool, list_tools
+from restorers.spec import FAMILIES
+
+
+def _table(bins: int = 2) -> RuleTable:
+    """Every family's cheapest tool at its default parameters (bin 0) and at mid-range (other bins)."""
+    entries = {}
+    for f in FAMILIES:
+        tool = min(list_tools(f), key=lambda t: t.cost)
+        rows = [{"tool": tool.name, "params": tool.defaults(), "gain_db": 0.0, "n": 1}]
+        rows += [{"tool": tool.name, "params": tool.to_physical(np.zeros(len(tool.params))), "gain_db": 0.0,
+                  "n": 1} for _ in range(bins - 1)]
+        entries[f] = rows
+    return RuleTable(entries=entries, bins=bins, thresholds={f: 0.5 for f in FAMILIES})
+
+
+def test_lookup_bins_and_nan() -> None:
+    t = _table(bins=2)
+    tool = min(list_tools("noise"), key=lambda x: x.cost)
+    assert t.bin_of(0.0) == 0 and t.bin_of(0.49) == 0 and t.bin_of(0.5) == 1 and t.bin_of(1.0) == 1
+    assert t.bin_of(-3.0) == 0 and t.bin_of(7.0) == 1  # clipped to [0, 1]
+    name, params = t.lookup("noise", 0.1)
+    assert name == tool.name and params == tool.defaults()
+    with pytest.raises(ValueError, match="NaN"):
+        t.lookup("noise", float("nan"))
+    with pytest.raises(ValueError, match="unknown family"):
+        t.lookup("snow", 0.5)
+
+
+def test_round_trip(tmp_path) -> None:  # noqa: ANN001
+    t = _table(bins=3)
+    t.meta = {"encoder_fingerprint": "abc"}
+    back = RuleTable.load(t.save(tmp_path / "t.json"))
+    assert back.entries == json.loads(json.dumps(t.entries)) and back.bins == 3
+    assert back.thresholds == t.thresholds and back.meta["encoder_fingerprint"] == "abc"
+
+
+def test_bad_tables_name_the_problem(tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(FileNotFoundError, match="fit_rule_table"):
+        RuleTable.load(tmp_path / "missing.json")
+    (tmp_path / "junk.json").write_text("{not json")
+    with pytest.raises(ValueError, match="not valid JSON"):
+        RuleTable.load(tmp_path / "junk.json")
+    (tmp_path / "other.json").write_text(json.dumps({"format": "something else"}))
+    with pytest.raises(ValueError, match="not a rule table"):
+        RuleTable.load(tmp_path / "other.json")
+    good = _table().entries
+    with pytest.raises(ValueError, match="unknown tool"):
+        RuleTable(entries={**good, "noise": [{"tool": "magic", "params": {}}] * 2}, bins=2)
+    blur_tool = list_tools("blur")[0]
+    with pytest.raises(ValueError, match="restores 'blur', not 'noise'"):
+        RuleTable(entries={**good, "noise": [{"tool": blur_tool.name, "params": blur_tool.defaults()}] * 2},
+                  bins=2)
+    noise_tool = get_tool(good["noise"][0]["tool"])
+    pname = noise_tool.params[0].name
+    with pytest.raises(ValueError, match=pname):
+        RuleTable(entries={**good, "noise": [{"tool": noise_tool.name, "params": {pname: 1e9}}] * 2}, bins=2)
+    with pytest.raises(ValueError, match="no entries"):
+        RuleTable(entries={f: good[f] for f in FAMILIES[1:]}, bins=2)
+    with pytest.raises(ValueError, match="threshold"):
+        RuleTable(entries=good, bins=2, thresholds={"noise": 1.5})
+
+
+def test_planner_never_judges_and_replays(tmp_path, photo96: np.ndarray) -> None:  # noqa: ANN001
+    path = _table().save(tmp_path / "t.json")
+    scene = synthesize(photo96, recipe="spatial-mixed", seed=3)
+    p = make_planner("perceive", table=str(path), thresholds=0.0, max_steps=5)  # every family, every region
+    res = p.restore(scene.degraded, masks=scene.masks)
+    assert res.iqa_calls == 0 and res.tool_calls == len(res.trace) == 5  # capped by max_steps
+    assert np.array_equal(res.replay(scene.degraded), res.image)
+    # reverse physical order: all regions' JPEG steps first, then noise, ...
+    fams = [get_tool(st.tool).family for st in res.trace]
+    assert fams == sorted(fams, key=RESTORE_ORDER.index)
+    again = p.restore(scene.degraded, masks=scene.masks)
+    assert np.array_equal(again.image, res.image)
+    nothing = make_planner("perceive", table=str(path), thresholds=1.0).restore(scene.degraded, masks=scene.masks)
+    assert len(nothing.trace) == 0 and np.array_equal(nothing.image, scene.degraded)
+
+
+def test_planner_options_are_checked(tmp_path) -> None:  # noqa: ANN001
+    path = _table().save(tmp_path / "t.json")
+    with pytest.raises(ValueError, match="thresholds"):
+        make_planner("perceive", table=str(path), thresholds=2.0)
+    with pytest.raises(ValueError, match="thresholds"):
+        make_planner("perceive", table=str(path), thresholds="best")
+    with pytest.warns(UserWarning, match="other encoder weights"):  # no fingerprint: tuned for other weights
+        p = make_planner("perceive", table=str(path))
+    from ir_env.encoder.learned import load_encoder
+
+    assert p.thresholds == {f: float(load_encoder(None).info["thresholds"][f]) for f in FAMILIES}
+
+
+@pytest.mark.skipif(not DEFAULT_RULE_TABLE.exists(), reason="no shipped rule table")
+def test_shipped_table_restores_noise(photo: np.ndarray) -> None:
+    """On pure noise (sigma 25) the shipped planner sees noise, denoises every region and gains >= 3 dB."""
+    scene = synthesize(photo, recipe="noise-25", seed=1)
+    res = make_planner("perceive", max_steps=12).restore(scene.degraded)
+
+    def psnr(a: np.ndarray) -> float:
+        return float(10 * np.log10(1.0 / np.mean((a.astype(np.float64) - scene.clean) ** 2)))
+
+    assert res.iqa_calls == 0 and len(res.trace) >= 1
+    assert {get_tool(st.tool).family for st in res.trace} == {"noise"}
+    assert psnr(res.image) - psnr(scene.degraded) >= 3.0
+
+
+def test_demo_shows_perceive(tmp_path) -> None:  # noqa: ANN001
+    """The quickstart's demo compares the rule planner too (a 64 px photo, two cheap planners here)."""
+    from ir_env.demo import DEMO_PLANNERS, run_demo
+
+    assert "perceive" in DEMO_PLANNERS
+    res = run_demo(tmp_path, size=64, max_images=1, planners=["fixed", "perceive"])
+    assert set(res["planners"]) == {"fixed", "perceive"} and res["planners"]["perceive"]["iqa_calls"] == 0
+    for f in ("demo.png", "quality_vs_cost.png", "results.json", "results.md"):
+        assert (tmp_path / f).stat().st_size > 0
