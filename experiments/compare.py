@@ -101,9 +101,9 @@ def expert_fingerprint(record: dict[str, Any]) -> str:
     """What else decides a non-default expert's actions: the rule table's hash for ``perceive``, else ''."""
     if record.get("expert", "greedy") != "perceive":
         return ""
-    from policies.rules import DEFAULT_RULE_TABLE
+    from policies.rules import RuleTable
 
-    return "+rules" + _file_hash(DEFAULT_RULE_TABLE)
+    return "+rules" + RuleTable.load().fingerprint()
 
 
 def _expert_data(cfg: dict[str, Any], pcfg: dict[str, Any], record: dict[str, Any]) -> Path:
@@ -369,8 +369,8 @@ def markdown(report: dict[str, Any]) -> str:
              "(learned rows, `N seeds`). Tool calls, IQA calls and seconds are per image. Rows marked * "
              f"are reused from `{c.get('baselines_dir')}` (same images, size and seed), not recomputed. Seconds "
              "were measured on a 2-core CPU shared with other jobs, at different times for different rows: "
-             "compare them only by order of magnitude. Learned models were trained on 64 px crops of the "
-             "train split with `spatial-mixed` only.", ""]
+             "compare them only by order of magnitude. Learned models were trained on crops of the train "
+             "split with `spatial-mixed` only, 64 px unless their label says otherwise.", ""]
     for recipe, rec in report["recipes"].items():
         lines += [f"## {recipe}", "", "| planner | mode | judge | PSNR in | PSNR out | gain (dB) | spread | SSIM out "
                   "| tool calls | IQA calls | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|"]

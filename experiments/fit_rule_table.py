@@ -257,6 +257,12 @@ def markdown(res: dict[str, Any]) -> str:
             first = res["test"][r].get("first")
             cells.append(f"{res['test'][r][key]:+.2f}" + (f" ({first[key]:+.2f})" if first else ""))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if res.get("proposers"):
+        r0 = res["config"]["report"]["proposers_recipe"]
+        lines += ["", f"The planner (tuned thresholds) with other region proposers, `{r0}`:", "",
+                  "| proposer | max regions | validation | test (headline scenes) |", "|---|---|---|---|"]
+        lines += [f"| `{q['proposer']}` | {q['max_regions']} | {q['validation']:+.2f} | {q['test']:+.2f} "
+                  f"({q['test_first']:+.2f}) |" for q in res["proposers"]]
     lines += ["", "Thresholds (family probability): " + ", ".join(
         f"{f} {res['encoder_thresholds'][f]:.2f} -> {res['thresholds'][f]:.2f}" for f in FAMILIES)
         + " (encoder's F1-calibrated -> tuned for gain).", "", "Table (severity bins of width "
@@ -295,13 +301,22 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
         sc = scene_set(test_photos, recipe, int(rep["scenes_per_photo"]), int(rep["crop"]), 0, random_crops=False)
         test[recipe] = report(table, Perceived(sc, tune["region_proposer"], int(tune["max_regions"])), thr,
                               first=int(rep.get("headline_scenes", 0)))
+    proposers = []
+    for name, k in rep.get("proposers", []):  # the planner with other region proposers (tuned thresholds)
+        v = Perceived(val_scenes, name, int(k)).gain(table, thr, "encoder")
+        sc = scene_set(test_photos, rep["proposers_recipe"], int(rep["scenes_per_photo"]), int(rep["crop"]), 0,
+                       random_crops=False)
+        g = Perceived(sc, name, int(k)).gains(table, thr, "encoder")
+        first = int(rep.get("headline_scenes", 0)) or len(g)
+        proposers.append({"proposer": name, "max_regions": int(k), "validation": v, "test": float(np.mean(g)),
+                          "test_first": float(np.mean(g[:first]))})
     res = {"config": cfg, "command": "python -m experiments.fit_rule_table --config "
            + str(cfg.get("_path", "experiments/configs/rule_table.yaml")),
            "encoder_fingerprint": weights_fingerprint(DEFAULT_WEIGHTS), "bins": table.bins,
            "entries": entries, "encoder_thresholds": val.thresholds, "thresholds": thr,
            "validation": {"recipe": tune["recipe"], "scenes": len(val_scenes), "gains": report(table, val, thr),
                           "history": history},
-           "test_scenes": int(rep["scenes_per_photo"]) * len(test_photos), "test": test,
+           "test_scenes": int(rep["scenes_per_photo"]) * len(test_photos), "test": test, "proposers": proposers,
            "seconds": {"fit": round(t_fit, 1), "total": round(time.perf_counter() - t0, 1)}}
     table.meta = {"encoder_fingerprint": res["encoder_fingerprint"], "config": cfg,
                   "validation_gain_db": res["validation"]["gains"]["planner_tuned"]}

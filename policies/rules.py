@@ -91,6 +91,15 @@ class RuleTable:
         row = self.entries[family][self.bin_of(severity)]
         return row["tool"], {k: float(v) for k, v in row["params"].items()}
 
+    def fingerprint(self) -> str:
+        """12 hex digits of the SHA-1 of what decides the planner's actions (bins, entries, thresholds; not
+        the fit's metadata or report)."""
+        import hashlib
+
+        doc = json.dumps([int(self.bins), self.entries, {k: float(v) for k, v in self.thresholds.items()}],
+                         sort_keys=True)
+        return hashlib.sha1(doc.encode()).hexdigest()[:12]
+
     def to_json(self) -> dict[str, Any]:
         """The JSON document :meth:`load` reads."""
         return {"format": RULE_TABLE_FORMAT, "bins": int(self.bins), "order": list(RESTORE_ORDER),

@@ -193,8 +193,10 @@ def test_variant_train_overrides_merge_one_level_and_key_the_expert(tmp_path: Pa
     loaded = compare.load_compare_config(path)
     tr = compare.variant_train_config(loaded, "ppo_spatial_perceive")
     shared = loaded["learned"]["train"]
-    assert tr["record"] == {**shared["record"], "expert": "perceive", "soft": False}  # episodes kept
-    assert tr["bc"] == shared["bc"] and compare.variant_train_config(loaded, "ppo_spatial") == shared
+    own = loaded["learned"]["variants"]["ppo_spatial_perceive"]["train"]
+    assert tr["record"] == {**shared["record"], **own["record"]} and own["record"]["expert"] == "perceive"
+    assert tr["record"]["seed"] == shared["record"]["seed"]  # a key the variant does not set is kept
+    assert tr["finetune"] == shared["finetune"] and compare.variant_train_config(loaded, "ppo_spatial") == shared
     # the perceive expert's data and seed models are keyed by the rule table; greedy's keys are unchanged
     assert compare.expert_fingerprint({"expert": "greedy"}) == compare.expert_fingerprint({}) == ""
     assert compare.expert_fingerprint({"expert": "perceive"}).startswith("+rules")

@@ -45,6 +45,10 @@ def test_round_trip(tmp_path) -> None:  # noqa: ANN001
     back = RuleTable.load(t.save(tmp_path / "t.json"))
     assert back.entries == json.loads(json.dumps(t.entries)) and back.bins == 3
     assert back.thresholds == t.thresholds and back.meta["encoder_fingerprint"] == "abc"
+    # the fingerprint covers what decides actions, not the fit's metadata
+    assert back.fingerprint() == t.fingerprint() == _table(bins=3).fingerprint()
+    back.thresholds = {**back.thresholds, "haze": 0.9}
+    assert back.fingerprint() != t.fingerprint()
 
 
 def test_bad_tables_name_the_problem(tmp_path) -> None:  # noqa: ANN001
