@@ -47,7 +47,7 @@ from ir_env.corpus import center_crop, load_corpus, random_crop  # noqa: E402
 from ir_env.degradations import FAMILY_OF_KIND, degrade, depth_proxy  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
 from ir_env.regions import make_proposer  # noqa: E402
-from policies.rules import DEFAULT_RULE_TABLE, RESTORE_ORDER, RuleTable  # noqa: E402
+from policies.rules import DEFAULT_RULE_TABLE, RuleTable, apply_rules, families_seen  # noqa: E402
 from restorers import apply, list_tools  # noqa: E402
 from restorers.spec import FAMILIES  # noqa: E402
 
@@ -137,16 +137,10 @@ def scene_set(photos: list[tuple[str, np.ndarray]], recipe: str, per_photo: int,
     return [synthesize(center_crop(img, crop), recipe=recipe, seed=i) for i, img in enumerate(items)]
 
 
-def run_rules(table: RuleTable, image: np.ndarray, masks: np.ndarray, seen: list[dict[str, float]]) -> np.ndarray:
-    """Apply ``table`` to ``image`` for the families and severities ``seen`` per region (reverse physical
-    order, the planner's loop)."""
-    img = image
-    for fam in RESTORE_ORDER:
-        for k, fams in enumerate(seen):
-            if fam in fams:
-                tool, params = table.lookup(fam, fams[fam])
-                img = apply(img, tool, params, mask=masks[k])
-    return img
+def apply_rules_image(table: RuleTable, image: np.ndarray, masks: np.ndarray,
+                      seen: list[dict[str, float]]) -> np.ndarray:
+    """The planner's loop (:func:`policies.rules.apply_rules`, no step limit); the image only."""
+    return apply_rules(table, image, masks, seen)[0]
 
 
 def true_families(scene: Any) -> list[dict[str, float]]:
@@ -168,23 +162,17 @@ class Perceived:
         self.masks = [prop.propose(s.degraded) for s in scenes]
         self.prop = [emb.predict(s.degraded, m) for s, m in zip(scenes, self.masks, strict=True)]
 
-    @staticmethod
-    def seen(pred: dict[str, np.ndarray], thresholds: dict[str, float]) -> list[dict[str, float]]:
-        """Families above threshold with their predicted severities, per region."""
-        return [{f: float(pred["severity"][k, j]) for j, f in enumerate(FAMILIES)
-                 if pred["family_prob"][k, j] >= thresholds[f]} for k in range(len(pred["severity"]))]
-
     def gains(self, table: RuleTable, thresholds: dict[str, float] | None, source: str) -> list[float]:
         """Per-scene PSNR gains (dB) with perception ``source``: ``labels`` (true families on true regions),
         ``encoder_true_regions`` or ``encoder`` (proposer regions, the planner)."""
         out = []
         for i, s in enumerate(self.scenes):
             if source == "labels":
-                img = run_rules(table, s.degraded, s.masks, true_families(s))
+                img = apply_rules_image(table, s.degraded, s.masks, true_families(s))
             elif source == "encoder_true_regions":
-                img = run_rules(table, s.degraded, s.masks, self.seen(self.true[i], thresholds or {}))
+                img = apply_rules_image(table, s.degraded, s.masks, families_seen(self.true[i], thresholds or {}))
             elif source == "encoder":
-                img = run_rules(table, s.degraded, self.masks[i], self.seen(self.prop[i], thresholds or {}))
+                img = apply_rules_image(table, s.degraded, self.masks[i], families_seen(self.prop[i], thresholds or {}))
             else:
                 raise ValueError(f"unknown perception source {source!r}")
             out.append(psnr(img, s.clean) - psnr(s.degraded, s.clean))

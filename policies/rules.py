@@ -176,24 +176,40 @@ class PerceivePlanner(Planner):
 
     def perceive(self, image: np.ndarray, masks: np.ndarray) -> list[dict[str, float]]:
         """Per region, {family: severity in [0, 1]} of the families whose probability reaches its threshold."""
-        pred = self.embedder.predict(image, masks)
-        return [{f: float(pred["severity"][k, j]) for j, f in enumerate(FAMILIES)
-                 if pred["family_prob"][k, j] >= self.thresholds[f]} for k in range(len(masks))]
+        return families_seen(self.embedder.predict(image, masks), self.thresholds)
 
     def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
         t0 = time.perf_counter()
         seen = self.perceive(image, masks)
         areas = region_areas(masks)
-        img, trace = image, []
-        perceive_s = time.perf_counter() - t0
-        for fam in RESTORE_ORDER:
-            for k, fams in enumerate(seen):
-                if fam not in fams or len(trace) >= self.max_steps or not masks[k].any():
-                    continue
-                t1 = time.perf_counter()
-                tool, params = self.table.lookup(fam, fams[fam])
-                img = apply(img, tool, params, mask=masks[k])
-                trace.append(TraceStep(k, areas[k], tool, params_dict(params), float("nan"), float("nan"),
-                                       time.perf_counter() - t1 + (perceive_s if not trace else 0.0)))
+        img, steps = apply_rules(self.table, image, masks, seen, self.max_steps)
+        per_step = (time.perf_counter() - t0) / max(1, len(steps))  # perception shared by the steps
+        trace = [TraceStep(k, areas[k], tool, params_dict(params), float("nan"), float("nan"), per_step)
+                 for k, tool, params in steps]
         return RestorationResult(img, trace, masks, tool_calls=len(trace), iqa_calls=0, seconds=0.0,
                                  info={"perceived": seen})
+
+
+def families_seen(pred: dict[str, np.ndarray], thresholds: dict[str, float]) -> list[dict[str, float]]:
+    """Per region of an encoder prediction (``family_prob``, ``severity``: (K, F) arrays over
+    :data:`FAMILIES`), {family: severity} of the families whose probability reaches ``thresholds[family]``."""
+    prob, sev = np.asarray(pred["family_prob"]), np.asarray(pred["severity"])
+    return [{f: float(sev[k, j]) for j, f in enumerate(FAMILIES) if prob[k, j] >= thresholds[f]}
+            for k in range(len(prob))]
+
+
+def apply_rules(table: RuleTable, image: np.ndarray, masks: np.ndarray, seen: list[dict[str, float]],
+                max_steps: int | None = None) -> tuple[np.ndarray, list[tuple[int, str, dict[str, float]]]]:
+    """Apply ``table``'s entry for every family in ``seen[k]`` (a {family: severity} dict per region) to
+    region ``k`` of ``image`` (float32 HxWx3 in [0, 1]), family by family in :data:`RESTORE_ORDER`, at
+    most ``max_steps`` steps; empty regions are skipped. Returns the image and the (region, tool, physical
+    params) steps in order."""
+    img, steps = image, []
+    for fam in RESTORE_ORDER:
+        for k, fams in enumerate(seen):
+            if fam not in fams or not masks[k].any() or (max_steps is not None and len(steps) >= max_steps):
+                continue
+            tool, params = table.lookup(fam, fams[fam])
+            img = apply(img, tool, params, mask=masks[k])
+            steps.append((k, tool, params))
+    return img, steps

@@ -129,3 +129,13 @@ def test_demo_shows_perceive(tmp_path) -> None:  # noqa: ANN001
     assert set(res["planners"]) == {"fixed", "perceive"} and res["planners"]["perceive"]["iqa_calls"] == 0
     for f in ("demo.png", "quality_vs_cost.png", "results.json", "results.md"):
         assert (tmp_path / f).stat().st_size > 0
+
+
+def test_families_seen_uses_each_familys_threshold() -> None:
+    from policies.rules import families_seen
+
+    prob = np.array([[0.5, 0.2, 0.9, 0.0, 0.0, 0.6], [0.1] * 6])
+    sev = np.tile(np.linspace(0.1, 0.6, 6), (2, 1))
+    thr = {f: 0.5 for f in FAMILIES} | {"dark": 0.7}
+    seen = families_seen({"family_prob": prob, "severity": sev}, thr)
+    assert seen == [{"noise": pytest.approx(0.1), "jpeg": pytest.approx(0.3)}, {}]
