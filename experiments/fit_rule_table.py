@@ -251,6 +251,10 @@ def markdown(res: dict[str, Any]) -> str:
                   "| proposer | max regions | validation | test (headline scenes) |", "|---|---|---|---|"]
         lines += [f"| `{q['proposer']}` | {q['max_regions']} | {q['validation']:+.2f} | {q['test']:+.2f} "
                   f"({q['test_first']:+.2f}) |" for q in res["proposers"]]
+    for split, c in res.get("clean_crops", {}).items():
+        lines += ["", f"Undegraded {split} crops ({c['crops']}, nothing to restore): {c['untouched']:.0%} left "
+                  f"untouched, {c['mean_steps']:.2f} steps per crop, worst output PSNR against the crop "
+                  f"{c['worst_psnr']:.1f} dB."]
     lines += ["", "Thresholds (family probability): " + ", ".join(
         f"{f} {res['encoder_thresholds'][f]:.2f} -> {res['thresholds'][f]:.2f}" for f in FAMILIES)
         + " (encoder's F1-calibrated -> tuned for gain).", "", "Table (severity bins of width "
@@ -264,6 +268,25 @@ def markdown(res: dict[str, Any]) -> str:
             cells.append(f"`{e['tool']}` ({ps}) {e['gain_db']:+.1f} dB")
         lines.append(f"| {f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def clean_crops_check(table: RuleTable, thresholds: dict[str, float], photos: list[np.ndarray], crops: int,
+                      crop: int, seed: int, proposer: str, max_regions: int) -> dict[str, float]:
+    """The planner on UNDEGRADED random crops (nothing to restore): share left untouched, mean steps, and
+    the mean / worst PSNR (dB) of its output against the crop (untouched crops count as 100 dB)."""
+    from ir_env.encoder.learned import LearnedEmbedder
+
+    emb, prop = LearnedEmbedder(), make_proposer(proposer, max_regions=max_regions, seed=0)
+    rng = np.random.default_rng([seed, 2])
+    steps, out = [], []
+    for i in range(int(crops)):
+        clean = random_crop(photos[i % len(photos)], crop, rng)
+        masks = prop.propose(clean)
+        img, done = apply_rules(table, clean, masks, families_seen(emb.predict(clean, masks), thresholds))
+        steps.append(len(done))
+        out.append(min(100.0, psnr(img, clean)))
+    return {"crops": int(crops), "untouched": float(np.mean(np.asarray(steps) == 0)),
+            "mean_steps": float(np.mean(steps)), "mean_psnr": float(np.mean(out)), "worst_psnr": float(np.min(out))}
 
 
 def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[RuleTable, dict[str, Any]]:
@@ -298,6 +321,10 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
         first = int(rep.get("headline_scenes", 0)) or len(g)
         proposers.append({"proposer": name, "max_regions": int(k), "validation": v, "test": float(np.mean(g)),
                           "test_first": float(np.mean(g[:first]))})
+    clean = {split: clean_crops_check(table, thr, [p for _, p in load_named_corpus("builtin", split)],
+                                      int(rep.get("clean_crops", 0)), int(rep["crop"]), int(cfg["seed"]),
+                                      tune["region_proposer"], int(tune["max_regions"]))
+             for split in ("train", "test")} if int(rep.get("clean_crops", 0)) else {}
     res = {"config": cfg, "command": "python -m experiments.fit_rule_table --config "
            + str(cfg.get("_path", "experiments/configs/rule_table.yaml")),
            "encoder_fingerprint": weights_fingerprint(DEFAULT_WEIGHTS), "bins": table.bins,
@@ -305,6 +332,7 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
            "validation": {"recipe": tune["recipe"], "scenes": len(val_scenes), "gains": report(table, val, thr),
                           "history": history},
            "test_scenes": int(rep["scenes_per_photo"]) * len(test_photos), "test": test, "proposers": proposers,
+           "clean_crops": clean,
            "seconds": {"fit": round(t_fit, 1), "total": round(time.perf_counter() - t0, 1)}}
     table.meta = {"encoder_fingerprint": res["encoder_fingerprint"], "config": cfg,
                   "validation_gain_db": res["validation"]["gains"]["planner_tuned"]}
