@@ -339,6 +339,29 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
     return table, res
 
 
+#: Keys every config section must hold (``report.headline_scenes``, ``clean_crops`` and ``proposers`` are
+#: optional).
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "fit": ("crop", "bins", "samples", "grid", "random", "max_cost"),
+    "tune": ("recipe", "scenes_per_photo", "crop", "region_proposer", "max_regions", "grid", "passes"),
+    "report": ("recipes", "scenes_per_photo", "crop"),
+}
+
+
+def check_config(cfg: Any) -> dict[str, Any]:
+    """``cfg`` if it has every section and key this script reads, else ``ValueError`` naming what is missing."""
+    if not isinstance(cfg, dict):
+        raise ValueError("the config must be a YAML mapping")
+    missing = [k for k in ("seed", "output_dir", "report_json", "report_md", *REQUIRED_KEYS) if k not in cfg]
+    missing += [f"{sec}.{k}" for sec, keys in REQUIRED_KEYS.items() if isinstance(cfg.get(sec), dict)
+                for k in keys if k not in cfg[sec]]
+    if missing:
+        raise ValueError(f"config misses {', '.join(missing)} (see experiments/configs/rule_table.yaml)")
+    if cfg["report"].get("proposers") and "proposers_recipe" not in cfg["report"]:
+        raise ValueError("config: report.proposers needs report.proposers_recipe")
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="experiments/configs/rule_table.yaml")
@@ -346,9 +369,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--workers", type=int, default=2, help="processes for the table fit")
     a = ap.parse_args(argv)
     try:
-        cfg = yaml.safe_load(Path(a.config).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        print(f"error: cannot read config {a.config}: {e}", file=sys.stderr)
+        cfg = check_config(yaml.safe_load(Path(a.config).read_text()))
+    except (OSError, yaml.YAMLError, ValueError) as e:
+        print(f"error: cannot use config {a.config}: {e}", file=sys.stderr)
         return 2
     cfg["_path"] = a.config
     table, res = run(cfg, workers=a.workers)

@@ -139,3 +139,19 @@ def test_families_seen_uses_each_familys_threshold() -> None:
     thr = {f: 0.5 for f in FAMILIES} | {"dark": 0.7}
     seen = families_seen({"family_prob": prob, "severity": sev}, thr)
     assert seen == [{"noise": pytest.approx(0.1), "jpeg": pytest.approx(0.3)}, {}]
+
+
+def test_fit_script_rejects_an_incomplete_config(tmp_path, capsys) -> None:  # noqa: ANN001
+    import yaml
+
+    from experiments import fit_rule_table
+
+    cfg = yaml.safe_load(open("experiments/configs/rule_table.yaml"))
+    assert fit_rule_table.check_config(cfg) is cfg
+    del cfg["tune"]["grid"], cfg["output_dir"]
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert fit_rule_table.main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "tune.grid" in err and "output_dir" in err
+    assert fit_rule_table.candidates("noise", 3, 0, 50, 0)  # the grid of a family's cheap tools
