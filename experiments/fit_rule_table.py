@@ -31,6 +31,7 @@ import os
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
+import functools  # noqa: E402
 import itertools  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
@@ -43,7 +44,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from ir_env.corpus import center_crop, load_corpus, random_crop  # noqa: E402
+from ir_env.corpus import center_crop, load_corpus, load_named_corpus, random_crop  # noqa: E402
 from ir_env.degradations import FAMILY_OF_KIND, degrade, depth_proxy  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
 from ir_env.regions import make_proposer  # noqa: E402
@@ -148,19 +149,30 @@ def true_families(scene: Any) -> list[dict[str, float]]:
     return [{FAMILY_OF_KIND[k]: float(s) for k, s in labels} for labels in scene.labels]
 
 
+@functools.cache
+def encoder() -> Any:
+    """The shipped encoder (:class:`ir_env.encoder.learned.LearnedEmbedder`), loaded once per process."""
+    from ir_env.encoder.learned import LearnedEmbedder
+
+    return LearnedEmbedder()
+
+
 class Perceived:
-    """Encoder predictions of a scene set, on the true and the proposer's regions (computed once)."""
+    """Encoder predictions of a scene set, on the proposer's regions (computed once) and on the true
+    regions (computed on first use)."""
 
     def __init__(self, scenes: list[Any], proposer: str, max_regions: int) -> None:
-        from ir_env.encoder.learned import LearnedEmbedder
-
-        emb = LearnedEmbedder()
+        emb = encoder()
         prop = make_proposer(proposer, max_regions=max_regions, seed=0)
         self.scenes = scenes
         self.thresholds = {f: float(emb.enc.info["thresholds"][f]) for f in FAMILIES}
-        self.true = [emb.predict(s.degraded, s.masks) for s in scenes]
         self.masks = [prop.propose(s.degraded) for s in scenes]
         self.prop = [emb.predict(s.degraded, m) for s, m in zip(scenes, self.masks, strict=True)]
+
+    @functools.cached_property
+    def true(self) -> list[dict[str, np.ndarray]]:
+        """Predictions on the scenes' true regions."""
+        return [encoder().predict(s.degraded, s.masks) for s in self.scenes]
 
     def gains(self, table: RuleTable, thresholds: dict[str, float] | None, source: str) -> list[float]:
         """Per-scene PSNR gains (dB) with perception ``source``: ``labels`` (true families on true regions),
@@ -274,9 +286,7 @@ def clean_crops_check(table: RuleTable, thresholds: dict[str, float], photos: li
                       crop: int, seed: int, proposer: str, max_regions: int) -> dict[str, float]:
     """The planner on UNDEGRADED random crops (nothing to restore): share left untouched, mean steps, and
     the mean / worst PSNR (dB) of its output against the crop (untouched crops count as 100 dB)."""
-    from ir_env.encoder.learned import LearnedEmbedder
-
-    emb, prop = LearnedEmbedder(), make_proposer(proposer, max_regions=max_regions, seed=0)
+    emb, prop = encoder(), make_proposer(proposer, max_regions=max_regions, seed=0)
     rng = np.random.default_rng([seed, 2])
     steps, out = [], []
     for i in range(int(crops)):
@@ -304,20 +314,20 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
     val = Perceived(val_scenes, tune["region_proposer"], int(tune["max_regions"]))
     thr, history = tune_thresholds(table, val, [float(x) for x in tune["grid"]], int(tune["passes"]), progress)
     table.thresholds = thr
-    from ir_env.corpus import load_named_corpus
-
     test_photos = load_named_corpus("builtin", "test")
+
+    @functools.cache
+    def test_scenes(recipe: str) -> list[Any]:  # each recipe's test scenes, made once
+        return scene_set(test_photos, recipe, int(rep["scenes_per_photo"]), int(rep["crop"]), 0, random_crops=False)
+
     test: dict[str, dict[str, float]] = {}
     for recipe in rep["recipes"]:
-        sc = scene_set(test_photos, recipe, int(rep["scenes_per_photo"]), int(rep["crop"]), 0, random_crops=False)
-        test[recipe] = report(table, Perceived(sc, tune["region_proposer"], int(tune["max_regions"])), thr,
-                              first=int(rep.get("headline_scenes", 0)))
+        test[recipe] = report(table, Perceived(test_scenes(recipe), tune["region_proposer"], int(tune["max_regions"])),
+                              thr, first=int(rep.get("headline_scenes", 0)))
     proposers = []
     for name, k in rep.get("proposers", []):  # the planner with other region proposers (tuned thresholds)
         v = Perceived(val_scenes, name, int(k)).gain(table, thr, "encoder")
-        sc = scene_set(test_photos, rep["proposers_recipe"], int(rep["scenes_per_photo"]), int(rep["crop"]), 0,
-                       random_crops=False)
-        g = Perceived(sc, name, int(k)).gains(table, thr, "encoder")
+        g = Perceived(test_scenes(rep["proposers_recipe"]), name, int(k)).gains(table, thr, "encoder")
         first = int(rep.get("headline_scenes", 0)) or len(g)
         proposers.append({"proposer": name, "max_regions": int(k), "validation": v, "test": float(np.mean(g)),
                           "test_first": float(np.mean(g[:first]))})

@@ -155,7 +155,6 @@ class PerceivePlanner(Planner):
         self.table = RuleTable.load(table if table is not None else DEFAULT_RULE_TABLE)
         self.embedder = LearnedEmbedder(weights=weights, device=device)
         encoder_thr = {f: float(self.embedder.enc.info["thresholds"][f]) for f in FAMILIES}
-        fingerprint = weights_fingerprint(weights if weights is not None else DEFAULT_WEIGHTS)
         if isinstance(thresholds, (int, float)) and not isinstance(thresholds, bool):
             if not 0.0 <= float(thresholds) <= 1.0:
                 raise ValueError(f"thresholds must lie in [0, 1], got {thresholds}")
@@ -164,7 +163,8 @@ class PerceivePlanner(Planner):
             self.thresholds = encoder_thr
         elif thresholds == "table":
             fitted_for = self.table.meta.get("encoder_fingerprint")
-            if self.table.thresholds and fitted_for == fingerprint:
+            if self.table.thresholds and fitted_for == weights_fingerprint(
+                    weights if weights is not None else DEFAULT_WEIGHTS):
                 self.thresholds = {f: float(self.table.thresholds.get(f, encoder_thr[f])) for f in FAMILIES}
             else:
                 if self.table.thresholds:

@@ -140,19 +140,15 @@ def make_expert(env: Any, judge: str = "psnr", max_steps: int | None = None,
     base = env.unwrapped
     steps = int(base.max_steps if max_steps is None else max_steps)
     if planner == "perceive":
-        missing = sorted(set(_perceive_tools()) - set(base.tool_names))
+        expert = make_planner("perceive", max_steps=steps, seed=seed)
+        used = {row["tool"] for rows in expert.table.entries.values() for row in rows}
+        missing = sorted(used - set(base.tool_names))
         if missing:
             raise ValueError(f"the perceive expert uses tools the env does not offer: {missing}")
-        return make_planner("perceive", max_steps=steps, seed=seed).attach(env)
+        return expert.attach(env)
     expert = make_planner("greedy", judge=judge, max_steps=steps, offsets=tuple(offsets),
                           tools=list(base.tool_names), seed=seed)
     return expert.attach(env)
-
-
-def _perceive_tools() -> list[str]:
-    from policies.rules import RuleTable
-
-    return [row["tool"] for rows in RuleTable.load().entries.values() for row in rows]
 
 
 def label_current(env: Any, expert: Any) -> np.ndarray:
