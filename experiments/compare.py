@@ -12,8 +12,9 @@ Run: ``python -m experiments.compare --config experiments/configs/compare.yaml``
 2. **Evaluation** on the built-in test split (``evaluate`` scenes, same images/size/seed for every row):
    rows of ``baselines_dir/<recipe>.json`` made with the same recipe, seed, size and images are reused, not
    recomputed; other rows are computed once and cached in ``<runs_dir>/eval/`` (keyed by the model file's
-   hash for learned planners, by the shipped encoder weights' hash for specs naming ``learned``, such as
-   ``dfs:oracle:embedding=learned``).
+   hash for learned planners; for specs perceiving through the encoder -- naming ``learned``, such as
+   ``dfs:oracle:embedding=learned``, or ``perceive`` -- by its perception fingerprint (weights and context
+   head), and for ``perceive`` also by the rule table's content hash).
 3. **Outputs** under ``output_dir``: ``<recipe>.json`` (the evaluate JSON of every planner spec, plus
    ``groups``: the seed-averaged learned variants, and ``reused``), ``compare.json`` (the headline table of
    every recipe, the issue's targets as met / not met, training costs), ``compare.md`` and ``compare.png``
@@ -42,7 +43,7 @@ import yaml  # noqa: E402
 
 from experiments.run_baselines import scene_items  # noqa: E402
 from ir_env.corpus import center_crop  # noqa: E402
-from ir_env.encoder.learned import DEFAULT_WEIGHTS, weights_fingerprint  # noqa: E402
+from ir_env.encoder.learned import DEFAULT_WEIGHTS, perception_fingerprint  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
 from policies.evaluation import evaluate, image_metrics  # noqa: E402
 
@@ -98,12 +99,22 @@ def is_trained(path: Path) -> bool:
 
 
 def expert_fingerprint(record: dict[str, Any]) -> str:
-    """What else decides a non-default expert's actions: the rule table's hash for ``perceive``, else ''."""
+    """What else decides a non-default expert's actions: for ``perceive`` the rule table's hash and, when the
+    encoder perceives through a context head, that head's (``+ctx...``), else ''."""
     if record.get("expert", "greedy") != "perceive":
         return ""
+    from ir_env.encoder.learned import perception_fingerprint
     from policies.rules import RuleTable
 
-    return "+rules" + RuleTable.load().fingerprint()
+    ctx = perception_fingerprint(DEFAULT_WEIGHTS).partition("+ctx")[2]
+    return "+rules" + RuleTable.load().fingerprint() + (f"+ctx{ctx}" if ctx else "")
+
+
+def _rule_table_fingerprint() -> str:
+    """Content hash of the shipped rule table (the ``perceive`` planner's)."""
+    from policies.rules import RuleTable
+
+    return RuleTable.load().fingerprint()
 
 
 def _expert_data(cfg: dict[str, Any], pcfg: dict[str, Any], record: dict[str, Any]) -> Path:
@@ -257,7 +268,8 @@ def evaluate_recipe(cfg: dict[str, Any], recipe: str, items: list[tuple[str, Any
     rows: list[dict[str, Any]] = []
     reused: dict[str, str] = {}
     for spec in specs:
-        learned_perception = "learned" in spec  # e.g. dfs:oracle:embedding=learned reads the shipped encoder
+        rules = spec.split(":")[0] == "perceive"  # the encoder's perception + the shipped rule table
+        learned_perception = "learned" in spec or rules  # e.g. dfs:oracle:embedding=learned reads the encoder
         if base is not None and spec in base["planners"] and model_path_of(spec) is None and not learned_perception:
             planners[spec] = base["planners"][spec]
             rows += [r for r in base["rows"] if r["planner"] == spec]
@@ -266,8 +278,10 @@ def evaluate_recipe(cfg: dict[str, Any], recipe: str, items: list[tuple[str, Any
         model = model_path_of(spec)
         key = {"recipe": recipe, "seed": int(cfg["seed"]), "size": int(cfg["size"]), "images": names,
                "judge": cfg["no_reference_judge"], "model": _file_hash(model) if model and model.is_file() else None}
-        if learned_perception:  # a scripted planner perceiving through the encoder: re-run when its weights change
-            key["encoder"] = weights_fingerprint(DEFAULT_WEIGHTS)
+        if learned_perception:  # a scripted planner perceiving through the encoder: re-run when it changes
+            key["encoder"] = perception_fingerprint(DEFAULT_WEIGHTS)
+        if rules:
+            key["rule_table"] = _rule_table_fingerprint()
         cache = _cache_path(cfg, recipe, spec)
         if cache.is_file():
             old = json.loads(cache.read_text())

@@ -94,15 +94,16 @@ def per_image_macro_f1(prob: np.ndarray, sev: np.ndarray, fam: np.ndarray, tsev:
             for n in dict.fromkeys(names.tolist())}
 
 
-def learned_scores(scenes: list[dict], weights: str | None = None) -> dict[str, Any]:
+def learned_scores(scenes: list[dict], weights: str | None = None, context: bool = True) -> dict[str, Any]:
     """The encoder's own family / severity predictions scored on the scenes' regions, per photo too, and
     ``clean_photo``: the same regions of the UNDEGRADED crop run through the encoder (``flag_rate``: share of
     regions flagged per family; ``false_positives`` / ``fp_flagged_on_clean``: how many of the false
     positives on the degraded scene the encoder also flags on the clean photo, i.e. content that already
-    looks degraded, such as real haze or bokeh in the test photos)."""
+    looks degraded, such as real haze or bokeh in the test photos). ``context``: use the context head stored
+    with the weights (when there is one; ``context_head`` in the result says whether one was used)."""
     from ir_env.encoder.learned import LearnedEmbedder
 
-    enc = LearnedEmbedder(weights)
+    enc = LearnedEmbedder(weights, context=context)
     fam, sev = region_targets_of(scenes)
     names = region_images_of(scenes)
 
@@ -112,6 +113,7 @@ def learned_scores(scenes: list[dict], weights: str | None = None) -> dict[str, 
     pred = embed_all(heads, scenes)
     nf = len(FAMILIES)
     out = family_metrics(pred[:, :nf], pred[:, nf:], fam, sev)
+    out["context_head"] = enc.context is not None
     out["per_image_macro_f1"] = per_image_macro_f1(pred[:, :nf], pred[:, nf:], fam, sev, names)
     out["macro_f1_bootstrap"] = macro_f1_bootstrap(pred[:, :nf], fam, region_scene_ids(scenes))
     from experiments.train_encoder import best_thresholds
@@ -182,6 +184,11 @@ def run(images: str = "builtin", recipe: str = "spatial-mixed", crops: int = 25,
         "learned": learned_scores(test, weights),
         "handcrafted_probe": handcrafted_scores(train, test),
     }
+    if res["learned"]["context_head"]:  # the same weights' linear heads (what the embedding carries)
+        lin = learned_scores(test, weights, context=False)
+        res["learned_linear_heads"] = {"macro_f1": lin["macro_f1"],
+                                       "f1": {f: lin["families"][f]["f1"] for f in FAMILIES},
+                                       "clean_flag_rate": {f: lin["clean_photo"][f]["flag_rate"] for f in FAMILIES}}
     if proposers:
         res["proposers_miou"] = proposer_scores(test, max_regions, seed, weights)
     return res
@@ -205,6 +212,12 @@ def markdown(res: dict[str, Any]) -> str:
                      f"{a['positives']} |")
     lines.append(f"| **macro** | | | **{res['learned']['macro_f1']:.3f}** | | | "
                  f"{res['handcrafted_probe']['macro_f1']:.3f} | | | |")
+    if res["learned"].get("context_head"):
+        lin = res.get("learned_linear_heads")
+        lines += ["", "Learned predictions: the encoder's perception (`LearnedEmbedder.predict`) with its context head "
+                  "(each region judged against the rest of its image)."
+                  + (f" Its linear heads alone (what the region embedding carries): macro-F1 {lin['macro_f1']:.3f} ("
+                     + ", ".join(f"{f} {v:.3f}" for f, v in lin["f1"].items()) + ")." if lin else "")]
     bs = res["learned"].get("macro_f1_bootstrap")
     if bs:
         lines += ["", f"Learned macro-F1 bootstrap over scenes ({bs['resamples']} resamples of the scenes, seed 0): "

@@ -21,6 +21,9 @@ Three stages, all from one config (``experiments/configs/rule_table.yaml``):
    (the planner), with the encoder's F1 thresholds and with the tuned ones. Thresholds are never chosen on
    test scenes.
 
+The optional config key ``encoder: DIR`` fits and reports for another encoder weights directory (e.g. one
+with a context head, ``experiments/configs/rule_table_context_head.yaml``); such a table is not shipped.
+
     python -m experiments.fit_rule_table --config experiments/configs/rule_table.yaml --ship
 """
 
@@ -48,7 +51,7 @@ from ir_env.corpus import center_crop, load_corpus, load_named_corpus, random_cr
 from ir_env.degradations import FAMILY_OF_KIND, degrade, depth_proxy  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
 from ir_env.regions import make_proposer  # noqa: E402
-from policies.rules import DEFAULT_RULE_TABLE, RuleTable, apply_rules, families_seen  # noqa: E402
+from policies.rules import DEFAULT_RULE_TABLE, ENCODER_THRESHOLD, RuleTable, apply_rules, families_seen  # noqa: E402
 from restorers import apply, list_tools  # noqa: E402
 from restorers.spec import FAMILIES  # noqa: E402
 
@@ -150,29 +153,31 @@ def true_families(scene: Any) -> list[dict[str, float]]:
 
 
 @functools.cache
-def encoder() -> Any:
-    """The shipped encoder (:class:`ir_env.encoder.learned.LearnedEmbedder`), loaded once per process."""
+def encoder(weights: str | None = None) -> Any:
+    """The encoder in ``weights`` (default: the shipped one; :class:`ir_env.encoder.learned.LearnedEmbedder`),
+    loaded once per process."""
     from ir_env.encoder.learned import LearnedEmbedder
 
-    return LearnedEmbedder()
+    return LearnedEmbedder(weights)
 
 
 class Perceived:
     """Encoder predictions of a scene set, on the proposer's regions (computed once) and on the true
     regions (computed on first use)."""
 
-    def __init__(self, scenes: list[Any], proposer: str, max_regions: int) -> None:
-        emb = encoder()
+    def __init__(self, scenes: list[Any], proposer: str, max_regions: int, weights: str | None = None) -> None:
+        emb = encoder(weights)
+        self.weights = weights
         prop = make_proposer(proposer, max_regions=max_regions, seed=0)
         self.scenes = scenes
-        self.thresholds = {f: float(emb.enc.info["thresholds"][f]) for f in FAMILIES}
+        self.thresholds = dict.fromkeys(FAMILIES, ENCODER_THRESHOLD)  # calibrated probabilities: 0.5 is F1-best
         self.masks = [prop.propose(s.degraded) for s in scenes]
         self.prop = [emb.predict(s.degraded, m) for s, m in zip(scenes, self.masks, strict=True)]
 
     @functools.cached_property
     def true(self) -> list[dict[str, np.ndarray]]:
         """Predictions on the scenes' true regions."""
-        return [encoder().predict(s.degraded, s.masks) for s in self.scenes]
+        return [encoder(self.weights).predict(s.degraded, s.masks) for s in self.scenes]
 
     def gains(self, table: RuleTable, thresholds: dict[str, float] | None, source: str) -> list[float]:
         """Per-scene PSNR gains (dB) with perception ``source``: ``labels`` (true families on true regions),
@@ -249,6 +254,8 @@ def markdown(res: dict[str, Any]) -> str:
              f"tuned there). Test: the built-in TEST photos, {res['test_scenes']} scenes per recipe, scene seeds "
              "of `experiments/compare.py`; in brackets the mean over its first "
              f"{res['test'][recipes[0]].get('first_scenes', 0)}, the scenes of the headline table.", "",
+             *([f"Encoder: the weights in `{res['encoder_weights']}` (not the shipped ones).", ""]
+               if res.get("encoder_weights") else []),
              "| perception | validation | " + " | ".join(f"test {r}" for r in recipes) + " |",
              "|---|---|" + "---|" * len(recipes)]
     for key, label in ROW_NAMES.items():
@@ -283,10 +290,11 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def clean_crops_check(table: RuleTable, thresholds: dict[str, float], photos: list[np.ndarray], crops: int,
-                      crop: int, seed: int, proposer: str, max_regions: int) -> dict[str, float]:
+                      crop: int, seed: int, proposer: str, max_regions: int, weights: str | None = None
+                      ) -> dict[str, float]:
     """The planner on UNDEGRADED random crops (nothing to restore): share left untouched, mean steps, and
     the mean / worst PSNR (dB) of its output against the crop (untouched crops count as 100 dB)."""
-    emb, prop = encoder(), make_proposer(proposer, max_regions=max_regions, seed=0)
+    emb, prop = encoder(weights), make_proposer(proposer, max_regions=max_regions, seed=0)
     rng = np.random.default_rng([seed, 2])
     steps, out = [], []
     for i in range(int(crops)):
@@ -301,7 +309,7 @@ def clean_crops_check(table: RuleTable, thresholds: dict[str, float], photos: li
 
 def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[RuleTable, dict[str, Any]]:
     """All three stages; returns (table with tuned thresholds, report)."""
-    from ir_env.encoder.learned import DEFAULT_WEIGHTS, weights_fingerprint
+    from ir_env.encoder.learned import DEFAULT_WEIGHTS, perception_fingerprint
 
     t0 = time.perf_counter()
     entries = fit_entries(cfg, workers=workers, progress=progress)
@@ -311,7 +319,8 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
     train = load_corpus(cfg["fit"].get("corpus", "builtin"), "train")
     val_scenes = scene_set([("", p) for p in train], tune["recipe"], int(tune["scenes_per_photo"]),
                            int(tune["crop"]), int(cfg["seed"]) + 1, random_crops=True)
-    val = Perceived(val_scenes, tune["region_proposer"], int(tune["max_regions"]))
+    weights = cfg.get("encoder")  # None: the shipped encoder
+    val = Perceived(val_scenes, tune["region_proposer"], int(tune["max_regions"]), weights)
     thr, history = tune_thresholds(table, val, [float(x) for x in tune["grid"]], int(tune["passes"]), progress)
     table.thresholds = thr
     test_photos = load_named_corpus("builtin", "test")
@@ -322,22 +331,24 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
 
     test: dict[str, dict[str, float]] = {}
     for recipe in rep["recipes"]:
-        test[recipe] = report(table, Perceived(test_scenes(recipe), tune["region_proposer"], int(tune["max_regions"])),
+        test[recipe] = report(table, Perceived(test_scenes(recipe), tune["region_proposer"], int(tune["max_regions"]),
+                                               weights),
                               thr, first=int(rep.get("headline_scenes", 0)))
     proposers = []
     for name, k in rep.get("proposers", []):  # the planner with other region proposers (tuned thresholds)
-        v = Perceived(val_scenes, name, int(k)).gain(table, thr, "encoder")
-        g = Perceived(test_scenes(rep["proposers_recipe"]), name, int(k)).gains(table, thr, "encoder")
+        v = Perceived(val_scenes, name, int(k), weights).gain(table, thr, "encoder")
+        g = Perceived(test_scenes(rep["proposers_recipe"]), name, int(k), weights).gains(table, thr, "encoder")
         first = int(rep.get("headline_scenes", 0)) or len(g)
         proposers.append({"proposer": name, "max_regions": int(k), "validation": v, "test": float(np.mean(g)),
                           "test_first": float(np.mean(g[:first]))})
     clean = {split: clean_crops_check(table, thr, [p for _, p in load_named_corpus("builtin", split)],
                                       int(rep.get("clean_crops", 0)), int(rep["crop"]), int(cfg["seed"]),
-                                      tune["region_proposer"], int(tune["max_regions"]))
+                                      tune["region_proposer"], int(tune["max_regions"]), weights)
              for split in ("train", "test")} if int(rep.get("clean_crops", 0)) else {}
     res = {"config": cfg, "command": "python -m experiments.fit_rule_table --config "
            + str(cfg.get("_path", "experiments/configs/rule_table.yaml")),
-           "encoder_fingerprint": weights_fingerprint(DEFAULT_WEIGHTS), "bins": table.bins,
+           "encoder_fingerprint": perception_fingerprint(weights or DEFAULT_WEIGHTS), "encoder_weights": weights,
+           "bins": table.bins,
            "entries": entries, "encoder_thresholds": val.thresholds, "thresholds": thr,
            "validation": {"recipe": tune["recipe"], "scenes": len(val_scenes), "gains": report(table, val, thr),
                           "history": history},
@@ -382,6 +393,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = check_config(yaml.safe_load(Path(a.config).read_text()))
     except (OSError, yaml.YAMLError, ValueError) as e:
         print(f"error: cannot use config {a.config}: {e}", file=sys.stderr)
+        return 2
+    if a.ship and cfg.get("encoder"):
+        print(f"error: {a.config} fits the table for the encoder in {cfg['encoder']}; the shipped table serves the "
+              "shipped encoder (drop --ship, or ship those weights first)", file=sys.stderr)
         return 2
     cfg["_path"] = a.config
     table, res = run(cfg, workers=a.workers)

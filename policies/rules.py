@@ -14,8 +14,9 @@ The table is plain JSON (``ir_env/data/rule_table.json`` by default): ``entries[
 ``bins`` entries (severity bin ``b`` covers ``[b / bins, (b + 1) / bins)``), each ``{"tool", "params"
 (physical units), "gain_db" (mean PSNR gain on the fit samples), "n"}``; ``thresholds[family]`` are the
 family-probability thresholds tuned for restoration gain, valid for the encoder whose
-:func:`~ir_env.encoder.learned.weights_fingerprint` is ``encoder_fingerprint`` (other weights fall back to
-the encoder's own F1-calibrated thresholds, with a warning).
+:func:`~ir_env.encoder.learned.perception_fingerprint` (weights and context head) is ``encoder_fingerprint``
+(other perception falls back to the encoder's own F1-calibrated threshold, with a warning: 0.5 for every
+family, as the encoder's probabilities are calibrated to it).
 """
 
 from __future__ import annotations
@@ -38,6 +39,10 @@ from restorers.spec import FAMILIES
 RULE_TABLE_FORMAT = "spatial-ir-rule-table/1"
 #: The shipped table.
 DEFAULT_RULE_TABLE = Path(__file__).resolve().parent.parent / "ir_env" / "data" / "rule_table.json"
+#: The encoder's own decision threshold: its family probabilities are calibrated so that 0.5 is each family's
+#: best-F1 threshold on validation scenes (``encoder.json``'s ``thresholds`` record where the raw head put
+#: them before that shift; they do not apply to its output).
+ENCODER_THRESHOLD = 0.5
 #: Restoration order: the reverse of the physical order of degradation (ir_env.degradations.PHYSICAL_ORDER).
 RESTORE_ORDER: tuple[str, ...] = ("jpeg", "noise", "dark", "blur", "rain", "haze")
 
@@ -138,7 +143,7 @@ class PerceivePlanner(Planner):
         table: path of a rule-table JSON (default: the shipped one).
         weights: encoder weights directory (default: the shipped encoder).
         thresholds: ``"table"`` (tuned for gain, default; falls back to the encoder's when the table was
-            fitted with other weights), ``"encoder"`` (the encoder's F1-calibrated ones) or a number in
+            fitted for other perception), ``"encoder"`` (the encoder's F1-calibrated 0.5) or a number in
             [0, 1] used for every family.
         device: torch device of the encoder.
         Other keyword arguments as :class:`~policies.base.Planner` (``judge`` is ignored).
@@ -150,11 +155,11 @@ class PerceivePlanner(Planner):
     def __init__(self, table: str | Path | None = None, weights: str | Path | None = None,
                  thresholds: str | float = "table", device: str = "cpu", **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        from ir_env.encoder.learned import DEFAULT_WEIGHTS, LearnedEmbedder, weights_fingerprint
+        from ir_env.encoder.learned import DEFAULT_WEIGHTS, LearnedEmbedder, perception_fingerprint
 
         self.table = RuleTable.load(table if table is not None else DEFAULT_RULE_TABLE)
         self.embedder = LearnedEmbedder(weights=weights, device=device)
-        encoder_thr = {f: float(self.embedder.enc.info["thresholds"][f]) for f in FAMILIES}
+        encoder_thr = dict.fromkeys(FAMILIES, ENCODER_THRESHOLD)
         if isinstance(thresholds, (int, float)) and not isinstance(thresholds, bool):
             if not 0.0 <= float(thresholds) <= 1.0:
                 raise ValueError(f"thresholds must lie in [0, 1], got {thresholds}")
@@ -163,13 +168,14 @@ class PerceivePlanner(Planner):
             self.thresholds = encoder_thr
         elif thresholds == "table":
             fitted_for = self.table.meta.get("encoder_fingerprint")
-            if self.table.thresholds and fitted_for == weights_fingerprint(
+            if self.table.thresholds and fitted_for == perception_fingerprint(
                     weights if weights is not None else DEFAULT_WEIGHTS):
                 self.thresholds = {f: float(self.table.thresholds.get(f, encoder_thr[f])) for f in FAMILIES}
             else:
                 if self.table.thresholds:
-                    warnings.warn("the rule table's thresholds were tuned for other encoder weights; using the "
-                                  "encoder's own calibrated thresholds", UserWarning, stacklevel=2)
+                    warnings.warn("the rule table's thresholds were tuned for another encoder (weights or context "
+                                  "head); using the encoder's own calibrated threshold 0.5", UserWarning,
+                                  stacklevel=2)
                 self.thresholds = encoder_thr
         else:
             raise ValueError(f"thresholds must be 'table', 'encoder' or a number in [0, 1], got {thresholds!r}")

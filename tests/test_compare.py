@@ -184,6 +184,15 @@ def test_rows_perceiving_through_the_encoder_rerun_when_its_weights_change(
     (weights / "encoder.pt").write_bytes(b"retrained weights")
     changed = compare.evaluate_recipe(cfg, RECIPE, items, [spec], progress=False)
     assert calls == [spec, spec] and changed["planners"][spec]["psnr_gain"] == 2.0
+    (weights / "context_head.pt").write_bytes(b"a context head")  # perception changes, observations do not
+    compare.evaluate_recipe(cfg, RECIPE, items, [spec], progress=False)
+    assert calls == [spec] * 3
+    # perceive: keyed by the encoder's perception and by the rule table's content
+    tables = iter(["table-a", "table-a", "table-b"])
+    monkeypatch.setattr(compare, "_rule_table_fingerprint", lambda: next(tables))
+    for _ in range(3):
+        compare.evaluate_recipe(cfg, RECIPE, items, ["perceive"], progress=False)
+    assert calls == [spec] * 3 + ["perceive", "perceive"]  # new table: evaluated again
 
 
 def test_variant_train_overrides_merge_one_level_and_key_the_expert(tmp_path: Path) -> None:

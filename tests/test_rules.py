@@ -99,11 +99,11 @@ def test_planner_options_are_checked(tmp_path) -> None:  # noqa: ANN001
         make_planner("perceive", table=str(path), thresholds=2.0)
     with pytest.raises(ValueError, match="thresholds"):
         make_planner("perceive", table=str(path), thresholds="best")
-    with pytest.warns(UserWarning, match="other encoder weights"):  # no fingerprint: tuned for other weights
+    with pytest.warns(UserWarning, match="another encoder"):  # no fingerprint: tuned for other perception
         p = make_planner("perceive", table=str(path))
-    from ir_env.encoder.learned import load_encoder
-
-    assert p.thresholds == {f: float(load_encoder(None).info["thresholds"][f]) for f in FAMILIES}
+    # the encoder's probabilities are calibrated: its own F1 threshold is 0.5 (not encoder.json's raw ones)
+    assert p.thresholds == dict.fromkeys(FAMILIES, 0.5)
+    assert make_planner("perceive", table=str(path), thresholds="encoder").thresholds == dict.fromkeys(FAMILIES, 0.5)
 
 
 @pytest.mark.skipif(not DEFAULT_RULE_TABLE.exists(), reason="no shipped rule table")
@@ -155,3 +155,11 @@ def test_fit_script_rejects_an_incomplete_config(tmp_path, capsys) -> None:  # n
     err = capsys.readouterr().err
     assert err.startswith("error:") and "tune.grid" in err and "output_dir" in err
     assert fit_rule_table.candidates("noise", 3, 0, 50, 0)  # the grid of a family's cheap tools
+
+
+def test_fit_script_never_ships_a_table_fitted_for_other_weights(capsys) -> None:  # noqa: ANN001
+    from experiments import fit_rule_table
+
+    cfg = "experiments/configs/rule_table_context_head.yaml"
+    assert fit_rule_table.main(["--config", cfg, "--ship"]) == 2  # refused before any work
+    assert "drop --ship" in capsys.readouterr().err

@@ -9,6 +9,11 @@ SHA-256 of ``encoder.pt``). The shipped pair is in
 missing file, a wrong format tag, a checksum mismatch or a ``state_dict`` that does not fit the network
 raises :class:`EncoderWeightsError` naming the file.
 
+With a context head beside the weights (``context_head.pt`` / ``.json``, :mod:`ir_env.encoder.context`),
+:meth:`LearnedEmbedder.predict` -- the encoder's PERCEPTION, used by the ``perceive`` planner, the dfs
+perception step and ``encoder-eval`` -- judges each region against the rest of its image; the embedding
+below keeps the linear heads, so what the env observes of a region depends only on pixels near it.
+
 Embedding of a region (``dim = 2 F + C``, F = 6 families, C = feature channels), in order:
 
 - ``p_<family>``: the family's probability in [0, 1] (sigmoid of the linear head on the pooled features),
@@ -32,6 +37,7 @@ import numpy as np
 import torch
 
 from ir_env.embeddings import RegionEmbedder, check_masks
+from ir_env.encoder.context import ContextHead, load_context_head
 from ir_env.encoder.model import STRIDE, DegradationNet
 from restorers.imagecheck import check_image
 from restorers.spec import FAMILIES
@@ -69,6 +75,16 @@ def weights_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
     return sha if power == 1.0 else f"{sha}+pool{power:g}"
 
 
+def perception_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
+    """What decides :meth:`LearnedEmbedder.predict` for the encoder in ``directory``: :func:`weights_fingerprint`
+    plus ``+ctx<12 hex digits>`` of the context head's file when one is stored beside the weights."""
+    d = Path(directory)
+    fp = weights_fingerprint(d)
+    from ir_env.encoder.context import CONTEXT_PT
+
+    return f"{fp}+ctx{file_sha256(d / CONTEXT_PT)[:12]}" if (d / CONTEXT_PT).is_file() else fp
+
+
 def observation_fingerprint(env_kwargs: dict) -> str | None:
     """SHA-256 of the shipped encoder weights when an env built with ``env_kwargs`` observes through them
     (its ``embedding`` or ``region_proposer`` is a ``learned`` one), else None. Expert datasets,
@@ -96,21 +112,31 @@ def ship_weights(source: str | Path, destination: str | Path) -> Path:
     """Copy ``encoder.pt`` + ``encoder.json`` from ``source`` to ``destination`` (created); returns it."""
     src, dst = Path(source), Path(destination)
     dst.mkdir(parents=True, exist_ok=True)
+    from ir_env.encoder.context import CONTEXT_JSON, CONTEXT_PT
+
     for name in ("encoder.pt", "encoder.json"):
         if not (src / name).is_file():
             raise EncoderWeightsError(f"cannot ship: {src / name} not found")
         shutil.copy2(src / name, dst / name)
+    for name in (CONTEXT_PT, CONTEXT_JSON):  # the context head travels with its encoder, or not at all
+        if (src / name).is_file():
+            shutil.copy2(src / name, dst / name)
+        elif (dst / name).exists():
+            (dst / name).unlink()
     return dst
 
 
 @dataclass
 class LoadedEncoder:
-    """A network with its standardisation constants and metadata, ready for inference (eval mode)."""
+    """A network with its standardisation constants and metadata, ready for inference (eval mode), and the
+    context head stored beside it (None when there is none)."""
 
     net: DegradationNet
     mean: np.ndarray
     std: np.ndarray
     info: dict[str, Any]
+    context: ContextHead | None = None
+    context_info: dict[str, Any] | None = None
 
 
 _CACHE: dict[str, LoadedEncoder] = {}
@@ -156,7 +182,8 @@ def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> Loaded
         std = np.asarray(info["feature_std"], np.float64)
         if mean.shape != (net.channels,) or std.shape != (net.channels,) or not np.all(std > 0):
             raise EncoderWeightsError(f"{js}: feature_mean / feature_std must hold {net.channels} values (std > 0)")
-        enc = LoadedEncoder(net, mean, std, info)
+        loaded = load_context_head(d, file_sha256(pt))
+        enc = LoadedEncoder(net, mean, std, info, *(loaded if loaded is not None else (None, None)))
         _CACHE[key] = enc
         return enc
 
@@ -177,20 +204,31 @@ def cell_weights(masks: np.ndarray) -> np.ndarray:
     return m.reshape(k, m.shape[1] // STRIDE, STRIDE, m.shape[2] // STRIDE, STRIDE).mean(axis=(2, 4))
 
 
+def _weighted_mean(w: np.ndarray, feats: np.ndarray) -> np.ndarray:
+    """(K, h, w) cell weights and (h, w, C) features -> (K, C) weighted means (zero rows for zero weight)."""
+    total = w.sum(axis=(1, 2))
+    pooled = np.einsum("khw,hwc->kc", w, feats)  # einsum loops: order-stable, no BLAS
+    return np.where(total[:, None] > 0, pooled / np.maximum(total, 1e-12)[:, None], 0.0)
+
+
 class LearnedEmbedder(RegionEmbedder):
     """Region embeddings from the learned degradation encoder (layout in the module docstring).
 
     Args:
         weights: directory with ``encoder.pt`` and ``encoder.json`` (default: shipped weights).
         device: torch device for the network (``"cpu"``; ``"cuda"`` when available).
+        context: let :meth:`predict` use the context head stored with the weights (when there is one);
+            False: the linear heads, as :meth:`embed`.
     """
 
-    def __init__(self, weights: str | Path | None = None, device: str = "cpu") -> None:
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu", context: bool = True) -> None:
         self.enc = load_encoder(weights)
         self.device = torch.device(device)
         if self.device.type != "cpu":  # a private copy on the device; the cached CPU network stays shared
+            ctx = copy.deepcopy(self.enc.context).to(self.device).eval() if self.enc.context is not None else None
             self.enc = LoadedEncoder(copy.deepcopy(self.enc.net).to(self.device).eval(), self.enc.mean,
-                                     self.enc.std, self.enc.info)
+                                     self.enc.std, self.enc.info, ctx, self.enc.context_info)
+        self.context = self.enc.context if context else None
         c = self.enc.net.channels
         self._names = ([f"p_{f}" for f in FAMILIES] + [f"sev_{f}" for f in FAMILIES]
                        + [f"feat_{i}" for i in range(c)])
@@ -225,18 +263,39 @@ class LearnedEmbedder(RegionEmbedder):
 
     def pooled(self, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """(K, C) float64 mask-pooled raw features (zeros for an empty mask)."""
+        return self._pool(image, masks, rest=False)[0]
+
+    def _pool(self, image: np.ndarray, masks: np.ndarray, rest: bool
+              ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray | None]:
+        """Pooled features of each region and, with ``rest``, of the rest of the image (zero rows where
+        nothing is left) with 1.0 where the rest holds any weight, else 0.0."""
         img = check_image(image, "image")
         m = check_masks(masks, img.shape[:2])
         feats = self.dense_features(img).astype(np.float64)
-        w = self.enc.net.region_weights(cell_weights(m))
-        total = w.sum(axis=(1, 2))
-        pooled = np.einsum("khw,hwc->kc", w, feats)  # einsum loops: order-stable, no BLAS
-        return np.where(total[:, None] > 0, pooled / np.maximum(total, 1e-12)[:, None], 0.0)
+        cells = cell_weights(m)
+        pooled = _weighted_mean(self.enc.net.region_weights(cells), feats)
+        if not rest:
+            return pooled, None, None
+        w_rest = self.enc.net.region_weights(1.0 - cells)
+        return pooled, _weighted_mean(w_rest, feats), (w_rest.sum(axis=(1, 2)) > 1e-9).astype(np.float64)
 
     def predict(self, image: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
-        """Per region: ``family_prob`` (K, F) in [0, 1] and ``severity`` (K, F) in [0, 1]; F = FAMILIES."""
-        pooled = self.pooled(image, masks)
-        prob, sev = self._heads(pooled)
+        """Per region: ``family_prob`` (K, F) in [0, 1] and ``severity`` (K, F) in [0, 1]; F = FAMILIES.
+        Probabilities are calibrated: 0.5 is each family's best-F1 threshold on validation scenes. With a
+        context head each region is judged against the rest of the image (module docstring)."""
+        if self.context is None:
+            prob, sev = self._heads(self.pooled(image, masks))
+        else:
+            pooled, rest, has_rest = self._pool(image, masks, rest=True)
+
+            def t(a: np.ndarray) -> torch.Tensor:
+                return torch.from_numpy(np.asarray(a, np.float32)).to(self.device)
+
+            with torch.inference_mode():
+                p, s = self.context(t(pooled), t(rest), t(has_rest))
+            prob, sev = p.cpu().numpy(), s.cpu().numpy()
+            empty = ~np.asarray(masks, bool).reshape(len(prob), -1).any(axis=1)
+            prob[empty], sev[empty] = 0.0, 0.0
         return {"family_prob": prob.astype(np.float64), "severity": sev.astype(np.float64)}
 
     def embed(self, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
