@@ -156,3 +156,17 @@ def test_split_clean_splits_only_clean_crops() -> None:
     assert np.all(split_clean({k: v.copy() for k, v in data.items()}, 0.0, [0, 1])["nreg"] == 1)
     with pytest.raises(ValueError, match="clean_split"):
         split_clean(data, 1.5, [0])
+
+
+def test_rest_of_the_image_excludes_padding(fitted: tuple[Path, Path, dict]) -> None:
+    """On a side that is not a multiple of 8 the padded pixels belong to no region and to no rest."""
+    _, out, _ = fitted
+    emb = LearnedEmbedder(out)
+    img = np.random.default_rng(2).random((60, 64, 3), dtype=np.float32)
+    masks = np.zeros((2, 60, 64), bool)
+    masks[0, :, :32], masks[1, :, 32:] = True, True
+    pooled, rest, has_rest = emb._pool(img, masks, rest=True)
+    np.testing.assert_allclose(rest[0], pooled[1], rtol=1e-9)  # the rest of region 0 is exactly region 1
+    assert np.all(has_rest == 1.0)
+    _, _, whole = emb._pool(img, np.ones((1, 60, 64), bool), rest=True)
+    assert whole[0] == 0.0

@@ -276,7 +276,8 @@ class LearnedEmbedder(RegionEmbedder):
         pooled = _weighted_mean(self.enc.net.region_weights(cells), feats)
         if not rest:
             return pooled, None, None
-        w_rest = self.enc.net.region_weights(1.0 - cells)
+        inside = cell_weights(np.ones((1, *m.shape[1:]), bool))  # < 1 in cells padded to a multiple of 8
+        w_rest = self.enc.net.region_weights(np.clip(inside - cells, 0.0, 1.0))
         return pooled, _weighted_mean(w_rest, feats), (w_rest.sum(axis=(1, 2)) > 1e-9).astype(np.float64)
 
     def predict(self, image: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
