@@ -103,11 +103,9 @@ def expert_fingerprint(record: dict[str, Any]) -> str:
     encoder perceives through a context head, that head's (``+ctx...``), else ''."""
     if record.get("expert", "greedy") != "perceive":
         return ""
-    from ir_env.encoder.learned import perception_fingerprint
-    from policies.rules import RuleTable
+    from ir_env.encoder.learned import context_fingerprint
 
-    ctx = perception_fingerprint(DEFAULT_WEIGHTS).partition("+ctx")[2]
-    return "+rules" + RuleTable.load().fingerprint() + (f"+ctx{ctx}" if ctx else "")
+    return "+rules" + _rule_table_fingerprint() + context_fingerprint(DEFAULT_WEIGHTS)
 
 
 def _rule_table_fingerprint() -> str:

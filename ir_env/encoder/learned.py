@@ -75,14 +75,18 @@ def weights_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
     return sha if power == 1.0 else f"{sha}+pool{power:g}"
 
 
-def perception_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
-    """What decides :meth:`LearnedEmbedder.predict` for the encoder in ``directory``: :func:`weights_fingerprint`
-    plus ``+ctx<12 hex digits>`` of the context head's file when one is stored beside the weights."""
-    d = Path(directory)
-    fp = weights_fingerprint(d)
+def context_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
+    """``+ctx<12 hex digits of its SHA-256>`` of the context head stored in ``directory``, '' when none is."""
     from ir_env.encoder.context import CONTEXT_PT
 
-    return f"{fp}+ctx{file_sha256(d / CONTEXT_PT)[:12]}" if (d / CONTEXT_PT).is_file() else fp
+    pt = Path(directory) / CONTEXT_PT
+    return f"+ctx{file_sha256(pt)[:12]}" if pt.is_file() else ""
+
+
+def perception_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
+    """What decides :meth:`LearnedEmbedder.predict` for the encoder in ``directory``: :func:`weights_fingerprint`
+    plus :func:`context_fingerprint`."""
+    return weights_fingerprint(directory) + context_fingerprint(directory)
 
 
 def observation_fingerprint(env_kwargs: dict) -> str | None:
