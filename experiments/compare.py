@@ -108,11 +108,13 @@ def expert_fingerprint(record: dict[str, Any]) -> str:
     return "+rules" + _rule_table_fingerprint() + context_fingerprint(DEFAULT_WEIGHTS)
 
 
-def _rule_table_fingerprint() -> str:
-    """Content hash of the shipped rule table (the ``perceive`` planner's)."""
+def _rule_table_fingerprint(family_masks: bool = False) -> str:
+    """Content hash of the shipped rule table (the ``perceive`` planner's); ``family_masks``: also of the
+    settings of ``perceive:regions=families`` (evaluation keys; an expert acting on the env's regions never
+    reads them)."""
     from policies.rules import RuleTable
 
-    return RuleTable.load().fingerprint()
+    return RuleTable.load().fingerprint(family_masks=family_masks)
 
 
 def _expert_data(cfg: dict[str, Any], pcfg: dict[str, Any], record: dict[str, Any]) -> Path:
@@ -279,7 +281,7 @@ def evaluate_recipe(cfg: dict[str, Any], recipe: str, items: list[tuple[str, Any
         if learned_perception:  # a scripted planner perceiving through the encoder: re-run when it changes
             key["encoder"] = perception_fingerprint(DEFAULT_WEIGHTS)
         if rules:
-            key["rule_table"] = _rule_table_fingerprint()
+            key["rule_table"] = _rule_table_fingerprint(family_masks=True)
         cache = _cache_path(cfg, recipe, spec)
         if cache.is_file():
             old = json.loads(cache.read_text())

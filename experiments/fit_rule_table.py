@@ -221,6 +221,53 @@ def tune_thresholds(table: RuleTable, val: Perceived, grid: list[float], passes:
     return thr, history
 
 
+class FamilyMaskScenes:
+    """A scene set with each scene's dense family probabilities computed once (``regions="families"``)."""
+
+    def __init__(self, scenes: list[Any], weights: str | None = None) -> None:
+        from policies.rules import dense_family_prob
+
+        self.scenes, self.weights = scenes, weights
+        self.prob = [dense_family_prob(encoder(weights), s.degraded) for s in scenes]
+
+    def gains(self, table: RuleTable, settings: dict[str, Any]) -> list[float]:
+        """Per-scene PSNR gains (dB) of the ``regions="families"`` planner with ``settings``."""
+        from policies.rules import apply_family_masks
+
+        out = []
+        for s, p in zip(self.scenes, self.prob, strict=True):
+            img, _ = apply_family_masks(table, encoder(self.weights), s.degraded, settings["thresholds"],
+                                        settings["cell_thresholds"], float(settings["min_area"]), prob=p)
+            out.append(psnr(img, s.clean) - psnr(s.degraded, s.clean))
+        return out
+
+
+def tune_family_masks(table: RuleTable, val: FamilyMaskScenes, cfg: dict[str, Any], progress: bool = True
+                      ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """Stage 2b: coordinate ascent (``cfg['passes']`` sweeps, one family at a time) on the pooled and the
+    per-cell thresholds of ``regions="families"``, from the table's tuned thresholds, maximising the mean
+    validation gain; each family's two thresholds are searched jointly on ``cfg['grid']`` x ``cfg['grid']``
+    (one after the other, the result depended on which went first); returns (settings, history)."""
+    cur = {"thresholds": dict(table.thresholds), "cell_thresholds": dict(table.thresholds),
+           "min_area": float(cfg.get("min_area", 0.05))}
+    best = float(np.mean(val.gains(table, cur)))
+    history = [{"pass": 0, "family": None, "gain_db": best}]
+    for p in range(int(cfg["passes"])):
+        changed = False
+        for f in tqdm(FAMILIES, desc=f"tune family masks, pass {p + 1}", disable=not progress):
+            base = cur
+            for tp, tc in itertools.product(cfg["grid"], cfg["grid"]):
+                trial = {**base, "thresholds": {**base["thresholds"], f: float(tp)},
+                         "cell_thresholds": {**base["cell_thresholds"], f: float(tc)}}
+                g = float(np.mean(val.gains(table, trial)))
+                if g > best + 1e-6:
+                    best, cur, changed = g, trial, True
+            history.append({"pass": p + 1, "family": f, "gain_db": best})
+        if not changed:
+            break
+    return cur, history
+
+
 def report(table: RuleTable, perceived: Perceived, tuned: dict[str, float], first: int = 0) -> dict[str, Any]:
     """Stage 3 rows for one scene set: mean gain per perception source, and with ``first`` > 0 also the
     mean over the first ``first`` scenes (key ``first``)."""
@@ -270,6 +317,23 @@ def markdown(res: dict[str, Any]) -> str:
                   "| proposer | max regions | validation | test (headline scenes) |", "|---|---|---|---|"]
         lines += [f"| `{q['proposer']}` | {q['max_regions']} | {q['validation']:+.2f} | {q['test']:+.2f} "
                   f"({q['test_first']:+.2f}) |" for q in res["proposers"]]
+    fm = res.get("family_masks")
+    if fm:
+        st = fm["settings"]
+        lines += ["", "The planner without a region proposer (`regions=\"families\"`: per family, the pixels whose "
+                  "per-cell probability reaches a cell threshold form one mask; acted on when it covers at least "
+                  f"{st['min_area']:.0%} of the image and its pooled probability reaches the family's threshold; "
+                  "both tuned on the validation scenes):", "",
+                  "| planner | validation | " + " | ".join(f"test {r}" for r in recipes) + " |",
+                  "|---|---|" + "---|" * len(recipes),
+                  f"| `perceive` (proposer regions) | {res['validation']['gains']['planner_tuned']:+.2f} | "
+                  + " | ".join(f"{res['test'][r]['planner_tuned']:+.2f}"
+                               + (f" ({res['test'][r]['first']['planner_tuned']:+.2f})" if 'first' in res['test'][r]
+                                  else "") for r in recipes) + " |",
+                  f"| `perceive:regions=families` | {fm['validation']:+.2f} | "
+                  + " | ".join(f"{fm['test'][r]['mean']:+.2f} ({fm['test'][r]['first']:+.2f})" for r in recipes) + " |",
+                  "", "Family-mask thresholds (pooled / per cell): " + ", ".join(
+                      f"{f} {st['thresholds'][f]:.2f} / {st['cell_thresholds'][f]:.2f}" for f in FAMILIES) + "."]
     for split, c in res.get("clean_crops", {}).items():
         lines += ["", f"Undegraded {split} crops ({c['crops']}, nothing to restore): {c['untouched']:.0%} left "
                   f"untouched, {c['mean_steps']:.2f} steps per crop, worst output PSNR against the crop "
@@ -334,6 +398,17 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
         test[recipe] = report(table, Perceived(test_scenes(recipe), tune["region_proposer"], int(tune["max_regions"]),
                                                weights),
                               thr, first=int(rep.get("headline_scenes", 0)))
+    fm_res: dict[str, Any] = {}
+    if tune.get("family_masks"):  # stage 2b: the proposer-free planner (regions="families")
+        fm_val = FamilyMaskScenes(val_scenes, weights)
+        settings, fm_hist = tune_family_masks(table, fm_val, tune["family_masks"], progress)
+        table.family_masks = settings
+        first = int(rep.get("headline_scenes", 0))
+        fm_test = {}
+        for recipe in rep["recipes"]:
+            g = FamilyMaskScenes(test_scenes(recipe), weights).gains(table, settings)
+            fm_test[recipe] = {"mean": float(np.mean(g)), "first": float(np.mean(g[:first or len(g)]))}
+        fm_res = {"settings": settings, "validation": fm_hist[-1]["gain_db"], "history": fm_hist, "test": fm_test}
     proposers = []
     for name, k in rep.get("proposers", []):  # the planner with other region proposers (tuned thresholds)
         v = Perceived(val_scenes, name, int(k), weights).gain(table, thr, "encoder")
@@ -353,6 +428,7 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
            "validation": {"recipe": tune["recipe"], "scenes": len(val_scenes), "gains": report(table, val, thr),
                           "history": history},
            "test_scenes": int(rep["scenes_per_photo"]) * len(test_photos), "test": test, "proposers": proposers,
+           "family_masks": fm_res,
            "clean_crops": clean,
            "seconds": {"fit": round(t_fit, 1), "total": round(time.perf_counter() - t0, 1)}}
     table.meta = {"encoder_fingerprint": res["encoder_fingerprint"], "config": cfg,

@@ -22,7 +22,8 @@ from policies.evaluation import evaluate, markdown_table, write_outputs
 from policies.registry import list_planners
 
 #: Planner specs the demo compares (learned planners are appended when available).
-DEMO_PLANNERS: tuple[str, ...] = ("random", "fixed", "perceive", "greedy", "dfs", "greedy:oracle", "dfs:oracle")
+DEMO_PLANNERS: tuple[str, ...] = ("random", "fixed", "perceive", "perceive:regions=families", "greedy", "dfs",
+                                  "greedy:oracle", "dfs:oracle")
 
 
 def demo_planners() -> list[str]:

@@ -43,6 +43,8 @@ DEFAULT_RULE_TABLE = Path(__file__).resolve().parent.parent / "ir_env" / "data" 
 #: best-F1 threshold on validation scenes (``encoder.json``'s ``thresholds`` record where the raw head put
 #: them before that shift; they do not apply to its output).
 ENCODER_THRESHOLD = 0.5
+#: How the planner finds regions (:class:`PerceivePlanner`'s ``regions``).
+REGION_MODES: tuple[str, ...] = ("proposer", "families")
 #: Restoration order: the reverse of the physical order of degradation (ir_env.degradations.PHYSICAL_ORDER).
 RESTORE_ORDER: tuple[str, ...] = ("jpeg", "noise", "dark", "blur", "rain", "haze")
 
@@ -60,6 +62,7 @@ class RuleTable:
     bins: int
     thresholds: dict[str, float] = field(default_factory=dict)
     meta: dict[str, Any] = field(default_factory=dict)
+    family_masks: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if int(self.bins) < 1:
@@ -81,6 +84,14 @@ class RuleTable:
             if fam not in FAMILIES or not (0.0 <= float(t) <= 1.0):
                 raise ValueError(f"rule table: threshold for {fam!r} must be a family with a value in [0, 1], "
                                  f"got {t!r}")
+        if self.family_masks:
+            fm = self.family_masks
+            for key in ("thresholds", "cell_thresholds"):
+                vals = fm.get(key, {})
+                if set(vals) != set(FAMILIES) or not all(0.0 <= float(v) <= 1.0 for v in vals.values()):
+                    raise ValueError(f"rule table: family_masks.{key} must give every family a value in [0, 1]")
+            if not 0.0 <= float(fm.get("min_area", 0.0)) < 1.0:
+                raise ValueError("rule table: family_masks.min_area must lie in [0, 1)")
 
     def bin_of(self, severity: float) -> int:
         """Severity bin of ``severity`` (clipped to [0, 1]); ``ValueError`` for NaN."""
@@ -96,20 +107,24 @@ class RuleTable:
         row = self.entries[family][self.bin_of(severity)]
         return row["tool"], {k: float(v) for k, v in row["params"].items()}
 
-    def fingerprint(self) -> str:
-        """12 hex digits of the SHA-1 of what decides the planner's actions (bins, entries, thresholds; not
-        the fit's metadata or report)."""
+    def fingerprint(self, family_masks: bool = False) -> str:
+        """12 hex digits of the SHA-1 of what decides the planner's actions on given regions (bins, entries,
+        thresholds; not the fit's metadata or report); ``family_masks=True`` also covers the settings of
+        ``regions="families"``."""
         import hashlib
 
-        doc = json.dumps([int(self.bins), self.entries, {k: float(v) for k, v in self.thresholds.items()}],
-                         sort_keys=True)
-        return hashlib.sha1(doc.encode()).hexdigest()[:12]
+        parts: list[Any] = [int(self.bins), self.entries, {k: float(v) for k, v in self.thresholds.items()}]
+        if family_masks:
+            parts.append(self.family_masks)
+        return hashlib.sha1(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:12]
 
     def to_json(self) -> dict[str, Any]:
         """The JSON document :meth:`load` reads."""
-        return {"format": RULE_TABLE_FORMAT, "bins": int(self.bins), "order": list(RESTORE_ORDER),
-                "entries": self.entries, "thresholds": {k: float(v) for k, v in self.thresholds.items()},
-                **self.meta}
+        out = {"format": RULE_TABLE_FORMAT, "bins": int(self.bins), "order": list(RESTORE_ORDER),
+               "entries": self.entries, "thresholds": {k: float(v) for k, v in self.thresholds.items()}, **self.meta}
+        if self.family_masks:
+            out["family_masks"] = self.family_masks
+        return out
 
     def save(self, path: str | Path) -> Path:
         """Write the table as JSON; returns the path."""
@@ -131,8 +146,10 @@ class RuleTable:
             raise ValueError(f"rule table {p} is not valid JSON: {exc}") from None
         if not isinstance(d, dict) or d.get("format") != RULE_TABLE_FORMAT:
             raise ValueError(f"{p} is not a rule table (format {RULE_TABLE_FORMAT!r} expected)")
-        meta = {k: v for k, v in d.items() if k not in ("format", "bins", "order", "entries", "thresholds")}
-        return cls(entries=d["entries"], bins=int(d["bins"]), thresholds=d.get("thresholds", {}), meta=meta)
+        meta = {k: v for k, v in d.items()
+                if k not in ("format", "bins", "order", "entries", "thresholds", "family_masks")}
+        return cls(entries=d["entries"], bins=int(d["bins"]), thresholds=d.get("thresholds", {}), meta=meta,
+                   family_masks=d.get("family_masks", {}))
 
 
 class PerceivePlanner(Planner):
@@ -146,6 +163,12 @@ class PerceivePlanner(Planner):
             fitted for other perception), ``"encoder"`` (the encoder's F1-calibrated 0.5) or a number in
             [0, 1] used for every family.
         device: torch device of the encoder.
+        regions: ``"proposer"`` (default: the regions of ``region_proposer``, one step per perceived family
+            and region) or ``"families"``: no region proposer; per family, the pixels whose per-cell
+            probability (the encoder's dense linear heads) reaches the table's ``family_masks.cell_thresholds``
+            form one mask, acted on when the mask covers at least ``min_area`` of the image and its pooled
+            probability reaches ``family_masks.thresholds`` (at most one step per family; the result's
+            regions are these masks, which may overlap; ``masks=`` given to :meth:`restore` are not used).
         Other keyword arguments as :class:`~policies.base.Planner` (``judge`` is ignored).
     """
 
@@ -153,8 +176,16 @@ class PerceivePlanner(Planner):
     uses_judge = False
 
     def __init__(self, table: str | Path | None = None, weights: str | Path | None = None,
-                 thresholds: str | float = "table", device: str = "cpu", **kwargs: Any) -> None:
+                 thresholds: str | float = "table", device: str = "cpu", regions: str = "proposer",
+                 **kwargs: Any) -> None:
+        if regions not in REGION_MODES:
+            raise ValueError(f"regions must be one of {', '.join(REGION_MODES)}, got {regions!r}")
+        if regions == "families":
+            if kwargs.get("mode", "spatial") != "spatial":
+                raise ValueError("regions='families' makes its own regions: it needs mode='spatial'")
+            kwargs["region_proposer"] = "whole"  # the proposer's regions are not used
         super().__init__(**kwargs)
+        self.regions = regions
         from ir_env.encoder.learned import DEFAULT_WEIGHTS, LearnedEmbedder, perception_fingerprint
 
         self.table = RuleTable.load(table if table is not None else DEFAULT_RULE_TABLE)
@@ -179,6 +210,8 @@ class PerceivePlanner(Planner):
                 self.thresholds = encoder_thr
         else:
             raise ValueError(f"thresholds must be 'table', 'encoder' or a number in [0, 1], got {thresholds!r}")
+        if regions == "families" and not self.table.family_masks:
+            raise ValueError("this rule table has no family_masks settings (re-fit it with experiments.fit_rule_table)")
 
     def perceive(self, image: np.ndarray, masks: np.ndarray) -> list[dict[str, float]]:
         """Per region, {family: severity in [0, 1]} of the families whose probability reaches its threshold."""
@@ -186,6 +219,17 @@ class PerceivePlanner(Planner):
 
     def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
         t0 = time.perf_counter()
+        if self.regions == "families":
+            fm = self.table.family_masks
+            img, done = apply_family_masks(self.table, self.embedder, image, fm["thresholds"], fm["cell_thresholds"],
+                                           float(fm.get("min_area", 0.0)), self.max_steps)
+            regions = np.stack([m for _, m, _, _ in done]) if done else np.ones((1, *image.shape[:2]), bool)
+            areas = region_areas(regions)
+            per_step = (time.perf_counter() - t0) / max(1, len(done))
+            trace = [TraceStep(k, areas[k], tool, params_dict(params), float("nan"), float("nan"), per_step)
+                     for k, (_, _, tool, params) in enumerate(done)]
+            return RestorationResult(img, trace, regions, tool_calls=len(trace), iqa_calls=0, seconds=0.0,
+                                     info={"families": [f for f, _, _, _ in done]})
         seen = self.perceive(image, masks)
         areas = region_areas(masks)
         img, steps = apply_rules(self.table, image, masks, seen, self.max_steps)
@@ -194,6 +238,47 @@ class PerceivePlanner(Planner):
                  for k, tool, params in steps]
         return RestorationResult(img, trace, masks, tool_calls=len(trace), iqa_calls=0, seconds=0.0,
                                  info={"perceived": seen})
+
+
+def dense_family_prob(embedder: Any, image: np.ndarray) -> np.ndarray:
+    """Per-pixel family probabilities (H, W, F) float32 in [0, 1]: the encoder's linear family head on every
+    8x8 feature cell, bilinearly upsampled (each cell judged alone, so noisier than a region's)."""
+    import cv2
+    import torch
+
+    dense = embedder.dense_features(image)
+    with torch.inference_mode():
+        logits, _ = embedder.enc.net.heads(torch.from_numpy(dense).to(embedder.device))
+    prob = torch.sigmoid(logits).cpu().numpy().astype(np.float32)
+    h, w = image.shape[:2]
+    return cv2.resize(prob, (prob.shape[1] * 8, prob.shape[0] * 8), interpolation=cv2.INTER_LINEAR)[:h, :w]
+
+
+def apply_family_masks(table: RuleTable, embedder: Any, image: np.ndarray, thresholds: dict[str, float],
+                       cell_thresholds: dict[str, float], min_area: float = 0.0, max_steps: int | None = None,
+                       prob: np.ndarray | None = None
+                       ) -> tuple[np.ndarray, list[tuple[str, np.ndarray, str, dict[str, float]]]]:
+    """The ``regions="families"`` planner: per family in :data:`RESTORE_ORDER`, the mask of pixels whose dense
+    probability (:func:`dense_family_prob`, or ``prob`` when given) reaches ``cell_thresholds[family]``; when it
+    covers at least ``min_area`` of the image and the encoder's pooled probability on it reaches
+    ``thresholds[family]``, the table's entry for the pooled severity is applied inside it. Perception reads
+    the input image only. Returns the image and the (family, mask, tool, physical params) steps."""
+    p = dense_family_prob(embedder, image) if prob is None else prob
+    out, steps = image, []
+    for fam in RESTORE_ORDER:
+        if max_steps is not None and len(steps) >= max_steps:
+            break
+        j = FAMILIES.index(fam)
+        mask = p[..., j] >= cell_thresholds[fam]
+        if not mask.any() or mask.mean() < min_area:
+            continue
+        pred = embedder.predict(image, mask[None])
+        if pred["family_prob"][0, j] < thresholds[fam]:
+            continue
+        tool, params = table.lookup(fam, pred["severity"][0, j])
+        out = apply(out, tool, params, mask=mask)
+        steps.append((fam, mask, tool, params))
+    return out, steps
 
 
 def families_seen(pred: dict[str, np.ndarray], thresholds: dict[str, float]) -> list[dict[str, float]]:

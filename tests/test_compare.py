@@ -189,7 +189,7 @@ def test_rows_perceiving_through_the_encoder_rerun_when_its_weights_change(
     assert calls == [spec] * 3
     # perceive: keyed by the encoder's perception and by the rule table's content
     tables = iter(["table-a", "table-a", "table-b"])
-    monkeypatch.setattr(compare, "_rule_table_fingerprint", lambda: next(tables))
+    monkeypatch.setattr(compare, "_rule_table_fingerprint", lambda family_masks=False: next(tables))
     for _ in range(3):
         compare.evaluate_recipe(cfg, RECIPE, items, ["perceive"], progress=False)
     assert calls == [spec] * 3 + ["perceive", "perceive"]  # new table: evaluated again

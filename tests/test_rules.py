@@ -163,3 +163,78 @@ def test_fit_script_never_ships_a_table_fitted_for_other_weights(capsys) -> None
     cfg = "experiments/configs/rule_table_context_head.yaml"
     assert fit_rule_table.main(["--config", cfg, "--ship"]) == 2  # refused before any work
     assert "drop --ship" in capsys.readouterr().err
+
+
+class _FakeEncoder:
+    """Dense and pooled perception fixed by hand: noise everywhere on the left half, nothing else."""
+
+    device = "cpu"
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def predict(self, image: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
+        self.calls += 1
+        prob = np.zeros((len(masks), len(FAMILIES)))
+        left = masks[:, :, : image.shape[1] // 2].mean(axis=(1, 2))
+        prob[:, FAMILIES.index("noise")] = left  # probability = share of the mask on the left half
+        return {"family_prob": prob, "severity": np.full((len(masks), len(FAMILIES)), 0.3)}
+
+
+def test_family_masks_act_once_per_family_inside_its_mask() -> None:
+    from policies.rules import apply_family_masks
+
+    t = _table()
+    img = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
+    prob = np.zeros((32, 32, len(FAMILIES)), np.float32)
+    prob[:, :16, FAMILIES.index("noise")] = 0.9  # noise on the left half
+    prob[:2, :2, FAMILIES.index("haze")] = 0.9  # a haze speck: below min_area
+    prob[:, 16:, FAMILIES.index("blur")] = 0.9  # blur cells on the right, but its pooled probability is 0
+    thr = dict.fromkeys(FAMILIES, 0.5)
+    enc = _FakeEncoder()
+    out, steps = apply_family_masks(t, enc, img, thr, thr, min_area=0.05, prob=prob)
+    assert [s[0] for s in steps] == ["noise"] and enc.calls == 2  # haze never pooled: too small
+    fam, mask, tool, params = steps[0]
+    assert mask[:, :16].all() and not mask[:, 16:].any()
+    assert (tool, params) == t.lookup("noise", 0.3)
+    np.testing.assert_array_equal(out[:, 24:], img[:, 24:])  # away from the mask (feathered seam): untouched
+    assert not np.array_equal(out[:, :16], img[:, :16])
+    _, none = apply_family_masks(t, enc, img, thr, thr, min_area=0.05, prob=prob, max_steps=0)
+    assert none == []
+
+
+@pytest.mark.filterwarnings("ignore:the rule table's thresholds were tuned")  # tables without a fit
+def test_family_masks_settings_round_trip_and_errors(tmp_path) -> None:  # noqa: ANN001
+    t = _table()
+    fp = t.fingerprint()
+    t.family_masks = {"thresholds": dict.fromkeys(FAMILIES, 0.5), "cell_thresholds": dict.fromkeys(FAMILIES, 0.4),
+                      "min_area": 0.05}
+    back = RuleTable.load(t.save(tmp_path / "t.json"))
+    assert back.family_masks == t.family_masks
+    assert back.fingerprint() == fp  # the proposer planner's actions do not depend on them
+    assert back.fingerprint(family_masks=True) != fp
+    with pytest.raises(ValueError, match="cell_thresholds"):
+        RuleTable(t.entries, t.bins, t.thresholds, family_masks={**t.family_masks, "cell_thresholds": {"noise": 2}})
+    with pytest.raises(ValueError, match="no family_masks"):
+        make_planner("perceive", table=str(tmp_path / "t0.json" if _table().save(tmp_path / "t0.json") else ""),
+                     regions="families")
+    with pytest.raises(ValueError, match="regions must be"):
+        make_planner("perceive", regions="superpixels")
+    with pytest.raises(ValueError, match="mode='spatial'"):
+        make_planner("perceive", table=str(tmp_path / "t.json"), regions="families", mode="global")
+
+
+@pytest.mark.skipif(not DEFAULT_RULE_TABLE.exists() or not RuleTable.load().family_masks,
+                    reason="the shipped rule table has no family_masks settings")
+def test_shipped_family_mask_planner_restores_noise(photo: np.ndarray) -> None:
+    """``perceive:regions=families`` denoises noise-25 by >= 3 dB with at most one step per family."""
+    scene = synthesize(photo, recipe="noise-25", seed=1)
+    planner = make_planner("perceive", regions="families")
+    res = planner.restore(scene.degraded)
+    from experiments.fit_rule_table import psnr
+
+    assert res.iqa_calls == 0 and 1 <= res.tool_calls <= len(FAMILIES)
+    assert res.masks.shape[0] == res.tool_calls and res.masks.dtype == bool
+    assert psnr(res.image, scene.clean) - psnr(scene.degraded, scene.clean) >= 3.0
+    again = planner.restore(scene.degraded)
+    np.testing.assert_array_equal(res.image, again.image)  # deterministic
