@@ -204,9 +204,10 @@ class PerceivePlanner(Planner):
                 self.thresholds = {f: float(self.table.thresholds.get(f, encoder_thr[f])) for f in FAMILIES}
             else:
                 if self.table.thresholds:
+                    used = ("its family-mask thresholds are used as they are" if regions == "families"
+                            else "using the encoder's own calibrated threshold 0.5")
                     warnings.warn("the rule table's thresholds were tuned for another encoder (weights or context "
-                                  "head); using the encoder's own calibrated threshold 0.5", UserWarning,
-                                  stacklevel=2)
+                                  f"head); {used}", UserWarning, stacklevel=2)
                 self.thresholds = encoder_thr
         else:
             raise ValueError(f"thresholds must be 'table', 'encoder' or a number in [0, 1], got {thresholds!r}")
@@ -264,18 +265,19 @@ def apply_family_masks(table: RuleTable, embedder: Any, image: np.ndarray, thres
     ``thresholds[family]``, the table's entry for the pooled severity is applied inside it. Perception reads
     the input image only. Returns the image and the (family, mask, tool, physical params) steps."""
     p = dense_family_prob(embedder, image) if prob is None else prob
+    masks = {fam: p[..., FAMILIES.index(fam)] >= cell_thresholds[fam] for fam in RESTORE_ORDER}
+    masks = {fam: m for fam, m in masks.items() if m.any() and m.mean() >= min_area}
     out, steps = image, []
-    for fam in RESTORE_ORDER:
+    if not masks or (max_steps is not None and max_steps <= 0):
+        return out, steps
+    pred = embedder.predict(image, np.stack(list(masks.values())))  # one encoder pass for every mask
+    for k, (fam, mask) in enumerate(masks.items()):
         if max_steps is not None and len(steps) >= max_steps:
             break
         j = FAMILIES.index(fam)
-        mask = p[..., j] >= cell_thresholds[fam]
-        if not mask.any() or mask.mean() < min_area:
+        if pred["family_prob"][k, j] < thresholds[fam]:
             continue
-        pred = embedder.predict(image, mask[None])
-        if pred["family_prob"][0, j] < thresholds[fam]:
-            continue
-        tool, params = table.lookup(fam, pred["severity"][0, j])
+        tool, params = table.lookup(fam, pred["severity"][k, j])
         out = apply(out, tool, params, mask=mask)
         steps.append((fam, mask, tool, params))
     return out, steps

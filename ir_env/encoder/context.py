@@ -128,7 +128,7 @@ def load_context_head(directory: str | Path, encoder_sha256: str) -> tuple[Conte
 
     Raises :class:`~ir_env.encoder.learned.EncoderWeightsError` naming the file when it is half present,
     corrupt, of another format, or fitted on encoder weights other than ``encoder_sha256``."""
-    from ir_env.encoder.learned import EncoderWeightsError, file_sha256
+    from ir_env.encoder.learned import EncoderWeightsError, file_sha256, read_tagged_json
 
     d = Path(directory)
     js, pt = d / CONTEXT_JSON, d / CONTEXT_PT
@@ -138,12 +138,7 @@ def load_context_head(directory: str | Path, encoder_sha256: str) -> tuple[Conte
         if not f.is_file():
             raise EncoderWeightsError(f"context head file {f} not found (the pair {CONTEXT_JSON} + {CONTEXT_PT} "
                                       "goes together; remove both to use the linear heads)")
-    try:
-        info = json.loads(js.read_text())
-    except (OSError, ValueError) as e:
-        raise EncoderWeightsError(f"{js} is not valid JSON: {e}") from None
-    if info.get("format") != CONTEXT_FORMAT:
-        raise EncoderWeightsError(f"{js} has format {info.get('format')!r}, this code reads {CONTEXT_FORMAT!r}")
+    info = read_tagged_json(js, CONTEXT_FORMAT)
     if info.get("encoder_sha256") != encoder_sha256:
         raise EncoderWeightsError(f"{js} was fitted on encoder weights {str(info.get('encoder_sha256'))[:12]}, not "
                                   f"on the {encoder_sha256[:12]} beside it: re-fit it with "

@@ -63,6 +63,19 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def read_tagged_json(path: Path, fmt: str) -> dict[str, Any]:
+    """The JSON object in ``path`` whose ``format`` is ``fmt``; :class:`EncoderWeightsError` naming the file
+    when it cannot be read, is not JSON or carries another format tag."""
+    try:
+        info = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise EncoderWeightsError(f"{path} is not valid JSON: {e}") from None
+    if not isinstance(info, dict) or info.get("format") != fmt:
+        found = info.get("format") if isinstance(info, dict) else None
+        raise EncoderWeightsError(f"{path} has format {found!r}, this code reads {fmt!r}")
+    return info
+
+
 def weights_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
     """What decides the observations of the encoder in ``directory``: the SHA-256 of ``encoder.pt``, plus
     ``+pool<p>`` when its ``encoder.json`` sets a pooling power other than 1 (a setting without weights)."""
@@ -162,15 +175,11 @@ def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> Loaded
                     f"encoder weights file {f} not found; train them with "
                     "`python -m experiments.train_encoder --config experiments/configs/encoder_v8.yaml --ship` "
                     "or pass weights=DIR holding encoder.pt and encoder.json")
-        try:
-            info = json.loads(js.read_text())
-        except (OSError, ValueError) as e:
-            raise EncoderWeightsError(f"{js} is not valid JSON: {e}") from None
-        if info.get("format") != FORMAT:
-            raise EncoderWeightsError(f"{js} has format {info.get('format')!r}, this code reads {FORMAT!r}")
+        info = read_tagged_json(js, FORMAT)
         if list(info.get("families", [])) != list(FAMILIES):
             raise EncoderWeightsError(f"{js} was trained for families {info.get('families')}, not {list(FAMILIES)}")
-        if info.get("sha256") and info["sha256"] != file_sha256(pt):
+        sha = file_sha256(pt)
+        if info.get("sha256") and info["sha256"] != sha:
             raise EncoderWeightsError(f"{pt} does not match the checksum in {js} (corrupt or replaced file)")
         net = DegradationNet.from_architecture({**info, "families": len(FAMILIES)})
         try:
@@ -186,7 +195,7 @@ def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> Loaded
         std = np.asarray(info["feature_std"], np.float64)
         if mean.shape != (net.channels,) or std.shape != (net.channels,) or not np.all(std > 0):
             raise EncoderWeightsError(f"{js}: feature_mean / feature_std must hold {net.channels} values (std > 0)")
-        loaded = load_context_head(d, file_sha256(pt))
+        loaded = load_context_head(d, sha)
         enc = LoadedEncoder(net, mean, std, info, *(loaded if loaded is not None else (None, None)))
         _CACHE[key] = enc
         return enc
