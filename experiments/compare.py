@@ -46,9 +46,11 @@ from ir_env.corpus import center_crop  # noqa: E402
 from ir_env.encoder.learned import DEFAULT_WEIGHTS, perception_fingerprint  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
 from policies.evaluation import evaluate, image_metrics  # noqa: E402
+from policies.gate import gate_of_spec  # noqa: E402
 
 #: What a training variant may set in ``learned.variants``.
-VARIANT_KEYS = {"planner", "ppo_config", "label", "train"}  # train: per-variant overrides of learned.train
+VARIANT_KEYS = {"planner", "ppo_config", "label", "train", "gate"}  # train: per-variant overrides of learned.train;
+#                                                          gate: the seed rows' perception gate (default off)
 #: Table columns (per-planner means of the evaluate JSON).
 COLUMNS = ("psnr_in", "psnr_out", "psnr_gain", "ssim_out", "tool_calls", "iqa_calls", "seconds")
 
@@ -282,6 +284,11 @@ def evaluate_recipe(cfg: dict[str, Any], recipe: str, items: list[tuple[str, Any
             key["encoder"] = perception_fingerprint(DEFAULT_WEIGHTS)
         if rules:
             key["rule_table"] = _rule_table_fingerprint(family_masks=True)
+        gate = gate_of_spec(spec)
+        if gate != "off":  # the perception gate reads the encoder (and the table's thresholds)
+            key["gate"] = gate
+            key["encoder"] = perception_fingerprint(DEFAULT_WEIGHTS)
+            key["gate_table"] = _rule_table_fingerprint() if gate == "table" else None
         cache = _cache_path(cfg, recipe, spec)
         if cache.is_file():
             old = json.loads(cache.read_text())
@@ -468,7 +475,9 @@ def compare(cfg: dict[str, Any], command: str, progress: bool = True) -> dict[st
     groups: dict[str, list[str]] = {}
     for variant, v in cfg["learned"]["variants"].items():
         paths = [run_dir(cfg, variant, s) / "model.zip" for s in cfg["learned"]["seeds"]]
-        groups[variant] = [f"{v['planner']}:path={p}" for p in paths if is_trained(p.parent)]
+        gate = v.get("gate", "off")  # default: the policy as trained, without the perception gate
+        gate = "off" if gate is False else str(gate)  # YAML reads a bare off as False
+        groups[variant] = [f"{v['planner']}:path={p}:gate={gate}" for p in paths if is_trained(p.parent)]
         if len(groups[variant]) < len(paths):
             log(f"warning: {variant}: {len(groups[variant])} of {len(paths)} seed models found")
     report: dict[str, Any] = {"command": command, "images": len(items), "recipes": {},

@@ -93,7 +93,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         ref = read_image(args.reference)
         if args.size:
             ref = center_crop(ref, args.size)
-    spec = args.planner + (f":{args.mode}" if args.mode else "")
+    spec = args.planner + (f":{args.mode}" if args.mode else "") + (f":tile={args.tile}" if args.tile else "")
     planner, needs_ref = parse_planner_spec(spec, default_judge=args.judge, seed=args.seed,
                                             max_steps=args.max_steps)
     if needs_ref and ref is None:
@@ -103,7 +103,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.trace:
         Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
         Path(args.trace).write_text(json.dumps(res.to_json(), indent=2, default=float))
-    print(f"{planner.name} ({planner.mode}, judge {res.judge or 'none'}): {len(res.trace)} steps, "
+    print(f"{args.planner} ({planner.mode}, judge {res.judge or 'none'}): {len(res.trace)} steps, "
           f"{res.tool_calls} tool calls, {res.iqa_calls} IQA calls, {res.seconds:.2f} s -> {args.output}")
     for st in res.trace:
         ps = ", ".join(f"{k}={v:.3g}" for k, v in st.params.items())
@@ -189,8 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("restore", help="restore one image file with a planner")
     s.add_argument("image", help="degraded image file")
     s.add_argument("-o", "--output", required=True, help="output image file (PNG recommended)")
-    s.add_argument("--planner", default="greedy", help="random, fixed, greedy, dfs, ppo, ... (default greedy)")
+    s.add_argument("--planner", default="greedy", help="planner spec name[:key=value...]: random, fixed, greedy, "
+                   "dfs, perceive, perceive:regions=families, ppo, distilled, ... (default greedy)")
     s.add_argument("--mode", choices=["spatial", "global"], default="", help="default: spatial")
+    s.add_argument("--tile", type=int, default=0, help="plan tile by tile on tiles of about this many px (>= 32; "
+                   "0: off); for photos much larger than the planner's training crops (policies/tiled.py)")
     s.add_argument("--judge", default="npsnr", help="IQA judge: npsnr (learned), niqe, piqe, brisque (no-reference) "
                    "or psnr/ssim (needs --reference: an oracle upper bound)")
     s.add_argument("--reference", default="", help="clean image for a full-reference judge")

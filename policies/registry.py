@@ -47,12 +47,20 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
     """Build planner ``name`` (``random``, ``fixed``, ``greedy``, ``dfs``, ``memory``, ``perceive``, ``ppo``,
     ``maskable_ppo``, ``distilled``) with
     keyword options (``mode``, ``judge``, ``region_proposer``, ``max_regions``, ``max_steps``, ``seed``, and the
-    planner's own; ``ppo``/``maskable_ppo`` take ``path=`` to a trained model)."""
+    planner's own; ``ppo``/``maskable_ppo`` take ``path=`` to a trained model). ``gate=`` ``"table"``,
+    ``"encoder"`` or ``"off"`` keeps only the steps whose tool family the encoder sees in the region
+    (:class:`policies.gate.PerceptionGate`; on by default, ``"table"``, for ``ppo``, ``maskable_ppo`` and
+    ``distilled``). ``tile=N`` (px, >= 32) runs it tile by tile (:class:`policies.tiled.TiledPlanner`)."""
+    from policies.gate import gated, resolve_gate
+    from policies.tiled import tile_option, tiled
+
     _builtin()
+    tile = tile_option(kwargs)
+    gate = resolve_gate(name, kwargs.pop("gate", None))
     try:
         factory = _FACTORIES[name]
     except KeyError:
         close = difflib.get_close_matches(name, list(_FACTORIES), n=2)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown planner {name!r}; known: {', '.join(_FACTORIES)}{hint}") from None
-    return factory(**kwargs)
+    return tiled(gated(factory(**kwargs), gate), tile)

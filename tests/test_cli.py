@@ -65,6 +65,7 @@ def test_degrade_accepts_greyscale_and_any_size(tmp_path: Path) -> None:
         (["restore", "{photo}", "-o", "x.png", "--planner", "nope"], "unknown planner"),
         (["restore", "{photo}", "-o", "x.png", "--judge", "psnr"], "reference"),
         (["restore", "{photo}", "-o", "x.png", "--judge", "nope"], "unknown metric"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "fixed", "--tile", "8"], "tile must be 0 (off) or >= 32"),
         (["evaluate", "--images", "missing_dir", "--planners", "fixed"], "missing_dir"),
     ],
 )
@@ -86,6 +87,17 @@ def test_restore_writes_image_and_trace(tmp_path: Path, photo_file: Path) -> Non
     assert read_image(out).shape == read_image(photo_file).shape
     t = json.loads(trace.read_text())
     assert t["planner"] == "fixed" and len(t["trace"]) >= 1 and t["iqa_calls"] == 0
+
+
+def test_restore_tile_by_tile(tmp_path: Path, photo_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out, trace = tmp_path / "r.png", tmp_path / "t.json"
+    assert main(["restore", str(photo_file), "-o", str(out), "--planner", "fixed", "--tile", "32",
+                 "--trace", str(trace)]) == 0
+    assert capsys.readouterr().out.startswith("fixed (spatial, judge none)")
+    t = json.loads(trace.read_text())
+    h, w = read_image(photo_file).shape[:2]
+    assert len(t["info"]["tiles"]) == max(1, round(h / 32)) * max(1, round(w / 32)) > 1
+    assert read_image(out).shape == (h, w, 3)
 
 
 def test_evaluate_writes_json_markdown_plot(tmp_path: Path, photo_file: Path) -> None:

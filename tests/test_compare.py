@@ -108,7 +108,7 @@ def test_resumed_run_does_not_retrain(tiny: dict[str, Any], monkeypatch: pytest.
 def test_learned_row_matches_the_planner(tiny: dict[str, Any]) -> None:
     """The cached learned row is what the trained model does on the same scene."""
     model = tiny["tmp"] / "runs" / "tiny_s0" / "model.zip"
-    spec = f"ppo:path={model}"
+    spec = f"ppo:path={model}:gate=off"  # seed rows: the policy as trained
     fresh = evaluate([("astronaut.png", center_crop(tiny["photo"], 64))], RECIPE, [spec], seed=0, size=64,
                      progress=False)
     res = json.loads((tiny["tmp"] / "out" / f"{RECIPE}.json").read_text())
@@ -193,6 +193,30 @@ def test_rows_perceiving_through_the_encoder_rerun_when_its_weights_change(
     for _ in range(3):
         compare.evaluate_recipe(cfg, RECIPE, items, ["perceive"], progress=False)
     assert calls == [spec] * 3 + ["perceive", "perceive"]  # new table: evaluated again
+
+
+def test_gated_rows_rerun_when_the_gate_table_changes(tiny: dict[str, Any], tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A gated spec (the learned planners' default) is keyed by the gate, the encoder and the rule table's
+    thresholds; an ungated one by none of them."""
+    cfg = compare.load_compare_config(tiny["cfg"])
+    cfg["learned"]["runs_dir"] = str(tmp_path / "runs")
+    items = [("astronaut.png", tiny["photo"])]
+    calls: list[str] = []
+
+    def fake_evaluate(items_: Any, recipe: str, specs: list[str], **kwargs: Any) -> dict[str, Any]:
+        calls.append(specs[0])
+        return {"planners": {specs[0]: {"psnr_gain": 0.0}}, "rows": [{"image": "astronaut.png", "planner": specs[0]}]}
+
+    monkeypatch.setattr(compare, "evaluate", fake_evaluate)
+    tables = iter(["table-a", "table-a", "table-b"])
+    monkeypatch.setattr(compare, "_rule_table_fingerprint", lambda family_masks=False: next(tables))
+    for _ in range(3):
+        compare.evaluate_recipe(cfg, RECIPE, items, ["fixed:gate=table"], progress=False)
+    assert calls == ["fixed:gate=table"] * 2  # the table's thresholds changed once
+    for _ in range(2):
+        compare.evaluate_recipe(cfg, RECIPE, items, ["fixed:global:gate=off"], progress=False)
+    assert calls.count("fixed:global:gate=off") == 1  # no gate: no table lookup (the iterator is spent)
 
 
 def test_variant_train_overrides_merge_one_level_and_key_the_expert(tmp_path: Path) -> None:

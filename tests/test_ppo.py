@@ -307,7 +307,7 @@ def test_ppo_planner_restores_with_exact_replay(tiny_run: Path, photo: np.ndarra
     from policies import make_planner
 
     scene = synthesize(center_crop(photo, 64), recipe="spatial-mixed", seed=5)
-    planner = make_planner("ppo", path=tiny_run / "model.zip")
+    planner = make_planner("ppo", path=tiny_run / "model.zip", gate="off")  # the policy itself, no gate
     assert planner.mode == "spatial" and planner.region_proposer == "degradation-clusters"
     res = planner.restore(scene.degraded)
     assert res.image.shape == (64, 64, 3) and res.image.dtype == np.float32
@@ -315,8 +315,12 @@ def test_ppo_planner_restores_with_exact_replay(tiny_run: Path, photo: np.ndarra
     assert res.tool_calls == len(res.trace) <= 3
     assert 1 <= len(res.masks) <= 4
     assert np.array_equal(res.replay(scene.degraded), res.image)
-    again = make_planner("ppo", path=tiny_run / "model.zip").restore(scene.degraded)
+    again = make_planner("ppo", path=tiny_run / "model.zip", gate="off").restore(scene.degraded)
     assert np.array_equal(again.image, res.image)  # deterministic
+    gated = make_planner("ppo", path=tiny_run / "model.zip").restore(scene.degraded)  # the default gate
+    kept = [(s.tool, s.region) for s in gated.trace]
+    assert kept == [(s.tool, s.region) for s in res.trace if (s.tool, s.region) in kept]  # a subsequence
+    assert np.array_equal(gated.replay(scene.degraded), gated.image)
     # the planner observes exactly what the training env observes for the same scene and regions
     env = gym.make("SpatialIR-v0", **read_model_config(tiny_run / "model.zip")["env_kwargs"]).unwrapped
     env_obs, _ = env.reset(seed=0, options={"scene": scene})

@@ -1,0 +1,152 @@
+"""Run any planner tile by tile: large photos seen at the pixel scale the planner was built for.
+
+Every learned part of this project (the PPO and distilled policies, the encoder, the rule table) was trained
+on 64-128 px crops taken from photos at their native resolution, so a noise grain, a JPEG block or a rain
+streak looks the same size to them as in an ordinary photo -- but a whole 500 px photo holds more scene per
+region than they ever saw, and the learned planners lose PSNR on it (``experiments/scale_transfer.py``).
+:class:`TiledPlanner` cuts the image into a grid of tiles of about ``tile`` px, lets the wrapped planner
+plan each tile on its own (it sees the current image, so later tiles see earlier tiles' work at their
+borders) and applies each kept step to the whole image with the step's region placed in the full frame.
+So the result obeys the :class:`~policies.base.RestorationResult` contract: ``replay`` on the input
+reproduces ``image`` exactly, and the tools read real pixels across tile borders, with the feathered mask
+of :func:`restorers.apply` blending each step into its neighbours (no hard seams).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+
+from policies.base import Planner, RestorationResult, TraceStep
+from restorers import apply, check_image, check_mask
+
+#: Smallest tile side accepted, px (the env and the encoder need 32 px).
+MIN_TILE = 32
+
+
+def tile_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
+    """Grid of ``(y0, y1, x0, x1)`` boxes covering a ``height`` x ``width`` image with tiles of about
+    ``tile`` px: ``max(1, round(side / tile))`` tiles per side, the side split as evenly as possible (so
+    tiles are between about 2/3 and 3/2 of ``tile``, never a thin sliver); row-major order."""
+    if int(tile) < MIN_TILE:
+        raise ValueError(f"tile must be >= {MIN_TILE} px, got {tile}")
+    if height < 1 or width < 1:
+        raise ValueError(f"image size must be positive, got {height} x {width}")
+
+    def cuts(side: int) -> list[int]:
+        n = max(1, int(round(side / int(tile))))
+        return [round(i * side / n) for i in range(n + 1)]
+
+    ys, xs = cuts(int(height)), cuts(int(width))
+    return [(ys[i], ys[i + 1], xs[j], xs[j + 1]) for i in range(len(ys) - 1) for j in range(len(xs) - 1)]
+
+
+class TiledPlanner(Planner):
+    """``inner`` run on each tile of a :func:`tile_boxes` grid (module docstring).
+
+    Args:
+        inner: any planner (``make_planner(name, tile=N, ...)`` builds one around planner ``name``).
+        tile: tile side in px (>= 32); an image whose sides are both below 1.5 x ``tile`` is one tile, i.e.
+            the inner planner alone. Good values: the size the inner planner was trained or fitted at
+            (64 for the shipped ``ppo`` and ``distilled``, 128 for ``perceive``).
+
+    ``restore(..., masks=...)`` with given regions (e.g. an env's, through :meth:`predict`) skips the
+    tiling and hands them to the inner planner. Counting: ``tool_calls`` = the inner planner's calls on
+    every tile plus one full-frame application per kept step; ``iqa_calls`` = the inner judge's calls;
+    ``quality_before/after`` of a step are the inner judge's scores on its tile. ``masks`` holds only the
+    regions the trace uses (a full-frame copy of each); ``info["tiles"]`` the boxes and ``info["per_tile"]``
+    each tile's inner ``info``.
+    """
+
+    def __init__(self, inner: Planner, tile: int) -> None:
+        if not isinstance(inner, Planner):
+            raise TypeError(f"inner must be a Planner, got {type(inner).__name__}")
+        if isinstance(inner, TiledPlanner):
+            raise ValueError("the planner is already tiled")
+        if int(tile) < MIN_TILE:
+            raise ValueError(f"tile must be >= {MIN_TILE} px, got {tile}")
+        # the base's cheap "whole" proposer is never used: the inner planner proposes regions per tile
+        super().__init__(mode="global", judge=None, max_steps=inner.max_steps, seed=inner.seed)
+        self.inner, self.tile = inner, int(tile)
+        self.name = inner.name
+        self.uses_judge = inner.uses_judge
+        self.judge = inner.judge
+        self.mode, self.region_proposer, self.max_regions = "spatial", inner.region_proposer, inner.max_regions
+        self.proposer = inner.proposer
+
+    def restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,
+                masks: np.ndarray | None = None) -> RestorationResult:
+        """Restore ``degraded`` (float32 HxWx3 in [0, 1]) tile by tile; ``reference`` (the clean image, same
+        shape) is cropped for a full-reference judge; ``masks`` given: no tiling (class docstring)."""
+        t0 = time.perf_counter()
+        img = check_image(degraded, name="degraded")
+        ref = None if reference is None else check_image(reference, name="reference")
+        if ref is not None and ref.shape != img.shape:
+            raise ValueError(f"reference shape {ref.shape} differs from the degraded image's {img.shape}")
+        if masks is not None:
+            masks = np.stack([check_mask(m, img.shape[:2]) for m in np.asarray(masks)])
+            res = self.inner.restore(img, ref, masks)
+            res.info = {**res.info, "tiles": [(0, img.shape[0], 0, img.shape[1])]}
+            res.seconds = time.perf_counter() - t0
+            return res
+        h, w = img.shape[:2]
+        boxes = tile_boxes(h, w, self.tile)
+        out, trace, kept, per_tile = img, [], [], []
+        tool_calls = iqa_calls = 0
+        for y0, y1, x0, x1 in boxes:
+            crop = np.ascontiguousarray(out[y0:y1, x0:x1])
+            r = None if ref is None else np.ascontiguousarray(ref[y0:y1, x0:x1])
+            res = self.inner.restore(crop, r)
+            tool_calls += int(res.tool_calls)
+            iqa_calls += int(res.iqa_calls)
+            per_tile.append(res.info)
+            index: dict[int, int] = {}  # the tile's region -> its full-frame mask in ``kept``
+            for st in res.trace:
+                if st.region not in index:
+                    full = np.zeros((h, w), bool)
+                    full[y0:y1, x0:x1] = res.masks[st.region]
+                    index[st.region] = len(kept)
+                    kept.append(full)
+                m = kept[index[st.region]]
+                out = apply(out, st.tool, st.params, mask=m)
+                tool_calls += 1
+                trace.append(TraceStep(index[st.region], float(m.mean()), st.tool, dict(st.params),
+                                       st.quality_before, st.quality_after, st.seconds))
+        mask_arr = np.stack(kept) if kept else np.zeros((0, h, w), bool)
+        judge = self.judge.label if self.judge is not None else ""
+        return RestorationResult(out, trace, mask_arr, tool_calls=tool_calls, iqa_calls=iqa_calls,
+                                 seconds=time.perf_counter() - t0, planner=self.name, judge=judge,
+                                 info={"tiles": boxes, "tile": self.tile, "per_tile": per_tile})
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (``model``, ``env``, ``table`` ...) is the wrapped planner's."""
+        if name == "inner":  # not set yet (during __init__): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
+        raise NotImplementedError("TiledPlanner overrides restore()")  # pragma: no cover - never called
+
+    def __repr__(self) -> str:
+        return f"TiledPlanner({self.inner!r}, tile={self.tile})"
+
+
+def tiled(planner: Planner, tile: int | None) -> Planner:
+    """``planner`` wrapped in a :class:`TiledPlanner` of ``tile`` px; ``None`` or 0: ``planner`` itself."""
+    if tile is None or int(tile) == 0:
+        return planner
+    return TiledPlanner(planner, int(tile))
+
+
+def tile_option(kwargs: dict[str, Any]) -> int | None:
+    """Pop and check the ``tile`` keyword of :func:`policies.make_planner` (``None``/0: no tiling)."""
+    tile = kwargs.pop("tile", None)
+    if tile is None:
+        return None
+    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer, float)) or int(tile) != tile:
+        raise ValueError(f"tile must be a whole number of px (0 = off), got {tile!r}")
+    if int(tile) != 0 and int(tile) < MIN_TILE:
+        raise ValueError(f"tile must be 0 (off) or >= {MIN_TILE} px, got {tile}")
+    return int(tile)

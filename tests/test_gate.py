@@ -1,0 +1,90 @@
+"""The perception gate: which steps it keeps, exact replay, defaults per planner, options and errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ir_env.recipes import synthesize
+from policies import make_planner
+from policies.evaluation import parse_planner_spec
+from policies.gate import DEFAULT_GATES, PerceptionGate, gate_of_spec, gate_thresholds, resolve_gate
+from restorers import get_tool
+from restorers.spec import FAMILIES
+
+
+@pytest.fixture(scope="module")
+def scene(photo: np.ndarray):  # noqa: ANN201
+    return synthesize(photo, recipe="spatial-mixed", seed=4)
+
+
+def test_gate_keeps_exactly_the_perceived_steps(scene) -> None:  # noqa: ANN001
+    from ir_env.encoder.learned import LearnedEmbedder
+
+    inner = make_planner("fixed", max_regions=3)  # every family's tool on every region
+    raw = inner.restore(scene.degraded)
+    res = PerceptionGate(make_planner("fixed", max_regions=3), "encoder").restore(scene.degraded)
+    prob = LearnedEmbedder().predict(scene.degraded, raw.masks)["family_prob"]
+    want = [(st.region, st.tool) for st in raw.trace
+            if prob[st.region, FAMILIES.index(get_tool(st.tool).family)] >= 0.5]
+    assert [(st.region, st.tool) for st in res.trace] == want
+    assert 0 < len(res.trace) < len(raw.trace)  # the fixed pipeline does more than the scene needs
+    gate = res.info["gate"]
+    assert gate["kept"] == len(want) and len(gate["vetoed"]) == len(raw.trace) - len(want)
+    assert all(v["prob"] < 0.5 for v in gate["vetoed"])
+    assert np.array_equal(res.replay(scene.degraded), res.image)  # the RestorationResult contract
+    assert res.tool_calls == raw.tool_calls + len(want)  # the kept steps were replayed
+    assert res.iqa_calls == 0
+
+
+def test_nothing_vetoed_returns_the_inner_result(scene) -> None:  # noqa: ANN001
+    p = PerceptionGate(make_planner("random", max_regions=2, max_steps=2, seed=1), "encoder")
+    p.thresholds = dict.fromkeys(FAMILIES, 0.0)  # every step passes
+    raw = make_planner("random", max_regions=2, max_steps=2, seed=1).restore(scene.degraded)
+    res = p.restore(scene.degraded)
+    assert np.array_equal(res.image, raw.image) and res.tool_calls == raw.tool_calls
+    assert res.info["gate"]["vetoed"] == []
+
+
+def test_clean_photo_is_left_alone_by_the_gated_ppo(photo: np.ndarray) -> None:
+    raw = make_planner("ppo", gate="off").restore(photo)
+    res = make_planner("ppo").restore(photo)  # gated by default
+    assert len(raw.trace) >= 1  # the raw policy always acts
+    assert len(res.trace) <= len(raw.trace)
+    assert np.abs(res.image - photo).mean() <= np.abs(raw.image - photo).mean() + 1e-7
+
+
+def test_defaults_and_options() -> None:
+    assert set(DEFAULT_GATES) == {"ppo", "maskable_ppo", "distilled"}
+    assert isinstance(make_planner("ppo"), PerceptionGate)
+    assert not isinstance(make_planner("ppo", gate="off"), PerceptionGate)
+    assert not isinstance(make_planner("fixed"), PerceptionGate)
+    assert make_planner("fixed", gate="encoder").gate == "encoder"
+    p, _ = parse_planner_spec("ppo:gate=off")
+    assert not isinstance(p, PerceptionGate)
+    p, _ = parse_planner_spec("distilled:gate=0")
+    assert not isinstance(p, PerceptionGate)
+    assert resolve_gate("ppo") == "table" and resolve_gate("greedy") == "off"
+    assert resolve_gate("ppo", False) == "off" and resolve_gate("fixed", "table") == "table"
+    assert gate_of_spec("ppo:path=x.zip") == "table" and gate_of_spec("ppo:gate=off") == "off"
+    assert gate_of_spec("fixed:global") == "off" and gate_of_spec("fixed:gate=encoder") == "encoder"
+    thr = gate_thresholds("table")
+    assert set(thr) == set(FAMILIES) and all(0 < v < 1 for v in thr.values())
+    assert gate_thresholds("encoder") == dict.fromkeys(FAMILIES, 0.5)
+    tiled_gated = make_planner("ppo", tile=64)
+    assert isinstance(tiled_gated.inner, PerceptionGate)  # gated per tile
+    # the wrappers hand other attributes to the wrapped planner (the policy, its env, its settings)
+    assert tiled_gated.model is tiled_gated.inner.inner.model and tiled_gated.step_cap >= 1
+    with pytest.raises(AttributeError):
+        _ = make_planner("fixed", gate="table").no_such_attribute
+
+
+@pytest.mark.parametrize("bad", ["strict", 2, 0.5])
+def test_bad_gate_is_named(bad: object) -> None:
+    with pytest.raises(ValueError, match="gate must be one of"):
+        make_planner("fixed", gate=bad)
+
+
+def test_gate_needs_a_planner() -> None:
+    with pytest.raises(TypeError, match="Planner"):
+        PerceptionGate("fixed")  # type: ignore[arg-type]

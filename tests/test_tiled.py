@@ -1,0 +1,111 @@
+"""Tiled planners: the tile grid, exact replay, counting, the make_planner / spec option, clear errors."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ir_env.recipes import synthesize
+from policies import make_planner
+from policies.evaluation import parse_planner_spec
+from policies.tiled import TiledPlanner, tile_boxes
+
+
+@pytest.fixture(scope="module")
+def wide_scene(photo: np.ndarray):  # noqa: ANN201
+    """A 96 x 128 px spatial-mixed scene (two photos' worth of regions for 48 px tiles)."""
+    return synthesize(np.ascontiguousarray(photo[:96]), recipe="spatial-mixed", seed=5)
+
+
+@pytest.mark.parametrize(("h", "w", "tile"), [(96, 128, 48), (300, 451, 128), (100, 64, 64), (40, 40, 128),
+                                              (513, 97, 32)])
+def test_tile_boxes_partition_the_image_into_even_tiles(h: int, w: int, tile: int) -> None:
+    boxes = tile_boxes(h, w, tile)
+    cover = np.zeros((h, w), int)
+    for y0, y1, x0, x1 in boxes:
+        cover[y0:y1, x0:x1] += 1
+        for side, full in ((y1 - y0, h), (x1 - x0, w)):
+            if full >= 1.5 * tile:  # split sides: tiles within a factor 1.5 of the asked size
+                assert tile / 1.5 - 1 <= side <= 1.5 * tile + 1
+            else:  # one tile spans the side
+                assert side == full
+    assert (cover == 1).all()  # every pixel in exactly one tile
+    assert len(tile_boxes(h, w, tile)) == len(boxes) and tile_boxes(h, w, tile) == boxes  # deterministic
+
+
+def test_tile_boxes_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="tile must be >= 32"):
+        tile_boxes(100, 100, 16)
+    with pytest.raises(ValueError, match="positive"):
+        tile_boxes(0, 100, 64)
+
+
+def test_tiled_result_replays_exactly_and_stays_in_its_tiles(wide_scene) -> None:  # noqa: ANN001
+    inner = make_planner("fixed", max_regions=2)
+    p = TiledPlanner(inner, 48)
+    res = p.restore(wide_scene.degraded)
+    boxes = res.info["tiles"]
+    assert len(boxes) == 2 * 3  # 96 / 48 rows, 128 / 48 -> 3 columns
+    assert np.array_equal(res.replay(wide_scene.degraded), res.image)  # the RestorationResult contract
+    assert res.image.dtype == np.float32 and res.image.shape == wide_scene.degraded.shape
+    assert len(res.trace) > len(boxes)  # the fixed pipeline acts on every tile
+    for st in res.trace:  # each region lies inside one tile
+        m = res.masks[st.region]
+        inside = [m[y0:y1, x0:x1].sum() for y0, y1, x0, x1 in boxes]
+        assert max(inside) == m.sum() > 0
+        assert st.region_area == pytest.approx(m.mean())
+    # fixed never undoes a step: its calls on the tiles are its steps, plus one full-frame call per step
+    assert res.tool_calls == 2 * len(res.trace)
+    assert res.iqa_calls == 0 and res.planner == "fixed" and res.seconds > 0
+
+
+def test_one_tile_is_the_inner_planner(photo96: np.ndarray) -> None:
+    scene = synthesize(photo96, recipe="spatial-mixed", seed=3)
+    inner = make_planner("fixed", max_regions=3)
+    plain = inner.restore(scene.degraded)
+    res = make_planner("fixed", max_regions=3, tile=128).restore(scene.degraded)  # 96 px < 1.5 x 128
+    assert res.info["tiles"] == [(0, 96, 0, 96)]
+    assert np.array_equal(res.image, plain.image)
+    assert [(s.tool, s.params) for s in res.trace] == [(s.tool, s.params) for s in plain.trace]
+
+
+def test_given_masks_skip_the_tiling(wide_scene) -> None:  # noqa: ANN001
+    inner = make_planner("fixed")
+    res = TiledPlanner(inner, 48).restore(wide_scene.degraded, masks=wide_scene.masks)
+    plain = inner.restore(wide_scene.degraded, masks=wide_scene.masks)
+    assert np.array_equal(res.image, plain.image) and len(res.masks) == len(wide_scene.masks)
+
+
+def test_oracle_judge_reads_the_reference_tile_by_tile(wide_scene) -> None:  # noqa: ANN001
+    from ir_env.quality import get_metric
+    from restorers import list_tools
+
+    cheap = [t.name for t in sorted(list_tools(), key=lambda t: t.cost)][:6]
+    p, needs_ref = parse_planner_spec("greedy:oracle:tile=64:max_steps=1:max_regions=2", tools=cheap)
+    assert needs_ref and isinstance(p, TiledPlanner) and p.judge.label == "oracle:psnr"
+    with pytest.raises(ValueError, match="full-reference"):
+        p.restore(wide_scene.degraded)
+    res = p.restore(wide_scene.degraded, reference=wide_scene.clean)
+    psnr = get_metric("psnr")
+    assert psnr.score(res.image, wide_scene.clean) >= psnr.score(wide_scene.degraded, wide_scene.clean) - 0.05
+    assert res.iqa_calls > 0 and res.judge == "oracle:psnr"
+
+
+def test_make_planner_tile_option() -> None:
+    assert isinstance(make_planner("fixed", tile=64), TiledPlanner)
+    assert not isinstance(make_planner("fixed", tile=0), TiledPlanner)
+    assert make_planner("fixed", tile=64).tile == 64
+    for bad, msg in ((16, "0 \\(off\\) or >= 32"), ("big", "whole number"), (64.5, "whole number"),
+                     (True, "whole number")):
+        with pytest.raises(ValueError, match=msg):
+            make_planner("fixed", tile=bad)
+    with pytest.raises(ValueError, match="already tiled"):
+        TiledPlanner(make_planner("fixed", tile=64), 64)
+    with pytest.raises(TypeError, match="Planner"):
+        TiledPlanner("fixed", 64)  # type: ignore[arg-type]
+
+
+def test_reference_shape_mismatch_is_named(wide_scene) -> None:  # noqa: ANN001
+    p = make_planner("fixed", tile=48)
+    with pytest.raises(ValueError, match="reference shape"):
+        p.restore(wide_scene.degraded, reference=wide_scene.clean[:64])
