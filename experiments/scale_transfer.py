@@ -5,7 +5,8 @@ crops of photos at native resolution. This script runs the same planners on `spa
 built-in TEST photos centre-cropped to each size in ``sizes`` (0 = the whole photo, 300-512 px a side), the
 plain planner next to its tiled form (``spec:tile=N``, :class:`policies.tiled.TiledPlanner`) and with or
 without the perception gate (``spec:gate=off``, :mod:`policies.gate`); with ``train_photos`` (``{size,
-scenes_per_image}``) also on scenes of the TRAIN photos; and, with ``real_pairs``, on the 5 distorted /
+scenes_per_image}``) also on scenes of the TRAIN photos; with ``clean_crops`` (``{crops, size}``) on
+undegraded crops of the test photos; and, with ``real_pairs``, on the 5 distorted /
 reference Kodak pairs that pyiqa installs (``ResultsCalibra``: KADID-10k distortions, mostly outside the six
 simulated families, so the best a planner can do there is little harm; the reference photos are in the
 encoder's training corpus, the distortions are not).
@@ -73,6 +74,29 @@ def run_real_pairs(specs: list[str], seed: int, judge: str) -> dict[str, Any]:
     return out
 
 
+def run_clean_crops(specs: list[str], crops: int, size: int, seed: int, judge: str) -> dict[str, Any]:
+    """Every planner on ``crops`` UNDEGRADED random ``size`` px crops of the built-in TEST photos (nothing to
+    restore): share left untouched, mean steps and the mean / worst PSNR (dB) of the output against the
+    crop (an untouched crop counts as 100 dB)."""
+    from ir_env.corpus import random_crop
+
+    photos = [img for _, img in load_named_corpus("builtin", split="test")]
+    rng = np.random.default_rng([seed, 3])
+    clean = [random_crop(photos[i % len(photos)], int(size), rng) for i in range(int(crops))]
+    out: dict[str, Any] = {"crops": int(crops), "size": int(size), "planners": {}}
+    for spec in specs:
+        planner, needs_ref = parse_planner_spec(spec, default_judge=judge, seed=seed)
+        steps, q = [], []
+        for img in clean:
+            res = planner.restore(img, reference=img if needs_ref else None)
+            steps.append(len(res.trace))
+            q.append(min(100.0, image_metrics(res.image, img)["psnr"]))
+        out["planners"][spec] = {"untouched": float(np.mean(np.asarray(steps) == 0)),
+                                 "mean_steps": float(np.mean(steps)), "mean_psnr": float(np.mean(q)),
+                                 "worst_psnr": float(np.min(q))}
+    return out
+
+
 def size_label(size: int) -> str:
     """Column name of a size (0 = whole photo)."""
     return "whole photo" if int(size) == 0 else f"{int(size)} px"
@@ -117,6 +141,15 @@ def markdown(res: dict[str, Any]) -> str:
         for spec, p in rp["planners"].items():
             text += (f"| {spec} | {p['psnr_gain']:+.2f} | " + " | ".join(f"{g:+.2f}" for g in p["gains"])
                      + f" | {p['tool_calls']:.1f} | {p['seconds']:.2f} |\n")
+    if res.get("clean_crops"):
+        cc = res["clean_crops"]
+        text += (f"\n## Undegraded photos ({cc['crops']} random {cc['size']} px crops of the TEST photos)\n\n"
+                 "Nothing to restore: the best answer is to leave the crop as it is. PSNR of the output against "
+                 "the crop (an untouched crop counts as 100 dB).\n\n| planner | left untouched | steps per crop "
+                 "| mean PSNR (dB) | worst PSNR (dB) |\n|---|---|---|---|---|\n")
+        for spec, p in cc["planners"].items():
+            text += (f"| {spec} | {p['untouched']:.0%} | {p['mean_steps']:.2f} | {p['mean_psnr']:.1f} | "
+                     f"{p['worst_psnr']:.1f} |\n")
     return text
 
 
@@ -143,6 +176,10 @@ def run(cfg: dict[str, Any], command: str) -> dict[str, Any]:
                                                        for k, v in r["planners"].items()), flush=True)
     if cfg.get("real_pairs"):
         res["real_pairs"] = run_real_pairs(cfg["planners"], int(cfg["seed"]), judge)
+    if cfg.get("clean_crops"):
+        cc = cfg["clean_crops"]
+        res["clean_crops"] = run_clean_crops(cfg["planners"], int(cc["crops"]), int(cc["size"]), int(cfg["seed"]),
+                                             judge)
     return res
 
 
