@@ -108,6 +108,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     for st in res.trace:
         ps = ", ".join(f"{k}={v:.3g}" for k, v in st.params.items())
         print(f"  region {st.region} ({st.region_area:.0%}): {st.tool}({ps})")
+    for v in res.info.get("gate", {}).get("vetoed", []):  # steps the perception gate dropped (policies/gate.py)
+        print(f"  gate dropped {v['tool']} on region {v['region']}: the encoder sees {v['family']} there "
+              f"with probability {v['prob']:.2f}")
     return 0
 
 

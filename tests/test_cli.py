@@ -100,6 +100,17 @@ def test_restore_tile_by_tile(tmp_path: Path, photo_file: Path, capsys: pytest.C
     assert read_image(out).shape == (h, w, 3)
 
 
+def test_restore_reports_what_the_gate_dropped(tmp_path: Path, photo_file: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    out, trace = tmp_path / "r.png", tmp_path / "t.json"
+    assert main(["restore", str(photo_file), "-o", str(out), "--planner", "fixed:gate=table",
+                 "--trace", str(trace)]) == 0
+    vetoed = json.loads(trace.read_text())["info"]["gate"]["vetoed"]
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if "gate dropped" in ln]
+    assert vetoed and len(lines) == len(vetoed)  # the fixed pipeline runs tools for families not there
+    assert f"gate dropped {vetoed[0]['tool']} on region {vetoed[0]['region']}" in lines[0]
+
+
 def test_evaluate_writes_json_markdown_plot(tmp_path: Path, photo_file: Path) -> None:
     j, m, p = tmp_path / "r.json", tmp_path / "r.md", tmp_path / "r.png"
     assert main(["evaluate", "--images", str(tmp_path), "--recipe", "noise-25", "--planners", "fixed,random",
