@@ -28,15 +28,16 @@ MIN_TILE = 32
 
 def tile_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
     """Grid of ``(y0, y1, x0, x1)`` boxes covering a ``height`` x ``width`` image with tiles of about
-    ``tile`` px: ``max(1, round(side / tile))`` tiles per side, the side split as evenly as possible (so
-    tiles are between about 2/3 and 3/2 of ``tile``, never a thin sliver); row-major order."""
+    ``tile`` px: ``max(1, round(side / tile))`` tiles per side (fewer if a tile would drop below 32 px), the
+    side split as evenly as possible (so tiles are between about 2/3 and 3/2 of ``tile``, never a thin
+    sliver); row-major order."""
     if int(tile) < MIN_TILE:
         raise ValueError(f"tile must be >= {MIN_TILE} px, got {tile}")
     if height < 1 or width < 1:
         raise ValueError(f"image size must be positive, got {height} x {width}")
 
     def cuts(side: int) -> list[int]:
-        n = max(1, int(round(side / int(tile))))
+        n = max(1, min(int(round(side / int(tile))), side // MIN_TILE))  # never a tile below 32 px
         return [round(i * side / n) for i in range(n + 1)]
 
     ys, xs = cuts(int(height)), cuts(int(width))

@@ -18,18 +18,20 @@ def wide_scene(photo: np.ndarray):  # noqa: ANN201
 
 
 @pytest.mark.parametrize(("h", "w", "tile"), [(96, 128, 48), (300, 451, 128), (100, 64, 64), (40, 40, 128),
-                                              (513, 97, 32)])
+                                              (513, 97, 32), (48, 200, 32), (40, 60, 32)])
 def test_tile_boxes_partition_the_image_into_even_tiles(h: int, w: int, tile: int) -> None:
     boxes = tile_boxes(h, w, tile)
     cover = np.zeros((h, w), int)
+    rows, cols = len({b[0] for b in boxes}), len({b[2] for b in boxes})
     for y0, y1, x0, x1 in boxes:
         cover[y0:y1, x0:x1] += 1
-        for side, full in ((y1 - y0, h), (x1 - x0, w)):
-            if full >= 1.5 * tile:  # split sides: tiles within a factor 1.5 of the asked size
+        for side, full, n in ((y1 - y0, h, rows), (x1 - x0, w, cols)):
+            if n > 1:  # split sides: tiles within a factor 1.5 of the asked size
                 assert tile / 1.5 - 1 <= side <= 1.5 * tile + 1
-            else:  # one tile spans the side
-                assert side == full
+            else:  # one tile spans the side: it is short, or cutting it would leave tiles below 32 px
+                assert side == full and (full < 1.5 * tile or full < 2 * 32)
     assert (cover == 1).all()  # every pixel in exactly one tile
+    assert all(min(y1 - y0, x1 - x0) >= min(32, h, w) for y0, y1, x0, x1 in boxes)  # never below 32 px
     assert len(tile_boxes(h, w, tile)) == len(boxes) and tile_boxes(h, w, tile) == boxes  # deterministic
 
 
