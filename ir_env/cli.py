@@ -209,7 +209,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--images", default="builtin", help="folder of images, or 'builtin' (its test split)")
     s.add_argument("--recipe", default="spatial-mixed")
     s.add_argument("--planners", default="random,fixed,greedy,dfs",
-                   help="comma-separated specs name[:global|spatial][:oracle][:judge=M][:key=value]")
+                   help="comma-separated specs name[:global|spatial][:oracle][:judge=M][:key=value], e.g. "
+                   "perceive:regions=families, ppo:gate=off (no perception gate), perceive:tile=128")
     s.add_argument("--judge", default="npsnr", help="default judge for search planners (npsnr, niqe, piqe, brisque)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--max-images", type=int, default=0)
