@@ -297,3 +297,14 @@ def test_sam_random_init_model(photo):
     img = np.ascontiguousarray(photo[::2, ::2])
     masks = prop.propose(img)
     assert_ordered_partition(masks, img.shape[:2], 4)
+
+
+def test_unique_pairs_matches_numpy_unique_rows() -> None:
+    from ir_env.regions.base import _unique_pairs
+
+    rng = np.random.default_rng(0)
+    for n in (1, 5, 300):
+        pairs = np.sort(rng.integers(0, n + 1, (400, 2)), axis=1)
+        got = _unique_pairs(pairs)
+        assert got.dtype == np.int64 and np.array_equal(got, np.unique(pairs, axis=0))
+    assert _unique_pairs(np.zeros((0, 2), np.int32)).shape == (0, 2)

@@ -100,6 +100,17 @@ def relabel_sequential(labels: np.ndarray) -> np.ndarray:
     return rank[inverse].reshape(labels.shape).astype(np.int32)
 
 
+def _unique_pairs(pairs: np.ndarray) -> np.ndarray:
+    """The distinct rows of a (E, 2) array of non-negative int pairs, in lexicographic order, as int64: the
+    result of ``np.unique(pairs, axis=0)``, computed on one int64 key per row (several times faster)."""
+    if pairs.size == 0:
+        return np.zeros((0, 2), dtype=np.int64)
+    p = pairs.astype(np.int64, copy=False)
+    base = int(p.max()) + 1
+    keys = np.unique(p[:, 0] * base + p[:, 1])
+    return np.stack([keys // base, keys % base], axis=1)
+
+
 def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     """Unique unordered pairs (a < b) of labels that touch horizontally or vertically, shape (E, 2)."""
     pairs = [
@@ -108,8 +119,7 @@ def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
     ]
     p = np.concatenate(pairs)
     p = p[p[:, 0] != p[:, 1]]
-    p = np.sort(p, axis=1)
-    return np.unique(p, axis=0) if p.size else np.zeros((0, 2), dtype=labels.dtype)
+    return _unique_pairs(np.sort(p, axis=1))
 
 
 def merge_regions(
@@ -162,8 +172,7 @@ def merge_regions(
         alive[src] = False
         parent[src] = dst
         e = np.where(edges == src, dst, edges)
-        e = np.sort(e[e[:, 0] != e[:, 1]], axis=1)
-        return np.unique(e, axis=0) if e.size else np.zeros((0, 2), dtype=np.int64)
+        return _unique_pairs(np.sort(e[e[:, 0] != e[:, 1]], axis=1))
 
     def neighbours(i: int) -> np.ndarray:
         nb = np.concatenate([edges[edges[:, 0] == i, 1], edges[edges[:, 1] == i, 0]])
