@@ -119,10 +119,7 @@ class Planner(abc.ABC):
         """Restore ``degraded`` (float32 HxWx3 in [0, 1]). ``reference`` (the clean image) is only read by
         a full-reference judge. ``masks`` (K,H,W bool) overrides the proposer's regions."""
         t0 = time.perf_counter()
-        img = check_image(degraded, name="degraded")
-        ref = None if reference is None else check_image(reference, name="reference")
-        if ref is not None and ref.shape != img.shape:
-            raise ValueError(f"reference shape {ref.shape} differs from the degraded image's {img.shape}")
+        img, ref = check_inputs(degraded, reference)
         if self.judge is not None and self.judge.needs_reference and ref is None:
             raise ValueError(f"judge {self.judge.metric!r} is full-reference: pass reference= (the clean image)")
         if masks is None:
@@ -192,6 +189,46 @@ class Planner(abc.ABC):
     def __repr__(self) -> str:
         j = self.judge.label if self.judge else None
         return f"{type(self).__name__}(mode={self.mode!r}, regions={self.region_proposer!r}, judge={j!r})"
+
+
+class PlannerWrapper(Planner):
+    """Base of planners that wrap another (:class:`policies.gate.PerceptionGate`,
+    :class:`policies.tiled.TiledPlanner`): they take the inner planner's name, judge, regions, step budget and
+    seed, override :meth:`restore`, and hand any other attribute (``model``, ``env``, ``table`` ...) to it.
+
+    Args:
+        inner: the wrapped planner.
+        mode: the wrapper's ``mode`` (default: the inner planner's).
+    """
+
+    def __init__(self, inner: Planner, mode: str | None = None) -> None:
+        if not isinstance(inner, Planner):
+            raise TypeError(f"inner must be a Planner, got {type(inner).__name__}")
+        # the base's cheap "whole" proposer is never used: the inner planner proposes the regions
+        super().__init__(mode="global", judge=None, max_steps=inner.max_steps, seed=inner.seed)
+        self.inner = inner
+        self.name, self.uses_judge, self.judge = inner.name, inner.uses_judge, inner.judge
+        self.mode = inner.mode if mode is None else mode
+        self.region_proposer, self.max_regions, self.proposer = inner.region_proposer, inner.max_regions, inner.proposer
+
+    def __getattr__(self, name: str) -> Any:
+        """Anything else (``model``, ``env``, ``table`` ...) is the wrapped planner's."""
+        if name == "inner":  # not set yet (during __init__): no recursion
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
+        raise NotImplementedError(f"{type(self).__name__} overrides restore()")  # pragma: no cover
+
+
+def check_inputs(degraded: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+    """The checked degraded image and reference (float32 HxWx3 in [0, 1]; ``ValueError`` naming the problem,
+    also when the reference's shape differs)."""
+    img = check_image(degraded, name="degraded")
+    ref = None if reference is None else check_image(reference, name="reference")
+    if ref is not None and ref.shape != img.shape:
+        raise ValueError(f"reference shape {ref.shape} differs from the degraded image's {img.shape}")
+    return img, ref
 
 
 def region_areas(masks: np.ndarray) -> list[float]:

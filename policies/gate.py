@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.base import Planner, RestorationResult, TraceStep
+from policies.base import Planner, PlannerWrapper, RestorationResult, TraceStep
 from restorers import apply, check_image, get_tool
 from restorers.spec import FAMILIES
 
@@ -45,7 +45,7 @@ def gate_thresholds(gate: str, table: str | Path | None = None) -> dict[str, flo
     raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
 
 
-class PerceptionGate(Planner):
+class PerceptionGate(PlannerWrapper):
     """``inner`` with the perception gate of the module docstring.
 
     Args:
@@ -63,14 +63,9 @@ class PerceptionGate(Planner):
                  table: str | Path | None = None) -> None:
         from ir_env.encoder.learned import LearnedEmbedder
 
-        if not isinstance(inner, Planner):
-            raise TypeError(f"inner must be a Planner, got {type(inner).__name__}")
+        super().__init__(inner)
         self.thresholds = gate_thresholds(gate, table)
-        super().__init__(mode="global", judge=None, max_steps=inner.max_steps, seed=inner.seed)
-        self.inner, self.gate = inner, gate
-        self.name, self.uses_judge, self.judge = inner.name, inner.uses_judge, inner.judge
-        self.mode, self.region_proposer, self.max_regions = inner.mode, inner.region_proposer, inner.max_regions
-        self.proposer = inner.proposer
+        self.gate = gate
         self.embedder = LearnedEmbedder(weights)
 
     def restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,
@@ -99,15 +94,6 @@ class PerceptionGate(Planner):
         info = {**res.info, "gate": {"gate": self.gate, "kept": len(keep), "vetoed": vetoed}}
         return RestorationResult(out, keep, res.masks, tool_calls=calls, iqa_calls=res.iqa_calls,
                                  seconds=time.perf_counter() - t0, planner=res.planner, judge=res.judge, info=info)
-
-    def __getattr__(self, name: str) -> Any:
-        """Anything else (``model``, ``env``, ``table`` ...) is the wrapped planner's."""
-        if name == "inner":  # not set yet (during __init__): no recursion
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
-        raise NotImplementedError("PerceptionGate overrides restore()")  # pragma: no cover - never called
 
     def __repr__(self) -> str:
         return f"PerceptionGate({self.inner!r}, gate={self.gate!r})"

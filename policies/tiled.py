@@ -19,8 +19,8 @@ from typing import Any
 
 import numpy as np
 
-from policies.base import Planner, RestorationResult, TraceStep
-from restorers import apply, check_image, check_mask
+from policies.base import Planner, PlannerWrapper, RestorationResult, TraceStep, check_inputs
+from restorers import apply
 
 #: Smallest tile side accepted, px (the env and the encoder need 32 px).
 MIN_TILE = 32
@@ -44,7 +44,7 @@ def tile_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, 
     return [(ys[i], ys[i + 1], xs[j], xs[j + 1]) for i in range(len(ys) - 1) for j in range(len(xs) - 1)]
 
 
-class TiledPlanner(Planner):
+class TiledPlanner(PlannerWrapper):
     """``inner`` run on each tile of a :func:`tile_boxes` grid (module docstring).
 
     Args:
@@ -62,32 +62,20 @@ class TiledPlanner(Planner):
     """
 
     def __init__(self, inner: Planner, tile: int) -> None:
-        if not isinstance(inner, Planner):
-            raise TypeError(f"inner must be a Planner, got {type(inner).__name__}")
         if isinstance(inner, TiledPlanner):
             raise ValueError("the planner is already tiled")
         if int(tile) < MIN_TILE:
             raise ValueError(f"tile must be >= {MIN_TILE} px, got {tile}")
-        # the base's cheap "whole" proposer is never used: the inner planner proposes regions per tile
-        super().__init__(mode="global", judge=None, max_steps=inner.max_steps, seed=inner.seed)
-        self.inner, self.tile = inner, int(tile)
-        self.name = inner.name
-        self.uses_judge = inner.uses_judge
-        self.judge = inner.judge
-        self.mode, self.region_proposer, self.max_regions = "spatial", inner.region_proposer, inner.max_regions
-        self.proposer = inner.proposer
+        super().__init__(inner, mode="spatial")  # every tile is a region of the whole image
+        self.tile = int(tile)
 
     def restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,
                 masks: np.ndarray | None = None) -> RestorationResult:
         """Restore ``degraded`` (float32 HxWx3 in [0, 1]) tile by tile; ``reference`` (the clean image, same
         shape) is cropped for a full-reference judge; ``masks`` given: no tiling (class docstring)."""
         t0 = time.perf_counter()
-        img = check_image(degraded, name="degraded")
-        ref = None if reference is None else check_image(reference, name="reference")
-        if ref is not None and ref.shape != img.shape:
-            raise ValueError(f"reference shape {ref.shape} differs from the degraded image's {img.shape}")
-        if masks is not None:
-            masks = np.stack([check_mask(m, img.shape[:2]) for m in np.asarray(masks)])
+        img, ref = check_inputs(degraded, reference)
+        if masks is not None:  # the inner planner checks them
             res = self.inner.restore(img, ref, masks)
             res.info = {**res.info, "tiles": [(0, img.shape[0], 0, img.shape[1])]}
             res.seconds = time.perf_counter() - t0
@@ -120,15 +108,6 @@ class TiledPlanner(Planner):
         return RestorationResult(out, trace, mask_arr, tool_calls=tool_calls, iqa_calls=iqa_calls,
                                  seconds=time.perf_counter() - t0, planner=self.name, judge=judge,
                                  info={"tiles": boxes, "tile": self.tile, "per_tile": per_tile})
-
-    def __getattr__(self, name: str) -> Any:
-        """Anything else (``model``, ``env``, ``table`` ...) is the wrapped planner's."""
-        if name == "inner":  # not set yet (during __init__): no recursion
-            raise AttributeError(name)
-        return getattr(self.inner, name)
-
-    def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
-        raise NotImplementedError("TiledPlanner overrides restore()")  # pragma: no cover - never called
 
     def __repr__(self) -> str:
         return f"TiledPlanner({self.inner!r}, tile={self.tile})"
