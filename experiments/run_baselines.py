@@ -22,10 +22,10 @@ from ir_env.corpus import load_named_corpus  # noqa: E402
 from policies.evaluation import evaluate, markdown_table, write_outputs  # noqa: E402
 
 
-def scene_items(source: str, scenes_per_image: int) -> list[tuple[str, Any]]:
-    """The test photos, each repeated ``scenes_per_image`` times under names ``photo.png#k`` (each gets
-    its own scene seed in :func:`policies.evaluation.evaluate`)."""
-    split = "test" if source == "builtin" else "all"
+def scene_items(source: str, scenes_per_image: int, split: str | None = None) -> list[tuple[str, Any]]:
+    """The test photos (or ``split``'s), each repeated ``scenes_per_image`` times under names ``photo.png#k``
+    (each gets its own scene seed in :func:`policies.evaluation.evaluate`)."""
+    split = split or ("test" if source == "builtin" else "all")
     base = load_named_corpus(source, split=split)
     return [(f"{n}#{k}" if scenes_per_image > 1 else n, img) for k in range(scenes_per_image) for n, img in base]
 

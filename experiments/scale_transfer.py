@@ -168,8 +168,7 @@ def run(cfg: dict[str, Any], command: str) -> dict[str, Any]:
               flush=True)
     if cfg.get("train_photos"):  # the photos the policies were trained on (their own distribution)
         tp = cfg["train_photos"]
-        base = load_named_corpus(cfg["images"], split="train")
-        items = [(f"{n}#{k}", img) for k in range(int(tp["scenes_per_image"])) for n, img in base]
+        items = scene_items(cfg["images"], int(tp["scenes_per_image"]), split="train")
         r = evaluate(items, cfg["recipe"], cfg["planners"], seed=int(cfg["seed"]), size=int(tp["size"]), judge=judge)
         res["train_photos"] = r
         print(f"train photos {tp['size']} px: " + ", ".join(f"{k} {v['psnr_gain']:+.2f}"
