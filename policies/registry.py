@@ -55,12 +55,12 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
     from policies.tiled import tile_option, tiled
 
     _builtin()
-    tile = tile_option(kwargs)
-    gate = resolve_gate(name, kwargs.pop("gate", None))
     try:
         factory = _FACTORIES[name]
     except KeyError:
         close = difflib.get_close_matches(name, list(_FACTORIES), n=2)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown planner {name!r}; known: {', '.join(_FACTORIES)}{hint}") from None
+    tile = tile_option(kwargs)
+    gate = resolve_gate(name, kwargs.pop("gate", None))
     return tiled(gated(factory(**kwargs), gate), tile)
