@@ -11,7 +11,9 @@ Loss per batch: binary cross-entropy of the family logits of every ground-truth 
 over the region's mask; with ``train.balanced`` positives are weighted by the family's negatives /
 positives ratio in the training regions, clipped to [1, 10]) + ``severity_weight`` x L1 of the sigmoid
 severity of the present families + ``dense_weight`` x the same two terms per feature cell lying (>= 90 %)
-inside one region. Random flips and 90-degree rotations augment the crops. After training, each family
+inside one region. Random flips and 90-degree rotations augment the crops. ``train.precision: bf16`` runs
+the network's forward pass of each training batch under CPU bfloat16 autocast (about 2x faster on CPUs with
+AVX512-BF16; losses, optimiser state, validation and the saved weights stay float32). After training, each family
 head's bias is shifted so that probability 0.5 sits at the threshold with the best validation F1
 (``thresholds`` in ``encoder.json``).
 
@@ -52,6 +54,7 @@ from restorers.spec import FAMILIES  # noqa: E402
 
 MAX_REGIONS = 8
 UNSEEN_RECIPES = ("agenticir-B", "agenticir-C")
+PRECISIONS = ("fp32", "bf16")  # train.precision: the training forward pass's arithmetic
 
 
 def region_targets(labels: list[list[tuple[str, float]]]) -> tuple[np.ndarray, np.ndarray]:
@@ -301,6 +304,9 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     n, nv = int(cfg["data"]["scenes"]), int(cfg["data"]["val_scenes"])
     epochs = 2 if quick else int(tc["epochs"])
     swa_epochs = int(tc.get("swa_epochs", 0))  # average the weights of the last N epochs (a candidate)
+    precision = str(tc.get("precision", "fp32"))
+    if precision not in PRECISIONS:  # checked before the scenes are made (minutes)
+        raise ValueError(f"train.precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if quick:
         n, nv = min(n, 256), min(nv, 64)
         swa_epochs = min(swa_epochs, epochs)
@@ -336,7 +342,9 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
             x = torch.from_numpy(data["x"][idx].astype(np.float32))
             r = torch.from_numpy(data["rmap"][idx])
             x, r = _augment(x, r, rng)
-            out = batch_outputs(net, x, r)
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+                out = batch_outputs(net, x, r)
+            out = {k: v.float() for k, v in out.items()}
             loss, part = losses(net, out, torch.from_numpy(data["fam"][idx]), torch.from_numpy(data["sev"][idx]),
                                 torch.from_numpy(data["nreg"][idx]), cfg, pos_weight)
             opt.zero_grad()

@@ -456,3 +456,41 @@ def test_bad_swa_epochs_fail_before_any_scene_is_made(monkeypatch: pytest.Monkey
     cfg["train"]["swa_epochs"] = cfg["train"]["epochs"] + 1
     with pytest.raises(ValueError, match="swa_epochs"):
         train_encoder.train(cfg)
+
+
+def test_bad_precision_fails_before_any_scene_is_made(monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments import train_encoder
+
+    def no_data(*args: object, **kwargs: object) -> None:
+        raise AssertionError("scenes were made before the config was checked")
+
+    monkeypatch.setattr(train_encoder, "make_dataset", no_data)
+    cfg = yaml.safe_load(Path("experiments/configs/encoder_v9.yaml").read_text())
+    cfg["train"]["precision"] = "fp16"
+    with pytest.raises(ValueError, match="precision.*fp16"):
+        train_encoder.train(cfg)
+
+
+def test_bf16_forward_pass_matches_fp32_closely() -> None:
+    """The bf16 training path computes the same pooled features as fp32 up to bfloat16 rounding, and its
+    gradients reach every parameter in float32."""
+    from experiments.train_encoder import batch_outputs, losses
+
+    cfg = yaml.safe_load(Path("experiments/configs/encoder_v9.yaml").read_text())
+    torch.manual_seed(0)
+    net = DegradationNet(16, len(FAMILIES), batchnorm=True, dct=True, dilations=(2, 4)).eval()
+    rng = np.random.default_rng(0)
+    x = torch.from_numpy(rng.random((2, 3, 64, 64), dtype=np.float32))
+    r = torch.from_numpy(np.repeat(np.repeat(rng.integers(0, 3, (2, 8, 8)), 8, 1), 8, 2).astype(np.uint8))
+    ref = batch_outputs(net, x, r)["pooled"]
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = batch_outputs(net, x, r)
+    out = {k: v.float() for k, v in out.items()}
+    assert out["pooled"].dtype == torch.float32
+    scale = ref.abs().max().item()
+    assert (out["pooled"] - ref).abs().max().item() < 0.05 * scale
+    fam = torch.from_numpy(rng.random((2, 8, len(FAMILIES))) < 0.3)
+    loss, _ = losses(net, out, fam, torch.rand(2, 8, len(FAMILIES)), torch.tensor([3, 3]), cfg)
+    loss.backward()
+    grads = [p.grad for p in net.parameters() if p.requires_grad]
+    assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
