@@ -494,3 +494,22 @@ def test_bf16_forward_pass_matches_fp32_closely() -> None:
     loss.backward()
     grads = [p.grad for p in net.parameters() if p.requires_grad]
     assert all(g is not None and g.dtype == torch.float32 and torch.isfinite(g).all() for g in grads)
+
+
+def test_bf16_training_is_deterministic_and_loadable(tmp_path: Path) -> None:
+    """Same seed, same weights (bit for bit) with the bf16 forward pass; the result loads as float32 weights."""
+    from experiments import train_encoder
+    from ir_env.encoder import load_encoder
+
+    cfg = yaml.safe_load(Path("experiments/configs/encoder_v9.yaml").read_text())
+    cfg["channels"] = 8
+    cfg["data"].update(scenes=16, val_scenes=8, crop=64)
+    cfg["train"].update(epochs=1, batch_size=8, threads=1)
+    digests = []
+    for run in ("a", "b"):
+        cfg["output_dir"] = str(tmp_path / run)
+        train_encoder.train(cfg)
+        digests.append((tmp_path / run / "encoder.pt").read_bytes())
+    assert digests[0] == digests[1]
+    enc = load_encoder(tmp_path / "a")
+    assert all(p.dtype == torch.float32 for p in enc.net.parameters())
