@@ -11,11 +11,13 @@ Loss per batch: binary cross-entropy of the family logits of every ground-truth 
 over the region's mask; with ``train.balanced`` positives are weighted by the family's negatives /
 positives ratio in the training regions, clipped to [1, 10]) + ``severity_weight`` x L1 of the sigmoid
 severity of the present families + ``dense_weight`` x the same two terms per feature cell lying (>= 90 %)
-inside one region. Random flips and 90-degree rotations augment the crops. ``train.precision: bf16`` runs
-the network's forward pass of each training batch under CPU bfloat16 autocast (about 2x faster on CPUs with
-AVX512-BF16; losses, optimiser state, validation and the saved weights stay float32). After training, each family
+inside one region. Random flips and 90-degree rotations augment the crops. After training, each family
 head's bias is shifted so that probability 0.5 sits at the threshold with the best validation F1
 (``thresholds`` in ``encoder.json``).
+
+``train.precision: bf16`` runs the network's forward pass of each training batch under CPU bfloat16
+autocast (1.6x faster per batch on the project's AVX512-BF16 CPU: runs/encoder_v9 vs runs/encoder_v8);
+losses, optimiser state, validation and the saved weights stay float32; the default is ``fp32``.
 
     python -m experiments.train_encoder --config experiments/configs/encoder_v8.yaml [--ship] [--quick]
 
