@@ -1,7 +1,8 @@
 """Evaluate the learned degradation encoder against the hand-made embedding's linear probe.
 
 Scenes are synthesized (``--recipe``, default ``spatial-mixed``) on ``--crops`` random ``--size`` px crops
-of every photo of ``--images`` (``builtin``: the built-in TEST split; a folder: all its images). Regions
+of every photo of ``--images`` (``builtin``: the built-in TEST split; ``holdout``: the 4 test-only photos of
+``ir_env.corpus`` that nothing is selected on; a folder: all its images). Regions
 are the scenes' ground-truth (oracle) masks. For every region:
 
 - ``learned``: the encoder's own heads (family probability >= 0.5; severity of the present families),
@@ -249,7 +250,8 @@ def markdown(res: dict[str, Any]) -> str:
 
 def add_arguments(ap: argparse.ArgumentParser) -> None:
     """Options shared by this script and ``spatial-ir encoder-eval``."""
-    ap.add_argument("--images", default="builtin", help="builtin (its test split) or a folder of photos")
+    ap.add_argument("--images", default="builtin",
+                    help="builtin (its test split), holdout (4 test-only photos nothing is selected on) or a folder")
     ap.add_argument("--recipe", default="spatial-mixed")
     ap.add_argument("--crops", type=int, default=25, help="scenes per photo")
     ap.add_argument("--size", type=int, default=128, help="crop side in px")

@@ -13,6 +13,14 @@ The ``kodak`` corpus is a TRAIN-ONLY extra: 5 Kodak reference photos (512 x 384,
 the built-in test photos stay the only test photos. ``"builtin+kodak"`` is the union of both (its
 ``test`` split is the built-in one).
 
+The ``holdout`` corpus is a TEST-ONLY second set of 4 clean photos that no encoder, policy or rule table
+is trained, tuned or selected on: a garden and a sunset photo that pyiqa's wheel installs under
+``tests/test_efficiency_img_dir`` (``frame_4wrwr48cdk6rbcjl.jpg``, 1152 x 864; ``frame_7gzdcz9sif0ekg31.jpg``,
+1067 x 800) and PyWavelets' greyscale ``aero`` and ``ascent`` (512 x 512, stored as ``.npz`` arrays under
+``pywt/data``). The built-in test split has been scored by many candidates; this one checks a result on
+photos nobody looked at while choosing. Its ``test`` and ``all`` splits are those 4; it has no ``train``
+split.
+
 A folder corpus is every PNG / JPEG / BMP / TIFF file directly inside the folder (not recursive), sorted
 by file name, any size, greyscale allowed; split: every 3rd file (sorted index 2, 5, 8, ...) is test,
 the rest train. Unreadable (corrupt) files are skipped with a ``UserWarning`` naming the file.
@@ -21,6 +29,7 @@ the rest train. Unreadable (corrupt) files are skipped with a ``UserWarning`` na
 from __future__ import annotations
 
 import functools
+import importlib.util
 import warnings
 from pathlib import Path
 
@@ -68,30 +77,50 @@ KODAK_SOURCES: dict[str, tuple[str, str]] = {
     f"I{k:02d}.bmp": ("ResultsCalibra", "ref_dir") for k in (3, 4, 6, 8, 19)
 }
 
+#: Test-only held-out photos (see the module docstring): name -> (package, folder relative to the package).
+HOLDOUT_SOURCES: dict[str, tuple[str, str]] = {
+    "frame_4wrwr48cdk6rbcjl.jpg": ("pyiqa", "../tests/test_efficiency_img_dir"),  # garden
+    "frame_7gzdcz9sif0ekg31.jpg": ("pyiqa", "../tests/test_efficiency_img_dir"),  # sunset
+    "aero.npz": ("pywt", "data"),
+    "ascent.npz": ("pywt", "data"),
+}
+
 #: Named corpora :func:`load_named_corpus` knows besides folders.
-NAMED_CORPORA: tuple[str, ...] = ("builtin", "kodak", "builtin+kodak")
+NAMED_CORPORA: tuple[str, ...] = ("builtin", "kodak", "builtin+kodak", "holdout")
 
 
 def builtin_path(name: str) -> Path:
     """Path on disk of built-in image ``name``; ``ValueError`` for an unknown name, ``FileNotFoundError``
     if the installed package does not ship the file."""
-    sources = {**BUILTIN_SOURCES, **KODAK_SOURCES}
+    sources = {**BUILTIN_SOURCES, **KODAK_SOURCES, **HOLDOUT_SOURCES}
     if name not in sources:
         raise ValueError(f"unknown built-in image {name!r}; known: {', '.join(sources)}")
     package, folder = sources[name]
-    try:
-        module = __import__(package)
-    except ImportError as err:
+    try:  # located, not imported (importing pyiqa would load torch)
+        spec = importlib.util.find_spec(package)
+    except (ImportError, ValueError) as err:
         raise FileNotFoundError(f"built-in image {name!r} needs the package {package!r}: {err}") from err
-    path = Path(module.__path__[0]) / folder / name
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError(f"built-in image {name!r} needs the package {package!r}, which is not installed")
+    path = (Path(list(spec.submodule_search_locations)[0]) / folder / name).resolve()
     if not path.is_file():
         raise FileNotFoundError(f"built-in image {name!r} is missing from the installed {package!r}: {path}")
     return path
 
 
+def _read_npz_photo(path: Path) -> np.ndarray:
+    """The single uint8 greyscale array of a PyWavelets ``.npz`` photo as float32 HxWx3 RGB in [0, 1]."""
+    with np.load(path) as data:
+        arr = data[data.files[0]]
+    if arr.dtype != np.uint8 or arr.ndim != 2:
+        raise ValueError(f"expected one uint8 greyscale array in {path}, got {arr.dtype} {arr.shape}")
+    return np.repeat((arr.astype(np.float32) / 255.0)[..., None], 3, axis=2)
+
+
 @functools.cache
 def _builtin_image(name: str) -> np.ndarray:
-    img = read_image(builtin_path(name))
+    path = builtin_path(name)
+    img = _read_npz_photo(path) if path.suffix == ".npz" else read_image(path)
     img.flags.writeable = False
     return img
 
@@ -112,13 +141,18 @@ def load_named_corpus(
 ) -> list[tuple[str, np.ndarray]]:
     """(file name, float32 HxWx3 RGB image in [0, 1]) pairs of a corpus split.
 
-    ``name_or_folder``: ``"builtin"``, ``"kodak"`` (train-only), ``"builtin+kodak"`` or a folder path;
+    ``name_or_folder``: ``"builtin"``, ``"kodak"`` (train-only), ``"builtin+kodak"``, ``"holdout"``
+    (test-only) or a folder path;
     ``split``: ``"train"``, ``"test"`` or ``"all"``.
     Returns fresh copies (callers may modify them). Raises ``ValueError`` for an unknown split, a folder
     without (readable) images or an empty split, ``FileNotFoundError`` for a missing folder.
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
+    if str(name_or_folder) == "holdout":
+        if split == "train":
+            raise ValueError("the 'holdout' corpus is test-only: it has no 'train' split (use 'test' or 'all')")
+        return [(n, _builtin_image(n).copy()) for n in HOLDOUT_SOURCES]
     if str(name_or_folder) in NAMED_CORPORA:
         names: tuple[str, ...] = ()
         if "builtin" in str(name_or_folder):

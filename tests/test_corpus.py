@@ -157,3 +157,33 @@ def test_crops() -> None:
     assert resize_short(img, 50).shape == (50, 75, 3) and resize_short(small, 60).shape == (60, 90, 3)
     with pytest.raises(ValueError, match="positive"):
         random_crop(img, 0, rng)
+
+
+def test_holdout_corpus_is_test_only_and_disjoint() -> None:
+    from ir_env.corpus import HOLDOUT_SOURCES
+
+    hold = load_named_corpus("holdout", "test")
+    assert [n for n, _ in hold] == list(HOLDOUT_SOURCES) and len(hold) == 4
+    for name, img in hold:  # clean photos, float32 RGB in [0, 1], at least 512 px on the short side
+        assert img.dtype == np.float32 and img.ndim == 3 and img.shape[2] == 3 and min(img.shape[:2]) >= 512
+        assert 0.0 <= img.min() and img.max() <= 1.0 and img.std() > 0.1, name
+    grey = dict(hold)["aero.npz"]  # the PyWavelets arrays are greyscale, repeated to RGB
+    assert np.array_equal(grey[..., 0], grey[..., 2])
+    assert [n for n, _ in load_named_corpus("holdout", "all")] == list(HOLDOUT_SOURCES)
+    with pytest.raises(ValueError, match="test-only"):
+        load_named_corpus("holdout", "train")
+    # never part of any training corpus or of the built-in test split
+    assert not set(HOLDOUT_SOURCES) & (set(BUILTIN_SOURCES) | set(KODAK_SOURCES))
+    for corpus in ("builtin", "kodak", "builtin+kodak"):
+        names = {n for n, _ in load_named_corpus(corpus, "all")}
+        assert not names & set(HOLDOUT_SOURCES)
+
+
+def test_builtin_photo_of_a_missing_package_names_the_package(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "pywt" else real(name, *a))
+    with pytest.raises(FileNotFoundError, match="'pywt'.*not installed"):
+        builtin_path("aero.npz")
+    assert builtin_path("astronaut.png").is_file()  # other packages unaffected
