@@ -98,7 +98,8 @@ def per_image_macro_f1(prob: np.ndarray, sev: np.ndarray, fam: np.ndarray, tsev:
 def learned_scores(scenes: list[dict], weights: str | None = None, context: bool = True) -> dict[str, Any]:
     """The encoder's own family / severity predictions scored on the scenes' regions, per photo too, and
     ``clean_photo``: the same regions of the UNDEGRADED crop run through the encoder (``flag_rate``: share of
-    regions flagged per family; ``false_positives`` / ``fp_flagged_on_clean``: how many of the false
+    regions flagged per family, and per photo in ``clean_photo_per_image``; ``false_positives`` /
+    ``fp_flagged_on_clean``: how many of the false
     positives on the degraded scene the encoder also flags on the clean photo, i.e. content that already
     looks degraded, such as real haze or bokeh in the test photos). ``context``: use the context head stored
     with the weights (when there is one; ``context_head`` in the result says whether one was used)."""
@@ -127,6 +128,8 @@ def learned_scores(scenes: list[dict], weights: str | None = None, context: bool
     out["clean_photo"] = {f: {"flag_rate": float(flag[:, j].mean()), "false_positives": int(fp[:, j].sum()),
                               "fp_flagged_on_clean": int((fp[:, j] & flag[:, j]).sum())}
                           for j, f in enumerate(FAMILIES)}
+    out["clean_photo_per_image"] = {n: {f: float(flag[names == n, j].mean()) for j, f in enumerate(FAMILIES)}
+                                    for n in dict.fromkeys(names.tolist())}
     return out
 
 
@@ -240,6 +243,11 @@ def markdown(res: dict[str, Any]) -> str:
                   "| family | flagged on clean | false positives | of them flagged on clean |", "|---|---|---|---|"]
         lines += [f"| {f} | {c['flag_rate']:.2f} | {c['false_positives']} | {c['fp_flagged_on_clean']} |"
                   for f, c in cp.items()]
+    per = res["learned"].get("clean_photo_per_image")
+    if per:
+        lines += ["", "Share of the regions of the UNDEGRADED crops flagged, per photo:", "",
+                  "| photo | " + " | ".join(FAMILIES) + " |", "|---|" + "---|" * len(FAMILIES)]
+        lines += [f"| {n} | " + " | ".join(f"{r[f]:.2f}" for f in FAMILIES) + " |" for n, r in per.items()]
     if "proposers_miou" in res:
         lines += ["", "| proposer | mIoU | ± s.e. | regions | ms / call |", "|---|---|---|---|---|"]
         for name, s in res["proposers_miou"].items():
