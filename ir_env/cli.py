@@ -206,7 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
 
     s = sub.add_parser("evaluate", help="compare planners on degraded images (JSON, Markdown, plot)")
-    s.add_argument("--images", default="builtin", help="folder of images, or 'builtin' (its test split)")
+    s.add_argument("--images", default="builtin", help="folder of images, 'builtin' (its test split) or 'holdout' "
+                   "(4 test-only photos nothing is selected on)")
     s.add_argument("--recipe", default="spatial-mixed")
     s.add_argument("--planners", default="random,fixed,greedy,dfs",
                    help="comma-separated specs name[:global|spatial][:oracle][:judge=M][:key=value], e.g. "
