@@ -85,8 +85,15 @@ HOLDOUT_SOURCES: dict[str, tuple[str, str]] = {
     "ascent.npz": ("pywt", "data"),
 }
 
-#: Named corpora :func:`load_named_corpus` knows besides folders.
+#: Named corpora :func:`load_named_corpus` knows besides folders (``a+b``: the union of ``a`` and ``b``).
 NAMED_CORPORA: tuple[str, ...] = ("builtin", "kodak", "builtin+kodak", "holdout")
+
+#: Image names of each split of each single named corpus; a split a corpus lacks is absent.
+_NAMED_SPLITS: dict[str, dict[str, tuple[str, ...]]] = {
+    "builtin": {**BUILTIN_SPLITS, "all": BUILTIN_SPLITS["train"] + BUILTIN_SPLITS["test"]},
+    "kodak": {"train": tuple(KODAK_SOURCES), "all": tuple(KODAK_SOURCES)},
+    "holdout": {"test": tuple(HOLDOUT_SOURCES), "all": tuple(HOLDOUT_SOURCES)},
+}
 
 
 def builtin_path(name: str) -> Path:
@@ -149,18 +156,14 @@ def load_named_corpus(
     """
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    if str(name_or_folder) == "holdout":
-        if split == "train":
-            raise ValueError("the 'holdout' corpus is test-only: it has no 'train' split (use 'test' or 'all')")
-        return [(n, _builtin_image(n).copy()) for n in HOLDOUT_SOURCES]
-    if str(name_or_folder) in NAMED_CORPORA:
-        names: tuple[str, ...] = ()
-        if "builtin" in str(name_or_folder):
-            names += BUILTIN_SPLITS["train"] + BUILTIN_SPLITS["test"] if split == "all" else BUILTIN_SPLITS[split]
-        if "kodak" in str(name_or_folder) and split != "test":
-            names += tuple(KODAK_SOURCES)
+    name = str(name_or_folder)
+    if name in NAMED_CORPORA:
+        parts = [_NAMED_SPLITS[part] for part in name.split("+")]
+        names = sum((part.get(split, ()) for part in parts), ())
         if not names:
-            raise ValueError("the 'kodak' corpus is train-only: it has no 'test' split (use 'builtin' for test)")
+            only = "train-only" if split == "test" else "test-only"
+            raise ValueError(f"the {name!r} corpus is {only}: it has no {split!r} split (its splits: "
+                             f"{', '.join(dict.fromkeys(sp for part in parts for sp in part))})")
         return [(n, _builtin_image(n).copy()) for n in names]
     folder = Path(name_or_folder).expanduser()
     files = _folder_files(folder)
