@@ -46,7 +46,7 @@ from ir_env.corpus import center_crop  # noqa: E402
 from ir_env.encoder.learned import DEFAULT_WEIGHTS, perception_fingerprint  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
 from policies.evaluation import evaluate, image_metrics  # noqa: E402
-from policies.gate import gate_of_spec  # noqa: E402
+from policies.gate import gate_of_spec, resolve_gate  # noqa: E402
 
 #: What a training variant may set in ``learned.variants``.
 VARIANT_KEYS = {"planner", "ppo_config", "label", "train", "gate"}  # train: per-variant overrides of learned.train;
@@ -475,8 +475,7 @@ def compare(cfg: dict[str, Any], command: str, progress: bool = True) -> dict[st
     groups: dict[str, list[str]] = {}
     for variant, v in cfg["learned"]["variants"].items():
         paths = [run_dir(cfg, variant, s) / "model.zip" for s in cfg["learned"]["seeds"]]
-        gate = v.get("gate", "off")  # default: the policy as trained, without the perception gate
-        gate = "off" if gate is False else str(gate)  # YAML reads a bare off as False
+        gate = resolve_gate(v["planner"], v.get("gate", "off"))  # default: the policy as trained, ungated
         groups[variant] = [f"{v['planner']}:path={p}:gate={gate}" for p in paths if is_trained(p.parent)]
         if len(groups[variant]) < len(paths):
             log(f"warning: {variant}: {len(groups[variant])} of {len(paths)} seed models found")
