@@ -5,7 +5,8 @@
    validation episodes use only them (the test photos are unseen too, so selection must reward what
    transfers to new photos); without ``holdout_photos`` the last ``val_fraction`` of the scenes are held out;
 2. build the PPO planner's network (``PPO(HybridSetPolicy)`` on the dataset's env, the PPO config's
-   ``policy_kwargs``) and train it with :func:`policies.distill.student.train_student` (predicted gain of
+   ``policy_kwargs`` updated by the distill config's own) and train it with
+   :func:`policies.distill.student.train_student` (predicted gain of
    every (region, tool), best parameters, value); every ``eval_every_epochs`` epochs is a candidate;
 3. DAgger rounds: the student drives episodes of the training photos, the greedy teacher labels every state it
    visits (dense labels), the new rows join the data and the student is trained further;
@@ -41,6 +42,7 @@ DEFAULTS: dict[str, Any] = {
     "name": "distilled_spatial",
     "data": ["runs/trajectories/greedy_spatial64"],
     "ppo_config": "experiments/configs/ppo_spatial.yaml",
+    "policy_kwargs": {},  # merged over the PPO config's policy_kwargs (e.g. region_features: 12)
     "val_fraction": 0.1,
     "holdout_photos": [],
     "eval_every_epochs": 10,
@@ -144,6 +146,7 @@ def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None) 
         data = data.concat(part)
     meta = data.meta
     pcfg = load_config(cfg["ppo_config"])
+    pcfg["policy_kwargs"] = {**pcfg["policy_kwargs"], **cfg["policy_kwargs"]}
     env_id, env_kwargs = meta["env_id"], {k: v for k, v in meta["env_kwargs"].items() if k != "split"}
     if list(meta["tool_names"]) != _tool_info({**pcfg, "env_id": env_id, "env_kwargs": env_kwargs})["tool_names"]:
         raise ValueError("the dataset's tools differ from this install's env tools: record it again")

@@ -191,6 +191,34 @@ def test_ppo_trains_and_save_load_round_trip(tmp_path: Path) -> None:
     assert bool(th.all(ent > 0))
 
 
+def test_region_features_reads_only_the_first_columns(tmp_path: Path) -> None:
+    env = _lite_env()
+    d = env.observation_space["regions"].shape[1]
+    model = make_hybrid_ppo(env, {"hidden": 16, "region_features": 5}, n_steps=64, batch_size=32, seed=0,
+                            device="cpu")
+    pol = model.policy
+    assert pol.region_features == 5 and pol.region_dim == 5 < d
+    obs, _ = env.reset(seed=0)
+    changed = {**obs, "regions": obs["regions"].copy()}
+    changed["regions"][:, 5:] = np.random.default_rng(0).normal(size=changed["regions"][:, 5:].shape) * 3
+    moved = {**obs, "regions": obs["regions"].copy()}
+    moved["regions"][:, :5] += 1.0
+    with th.no_grad():
+        p0, p1, p2 = (pol.get_distribution(pol.obs_to_tensor(o)[0]).joint_probs()[0] for o in (obs, changed, moved))
+    assert th.equal(p0, p1)  # columns past the first 5 are never read
+    assert not th.allclose(p0, p2)  # the first 5 are
+    model.save(tmp_path / "m.zip")
+    from stable_baselines3 import PPO
+
+    loaded = PPO.load(tmp_path / "m.zip", device="cpu")
+    assert loaded.policy.region_features == 5
+    with th.no_grad():
+        assert th.equal(loaded.policy.get_distribution(loaded.policy.obs_to_tensor(obs)[0]).joint_probs()[0], p0)
+    for bad in (0, d + 1, 2.5, "12"):
+        with pytest.raises(ValueError, match="region_features must be an integer"):
+            make_hybrid_ppo(env, {"hidden": 16, "region_features": bad}, n_steps=64, batch_size=32, device="cpu")
+
+
 def test_maskable_ppo_helper_respects_masks() -> None:
     env = MultiDiscreteAction(gym.make("SpatialIR-v0", image_size=48, max_regions=3, region_proposer="whole",
                                        max_steps=3), bins=3)

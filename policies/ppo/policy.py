@@ -92,12 +92,16 @@ class HybridSetPolicy(ActorCriticPolicy):
             starts there (its weights start near 0 and its bias at ``atanh(default)``), so early exploration
             centres on the tools' documented defaults. ``None``: the middle of every range.
         log_std_init: initial log standard deviation of the parameter Gaussians (normalised units).
+        region_features: read only the first ``region_features`` columns of each region embedding
+            (e.g. 12 = the learned embedding's 6 family probabilities and 6 severities, without its 64
+            pooled features); ``None`` (default): all ``D``.
     """
 
     def __init__(self, observation_space: spaces.Dict, action_space: spaces.Box, lr_schedule: Schedule,
                  param_counts: Sequence[int] | None = None, hidden: int = 64, attention: bool = True,
                  share_encoder: bool = False, param_defaults: Sequence[Sequence[float]] | None = None,
-                 activation_fn: type[nn.Module] = nn.ReLU, log_std_init: float = -0.5, **kwargs: Any) -> None:
+                 activation_fn: type[nn.Module] = nn.ReLU, log_std_init: float = -0.5,
+                 region_features: int | None = None, **kwargs: Any) -> None:
         keys = {"regions", "valid", "history", "steps_left"}
         if not isinstance(observation_space, spaces.Dict) or not keys <= set(observation_space.spaces):
             raise ValueError("HybridSetPolicy needs the SpatialIR Dict observation "
@@ -123,7 +127,13 @@ class HybridSetPolicy(ActorCriticPolicy):
         if defaults.shape != (t, p) or not np.all(np.isfinite(defaults)) or np.any(np.abs(defaults) > 1):
             raise ValueError(f"param_defaults must be a ({t}, {p}) array of values in [-1, 1]")
         self.param_defaults = defaults.tolist()
-        self.num_regions, self.region_dim, self.num_tools, self.num_params = int(k), int(d), int(t), p
+        if region_features is not None and not (isinstance(region_features, (int, np.integer))
+                                                 and 1 <= int(region_features) <= int(d)):
+            raise ValueError(f"region_features must be an integer in [1, {d}] (the embedding's D) or None, "
+                             f"got {region_features!r}")
+        self.region_features = None if region_features is None else int(region_features)
+        self.num_regions, self.num_tools, self.num_params = int(k), int(t), p
+        self.region_dim = int(d) if region_features is None else int(region_features)
         self.max_steps = float(max(1.0, float(observation_space["steps_left"].high[0])))
         kwargs.pop("net_arch", None)
         super().__init__(observation_space, action_space, lr_schedule, activation_fn=activation_fn,
@@ -133,7 +143,8 @@ class HybridSetPolicy(ActorCriticPolicy):
         data = super()._get_constructor_parameters()
         data.pop("net_arch", None)
         data.update(param_counts=self.param_counts, hidden=self.hidden, attention=self.attention,
-                    share_encoder=self.share_encoder, param_defaults=self.param_defaults)
+                    share_encoder=self.share_encoder, param_defaults=self.param_defaults,
+                    region_features=self.region_features)
         return data
 
     def _build(self, lr_schedule: Schedule) -> None:
@@ -167,6 +178,8 @@ class HybridSetPolicy(ActorCriticPolicy):
         if not isinstance(obs, dict):
             raise ValueError("HybridSetPolicy expects a Dict observation")
         regions = obs["regions"].float()
+        if self.region_features is not None:
+            regions = regions[..., : self.region_features]
         valid = obs["valid"].float().reshape(regions.shape[0], self.num_regions)
         history = obs["history"].float().reshape(regions.shape[0], self.num_regions, self.num_tools)
         history = history / self.max_steps
