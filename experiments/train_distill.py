@@ -20,7 +20,8 @@ Writes ``<output_dir>/<name>/{model.zip, config.yml, summary.json}`` (``make_pla
 path=.../model.zip)`` loads it; ``PPO.load`` continues training it) and, with ``--ship``, copies model and
 config to ``ship_dir``.
 
-Usage: ``python -m experiments.train_distill --config experiments/configs/distill_spatial.yaml [--ship]``.
+Usage: ``python -m experiments.train_distill --config experiments/configs/distill_spatial.yaml [--ship]
+[--seed N]``.
 """
 
 from __future__ import annotations
@@ -110,9 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", help="distill YAML (experiments/configs/distill_spatial.yaml)")
     ap.add_argument("--ship", action="store_true", help="copy model.zip + config.yml to ship_dir")
     ap.add_argument("--quick", action="store_true", help="smoke run: few epochs and episodes")
+    ap.add_argument("--seed", type=int, default=None,
+                    help="training seed instead of the config's train.seed; the run is named <name>_seed<N>")
     args = ap.parse_args(argv)
     try:
         cfg = load_distill_config(args.config)
+        if args.seed is not None:
+            cfg["train"]["seed"] = int(args.seed)
+            cfg["name"] = f"{cfg['name']}_seed{int(args.seed)}"
         if args.quick:
             cfg["train"]["epochs"], cfg["dagger"]["episodes"], cfg["dagger"]["epochs"] = 5, 4, 2
             cfg["validation"]["episodes"] = cfg["test"]["episodes"] = 4
