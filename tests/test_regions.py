@@ -308,3 +308,25 @@ def test_unique_pairs_matches_numpy_unique_rows() -> None:
         got = _unique_pairs(pairs)
         assert got.dtype == np.int64 and np.array_equal(got, np.unique(pairs, axis=0))
     assert _unique_pairs(np.zeros((0, 2), np.int32)).shape == (0, 2)
+
+
+@pytest.mark.parametrize("shape,size,chunk", [((64, 64), 9, 64), ((37, 53), 9, 8), ((20, 31), 3, 7), ((5, 6), 9, 2),
+                                              ((70, 40), 1, 64)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_median_filter_equals_scipy_reflect(shape: tuple[int, int], size: int, chunk: int, dtype: type) -> None:
+    from scipy import ndimage
+
+    from ir_env.regions.features import median_filter
+
+    x = np.abs(np.random.default_rng(size + chunk).normal(size=shape)).astype(dtype)
+    x[::7, ::5] = x[0, 0]  # ties
+    got = median_filter(x, size, rows_per_chunk=chunk)
+    assert got.dtype == x.dtype and got.shape == x.shape
+    assert np.array_equal(got, ndimage.median_filter(x, size=size, mode="reflect"))
+
+
+def test_median_filter_rejects_even_size() -> None:
+    from ir_env.regions.features import median_filter
+
+    with pytest.raises(ValueError, match="odd integer"):
+        median_filter(np.zeros((8, 8), np.float32), 4)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
-from scipy import ndimage
+from numpy.lib.stride_tricks import sliding_window_view
 
 #: Names of the channels returned by :func:`degradation_features`, in order.
 FEATURE_NAMES: tuple[str, ...] = (
@@ -47,6 +47,26 @@ def _box(x: np.ndarray, size: int) -> np.ndarray:
     return cv2.blur(x.astype(np.float32), (size, size), borderType=cv2.BORDER_REFLECT)
 
 
+def median_filter(x: np.ndarray, size: int, rows_per_chunk: int = 64) -> np.ndarray:
+    """Median over a ``size x size`` window (odd ``size``), borders mirrored like ``scipy.ndimage.median_filter(
+    x, size, mode="reflect")``, whose result it equals exactly; about 2x faster on float32 images.
+
+    Hand-written because OpenCV's ``medianBlur`` takes float input only up to a 5-px window and SciPy's rank
+    filter is the slow path here; windows are partitioned ``rows_per_chunk`` image rows at a time so memory
+    stays at ``rows_per_chunk * W * size**2`` values."""
+    if size < 1 or size % 2 == 0:
+        raise ValueError(f"size must be an odd integer >= 1, got {size}")
+    r, mid = size // 2, size * size // 2
+    padded = np.pad(x, r, mode="symmetric")  # numpy "symmetric" = scipy "reflect" (edge pixel repeated)
+    out = np.empty_like(x)
+    for top in range(0, x.shape[0], rows_per_chunk):
+        rows = min(rows_per_chunk, x.shape[0] - top)
+        win = sliding_window_view(padded[top: top + rows + 2 * r], (size, size))
+        win = win.reshape(rows, x.shape[1], size * size)
+        out[top: top + rows] = np.partition(win, mid, axis=-1)[..., mid]
+    return out
+
+
 def _luma(image: np.ndarray) -> np.ndarray:
     return (image @ np.array([0.299, 0.587, 0.114], dtype=np.float32)).astype(np.float32)
 
@@ -65,11 +85,11 @@ def degradation_features(image: np.ndarray, window: int = 9) -> np.ndarray:
     # noise: Immerkaer's mask cancels linear structure; median of |response| is robust to edges
     k = np.array([[1, -2, 1], [-2, 4, -2], [1, -2, 1]], dtype=np.float32)
     hp = np.abs(cv2.filter2D(y, -1, k, borderType=cv2.BORDER_REFLECT)) * (np.sqrt(np.pi / 2) / 6)
-    noise = ndimage.median_filter(hp, size=window, mode="reflect")
+    noise = median_filter(hp, window)
     o1 = (image[..., 0] - image[..., 1]).astype(np.float32)
     o2 = (0.5 * (image[..., 0] + image[..., 1]) - image[..., 2]).astype(np.float32)
     chp = sum(np.abs(cv2.filter2D(o, -1, k, borderType=cv2.BORDER_REFLECT)) for o in (o1, o2))
-    chroma = ndimage.median_filter(chp * (np.sqrt(np.pi / 2) / 12), size=window, mode="reflect")
+    chroma = median_filter(chp * (np.sqrt(np.pi / 2) / 12), window)
     g1 = cv2.GaussianBlur(y, (0, 0), 0.8, borderType=cv2.BORDER_REFLECT)
     g2 = cv2.GaussianBlur(y, (0, 0), 2.5, borderType=cv2.BORDER_REFLECT)
     fine = _box(np.abs(y - g1), window)
