@@ -158,3 +158,21 @@ def test_bad_input_errors(dataset: tuple[TrajectoryData, str], tmp_path) -> None
     write_config({**PPO_CFG, "env_kwargs": ENV_KWARGS, "tool_names": TOOLS}, tmp_path / "plain")
     with pytest.raises(ValueError, match="no 'distill' block"):
         make_planner("distilled", path=str(path))
+
+
+def test_shipped_default_student_reads_the_encoders_12_numbers() -> None:
+    from ir_env.corpus import center_crop, load_corpus
+    from ir_env.recipes import synthesize
+    from policies.distill.planner import DEFAULT_MODEL, HANDCRAFTED_MODEL
+
+    assert DEFAULT_MODEL.is_file() and HANDCRAFTED_MODEL.is_file()
+    planner = make_planner("distilled", gate="off")
+    assert Path(planner.model_path) == DEFAULT_MODEL
+    assert planner.config["env_kwargs"]["embedding"] == "learned"
+    assert planner.model.policy.region_features == 12
+    scene = synthesize(center_crop(load_corpus("builtin", split="test")[0], 64), "spatial-mixed", seed=3)
+    res = planner.restore(scene.degraded)
+    assert res.iqa_calls == 0 and 1 <= res.tool_calls <= 4
+    np.testing.assert_array_equal(res.replay(scene.degraded), res.image)
+    again = make_planner("distilled", gate="off").restore(scene.degraded)
+    np.testing.assert_array_equal(again.image, res.image)  # deterministic

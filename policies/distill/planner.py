@@ -16,8 +16,14 @@ import numpy as np
 
 from policies.ppo.planner import PPOPlanner
 
-#: The shipped student (trained by experiments/configs/distill_spatial.yaml).
-DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "distilled_spatial" / "model.zip"
+_MODELS = Path(__file__).resolve().parent / "models"
+#: The shipped default student: the learned encoder's 12 family probabilities and severities per region
+#: (experiments/configs/distill_spatial_learned_probs.yaml, seed 2).
+DEFAULT_MODEL = _MODELS / "distilled_learned" / "model.zip"
+#: The previous default, on the hand-made 37-number region embedding (experiments/configs/distill_spatial.yaml);
+#: still shipped: ``make_planner("distilled", path=HANDCRAFTED_MODEL)``, and the PPO sample-efficiency curve
+#: starts from it.
+HANDCRAFTED_MODEL = _MODELS / "distilled_spatial" / "model.zip"
 
 
 class DistilledPlanner(PPOPlanner):
@@ -25,7 +31,7 @@ class DistilledPlanner(PPOPlanner):
 
     Args:
         path: the student's ``model.zip`` (``config.yml`` next to it); default: the shipped
-            ``policies/distill/models/distilled_spatial/model.zip``.
+            ``policies/distill/models/distilled_learned/model.zip`` (:data:`DEFAULT_MODEL`).
         stop_margin: STOP when no predicted gain reaches this many dB (default: the trained value from
             ``config.yml``).
         Other arguments as :class:`~policies.ppo.planner.PPOPlanner` (the model's ``config.yml`` decides the
@@ -39,8 +45,9 @@ class DistilledPlanner(PPOPlanner):
         if not model_path.is_file():
             raise FileNotFoundError(
                 f"no distilled student at {model_path}; record trajectories and train one with "
-                "`python -m experiments.record_trajectories --config experiments/configs/record_greedy.yaml` and "
-                "`python -m experiments.train_distill --config experiments/configs/distill_spatial.yaml`, "
+                "`python -m experiments.record_trajectories --config experiments/configs/record_greedy_learned.yaml` "
+                "and `python -m experiments.train_distill --config "
+                "experiments/configs/distill_spatial_learned_probs.yaml`, "
                 "then pass path=runs/distill/<name>/model.zip")
         super().__init__(path=model_path, **kwargs)
         info = self.config.get("distill")
