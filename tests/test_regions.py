@@ -330,3 +330,64 @@ def test_median_filter_rejects_even_size() -> None:
 
     with pytest.raises(ValueError, match="odd integer"):
         median_filter(np.zeros((8, 8), np.float32), 4)
+
+
+def _naive_merge(labels: np.ndarray, feats: np.ndarray, max_regions: int, min_size: int,
+                 max_cost: float | None, adjacent_only: bool) -> tuple[np.ndarray, list[float]]:
+    """Reference: merge_regions' rules re-evaluated from scratch before every merge (slow, obvious)."""
+    from ir_env.regions.base import relabel_sequential
+
+    lab = relabel_sequential(labels).copy()
+    h, w = lab.shape
+    hist: list[float] = []
+    f = feats.reshape(h * w, -1).astype(np.float64)
+    while True:
+        ids = np.unique(lab)
+        if ids.size <= 1:
+            break
+        size = {int(i): float((lab == i).sum()) for i in ids}
+        mean = {int(i): f[(lab == i).ravel()].sum(axis=0) / size[int(i)] for i in ids}
+        pairs = set()
+        for a, b in ((lab[:, :-1], lab[:, 1:]), (lab[:-1, :], lab[1:, :])):
+            m = a != b
+            pairs |= {(min(x, y), max(x, y)) for x, y in zip(a[m].tolist(), b[m].tolist(), strict=True)}
+        small = [i for i in map(int, ids) if size[i] < min_size]
+        if small:
+            s = min(small, key=lambda i: (size[i], i))
+            nb = sorted({b for a, b in pairs if a == s} | {a for a, b in pairs if b == s})
+            t = min(nb, key=lambda j: (float(np.sum((mean[j] - mean[s]) ** 2)), j))
+            lab[lab == s] = t
+            continue
+        if ids.size <= max(1, max_regions) and max_cost is None:
+            break
+        cand = sorted(pairs) if adjacent_only else [(int(a), int(b)) for k, a in enumerate(ids) for b in ids[k + 1:]]
+        cost = {p: float(np.sum((mean[p[0]] - mean[p[1]]) ** 2)) * size[p[0]] * size[p[1]] / (size[p[0]] + size[p[1]])
+                for p in cand}
+        a, b = min(cand, key=lambda p: (cost[p], p))
+        if ids.size <= max(1, max_regions) and cost[(a, b)] / (h * w) > max_cost:
+            break
+        hist.append(cost[(a, b)] / (h * w))
+        src, dst = (a, b) if size[a] < size[b] or (size[a] == size[b] and a > b) else (b, a)
+        lab[lab == src] = dst
+    return relabel_sequential(lab), hist
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_merge_regions_matches_a_naive_reference(seed: int) -> None:
+    from skimage.segmentation import slic
+
+    rng = np.random.default_rng(seed)
+    img = rng.uniform(0, 1, (40, 48, 3)).astype(np.float32)
+    img[:, 24:] *= 0.3  # two halves that differ
+    init = slic(img, n_segments=40, compactness=5, start_label=0, channel_axis=-1)
+    feats = np.concatenate([img, rng.normal(size=(40, 48, 2)).astype(np.float32)], axis=2)
+    for kw in ({"max_regions": 4, "min_size": 30, "max_cost": None, "adjacent_only": True},
+               {"max_regions": 1, "min_size": 0, "max_cost": None, "adjacent_only": True},
+               {"max_regions": 3, "min_size": 10, "max_cost": 0.05, "adjacent_only": True},
+               {"max_regions": 2, "min_size": 0, "max_cost": 0.02, "adjacent_only": False}):
+        hist: list[float] = []
+        got = merge_regions(init, feats, kw["max_regions"], kw["min_size"], max_cost=kw["max_cost"],
+                            adjacent_only=kw["adjacent_only"], history=hist)
+        ref, ref_hist = _naive_merge(init, feats, **kw)
+        assert np.array_equal(got, ref), kw
+        np.testing.assert_allclose(hist, ref_hist, rtol=1e-9, atol=1e-12)

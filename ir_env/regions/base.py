@@ -7,6 +7,7 @@ raster index (row-major) of their first pixel. That order is deterministic for a
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 import numpy as np
@@ -165,48 +166,92 @@ def merge_regions(
         edges = np.array(np.triu_indices(n, 1), dtype=np.int64).T.reshape(-1, 2)
     parent = np.arange(n)
     alive = np.ones(n, dtype=bool)
+    adj: dict[int, set[int]] = {i: set() for i in range(n)}
+    for ea, eb in edges.tolist():
+        adj[ea].add(eb)
+        adj[eb].add(ea)
 
-    def merge(src: int, dst: int) -> np.ndarray:
+    def absorb(src: int, dst: int) -> None:
+        """Region ``src`` joins ``dst``: sizes, feature sums, parents and adjacency."""
         size[dst] += size[src]
         sums[dst] += sums[src]
         alive[src] = False
         parent[src] = dst
-        e = np.where(edges == src, dst, edges)
-        return _unique_pairs(np.sort(e[e[:, 0] != e[:, 1]], axis=1))
+        for x in adj.pop(src):
+            adj[x].discard(src)
+            if x != dst:
+                adj[x].add(dst)
+                adj[dst].add(x)
+        adj[dst].discard(src)
 
-    def neighbours(i: int) -> np.ndarray:
-        nb = np.concatenate([edges[edges[:, 0] == i, 1], edges[edges[:, 1] == i, 0]])
+    # step 1: fold the smallest fragment below min_size (ties: lowest id) into its most similar neighbour
+    # (ties: lowest id). A heap of (size, id); an entry is stale once its region died or grew. Merges only
+    # grow regions, so once none is small, none becomes small again.
+    small_heap = [(float(size[i]), int(i)) for i in np.flatnonzero(size < min_size)]
+    heapq.heapify(small_heap)
+    count = n
+    while count > 1 and small_heap:
+        sz, s = heapq.heappop(small_heap)
+        if not alive[s] or size[s] != sz:
+            continue
+        nb = np.array(sorted(adj[s]), dtype=np.int64)
         if nb.size == 0:  # isolated (cannot happen in a 4-connected map with >1 region): any region
             nb = np.flatnonzero(alive)
-            nb = nb[nb != i]
-        return np.sort(nb)
+            nb = nb[nb != s]
+        dist = np.sum((sums[nb] / size[nb, None] - sums[s] / size[s]) ** 2, axis=1)
+        t = int(nb[np.argmin(dist)])
+        absorb(s, t)
+        count -= 1
+        if size[t] < min_size:
+            heapq.heappush(small_heap, (float(size[t]), t))
 
-    while alive.sum() > 1:
-        means = sums / size[:, None]
-        # step 1: fold the smallest fragment below min_size into its most similar neighbour
-        small = np.flatnonzero(alive & (size < min_size))
-        if small.size:
-            s = int(small[np.argmin(size[small])])
-            nb = neighbours(s)
-            t = int(nb[np.argmin(np.sum((means[nb] - means[s]) ** 2, axis=1))])
-            edges = merge(s, t)
-            continue
-        if alive.sum() <= max(1, max_regions) and max_cost is None:
+    # step 2: Ward-style agglomeration of the cheapest adjacent pair. A heap of (cost, a, b) with a < b
+    # pops pairs in the order np.argmin over the sorted edge list would pick them (ties: lowest ids);
+    # only the merged region's pairs are re-costed, with the same vectorised expression.
+    def ward(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        ma, mb = sums[a] / size[a, None], sums[b] / size[b, None]
+        return np.sum((ma - mb) ** 2, axis=1) * size[a] * size[b] / (size[a] + size[b])
+
+    version = np.zeros(n, dtype=np.int64)
+
+    def entries(a: np.ndarray, b: np.ndarray) -> list[tuple[float, int, int, int, int]]:
+        if a.size == 0:
+            return []
+        c = ward(a, b).tolist()
+        return [(ci, ai, bi, int(version[ai]), int(version[bi])) for ci, ai, bi in zip(c, a.tolist(), b.tolist(),
+                                                                                        strict=True)]
+
+    pairs = np.array(sorted((a, b) for a, nbs in adj.items() for b in nbs if a < b), dtype=np.int64).reshape(-1, 2)
+    heap = entries(pairs[:, 0], pairs[:, 1])
+    heapq.heapify(heap)
+    target = max(1, max_regions)
+    while count > 1:
+        if count <= target and max_cost is None:
             break
-        # step 2: Ward-style agglomeration of the cheapest adjacent pair
-        if edges.size == 0:
+        best = None
+        while heap:
+            c, ea, eb, va, vb = heap[0]
+            if alive[ea] and alive[eb] and version[ea] == va and version[eb] == vb:
+                best = (c, ea, eb)
+                break
+            heapq.heappop(heap)
+        if best is None:  # no touching pair left (disconnected labels): the two lowest ids
             ids = np.flatnonzero(alive)
-            edges = np.array([[ids[0], ids[1]]], dtype=np.int64)
-        a, b = edges[:, 0], edges[:, 1]
-        cost = np.sum((means[a] - means[b]) ** 2, axis=1) * size[a] * size[b] / (size[a] + size[b])
-        i = int(np.argmin(cost))
-        if alive.sum() <= max(1, max_regions) and cost[i] / (h * w) > max_cost:
+            ea, eb = int(ids[0]), int(ids[1])
+            best = (float(ward(np.array([ea]), np.array([eb]))[0]), ea, eb)
+        cost, ea, eb = best
+        if count <= target and cost / (h * w) > max_cost:
             break
         if history is not None:
-            history.append(float(cost[i] / (h * w)))
-        ea, eb = int(a[i]), int(b[i])
+            history.append(float(cost / (h * w)))
         src, dst = (ea, eb) if size[ea] < size[eb] or (size[ea] == size[eb] and ea > eb) else (eb, ea)
-        edges = merge(src, dst)
+        absorb(src, dst)
+        version[dst] += 1
+        nb = np.array(sorted(adj[dst]), dtype=np.int64)
+        lo, hi = np.minimum(nb, dst), np.maximum(nb, dst)
+        for entry in entries(lo, hi):
+            heapq.heappush(heap, entry)
+        count -= 1
     # resolve merge chains to their surviving root
     root = parent.copy()
     for _ in range(n):

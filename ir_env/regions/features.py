@@ -62,8 +62,9 @@ def median_filter(x: np.ndarray, size: int, rows_per_chunk: int = 64) -> np.ndar
     for top in range(0, x.shape[0], rows_per_chunk):
         rows = min(rows_per_chunk, x.shape[0] - top)
         win = sliding_window_view(padded[top: top + rows + 2 * r], (size, size))
-        win = win.reshape(rows, x.shape[1], size * size)
-        out[top: top + rows] = np.partition(win, mid, axis=-1)[..., mid]
+        win = np.array(win, order="C").reshape(rows, x.shape[1], size * size)  # a fresh copy: sort it in place
+        win.partition(mid, axis=-1)
+        out[top: top + rows] = win[..., mid]
     return out
 
 
