@@ -110,7 +110,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"  region {st.region} ({st.region_area:.0%}): {st.tool}({ps})")
     for v in res.info.get("gate", {}).get("vetoed", []):  # steps the perception gate dropped (policies/gate.py)
         print(f"  gate dropped {v['tool']} on region {v['region']}: the encoder sees {v['family']} there "
-              f"with probability {v['prob']:.2f}")
+              f"with probability {v['prob']:.2f}, below the gate's threshold {v['threshold']:.2f}")
     return 0
 
 

@@ -56,7 +56,7 @@ class PerceptionGate(PlannerWrapper):
 
     ``tool_calls`` = the inner planner's calls plus one per kept step when a step was vetoed (the kept steps
     are replayed); nothing is re-run when every step passes. ``info["gate"]``: the gate, ``kept`` and the
-    ``vetoed`` steps (tool, family, region, probability).
+    ``vetoed`` steps (tool, family, region, probability and the family's threshold it fell below).
     """
 
     def __init__(self, inner: Planner, gate: str = "table", weights: str | Path | None = None,
@@ -84,7 +84,8 @@ class PerceptionGate(PlannerWrapper):
                 if p >= self.thresholds[fam]:
                     keep.append(st)
                 else:
-                    vetoed.append({"tool": st.tool, "family": fam, "region": int(st.region), "prob": p})
+                    vetoed.append({"tool": st.tool, "family": fam, "region": int(st.region), "prob": p,
+                                   "threshold": float(self.thresholds[fam])})
         out, calls = res.image, int(res.tool_calls)
         if vetoed:
             out = img

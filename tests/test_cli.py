@@ -109,6 +109,8 @@ def test_restore_reports_what_the_gate_dropped(tmp_path: Path, photo_file: Path,
     lines = [ln for ln in capsys.readouterr().out.splitlines() if "gate dropped" in ln]
     assert vetoed and len(lines) == len(vetoed)  # the fixed pipeline runs tools for families not there
     assert f"gate dropped {vetoed[0]['tool']} on region {vetoed[0]['region']}" in lines[0]
+    assert all(v["prob"] < v["threshold"] for v in vetoed)
+    assert f"below the gate's threshold {vetoed[0]['threshold']:.2f}" in lines[0]
 
 
 def test_evaluate_writes_json_markdown_plot(tmp_path: Path, photo_file: Path) -> None:

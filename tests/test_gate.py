@@ -31,7 +31,7 @@ def test_gate_keeps_exactly_the_perceived_steps(scene) -> None:  # noqa: ANN001
     assert 0 < len(res.trace) < len(raw.trace)  # the fixed pipeline does more than the scene needs
     gate = res.info["gate"]
     assert gate["kept"] == len(want) and len(gate["vetoed"]) == len(raw.trace) - len(want)
-    assert all(v["prob"] < 0.5 for v in gate["vetoed"])
+    assert all(v["prob"] < 0.5 and v["threshold"] == 0.5 for v in gate["vetoed"])
     assert np.array_equal(res.replay(scene.degraded), res.image)  # the RestorationResult contract
     assert res.tool_calls == raw.tool_calls + len(want)  # the kept steps were replayed
     assert res.iqa_calls == 0
