@@ -25,6 +25,7 @@ import numpy as np  # noqa: E402
 
 DEFAULTS: dict[str, Any] = {
     "ppo_config": "experiments/configs/ppo_spatial.yaml",
+    "policy_kwargs": {},  # merged over the PPO config's (must describe the student's network, e.g. region_features)
     "student": "policies/distill/models/distilled_spatial/model.zip",
     "runs": ["scratch", "from_student"],
     "seeds": [0],
@@ -59,7 +60,7 @@ def curve(cfg: dict[str, Any], init: str, seed: int) -> list[dict[str, float]]:
     test_env = build_env(env_id, {**env_kwargs, "split": te["split"]}, "hybrid", monitor=False)
     venv = DummyVecEnv([lambda: build_env(env_id, {**env_kwargs, "split": "train"}, "hybrid")])
     venv.seed(int(seed))
-    model = make_hybrid_ppo(venv, pcfg["policy_kwargs"], seed=int(seed), device="cpu",
+    model = make_hybrid_ppo(venv, {**pcfg["policy_kwargs"], **cfg["policy_kwargs"]}, seed=int(seed), device="cpu",
                             **{**pcfg["ppo"], **cfg["ppo"]})
     if init == "from_student":
         student = PPO.load(cfg["student"], device="cpu")
