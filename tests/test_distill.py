@@ -176,3 +176,20 @@ def test_shipped_default_student_reads_the_encoders_12_numbers() -> None:
     np.testing.assert_array_equal(res.replay(scene.degraded), res.image)
     again = make_planner("distilled", gate="off").restore(scene.degraded)
     np.testing.assert_array_equal(again.image, res.image)  # deterministic
+
+
+def test_student_trained_on_other_encoder_weights_is_refused(tmp_path: Path) -> None:
+    import shutil
+
+    import yaml
+
+    from policies.distill.planner import DEFAULT_MODEL
+
+    folder = tmp_path / "student"
+    shutil.copytree(DEFAULT_MODEL.parent, folder)
+    cfg = yaml.safe_load((folder / "config.yml").read_text())
+    assert cfg["distill"]["encoder_sha256"]  # the shipped student names the weights it observed through
+    cfg["distill"]["encoder_sha256"] = "0" * 64
+    (folder / "config.yml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="trained on observations of the learned encoder"):
+        make_planner("distilled", path=str(folder / "model.zip"))
