@@ -188,8 +188,8 @@ def test_student_trained_on_other_encoder_weights_is_refused(tmp_path: Path) -> 
     folder = tmp_path / "student"
     shutil.copytree(DEFAULT_MODEL.parent, folder)
     cfg = yaml.safe_load((folder / "config.yml").read_text())
-    assert cfg["distill"]["encoder_sha256"]  # the shipped student names the weights it observed through
-    cfg["distill"]["encoder_sha256"] = "0" * 64
+    assert cfg["encoder_sha256"]  # the shipped student names the weights it observed through
+    cfg["encoder_sha256"] = "0" * 64
     (folder / "config.yml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(ValueError, match="trained on observations of the learned encoder"):
         make_planner("distilled", path=str(folder / "model.zip"))

@@ -368,3 +368,15 @@ def test_ppo_planner_errors(tiny_run: Path, tmp_path: Path) -> None:
         make_planner("maskable_ppo", path=tiny_run / "model.zip")
     with pytest.raises(ValueError, match="max_regions"):
         make_planner("ppo", path=tiny_run / "model.zip", max_regions=8)
+
+
+def test_saved_config_records_the_encoder_weights_observed() -> None:
+    from ir_env.encoder import DEFAULT_WEIGHTS
+    from ir_env.encoder.learned import weights_fingerprint
+    from policies.ppo.train import _tool_info
+
+    base = {"env_id": "SpatialIR-v0", "algo": "hybrid", "bins": 5}
+    learned = _tool_info({**base, "env_kwargs": {"image_size": 48, "max_regions": 2, "embedding": "learned"}})
+    hand = _tool_info({**base, "env_kwargs": {"image_size": 48, "max_regions": 2, "embedding": "handcrafted"}})
+    assert learned["encoder_sha256"] == weights_fingerprint(DEFAULT_WEIGHTS)
+    assert hand["encoder_sha256"] is None and hand["tool_names"] == learned["tool_names"]

@@ -54,13 +54,6 @@ class DistilledPlanner(PPOPlanner):
         if not isinstance(info, dict) or "tau" not in info:
             raise ValueError(f"{model_path.parent / 'config.yml'} has no 'distill' block (tau, stop_margin): "
                              "it was not written by experiments/train_distill.py")
-        from ir_env.encoder.learned import observation_fingerprint
-
-        trained_on, now = info.get("encoder_sha256"), observation_fingerprint(self.config.get("env_kwargs") or {})
-        if trained_on and now and trained_on != now:
-            raise ValueError(f"{model_path} was trained on observations of the learned encoder with weights "
-                             f"sha256 {trained_on[:12]}..., the installed weights are {now[:12]}...: record and "
-                             "train the student again (README, 'The learned degradation encoder')")
         self.tau = float(info["tau"])
         self.stop_margin = float(info.get("stop_margin", 0.0) if stop_margin is None else stop_margin)
         if not np.isfinite(self.stop_margin):

@@ -183,8 +183,8 @@ def agreement(policy: Any, data: TrajectoryData, tau: float, stop_margin: float 
 def save_student(model: Any, folder: str | Path, ppo_config: dict[str, Any], env_id: str,
                  env_kwargs: dict[str, Any], tau: float, stop_margin: float, **extra: Any) -> Path:
     """Write ``<folder>/model.zip`` (SB3 PPO zip) and ``config.yml`` (the PPO config with the student's env,
-    tools, and a ``distill`` block: ``tau``, ``stop_margin``, ``encoder_sha256`` (the learned encoder's weights
-    the student observed through, ``None`` without a learned embedding) and ``extra``), the layout that
+    tools, the learned encoder's ``encoder_sha256``, and a ``distill`` block: ``tau``, ``stop_margin`` and
+    ``extra``), the layout that
     ``make_planner("distilled", path=<folder>/model.zip)`` and ``PPO.load`` read. Returns the zip path."""
     import stable_baselines3
     import torch as th
@@ -196,12 +196,9 @@ def save_student(model: Any, folder: str | Path, ppo_config: dict[str, Any], env
     folder.mkdir(parents=True, exist_ok=True)
     env_kwargs = {k: v for k, v in env_kwargs.items() if k != "split"}
     cfg = {**ppo_config, "env_id": env_id, "env_kwargs": env_kwargs}
-    from ir_env.encoder.learned import observation_fingerprint
-
     resolved = {**cfg, **_tool_info(cfg),
                 "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": th.__version__},
-                "distill": {"tau": float(tau), "stop_margin": float(stop_margin),
-                            "encoder_sha256": observation_fingerprint(env_kwargs), **extra}}
+                "distill": {"tau": float(tau), "stop_margin": float(stop_margin), **extra}}
     model.save(folder / "model.zip")
     write_config(resolved, folder)
     return folder / "model.zip"

@@ -81,6 +81,13 @@ class PPOPlanner(Planner):
             raise ValueError(f"{model_path} was trained with algo {cfg.get('algo')!r}; the {self.name!r} "
                              f"planner needs algo {self.algo!r}")
         env_kwargs = dict(cfg["env_kwargs"])
+        from ir_env.encoder.learned import observation_fingerprint
+
+        trained_on, now = cfg.get("encoder_sha256"), observation_fingerprint(env_kwargs)
+        if trained_on and now and trained_on != now:
+            raise ValueError(f"{model_path} was trained on observations of the learned encoder with weights "
+                             f"sha256 {trained_on[:12]}..., the installed weights are {now[:12]}...: train it "
+                             "again on this encoder (README, 'The learned degradation encoder')")
         self.env = self._make_env(cfg)
         base = self.env.unwrapped
         if region_proposer is not None and region_proposer != base.region_proposer and base.max_regions > 1:

@@ -114,6 +114,11 @@ def algo_class(algo: str):
 
 
 def _tool_info(cfg: Mapping[str, Any]) -> dict[str, Any]:
+    """What a saved model's ``config.yml`` records about the env it was trained on: its ``tool_names``,
+    their ``param_counts`` and ``encoder_sha256`` (the learned encoder weights it observed through, ``None``
+    without a learned embedding or proposer; :class:`policies.ppo.planner.PPOPlanner` refuses other weights)."""
+    from ir_env.encoder.learned import observation_fingerprint
+
     env = build_env(cfg["env_id"], {**cfg["env_kwargs"], "corpus": [np.zeros((32, 32, 3), np.float32)]},
                     cfg["algo"], int(cfg["bins"]), monitor=False, single_thread=False)
     base = env.unwrapped
@@ -121,7 +126,8 @@ def _tool_info(cfg: Mapping[str, Any]) -> dict[str, Any]:
     env.close()
     from policies.ppo.policy import param_counts_for
 
-    return {"tool_names": names, "param_counts": param_counts_for(names)}
+    return {"tool_names": names, "param_counts": param_counts_for(names),
+            "encoder_sha256": observation_fingerprint(dict(cfg["env_kwargs"]))}
 
 
 def train(cfg: Mapping[str, Any]) -> Path:
