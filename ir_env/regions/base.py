@@ -221,7 +221,7 @@ def merge_regions(
         return [(ci, ai, bi, int(version[ai]), int(version[bi])) for ci, ai, bi in zip(c, a.tolist(), b.tolist(),
                                                                                         strict=True)]
 
-    pairs = np.array(sorted((a, b) for a, nbs in adj.items() for b in nbs if a < b), dtype=np.int64).reshape(-1, 2)
+    pairs = np.array([(a, b) for a, nbs in adj.items() for b in nbs if a < b], dtype=np.int64).reshape(-1, 2)
     heap = entries(pairs[:, 0], pairs[:, 1])
     heapq.heapify(heap)
     target = max(1, max_regions)
@@ -247,7 +247,7 @@ def merge_regions(
         src, dst = (ea, eb) if size[ea] < size[eb] or (size[ea] == size[eb] and ea > eb) else (eb, ea)
         absorb(src, dst)
         version[dst] += 1
-        nb = np.array(sorted(adj[dst]), dtype=np.int64)
+        nb = np.fromiter(adj[dst], dtype=np.int64, count=len(adj[dst]))  # the heap orders them
         lo, hi = np.minimum(nb, dst), np.maximum(nb, dst)
         for entry in entries(lo, hi):
             heapq.heappush(heap, entry)
