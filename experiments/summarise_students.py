@@ -87,6 +87,10 @@ def main(argv: list[str] | None = None) -> int:
         cfg = yaml.safe_load(path.read_text()) or {}
         if not cfg.get("recipes") or not cfg.get("out"):
             raise ValueError(f"{path} needs 'recipes' (a list of {{label, runs}}) and 'out'")
+        for i, rec in enumerate(cfg["recipes"]):
+            if not isinstance(rec, dict) or not rec.get("label") or not isinstance(rec.get("runs"), list) \
+                    or not rec["runs"]:
+                raise ValueError(f"{path}: recipe {i} needs a 'label' and a non-empty list 'runs', got {rec!r}")
         result = summarise(cfg["recipes"])
         out = Path(cfg["out"])
         out.parent.mkdir(parents=True, exist_ok=True)

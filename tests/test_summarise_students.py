@@ -41,3 +41,6 @@ def test_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[s
     assert main(["--config", str(cfg)]) == 2
     assert "needs 'recipes'" in capsys.readouterr().err
     assert main(["--config", str(tmp_path / "none.yaml")]) == 2
+    cfg.write_text("out: x\nrecipes: [{label: a}]\n")
+    assert main(["--config", str(cfg)]) == 2
+    assert "recipe 0 needs a 'label' and a non-empty list 'runs'" in capsys.readouterr().err
