@@ -11,12 +11,14 @@ from ir_env.encoder import DEFAULT_WEIGHTS
 from ir_env.recipes import synthesize
 from ir_env.regions import (
     REGION_FEATURE_NAMES,
+    apply_merges,
     check_partition,
     grid_shape,
     list_proposers,
     make_proposer,
     masks_to_labels,
     merge_regions,
+    merges_before_stop,
     pad_masks,
 )
 from ir_env.regions.metric import fit_metric, load_metric
@@ -212,6 +214,36 @@ def test_merge_regions_count_and_min_size():
     assert out.max() + 1 <= 3 and sizes.min() >= 40 and len(costs) >= 1
     one = merge_regions(labels, feats, 1)
     assert np.all(one == 0)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_replayed_merges_equal_a_run_that_stops_early(seed: int) -> None:
+    """A full run's recorded merges, cut where a max_regions / max_cost run stops, give that run's labels."""
+    rng = np.random.default_rng(seed)
+    labels = np.repeat(np.repeat(rng.integers(0, 30, (12, 12)), 4, 0), 4, 1)
+    feats = rng.random((48, 48, 3)).astype(np.float32)
+    lab = merge_regions(labels, feats, labels.size, min_size=20)
+    costs: list[float] = []
+    merges: list[tuple[int, int]] = []
+    full = merge_regions(lab, feats, 1, history=costs, merges=merges)
+    assert len(merges) == len(costs) == lab.max() and np.array_equal(apply_merges(lab, merges), full)
+    for target in (1, 2, 4, 8):
+        for q in (0.0, 0.3, 0.7, 1.0):
+            max_cost = float(np.quantile(costs, q))
+            hist: list[float] = []
+            ref = merge_regions(lab, feats, target, max_cost=max_cost, history=hist)
+            kept = merges_before_stop(costs, int(lab.max()) + 1, target, max_cost)
+            assert kept == len(hist) and hist == costs[:kept]
+            assert np.array_equal(apply_merges(lab, merges[:kept]), ref)
+
+
+def test_apply_merges_rejects_bad_records() -> None:
+    lab = np.repeat(np.arange(4), 4).reshape(4, 4)
+    assert np.array_equal(apply_merges(lab, [(3, 2), (1, 0)]), np.repeat([0, 0, 1, 1], 4).reshape(4, 4))
+    with pytest.raises(ValueError, match="distinct region ids"):
+        apply_merges(lab, [(0, 4)])
+    with pytest.raises(ValueError, match="merged already"):
+        apply_merges(lab, [(1, 0), (1, 2)])
 
 
 def test_metric_shipped_and_fit(scene):

@@ -25,10 +25,12 @@ from typing import Any
 
 from ir_env.regions.base import (
     RegionProposer,
+    apply_merges,
     check_partition,
     labels_to_masks,
     masks_to_labels,
     merge_regions,
+    merges_before_stop,
     pad_masks,
 )
 from ir_env.regions.clusters import DegradationClustersProposer, LearnedClustersProposer
@@ -71,6 +73,7 @@ __all__ = [
     "SamProposer",
     "SlicProposer",
     "WholeProposer",
+    "apply_merges",
     "check_partition",
     "degradation_features",
     "grid_shape",
@@ -79,6 +82,7 @@ __all__ = [
     "make_proposer",
     "masks_to_labels",
     "merge_regions",
+    "merges_before_stop",
     "pad_masks",
     "region_features",
 ]

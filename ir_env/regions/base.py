@@ -8,6 +8,7 @@ raster index (row-major) of their first pixel. That order is deterministic for a
 from __future__ import annotations
 
 import heapq
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -126,6 +127,7 @@ def _adjacent_pairs(labels: np.ndarray) -> np.ndarray:
 def merge_regions(
     labels: np.ndarray, features: np.ndarray | None, max_regions: int, min_size: int = 0,
     max_cost: float | None = None, adjacent_only: bool = True, history: list[float] | None = None,
+    merges: list[tuple[int, int]] | None = None,
 ) -> np.ndarray:
     """Merge regions of a label map until at most ``max_regions`` remain, none smaller than ``min_size``.
 
@@ -146,6 +148,9 @@ def merge_regions(
         adjacent_only: if False, step 2 considers every pair of regions, not only touching ones, so
             similar but separate regions join into one (disconnected) region.
         history: if a list is given, the per-pixel Ward cost of every step-2 merge is appended to it.
+        merges: if a list is given, every step-2 merge is appended to it as ``(src, dst)`` (``src`` joins
+            ``dst``; ids of ``relabel_sequential(labels)`` after step 1). With ``min_size=0``,
+            :func:`apply_merges` on a prefix of this list gives what a call stopping earlier returns.
 
     Returns:
         ``(H, W)`` int32 labels 0..K-1 (raster order of first pixel).
@@ -245,6 +250,8 @@ def merge_regions(
         if history is not None:
             history.append(float(cost / (h * w)))
         src, dst = (ea, eb) if size[ea] < size[eb] or (size[ea] == size[eb] and ea > eb) else (eb, ea)
+        if merges is not None:
+            merges.append((int(src), int(dst)))
         absorb(src, dst)
         version[dst] += 1
         nb = np.fromiter(adj[dst], dtype=np.int64, count=len(adj[dst]))  # the heap orders them
@@ -252,14 +259,46 @@ def merge_regions(
         for entry in entries(lo, hi):
             heapq.heappush(heap, entry)
         count -= 1
-    # resolve merge chains to their surviving root
+    return _resolve(lab, parent)
+
+
+def _resolve(lab: np.ndarray, parent: np.ndarray) -> np.ndarray:
+    """Follow merge chains (``parent[i]``: the region ``i`` joined) to their surviving root; relabel."""
     root = parent.copy()
-    for _ in range(n):
+    for _ in range(len(root)):
         nxt = root[root]
         if np.array_equal(nxt, root):
             break
         root = nxt
     return relabel_sequential(root[lab])
+
+
+def merges_before_stop(history: Sequence[float], count: int, max_regions: int, max_cost: float) -> int:
+    """How many of a full run's step-2 merges (per-pixel costs ``history``, from ``count`` regions down to one)
+    a :func:`merge_regions` run with ``min_size=0``, this ``max_regions`` and ``max_cost`` makes before it
+    stops: it merges while more than ``max_regions`` regions remain, then while the cost is <= ``max_cost``."""
+    for i, cost in enumerate(history):
+        if count - i <= max(1, max_regions) and cost > max_cost:
+            return i
+    return len(history)
+
+
+def apply_merges(labels: np.ndarray, merges: Sequence[tuple[int, int]]) -> np.ndarray:
+    """Replay recorded merges (``(src, dst)`` pairs from :func:`merge_regions`'s ``merges``, in order) on
+    ``labels``; returns ``(H, W)`` int32 labels 0..K-1 in raster order of first pixel, exactly what
+    :func:`merge_regions` returns after those merges. Raises ``ValueError`` on an id outside the map or a
+    region merged twice."""
+    lab = relabel_sequential(labels)
+    n = int(lab.max()) + 1
+    parent = np.arange(n)
+    for src, dst in merges:
+        if not (0 <= src < n and 0 <= dst < n) or src == dst:
+            raise ValueError(f"merge ({src}, {dst}) is not a pair of distinct region ids in [0, {n - 1}]")
+        if parent[src] != src or parent[dst] != dst:
+            raise ValueError(f"merge ({src}, {dst}): region {src if parent[src] != src else dst} was merged "
+                             "already (merges must come from one merge_regions run, in order)")
+        parent[src] = dst
+    return _resolve(lab, parent)
 
 
 def labels_to_masks(labels: np.ndarray) -> np.ndarray:

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from ir_env.regions.base import RegionProposer, merge_regions
+from ir_env.regions.base import RegionProposer, apply_merges, merge_regions, merges_before_stop
 from ir_env.regions.features import cell_means, region_features
 
 METHODS: tuple[str, ...] = ("ward", "kmeans")
@@ -150,9 +150,14 @@ class DegradationClustersProposer(RegionProposer):
         min_size = int(np.ceil(self.min_area_frac * init.size))
         lab = merge_regions(init, z, init.size, min_size)  # fold small fragments only
         costs: list[float] = []
-        merge_regions(lab, z, 1, 0, history=costs)  # trial run: the image's merge-cost scale
+        merges: list[tuple[int, int]] = []
+        merge_regions(lab, z, 1, 0, history=costs, merges=merges)  # trial run: the image's merge-cost scale
         top = max(costs, default=0.0)
-        lab = merge_regions(lab, z, self.max_regions, 0, max_cost=max(self.merge_cost, self.merge_rel * top))
+        # a run to max_regions with this max_cost makes the trial's first `kept` merges (same deterministic
+        # order) and stops: replay them instead of merging again
+        kept = merges_before_stop(costs, int(lab.max()) + 1, self.max_regions,
+                                  max(self.merge_cost, self.merge_rel * top))
+        lab = apply_merges(lab, merges[:kept])
         join = max(self.join_cost, self.join_rel * top)
         if join > 0:
             lab = merge_regions(lab, z, self.max_regions, 0, max_cost=join, adjacent_only=False)
