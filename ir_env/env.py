@@ -110,7 +110,9 @@ class SpatialIREnv(gym.Env):
             ``sam``, ``oracle``, ``whole``); ``proposer_kwargs`` go to it.
         embedding: embedder name (``handcrafted``; ``learned`` when available).
         reward_metric: IQA metric for the reward (``psnr``, ``ssim``: full-reference, the clean image is
-            known in training; ``niqe``, ``piqe``, ``brisque``: no-reference).
+            known in training; ``niqe``, ``piqe``, ``brisque``: no-reference), or ``"none"``: no quality
+            is measured at all, the reward is the step cost alone and ``info`` carries no PSNR / SSIM
+            figures (for callers that only read observations, e.g. a planner running a trained policy).
         max_steps: step budget per episode (truncation).
         step_cost: reward penalty per applied tool, scaled by :func:`tool_cost` (in the metric's units,
             e.g. dB): ``reward = gain - step_cost * tool_cost(tool)``.
@@ -118,6 +120,11 @@ class SpatialIREnv(gym.Env):
             relative cost <= 100, in registry order; BM3D is left out unless named).
         seed: default seed used by the first ``reset()`` when none is given.
         render_mode: ``"rgb_array"`` or ``None``.
+        final_observation: ``False``: the step that ends an episode (STOP or the last budgeted step) does
+            not re-embed the regions; the observation it returns repeats the previous embeddings
+            (``history`` and ``steps_left`` are current). Saves one encoder pass per episode for callers
+            that discard the last observation (planners); keep ``True`` for learning (stable-baselines3
+            bootstraps truncated episodes from that observation).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
@@ -138,6 +145,7 @@ class SpatialIREnv(gym.Env):
         seed: int | None = None,
         render_mode: str | None = None,
         proposer_kwargs: Mapping[str, Any] | None = None,
+        final_observation: bool = True,
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
@@ -171,8 +179,9 @@ class SpatialIREnv(gym.Env):
         self.region_proposer = region_proposer
         self.embedder = make_embedder(embedding)
         self.embedding = embedding
-        self.metric = get_metric(reward_metric)
+        self.metric = None if reward_metric == "none" else get_metric(reward_metric)
         self.reward_metric = reward_metric
+        self.final_observation = bool(final_observation)
         self._psnr = get_metric("psnr")
         self._ssim = get_metric("ssim")
         self._default_seed = seed
@@ -214,6 +223,8 @@ class SpatialIREnv(gym.Env):
         return out
 
     def _quality(self, image: np.ndarray, clean: np.ndarray) -> float:
+        if self.metric is None:  # reward_metric="none"
+            return float("nan")
         return float(self.metric.score(image, reference=clean if self.metric.info.needs_reference else None))
 
     def _obs(self) -> dict[str, np.ndarray]:
@@ -266,13 +277,15 @@ class SpatialIREnv(gym.Env):
         masks, valid = pad_masks(raw, self.max_regions)
         image = scene.degraded.copy()
         q0 = self._quality(image, scene.clean)
-        psnr0 = float(self._psnr.score(image, reference=scene.clean))
+        psnr0 = None if self.metric is None else float(self._psnr.score(image, reference=scene.clean))
         self.state = EpisodeState(
             scene=scene, image=image, masks=masks, valid=valid,
             history=np.zeros((self.max_regions, self.num_tools), np.float32),
             embeddings=self._embed(image, masks, valid), quality=q0, quality_start=q0, psnr_start=psnr0,
         )
         info = {"psnr": psnr0, "quality": q0, "num_regions": int(valid.sum()), "recipe": scene.recipe}
+        if self.metric is None:
+            del info["psnr"], info["quality"]
         return self._obs(), info
 
     def decode_action(self, action: Mapping[str, Any]) -> tuple[int, int, np.ndarray]:
@@ -331,11 +344,12 @@ class SpatialIREnv(gym.Env):
                 dt = time.perf_counter() - t0
                 s.tool_calls += 1
                 q = self._quality(new, s.scene.clean)
-                g = float(quality_gain(self.reward_metric, s.quality, q))
+                g = 0.0 if self.metric is None else float(quality_gain(self.reward_metric, s.quality, q))
                 s.trace.append(Step(region, float(s.masks[region].mean()), tool.name, phys, s.quality, q, dt))
                 s.image, s.quality = new, q
                 s.history[region, tool_idx] += 1.0
-                s.embeddings = self._embed(new, s.masks, s.valid)
+                if self.final_observation or s.steps < self.max_steps:
+                    s.embeddings = self._embed(new, s.masks, s.valid)
                 rewards = {"quality_gain": g, "step_cost": cost}
                 info["tool_seconds"] = WallSeconds(dt)
                 args = ", ".join(f"{k}={v:.3g}" for k, v in phys.items())
@@ -343,15 +357,19 @@ class SpatialIREnv(gym.Env):
         truncated = not terminated and s.steps >= self.max_steps
         reward = float(sum(rewards.values()))
         info["rewards"] = rewards
-        same = self.reward_metric == "psnr"  # the reward already scored PSNR: do not score twice
-        info["psnr"] = s.quality if same else float(self._psnr.score(s.image, reference=s.scene.clean))
+        if self.metric is not None:
+            same = self.reward_metric == "psnr"  # the reward already scored PSNR: do not score twice
+            info["psnr"] = s.quality if same else float(self._psnr.score(s.image, reference=s.scene.clean))
         if terminated or truncated:
             info.update(self.episode_summary())
         return self._obs(), reward, terminated, truncated, info
 
     def episode_summary(self) -> dict[str, Any]:
-        """End-of-episode figures: PSNR/SSIM before and after, gains, success flag, trace."""
+        """End-of-episode figures: PSNR/SSIM before and after, gains, success flag, trace (with
+        ``reward_metric="none"`` only ``tool_calls``, ``steps`` and ``trace``: nothing is measured)."""
         s = self._require_state()
+        if self.metric is None:
+            return {"tool_calls": s.tool_calls, "steps": s.steps, "trace": [st.as_dict() for st in s.trace]}
         psnr_end = float(self._psnr.score(s.image, reference=s.scene.clean))
         ssim_end = float(self._ssim.score(s.image, reference=s.scene.clean))
         ssim_start = float(self._ssim.score(s.scene.degraded, reference=s.scene.clean))

@@ -178,6 +178,46 @@ def test_budget_truncates_and_reward_telescopes_to_psnr_gain() -> None:
     assert {"psnr_in", "psnr_out", "ssim_in", "ssim_out", "is_success", "rewards"} <= set(info)
 
 
+def test_observe_only_env_measures_nothing_and_skips_the_last_embedding() -> None:
+    """reward_metric="none" + final_observation=False (what planners use): same images and observations as
+    the default env, except that the last step repeats the previous embeddings; reward = step cost only."""
+    full = make("SpatialIR-Lite-v0").unwrapped
+    lean = make("SpatialIR-Lite-v0", reward_metric="none", final_observation=False).unwrapped
+    o_full, i_full = full.reset(seed=4)
+    o_lean, i_lean = lean.reset(seed=4)
+    assert "psnr" in i_full and "psnr" not in i_lean and "quality" not in i_lean
+    for key in o_full:
+        np.testing.assert_array_equal(o_full[key], o_lean[key])
+    calls = []
+    lean.embedder.embed = _counting(lean.embedder.embed, calls)
+    for k in range(lean.max_steps):
+        a = {"region": 0, "tool": k % lean.num_tools, "params": np.full(lean.num_params, 0.3)}
+        prev = o_lean["regions"].copy()
+        o_full, _, _, t_full, i_full = full.step(a)
+        o_lean, r, term, trunc, info = lean.step(a)
+        np.testing.assert_array_equal(full.state.image, lean.state.image)
+        assert r == pytest.approx(-lean.step_cost * tool_cost(lean.tools[a["tool"]]))
+        assert "psnr" not in info and (term, trunc) == (False, t_full)
+        np.testing.assert_array_equal(o_lean["history"], o_full["history"])
+        np.testing.assert_array_equal(o_lean["steps_left"], o_full["steps_left"])
+        if trunc:
+            np.testing.assert_array_equal(o_lean["regions"], prev)  # not re-embedded
+            assert not np.array_equal(o_full["regions"], prev)
+            assert {"psnr_out", "ssim_out", "psnr_gain"}.isdisjoint(info) and len(info["trace"]) == k + 1
+        else:
+            np.testing.assert_array_equal(o_lean["regions"], o_full["regions"])
+    assert len(calls) == lean.max_steps - 1
+    with pytest.raises(ValueError, match="metric"):
+        make("SpatialIR-v0", reward_metric="nope")
+
+
+def _counting(fn, calls):  # noqa: ANN001, ANN202
+    def wrapped(*a, **kw):  # noqa: ANN002, ANN003, ANN202
+        calls.append(1)
+        return fn(*a, **kw)
+    return wrapped
+
+
 def test_render_shows_image_with_outlines() -> None:
     env = make("SpatialIR-Lite-v0", render_mode="rgb_array")
     env.reset(seed=0)

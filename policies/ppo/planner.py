@@ -117,9 +117,12 @@ class PPOPlanner(Planner):
         from ir_env.env import SpatialIREnv
         from ir_env.wrappers import BoxAction, MultiDiscreteAction
 
-        kw = {k: v for k, v in cfg["env_kwargs"].items() if k not in ("corpus", "split", "render_mode")}
-        kw["reward_metric"] = "psnr"  # the observation does not depend on the reward; PSNR is cheap
-        env = SpatialIREnv(corpus=[np.zeros((32, 32, 3), np.float32)], **kw)
+        skip = ("corpus", "split", "render_mode", "final_observation")
+        kw = {k: v for k, v in cfg["env_kwargs"].items() if k not in skip}
+        # the observation does not depend on the reward: measure nothing, and skip the embedding of the last
+        # step's image (the planner never reads that observation)
+        kw["reward_metric"] = "none"
+        env = SpatialIREnv(corpus=[np.zeros((32, 32, 3), np.float32)], final_observation=False, **kw)
         if self.algo == "hybrid":
             return BoxAction(env)
         return MultiDiscreteAction(env, bins=int(cfg.get("bins", 5)))
