@@ -164,6 +164,8 @@ def merge_regions(
         feats = np.asarray(features, dtype=np.float64).reshape(h * w, -1)
     flat = lab.ravel()
     size = np.bincount(flat, minlength=n).astype(np.float64)
+    if max_cost is None and n <= max(1, max_regions) and (n == 1 or size.min() >= min_size):
+        return lab  # nothing to merge (what the steps below would return, without computing feature sums)
     sums = np.stack([np.bincount(flat, weights=feats[:, c], minlength=n) for c in range(feats.shape[1])], 1)
     if adjacent_only:
         edges = _adjacent_pairs(lab).astype(np.int64)
