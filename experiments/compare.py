@@ -429,6 +429,8 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from policies.evaluation import tidy_log_xaxis
+
     recipes = list(report["recipes"])
     fig, axes = plt.subplots(len(recipes), 2, figsize=(11, 3.8 * len(recipes)), squeeze=False)
     for i, recipe in enumerate(recipes):
@@ -440,7 +442,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
                 ax.errorbar(x, r["psnr_gain"], yerr=r["psnr_gain_std"] if learned else None, fmt="s" if learned
                             else "o", ms=5, capsize=3)
                 ax.annotate(r["label"], (x, r["psnr_gain"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
-            ax.set_xscale("log")
+            tidy_log_xaxis(ax)
             ax.set_xlabel(label + " (log)")
             ax.set_ylabel("mean PSNR gain (dB)")
             ax.set_title(recipe, fontsize=9)

@@ -139,6 +139,17 @@ def markdown_table(result: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def tidy_log_xaxis(ax: Any) -> None:
+    """Log-scale x axis whose minor ticks carry no labels when a decade tick lies inside the view
+    (matplotlib otherwise writes 2x10^-1, 3x10^-1, ... over each other on axes spanning 1-2 decades)."""
+    from matplotlib.ticker import NullFormatter
+
+    ax.set_xscale("log")
+    lo, hi = ax.get_xlim()
+    if lo > 0 and np.floor(np.log10(hi)) >= np.ceil(np.log10(lo)):
+        ax.xaxis.set_minor_formatter(NullFormatter())
+
+
 def plot_quality_vs_cost(result: dict[str, Any], path: str | Path) -> Path:
     """PSNR gain against tool calls and against seconds, one point per planner; writes a PNG."""
     import matplotlib
@@ -152,7 +163,7 @@ def plot_quality_vs_cost(result: dict[str, Any], path: str | Path) -> Path:
             ax.scatter(max(s[key], 1e-3), s["psnr_gain"], s=40)
             ax.annotate(spec, (max(s[key], 1e-3), s["psnr_gain"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
-        ax.set_xscale("log")
+        tidy_log_xaxis(ax)
         ax.set_xlabel(label + " (log)")
         ax.set_ylabel("mean PSNR gain (dB)")
         ax.axhline(0, color="grey", lw=0.5)
