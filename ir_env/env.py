@@ -155,6 +155,8 @@ class SpatialIREnv(gym.Env):
             raise ValueError(f"max_regions must be >= 1, got {max_regions}")
         if int(max_steps) < 1:
             raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        if not isinstance(final_observation, (bool, np.bool_)):
+            raise ValueError(f"final_observation must be True or False, got {final_observation!r}")
         if not np.isfinite(step_cost) or step_cost < 0:
             raise ValueError(f"step_cost must be a finite number >= 0, got {step_cost}")
         self.recipe = recipe

@@ -209,6 +209,8 @@ def test_observe_only_env_measures_nothing_and_skips_the_last_embedding() -> Non
     assert len(calls) == lean.max_steps - 1
     with pytest.raises(ValueError, match="metric"):
         make("SpatialIR-v0", reward_metric="nope")
+    with pytest.raises(ValueError, match="final_observation"):
+        make("SpatialIR-v0", final_observation="no")
 
 
 def _counting(fn, calls):  # noqa: ANN001, ANN202
