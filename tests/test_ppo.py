@@ -316,6 +316,11 @@ def test_config_errors_are_clear() -> None:
         resolve_config({"algo": "dqn"})
     with pytest.raises(ValueError, match="env_id"):
         resolve_config({"env_id": "Pong-v5"})
+    with pytest.raises(ValueError, match="no reward to learn from"):
+        resolve_config({"env_kwargs": {"reward_metric": "none"}})
+    with pytest.raises(ValueError, match="final_observation"):
+        resolve_config({"env_kwargs": {"final_observation": False}})
+    assert "final_observation" not in resolve_config({})["env_kwargs"]
 
 
 def test_cli_train(tmp_path: Path) -> None:

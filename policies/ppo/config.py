@@ -82,18 +82,25 @@ def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> di
     # the full env kwargs (constructor defaults + registered preset + config), so a planner rebuilds the exact
     # env even if a default changes later
     cfg["env_kwargs"] = {**env_defaults(), **ENV_SPECS[env_id], **dict(cfg["env_kwargs"] or {})}
+    if cfg["env_kwargs"].get("reward_metric") == "none":
+        raise ValueError("env_kwargs reward_metric 'none' measures nothing, so there is no reward to learn from; "
+                         "train with psnr, ssim or a no-reference metric")
+    if "final_observation" in cfg["env_kwargs"]:
+        raise ValueError("env_kwargs final_observation is a planner-side option (the learned planners set it); "
+                         "training needs the last observation (truncated episodes bootstrap from it): remove it")
     return cfg
 
 
 def env_defaults() -> dict[str, Any]:
-    """The SpatialIR env constructor's keyword defaults (``render_mode`` left out)."""
+    """The SpatialIR env constructor's keyword defaults (``render_mode`` and ``final_observation`` left out:
+    how a caller runs the env, not what the env is)."""
     import inspect
 
     from ir_env.env import SpatialIREnv
 
     params = inspect.signature(SpatialIREnv.__init__).parameters.values()
     return {p.name: p.default for p in params
-            if p.default is not inspect.Parameter.empty and p.name != "render_mode"}
+            if p.default is not inspect.Parameter.empty and p.name not in ("render_mode", "final_observation")}
 
 
 def load_config(path: str | Path, **overrides: Any) -> dict[str, Any]:
