@@ -8,7 +8,8 @@ Run: ``python -m experiments.compare --config experiments/configs/compare.yaml``
    ``summary.json`` is reused, never retrained (unless its env observes through the learned encoder and
    the shipped encoder weights changed since: :func:`ir_env.encoder.learned.observation_fingerprint`). One
    expert dataset per env (recorded once, shared by the seeds and, converted to parameter bins, by the
-   MaskablePPO variant) lives in ``<runs_dir>/``.
+   MaskablePPO variant) lives in ``<runs_dir>/``. A variant with ``runs_of: <variant>`` trains nothing: it
+   evaluates that variant's seed models again with its own ``gate`` and ``label`` (e.g. gated and ungated).
 2. **Evaluation** on the built-in test split (``evaluate`` scenes, same images/size/seed for every row):
    rows of ``baselines_dir/<recipe>.json`` made with the same recipe, seed, size and images are reused, not
    recomputed; other rows are computed once and cached in ``<runs_dir>/eval/`` (keyed by the model file's
@@ -49,8 +50,9 @@ from policies.evaluation import evaluate, image_metrics  # noqa: E402
 from policies.gate import gate_of_spec, resolve_gate  # noqa: E402
 
 #: What a training variant may set in ``learned.variants``.
-VARIANT_KEYS = {"planner", "ppo_config", "label", "train", "gate"}  # train: per-variant overrides of learned.train;
-#                                                          gate: the seed rows' perception gate (default off)
+VARIANT_KEYS = {"planner", "ppo_config", "label", "train", "gate", "runs_of"}
+# train: per-variant overrides of learned.train; gate: the seed rows' perception gate (default off);
+# runs_of: another variant whose trained seed models this one evaluates (with its own gate / label), no training
 #: Table columns (per-planner means of the evaluate JSON).
 COLUMNS = ("psnr_in", "psnr_out", "psnr_gain", "ssim_out", "tool_calls", "iqa_calls", "seconds")
 
@@ -81,7 +83,17 @@ def load_compare_config(path: str | Path) -> dict[str, Any]:
     learned.setdefault("runs_dir", "runs/compare")
     learned.setdefault("variants", {})
     learned.setdefault("train", {})
-    for name, v in learned["variants"].items():
+    variants = learned["variants"]
+    for name, v in variants.items():
+        src = v.get("runs_of")
+        if src is not None:
+            if src not in variants or src == name or variants[src].get("runs_of") is not None:
+                raise ValueError(f"learned variant {name!r}: runs_of must name another variant that trains its own "
+                                 f"models, got {src!r}; variants: {', '.join(variants)}")
+            if "train" in v:
+                raise ValueError(f"learned variant {name!r}: a runs_of variant trains nothing, drop its 'train'")
+            for key in ("planner", "ppo_config"):
+                v.setdefault(key, variants[src].get(key))
         unknown = set(v) - VARIANT_KEYS
         if unknown or "ppo_config" not in v or v.get("planner") not in ("ppo", "maskable_ppo"):
             raise ValueError(f"learned variant {name!r}: needs ppo_config and planner (ppo | maskable_ppo); "
@@ -91,7 +103,9 @@ def load_compare_config(path: str | Path) -> dict[str, Any]:
 
 # ----------------------------------------------------------------------------------------- training
 def run_dir(cfg: dict[str, Any], variant: str, seed: int) -> Path:
-    """``<runs_dir>/<variant>_s<seed>``: one trained seed model (``model.zip`` + ``config.yml``)."""
+    """``<runs_dir>/<variant>_s<seed>``: one trained seed model (``model.zip`` + ``config.yml``); a ``runs_of``
+    variant's are its source variant's."""
+    variant = cfg["learned"]["variants"].get(variant, {}).get("runs_of") or variant
     return Path(cfg["learned"]["runs_dir"]) / f"{variant}_s{seed}"
 
 
@@ -458,7 +472,9 @@ def plot(report: dict[str, Any], path: Path) -> Path:
 def training_summary(cfg: dict[str, Any]) -> dict[str, Any]:
     """Per trained seed run: the selected candidate, its validation/test gains and the wall time."""
     out = {}
-    for variant in cfg["learned"]["variants"]:
+    for variant, v in cfg["learned"]["variants"].items():
+        if v.get("runs_of"):
+            continue  # the same runs as its source variant
         for seed in cfg["learned"]["seeds"]:
             p = run_dir(cfg, variant, seed) / "summary.json"
             if p.is_file():
@@ -530,6 +546,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"error: unknown variant {variant!r}; known: {', '.join(cfg['learned']['variants'])}",
                       file=sys.stderr)
                 return 2
+            if cfg["learned"]["variants"][variant].get("runs_of"):
+                continue  # evaluates its source variant's models
             for seed in seeds:
                 train_seed(cfg, variant, seed)
     if not args.train_only:

@@ -237,3 +237,35 @@ def test_variant_train_overrides_merge_one_level_and_key_the_expert(tmp_path: Pa
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ValueError, match="unknown keys"):
         compare.load_compare_config(path)
+
+
+def test_runs_of_variant_evaluates_the_source_models_without_training(tiny: dict[str, Any],
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    from experiments import train_bc
+
+    cfg = yaml.safe_load(tiny["cfg"].read_text())
+    cfg["learned"]["variants"]["tiny_gated"] = {"runs_of": "tiny", "gate": "table", "label": "tiny PPO, gated"}
+    cfg["output_dir"] = str(tiny["tmp"] / "out_gated")
+    path = tiny["tmp"] / "compare_gated.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+
+    def no_training(*args: Any, **kwargs: Any) -> None:
+        raise AssertionError("a runs_of variant must not train")
+
+    monkeypatch.setattr(train_bc, "run", no_training)
+    assert compare.main(["--config", str(path), "--no-progress"]) == 0
+    model = tiny["tmp"] / "runs" / "tiny_s0" / "model.zip"
+    report = json.loads((tiny["tmp"] / "out_gated" / "compare.json").read_text())
+    groups = report["recipes"][RECIPE]["groups"]
+    assert groups["tiny_gated"]["specs"] == [f"ppo:path={model}:gate=table"]
+    assert groups["tiny"]["specs"] == [f"ppo:path={model}:gate=off"]
+    assert list(report["training"]) == ["tiny_s0"]  # one run, listed once
+    loaded = compare.load_compare_config(path)
+    assert loaded["learned"]["variants"]["tiny_gated"]["ppo_config"] == "experiments/configs/ppo_spatial.yaml"
+    assert compare.run_dir(loaded, "tiny_gated", 0) == compare.run_dir(loaded, "tiny", 0)
+    for bad, msg in (({"runs_of": "nope"}, "runs_of must name"), ({"runs_of": "tiny_gated"}, "runs_of must name"),
+                     ({"runs_of": "tiny", "train": {"bc": {"epochs": 2}}}, "trains nothing")):
+        cfg["learned"]["variants"]["other"] = bad
+        path.write_text(yaml.safe_dump(cfg))
+        with pytest.raises(ValueError, match=msg):
+            compare.load_compare_config(path)
