@@ -26,17 +26,24 @@ DEMO_PLANNERS: tuple[str, ...] = ("random", "fixed", "perceive", "perceive:regio
                                   "greedy:oracle", "dfs:oracle")
 
 
-def demo_planners() -> list[str]:
-    """The demo's planner specs: :data:`DEMO_PLANNERS` plus ``ppo`` when a shipped policy loads."""
-    specs = list(DEMO_PLANNERS)
-    if "ppo" in list_planners():
-        try:
-            from policies.registry import make_planner
+#: Shipped learned planners the demo appends when their model files load.
+LEARNED_DEMO_PLANNERS: tuple[str, ...] = ("ppo", "distilled", "memory")
 
-            make_planner("ppo")
-            specs.append("ppo")
+
+def demo_planners() -> list[str]:
+    """The demo's planner specs: :data:`DEMO_PLANNERS` plus each of :data:`LEARNED_DEMO_PLANNERS` (the PPO
+    policy, the distilled student, the experience memory) whose shipped files load."""
+    from policies.registry import make_planner
+
+    specs = list(DEMO_PLANNERS)
+    for name in LEARNED_DEMO_PLANNERS:
+        if name not in list_planners():
+            continue
+        try:
+            make_planner(name)
         except (FileNotFoundError, ValueError, ImportError):
-            pass
+            continue
+        specs.append(name)
     return specs
 
 

@@ -127,3 +127,9 @@ def test_evaluate_writes_json_markdown_plot(tmp_path: Path, photo_file: Path) ->
 def test_python_m_entry_point_help() -> None:
     out = subprocess.run([sys.executable, "-m", "ir_env", "--help"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and "degrade" in out.stdout
+
+
+def test_demo_runs_every_shipped_learned_planner() -> None:
+    from ir_env.demo import DEMO_PLANNERS, LEARNED_DEMO_PLANNERS, demo_planners
+
+    assert demo_planners() == [*DEMO_PLANNERS, *LEARNED_DEMO_PLANNERS]  # the repository ships all three
