@@ -18,6 +18,7 @@ import argparse
 import json
 import os
 import platform
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -132,8 +133,7 @@ def main(argv: list[str] | None = None) -> int:
     _single_thread()
     res = run_bench(args.images, args.scenes_per_image, args.size, args.recipe, args.seed, args.repeats,
                     args.teacher, [p for p in args.planners.split(",") if p])
-    res["command"] = "python -m experiments.bench_distill " + " ".join(argv if argv is not None else
-                                                                       __import__("sys").argv[1:])
+    res["command"] = "python -m experiments.bench_distill " + " ".join(sys.argv[1:] if argv is None else argv)
     print(table(res))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -355,7 +355,7 @@ class SpatialIREnv(gym.Env):
                 rewards = {"quality_gain": g, "step_cost": cost}
                 info["tool_seconds"] = WallSeconds(dt)
                 args = ", ".join(f"{k}={v:.3g}" for k, v in phys.items())
-                s.last_action = f"r{region}: {tool.name}({args}) {g:+.2f}"
+                s.last_action = f"r{region}: {tool.name}({args})" + ("" if self.metric is None else f" {g:+.2f}")
         truncated = not terminated and s.steps >= self.max_steps
         reward = float(sum(rewards.values()))
         info["rewards"] = rewards
