@@ -131,8 +131,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--json", default=None, help="write the result here")
     args = ap.parse_args(argv)
     _single_thread()
-    res = run_bench(args.images, args.scenes_per_image, args.size, args.recipe, args.seed, args.repeats,
-                    args.teacher, [p for p in args.planners.split(",") if p])
+    try:
+        res = run_bench(args.images, args.scenes_per_image, args.size, args.recipe, args.seed, args.repeats,
+                        args.teacher, [p for p in args.planners.split(",") if p])
+    except (OSError, ValueError) as e:  # bad planner spec, missing folder or model, bad numbers
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     res["command"] = "python -m experiments.bench_distill " + " ".join(sys.argv[1:] if argv is None else argv)
     print(table(res))
     if args.json:

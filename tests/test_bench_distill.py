@@ -26,3 +26,10 @@ def test_bench_distill_tiny(tmp_path) -> None:  # noqa: ANN001
 def test_bench_distill_rejects_bad_repeats() -> None:
     with pytest.raises(ValueError, match="repeats"):
         bench_distill.run_bench(scenes_per_image=1, repeats=0, teacher="fixed", planners=[], progress=False)
+
+
+def test_bench_distill_bad_input_is_one_error_line(capsys: pytest.CaptureFixture[str], tmp_path) -> None:  # noqa: ANN001
+    assert bench_distill.main(["--planners", "nope", "--repeats", "1", "--scenes-per-image", "1"]) == 2
+    assert "unknown planner 'nope'" in capsys.readouterr().err
+    assert bench_distill.main(["--images", str(tmp_path / "missing"), "--repeats", "1"]) == 2
+    assert "not found" in capsys.readouterr().err
