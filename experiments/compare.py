@@ -22,7 +22,8 @@ Run: ``python -m experiments.compare --config experiments/configs/compare.yaml``
    (mean PSNR gain against tool calls and against seconds per image).
 
 ``--train-only`` / ``--variants`` / ``--seeds`` train a subset (e.g. two processes in parallel on
-different seeds); ``--skip-training`` evaluates whatever seed models exist.
+different seeds); ``--skip-training`` evaluates whatever seed models exist; ``--replot`` only re-draws
+``compare.png`` from ``compare.json``.
 """
 
 from __future__ import annotations
@@ -529,12 +530,21 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="", help="comma-separated subset of learned.variants to train")
     ap.add_argument("--seeds", default="", help="comma-separated subset of learned.seeds to train")
     ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--replot", action="store_true", help="only re-draw compare.png from the output folder's "
+                    "compare.json (after a change to the plot; nothing trained or evaluated)")
     args = ap.parse_args(argv)
     try:
         cfg = load_compare_config(args.config)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    if args.replot:
+        src = Path(cfg["output_dir"]) / "compare.json"
+        if not src.is_file():
+            print(f"error: {src} not found: run the comparison first", file=sys.stderr)
+            return 2
+        log(f"wrote {plot(json.loads(src.read_text()), src.with_name('compare.png'))}")
+        return 0
     from policies.ppo.train import set_single_thread
 
     set_single_thread()

@@ -269,3 +269,18 @@ def test_runs_of_variant_evaluates_the_source_models_without_training(tiny: dict
         path.write_text(yaml.safe_dump(cfg))
         with pytest.raises(ValueError, match=msg):
             compare.load_compare_config(path)
+
+
+def test_replot_redraws_from_the_json_only(tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                           tmp_path: Path) -> None:
+    png = tiny["tmp"] / "out" / "compare.png"
+    png.unlink()
+    monkeypatch.setattr(compare, "evaluate", lambda *a, **k: (_ for _ in ()).throw(AssertionError("evaluated")))
+    monkeypatch.setattr(compare, "train_seed", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    assert compare.main(["--config", str(tiny["cfg"]), "--replot"]) == 0
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    cfg = yaml.safe_load(tiny["cfg"].read_text())
+    cfg["output_dir"] = str(tmp_path / "empty")
+    other = tmp_path / "c.yaml"
+    other.write_text(yaml.safe_dump(cfg))
+    assert compare.main(["--config", str(other), "--replot"]) == 2
