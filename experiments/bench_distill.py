@@ -47,18 +47,13 @@ def run_bench(images: str = "builtin", scenes_per_image: int = 4, size: int = 64
     from tqdm import tqdm
 
     from experiments.run_baselines import scene_items
-    from ir_env.corpus import center_crop
-    from ir_env.recipes import synthesize
-    from policies.evaluation import image_metrics, parse_planner_spec
+    from policies.evaluation import evaluation_scene, image_metrics, parse_planner_spec
 
     if int(repeats) < 1:
         raise ValueError(f"repeats must be >= 1, got {repeats}")
     specs = [teacher] + [p for p in planners if p != teacher]
     items = scene_items(images, int(scenes_per_image))
-    scenes = []
-    for i, (name, photo) in enumerate(items):
-        clean = center_crop(photo, size) if size else photo
-        scenes.append((name, clean, synthesize(clean, recipe=recipe, seed=seed * 100003 + i)))
+    scenes = [(name, *evaluation_scene(photo, i, recipe, seed, size)) for i, (name, photo) in enumerate(items)]
     built = {spec: parse_planner_spec(spec, default_judge=judge, seed=seed) for spec in specs}
 
     def restore(spec: str, k: int) -> tuple[float, np.ndarray]:

@@ -44,10 +44,8 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
 from experiments.run_baselines import scene_items  # noqa: E402
-from ir_env.corpus import center_crop  # noqa: E402
 from ir_env.encoder.learned import DEFAULT_WEIGHTS, perception_fingerprint  # noqa: E402
-from ir_env.recipes import synthesize  # noqa: E402
-from policies.evaluation import evaluate, image_metrics  # noqa: E402
+from policies.evaluation import evaluate, evaluation_scene, image_metrics  # noqa: E402
 from policies.gate import gate_of_spec, resolve_gate  # noqa: E402
 
 #: What a training variant may set in ``learned.variants``.
@@ -267,8 +265,7 @@ def reusable_baselines(cfg: dict[str, Any], recipe: str, items: list[tuple[str, 
         return None
     size, seed = int(cfg["size"]), int(cfg["seed"])
     for i, (name, photo) in enumerate(items):  # the scene seeds follow the item order, as in evaluate()
-        clean = center_crop(photo, size) if size else photo
-        scene = synthesize(clean, recipe=recipe, seed=seed * 100003 + i)
+        clean, scene = evaluation_scene(photo, i, recipe, seed, size)
         if abs(image_metrics(scene.degraded, clean)["psnr"] - psnr_in[name]) > 1e-6:
             return None
     old["path"] = str(p)

@@ -29,14 +29,13 @@ import yaml  # noqa: E402
 def proposer_seconds(items: list[tuple[str, np.ndarray]], recipe: str, seed: int, size: int, proposer: str,
                      max_regions: int) -> float:
     """Mean seconds of the region proposer alone on the evaluation scenes."""
-    from ir_env.corpus import center_crop
-    from ir_env.recipes import synthesize
     from ir_env.regions import make_proposer
+    from policies.evaluation import evaluation_scene
 
     prop = make_proposer(proposer, max_regions=max_regions, seed=seed)
     times = []
     for i, (_, photo) in enumerate(items):
-        scene = synthesize(center_crop(photo, size), recipe=recipe, seed=seed * 100003 + i)
+        _, scene = evaluation_scene(photo, i, recipe, seed, size)
         t0 = time.perf_counter()
         prop.propose(scene.degraded)
         times.append(time.perf_counter() - t0)

@@ -77,6 +77,14 @@ def image_metrics(image: np.ndarray, clean: np.ndarray) -> dict[str, float]:
             "ssim": get_metric("ssim").score(image, reference=clean)}
 
 
+def evaluation_scene(photo: np.ndarray, index: int, recipe: str, seed: int, size: int) -> tuple[np.ndarray, Any]:
+    """The ``index``-th evaluation scene of a run: ``photo`` centre-cropped to ``size`` px (0: as is) and
+    degraded with ``recipe`` at scene seed ``seed * 100003 + index``. Returns ``(clean, scene)``; every script
+    that compares planners on "the same scenes" builds them here."""
+    clean = center_crop(photo, size) if size else photo
+    return clean, synthesize(clean, recipe=recipe, seed=seed * 100003 + index)
+
+
 def evaluate(items: Sequence[tuple[str, np.ndarray]], recipe: str, planner_specs: Sequence[str], seed: int = 0,
              size: int = 128, judge: str = DEFAULT_JUDGE, progress: bool = True,
              planner_kwargs: dict[str, Any] | None = None,
@@ -91,8 +99,7 @@ def evaluate(items: Sequence[tuple[str, np.ndarray]], recipe: str, planner_specs
     jobs = [(i, name, img) for i, (name, img) in enumerate(items)]
     bar = tqdm(total=len(jobs) * len(planners), desc=f"evaluate {recipe}", unit="run", disable=not progress)
     for i, name, photo in jobs:
-        clean = center_crop(photo, size) if size else photo
-        scene = synthesize(clean, recipe=recipe, seed=seed * 100003 + i)
+        clean, scene = evaluation_scene(photo, i, recipe, seed, size)
         m_in = image_metrics(scene.degraded, clean)
         for spec, planner, needs_ref in planners:
             t0 = time.perf_counter()
