@@ -30,14 +30,6 @@ import numpy as np  # noqa: E402
 DEFAULT_PLANNERS = ("distilled:gate=off", "distilled")
 
 
-def _single_thread() -> None:
-    import cv2
-    import torch
-
-    cv2.setNumThreads(1)
-    torch.set_num_threads(1)
-
-
 def run_bench(images: str = "builtin", scenes_per_image: int = 4, size: int = 64, recipe: str = "spatial-mixed",
               seed: int = 0, repeats: int = 5, teacher: str = "greedy:oracle:max_steps=4",
               planners: tuple[str, ...] | list[str] = DEFAULT_PLANNERS, judge: str = "brisque",
@@ -83,10 +75,10 @@ def run_bench(images: str = "builtin", scenes_per_image: int = 4, size: int = 64
     bar.close()
     t_rep = secs[teacher].mean(axis=1)
     t_med = float(np.median(secs[teacher], axis=0).mean())
+    psnr_in = [image_metrics(scene.degraded, clean)["psnr"] for _, clean, scene in scenes]
     rows = {}
     for spec in specs:
-        gains = [image_metrics(first[(spec, k)], clean)["psnr"] - image_metrics(scene.degraded, clean)["psnr"]
-                 for k, (_, clean, scene) in enumerate(scenes)]
+        gains = [image_metrics(first[(spec, k)], clean)["psnr"] - psnr_in[k] for k, (_, clean, _) in enumerate(scenes)]
         per_rep = secs[spec].mean(axis=1) / t_rep
         med = float(np.median(secs[spec], axis=0).mean())
         rows[spec] = {"seconds": med, "share_of_teacher": med / t_med,
@@ -125,7 +117,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--planners", default=",".join(DEFAULT_PLANNERS), help="comma-separated planner specs")
     ap.add_argument("--json", default=None, help="write the result here")
     args = ap.parse_args(argv)
-    _single_thread()
+    from policies.ppo.train import set_single_thread
+
+    set_single_thread()
     try:
         res = run_bench(args.images, args.scenes_per_image, args.size, args.recipe, args.seed, args.repeats,
                         args.teacher, [p for p in args.planners.split(",") if p])
