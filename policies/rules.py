@@ -242,17 +242,10 @@ class PerceivePlanner(Planner):
 
 
 def dense_family_prob(embedder: Any, image: np.ndarray) -> np.ndarray:
-    """Per-pixel family probabilities (H, W, F) float32 in [0, 1]: the encoder's linear family head on every
-    8x8 feature cell, bilinearly upsampled (each cell judged alone, so noisier than a region's)."""
-    import cv2
-    import torch
-
-    dense = embedder.dense_features(image)
-    with torch.inference_mode():
-        logits, _ = embedder.enc.net.heads(torch.from_numpy(dense).to(embedder.device))
-    prob = torch.sigmoid(logits).cpu().numpy().astype(np.float32)
-    h, w = image.shape[:2]
-    return cv2.resize(prob, (prob.shape[1] * 8, prob.shape[0] * 8), interpolation=cv2.INTER_LINEAR)[:h, :w]
+    """Per-pixel family probabilities (H, W, F) float32 in [0, 1] of the encoder ``embedder``
+    (:meth:`ir_env.encoder.learned.LearnedEmbedder.dense_family_prob`: its segmentation head when it has one,
+    else the linear family head on every 8x8 feature cell, each judged alone)."""
+    return embedder.dense_family_prob(image)
 
 
 def apply_family_masks(table: RuleTable, embedder: Any, image: np.ndarray, thresholds: dict[str, float],

@@ -165,6 +165,25 @@ def test_fit_script_never_ships_a_table_fitted_for_other_weights(capsys) -> None
     assert "drop --ship" in capsys.readouterr().err
 
 
+def test_fit_script_reuses_a_tables_entries(tmp_path, capsys) -> None:  # noqa: ANN001
+    import yaml
+
+    from experiments import fit_rule_table
+
+    shipped = RuleTable.load(DEFAULT_RULE_TABLE)
+    assert fit_rule_table.reused_entries(DEFAULT_RULE_TABLE, shipped.bins) == shipped.entries
+    with pytest.raises(ValueError, match="severity bins"):
+        fit_rule_table.reused_entries(DEFAULT_RULE_TABLE, shipped.bins + 1)
+    cfg = yaml.safe_load(open("experiments/configs/rule_table_segment_head.yaml"))
+    assert fit_rule_table.check_config(cfg) is cfg
+    cfg["fit"]["entries_from"] = str(tmp_path / "missing.json")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert fit_rule_table.main(["--config", str(path)]) == 2  # refused before any work
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "missing.json" in err and len(err.splitlines()) == 1
+
+
 class _FakeEncoder:
     """Dense and pooled perception fixed by hand: noise everywhere on the left half, nothing else."""
 

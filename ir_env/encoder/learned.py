@@ -39,6 +39,7 @@ import torch
 from ir_env.embeddings import RegionEmbedder, check_masks
 from ir_env.encoder.context import ContextHead, load_context_head
 from ir_env.encoder.model import STRIDE, DegradationNet
+from ir_env.encoder.segment import SegmentHead, load_segment_head
 from restorers.imagecheck import check_image
 from restorers.spec import FAMILIES
 
@@ -96,10 +97,19 @@ def context_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
     return f"+ctx{file_sha256(pt)[:12]}" if pt.is_file() else ""
 
 
+def segment_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
+    """``+seg<12 hex digits of its SHA-256>`` of the segmentation head stored in ``directory``, '' when none is."""
+    from ir_env.encoder.segment import SEGMENT_PT
+
+    pt = Path(directory) / SEGMENT_PT
+    return f"+seg{file_sha256(pt)[:12]}" if pt.is_file() else ""
+
+
 def perception_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
-    """What decides :meth:`LearnedEmbedder.predict` for the encoder in ``directory``: :func:`weights_fingerprint`
-    plus :func:`context_fingerprint`."""
-    return weights_fingerprint(directory) + context_fingerprint(directory)
+    """What decides :meth:`LearnedEmbedder.predict` and :meth:`LearnedEmbedder.dense_family_prob` for the
+    encoder in ``directory``: :func:`weights_fingerprint` plus :func:`context_fingerprint` plus
+    :func:`segment_fingerprint` (the last two empty without those heads, so older fingerprints stay valid)."""
+    return weights_fingerprint(directory) + context_fingerprint(directory) + segment_fingerprint(directory)
 
 
 def observation_fingerprint(env_kwargs: dict) -> str | None:
@@ -130,12 +140,13 @@ def ship_weights(source: str | Path, destination: str | Path) -> Path:
     src, dst = Path(source), Path(destination)
     dst.mkdir(parents=True, exist_ok=True)
     from ir_env.encoder.context import CONTEXT_JSON, CONTEXT_PT
+    from ir_env.encoder.segment import SEGMENT_JSON, SEGMENT_PT
 
     for name in ("encoder.pt", "encoder.json"):
         if not (src / name).is_file():
             raise EncoderWeightsError(f"cannot ship: {src / name} not found")
         shutil.copy2(src / name, dst / name)
-    for name in (CONTEXT_PT, CONTEXT_JSON):  # the context head travels with its encoder, or not at all
+    for name in (CONTEXT_PT, CONTEXT_JSON, SEGMENT_PT, SEGMENT_JSON):  # heads travel with their encoder, or not at all
         if (src / name).is_file():
             shutil.copy2(src / name, dst / name)
         elif (dst / name).exists():
@@ -146,7 +157,7 @@ def ship_weights(source: str | Path, destination: str | Path) -> Path:
 @dataclass
 class LoadedEncoder:
     """A network with its standardisation constants and metadata, ready for inference (eval mode), and the
-    context head stored beside it (None when there is none)."""
+    context and segmentation heads stored beside it (None when there are none)."""
 
     net: DegradationNet
     mean: np.ndarray
@@ -154,6 +165,8 @@ class LoadedEncoder:
     info: dict[str, Any]
     context: ContextHead | None = None
     context_info: dict[str, Any] | None = None
+    segment: SegmentHead | None = None
+    segment_info: dict[str, Any] | None = None
 
 
 _CACHE: dict[str, LoadedEncoder] = {}
@@ -196,7 +209,9 @@ def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> Loaded
         if mean.shape != (net.channels,) or std.shape != (net.channels,) or not np.all(std > 0):
             raise EncoderWeightsError(f"{js}: feature_mean / feature_std must hold {net.channels} values (std > 0)")
         loaded = load_context_head(d, sha)
-        enc = LoadedEncoder(net, mean, std, info, *(loaded if loaded is not None else (None, None)))
+        seg = load_segment_head(d, sha)
+        enc = LoadedEncoder(net, mean, std, info, *(loaded if loaded is not None else (None, None)),
+                            *(seg if seg is not None else (None, None)))
         _CACHE[key] = enc
         return enc
 
@@ -232,16 +247,23 @@ class LearnedEmbedder(RegionEmbedder):
         device: torch device for the network (``"cpu"``; ``"cuda"`` when available).
         context: let :meth:`predict` use the context head stored with the weights (when there is one);
             False: the linear heads, as :meth:`embed`.
+        segment: let :meth:`dense_family_prob` use the segmentation head stored with the weights (when there
+            is one); False: the linear family head on every cell.
     """
 
-    def __init__(self, weights: str | Path | None = None, device: str = "cpu", context: bool = True) -> None:
+    def __init__(self, weights: str | Path | None = None, device: str = "cpu", context: bool = True,
+                 segment: bool = True) -> None:
         self.enc = load_encoder(weights)
         self.device = torch.device(device)
         if self.device.type != "cpu":  # a private copy on the device; the cached CPU network stays shared
-            ctx = copy.deepcopy(self.enc.context).to(self.device).eval() if self.enc.context is not None else None
-            self.enc = LoadedEncoder(copy.deepcopy(self.enc.net).to(self.device).eval(), self.enc.mean,
-                                     self.enc.std, self.enc.info, ctx, self.enc.context_info)
+            def moved(m: torch.nn.Module | None) -> Any:
+                return copy.deepcopy(m).to(self.device).eval() if m is not None else None
+
+            self.enc = LoadedEncoder(moved(self.enc.net), self.enc.mean, self.enc.std, self.enc.info,
+                                     moved(self.enc.context), self.enc.context_info,
+                                     moved(self.enc.segment), self.enc.segment_info)
         self.context = self.enc.context if context else None
+        self.segment = self.enc.segment if segment else None
         c = self.enc.net.channels
         self._names = ([f"p_{f}" for f in FAMILIES] + [f"sev_{f}" for f in FAMILIES]
                        + [f"feat_{i}" for i in range(c)])
@@ -268,6 +290,24 @@ class LearnedEmbedder(RegionEmbedder):
         with torch.inference_mode():
             f = self.enc.net.features(x)[0]
         return f.permute(1, 2, 0).cpu().numpy().astype(np.float32)
+
+    def dense_family_prob(self, image: np.ndarray) -> np.ndarray:
+        """Per-pixel family probabilities (H, W, F) float32 in [0, 1] of ``image`` (float32 HxWx3 in [0, 1]):
+        per 8x8 feature cell, the segmentation head's calibrated output when there is one (and ``segment``),
+        else the linear family head on the cell's features alone; bilinearly upsampled to the image."""
+        import cv2
+
+        img = check_image(image, "image")
+        dense = self.dense_features(img)
+        with torch.inference_mode():
+            f = torch.from_numpy(dense).to(self.device)
+            if self.segment is not None:
+                prob = self.segment(f.permute(2, 0, 1)[None])[0].permute(1, 2, 0)
+            else:
+                prob = torch.sigmoid(self.enc.net.heads(f)[0])
+        p = prob.cpu().numpy().astype(np.float32)
+        h, w = img.shape[:2]
+        return cv2.resize(p, (p.shape[1] * STRIDE, p.shape[0] * STRIDE), interpolation=cv2.INTER_LINEAR)[:h, :w]
 
     def _heads(self, pooled: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         with torch.inference_mode():

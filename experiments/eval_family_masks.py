@@ -1,0 +1,193 @@
+"""The proposer-free planner ``perceive:regions=families`` under different dense perception, on test photos.
+
+For each variant (an encoder weights directory, with or without a segmentation head, and the rule table
+fitted for it), on the scenes of each recipe (centre crops of every photo of ``--images``, scene seeds of
+``experiments/compare.py``: ``synthesize(crop, recipe, seed=index)`` over photo-major repeats):
+
+- the planner's mean PSNR gain (dB; also over the first ``--headline`` scenes: the headline comparison's),
+  tool calls per image;
+- the dense family map against the truth: per family, F1 and IoU of the planner's masks (dense probability
+  >= the table's per-cell threshold) against the union of the scene's regions degraded by that family,
+  over all pixels of all scenes (scenes with the family and without it);
+- the same table with TRUE family masks (union of true regions) and the encoder's pooled severity: how much
+  better masks alone could give (the planner's pooled-probability check is skipped there).
+
+Nothing is tuned here; thresholds come from each variant's table (fitted on TRAIN photos by
+``experiments.fit_rule_table``).
+
+    python -m experiments.eval_family_masks --config experiments/configs/eval_family_masks.yaml
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import yaml  # noqa: E402
+from tqdm import tqdm  # noqa: E402
+
+from ir_env.corpus import center_crop, load_named_corpus  # noqa: E402
+from ir_env.degradations import FAMILY_OF_KIND  # noqa: E402
+from ir_env.recipes import synthesize  # noqa: E402
+from policies.rules import RESTORE_ORDER, RuleTable, apply_family_masks, dense_family_prob  # noqa: E402
+from restorers import apply  # noqa: E402
+from restorers.spec import FAMILIES  # noqa: E402
+
+
+def psnr(image: np.ndarray, clean: np.ndarray) -> float:
+    """PSNR (dB) of float images in [0, 1]."""
+    mse = float(np.mean((image.astype(np.float64) - clean.astype(np.float64)) ** 2))
+    return 10.0 * np.log10(1.0 / max(mse, 1e-12))
+
+
+def true_family_masks(scene: Any) -> dict[str, np.ndarray]:
+    """Per family present in ``scene``, the union of its regions degraded by that family (H, W) bool."""
+    out: dict[str, np.ndarray] = {}
+    for k, labels in enumerate(scene.labels):
+        for kind, _ in labels:
+            f = FAMILY_OF_KIND[kind]
+            out[f] = out.get(f, np.zeros(scene.masks.shape[1:], bool)) | scene.masks[k]
+    return out
+
+
+def scenes_of(images: str, recipe: str, per_photo: int, crop: int) -> list[Any]:
+    """The scenes of ``recipe``: centre crops, photo-major repeats, scene seed = index (compare.py's)."""
+    photos = [img for _, img in load_named_corpus(images, "test")]
+    items = [img for _ in range(per_photo) for img in photos]
+    return [synthesize(center_crop(img, crop), recipe=recipe, seed=i) for i, img in enumerate(items)]
+
+
+def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[Any], headline: int
+                     ) -> dict[str, Any]:
+    """The module docstring's numbers for one variant on one scene list."""
+    from ir_env.encoder.learned import LearnedEmbedder
+
+    table = RuleTable.load(table_path) if table_path else RuleTable.load()
+    if not table.family_masks:
+        raise ValueError(f"rule table {table_path or 'shipped'} has no family_masks settings")
+    fm = table.family_masks
+    emb = LearnedEmbedder(weights)
+    gains, true_gains, calls = [], [], []
+    counts = {f: [0, 0, 0] for f in FAMILIES}  # tp, fp, fn pixels
+    for s in scenes:
+        base = psnr(s.degraded, s.clean)
+        prob = dense_family_prob(emb, s.degraded)
+        img, done = apply_family_masks(table, emb, s.degraded, fm["thresholds"], fm["cell_thresholds"],
+                                       float(fm.get("min_area", 0.0)), prob=prob)
+        gains.append(psnr(img, s.clean) - base)
+        calls.append(len(done))
+        truth = true_family_masks(s)
+        for j, f in enumerate(FAMILIES):
+            p = prob[..., j] >= fm["cell_thresholds"][f]
+            t = truth.get(f, np.zeros(p.shape, bool))
+            counts[f][0] += int((p & t).sum())
+            counts[f][1] += int((p & ~t).sum())
+            counts[f][2] += int((~p & t).sum())
+        fams = [f for f in RESTORE_ORDER if f in truth]
+        out = s.degraded
+        if fams:
+            pred = emb.predict(s.degraded, np.stack([truth[f] for f in fams]))
+            for k, f in enumerate(fams):
+                out = apply(out, *table.lookup(f, pred["severity"][k, FAMILIES.index(f)]), mask=truth[f])
+        true_gains.append(psnr(out, s.clean) - base)
+    first = headline or len(gains)
+    per = {f: ({"f1": 2 * tp / (2 * tp + fp + fn), "iou": tp / (tp + fp + fn)} if tp + fp + fn else
+               {"f1": None, "iou": None}) for f, (tp, fp, fn) in counts.items()}  # None: absent and never flagged
+    return {"gain": float(np.mean(gains)), "gain_headline": float(np.mean(gains[:first])),
+            "gain_sem": float(np.std(gains, ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else 0.0,
+            "tool_calls": float(np.mean(calls)), "gains": [round(float(g), 4) for g in gains],
+            "true_masks_gain": float(np.mean(true_gains)),
+            "true_masks_gain_headline": float(np.mean(true_gains[:first])),
+            "mask_iou": per, "mean_iou": float(np.mean([v["iou"] for v in per.values() if v["iou"] is not None]))}
+
+
+def run(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+    """Every variant x corpus x recipe of ``cfg``."""
+    res: dict[str, Any] = {"config": cfg, "results": []}
+    jobs = [(v, images, recipe) for v in cfg["variants"] for images in cfg["images"] for recipe in cfg["recipes"]]
+    cache: dict[tuple[str, str], list[Any]] = {}
+    for v, images, recipe in tqdm(jobs, desc="eval family masks", disable=not progress):
+        key = (images, recipe)
+        if key not in cache:
+            cache[key] = scenes_of(images, recipe, int(cfg["scenes_per_photo"]), int(cfg["crop"]))
+        r = evaluate_variant(v.get("weights"), v.get("table"), cache[key], int(cfg.get("headline", 0)))
+        res["results"].append({"variant": v["name"], "images": images, "recipe": recipe,
+                               "scenes": len(cache[key]), **r})
+    return res
+
+
+def markdown(res: dict[str, Any]) -> str:
+    """Tables of :func:`run`'s result."""
+    cfg = res["config"]
+    lines = [f"# `perceive:regions=families` under different dense perception "
+             f"(python -m experiments.eval_family_masks --config {cfg.get('_path', '')})", "",
+             f"{cfg['scenes_per_photo']} scenes per photo, {cfg['crop']} px centre crops, scene seeds of "
+             "experiments/compare.py. Mean PSNR gain (dB) ± standard error over scenes; in brackets the mean over "
+             f"the first {cfg.get('headline', 0)} scenes (builtin: the headline comparison's). 'True masks': the same "
+             "table on the true family masks with the encoder's severities (what better masks alone could give). "
+             "IoU: the planner's per-family masks against the true ones, pixels of all scenes ('-': the family is "
+             "in no scene and never flagged; the mean IoU is over the other families).", ""]
+    for images in cfg["images"]:
+        lines += [f"## {images}", "", "| variant | recipe | gain | tool calls | true masks | mean IoU | "
+                  + " | ".join(f"IoU {f}" for f in FAMILIES) + " |", "|" + "---|" * (6 + len(FAMILIES))]
+        for r in res["results"]:
+            if r["images"] != images:
+                continue
+            lines.append(f"| {r['variant']} | {r['recipe']} | {r['gain']:+.2f} ± {r['gain_sem']:.2f} "
+                         f"({r['gain_headline']:+.2f}) | {r['tool_calls']:.1f} | {r['true_masks_gain']:+.2f} "
+                         f"({r['true_masks_gain_headline']:+.2f}) | {r['mean_iou']:.3f} | "
+                         + " | ".join(_fmt(r["mask_iou"][f]["iou"]) for f in FAMILIES) + " |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def _fmt(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"
+
+
+def check_config(cfg: Any) -> dict[str, Any]:
+    """``cfg`` when it names ``variants`` (each with a ``name``), ``images``, ``recipes``,
+    ``scenes_per_photo``, ``crop``, ``out``; else ``ValueError`` naming what is missing."""
+    if not isinstance(cfg, dict):
+        raise ValueError("config must be a YAML mapping")
+    missing = [k for k in ("variants", "images", "recipes", "scenes_per_photo", "crop", "out") if k not in cfg]
+    if missing:
+        raise ValueError(f"config lacks {', '.join(missing)}")
+    for v in cfg["variants"]:
+        if not isinstance(v, dict) or "name" not in v:
+            raise ValueError(f"every variant needs a name, got {v!r}")
+        for key in ("weights", "table"):
+            if v.get(key) and not Path(v[key]).exists():
+                raise ValueError(f"variant {v['name']}: {key} {v[key]} not found")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="experiments/configs/eval_family_masks.yaml")
+    a = ap.parse_args(argv)
+    try:
+        cfg = check_config(yaml.safe_load(Path(a.config).read_text()))
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg["_path"] = a.config
+    res = run(cfg)
+    out = Path(cfg["out"])
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(res, indent=1) + "\n")
+    out.with_suffix(".md").write_text(markdown(res) + "\n")
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,245 @@
+"""Fit the encoder's segmentation head (:mod:`ir_env.encoder.segment`) on the frozen encoder's features.
+
+Scenes: as ``experiments/train_encoder.py`` makes them from the config's ``data`` section (TRAIN photos
+only; train scenes from seed stream 1, validation scenes from stream 2). Each scene gives the frozen
+encoder's (C, h, w) feature map and, per 8x8 cell and family, the target: the fraction of the cell's
+pixels lying in a ground-truth region degraded by that family (soft labels; a clean crop is 0 everywhere).
+Loss: binary cross-entropy with those soft targets (with ``train.balanced`` positives weighted by the
+family's negative / positive cell mass, clipped to [1, 10]). Then each family's threshold is set to its best
+per-cell F1 on the validation cells (target >= 0.5 counts as present) and stored as the head's calibration.
+
+Reported on the validation cells, for the head and for the encoder's linear family head read per cell
+(the dense map ``perceive:regions=families`` used before): per-family F1 and IoU of the thresholded maps.
+
+Writes a complete weights directory to ``output_dir`` (a copy of the encoder's ``encoder.pt`` /
+``encoder.json`` plus ``segment_head.pt`` / ``segment_head.json``); ``--ship`` copies it to ``ship_dir``
+(the shipped encoder must be the one it was fitted on).
+
+    python -m experiments.fit_segment_head --config experiments/configs/segment_head.yaml [--ship]
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import shutil  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import yaml  # noqa: E402
+from torch.nn import functional as F  # noqa: E402, N812
+from tqdm import tqdm  # noqa: E402
+
+from ir_env.encoder.learned import EncoderWeightsError, file_sha256, load_encoder, ship_weights  # noqa: E402
+from ir_env.encoder.model import STRIDE  # noqa: E402
+from ir_env.encoder.segment import SegmentHead, save_segment_head  # noqa: E402
+from restorers.spec import FAMILIES  # noqa: E402
+
+#: Keys every config section must hold.
+REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
+    "data": ("corpus", "split", "crop", "scenes", "val_scenes", "recipes"),
+    "head": ("hidden", "dilations", "image_context"),
+    "train": ("epochs", "batch_size", "lr", "weight_decay"),
+}
+#: Per-cell thresholds searched by the calibration.
+THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
+
+
+def cell_rows(net: Any, data: dict[str, np.ndarray], batch: int = 64, progress: bool = True
+              ) -> dict[str, np.ndarray]:
+    """The frozen encoder's features ``feats`` (N, C, h, w) float16 and soft per-cell family targets
+    ``target`` (N, F, h, w) float16 (fraction of each cell inside regions degraded by the family) of the
+    scenes in ``data`` (from ``train_encoder.make_dataset``)."""
+    from experiments.train_encoder import MAX_REGIONS
+
+    feats, targets = [], []
+    with torch.inference_mode():
+        for i in tqdm(range(0, len(data["x"]), batch), desc="encoder features", unit="batch", leave=False,
+                      disable=not progress):
+            x = torch.from_numpy(data["x"][i:i + batch].astype(np.float32))
+            feats.append(net.features(x).to(torch.float16).numpy())
+            onehot = F.one_hot(torch.from_numpy(data["rmap"][i:i + batch]).long(), MAX_REGIONS)
+            cells = F.avg_pool2d(onehot.permute(0, 3, 1, 2).float(), STRIDE)  # (B, 8, h, w) fraction inside
+            fam = torch.from_numpy(data["fam"][i:i + batch].astype(np.float32))  # (B, 8, F)
+            targets.append(torch.einsum("bkhw,bkf->bfhw", cells, fam).clamp(0, 1).to(torch.float16).numpy())
+    return {"feats": np.concatenate(feats), "target": np.concatenate(targets)}
+
+
+def train_head(head: SegmentHead, rows: dict[str, np.ndarray], cfg: dict[str, Any], seed: int,
+               progress: bool = True) -> list[float]:
+    """Train ``head`` on ``rows`` (module docstring); returns the mean loss of every epoch."""
+    tc = cfg["train"]
+    feats, target = rows["feats"], rows["target"]
+    n, bs, epochs = len(feats), int(tc["batch_size"]), int(tc["epochs"])
+    if n < bs:
+        raise ValueError(f"{n} training scenes are fewer than one batch ({bs}); make more scenes")
+    pos_weight = None
+    if tc.get("balanced", True):
+        pos = torch.from_numpy(target.astype(np.float32).sum((0, 2, 3)))
+        total = float(np.prod(target.shape) / target.shape[1])
+        pos_weight = ((total - pos) / pos.clamp_min(1.0)).clamp(1.0, 10.0).view(1, -1, 1, 1)
+    gen = torch.Generator().manual_seed(int(seed))
+    opt = torch.optim.AdamW(head.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"]))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * (n // bs))
+    head.train()
+    history = []
+    for _ in tqdm(range(epochs), desc="fit segment head", unit="epoch", disable=not progress):
+        perm, total_loss = torch.randperm(n, generator=gen).numpy(), 0.0
+        for i in range(0, n - bs + 1, bs):
+            idx = np.sort(perm[i:i + bs])
+            f = torch.from_numpy(feats[idx].astype(np.float32))
+            y = torch.from_numpy(target[idx].astype(np.float32))
+            loss = F.binary_cross_entropy_with_logits(head.logits(f), y, pos_weight=pos_weight)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            total_loss += float(loss.detach()) * len(idx)
+        history.append(total_loss / (n // bs * bs))
+    head.eval()
+    return history
+
+
+def predict_cells(head: SegmentHead | None, net: Any, feats: np.ndarray, batch: int = 256,
+                  calibrated: bool = True) -> np.ndarray:
+    """(N, F, h, w) per-cell family probabilities of ``feats``: the head's (uncalibrated with
+    ``calibrated=False``), or the encoder's linear family head per cell with ``head=None``."""
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(feats), batch):
+            f = torch.from_numpy(feats[i:i + batch].astype(np.float32))
+            if head is None:
+                p = torch.sigmoid(net.heads(f.permute(0, 2, 3, 1))[0]).permute(0, 3, 1, 2)
+            elif calibrated:
+                p = head(f)
+            else:
+                p = torch.sigmoid(head.logits(f))
+            out.append(p.numpy())
+    return np.concatenate(out)
+
+
+def cell_scores(prob: np.ndarray, target: np.ndarray, threshold: float | np.ndarray = 0.5) -> dict[str, Any]:
+    """Per family, F1 and IoU of ``prob >= threshold`` against ``target >= 0.5`` over all cells; ``macro_f1``
+    and ``mean_iou`` over the families."""
+    thr = np.broadcast_to(np.asarray(threshold, np.float64), (prob.shape[1],))
+    per: dict[str, dict[str, float]] = {}
+    for j, fam in enumerate(FAMILIES):
+        p, t = prob[:, j] >= thr[j], target[:, j].astype(np.float32) >= 0.5
+        tp, fp, fn = int((p & t).sum()), int((p & ~t).sum()), int((~p & t).sum())
+        per[fam] = {"f1": 2 * tp / max(1, 2 * tp + fp + fn), "iou": tp / max(1, tp + fp + fn),
+                    "positives": int(t.sum())}
+    return {"families": per, "macro_f1": float(np.mean([v["f1"] for v in per.values()])),
+            "mean_iou": float(np.mean([v["iou"] for v in per.values()]))}
+
+
+def calibrate(head: SegmentHead, net: Any, rows: dict[str, np.ndarray]) -> dict[str, float]:
+    """Set ``head.threshold_logit`` to each family's best per-cell F1 threshold on ``rows``; returns
+    {family: threshold}."""
+    prob = predict_cells(head, net, rows["feats"], calibrated=False)
+    truth = rows["target"].astype(np.float32) >= 0.5
+    ts = []
+    for j in range(prob.shape[1]):
+        p, t = prob[:, j].reshape(-1), truth[:, j].reshape(-1)
+        f1 = [2 * (q & t).sum() / max(1, q.sum() + t.sum()) for q in (p[:, None] >= THRESHOLD_GRID).T]
+        ts.append(float(THRESHOLD_GRID[int(np.argmax(f1))]))
+    t = np.asarray(ts)
+    head.threshold_logit.copy_(torch.from_numpy(np.log(t / (1 - t))).float())
+    return {f: float(v) for f, v in zip(FAMILIES, ts, strict=True)}
+
+
+def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
+    """Make the scenes, fit and calibrate the head, write ``output_dir``; returns the head's JSON metadata."""
+    from experiments.train_encoder import make_dataset
+
+    t0 = time.perf_counter()
+    torch.set_num_threads(int(cfg["train"].get("threads", 1)))
+    src = Path(cfg.get("encoder") or "ir_env/encoder/weights")
+    enc = load_encoder(src)
+    data_cfg = {"seed": int(cfg["seed"]), "data": cfg["data"]}
+    train_rows = cell_rows(enc.net, make_dataset(data_cfg, int(cfg["data"]["scenes"]), 1, "train scenes"),
+                           progress=progress)
+    val_rows = cell_rows(enc.net, make_dataset(data_cfg, int(cfg["data"]["val_scenes"]), 2, "val scenes"),
+                         progress=progress)
+    t_data = time.perf_counter() - t0
+    torch.manual_seed(int(cfg["seed"]))
+    h = cfg["head"]
+    head = SegmentHead(enc.net.channels, len(FAMILIES), hidden=int(h["hidden"]), dilations=tuple(h["dilations"]),
+                       image_context=bool(h["image_context"]))
+    head.mean.copy_(torch.from_numpy(enc.mean).float())
+    head.std.copy_(torch.from_numpy(enc.std).float())
+    history = train_head(head, train_rows, cfg, int(cfg["seed"]), progress)
+    thresholds = calibrate(head, enc.net, val_rows)
+    linear = cell_scores(predict_cells(None, enc.net, val_rows["feats"]), val_rows["target"])
+    seg = cell_scores(predict_cells(head, enc.net, val_rows["feats"]), val_rows["target"])
+    out = Path(cfg["output_dir"])
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("encoder.pt", "encoder.json"):
+        shutil.copy2(src / name, out / name)
+    meta = {"encoder_sha256": file_sha256(src / "encoder.pt"), "encoder_source": str(src), "thresholds": thresholds,
+            "validation": {"scenes": int(len(val_rows["feats"])), "cells": int(val_rows["target"][:, 0].size),
+                           "linear_head_per_cell": linear, "segment_head": seg},
+            "train_scenes": int(len(train_rows["feats"])), "epoch_loss": history,
+            "seconds": {"data": round(t_data, 1), "total": round(time.perf_counter() - t0, 1)},
+            "config": {k: v for k, v in cfg.items() if not k.startswith("_")},
+            "command": "python -m experiments.fit_segment_head --config " + str(cfg.get("_config_path", ""))}
+    save_segment_head(head, out, meta)
+    return meta
+
+
+def check_config(cfg: Any) -> dict[str, Any]:
+    """``cfg`` if it holds every :data:`REQUIRED_KEYS` key, ``seed`` and ``output_dir``; else ``ValueError``
+    naming the missing ones."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"config must be a YAML mapping, got {type(cfg).__name__}")
+    missing = [f"{sec}.{k}" for sec, keys in REQUIRED_KEYS.items() for k in keys
+               if not isinstance(cfg.get(sec), dict) or k not in cfg[sec]]
+    missing += [k for k in ("seed", "output_dir") if k not in cfg]
+    if missing:
+        raise ValueError(f"config lacks {', '.join(missing)}")
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="experiments/configs/segment_head.yaml")
+    ap.add_argument("--ship", action="store_true", help="copy the weights directory to the config's ship_dir")
+    ap.add_argument("--output-dir", help="override output_dir")
+    a = ap.parse_args(argv)
+    try:
+        cfg = check_config(yaml.safe_load(Path(a.config).read_text()))
+        if a.ship and not cfg.get("ship_dir"):
+            raise ValueError(f"{a.config} has no ship_dir")
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg["_config_path"] = a.config
+    if a.output_dir:
+        cfg["output_dir"] = a.output_dir
+    try:
+        meta = fit(cfg)
+        if a.ship:
+            dst = Path(cfg["ship_dir"])
+            if file_sha256(dst / "encoder.pt") != meta["encoder_sha256"]:
+                raise EncoderWeightsError(f"cannot ship: the head was fitted on {meta['encoder_source']}, not on "
+                                          f"the encoder in {dst}")
+            print(f"shipped to {ship_weights(cfg['output_dir'], dst)}")
+    except (EncoderWeightsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    v = meta["validation"]
+    lin, seg = v["linear_head_per_cell"], v["segment_head"]
+    print(f"validation cells ({v['scenes']} scenes): per-cell macro-F1 / mean IoU: linear head "
+          f"{lin['macro_f1']:.3f} / {lin['mean_iou']:.3f}, segment head {seg['macro_f1']:.3f} / {seg['mean_iou']:.3f}; "
+          f"{meta['seconds']['total']:.0f} s; weights in {cfg['output_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

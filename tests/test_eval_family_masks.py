@@ -1,0 +1,51 @@
+"""experiments/eval_family_masks.py: true family masks, one tiny run, config errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from experiments import eval_family_masks as efm
+from ir_env.degradations import FAMILY_OF_KIND
+from ir_env.recipes import synthesize
+from restorers.spec import FAMILIES
+
+
+def test_true_family_masks_are_unions_of_the_regions_of_each_family(photo: np.ndarray) -> None:
+    scene = synthesize(photo[:64, :64], recipe="spatial-mixed", seed=3)
+    masks = efm.true_family_masks(scene)
+    for f in FAMILIES:
+        regions = [k for k, labels in enumerate(scene.labels) if any(FAMILY_OF_KIND[kd] == f for kd, _ in labels)]
+        if regions:
+            np.testing.assert_array_equal(masks[f], scene.masks[regions].any(0))
+        else:
+            assert f not in masks
+
+
+def test_a_tiny_run_reports_gains_and_mask_overlap(tmp_path: Path) -> None:
+    cfg = efm.check_config({"variants": [{"name": "shipped"}], "images": ["builtin"], "recipes": ["spatial-mixed"],
+                            "scenes_per_photo": 1, "crop": 64, "headline": 2, "out": str(tmp_path / "r")})
+    res = efm.run(cfg, progress=False)
+    (r,) = res["results"]
+    assert r["scenes"] == 4 and len(r["gains"]) == 4
+    assert r["gain"] == pytest.approx(np.mean(r["gains"]), abs=1e-3)
+    assert r["gain_headline"] == pytest.approx(np.mean(r["gains"][:2]), abs=1e-3)
+    ious = [v["iou"] for v in r["mask_iou"].values() if v["iou"] is not None]
+    assert ious and all(0.0 <= v <= 1.0 for v in ious) and r["mean_iou"] == pytest.approx(np.mean(ious))
+    assert np.isfinite(r["true_masks_gain"])
+    md = efm.markdown({**res, "config": {**cfg, "_path": "x.yaml"}})
+    assert "| shipped | spatial-mixed |" in md
+
+
+def test_config_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(ValueError, match="lacks"):
+        efm.check_config({"variants": []})
+    with pytest.raises(ValueError, match="not found"):
+        efm.check_config({"variants": [{"name": "x", "weights": str(tmp_path / "none")}], "images": [], "recipes": [],
+                          "scenes_per_photo": 1, "crop": 64, "out": "o"})
+    bad = tmp_path / "c.yaml"
+    bad.write_text("- 1\n")
+    assert efm.main(["--config", str(bad)]) == 2
+    assert capsys.readouterr().err.startswith("error:")
