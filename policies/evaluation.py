@@ -29,8 +29,13 @@ DEFAULT_JUDGE = "npsnr"  # the no-reference judge that makes search raise PSNR h
 
 
 def _value(text: str) -> Any:
-    if "/" in text:  # a tuple of numbers, e.g. offsets=-0.5/0.5
-        return tuple(_value(t) for t in text.split("/"))
+    """A spec value: int, float, a tuple of numbers written with slashes (``offsets=-0.5/0.5``), else the text
+    itself (file paths such as ``table=runs/x/rule_table.json`` stay strings)."""
+    if "/" in text:
+        parts = tuple(_value(t) for t in text.split("/"))
+        if parts and all(isinstance(p, (int, float)) for p in parts):
+            return parts
+        return text
     for cast in (int, float):
         try:
             return cast(text)
@@ -58,7 +63,7 @@ def parse_planner_spec(spec: str, default_judge: str = DEFAULT_JUDGE, default_mo
             if k == "judge":
                 judge = v
             elif k == "path":
-                kw[k] = v  # a file path: never parsed as numbers
+                kw[k] = v  # a file path: never parsed as numbers (not even a bare number as a file name)
             else:
                 kw[k] = _value(v)
         else:

@@ -161,3 +161,16 @@ def test_learned_judge_is_the_default_and_keeps_only_clear_gains() -> None:
     assert make_planner("greedy", judge="brisque").threshold == 0.0
     assert make_planner("dfs", judge="npsnr", threshold=0.25).threshold == 0.25  # explicit wins
     assert parse_planner_spec("greedy:judge=npsnr:threshold=2")[0].threshold == 2.0
+
+
+def test_spec_values_keep_paths_and_parse_number_lists(tmp_path) -> None:  # noqa: ANN001
+    from policies.evaluation import _value, parse_planner_spec
+    from policies.rules import DEFAULT_RULE_TABLE
+
+    assert _value("-0.5/0.5") == (-0.5, 0.5) and _value("3") == 3 and _value("0.25") == 0.25
+    assert _value("runs/x/rule_table.json") == "runs/x/rule_table.json"  # a path, not a tuple of strings
+    table = tmp_path / "sub" / "table.json"
+    table.parent.mkdir()
+    table.write_text(DEFAULT_RULE_TABLE.read_text())
+    planner, needs_ref = parse_planner_spec(f"perceive:table={table}")
+    assert planner.table.entries and not needs_ref
