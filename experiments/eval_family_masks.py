@@ -34,18 +34,12 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from ir_env.corpus import center_crop, load_named_corpus  # noqa: E402
+from experiments.fit_rule_table import psnr, scene_set  # noqa: E402
+from ir_env.corpus import load_named_corpus  # noqa: E402
 from ir_env.degradations import FAMILY_OF_KIND  # noqa: E402
-from ir_env.recipes import synthesize  # noqa: E402
 from policies.rules import RESTORE_ORDER, RuleTable, apply_family_masks, dense_family_prob  # noqa: E402
 from restorers import apply  # noqa: E402
 from restorers.spec import FAMILIES  # noqa: E402
-
-
-def psnr(image: np.ndarray, clean: np.ndarray) -> float:
-    """PSNR (dB) of float images in [0, 1]."""
-    mse = float(np.mean((image.astype(np.float64) - clean.astype(np.float64)) ** 2))
-    return 10.0 * np.log10(1.0 / max(mse, 1e-12))
 
 
 def true_family_masks(scene: Any) -> dict[str, np.ndarray]:
@@ -59,10 +53,9 @@ def true_family_masks(scene: Any) -> dict[str, np.ndarray]:
 
 
 def scenes_of(images: str, recipe: str, per_photo: int, crop: int) -> list[Any]:
-    """The scenes of ``recipe``: centre crops, photo-major repeats, scene seed = index (compare.py's)."""
-    photos = [img for _, img in load_named_corpus(images, "test")]
-    items = [img for _ in range(per_photo) for img in photos]
-    return [synthesize(center_crop(img, crop), recipe=recipe, seed=i) for i, img in enumerate(items)]
+    """The scenes of ``recipe`` on the test photos of ``images``: the rule-table report's test scenes
+    (:func:`experiments.fit_rule_table.scene_set`: centre crops, scene seed = index, as compare.py)."""
+    return scene_set(load_named_corpus(images, "test"), recipe, per_photo, crop, 0, random_crops=False)
 
 
 def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[Any], headline: int
