@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -51,11 +53,11 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     from ir_env.recipes import synthesize
     from ir_env.visualize import overlay_masks
 
+    out = check_output_dir(args.output)
     clean = read_image(args.image)
     if args.size:
         clean = center_crop(clean, args.size)
     scene = synthesize(clean, recipe=args.recipe, seed=args.seed)
-    out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     write_image(out / "degraded.png", scene.degraded)
     write_image(out / "clean.png", scene.clean)
@@ -68,12 +70,50 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     return 0
 
 
+def check_output_file(path: str | Path, image: bool = False) -> Path:
+    """An output file path, checked before any work: not an existing directory, no parent that is a file,
+    and (``image``) an extension the image writer knows. ``ValueError`` naming the problem otherwise."""
+    from ir_env.imageio import IMAGE_EXTENSIONS
+
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"output {p} is a directory; give a file name")
+    for parent in p.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"cannot write {p}: {parent} is a file, not a directory")
+    if image and p.suffix.lower() not in IMAGE_EXTENSIONS:
+        raise ValueError(f"output {p}: unknown image extension {p.suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
+    return p
+
+
+def check_output_dir(path: str | Path) -> Path:
+    """An output directory path, checked before any work: not an existing file (nor below one)."""
+    p = Path(path)
+    for q in (p, *p.parents):
+        if q.exists() and not q.is_dir():
+            raise ValueError(f"cannot write into {p}: {q} is a file, not a directory")
+    return p
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN / infinite float replaced by None (JSON has no NaN; ``null`` is portable)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
+
+
 @_command("demo")
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the built-in photos (see ir_env.demo)."""
     from ir_env.demo import run_demo
 
-    run_demo(output=Path(args.output), recipe=args.recipe, size=args.size, seed=args.seed,
+    if args.max_images < 0 or args.size < 0:
+        raise ValueError(f"--max-images and --size must be >= 0, got {args.max_images} and {args.size}")
+    run_demo(output=check_output_dir(args.output), recipe=args.recipe, size=args.size, seed=args.seed,
              max_images=args.max_images)
     return 0
 
@@ -94,15 +134,19 @@ def cmd_restore(args: argparse.Namespace) -> int:
         if args.size:
             ref = center_crop(ref, args.size)
     spec = args.planner + (f":{args.mode}" if args.mode else "") + (f":tile={args.tile}" if args.tile else "")
+    check_output_file(args.output, image=True)
+    if args.trace:
+        check_output_file(args.trace)
     planner, needs_ref = parse_planner_spec(spec, default_judge=args.judge, seed=args.seed,
                                             max_steps=args.max_steps)
     if needs_ref and ref is None:
-        raise ValueError(f"judge {args.judge!r} is full-reference: pass --reference CLEAN_IMAGE")
+        judge = planner.judge.metric if planner.judge is not None else args.judge
+        raise ValueError(f"judge {judge!r} is full-reference: pass --reference CLEAN_IMAGE")
     res = planner.restore(img, reference=ref)
     write_image(args.output, res.image)
     if args.trace:
         Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.trace).write_text(json.dumps(res.to_json(), indent=2, default=float))
+        Path(args.trace).write_text(json.dumps(json_safe(res.to_json()), indent=2, default=float, allow_nan=False))
     print(f"{args.planner} ({planner.mode}, judge {res.judge or 'none'}): {len(res.trace)} steps, "
           f"{res.tool_calls} tool calls, {res.iqa_calls} IQA calls, {res.seconds:.2f} s -> {args.output}")
     for st in res.trace:
@@ -120,15 +164,27 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ir_env.corpus import load_named_corpus
     from policies.evaluation import evaluate, markdown_table, write_outputs
 
+    if args.max_images < 0 or args.size < 0:
+        raise ValueError(f"--max-images and --size must be >= 0, got {args.max_images} and {args.size}")
+    specs = [s.strip() for s in args.planners.split(",") if s.strip()]
+    if not specs:
+        raise ValueError("--planners names no planner")
+    dup = sorted({s for s in specs if specs.count(s) > 1})
+    if dup:
+        raise ValueError(f"--planners names {', '.join(dup)} more than once")
+    for path in (args.json, args.markdown, args.plot):
+        if path:
+            check_output_file(path)
     split = "test" if args.images == "builtin" else "all"
     items = load_named_corpus(args.images, split=split)
     if args.max_images:
         items = items[: args.max_images]
-    specs = [s for s in args.planners.split(",") if s.strip()]
     result = evaluate(items, args.recipe, specs, seed=args.seed, size=args.size, judge=args.judge)
     print(markdown_table(result))
     write_outputs(result, args.json, args.markdown, args.plot)
-    print("wrote " + ", ".join(p for p in (args.json, args.markdown, args.plot) if p))
+    written = [p for p in (args.json, args.markdown, args.plot) if p]
+    if written:
+        print("wrote " + ", ".join(written))
     return 0
 
 
@@ -150,6 +206,11 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """Env and tool speed figures (experiments/bench_env.py, experiments/bench_tools.py)."""
     from experiments import bench_env
 
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    check_output_file(args.json)
+    if args.tools_json:
+        check_output_file(args.tools_json)
     argv = ["--json", args.json, "--steps", str(args.steps)]
     bench_env.main(argv)
     if args.tools_json:
@@ -240,13 +301,20 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+def cv2_error() -> type[Exception]:
+    """OpenCV's exception class (an image that cannot be encoded, ...), imported only when needed."""
+    import cv2
+
+    return cv2.error
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spatial-ir`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ValueError, FileNotFoundError, KeyError, RuntimeError) as exc:
+    except (ValueError, OSError, KeyError, RuntimeError, cv2_error()) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"error: {msg}", file=sys.stderr)
         return 2

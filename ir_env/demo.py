@@ -74,7 +74,7 @@ def run_demo(output: Path, recipe: str = "spatial-mixed", size: int = 128, seed:
             lab.append(f"{spec} {psnr.score(img, sc.clean):.1f}")
         rows.append(row)
         labels.append(lab)
-    scale = max(1, 256 // size)
+    scale = max(1, 256 // size) if size > 0 else 1  # size 0: whole photos, shown as they are
     grid = image_grid([[np.kron(t, np.ones((scale, scale, 1), np.float32)) for t in r] for r in rows], labels)
     write_image(output / "demo.png", grid)
     write_outputs(result, str(output / "results.json"), str(output / "results.md"),

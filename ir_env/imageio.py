@@ -15,7 +15,8 @@ def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as float32 HxWx3 RGB in [0, 1].
 
     Greyscale files are repeated to three channels, an alpha channel is dropped, 16-bit files are
-    scaled by 65535. Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file
+    scaled by 65535, and an EXIF orientation tag (phone photos) is applied, so the array is the image as
+    viewers show it. Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file
     that is not a readable image.
     """
     p = Path(path)
@@ -43,7 +44,30 @@ def read_image(path: str | Path) -> np.ndarray:
         img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
     else:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(img, dtype=np.float32)
+    return np.ascontiguousarray(apply_exif_orientation(img, exif_orientation(p)), dtype=np.float32)
+
+
+def exif_orientation(path: str | Path) -> int:
+    """The EXIF orientation tag (1-8) of an image file, 1 when it has none or cannot be read. OpenCV's
+    ``IMREAD_UNCHANGED`` (needed for 16-bit and alpha) ignores it; Pillow reads only the header here."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as im:
+            value = int(im.getexif().get(0x0112, 1))
+    except Exception:  # noqa: BLE001 - no EXIF, or a format Pillow does not know: no rotation
+        return 1
+    return value if 1 <= value <= 8 else 1
+
+
+def apply_exif_orientation(image: np.ndarray, orientation: int) -> np.ndarray:
+    """``image`` (H, W, C) turned as EXIF ``orientation`` asks (the transforms of Pillow's
+    ``ImageOps.exif_transpose``): 2 mirror, 3 rotate 180, 4 flip, 5 transpose, 6 rotate 90 clockwise,
+    7 transverse, 8 rotate 90 counter-clockwise; 1 (or anything else) leaves it as it is."""
+    ops = {2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1], 4: lambda a: a[::-1],
+           5: lambda a: a.transpose(1, 0, 2), 6: lambda a: np.rot90(a, -1),
+           7: lambda a: a[::-1, ::-1].transpose(1, 0, 2), 8: lambda a: np.rot90(a, 1)}
+    return ops[orientation](image) if orientation in ops else image
 
 
 def to_uint8(image: np.ndarray) -> np.ndarray:

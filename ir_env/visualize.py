@@ -70,14 +70,20 @@ def put_label(image: np.ndarray, text: str, scale: float = 0.35) -> np.ndarray:
 
 def image_grid(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[Sequence[str]] | None = None,
                gap: int = 2) -> np.ndarray:
-    """Tile equally sized images into a grid (rows of columns), optional label on each tile."""
+    """Tile images into a grid (rows of columns), optional label on each tile. Tiles of different sizes
+    (e.g. whole photos) are padded with white at the bottom / right to their row's height and the widest
+    row's width."""
     tiles = []
     for r, row in enumerate(rows):
         row_tiles = []
         for c, img in enumerate(row):
             t = img if labels is None else put_label(img, labels[r][c])
             row_tiles.append(np.pad(t, ((gap, gap), (gap, gap), (0, 0)), constant_values=1.0))
+        height = max(t.shape[0] for t in row_tiles)
+        row_tiles = [np.pad(t, ((0, height - t.shape[0]), (0, 0), (0, 0)), constant_values=1.0) for t in row_tiles]
         tiles.append(np.concatenate(row_tiles, axis=1))
+    width = max(t.shape[1] for t in tiles)
+    tiles = [np.pad(t, ((0, 0), (0, width - t.shape[1]), (0, 0)), constant_values=1.0) for t in tiles]
     return np.concatenate(tiles, axis=0).astype(np.float32)
 
 

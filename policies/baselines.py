@@ -49,7 +49,10 @@ class RandomPlanner(Planner):
 
 class FixedPlanner(Planner):
     """One hand-written pipeline with default parameters (dehaze -> derain -> low light -> deblur ->
-    denoise -> deblock), what a user does without a planner. In ``global`` mode it runs on the whole
+    denoise -> JPEG, each step the first registered tool for its kind: ``dcp_dehaze``,
+    ``rain_streak_removal``, ``gamma_correct``, ``wiener_gaussian``, ``nlm_denoise``, and ``nlm_denoise``
+    again for JPEG, as it is registered for noise and JPEG before ``jpeg_deblock``), what a user does
+    without a planner. In ``global`` mode it runs on the whole
     image; in ``spatial`` mode the same pipeline runs region by region (so the result differs only by
     the regions' feathered borders). Never judges."""
 

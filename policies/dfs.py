@@ -64,7 +64,7 @@ class DFSPlanner(SearchPlanner):
         if int(rounds) < 1:
             raise ValueError("rounds must be >= 1")
         self.rounds = int(rounds)
-        self.offsets = tuple(float(o) for o in offsets)
+        self.offsets = tuple(float(o) for o in (offsets if isinstance(offsets, (list, tuple)) else (offsets,)))
         self.min_prob = float(min_prob)
         self.perception = Perception(embedding)
         by_family: dict[str, list[Tool]] = {}

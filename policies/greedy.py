@@ -40,7 +40,7 @@ class GreedyPlanner(SearchPlanner):
             from policies.perception import Perception
 
             self.perception = Perception(embedding)
-        self.offsets = tuple(float(o) for o in offsets)
+        self.offsets = tuple(float(o) for o in (offsets if isinstance(offsets, (list, tuple)) else (offsets,)))
         self.refine = bool(refine)
 
     def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -63,4 +64,11 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
         raise ValueError(f"unknown planner {name!r}; known: {', '.join(_FACTORIES)}{hint}") from None
     tile = tile_option(kwargs)
     gate = resolve_gate(name, kwargs.pop("gate", None))
-    return tiled(gated(factory(**kwargs), gate), tile)
+    try:
+        planner = factory(**kwargs)
+    except TypeError as e:  # an option the planner does not take, or a value of the wrong type
+        bad = re.search(r"unexpected keyword argument '([^']+)'", str(e))
+        if bad:
+            raise ValueError(f"planner {name!r} has no option {bad.group(1)!r}") from None
+        raise ValueError(f"planner {name!r}: an option has the wrong type ({e})") from None
+    return tiled(gated(planner, gate), tile)

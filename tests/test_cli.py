@@ -67,14 +67,34 @@ def test_degrade_accepts_greyscale_and_any_size(tmp_path: Path) -> None:
         (["restore", "{photo}", "-o", "x.png", "--judge", "nope"], "unknown metric"),
         (["restore", "{photo}", "-o", "x.png", "--planner", "fixed", "--tile", "8"], "tile must be 0 (off) or >= 32"),
         (["evaluate", "--images", "missing_dir", "--planners", "fixed"], "missing_dir"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "ppo:foo=1"], "planner 'ppo' has no option 'foo'"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "dfs:budget=abc"], "planner 'dfs': an option has"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "greedy:oracle"], "judge 'psnr' is full-reference"),
+        (["restore", "{photo}", "-o", "{dir}", "--planner", "fixed"], "is a directory"),
+        (["restore", "{photo}", "-o", "x.xyz", "--planner", "fixed"], "unknown image extension '.xyz'"),
+        (["restore", "{photo}", "-o", "{photo}/x.png", "--planner", "fixed"], "is a file, not a directory"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "fixed", "--trace", "{dir}"], "is a directory"),
+        (["degrade", "{photo}", "-o", "{photo}"], "is a file, not a directory"),
+        (["evaluate", "--planners", "fixed", "--max-images", "-1"], "--max-images and --size must be >= 0"),
+        (["evaluate", "--planners", " , "], "names no planner"),
+        (["evaluate", "--planners", "fixed, fixed"], "names fixed more than once"),
+        (["evaluate", "--planners", "fixed", "--json", "{dir}"], "is a directory"),
+        (["bench", "--steps", "0"], "--steps must be >= 1"),
+        (["demo", "-o", "{photo}"], "is a file, not a directory"),
+        (["train", "--config", "{badyaml}"], "invalid YAML"),
     ],
 )
 def test_bad_input_one_clear_line(argv: list[str], msg: str, tmp_path: Path, photo_file: Path,
                                   capsys: pytest.CaptureFixture[str]) -> None:
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG not really")
-    argv = [a.replace("{photo}", str(photo_file)).replace("{corrupt}", str(corrupt)) for a in argv]
-    argv = [str(tmp_path / a) if a in ("x", "x.png") else a for a in argv]
+    bad_yaml = tmp_path / "bad.yaml"
+    bad_yaml.write_text("name: [1\n")
+    (tmp_path / "adir").mkdir()
+    subs = {"{photo}": photo_file, "{corrupt}": corrupt, "{dir}": tmp_path / "adir", "{badyaml}": bad_yaml}
+    for key, value in subs.items():
+        argv = [a.replace(key, str(value)) for a in argv]
+    argv = [str(tmp_path / a) if a in ("x", "x.png", "x.xyz") else a for a in argv]
     assert main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and msg in err[0], err
@@ -85,8 +105,12 @@ def test_restore_writes_image_and_trace(tmp_path: Path, photo_file: Path) -> Non
     assert main(["restore", str(photo_file), "-o", str(out), "--planner", "fixed", "--mode", "global",
                  "--trace", str(trace)]) == 0
     assert read_image(out).shape == read_image(photo_file).shape
-    t = json.loads(trace.read_text())
+    def no_nan(token: str) -> None:
+        raise AssertionError(f"non-standard JSON constant {token}")
+
+    t = json.loads(trace.read_text(), parse_constant=no_nan)  # a planner that never judges: null, not NaN
     assert t["planner"] == "fixed" and len(t["trace"]) >= 1 and t["iqa_calls"] == 0
+    assert t["trace"][0]["quality_before"] is None
 
 
 def test_restore_tile_by_tile(tmp_path: Path, photo_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -133,3 +157,12 @@ def test_demo_runs_every_shipped_learned_planner() -> None:
     from ir_env.demo import DEMO_PLANNERS, LEARNED_DEMO_PLANNERS, demo_planners
 
     assert demo_planners() == [*DEMO_PLANNERS, *LEARNED_DEMO_PLANNERS]  # the repository ships all three
+
+
+def test_image_grid_pads_tiles_of_different_sizes() -> None:
+    from ir_env.visualize import image_grid
+
+    a, b = np.zeros((10, 12, 3), np.float32), np.zeros((6, 20, 3), np.float32)
+    grid = image_grid([[a, a], [b]], gap=1)  # whole photos of different sizes (demo --size 0)
+    assert grid.shape == (12 + 8, 2 * 14, 3)
+    assert grid[12 + 1: 12 + 7, 1:21].max() == 0.0 and grid[12:, 22:].min() == 1.0  # white padding on the right

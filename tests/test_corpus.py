@@ -187,3 +187,24 @@ def test_builtin_photo_of_a_missing_package_names_the_package(monkeypatch: pytes
     with pytest.raises(FileNotFoundError, match="'pywt'.*not installed"):
         builtin_path("aero.npz")
     assert builtin_path("astronaut.png").is_file()  # other packages unaffected
+
+
+@pytest.mark.parametrize("suffix", [".png", ".jpg"])
+def test_read_image_applies_the_exif_orientation(tmp_path, suffix: str) -> None:  # noqa: ANN001
+    from PIL import Image, ImageOps
+
+    from ir_env.imageio import read_image
+
+    arr = np.zeros((30, 50, 3), np.uint8)
+    arr[:10, :20] = [255, 0, 0]  # a red corner shows which way the photo was turned
+    for orientation in range(1, 9):
+        im = Image.fromarray(arr)
+        exif = im.getexif()
+        exif[0x0112] = orientation
+        path = tmp_path / f"o{orientation}{suffix}"
+        im.save(path, exif=exif.tobytes(), **({"quality": 100} if suffix == ".jpg" else {}))
+        with Image.open(path) as shown:
+            want = np.asarray(ImageOps.exif_transpose(shown).convert("RGB"), np.float32) / 255.0
+        got = read_image(path)
+        assert got.shape == want.shape, orientation
+        np.testing.assert_allclose(got, want, atol=2 / 255)  # jpeg: same decoder rounding, +-1 level

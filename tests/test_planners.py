@@ -174,3 +174,12 @@ def test_spec_values_keep_paths_and_parse_number_lists(tmp_path) -> None:  # noq
     table.write_text(DEFAULT_RULE_TABLE.read_text())
     planner, needs_ref = parse_planner_spec(f"perceive:table={table}")
     assert planner.table.entries and not needs_ref
+
+
+def test_unknown_or_mistyped_options_name_the_planner() -> None:
+    with pytest.raises(ValueError, match="planner 'random' has no option 'foo'"):
+        make_planner("random", foo=1)
+    with pytest.raises(ValueError, match="planner 'dfs': an option has the wrong type"):
+        make_planner("dfs", budget="abc")
+    assert make_planner("dfs", offsets=0.3).offsets == (0.3,)  # one offset needs no tuple
+    assert make_planner("greedy", offsets=[-0.2, 0.2]).offsets == (-0.2, 0.2)

@@ -307,6 +307,15 @@ def test_training_writes_run_folder_and_resumes(tiny_run: Path) -> None:
     assert PPO.load(run / "model.zip", device="cpu").num_timesteps == 192
 
 
+def test_a_missing_resume_file_changes_nothing(tiny_run: Path) -> None:
+    before = (tiny_run / "config.yml").read_bytes()
+    cfg = read_model_config(tiny_run / "model.zip")
+    raw = {k: cfg[k] for k in ("name", "env_id", "env_kwargs", "policy_kwargs", "ppo", "output_dir")}
+    with pytest.raises(FileNotFoundError, match="resume checkpoint not found"):
+        train_from_dict({**raw, "total_timesteps": 999, "progress_bar": False}, resume=str(tiny_run / "missing.zip"))
+    assert (tiny_run / "config.yml").read_bytes() == before  # the run's config still describes its model
+
+
 def test_config_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="unknown config key 'lr'"):
         resolve_config({"lr": 1e-3})

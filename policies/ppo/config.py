@@ -108,7 +108,10 @@ def load_config(path: str | Path, **overrides: Any) -> dict[str, Any]:
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"config file not found: {p}")
-    raw = yaml.safe_load(p.read_text()) or {}
+    try:
+        raw = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as e:
+        raise ValueError(f"{p}: invalid YAML ({' '.join(str(e).split())})") from None
     if not isinstance(raw, Mapping):
         raise ValueError(f"{p}: the config must be a YAML mapping")
     return resolve_config(raw, **overrides)

@@ -70,7 +70,8 @@ class PPOPlanner(Planner):
             raise ValueError(f"mode must be 'spatial' or 'global', got {mode!r}")
         model_path = Path(path) if path is not None else default_model_path(self.algo, mode or "spatial")
         if not model_path.is_file():
-            config = "ppo_global" if (mode == "global") else "ppo_spatial"
+            config = ("maskable_ppo_spatial" if self.algo == "maskable"
+                      else "ppo_global" if mode == "global" else "ppo_spatial")
             raise FileNotFoundError(
                 f"no trained {self.name} model at {model_path}; train one with `spatial-ir train --config "
                 f"experiments/configs/{config}.yaml` (algo: {self.algo}) and pass "

@@ -139,6 +139,9 @@ def train(cfg: Mapping[str, Any]) -> Path:
     from policies.ppo import callbacks as cb
 
     cfg = dict(cfg)
+    resume = cfg.get("resume")
+    if resume and not Path(resume).is_file():  # before anything is written: the run's config.yml stays as it was
+        raise FileNotFoundError(f"resume checkpoint not found: {resume}")
     set_single_thread()
     torch.set_num_threads(int(cfg["torch_threads"]))
     run_dir = Path(cfg["output_dir"]) / str(cfg["name"])
@@ -153,10 +156,7 @@ def train(cfg: Mapping[str, Any]) -> Path:
     ppo_kwargs = dict(cfg["ppo"])
     common = {"seed": int(cfg["seed"]), "device": cfg["device"], "verbose": int(cfg["verbose"]),
               "tensorboard_log": str(run_dir)}
-    resume = cfg.get("resume")
     if resume:
-        if not Path(resume).is_file():
-            raise FileNotFoundError(f"resume checkpoint not found: {resume}")
         model = algo_class(cfg["algo"]).load(resume, env=venv, device=cfg["device"],
                                              tensorboard_log=str(run_dir))
     elif cfg["algo"] == "hybrid":
