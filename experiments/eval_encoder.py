@@ -273,6 +273,9 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
 
 def run_from_args(a: argparse.Namespace) -> dict[str, Any]:
     """Run with parsed options, write the requested files, print the report."""
+    if a.crops < 1 or a.train_crops < 1 or a.size < 8:
+        raise ValueError(f"--crops and --train-crops must be >= 1 and --size >= 8, got {a.crops}, {a.train_crops}, "
+                         f"{a.size}")
     res = run(a.images, a.recipe, a.crops, a.size, a.seed, a.train_crops, weights=a.weights,
               proposers=not a.no_proposers)
     res["command"] = "python -m experiments.eval_encoder " + " ".join(sys.argv[1:])

@@ -229,6 +229,14 @@ def cmd_encoder_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def seed_int(text: str) -> int:
+    """argparse type of ``--seed``: an integer >= 0 (numpy's generators take no negative seeds)."""
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 0, got {value}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     p = argparse.ArgumentParser(prog="spatial-ir", description="Spatially aware image restoration planning.")
@@ -240,15 +248,16 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("degrade", help="degrade one image with a recipe; writes 4 files to -o DIR")
     s.add_argument("image", help="input image file (PNG/JPEG/BMP/TIFF, greyscale ok)")
     s.add_argument("--recipe", default="spatial-mixed", help="degradation recipe (default spatial-mixed)")
-    s.add_argument("--seed", type=int, default=0, help="random seed (same seed, same scene)")
-    s.add_argument("--size", type=int, default=0, help="centre-crop to this many px first (0: full image)")
+    s.add_argument("--seed", type=seed_int, default=0, help="random seed (same seed, same scene)")
+    s.add_argument("--size", type=int, default=0,
+                   help="centre-crop to this many px first (0: full image; a smaller image is upscaled to cover it)")
     s.add_argument("-o", "--output", required=True, help="output directory")
 
     s = sub.add_parser("demo", help="degrade the built-in photos, restore them, print a table, write PNGs")
     s.add_argument("-o", "--output", default="demo_out", help="output directory (default demo_out)")
     s.add_argument("--recipe", default="spatial-mixed")
     s.add_argument("--size", type=int, default=128, help="centre-crop size in px (default 128)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed_int, default=0)
     s.add_argument("--max-images", type=int, default=0, help="limit the number of images (0: all test images)")
     s = sub.add_parser("restore", help="restore one image file with a planner")
     s.add_argument("image", help="degraded image file")
@@ -262,9 +271,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "or psnr/ssim (needs --reference: an oracle upper bound)")
     s.add_argument("--reference", default="", help="clean image for a full-reference judge")
     s.add_argument("--trace", default="", help="write the schedule (trace) as JSON here")
-    s.add_argument("--size", type=int, default=0, help="centre-crop to this many px first (0: full image)")
+    s.add_argument("--size", type=int, default=0,
+                   help="centre-crop to this many px first (0: full image; a smaller image is upscaled to cover it)")
     s.add_argument("--max-steps", type=int, default=6)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed_int, default=0)
 
     s = sub.add_parser("evaluate", help="compare planners on degraded images (JSON, Markdown, plot)")
     s.add_argument("--images", default="builtin", help="folder of images, 'builtin' (its test split) or 'holdout' "
@@ -274,7 +284,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="comma-separated specs name[:global|spatial][:oracle][:judge=M][:key=value], e.g. "
                    "perceive:regions=families, ppo:gate=off (no perception gate), perceive:tile=128")
     s.add_argument("--judge", default="npsnr", help="default judge for search planners (npsnr, niqe, piqe, brisque)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=seed_int, default=0)
     s.add_argument("--max-images", type=int, default=0)
     s.add_argument("--size", type=int, default=128, help="centre-crop size in px (0: full images)")
     s.add_argument("--json", default="", help="write the results JSON here")

@@ -178,7 +178,8 @@ def load_named_corpus(
     if not out:
         raise ValueError(
             f"corpus folder {folder} has no readable images in split {split!r} "
-            f"({len(files)} file(s) tried; every 3rd sorted file is test, use split='all' for all)"
+            f"({len(files)} file(s) tried"
+            + ("; every 3rd sorted file is test, use split='all' for all)" if split != "all" else ")")
         )
     return out
 

@@ -71,4 +71,7 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
         if bad:
             raise ValueError(f"planner {name!r} has no option {bad.group(1)!r}") from None
         raise ValueError(f"planner {name!r}: an option has the wrong type ({e})") from None
+    except ValueError as e:
+        msg = str(e)
+        raise ValueError(msg if name in msg else f"planner {name!r}: {msg}") from None
     return tiled(gated(planner, gate), tile)

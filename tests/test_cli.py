@@ -82,6 +82,8 @@ def test_degrade_accepts_greyscale_and_any_size(tmp_path: Path) -> None:
         (["bench", "--steps", "0"], "--steps must be >= 1"),
         (["demo", "-o", "{photo}"], "is a file, not a directory"),
         (["train", "--config", "{badyaml}"], "invalid YAML"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "random:max_steps=abc"], "planner 'random': invalid"),
+        (["encoder-eval", "--crops", "0"], "--crops and --train-crops must be >= 1"),
     ],
 )
 def test_bad_input_one_clear_line(argv: list[str], msg: str, tmp_path: Path, photo_file: Path,
@@ -166,3 +168,10 @@ def test_image_grid_pads_tiles_of_different_sizes() -> None:
     grid = image_grid([[a, a], [b]], gap=1)  # whole photos of different sizes (demo --size 0)
     assert grid.shape == (12 + 8, 2 * 14, 3)
     assert grid[12 + 1: 12 + 7, 1:21].max() == 0.0 and grid[12:, 22:].min() == 1.0  # white padding on the right
+
+
+def test_negative_seed_is_an_argument_error(photo_file: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["degrade", str(photo_file), "--seed", "-1", "-o", str(tmp_path / "o")])
+    assert exc.value.code == 2 and "--seed: must be an integer >= 0" in capsys.readouterr().err
