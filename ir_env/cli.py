@@ -322,17 +322,26 @@ def cv2_error() -> type[Exception]:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spatial-ir`` console script; returns the exit status."""
+    import warnings
+
     parser = build_parser()
     args = parser.parse_args(argv)
-    try:
-        return COMMANDS[args.command](args)
-    except (ValueError, OSError, KeyError, RuntimeError, cv2_error()) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"error: {msg}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("error: interrupted", file=sys.stderr)
-        return 130
+    start = "\n" if sys.stderr.isatty() else ""  # a progress bar may hold the terminal's current line
+
+    def one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
+        print(f"{start}warning: {message}", file=sys.stderr)
+
+    with warnings.catch_warnings():
+        warnings.showwarning = one_line_warning  # e.g. "skipping unreadable image ...", without a source line
+        try:
+            return COMMANDS[args.command](args)
+        except (ValueError, OSError, KeyError, RuntimeError, cv2_error()) as exc:
+            msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            print(f"{start}error: {msg}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print(f"{start}error: interrupted", file=sys.stderr)
+            return 130
 
 
 if __name__ == "__main__":

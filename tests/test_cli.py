@@ -175,3 +175,13 @@ def test_negative_seed_is_an_argument_error(photo_file: Path, tmp_path: Path,
     with pytest.raises(SystemExit) as exc:
         main(["degrade", str(photo_file), "--seed", "-1", "-o", str(tmp_path / "o")])
     assert exc.value.code == 2 and "--seed: must be an integer >= 0" in capsys.readouterr().err
+
+
+def test_warnings_are_one_line(tmp_path: Path, photo: np.ndarray, capsys: pytest.CaptureFixture[str]) -> None:
+    folder = tmp_path / "imgs"
+    for name in ("a.png", "b.png", "c.png"):
+        write_image(folder / name, photo[:64, :64])
+    (folder / "d.png").write_bytes(b"not an image")
+    assert main(["evaluate", "--images", str(folder), "--planners", "fixed", "--size", "32"]) == 0
+    err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(err) == 1 and err[0].startswith("warning: skipping unreadable image") and "d.png" in err[0]
