@@ -101,8 +101,8 @@ class Planner(abc.ABC):
                  judge: str | None = "npsnr", max_steps: int = 12, seed: int = 0) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if int(max_steps) < 1:
-            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        if isinstance(max_steps, bool) or int(max_steps) != max_steps or int(max_steps) < 1:
+            raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
         self.mode = mode
         self.region_proposer = region_proposer if mode == "spatial" else "whole"
         self.max_regions = int(max_regions) if mode == "spatial" else 1

@@ -181,5 +181,9 @@ def test_unknown_or_mistyped_options_name_the_planner() -> None:
         make_planner("random", foo=1)
     with pytest.raises(ValueError, match="planner 'dfs': an option has the wrong type"):
         make_planner("dfs", budget="abc")
+    with pytest.raises(ValueError, match="max_steps must be an integer >= 1, got 2.5"):
+        make_planner("random", max_steps=2.5)  # was silently truncated to 2
+    with pytest.raises(ValueError, match="max_steps must be an integer >= 1, got 0"):
+        make_planner("ppo", max_steps=0)  # was accepted and did nothing
     assert make_planner("dfs", offsets=0.3).offsets == (0.3,)  # one offset needs no tuple
     assert make_planner("greedy", offsets=[-0.2, 0.2]).offsets == (-0.2, 0.2)
