@@ -261,3 +261,17 @@ def test_shipped_family_mask_planner_restores_noise(photo: np.ndarray) -> None:
     assert psnr(res.image, scene.clean) - psnr(scene.degraded, scene.clean) >= 3.0
     again = planner.restore(scene.degraded)
     np.testing.assert_array_equal(res.image, again.image)  # deterministic
+
+
+def test_threshold_comparison_script_runs_on_a_tiny_set(tmp_path, capsys) -> None:  # noqa: ANN001
+    from experiments import eval_perceive_thresholds as ept
+
+    out = tmp_path / "t.json"
+    assert ept.main(["--images", "holdout", "--recipes", "mixed-2", "--scenes-per-photo", "1", "--crop", "64",
+                     "--json", str(out)]) == 0
+    res = json.loads(out.read_text())
+    (row,) = res["rows"]
+    assert row["scenes"] == 4 and len(row["tuned_gains"]) == 4
+    assert row["tuned"] == pytest.approx(np.mean(row["tuned_gains"]), abs=1e-3)
+    assert out.with_suffix(".md").read_text().count("| holdout | mixed-2 |") == 1
+    assert ept.main(["--scenes-per-photo", "0"]) == 2 and capsys.readouterr().err.startswith("error:")
