@@ -263,6 +263,9 @@ class SpatialIREnv(gym.Env):
             seed = self._default_seed
         super().reset(seed=seed)
         options = dict(options or {})
+        unknown = sorted(set(options) - {"scene", "image"})
+        if unknown:  # a typo would otherwise silently give a random corpus scene
+            raise ValueError(f"unknown reset option(s) {unknown}; known: 'scene', 'image'")
         rng = self.np_random
         if "scene" in options:
             scene = options["scene"]

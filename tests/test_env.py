@@ -248,3 +248,10 @@ def test_bad_config_rejected() -> None:
         make("SpatialIR-v0", tools=["nope"])
     with pytest.raises(ValueError, match="image_size"):
         make("SpatialIR-v0", image_size=8)
+
+
+def test_unknown_reset_options_are_rejected() -> None:
+    env = make("SpatialIR-v0", image_size=64)
+    with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['imgae'\]"):
+        env.reset(seed=0, options={"imgae": np.zeros((64, 64, 3), np.float32)})  # a typo, not a random scene
+    env.reset(seed=0, options={"image": np.full((64, 64, 3), 0.5, np.float32)})  # the known ones still work
