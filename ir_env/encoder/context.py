@@ -17,12 +17,13 @@ thresholds, the fit's config and metrics). A head fitted on other encoder weight
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from ir_env.encoder.headfiles import HeadFiles
 
 #: Format tag of ``context_head.json``.
 CONTEXT_FORMAT = "spatial-ir-context-head/1"
@@ -107,20 +108,18 @@ class ContextHead(nn.Module):
         return torch.sigmoid(torch.logit(p) - self.threshold_logit), s
 
 
+#: How the pair of files is written and checked (:class:`ir_env.encoder.headfiles.HeadFiles`).
+CONTEXT_FILES = HeadFiles(
+    label="context head", pt=CONTEXT_PT, json=CONTEXT_JSON, fmt=CONTEXT_FORMAT,
+    factory=ContextHead,
+    options=("channels", "families", "hidden", "layers", "members", "dropout"),
+    fallback="the linear heads", refit="experiments.fit_context_head")
+
+
 def save_context_head(head: ContextHead, directory: str | Path, meta: dict[str, Any]) -> Path:
     """Write ``context_head.pt`` + ``context_head.json`` into ``directory`` (created); ``meta`` must hold
     ``encoder_sha256`` (the encoder weights the head was fitted on). Returns the directory."""
-    from ir_env.encoder.learned import file_sha256
-
-    if "encoder_sha256" not in meta:
-        raise ValueError("context head meta must name the encoder weights it was fitted on (encoder_sha256)")
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    pt = d / CONTEXT_PT
-    torch.save({k: v.detach().cpu().clone() for k, v in head.state_dict().items()}, pt)
-    info = {"format": CONTEXT_FORMAT, **head.options(), "sha256": file_sha256(pt), **meta}
-    (d / CONTEXT_JSON).write_text(json.dumps(info, indent=1) + "\n")
-    return d
+    return CONTEXT_FILES.save(head, directory, meta)
 
 
 def load_context_head(directory: str | Path, encoder_sha256: str) -> tuple[ContextHead, dict[str, Any]] | None:
@@ -128,26 +127,4 @@ def load_context_head(directory: str | Path, encoder_sha256: str) -> tuple[Conte
 
     Raises :class:`~ir_env.encoder.learned.EncoderWeightsError` naming the file when it is half present,
     corrupt, of another format, or fitted on encoder weights other than ``encoder_sha256``."""
-    from ir_env.encoder.learned import EncoderWeightsError, file_sha256, read_tagged_json
-
-    d = Path(directory)
-    js, pt = d / CONTEXT_JSON, d / CONTEXT_PT
-    if not js.exists() and not pt.exists():
-        return None
-    for f in (js, pt):
-        if not f.is_file():
-            raise EncoderWeightsError(f"context head file {f} not found (the pair {CONTEXT_JSON} + {CONTEXT_PT} "
-                                      "goes together; remove both to use the linear heads)")
-    info = read_tagged_json(js, CONTEXT_FORMAT)
-    if info.get("encoder_sha256") != encoder_sha256:
-        raise EncoderWeightsError(f"{js} was fitted on encoder weights {str(info.get('encoder_sha256'))[:12]}, not "
-                                  f"on the {encoder_sha256[:12]} beside it: re-fit it with "
-                                  "`python -m experiments.fit_context_head`")
-    if info.get("sha256") != file_sha256(pt):
-        raise EncoderWeightsError(f"{pt} does not match the checksum in {js} (corrupt or replaced file)")
-    try:
-        head = ContextHead(**{k: info[k] for k in ("channels", "families", "hidden", "layers", "members", "dropout")})
-        head.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
-    except Exception as e:  # noqa: BLE001 - a missing key, shape or unpickling error: the file does not fit
-        raise EncoderWeightsError(f"{pt} does not fit the context head described in {js}: {e}") from None
-    return head.eval(), info
+    return CONTEXT_FILES.load(directory, encoder_sha256)

@@ -19,12 +19,13 @@ per-cell thresholds, the fit's config and metrics). A head fitted on other encod
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
+
+from ir_env.encoder.headfiles import HeadFiles
 
 #: Format tag of ``segment_head.json``.
 SEGMENT_FORMAT = "spatial-ir-segment-head/1"
@@ -92,47 +93,23 @@ class SegmentHead(nn.Module):
         return torch.sigmoid(self.logits(feats) - self.threshold_logit.view(1, -1, 1, 1))
 
 
+#: How the pair of files is written and checked (:class:`ir_env.encoder.headfiles.HeadFiles`).
+SEGMENT_FILES = HeadFiles(
+    label="segment head", pt=SEGMENT_PT, json=SEGMENT_JSON, fmt=SEGMENT_FORMAT,
+    factory=SegmentHead,
+    options=("channels", "families", "hidden", "dilations", "image_context"),
+    fallback="the linear heads' dense map", refit="experiments.fit_segment_head")
+
+
 def save_segment_head(head: SegmentHead, directory: str | Path, meta: dict[str, Any]) -> Path:
     """Write ``segment_head.pt`` + ``segment_head.json`` into ``directory`` (created); ``meta`` must hold
     ``encoder_sha256`` (the encoder weights the head was fitted on). Returns the directory."""
-    from ir_env.encoder.learned import file_sha256
-
-    if "encoder_sha256" not in meta:
-        raise ValueError("segment head meta must name the encoder weights it was fitted on (encoder_sha256)")
-    d = Path(directory)
-    d.mkdir(parents=True, exist_ok=True)
-    pt = d / SEGMENT_PT
-    torch.save({k: v.detach().cpu().clone() for k, v in head.state_dict().items()}, pt)
-    info = {"format": SEGMENT_FORMAT, **head.options(), "sha256": file_sha256(pt), **meta}
-    (d / SEGMENT_JSON).write_text(json.dumps(info, indent=1) + "\n")
-    return d
+    return SEGMENT_FILES.save(head, directory, meta)
 
 
 def load_segment_head(directory: str | Path, encoder_sha256: str) -> tuple[SegmentHead, dict[str, Any]] | None:
-    """The segmentation head stored in ``directory`` (eval mode) and its JSON, or None when there is none.
+    """The segment head stored in ``directory`` (eval mode) and its JSON, or None when there is none.
 
     Raises :class:`~ir_env.encoder.learned.EncoderWeightsError` naming the file when it is half present,
     corrupt, of another format, or fitted on encoder weights other than ``encoder_sha256``."""
-    from ir_env.encoder.learned import EncoderWeightsError, file_sha256, read_tagged_json
-
-    d = Path(directory)
-    js, pt = d / SEGMENT_JSON, d / SEGMENT_PT
-    if not js.exists() and not pt.exists():
-        return None
-    for f in (js, pt):
-        if not f.is_file():
-            raise EncoderWeightsError(f"segment head file {f} not found (the pair {SEGMENT_JSON} + {SEGMENT_PT} "
-                                      "goes together; remove both to use the linear heads' dense map)")
-    info = read_tagged_json(js, SEGMENT_FORMAT)
-    if info.get("encoder_sha256") != encoder_sha256:
-        raise EncoderWeightsError(f"{js} was fitted on encoder weights {str(info.get('encoder_sha256'))[:12]}, not "
-                                  f"on the {encoder_sha256[:12]} beside it: re-fit it with "
-                                  "`python -m experiments.fit_segment_head`")
-    if info.get("sha256") != file_sha256(pt):
-        raise EncoderWeightsError(f"{pt} does not match the checksum in {js} (corrupt or replaced file)")
-    try:
-        head = SegmentHead(**{k: info[k] for k in ("channels", "families", "hidden", "dilations", "image_context")})
-        head.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
-    except Exception as e:  # noqa: BLE001 - a missing key, shape or unpickling error: the file does not fit
-        raise EncoderWeightsError(f"{pt} does not fit the segment head described in {js}: {e}") from None
-    return head.eval(), info
+    return SEGMENT_FILES.load(directory, encoder_sha256)
