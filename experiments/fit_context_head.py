@@ -24,8 +24,6 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -33,12 +31,12 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from torch.nn import functional as F  # noqa: E402, N812
 from tqdm import tqdm  # noqa: E402
 
+from experiments.head_fit import check_head_config, copy_encoder, head_main  # noqa: E402
 from ir_env.encoder.context import ContextHead, save_context_head  # noqa: E402
-from ir_env.encoder.learned import EncoderWeightsError, file_sha256, load_encoder, ship_weights  # noqa: E402
+from ir_env.encoder.learned import file_sha256, load_encoder  # noqa: E402
 from ir_env.encoder.metrics import family_metrics  # noqa: E402
 from ir_env.encoder.model import STRIDE  # noqa: E402
 from restorers.spec import FAMILIES  # noqa: E402
@@ -198,9 +196,7 @@ def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     thresholds = calibrate(head, val_rows)
     linear, ctx = scores(None, enc.net, val_rows), scores(head, enc.net, val_rows)
     out = Path(cfg["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("encoder.pt", "encoder.json"):
-        shutil.copy2(src / name, out / name)
+    copy_encoder(src, out)
     meta = {"encoder_sha256": file_sha256(src / "encoder.pt"), "encoder_source": str(src), "thresholds": thresholds,
             "validation": {"regions": int(len(val_rows["fam"])), "linear_heads": linear, "context_head": ctx},
             "train_regions": int(len(train_rows["fam"])), "member_loss": member_loss,
@@ -212,50 +208,22 @@ def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
 
 
 def check_config(cfg: Any) -> dict[str, Any]:
-    """``cfg`` if it holds every :data:`REQUIRED_KEYS` key and ``output_dir``; else ``ValueError`` naming the
-    missing ones."""
-    if not isinstance(cfg, dict):
-        raise ValueError(f"config must be a YAML mapping, got {type(cfg).__name__}")
-    missing = [f"{sec}.{k}" for sec, keys in REQUIRED_KEYS.items() for k in keys
-               if not isinstance(cfg.get(sec), dict) or k not in cfg[sec]]
-    missing += [k for k in ("seed", "output_dir") if k not in cfg]
-    if missing:
-        raise ValueError(f"config lacks {', '.join(missing)}")
-    return cfg
+    """``cfg`` if it holds every :data:`REQUIRED_KEYS` key, ``seed`` and ``output_dir``; else ``ValueError``
+    naming the missing ones."""
+    return check_head_config(cfg, REQUIRED_KEYS)
+
+
+def summary(meta: dict[str, Any], cfg: dict[str, Any]) -> str:
+    """The line printed after a fit."""
+    v = meta["validation"]
+    return (f"validation macro-F1 ({v['regions']} regions): linear heads {v['linear_heads']['macro_f1']:.3f}, "
+            f"context head {v['context_head']['macro_f1']:.3f}; {meta['seconds']['total']:.0f} s; "
+            f"weights in {cfg['output_dir']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="experiments/configs/context_head.yaml")
-    ap.add_argument("--ship", action="store_true", help="copy the weights directory to the config's ship_dir")
-    ap.add_argument("--output-dir", help="override output_dir")
-    a = ap.parse_args(argv)
-    try:
-        cfg = check_config(yaml.safe_load(Path(a.config).read_text()))
-        if a.ship and not cfg.get("ship_dir"):
-            raise ValueError(f"{a.config} has no ship_dir")
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    cfg["_config_path"] = a.config
-    if a.output_dir:
-        cfg["output_dir"] = a.output_dir
-    try:
-        meta = fit(cfg)
-        if a.ship:
-            dst = Path(cfg["ship_dir"])
-            if file_sha256(dst / "encoder.pt") != meta["encoder_sha256"]:
-                raise EncoderWeightsError(f"cannot ship: the head was fitted on {meta['encoder_source']}, not on "
-                                          f"the encoder in {dst}")
-            print(f"shipped to {ship_weights(cfg['output_dir'], dst)}")
-    except (EncoderWeightsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    v = meta["validation"]
-    print(f"validation macro-F1 ({v['regions']} regions): linear heads {v['linear_heads']['macro_f1']:.3f}, "
-          f"context head {v['context_head']['macro_f1']:.3f}; {meta['seconds']['total']:.0f} s; "
-          f"weights in {cfg['output_dir']}")
-    return 0
+    return head_main(argv, __doc__.split("\n\n")[0], "experiments/configs/context_head.yaml", check_config, fit,
+                     summary)
 
 
 if __name__ == "__main__":

@@ -24,8 +24,6 @@ import os
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import argparse  # noqa: E402
-import shutil  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -33,11 +31,11 @@ from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from torch.nn import functional as F  # noqa: E402, N812
 from tqdm import tqdm  # noqa: E402
 
-from ir_env.encoder.learned import EncoderWeightsError, file_sha256, load_encoder, ship_weights  # noqa: E402
+from experiments.head_fit import check_head_config, copy_encoder, head_main  # noqa: E402
+from ir_env.encoder.learned import file_sha256, load_encoder  # noqa: E402
 from ir_env.encoder.model import STRIDE  # noqa: E402
 from ir_env.encoder.segment import SegmentHead, save_segment_head  # noqa: E402
 from restorers.spec import FAMILIES  # noqa: E402
@@ -179,9 +177,7 @@ def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     linear = cell_scores(predict_cells(None, enc.net, val_rows["feats"]), val_rows["target"])
     seg = cell_scores(predict_cells(head, enc.net, val_rows["feats"]), val_rows["target"])
     out = Path(cfg["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
-    for name in ("encoder.pt", "encoder.json"):
-        shutil.copy2(src / name, out / name)
+    copy_encoder(src, out)
     meta = {"encoder_sha256": file_sha256(src / "encoder.pt"), "encoder_source": str(src), "thresholds": thresholds,
             "validation": {"scenes": int(len(val_rows["feats"])), "cells": int(val_rows["target"][:, 0].size),
                            "linear_head_per_cell": linear, "segment_head": seg},
@@ -196,49 +192,21 @@ def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
 def check_config(cfg: Any) -> dict[str, Any]:
     """``cfg`` if it holds every :data:`REQUIRED_KEYS` key, ``seed`` and ``output_dir``; else ``ValueError``
     naming the missing ones."""
-    if not isinstance(cfg, dict):
-        raise ValueError(f"config must be a YAML mapping, got {type(cfg).__name__}")
-    missing = [f"{sec}.{k}" for sec, keys in REQUIRED_KEYS.items() for k in keys
-               if not isinstance(cfg.get(sec), dict) or k not in cfg[sec]]
-    missing += [k for k in ("seed", "output_dir") if k not in cfg]
-    if missing:
-        raise ValueError(f"config lacks {', '.join(missing)}")
-    return cfg
+    return check_head_config(cfg, REQUIRED_KEYS)
+
+
+def summary(meta: dict[str, Any], cfg: dict[str, Any]) -> str:
+    """The line printed after a fit."""
+    v = meta["validation"]
+    lin, seg = v["linear_head_per_cell"], v["segment_head"]
+    return (f"validation cells ({v['scenes']} scenes): per-cell macro-F1 / mean IoU: linear head "
+            f"{lin['macro_f1']:.3f} / {lin['mean_iou']:.3f}, segment head {seg['macro_f1']:.3f} / "
+            f"{seg['mean_iou']:.3f}; {meta['seconds']['total']:.0f} s; weights in {cfg['output_dir']}")
 
 
 def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="experiments/configs/segment_head.yaml")
-    ap.add_argument("--ship", action="store_true", help="copy the weights directory to the config's ship_dir")
-    ap.add_argument("--output-dir", help="override output_dir")
-    a = ap.parse_args(argv)
-    try:
-        cfg = check_config(yaml.safe_load(Path(a.config).read_text()))
-        if a.ship and not cfg.get("ship_dir"):
-            raise ValueError(f"{a.config} has no ship_dir")
-    except (OSError, ValueError, yaml.YAMLError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    cfg["_config_path"] = a.config
-    if a.output_dir:
-        cfg["output_dir"] = a.output_dir
-    try:
-        meta = fit(cfg)
-        if a.ship:
-            dst = Path(cfg["ship_dir"])
-            if file_sha256(dst / "encoder.pt") != meta["encoder_sha256"]:
-                raise EncoderWeightsError(f"cannot ship: the head was fitted on {meta['encoder_source']}, not on "
-                                          f"the encoder in {dst}")
-            print(f"shipped to {ship_weights(cfg['output_dir'], dst)}")
-    except (EncoderWeightsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    v = meta["validation"]
-    lin, seg = v["linear_head_per_cell"], v["segment_head"]
-    print(f"validation cells ({v['scenes']} scenes): per-cell macro-F1 / mean IoU: linear head "
-          f"{lin['macro_f1']:.3f} / {lin['mean_iou']:.3f}, segment head {seg['macro_f1']:.3f} / {seg['mean_iou']:.3f}; "
-          f"{meta['seconds']['total']:.0f} s; weights in {cfg['output_dir']}")
-    return 0
+    return head_main(argv, __doc__.split("\n\n")[0], "experiments/configs/segment_head.yaml", check_config, fit,
+                     summary)
 
 
 if __name__ == "__main__":

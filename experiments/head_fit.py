@@ -1,0 +1,72 @@
+"""What the scripts fitting a head on the frozen encoder share (``fit_context_head``, ``fit_segment_head``):
+the config check, the copy of the encoder into the output directory, and the command line (``--config``,
+``--ship``, ``--output-dir``; one ``error:`` line and exit 2 on bad input)."""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from ir_env.encoder.learned import EncoderWeightsError, file_sha256, ship_weights
+
+
+def check_head_config(cfg: Any, required: dict[str, tuple[str, ...]]) -> dict[str, Any]:
+    """``cfg`` if it holds every ``required[section]`` key, ``seed`` and ``output_dir``; else ``ValueError``
+    naming the missing ones."""
+    if not isinstance(cfg, dict):
+        raise ValueError(f"config must be a YAML mapping, got {type(cfg).__name__}")
+    missing = [f"{sec}.{k}" for sec, keys in required.items() for k in keys
+               if not isinstance(cfg.get(sec), dict) or k not in cfg[sec]]
+    missing += [k for k in ("seed", "output_dir") if k not in cfg]
+    if missing:
+        raise ValueError(f"config lacks {', '.join(missing)}")
+    return cfg
+
+
+def copy_encoder(src: Path, out: Path) -> None:
+    """Copy ``encoder.pt`` + ``encoder.json`` from ``src`` into ``out`` (created): a complete weights directory."""
+    out.mkdir(parents=True, exist_ok=True)
+    for name in ("encoder.pt", "encoder.json"):
+        shutil.copy2(src / name, out / name)
+
+
+def head_main(argv: list[str] | None, description: str, default_config: str,
+              check: Callable[[Any], dict[str, Any]], fit: Callable[[dict[str, Any]], dict[str, Any]],
+              summary: Callable[[dict[str, Any], dict[str, Any]], str]) -> int:
+    """The command line of a head-fitting script: read and ``check`` the config, ``fit``, optionally ship the
+    output directory beside the shipped encoder (only if the head was fitted on it), print ``summary(meta,
+    cfg)``. Returns the exit status."""
+    ap = argparse.ArgumentParser(description=description)
+    ap.add_argument("--config", default=default_config)
+    ap.add_argument("--ship", action="store_true", help="copy the weights directory to the config's ship_dir")
+    ap.add_argument("--output-dir", help="override output_dir")
+    a = ap.parse_args(argv)
+    try:
+        cfg = check(yaml.safe_load(Path(a.config).read_text()))
+        if a.ship and not cfg.get("ship_dir"):
+            raise ValueError(f"{a.config} has no ship_dir")
+    except (OSError, ValueError, yaml.YAMLError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg["_config_path"] = a.config
+    if a.output_dir:
+        cfg["output_dir"] = a.output_dir
+    try:
+        meta = fit(cfg)
+        if a.ship:
+            dst = Path(cfg["ship_dir"])
+            if file_sha256(dst / "encoder.pt") != meta["encoder_sha256"]:
+                raise EncoderWeightsError(f"cannot ship: the head was fitted on {meta['encoder_source']}, not on "
+                                          f"the encoder in {dst}")
+            print(f"shipped to {ship_weights(cfg['output_dir'], dst)}")
+    except (EncoderWeightsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary(meta, cfg))
+    return 0
