@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
-import numbers
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -96,18 +94,6 @@ def check_output_dir(path: str | Path) -> Path:
     return p
 
 
-def json_safe(value: Any) -> Any:
-    """``value`` with every NaN / infinite float (Python or numpy) replaced by None (JSON has no NaN; ``null``
-    is portable)."""
-    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
-        return float(value) if math.isfinite(float(value)) else None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [json_safe(v) for v in value]
-    return value
-
-
 @_command("demo")
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the built-in photos (see ir_env.demo)."""
@@ -148,7 +134,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     write_image(args.output, res.image)
     if args.trace:
         Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.trace).write_text(json.dumps(json_safe(res.to_json()), indent=2, default=float))
+        Path(args.trace).write_text(json.dumps(res.to_json(), indent=2, default=float))
     print(f"{args.planner} ({planner.mode}, judge {res.judge or 'none'}): {len(res.trace)} steps, "
           f"{res.tool_calls} tool calls, {res.iqa_calls} IQA calls, {res.seconds:.2f} s -> {args.output}")
     for st in res.trace:

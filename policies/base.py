@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import abc
+import math
+import numbers
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -73,11 +75,24 @@ class RestorationResult:
         return img
 
     def to_json(self) -> dict[str, Any]:
-        """JSON-friendly summary (no pixel data)."""
-        return {"planner": self.planner, "judge": self.judge, "tool_calls": self.tool_calls,
-                "iqa_calls": self.iqa_calls, "seconds": self.seconds, "num_regions": int(len(self.masks)),
-                "region_areas": [float(m.mean()) for m in self.masks],
-                "trace": [s.as_dict() for s in self.trace], "info": self.info}
+        """JSON-friendly summary (no pixel data); NaN / infinite numbers (the quality of a step no judge
+        scored) become None, as JSON has no NaN."""
+        return json_safe({"planner": self.planner, "judge": self.judge, "tool_calls": self.tool_calls,
+                          "iqa_calls": self.iqa_calls, "seconds": self.seconds, "num_regions": int(len(self.masks)),
+                          "region_areas": [float(m.mean()) for m in self.masks],
+                          "trace": [s.as_dict() for s in self.trace], "info": self.info})
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with every NaN / infinite float (Python or numpy) replaced by None, recursively through dicts,
+    lists and tuples (tuples become lists); anything else unchanged."""
+    if isinstance(value, numbers.Real) and not isinstance(value, numbers.Integral):
+        return float(value) if math.isfinite(float(value)) else None
+    if isinstance(value, Mapping):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    return value
 
 
 class Planner(abc.ABC):

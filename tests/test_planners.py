@@ -187,3 +187,12 @@ def test_unknown_or_mistyped_options_name_the_planner() -> None:
         make_planner("ppo", max_steps=0)  # was accepted and did nothing
     assert make_planner("dfs", offsets=0.3).offsets == (0.3,)  # one offset needs no tuple
     assert make_planner("greedy", offsets=[-0.2, 0.2]).offsets == (-0.2, 0.2)
+
+
+def test_result_json_has_no_nan(photo: np.ndarray) -> None:
+    import json
+
+    res = make_planner("fixed", mode="global").restore(photo[:64, :64])
+    data = res.to_json()
+    assert data["trace"][0]["quality_before"] is None  # a planner that never judges: null, not NaN
+    json.dumps(data, allow_nan=False)  # strict JSON
