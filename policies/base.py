@@ -95,6 +95,13 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def check_max_steps(max_steps: Any) -> int:
+    """``max_steps`` as an int; ``ValueError`` unless it is a whole number >= 1 (2.5 is not truncated)."""
+    if isinstance(max_steps, bool) or int(max_steps) != max_steps or int(max_steps) < 1:
+        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+    return int(max_steps)
+
+
 class Planner(abc.ABC):
     """Restores an image by choosing (region, tool, parameters) steps.
 
@@ -116,8 +123,7 @@ class Planner(abc.ABC):
                  judge: str | None = "npsnr", max_steps: int = 12, seed: int = 0) -> None:
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
-        if isinstance(max_steps, bool) or int(max_steps) != max_steps or int(max_steps) < 1:
-            raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+        check_max_steps(max_steps)
         self.mode = mode
         self.region_proposer = region_proposer if mode == "spatial" else "whole"
         self.max_regions = int(max_regions) if mode == "spatial" else 1

@@ -29,7 +29,7 @@ import numpy as np
 
 from policies.base import RestorationResult, TraceStep, params_dict, region_areas
 from policies.perception import Perception
-from policies.search import SearchPlanner, candidate_thetas
+from policies.search import SearchPlanner, as_offsets, candidate_thetas
 from restorers import Tool
 
 
@@ -64,7 +64,7 @@ class DFSPlanner(SearchPlanner):
         if int(rounds) < 1:
             raise ValueError("rounds must be >= 1")
         self.rounds = int(rounds)
-        self.offsets = tuple(float(o) for o in (offsets if isinstance(offsets, (list, tuple)) else (offsets,)))
+        self.offsets = as_offsets(offsets)
         self.min_prob = float(min_prob)
         self.perception = Perception(embedding)
         by_family: dict[str, list[Tool]] = {}

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from policies.base import RestorationResult, TraceStep, params_dict, region_areas
-from policies.search import Candidate, SearchPlanner, candidate_thetas
+from policies.search import Candidate, SearchPlanner, as_offsets, candidate_thetas
 
 
 class GreedyPlanner(SearchPlanner):
@@ -40,7 +40,7 @@ class GreedyPlanner(SearchPlanner):
             from policies.perception import Perception
 
             self.perception = Perception(embedding)
-        self.offsets = tuple(float(o) for o in (offsets if isinstance(offsets, (list, tuple)) else (offsets,)))
+        self.offsets = as_offsets(offsets)
         self.refine = bool(refine)
 
     def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:

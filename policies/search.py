@@ -24,6 +24,12 @@ class Candidate:
     gain: float
 
 
+def as_offsets(offsets: float | Sequence[float]) -> tuple[float, ...]:
+    """The ``offsets`` option of the search planners as a tuple of floats; one number is a one-element tuple
+    (``dfs:offsets=0.3`` on the command line)."""
+    return tuple(float(o) for o in (offsets if isinstance(offsets, (list, tuple)) else (offsets,)))
+
+
 def candidate_thetas(tool: Tool, offsets: Sequence[float]) -> list[np.ndarray]:
     """Normalised parameter vectors to try: the tool's defaults, then its first parameter moved by each
     of ``offsets`` (in normalised units, clipped to [-1, 1]); duplicates removed."""

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ir_env.recipes import Scene
-from policies.base import Planner, RestorationResult, TraceStep, params_dict
+from policies.base import Planner, RestorationResult, TraceStep, check_max_steps, params_dict
 
 #: Where shipped models live: ``models/<algo>_<mode>/model.zip`` with its ``config.yml``.
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -100,8 +100,8 @@ class PPOPlanner(Planner):
         if names is not None and list(names) != base.tool_names:
             raise ValueError(f"{model_path} was trained with tools {names}; this install offers "
                              f"{base.tool_names}")
-        if max_steps is not None and (isinstance(max_steps, bool) or int(max_steps) != max_steps or int(max_steps) < 1):
-            raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+        if max_steps is not None:
+            check_max_steps(max_steps)
         trained_steps = int(base.max_steps)
         self.step_cap = trained_steps if max_steps is None else min(int(max_steps), trained_steps)
         model_mode = "global" if base.region_proposer == "whole" and base.max_regions == 1 else "spatial"
