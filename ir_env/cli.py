@@ -94,13 +94,18 @@ def check_output_dir(path: str | Path) -> Path:
     return p
 
 
+def check_image_limits(args: argparse.Namespace) -> None:
+    """``--max-images`` and ``--size`` (demo, evaluate) must be >= 0 (0: all images / whole photos)."""
+    if args.max_images < 0 or args.size < 0:
+        raise ValueError(f"--max-images and --size must be >= 0, got {args.max_images} and {args.size}")
+
+
 @_command("demo")
 def cmd_demo(args: argparse.Namespace) -> int:
     """The main job on the built-in photos (see ir_env.demo)."""
     from ir_env.demo import run_demo
 
-    if args.max_images < 0 or args.size < 0:
-        raise ValueError(f"--max-images and --size must be >= 0, got {args.max_images} and {args.size}")
+    check_image_limits(args)
     run_demo(output=check_output_dir(args.output), recipe=args.recipe, size=args.size, seed=args.seed,
              max_images=args.max_images)
     return 0
@@ -152,8 +157,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     from ir_env.corpus import load_named_corpus
     from policies.evaluation import evaluate, markdown_table, write_outputs
 
-    if args.max_images < 0 or args.size < 0:
-        raise ValueError(f"--max-images and --size must be >= 0, got {args.max_images} and {args.size}")
+    check_image_limits(args)
     specs = [s.strip() for s in args.planners.split(",") if s.strip()]
     if not specs:
         raise ValueError("--planners names no planner")
