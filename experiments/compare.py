@@ -23,7 +23,9 @@ Run: ``python -m experiments.compare --config experiments/configs/compare.yaml``
 
 ``--train-only`` / ``--variants`` / ``--seeds`` train a subset (e.g. two processes in parallel on
 different seeds); ``--skip-training`` evaluates whatever seed models exist; ``--replot`` only re-draws
-``compare.png`` from ``compare.json``.
+``compare.png`` from ``compare.json``; ``--refresh SPEC[,SPEC]`` re-evaluates only those fixed planner rows
+and splices them into the existing outputs (after a change that affects those planners alone: every other
+row, the seed groups and the training summary are kept, so no seed model has to exist).
 """
 
 from __future__ import annotations
@@ -404,6 +406,9 @@ def markdown(report: dict[str, Any]) -> str:
              "were measured on a 2-core CPU shared with other jobs, at different times for different rows: "
              "compare them only by order of magnitude. Learned models were trained on crops of the train "
              "split with `spatial-mixed` only, 64 px unless their label says otherwise.", ""]
+    if report.get("refreshed"):
+        lines += [f"The rows of {', '.join(f'`{p}`' for p in report['refreshed']['planners'])} were re-made later by "
+                  f"`{report['refreshed']['command']}` (every other row as above).", ""]
     for recipe, rec in report["recipes"].items():
         lines += [f"## {recipe}", "", "| planner | mode | judge | PSNR in | PSNR out | gain (dB) | spread | SSIM out "
                   "| tool calls | IQA calls | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -518,6 +523,49 @@ def compare(cfg: dict[str, Any], command: str, progress: bool = True) -> dict[st
     return report
 
 
+def refresh(cfg: dict[str, Any], specs: list[str], command: str, progress: bool = True) -> dict[str, Any]:
+    """Re-evaluate only the fixed planner ``specs`` (e.g. after a change that affects those planners alone) and
+    splice their rows into the output folder's existing comparison: every other row, the seed groups and the
+    training summary are kept as they are (no seed model is needed); targets, table, ``compare.md`` and
+    ``compare.png`` are re-made. Returns ``compare.json``'s dict. ``ValueError`` when the output folder holds
+    no comparison yet or a spec is not one of the config's fixed planners."""
+    out = Path(cfg["output_dir"])
+    src = out / "compare.json"
+    if not src.is_file():
+        raise ValueError(f"{src} not found: run the whole comparison first")
+    unknown = [s for s in specs if s not in cfg["planners"]]
+    if unknown:
+        raise ValueError(f"--refresh names planners that are not in the config's planners: {', '.join(unknown)}")
+    report = json.loads(src.read_text())
+    items = scene_items(cfg["images"], int(cfg["scenes_per_image"]))
+    names = [n for n, _ in items]
+    for recipe in cfg["recipes"]:
+        path = out / f"{recipe}.json"
+        res = json.loads(path.read_text())
+        mine = [s for s in cfg["planners"] if s not in cfg["skip"].get(recipe, [])]
+        todo = [s for s in specs if s in mine]
+        if not todo:
+            continue
+        new = evaluate_recipe(cfg, recipe, items, todo, progress=progress)
+        res["planners"].update(new["planners"])
+        order = {s: i for i, s in enumerate(res["planners"])}
+        res["rows"] = sorted([r for r in res["rows"] if r["planner"] not in todo] + new["rows"],
+                             key=lambda r: (names.index(r["image"]), order[r["planner"]]))
+        for spec in todo:
+            res["reused"].pop(spec, None)
+        res["targets"] = check_targets(res, cfg) if recipe in (cfg.get("targets") or {}).get("recipes", []) else []
+        res["table"] = table_rows(res, mine)
+        res["refreshed"] = {"planners": todo, "command": command}
+        path.write_text(json.dumps(res, indent=1, default=float))
+        report["recipes"][recipe] = {k: res[k] for k in ("table", "groups", "targets", "reused", "not_run")}
+    report["refreshed"] = {"planners": specs, "command": command}
+    src.write_text(json.dumps(report, indent=1, default=float))
+    (out / "compare.md").write_text(markdown(report))
+    plot(report, out / "compare.png")
+    log(f"refreshed {', '.join(specs)} in {out}/compare.json, compare.md, compare.png and the recipe JSONs")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: train missing seed models, then evaluate and write the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -529,6 +577,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--no-progress", action="store_true")
     ap.add_argument("--replot", action="store_true", help="only re-draw compare.png from the output folder's "
                     "compare.json (after a change to the plot; nothing trained or evaluated)")
+    ap.add_argument("--refresh", default="", help="comma-separated fixed planner specs: re-evaluate only these and "
+                    "splice them into the output folder's comparison (every other row kept; nothing trained)")
     args = ap.parse_args(argv)
     try:
         cfg = load_compare_config(args.config)
@@ -545,6 +595,15 @@ def main(argv: list[str] | None = None) -> int:
     from policies.ppo.train import set_single_thread
 
     set_single_thread()
+    if args.refresh:
+        specs = [s for s in args.refresh.split(",") if s]
+        try:
+            refresh(cfg, specs, f"python -m experiments.compare --config {args.config} --refresh {args.refresh}",
+                    progress=not args.no_progress)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     if not args.skip_training:
         variants = [v for v in args.variants.split(",") if v] or list(cfg["learned"]["variants"])
         seeds = [int(s) for s in args.seeds.split(",") if s] or [int(s) for s in cfg["learned"]["seeds"]]

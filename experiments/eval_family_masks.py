@@ -1,6 +1,7 @@
 """The proposer-free planner ``perceive:regions=families`` under different dense perception, on test photos.
 
-For each variant (an encoder weights directory, with or without a segmentation head, and the rule table
+For each variant (an encoder weights directory, with or without a segmentation head -- ``segment: false``
+reads the linear family head on every cell even when the directory holds a head -- and the rule table
 fitted for it), on the scenes of each recipe (centre crops of every photo of ``--images``, scene seeds of
 ``experiments/compare.py``: ``synthesize(crop, recipe, seed=index)`` over photo-major repeats):
 
@@ -35,7 +36,7 @@ import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from experiments.fit_rule_table import psnr, scene_set  # noqa: E402
-from ir_env.corpus import load_named_corpus  # noqa: E402
+from ir_env.corpus import load_named_corpus, random_crop  # noqa: E402
 from ir_env.degradations import FAMILY_OF_KIND  # noqa: E402
 from policies.rules import RESTORE_ORDER, RuleTable, apply_family_masks, dense_family_prob  # noqa: E402
 from restorers import apply  # noqa: E402
@@ -58,8 +59,8 @@ def scenes_of(images: str, recipe: str, per_photo: int, crop: int) -> list[Any]:
     return scene_set(load_named_corpus(images, "test"), recipe, per_photo, crop, 0, random_crops=False)
 
 
-def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[Any], headline: int
-                     ) -> dict[str, Any]:
+def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[Any], headline: int,
+                     segment: bool = True) -> dict[str, Any]:
     """The module docstring's numbers for one variant on one scene list."""
     from ir_env.encoder.learned import LearnedEmbedder
 
@@ -67,7 +68,7 @@ def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[A
     if not table.family_masks:
         raise ValueError(f"rule table {table_path or 'shipped'} has no family_masks settings")
     fm = table.family_masks
-    emb = LearnedEmbedder(weights)
+    emb = LearnedEmbedder(weights, segment=segment)
     gains, true_gains, calls = [], [], []
     counts = {f: [0, 0, 0] for f in FAMILIES}  # tp, fp, fn pixels
     for s in scenes:
@@ -102,16 +103,54 @@ def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[A
             "mask_iou": per, "mean_iou": float(np.mean([v["iou"] for v in per.values() if v["iou"] is not None]))}
 
 
+def clean_crops_of(images: str, n: int, crop: int, seed: int = 0) -> list[np.ndarray]:
+    """``n`` undegraded random ``crop`` px crops of the test photos of ``images`` (photo-major, seeded)."""
+    photos = [p for _, p in load_named_corpus(images, "test")]
+    rng = np.random.default_rng([seed, 3])
+    return [random_crop(photos[i % len(photos)], crop, rng) for i in range(n)]
+
+
+def clean_behaviour(weights: str | None, table_path: str | None, crops: list[np.ndarray],
+                    segment: bool = True) -> dict[str, Any]:
+    """The planner on undegraded crops (nothing to restore): share left untouched (output identical to the
+    crop), steps per crop, mean and worst output PSNR against the crop over the changed crops (dB)."""
+    from ir_env.encoder.learned import LearnedEmbedder
+
+    table = RuleTable.load(table_path) if table_path else RuleTable.load()
+    fm = table.family_masks
+    emb = LearnedEmbedder(weights, segment=segment)
+    steps, touched = [], []
+    for c in crops:
+        img, done = apply_family_masks(table, emb, c, fm["thresholds"], fm["cell_thresholds"],
+                                       float(fm.get("min_area", 0.0)))
+        steps.append(len(done))
+        if not np.array_equal(img, c):
+            touched.append(psnr(img, c))
+    return {"crops": len(crops), "untouched": 1.0 - len(touched) / max(1, len(crops)),
+            "steps": float(np.mean(steps)) if steps else 0.0,
+            "touched_mean_psnr": float(np.mean(touched)) if touched else None,
+            "worst_psnr": float(np.min(touched)) if touched else None}
+
+
 def run(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
-    """Every variant x corpus x recipe of ``cfg``."""
-    res: dict[str, Any] = {"config": cfg, "results": []}
+    """Every variant x corpus x recipe of ``cfg`` (and, with ``clean_crops``, every variant x corpus on
+    undegraded crops)."""
+    res: dict[str, Any] = {"config": cfg, "results": [], "clean": []}
+    n_clean = int(cfg.get("clean_crops", 0))
+    for images in cfg["images"] if n_clean else []:
+        crops = clean_crops_of(images, n_clean, int(cfg["crop"]))
+        for v in cfg["variants"]:
+            res["clean"].append({"variant": v["name"], "images": images,
+                                 **clean_behaviour(v.get("weights"), v.get("table"), crops,
+                                                   segment=bool(v.get("segment", True)))})
     jobs = [(v, images, recipe) for v in cfg["variants"] for images in cfg["images"] for recipe in cfg["recipes"]]
     cache: dict[tuple[str, str], list[Any]] = {}
     for v, images, recipe in tqdm(jobs, desc="eval family masks", disable=not progress):
         key = (images, recipe)
         if key not in cache:
             cache[key] = scenes_of(images, recipe, int(cfg["scenes_per_photo"]), int(cfg["crop"]))
-        r = evaluate_variant(v.get("weights"), v.get("table"), cache[key], int(cfg.get("headline", 0)))
+        r = evaluate_variant(v.get("weights"), v.get("table"), cache[key], int(cfg.get("headline", 0)),
+                             segment=bool(v.get("segment", True)))
         res["results"].append({"variant": v["name"], "images": images, "recipe": recipe,
                                "scenes": len(cache[key]), **r})
     return res
@@ -139,6 +178,17 @@ def markdown(res: dict[str, Any]) -> str:
                          f"({r['true_masks_gain_headline']:+.2f}) | {r['mean_iou']:.3f} | "
                          + " | ".join(_fmt(r["mask_iou"][f]["iou"]) for f in FAMILIES) + " |")
         lines.append("")
+        clean = [c for c in res.get("clean", []) if c["images"] == images]
+        if clean:
+            lines += [f"Undegraded test crops of {images} ({clean[0]['crops']} random {cfg['crop']} px crops, "
+                      "nothing to restore):", "",
+                      "| variant | left untouched | steps per crop | PSNR of touched crops (mean / worst) |",
+                      "|---|---|---|---|"]
+            for c in clean:
+                psnrs = ("-" if c["touched_mean_psnr"] is None
+                         else f"{c['touched_mean_psnr']:.1f} / {c['worst_psnr']:.1f} dB")
+                lines.append(f"| {c['variant']} | {c['untouched']:.0%} | {c['steps']:.2f} | {psnrs} |")
+            lines.append("")
     return "\n".join(lines)
 
 

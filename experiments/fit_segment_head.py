@@ -8,8 +8,19 @@ Loss: binary cross-entropy with those soft targets (with ``train.balanced`` posi
 family's negative / positive cell mass, clipped to [1, 10]). Then each family's threshold is set to its best
 per-cell F1 on the validation cells (target >= 0.5 counts as present) and stored as the head's calibration.
 
+With ``targets: benefit`` (section ``benefit``) the head learns instead WHERE THE PLANNER'S TOOL HELPS: per
+scene, following :data:`policies.rules.RESTORE_ORDER`, each family's rule-table tool is applied to the image
+(in every true region at that region's severity of the family, elsewhere at ``benefit.absent_severity``) and
+the per-cell benefit is the drop of the squared error against the clean image (mean over the cell's pixels
+and channels; then the image goes on restored on the family's true regions, as the planner with true masks
+would). Target: benefit > 0; each cell's cross-entropy is weighted by ``floor + |benefit| / scale`` (scale:
+the family's mean |benefit| over the training cells; clipped to 20), so cells where the tool would help or
+harm a lot count most, and subtle degradations that the tool cannot improve count as "leave alone".
+Calibration then uses those targets.
+
 Reported on the validation cells, for the head and for the encoder's linear family head read per cell
-(the dense map ``perceive:regions=families`` used before): per-family F1 and IoU of the thresholded maps.
+(the dense map ``perceive:regions=families`` used before): per-family F1 and IoU of the thresholded maps
+against the family targets (and, with ``targets: benefit``, against the benefit targets).
 
 Writes a complete weights directory to ``output_dir`` (a copy of the encoder's ``encoder.pt`` /
 ``encoder.json`` plus ``segment_head.pt`` / ``segment_head.json``); ``--ship`` copies it to ``ship_dir``
@@ -38,6 +49,8 @@ from experiments.head_fit import check_head_config, copy_encoder, head_main  # n
 from ir_env.encoder.learned import file_sha256, load_encoder  # noqa: E402
 from ir_env.encoder.model import STRIDE  # noqa: E402
 from ir_env.encoder.segment import SegmentHead, save_segment_head  # noqa: E402
+from policies.rules import RESTORE_ORDER, RuleTable  # noqa: E402
+from restorers import apply  # noqa: E402
 from restorers.spec import FAMILIES  # noqa: E402
 
 #: Keys every config section must hold.
@@ -46,6 +59,10 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
     "head": ("hidden", "dilations", "image_context"),
     "train": ("epochs", "batch_size", "lr", "weight_decay"),
 }
+#: What the head learns (``targets``): the families present per cell, or where each family's tool helps.
+TARGETS = ("families", "benefit")
+#: Clip of a cell's loss weight with ``targets: benefit``.
+MAX_BENEFIT_WEIGHT = 20.0
 #: Per-cell thresholds searched by the calibration.
 THRESHOLD_GRID = np.round(np.arange(0.05, 0.951, 0.025), 3)
 
@@ -58,6 +75,7 @@ def cell_rows(net: Any, data: dict[str, np.ndarray], batch: int = 64, progress: 
     from experiments.train_encoder import MAX_REGIONS
 
     feats, targets = [], []
+    extra = {"benefit": data["benefit"]} if "benefit" in data else {}
     with torch.inference_mode():
         for i in tqdm(range(0, len(data["x"]), batch), desc="encoder features", unit="batch", leave=False,
                       disable=not progress):
@@ -67,7 +85,54 @@ def cell_rows(net: Any, data: dict[str, np.ndarray], batch: int = 64, progress: 
             cells = F.avg_pool2d(onehot.permute(0, 3, 1, 2).float(), STRIDE)  # (B, 8, h, w) fraction inside
             fam = torch.from_numpy(data["fam"][i:i + batch].astype(np.float32))  # (B, 8, F)
             targets.append(torch.einsum("bkhw,bkf->bfhw", cells, fam).clamp(0, 1).to(torch.float16).numpy())
-    return {"feats": np.concatenate(feats), "target": np.concatenate(targets)}
+    target = np.concatenate(targets)
+    return {"feats": np.concatenate(feats), "target": target, "family_target": target, **extra}
+
+
+def cell_benefit(table: RuleTable, absent_severity: float, clean: np.ndarray, degraded: np.ndarray,
+                 masks: np.ndarray, labels: list) -> dict[str, np.ndarray]:
+    """``{"benefit": (F, h, w) float16}``: per 8x8 cell and family, the drop of the squared error (0-1 units,
+    mean over the cell's pixels and channels) when the planner applies the family's rule-table tool there
+    (module docstring). Images float32 HxWx3 in [0, 1], H and W multiples of 8; ``masks`` (K, H, W) bool
+    partition; ``labels`` the regions' (kind, severity) lists."""
+    from experiments.train_encoder import region_targets
+
+    h, w = clean.shape[0] // STRIDE, clean.shape[1] // STRIDE
+
+    def cells(e: np.ndarray) -> np.ndarray:
+        return e.reshape(h, STRIDE, w, STRIDE).mean((1, 3))
+
+    fam, sev = region_targets(labels)
+    img = degraded
+    err = ((img - clean) ** 2).mean(-1)
+    out = np.zeros((len(FAMILIES), h, w), np.float32)
+    for f in RESTORE_ORDER:
+        j = FAMILIES.index(f)
+        level = np.where(fam[:, j], sev[:, j], float(absent_severity))
+        cand = np.empty_like(img)
+        for s in np.unique(level):
+            sel = masks[level == s].any(0)
+            cand[sel] = apply(img, *table.lookup(f, float(s)))[sel]
+        err_c = ((cand - clean) ** 2).mean(-1)
+        out[j] = cells(err - err_c)
+        true = masks[fam[:, j]].any(0)
+        if true.any():
+            img = np.where(true[..., None], cand, img)
+            err = np.where(true, err_c, err)
+    return {"benefit": out.astype(np.float16)}
+
+
+def benefit_rows(rows: dict[str, np.ndarray], scale: np.ndarray | None, floor: float) -> np.ndarray:
+    """Turn ``rows`` (from :func:`cell_rows` on scenes with ``benefit``) into benefit rows in place:
+    ``target`` = benefit > 0, ``weight`` = ``floor + |benefit| / scale`` (clipped); ``scale`` (F,) defaults to
+    each family's mean |benefit| here (pass the training rows' to the validation rows). Returns ``scale``."""
+    b = rows.pop("benefit").astype(np.float32)
+    if scale is None:
+        scale = np.maximum(np.abs(b).mean((0, 2, 3)), 1e-8)
+    rows["target"] = (b > 0).astype(np.float16)
+    rows["weight"] = np.minimum(float(floor) + np.abs(b) / scale.reshape(1, -1, 1, 1),
+                                MAX_BENEFIT_WEIGHT).astype(np.float16)
+    return scale
 
 
 def train_head(head: SegmentHead, rows: dict[str, np.ndarray], cfg: dict[str, Any], seed: int,
@@ -78,8 +143,8 @@ def train_head(head: SegmentHead, rows: dict[str, np.ndarray], cfg: dict[str, An
     n, bs, epochs = len(feats), int(tc["batch_size"]), int(tc["epochs"])
     if n < bs:
         raise ValueError(f"{n} training scenes are fewer than one batch ({bs}); make more scenes")
-    pos_weight = None
-    if tc.get("balanced", True):
+    pos_weight, weight = None, rows.get("weight")
+    if weight is None and tc.get("balanced", True):
         pos = torch.from_numpy(target.astype(np.float32).sum((0, 2, 3)))
         total = float(np.prod(target.shape) / target.shape[1])
         pos_weight = ((total - pos) / pos.clamp_min(1.0)).clamp(1.0, 10.0).view(1, -1, 1, 1)
@@ -94,7 +159,8 @@ def train_head(head: SegmentHead, rows: dict[str, np.ndarray], cfg: dict[str, An
             idx = np.sort(perm[i:i + bs])
             f = torch.from_numpy(feats[idx].astype(np.float32))
             y = torch.from_numpy(target[idx].astype(np.float32))
-            loss = F.binary_cross_entropy_with_logits(head.logits(f), y, pos_weight=pos_weight)
+            wt = None if weight is None else torch.from_numpy(weight[idx].astype(np.float32))
+            loss = F.binary_cross_entropy_with_logits(head.logits(f), y, weight=wt, pos_weight=pos_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
@@ -161,10 +227,14 @@ def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     src = Path(cfg.get("encoder") or "ir_env/encoder/weights")
     enc = load_encoder(src)
     data_cfg = {"seed": int(cfg["seed"]), "data": cfg["data"]}
-    train_rows = cell_rows(enc.net, make_dataset(data_cfg, int(cfg["data"]["scenes"]), 1, "train scenes"),
+    mode, extra, b = targets_of(cfg)
+    train_rows = cell_rows(enc.net, make_dataset(data_cfg, int(cfg["data"]["scenes"]), 1, "train scenes", extra),
                            progress=progress)
-    val_rows = cell_rows(enc.net, make_dataset(data_cfg, int(cfg["data"]["val_scenes"]), 2, "val scenes"),
+    val_rows = cell_rows(enc.net, make_dataset(data_cfg, int(cfg["data"]["val_scenes"]), 2, "val scenes", extra),
                          progress=progress)
+    if mode == "benefit":
+        scale = benefit_rows(train_rows, None, float(b.get("floor", 0.2)))
+        benefit_rows(val_rows, scale, float(b.get("floor", 0.2)))
     t_data = time.perf_counter() - t0
     torch.manual_seed(int(cfg["seed"]))
     h = cfg["head"]
@@ -174,19 +244,44 @@ def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     head.std.copy_(torch.from_numpy(enc.std).float())
     history = train_head(head, train_rows, cfg, int(cfg["seed"]), progress)
     thresholds = calibrate(head, enc.net, val_rows)
-    linear = cell_scores(predict_cells(None, enc.net, val_rows["feats"]), val_rows["target"])
-    seg = cell_scores(predict_cells(head, enc.net, val_rows["feats"]), val_rows["target"])
+    lin_prob = predict_cells(None, enc.net, val_rows["feats"])
+    seg_prob = predict_cells(head, enc.net, val_rows["feats"])
+    validation = {"scenes": int(len(val_rows["feats"])), "cells": int(val_rows["target"][:, 0].size),
+                  "linear_head_per_cell": cell_scores(lin_prob, val_rows["family_target"]),
+                  "segment_head": cell_scores(seg_prob, val_rows["family_target"])}
+    if mode == "benefit":
+        validation["benefit_targets"] = {"positive_share": {f: float(val_rows["target"][:, j].astype(np.float32).mean())
+                                                            for j, f in enumerate(FAMILIES)},
+                                         "linear_head_per_cell": cell_scores(lin_prob, val_rows["target"]),
+                                         "segment_head": cell_scores(seg_prob, val_rows["target"])}
     out = Path(cfg["output_dir"])
     copy_encoder(src, out)
     meta = {"encoder_sha256": file_sha256(src / "encoder.pt"), "encoder_source": str(src), "thresholds": thresholds,
-            "validation": {"scenes": int(len(val_rows["feats"])), "cells": int(val_rows["target"][:, 0].size),
-                           "linear_head_per_cell": linear, "segment_head": seg},
+            "validation": validation,
             "train_scenes": int(len(train_rows["feats"])), "epoch_loss": history,
             "seconds": {"data": round(t_data, 1), "total": round(time.perf_counter() - t0, 1)},
             "config": {k: v for k, v in cfg.items() if not k.startswith("_")},
             "command": "python -m experiments.fit_segment_head --config " + str(cfg.get("_config_path", ""))}
     save_segment_head(head, out, meta)
     return meta
+
+
+def targets_of(cfg: dict[str, Any]) -> tuple[str, Any, dict[str, Any]]:
+    """(``targets`` mode, the scene hook for :func:`experiments.train_encoder.make_dataset` or None, the
+    ``benefit`` section) of ``cfg``; ``ValueError`` for an unknown mode or a missing rule table."""
+    import functools
+
+    mode = str(cfg.get("targets", "families"))
+    if mode not in TARGETS:
+        raise ValueError(f"targets must be one of {', '.join(TARGETS)}, got {mode!r}")
+    if mode == "families":
+        return mode, None, {}
+    b = dict(cfg.get("benefit") or {})
+    table = RuleTable.load(b["table"]) if b.get("table") else RuleTable.load()
+    absent = float(b.get("absent_severity", 0.5))
+    if not 0.0 <= absent <= 1.0:
+        raise ValueError(f"benefit.absent_severity must lie in [0, 1], got {absent}")
+    return mode, functools.partial(cell_benefit, table, absent), b
 
 
 def check_config(cfg: Any) -> dict[str, Any]:
@@ -199,9 +294,13 @@ def summary(meta: dict[str, Any], cfg: dict[str, Any]) -> str:
     """The line printed after a fit."""
     v = meta["validation"]
     lin, seg = v["linear_head_per_cell"], v["segment_head"]
+    more = ""
+    if "benefit_targets" in v:
+        bl, bs = v["benefit_targets"]["linear_head_per_cell"], v["benefit_targets"]["segment_head"]
+        more = f"; against the benefit targets: linear {bl['macro_f1']:.3f}, segment head {bs['macro_f1']:.3f}"
     return (f"validation cells ({v['scenes']} scenes): per-cell macro-F1 / mean IoU: linear head "
             f"{lin['macro_f1']:.3f} / {lin['mean_iou']:.3f}, segment head {seg['macro_f1']:.3f} / "
-            f"{seg['mean_iou']:.3f}; {meta['seconds']['total']:.0f} s; weights in {cfg['output_dir']}")
+            f"{seg['mean_iou']:.3f}{more}; {meta['seconds']['total']:.0f} s; weights in {cfg['output_dir']}")
 
 
 def main(argv: list[str] | None = None) -> int:

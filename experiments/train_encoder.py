@@ -36,6 +36,7 @@ import copy  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
@@ -57,6 +58,8 @@ from restorers.spec import FAMILIES  # noqa: E402
 MAX_REGIONS = 8
 UNSEEN_RECIPES = ("agenticir-B", "agenticir-C")
 PRECISIONS = ("fp32", "bf16")  # train.precision: the training forward pass's arithmetic
+#: A per-scene hook of :func:`make_dataset`: (clean, degraded, masks, labels) -> extra arrays of that scene.
+SceneExtra = Callable[[np.ndarray, np.ndarray, np.ndarray, list], dict[str, np.ndarray]]
 
 
 def region_targets(labels: list[list[tuple[str, float]]]) -> tuple[np.ndarray, np.ndarray]:
@@ -106,8 +109,13 @@ def augment_clean(photo: np.ndarray, size: int, rng: np.random.Generator, aug: d
     return np.ascontiguousarray(np.clip(crop, 0.0, 1.0), dtype=np.float32)
 
 
-def make_dataset(cfg: dict[str, Any], n: int, seed_stream: int, desc: str) -> dict[str, np.ndarray]:
+def make_dataset(cfg: dict[str, Any], n: int, seed_stream: int, desc: str, extra: SceneExtra | None = None
+                 ) -> dict[str, np.ndarray]:
     """``n`` scenes: images (n, 3, S, S) float16, region index maps (n, S, S) int8, targets (n, 8, F).
+
+    ``extra`` (a picklable function) is called on every scene's float32 (clean, degraded, masks (K, S, S),
+    labels) after it is made; each array it returns is stacked over the scenes under its key. It draws
+    nothing from the scene stream, so the scenes are the same with or without it.
 
     With ``data.workers`` > 1 the scenes are made in that many processes, chunk ``k`` from the seed
     ``[seed, seed_stream, k]`` (another, equally reproducible scene stream than one process makes)."""
@@ -122,7 +130,7 @@ def make_dataset(cfg: dict[str, Any], n: int, seed_stream: int, desc: str) -> di
     if workers < 1:
         raise ValueError(f"data.workers must be >= 1, got {workers}")
     if workers == 1 or n < 2 * workers:
-        return _make_scenes(cfg, n, [int(cfg["seed"]), seed_stream], desc)
+        return _make_scenes(cfg, n, [int(cfg["seed"]), seed_stream], desc, extra)
     from concurrent.futures import ProcessPoolExecutor
     from multiprocessing import get_context
 
@@ -130,11 +138,12 @@ def make_dataset(cfg: dict[str, Any], n: int, seed_stream: int, desc: str) -> di
     with ProcessPoolExecutor(workers, mp_context=get_context("fork")) as pool:
         parts = list(pool.map(_make_scenes, [cfg] * workers, sizes,
                               [[int(cfg["seed"]), seed_stream, k] for k in range(workers)],
-                              [f"{desc} ({k + 1}/{workers})" for k in range(workers)]))
+                              [f"{desc} ({k + 1}/{workers})" for k in range(workers)], [extra] * workers))
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
-def _make_scenes(cfg: dict[str, Any], n: int, seed: list[int], desc: str) -> dict[str, np.ndarray]:
+def _make_scenes(cfg: dict[str, Any], n: int, seed: list[int], desc: str, extra: SceneExtra | None = None
+                 ) -> dict[str, np.ndarray]:
     d = cfg["data"]
     size = int(d["crop"])
     recipes = {r: float(w) for r, w in d["recipes"].items()}
@@ -149,6 +158,7 @@ def _make_scenes(cfg: dict[str, Any], n: int, seed: list[int], desc: str) -> dic
     fam = np.zeros((n, MAX_REGIONS, len(FAMILIES)), bool)
     sev = np.zeros((n, MAX_REGIONS, len(FAMILIES)), np.float32)
     nreg = np.zeros(n, np.int8)
+    more: dict[str, list[np.ndarray]] = {}
     for i in tqdm(range(n), desc=desc, unit="scene", leave=False):
         photo = photos[int(rng.integers(len(photos)))]
         clean = augment_clean(photo, size, rng, aug) if aug else random_crop(photo, size, rng)
@@ -162,7 +172,11 @@ def _make_scenes(cfg: dict[str, Any], n: int, seed: list[int], desc: str) -> dic
         rmap[i] = np.argmax(masks, axis=0)
         f, s = region_targets(labels)
         fam[i, : len(f)], sev[i, : len(s)], nreg[i] = f, s, len(f)
-    return {"x": x, "rmap": rmap, "fam": fam, "sev": sev, "nreg": nreg}
+        if extra is not None:
+            for key, value in extra(clean, img, masks, labels).items():
+                more.setdefault(key, []).append(value)
+    return {"x": x, "rmap": rmap, "fam": fam, "sev": sev, "nreg": nreg,
+            **{key: np.stack(v) for key, v in more.items()}}
 
 
 def _augment(x: torch.Tensor, r: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:

@@ -284,3 +284,40 @@ def test_replot_redraws_from_the_json_only(tiny: dict[str, Any], monkeypatch: py
     other = tmp_path / "c.yaml"
     other.write_text(yaml.safe_dump(cfg))
     assert compare.main(["--config", str(other), "--replot"]) == 2
+
+
+def test_refresh_re_makes_only_the_named_rows(tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                              tmp_path: Path) -> None:
+    import shutil
+
+    cfg = yaml.safe_load(tiny["cfg"].read_text())
+    cfg["output_dir"] = str(tmp_path / "out")
+    cfg["learned"]["runs_dir"] = str(tmp_path / "runs")  # no seed model here: refresh needs none
+    shutil.copytree(tiny["tmp"] / "out", tmp_path / "out")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    before = json.loads((tmp_path / "out" / "compare.json").read_text())
+    real = compare.evaluate
+
+    def marked(*a: Any, **k: Any) -> dict[str, Any]:
+        res = real(*a, **k)
+        for p in res["planners"].values():
+            p["psnr_gain"] = -SENTINEL
+        return res
+
+    monkeypatch.setattr(compare, "evaluate", marked)
+    monkeypatch.setattr(compare, "train_seed", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    assert compare.main(["--config", str(path), "--refresh", "random:global", "--no-progress"]) == 0
+    after = json.loads((tmp_path / "out" / "compare.json").read_text())
+    gain = {r["label"]: r["psnr_gain"] for r in after["recipes"][RECIPE]["table"]}
+    old = {r["label"]: r["psnr_gain"] for r in before["recipes"][RECIPE]["table"]}
+    assert gain["random:global"] == -SENTINEL  # re-evaluated
+    assert gain["fixed"] == SENTINEL and gain["tiny PPO"] == old["tiny PPO"]  # kept
+    assert after["training"] == before["training"] and after["refreshed"]["planners"] == ["random:global"]
+    res = json.loads((tmp_path / "out" / f"{RECIPE}.json").read_text())
+    assert [r["planner"] for r in res["rows"]].count("random:global") == 1 and len(res["rows"]) == 3
+    assert "were re-made later by" in (tmp_path / "out" / "compare.md").read_text()
+    assert compare.main(["--config", str(path), "--refresh", "dfs"]) == 2
+    cfg["output_dir"] = str(tmp_path / "empty")
+    path.write_text(yaml.safe_dump(cfg))
+    assert compare.main(["--config", str(path), "--refresh", "fixed"]) == 2

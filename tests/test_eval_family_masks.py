@@ -49,3 +49,19 @@ def test_config_errors_name_the_problem(tmp_path: Path, capsys: pytest.CaptureFi
     bad.write_text("- 1\n")
     assert efm.main(["--config", str(bad)]) == 2
     assert capsys.readouterr().err.startswith("error:")
+
+
+def test_clean_crops_and_the_linear_map_variant(tmp_path: Path) -> None:
+    crops = efm.clean_crops_of("builtin", 3, 64)
+    assert len(crops) == 3 and all(c.shape == (64, 64, 3) and c.dtype == np.float32 for c in crops)
+    np.testing.assert_array_equal(crops[0], efm.clean_crops_of("builtin", 3, 64)[0])  # seeded
+    cfg = efm.check_config({"variants": [{"name": "head"}, {"name": "linear", "segment": False}],
+                            "images": ["builtin"], "recipes": ["spatial-mixed"], "scenes_per_photo": 1, "crop": 64,
+                            "clean_crops": 3, "out": str(tmp_path / "r")})
+    res = efm.run(cfg, progress=False)
+    assert [c["variant"] for c in res["clean"]] == ["head", "linear"]
+    for c in res["clean"]:
+        assert c["crops"] == 3 and 0.0 <= c["untouched"] <= 1.0 and c["steps"] >= 0
+        assert (c["worst_psnr"] is None) == (c["untouched"] == 1.0)
+    md = efm.markdown({**res, "config": {**cfg, "_path": "x.yaml"}})
+    assert "Undegraded test crops of builtin (3 random 64 px crops" in md and "| linear |" in md

@@ -250,15 +250,20 @@ def test_family_masks_settings_round_trip_and_errors(tmp_path) -> None:  # noqa:
 @pytest.mark.skipif(not DEFAULT_RULE_TABLE.exists() or not RuleTable.load().family_masks,
                     reason="the shipped rule table has no family_masks settings")
 def test_shipped_family_mask_planner_restores_noise(photo: np.ndarray) -> None:
-    """``perceive:regions=families`` denoises noise-25 by >= 3 dB with at most one step per family."""
-    scene = synthesize(photo, recipe="noise-25", seed=1)
-    planner = make_planner("perceive", regions="families")
-    res = planner.restore(scene.degraded)
+    """``perceive:regions=families`` denoises noise-25 by >= 3 dB on average over 3 scenes, with at most one step
+    per family (one scene of the three also brightens a small dark patch of the photo, as the planner may)."""
     from experiments.fit_rule_table import psnr
 
-    assert res.iqa_calls == 0 and 1 <= res.tool_calls <= len(FAMILIES)
-    assert res.masks.shape[0] == res.tool_calls and res.masks.dtype == bool
-    assert psnr(res.image, scene.clean) - psnr(scene.degraded, scene.clean) >= 3.0
+    planner = make_planner("perceive", regions="families")
+    gains = []
+    for seed in (1, 2, 3):
+        scene = synthesize(photo, recipe="noise-25", seed=seed)
+        res = planner.restore(scene.degraded)
+        assert res.iqa_calls == 0 and 1 <= res.tool_calls <= len(FAMILIES)
+        assert res.masks.shape[0] == res.tool_calls and res.masks.dtype == bool
+        assert "noise" in res.info["families"]
+        gains.append(psnr(res.image, scene.clean) - psnr(scene.degraded, scene.clean))
+    assert np.mean(gains) >= 3.0, gains
     again = planner.restore(scene.degraded)
     np.testing.assert_array_equal(res.image, again.image)  # deterministic
 

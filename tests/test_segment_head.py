@@ -183,3 +183,64 @@ def test_config_errors_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert err.startswith("error: config lacks") and "head.hidden" in err and len(err.splitlines()) == 1
     with pytest.raises(ValueError, match="YAML mapping"):
         check_config([1, 2])
+
+
+def test_benefit_targets_say_where_the_tables_tool_helps() -> None:
+    from experiments.fit_segment_head import cell_benefit
+    from ir_env.degradations import apply_kind, severity_to_params
+    from policies.rules import RuleTable
+
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:32, 0:32] / 31.0
+    clean = np.stack([0.3 + 0.4 * xx, 0.3 + 0.4 * yy, 0.5 + 0.2 * xx * yy], -1).astype(np.float32)
+    masks = np.zeros((2, 32, 32), bool)
+    masks[0, :, :16], masks[1, :, 16:] = True, True
+    dark = apply_kind(clean, "dark", severity_to_params("dark", 0.8, rng), rng)
+    degraded = np.where(masks[0][..., None], dark, clean).astype(np.float32)
+    b = cell_benefit(RuleTable.load(), 0.5, clean, degraded, masks, [[("dark", 0.8)], []])["benefit"]
+    assert b.shape == (len(FAMILIES), 4, 4) and b.dtype == np.float16
+    d = b[FAMILIES.index("dark")].astype(np.float32)
+    assert (d[:, :2] > 0).all()  # brightening the darkened half helps
+    assert (d[:, 2:] < 0).all()  # brightening the clean half (at the absent severity) harms
+    # the same scene with nothing degraded: every tool can only harm or do nothing
+    b0 = cell_benefit(RuleTable.load(), 0.5, clean, clean, masks, [[], []])["benefit"].astype(np.float32)
+    assert (b0 <= 1e-6).all()
+
+
+def test_benefit_rows_and_the_scene_hook() -> None:
+    import functools
+
+    from experiments.fit_segment_head import benefit_rows, cell_benefit
+    from experiments.train_encoder import make_dataset
+    from policies.rules import RuleTable
+
+    rows = {"benefit": np.array([[[[0.02, -0.01]], [[0.0, 0.0]]]], np.float16)}  # (1, 2 families, 1, 2)
+    scale = benefit_rows(rows, None, 0.2)
+    np.testing.assert_allclose(scale, [0.015, 1e-8], rtol=1e-3)
+    np.testing.assert_array_equal(rows["target"][0, :, 0], [[1, 0], [0, 0]])
+    np.testing.assert_allclose(rows["weight"][0, 0, 0], [0.2 + 0.02 / 0.015, 0.2 + 0.01 / 0.015], rtol=1e-2)
+    np.testing.assert_allclose(rows["weight"][0, 1, 0], 0.2, rtol=1e-3)
+    assert "benefit" not in rows
+    cfg = yaml.safe_load(Path("experiments/configs/segment_head_benefit.yaml").read_text())
+    cfg["data"].update(crop=32, workers=1)
+    plain = make_dataset(cfg, 3, 1, "scenes")
+    hooked = make_dataset(cfg, 3, 1, "scenes", functools.partial(cell_benefit, RuleTable.load(), 0.5))
+    np.testing.assert_array_equal(plain["x"], hooked["x"])  # the hook draws nothing from the scene stream
+    assert hooked["benefit"].shape == (3, len(FAMILIES), 4, 4) and "benefit" not in plain
+
+
+def test_fit_with_benefit_targets(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    net = DegradationNet(16, len(FAMILIES), batchnorm=True, dct=True, dilations=(2, 4, 8)).eval()
+    src = save_weights(net, tmp_path / "src", np.zeros(16), np.ones(16), {"thresholds": {f: 0.5 for f in FAMILIES}})
+    cfg = _cfg(tmp_path, src)
+    cfg["targets"] = "benefit"
+    cfg["benefit"] = {"absent_severity": 0.5, "floor": 0.2}
+    meta = fit(cfg, progress=False)
+    v = meta["validation"]["benefit_targets"]
+    assert set(v["positive_share"]) == set(FAMILIES) and 0 <= v["segment_head"]["macro_f1"] <= 1
+    assert 0 <= meta["validation"]["segment_head"]["macro_f1"] <= 1 and np.isfinite(meta["epoch_loss"]).all()
+    assert LearnedEmbedder(tmp_path / "out").segment is not None
+    cfg["targets"] = "where"
+    with pytest.raises(ValueError, match="targets must be one of families, benefit"):
+        fit(cfg, progress=False)
