@@ -13,6 +13,13 @@ fitted for it), on the scenes of each recipe (centre crops of every photo of ``-
 - the same table with TRUE family masks (union of true regions) and the encoder's pooled severity: how much
   better masks alone could give (the planner's pooled-probability check is skipped there).
 
+With ``family_swaps: true``, per family also the gain when only that family's mask is the true one (the others
+the planner's): where the masks cost the most. With ``clean_crops: N``, the planner on N undegraded random
+crops of each corpus's test photos (share left untouched, PSNR of the changed ones). With ``validation``
+(a block or a list of blocks: ``corpus``, ``seed``, ``recipes: {recipe: scenes per photo}``, optional
+``crop``), the gains on other random-crop scenes of the
+TRAIN photos than the ones the thresholds were tuned on, with each variant's paired difference to the first.
+
 Nothing is tuned here; thresholds come from each variant's table (fitted on TRAIN photos by
 ``experiments.fit_rule_table``).
 
@@ -59,9 +66,27 @@ def scenes_of(images: str, recipe: str, per_photo: int, crop: int) -> list[Any]:
     return scene_set(load_named_corpus(images, "test"), recipe, per_photo, crop, 0, random_crops=False)
 
 
+def apply_masks(table: RuleTable, emb: Any, image: np.ndarray, masks: list[tuple[str, np.ndarray, bool]],
+                thresholds: dict[str, float]) -> np.ndarray:
+    """The families planner's loop on given masks: per (family, mask, check) in order, the table's entry for the
+    encoder's pooled severity on the mask, applied inside it; with ``check`` only when the pooled probability
+    reaches ``thresholds[family]`` (the planner's own masks), without for true masks."""
+    out = image
+    if not masks:
+        return out
+    pred = emb.predict(image, np.stack([m for _, m, _ in masks]))  # one encoder pass, on the input image
+    for k, (f, m, check) in enumerate(masks):
+        j = FAMILIES.index(f)
+        if check and pred["family_prob"][k, j] < thresholds[f]:
+            continue
+        out = apply(out, *table.lookup(f, pred["severity"][k, j]), mask=m)
+    return out
+
+
 def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[Any], headline: int,
-                     segment: bool = True) -> dict[str, Any]:
-    """The module docstring's numbers for one variant on one scene list."""
+                     segment: bool = True, swaps: bool = False) -> dict[str, Any]:
+    """The module docstring's numbers for one variant on one scene list; with ``swaps`` also, per family, the
+    gain when only that family's mask is the true one (``true_mask_swap``; the others the planner's)."""
     from ir_env.encoder.learned import LearnedEmbedder
 
     table = RuleTable.load(table_path) if table_path else RuleTable.load()
@@ -70,6 +95,7 @@ def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[A
     fm = table.family_masks
     emb = LearnedEmbedder(weights, segment=segment)
     gains, true_gains, calls = [], [], []
+    swap_gains: dict[str, list[float]] = {f: [] for f in FAMILIES}
     counts = {f: [0, 0, 0] for f in FAMILIES}  # tp, fp, fn pixels
     for s in scenes:
         base = psnr(s.degraded, s.clean)
@@ -79,28 +105,46 @@ def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[A
         gains.append(psnr(img, s.clean) - base)
         calls.append(len(done))
         truth = true_family_masks(s)
+        mine = {}
         for j, f in enumerate(FAMILIES):
             p = prob[..., j] >= fm["cell_thresholds"][f]
+            if p.any() and p.mean() >= float(fm.get("min_area", 0.0)):
+                mine[f] = p
             t = truth.get(f, np.zeros(p.shape, bool))
             counts[f][0] += int((p & t).sum())
             counts[f][1] += int((p & ~t).sum())
             counts[f][2] += int((~p & t).sum())
-        fams = [f for f in RESTORE_ORDER if f in truth]
-        out = s.degraded
-        if fams:
-            pred = emb.predict(s.degraded, np.stack([truth[f] for f in fams]))
-            for k, f in enumerate(fams):
-                out = apply(out, *table.lookup(f, pred["severity"][k, FAMILIES.index(f)]), mask=truth[f])
+        out = apply_masks(table, emb, s.degraded, [(f, truth[f], False) for f in RESTORE_ORDER if f in truth],
+                          fm["thresholds"])
         true_gains.append(psnr(out, s.clean) - base)
+        for f in FAMILIES if swaps else ():
+            masks = [(g, truth[g], False) if g == f else (g, mine[g], True) for g in RESTORE_ORDER
+                     if (g == f and g in truth) or (g != f and g in mine)]
+            swap_gains[f].append(psnr(apply_masks(table, emb, s.degraded, masks, fm["thresholds"]), s.clean) - base)
     first = headline or len(gains)
     per = {f: ({"f1": 2 * tp / (2 * tp + fp + fn), "iou": tp / (tp + fp + fn)} if tp + fp + fn else
                {"f1": None, "iou": None}) for f, (tp, fp, fn) in counts.items()}  # None: absent and never flagged
-    return {"gain": float(np.mean(gains)), "gain_headline": float(np.mean(gains[:first])),
-            "gain_sem": float(np.std(gains, ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else 0.0,
-            "tool_calls": float(np.mean(calls)), "gains": [round(float(g), 4) for g in gains],
-            "true_masks_gain": float(np.mean(true_gains)),
-            "true_masks_gain_headline": float(np.mean(true_gains[:first])),
-            "mask_iou": per, "mean_iou": float(np.mean([v["iou"] for v in per.values() if v["iou"] is not None]))}
+    res = {"gain": float(np.mean(gains)), "gain_headline": float(np.mean(gains[:first])),
+           "gain_sem": float(np.std(gains, ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else 0.0,
+           "tool_calls": float(np.mean(calls)), "gains": [round(float(g), 4) for g in gains],
+           "true_masks_gain": float(np.mean(true_gains)),
+           "true_masks_gain_headline": float(np.mean(true_gains[:first])),
+           "mask_iou": per, "mean_iou": float(np.mean([v["iou"] for v in per.values() if v["iou"] is not None]))}
+    if swaps:
+        res["true_mask_swap"] = {f: float(np.mean(v)) for f, v in swap_gains.items()}
+    return res
+
+
+def validation_blocks(cfg: dict[str, Any]) -> list[dict[str, Any]]:
+    """The config's ``validation`` as a list of blocks (one mapping or a list of them)."""
+    val = cfg.get("validation")
+    return [] if not val else list(val) if isinstance(val, list) else [val]
+
+
+def paired(a: list[float], b: list[float]) -> dict[str, float]:
+    """Mean and standard error of ``b - a`` over paired scenes (dB)."""
+    d = np.asarray(b, np.float64) - np.asarray(a, np.float64)
+    return {"mean": float(d.mean()), "sem": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else 0.0}
 
 
 def clean_crops_of(images: str, n: int, crop: int, seed: int = 0) -> list[np.ndarray]:
@@ -150,9 +194,27 @@ def run(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
         if key not in cache:
             cache[key] = scenes_of(images, recipe, int(cfg["scenes_per_photo"]), int(cfg["crop"]))
         r = evaluate_variant(v.get("weights"), v.get("table"), cache[key], int(cfg.get("headline", 0)),
-                             segment=bool(v.get("segment", True)))
+                             segment=bool(v.get("segment", True)), swaps=bool(cfg.get("family_swaps", False)))
         res["results"].append({"variant": v["name"], "images": images, "recipe": recipe,
                                "scenes": len(cache[key]), **r})
+    blocks = validation_blocks(cfg)
+    if blocks:  # fresh scenes of the TRAIN photos (random crops, another seed than the tuning scenes)
+        res["validation"] = []
+        for val in blocks:
+            photos = load_named_corpus(val["corpus"], "train")
+            crop = int(val.get("crop", cfg["crop"]))
+            for recipe, per_photo in val["recipes"].items():
+                scenes = scene_set(photos, recipe, int(per_photo), crop, int(val["seed"]), random_crops=True)
+                rows = []
+                for v in tqdm(cfg["variants"], desc=f"validation {recipe} {crop} px", disable=not progress):
+                    r = evaluate_variant(v.get("weights"), v.get("table"), scenes, 0,
+                                         segment=bool(v.get("segment", True)))
+                    rows.append({"variant": v["name"], "gain": r["gain"], "gain_sem": r["gain_sem"],
+                                 "gains": r["gains"]})
+                for row in rows[1:]:
+                    row["vs_first"] = paired(rows[0]["gains"], row["gains"])
+                res["validation"].append({"recipe": recipe, "crop": crop, "seed": int(val["seed"]),
+                                          "scenes": len(scenes), "rows": rows})
     return res
 
 
@@ -178,6 +240,15 @@ def markdown(res: dict[str, Any]) -> str:
                          f"({r['true_masks_gain_headline']:+.2f}) | {r['mean_iou']:.3f} | "
                          + " | ".join(_fmt(r["mask_iou"][f]["iou"]) for f in FAMILIES) + " |")
         lines.append("")
+        swapped = [r for r in res["results"] if r["images"] == images and "true_mask_swap" in r]
+        if swapped:
+            lines += [f"The same, with only ONE family's mask replaced by the true one (the others the planner's), "
+                      f"{images}: where the masks cost the most.", "",
+                      "| variant | recipe | planner | " + " | ".join(f"true {f}" for f in FAMILIES) + " |",
+                      "|" + "---|" * (3 + len(FAMILIES))]
+            lines += [f"| {r['variant']} | {r['recipe']} | {r['gain']:+.2f} | "
+                      + " | ".join(f"{r['true_mask_swap'][f]:+.2f}" for f in FAMILIES) + " |" for r in swapped]
+            lines.append("")
         clean = [c for c in res.get("clean", []) if c["images"] == images]
         if clean:
             lines += [f"Undegraded test crops of {images} ({clean[0]['crops']} random {cfg['crop']} px crops, "
@@ -189,6 +260,19 @@ def markdown(res: dict[str, Any]) -> str:
                          else f"{c['touched_mean_psnr']:.1f} / {c['worst_psnr']:.1f} dB")
                 lines.append(f"| {c['variant']} | {c['untouched']:.0%} | {c['steps']:.2f} | {psnrs} |")
             lines.append("")
+    if res.get("validation"):
+        lines += ["## validation: other scenes of the TRAIN photos", "",
+                  "Random crops of the train photos, scene seed as listed (the rule tables' thresholds were tuned on "
+                  "seed 1 scenes of the same photos at 128 px). Gain ± standard error; paired difference against the "
+                  "first variant ± standard error.", "",
+                  "| recipe | crop | seed | scenes | variant | gain | vs first |", "|---|---|---|---|---|---|---|"]
+        for block in res["validation"]:
+            for row in block["rows"]:
+                d = row.get("vs_first")
+                lines.append(f"| {block['recipe']} | {block['crop']} px | {block['seed']} | {block['scenes']} | "
+                             f"{row['variant']} | {row['gain']:+.2f} ± {row['gain_sem']:.2f} | "
+                             + (f"{d['mean']:+.2f} ± {d['sem']:.2f}" if d else "-") + " |")
+        lines.append("")
     return "\n".join(lines)
 
 
@@ -210,6 +294,13 @@ def check_config(cfg: Any) -> dict[str, Any]:
         for key in ("weights", "table"):
             if v.get(key) and not Path(v[key]).exists():
                 raise ValueError(f"variant {v['name']}: {key} {v[key]} not found")
+    for val in validation_blocks(cfg):
+        if not isinstance(val, dict) or not {"corpus", "seed", "recipes"} <= set(val) \
+                or not isinstance(val["recipes"], dict):
+            raise ValueError("every validation block needs corpus, seed and recipes (a mapping recipe -> scenes per "
+                             "photo); crop is optional")
+        if val["seed"] == 1:
+            raise ValueError("validation seed 1 makes the scenes the rule tables were tuned on; use another seed")
     return cfg
 
 

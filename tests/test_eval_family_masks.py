@@ -65,3 +65,28 @@ def test_clean_crops_and_the_linear_map_variant(tmp_path: Path) -> None:
         assert (c["worst_psnr"] is None) == (c["untouched"] == 1.0)
     md = efm.markdown({**res, "config": {**cfg, "_path": "x.yaml"}})
     assert "Undegraded test crops of builtin (3 random 64 px crops" in md and "| linear |" in md
+
+
+def test_family_swaps_and_fresh_validation_scenes(tmp_path: Path) -> None:
+    cfg = efm.check_config({"variants": [{"name": "head"}, {"name": "linear", "segment": False}],
+                            "images": ["builtin"], "recipes": ["spatial-mixed"], "scenes_per_photo": 1, "crop": 64,
+                            "family_swaps": True, "out": str(tmp_path / "r"),
+                            "validation": {"corpus": "builtin", "seed": 2, "recipes": {"spatial-mixed": 1}}})
+    res = efm.run(cfg, progress=False)
+    for r in res["results"]:
+        assert set(r["true_mask_swap"]) == set(FAMILIES) and all(np.isfinite(list(r["true_mask_swap"].values())))
+    (block,) = res["validation"]
+    assert block["scenes"] == 8 and [r["variant"] for r in block["rows"]] == ["head", "linear"]
+    head, linear = block["rows"]
+    assert "vs_first" not in head
+    assert linear["vs_first"]["mean"] == pytest.approx(np.mean(linear["gains"]) - np.mean(head["gains"]), abs=1e-3)
+    md = efm.markdown({**res, "config": {**cfg, "_path": "x.yaml"}})
+    assert "only ONE family's mask replaced" in md and "## validation: other scenes" in md
+    two = efm.run({**cfg, "family_swaps": False, "validation": [
+        {"corpus": "builtin", "seed": 2, "recipes": {"mixed-2": 1}},
+        {"corpus": "builtin", "seed": 3, "crop": 96, "recipes": {"mixed-2": 1}}]}, progress=False)["validation"]
+    assert [(b["crop"], b["seed"]) for b in two] == [(64, 2), (96, 3)]
+    with pytest.raises(ValueError, match="tuned on"):
+        efm.check_config({**cfg, "validation": {"corpus": "builtin", "seed": 1, "recipes": {"mixed-3": 1}}})
+    with pytest.raises(ValueError, match="validation block needs"):
+        efm.check_config({**cfg, "validation": {"seed": 2}})
