@@ -14,7 +14,8 @@ fitted for it), on the scenes of each recipe (centre crops of every photo of ``-
   better masks alone could give (the planner's pooled-probability check is skipped there).
 
 With ``family_swaps: true``, per family also the gain when only that family's mask is the true one (the others
-the planner's): where the masks cost the most. With ``clean_crops: N``, the planner on N undegraded random
+the planner's): where the masks cost the most. With ``more_crops: {size: [recipes]}``, those recipes also at
+other crop sizes (rows ``recipe @size px``). With ``clean_crops: N``, the planner on N undegraded random
 crops of each corpus's test photos (share left untouched, PSNR of the changed ones). With ``validation``
 (a block or a list of blocks: ``corpus``, ``seed``, ``recipes: {recipe: scenes per photo}``, optional
 ``crop``), the gains on other random-crop scenes of the
@@ -187,16 +188,21 @@ def run(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
             res["clean"].append({"variant": v["name"], "images": images,
                                  **clean_behaviour(v.get("weights"), v.get("table"), crops,
                                                    segment=bool(v.get("segment", True)))})
-    jobs = [(v, images, recipe) for v in cfg["variants"] for images in cfg["images"] for recipe in cfg["recipes"]]
-    cache: dict[tuple[str, str], list[Any]] = {}
-    for v, images, recipe in tqdm(jobs, desc="eval family masks", disable=not progress):
-        key = (images, recipe)
+    crop = int(cfg["crop"])
+    jobs = [(v, images, recipe, crop) for v in cfg["variants"] for images in cfg["images"] for recipe in cfg["recipes"]]
+    jobs += [(v, images, recipe, int(size)) for v in cfg["variants"] for images in cfg["images"]
+             for size, recipes in (cfg.get("more_crops") or {}).items() for recipe in recipes]
+    cache: dict[tuple[str, str, int], list[Any]] = {}
+    for v, images, recipe, size in tqdm(jobs, desc="eval family masks", disable=not progress):
+        key = (images, recipe, size)
         if key not in cache:
-            cache[key] = scenes_of(images, recipe, int(cfg["scenes_per_photo"]), int(cfg["crop"]))
+            cache[key] = scenes_of(images, recipe, int(cfg["scenes_per_photo"]), size)
         r = evaluate_variant(v.get("weights"), v.get("table"), cache[key], int(cfg.get("headline", 0)),
-                             segment=bool(v.get("segment", True)), swaps=bool(cfg.get("family_swaps", False)))
-        res["results"].append({"variant": v["name"], "images": images, "recipe": recipe,
-                               "scenes": len(cache[key]), **r})
+                             segment=bool(v.get("segment", True)),
+                             swaps=bool(cfg.get("family_swaps", False)) and size == crop)
+        res["results"].append({"variant": v["name"], "images": images,
+                               "recipe": recipe if size == crop else f"{recipe} @{size} px",
+                               "crop": size, "scenes": len(cache[key]), **r})
     blocks = validation_blocks(cfg)
     if blocks:  # fresh scenes of the TRAIN photos (random crops, another seed than the tuning scenes)
         res["validation"] = []

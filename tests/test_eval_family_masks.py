@@ -86,6 +86,9 @@ def test_family_swaps_and_fresh_validation_scenes(tmp_path: Path) -> None:
         {"corpus": "builtin", "seed": 2, "recipes": {"mixed-2": 1}},
         {"corpus": "builtin", "seed": 3, "crop": 96, "recipes": {"mixed-2": 1}}]}, progress=False)["validation"]
     assert [(b["crop"], b["seed"]) for b in two] == [(64, 2), (96, 3)]
+    more = efm.run({**cfg, "family_swaps": False, "variants": cfg["variants"][:1], "validation": None,
+                    "more_crops": {96: ["mixed-2"]}}, progress=False)["results"]
+    assert [(r["recipe"], r["crop"]) for r in more] == [("spatial-mixed", 64), ("mixed-2 @96 px", 96)]
     with pytest.raises(ValueError, match="tuned on"):
         efm.check_config({**cfg, "validation": {"corpus": "builtin", "seed": 1, "recipes": {"mixed-3": 1}}})
     with pytest.raises(ValueError, match="validation block needs"):
