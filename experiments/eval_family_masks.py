@@ -46,8 +46,13 @@ from tqdm import tqdm  # noqa: E402
 from experiments.fit_rule_table import psnr, scene_set  # noqa: E402
 from ir_env.corpus import load_named_corpus, random_crop  # noqa: E402
 from ir_env.degradations import FAMILY_OF_KIND  # noqa: E402
-from policies.rules import RESTORE_ORDER, RuleTable, apply_family_masks, dense_family_prob  # noqa: E402
-from restorers import apply  # noqa: E402
+from policies.rules import (  # noqa: E402
+    RESTORE_ORDER,
+    RuleTable,
+    apply_family_masks,
+    dense_family_prob,
+    restore_in_masks,
+)
 from restorers.spec import FAMILIES  # noqa: E402
 
 
@@ -65,23 +70,6 @@ def scenes_of(images: str, recipe: str, per_photo: int, crop: int) -> list[Any]:
     """The scenes of ``recipe`` on the test photos of ``images``: the rule-table report's test scenes
     (:func:`experiments.fit_rule_table.scene_set`: centre crops, scene seed = index, as compare.py)."""
     return scene_set(load_named_corpus(images, "test"), recipe, per_photo, crop, 0, random_crops=False)
-
-
-def apply_masks(table: RuleTable, emb: Any, image: np.ndarray, masks: list[tuple[str, np.ndarray, bool]],
-                thresholds: dict[str, float]) -> np.ndarray:
-    """The families planner's loop on given masks: per (family, mask, check) in order, the table's entry for the
-    encoder's pooled severity on the mask, applied inside it; with ``check`` only when the pooled probability
-    reaches ``thresholds[family]`` (the planner's own masks), without for true masks."""
-    out = image
-    if not masks:
-        return out
-    pred = emb.predict(image, np.stack([m for _, m, _ in masks]))  # one encoder pass, on the input image
-    for k, (f, m, check) in enumerate(masks):
-        j = FAMILIES.index(f)
-        if check and pred["family_prob"][k, j] < thresholds[f]:
-            continue
-        out = apply(out, *table.lookup(f, pred["severity"][k, j]), mask=m)
-    return out
 
 
 def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[Any], headline: int,
@@ -115,13 +103,14 @@ def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[A
             counts[f][0] += int((p & t).sum())
             counts[f][1] += int((p & ~t).sum())
             counts[f][2] += int((~p & t).sum())
-        out = apply_masks(table, emb, s.degraded, [(f, truth[f], False) for f in RESTORE_ORDER if f in truth],
-                          fm["thresholds"])
+        out, _ = restore_in_masks(table, emb, s.degraded,
+                                  [(f, truth[f], False) for f in RESTORE_ORDER if f in truth], fm["thresholds"])
         true_gains.append(psnr(out, s.clean) - base)
         for f in FAMILIES if swaps else ():
             masks = [(g, truth[g], False) if g == f else (g, mine[g], True) for g in RESTORE_ORDER
                      if (g == f and g in truth) or (g != f and g in mine)]
-            swap_gains[f].append(psnr(apply_masks(table, emb, s.degraded, masks, fm["thresholds"]), s.clean) - base)
+            swapped, _ = restore_in_masks(table, emb, s.degraded, masks, fm["thresholds"])
+            swap_gains[f].append(psnr(swapped, s.clean) - base)
     first = headline or len(gains)
     per = {f: ({"f1": 2 * tp / (2 * tp + fp + fn), "iou": tp / (tp + fp + fn)} if tp + fp + fn else
                {"f1": None, "iou": None}) for f, (tp, fp, fn) in counts.items()}  # None: absent and never flagged

@@ -260,15 +260,26 @@ def apply_family_masks(table: RuleTable, embedder: Any, image: np.ndarray, thres
     p = dense_family_prob(embedder, image) if prob is None else prob
     masks = {fam: p[..., FAMILIES.index(fam)] >= cell_thresholds[fam] for fam in RESTORE_ORDER}
     masks = {fam: m for fam, m in masks.items() if m.any() and m.mean() >= min_area}
+    return restore_in_masks(table, embedder, image, [(fam, m, True) for fam, m in masks.items()], thresholds,
+                            max_steps)
+
+
+def restore_in_masks(table: RuleTable, embedder: Any, image: np.ndarray, masks: list[tuple[str, np.ndarray, bool]],
+                     thresholds: dict[str, float], max_steps: int | None = None
+                     ) -> tuple[np.ndarray, list[tuple[str, np.ndarray, str, dict[str, float]]]]:
+    """Per (family, HxW bool mask, check) in order: the table's entry for the encoder's severity pooled over the
+    mask (one encoder pass on the INPUT image for every mask), applied inside it; with ``check`` only when the
+    pooled probability of the family reaches ``thresholds[family]``. At most ``max_steps`` steps. Returns the
+    image and the (family, mask, tool, physical params) steps."""
     out, steps = image, []
     if not masks or (max_steps is not None and max_steps <= 0):
         return out, steps
-    pred = embedder.predict(image, np.stack(list(masks.values())))  # one encoder pass for every mask
-    for k, (fam, mask) in enumerate(masks.items()):
+    pred = embedder.predict(image, np.stack([m for _, m, _ in masks]))
+    for k, (fam, mask, check) in enumerate(masks):
         if max_steps is not None and len(steps) >= max_steps:
             break
         j = FAMILIES.index(fam)
-        if pred["family_prob"][k, j] < thresholds[fam]:
+        if check and pred["family_prob"][k, j] < thresholds[fam]:
             continue
         tool, params = table.lookup(fam, pred["severity"][k, j])
         out = apply(out, tool, params, mask=mask)

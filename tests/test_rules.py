@@ -280,3 +280,22 @@ def test_threshold_comparison_script_runs_on_a_tiny_set(tmp_path, capsys) -> Non
     assert row["tuned"] == pytest.approx(np.mean(row["tuned_gains"]), abs=1e-3)
     assert out.with_suffix(".md").read_text().count("| holdout | mixed-2 |") == 1
     assert ept.main(["--scenes-per-photo", "0"]) == 2 and capsys.readouterr().err.startswith("error:")
+
+
+def test_restore_in_masks_checks_only_where_asked(photo: np.ndarray) -> None:
+    from ir_env.encoder.learned import LearnedEmbedder
+    from policies.rules import restore_in_masks
+
+    table, emb = RuleTable.load(), LearnedEmbedder()
+    img = synthesize(photo, recipe="noise-25", seed=1).degraded
+    half = np.zeros(img.shape[:2], bool)
+    half[:, : img.shape[1] // 2] = True
+    never = dict.fromkeys(FAMILIES, 1.01)  # no pooled probability reaches it
+    out, steps = restore_in_masks(table, emb, img, [("noise", half, True)], never)
+    assert steps == [] and out is img
+    out, steps = restore_in_masks(table, emb, img, [("noise", half, False), ("haze", ~half, False)], never,
+                                  max_steps=1)
+    assert [s[0] for s in steps] == ["noise"] and steps[0][2] in {e["tool"] for e in table.entries["noise"]}
+    np.testing.assert_array_equal(out[:, img.shape[1] // 2 + 16:], img[:, img.shape[1] // 2 + 16:])  # outside
+    assert not np.array_equal(out[:, : img.shape[1] // 2], img[:, : img.shape[1] // 2])
+    assert restore_in_masks(table, emb, img, [], never) == (img, [])
