@@ -488,6 +488,28 @@ def training_summary(cfg: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def fixed_specs(cfg: dict[str, Any], recipe: str) -> list[str]:
+    """The config's fixed planner specs that run on ``recipe`` (its ``skip`` list left out)."""
+    return [s for s in cfg["planners"] if s not in cfg["skip"].get(recipe, [])]
+
+
+def finish_recipe(cfg: dict[str, Any], recipe: str, res: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Add the targets and the table to one recipe's evaluate JSON ``res`` (which holds ``groups``), write it
+    to ``out/<recipe>.json`` and return its entry of ``compare.json``."""
+    res["targets"] = check_targets(res, cfg) if recipe in (cfg.get("targets") or {}).get("recipes", []) else []
+    res["table"] = table_rows(res, fixed_specs(cfg, recipe))
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{recipe}.json").write_text(json.dumps(res, indent=1, default=float))
+    return {k: res[k] for k in ("table", "groups", "targets", "reused", "not_run")}
+
+
+def write_report(out: Path, report: dict[str, Any]) -> None:
+    """``compare.json``, ``compare.md`` and ``compare.png`` of ``report`` in ``out``."""
+    (out / "compare.json").write_text(json.dumps(report, indent=1, default=float))
+    (out / "compare.md").write_text(markdown(report))
+    plot(report, out / "compare.png")
+
+
 def compare(cfg: dict[str, Any], command: str, progress: bool = True) -> dict[str, Any]:
     """Evaluate every recipe (training must be done) and write all outputs; returns ``compare.json``'s dict."""
     out = Path(cfg["output_dir"])
@@ -503,22 +525,16 @@ def compare(cfg: dict[str, Any], command: str, progress: bool = True) -> dict[st
     report: dict[str, Any] = {"command": command, "images": len(items), "recipes": {},
                               "config": {k: v for k, v in cfg.items() if k != "output_dir"}}
     for recipe in cfg["recipes"]:
-        mine = [s for s in fixed if s not in cfg["skip"].get(recipe, [])]
+        mine = fixed_specs(cfg, recipe)
         specs = mine + [s for g in groups.values() for s in g]
         res = evaluate_recipe(cfg, recipe, items, specs, progress=progress)
         res["groups"] = {v: group_seeds(res, v, specs_v, cfg["learned"]["variants"][v].get("label", v))
                          for v, specs_v in groups.items() if specs_v}
-        res["targets"] = check_targets(res, cfg) if recipe in (cfg.get("targets") or {}).get("recipes", []) else []
-        res["table"] = table_rows(res, mine)
         res["not_run"] = [s for s in fixed if s not in mine]
         res["command"] = command
-        out.mkdir(parents=True, exist_ok=True)
-        (out / f"{recipe}.json").write_text(json.dumps(res, indent=1, default=float))
-        report["recipes"][recipe] = {k: res[k] for k in ("table", "groups", "targets", "reused", "not_run")}
+        report["recipes"][recipe] = finish_recipe(cfg, recipe, res, out)
     report["training"] = training_summary(cfg)
-    (out / "compare.json").write_text(json.dumps(report, indent=1, default=float))
-    (out / "compare.md").write_text(markdown(report))
-    plot(report, out / "compare.png")
+    write_report(out, report)
     log(f"wrote {out}/compare.json, compare.md, compare.png and one JSON per recipe")
     return report
 
@@ -542,8 +558,7 @@ def refresh(cfg: dict[str, Any], specs: list[str], command: str, progress: bool 
     for recipe in cfg["recipes"]:
         path = out / f"{recipe}.json"
         res = json.loads(path.read_text())
-        mine = [s for s in cfg["planners"] if s not in cfg["skip"].get(recipe, [])]
-        todo = [s for s in specs if s in mine]
+        todo = [s for s in specs if s in fixed_specs(cfg, recipe)]
         if not todo:
             continue
         new = evaluate_recipe(cfg, recipe, items, todo, progress=progress)
@@ -553,15 +568,10 @@ def refresh(cfg: dict[str, Any], specs: list[str], command: str, progress: bool 
                              key=lambda r: (names.index(r["image"]), order[r["planner"]]))
         for spec in todo:
             res["reused"].pop(spec, None)
-        res["targets"] = check_targets(res, cfg) if recipe in (cfg.get("targets") or {}).get("recipes", []) else []
-        res["table"] = table_rows(res, mine)
         res["refreshed"] = {"planners": todo, "command": command}
-        path.write_text(json.dumps(res, indent=1, default=float))
-        report["recipes"][recipe] = {k: res[k] for k in ("table", "groups", "targets", "reused", "not_run")}
+        report["recipes"][recipe] = finish_recipe(cfg, recipe, res, out)
     report["refreshed"] = {"planners": specs, "command": command}
-    src.write_text(json.dumps(report, indent=1, default=float))
-    (out / "compare.md").write_text(markdown(report))
-    plot(report, out / "compare.png")
+    write_report(out, report)
     log(f"refreshed {', '.join(specs)} in {out}/compare.json, compare.md, compare.png and the recipe JSONs")
     return report
 
