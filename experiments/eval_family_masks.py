@@ -51,6 +51,7 @@ from policies.rules import (  # noqa: E402
     RuleTable,
     apply_family_masks,
     dense_family_prob,
+    family_masks_of,
     restore_in_masks,
 )
 from restorers.spec import FAMILIES  # noqa: E402
@@ -72,33 +73,40 @@ def scenes_of(images: str, recipe: str, per_photo: int, crop: int) -> list[Any]:
     return scene_set(load_named_corpus(images, "test"), recipe, per_photo, crop, 0, random_crops=False)
 
 
-def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[Any], headline: int,
-                     segment: bool = True, swaps: bool = False) -> dict[str, Any]:
-    """The module docstring's numbers for one variant on one scene list; with ``swaps`` also, per family, the
-    gain when only that family's mask is the true one (``true_mask_swap``; the others the planner's)."""
+def load_variant(weights: str | None, table_path: str | None, segment: bool = True) -> tuple[RuleTable, Any]:
+    """(rule table, encoder) of a variant: the table at ``table_path`` (default: shipped), which must hold
+    ``family_masks`` settings, and the encoder in ``weights`` reading its head when ``segment``."""
     from ir_env.encoder.learned import LearnedEmbedder
 
     table = RuleTable.load(table_path) if table_path else RuleTable.load()
     if not table.family_masks:
         raise ValueError(f"rule table {table_path or 'shipped'} has no family_masks settings")
+    return table, LearnedEmbedder(weights, segment=segment)
+
+
+def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[Any], headline: int,
+                     segment: bool = True, swaps: bool = False, bounds: bool = True) -> dict[str, Any]:
+    """The module docstring's numbers for one variant on one scene list; with ``swaps`` also, per family, the
+    gain when only that family's mask is the true one (``true_mask_swap``; the others the planner's); with
+    ``bounds=False`` only the planner's gains and tool calls (no true masks, no IoU)."""
+    table, emb = load_variant(weights, table_path, segment)
     fm = table.family_masks
-    emb = LearnedEmbedder(weights, segment=segment)
+    min_area = float(fm.get("min_area", 0.0))
     gains, true_gains, calls = [], [], []
     swap_gains: dict[str, list[float]] = {f: [] for f in FAMILIES}
     counts = {f: [0, 0, 0] for f in FAMILIES}  # tp, fp, fn pixels
     for s in scenes:
         base = psnr(s.degraded, s.clean)
         prob = dense_family_prob(emb, s.degraded)
-        img, done = apply_family_masks(table, emb, s.degraded, fm["thresholds"], fm["cell_thresholds"],
-                                       float(fm.get("min_area", 0.0)), prob=prob)
+        img, done = apply_family_masks(table, emb, s.degraded, fm["thresholds"], fm["cell_thresholds"], min_area,
+                                       prob=prob)
         gains.append(psnr(img, s.clean) - base)
         calls.append(len(done))
+        if not bounds:
+            continue
         truth = true_family_masks(s)
-        mine = {}
         for j, f in enumerate(FAMILIES):
             p = prob[..., j] >= fm["cell_thresholds"][f]
-            if p.any() and p.mean() >= float(fm.get("min_area", 0.0)):
-                mine[f] = p
             t = truth.get(f, np.zeros(p.shape, bool))
             counts[f][0] += int((p & t).sum())
             counts[f][1] += int((p & ~t).sum())
@@ -106,20 +114,22 @@ def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[A
         out, _ = restore_in_masks(table, emb, s.degraded,
                                   [(f, truth[f], False) for f in RESTORE_ORDER if f in truth], fm["thresholds"])
         true_gains.append(psnr(out, s.clean) - base)
+        mine = family_masks_of(prob, fm["cell_thresholds"], min_area) if swaps else {}
         for f in FAMILIES if swaps else ():
             masks = [(g, truth[g], False) if g == f else (g, mine[g], True) for g in RESTORE_ORDER
                      if (g == f and g in truth) or (g != f and g in mine)]
             swapped, _ = restore_in_masks(table, emb, s.degraded, masks, fm["thresholds"])
             swap_gains[f].append(psnr(swapped, s.clean) - base)
     first = headline or len(gains)
-    per = {f: ({"f1": 2 * tp / (2 * tp + fp + fn), "iou": tp / (tp + fp + fn)} if tp + fp + fn else
-               {"f1": None, "iou": None}) for f, (tp, fp, fn) in counts.items()}  # None: absent and never flagged
     res = {"gain": float(np.mean(gains)), "gain_headline": float(np.mean(gains[:first])),
            "gain_sem": float(np.std(gains, ddof=1) / np.sqrt(len(gains))) if len(gains) > 1 else 0.0,
-           "tool_calls": float(np.mean(calls)), "gains": [round(float(g), 4) for g in gains],
-           "true_masks_gain": float(np.mean(true_gains)),
-           "true_masks_gain_headline": float(np.mean(true_gains[:first])),
-           "mask_iou": per, "mean_iou": float(np.mean([v["iou"] for v in per.values() if v["iou"] is not None]))}
+           "tool_calls": float(np.mean(calls)), "gains": [round(float(g), 4) for g in gains]}
+    if bounds:
+        per = {f: ({"f1": 2 * tp / (2 * tp + fp + fn), "iou": tp / (tp + fp + fn)} if tp + fp + fn else
+                   {"f1": None, "iou": None}) for f, (tp, fp, fn) in counts.items()}  # None: absent, never flagged
+        res.update({"true_masks_gain": float(np.mean(true_gains)),
+                    "true_masks_gain_headline": float(np.mean(true_gains[:first])), "mask_iou": per,
+                    "mean_iou": float(np.mean([v["iou"] for v in per.values() if v["iou"] is not None]))})
     if swaps:
         res["true_mask_swap"] = {f: float(np.mean(v)) for f, v in swap_gains.items()}
     return res
@@ -148,11 +158,8 @@ def clean_behaviour(weights: str | None, table_path: str | None, crops: list[np.
                     segment: bool = True) -> dict[str, Any]:
     """The planner on undegraded crops (nothing to restore): share left untouched (output identical to the
     crop), steps per crop, mean and worst output PSNR against the crop over the changed crops (dB)."""
-    from ir_env.encoder.learned import LearnedEmbedder
-
-    table = RuleTable.load(table_path) if table_path else RuleTable.load()
+    table, emb = load_variant(weights, table_path, segment)
     fm = table.family_masks
-    emb = LearnedEmbedder(weights, segment=segment)
     steps, touched = [], []
     for c in crops:
         img, done = apply_family_masks(table, emb, c, fm["thresholds"], fm["cell_thresholds"],
@@ -203,7 +210,7 @@ def run(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
                 rows = []
                 for v in tqdm(cfg["variants"], desc=f"validation {recipe} {crop} px", disable=not progress):
                     r = evaluate_variant(v.get("weights"), v.get("table"), scenes, 0,
-                                         segment=bool(v.get("segment", True)))
+                                         segment=bool(v.get("segment", True)), bounds=False)
                     rows.append({"variant": v["name"], "gain": r["gain"], "gain_sem": r["gain_sem"],
                                  "gains": r["gains"]})
                 for row in rows[1:]:

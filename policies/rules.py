@@ -258,10 +258,18 @@ def apply_family_masks(table: RuleTable, embedder: Any, image: np.ndarray, thres
     ``thresholds[family]``, the table's entry for the pooled severity is applied inside it. Perception reads
     the input image only. Returns the image and the (family, mask, tool, physical params) steps."""
     p = dense_family_prob(embedder, image) if prob is None else prob
-    masks = {fam: p[..., FAMILIES.index(fam)] >= cell_thresholds[fam] for fam in RESTORE_ORDER}
-    masks = {fam: m for fam, m in masks.items() if m.any() and m.mean() >= min_area}
+    masks = family_masks_of(p, cell_thresholds, min_area)
     return restore_in_masks(table, embedder, image, [(fam, m, True) for fam, m in masks.items()], thresholds,
                             max_steps)
+
+
+def family_masks_of(prob: np.ndarray, cell_thresholds: dict[str, float], min_area: float = 0.0
+                    ) -> dict[str, np.ndarray]:
+    """The ``regions="families"`` planner's masks, in :data:`RESTORE_ORDER`: per family, the pixels of ``prob``
+    (H, W, F dense probabilities) at or above ``cell_thresholds[family]``, kept when they cover at least
+    ``min_area`` (fraction of the image) and are not empty."""
+    masks = {fam: prob[..., FAMILIES.index(fam)] >= cell_thresholds[fam] for fam in RESTORE_ORDER}
+    return {fam: m for fam, m in masks.items() if m.any() and m.mean() >= min_area}
 
 
 def restore_in_masks(table: RuleTable, embedder: Any, image: np.ndarray, masks: list[tuple[str, np.ndarray, bool]],
