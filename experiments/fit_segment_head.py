@@ -18,6 +18,11 @@ the family's mean |benefit| over the training cells; clipped to 20), so cells wh
 harm a lot count most, and subtle degradations that the tool cannot improve count as "leave alone".
 Calibration then uses those targets.
 
+With ``data.more_crops`` (``{size: [train scenes, validation scenes]}``, sizes in px, multiples of 8) the
+head also learns from scenes of other crop sizes (each size its own seed streams ``10 * size + 1`` / ``+ 2``;
+batches hold one size each), so that what it learned of region shapes and of the image's mean feature is not
+tied to one image size; calibration and the validation scores pool the cells of every size.
+
 Reported on the validation cells, for the head and for the encoder's linear family head read per cell
 (the dense map ``perceive:regions=families`` used before): per-family F1 and IoU of the thresholded maps
 against the family targets (and, with ``targets: benefit``, against the benefit targets).
@@ -135,38 +140,49 @@ def benefit_rows(rows: dict[str, np.ndarray], scale: np.ndarray | None, floor: f
     return scale
 
 
-def train_head(head: SegmentHead, rows: dict[str, np.ndarray], cfg: dict[str, Any], seed: int,
-               progress: bool = True) -> list[float]:
-    """Train ``head`` on ``rows`` (module docstring); returns the mean loss of every epoch."""
+def train_head(head: SegmentHead, rows: dict[str, np.ndarray] | list[dict[str, np.ndarray]], cfg: dict[str, Any],
+               seed: int, progress: bool = True) -> list[float]:
+    """Train ``head`` on ``rows`` (module docstring; a list: one group of rows per crop size, every batch from
+    one group); returns the mean loss of every epoch."""
     tc = cfg["train"]
-    feats, target = rows["feats"], rows["target"]
-    n, bs, epochs = len(feats), int(tc["batch_size"]), int(tc["epochs"])
-    if n < bs:
-        raise ValueError(f"{n} training scenes are fewer than one batch ({bs}); make more scenes")
-    pos_weight, weight = None, rows.get("weight")
-    if weight is None and tc.get("balanced", True):
-        pos = torch.from_numpy(target.astype(np.float32).sum((0, 2, 3)))
-        total = float(np.prod(target.shape) / target.shape[1])
+    groups = rows if isinstance(rows, list) else [rows]
+    bs, epochs = int(tc["batch_size"]), int(tc["epochs"])
+    sizes = [len(g["feats"]) for g in groups]
+    if sum(n // bs for n in sizes) < 1:
+        raise ValueError(f"{sum(sizes)} training scenes make no full batch of {bs} (per crop size); make more scenes")
+    weighted = "weight" in groups[0]
+    pos_weight = None
+    if not weighted and tc.get("balanced", True):
+        pos = torch.from_numpy(sum(g["target"].astype(np.float32).sum((0, 2, 3)) for g in groups))
+        total = float(sum(np.prod(g["target"].shape) / g["target"].shape[1] for g in groups))
         pos_weight = ((total - pos) / pos.clamp_min(1.0)).clamp(1.0, 10.0).view(1, -1, 1, 1)
     gen = torch.Generator().manual_seed(int(seed))
+    steps = sum(n // bs for n in sizes)
     opt = torch.optim.AdamW(head.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"]))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * (n // bs))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps)
     head.train()
     history = []
     for _ in tqdm(range(epochs), desc="fit segment head", unit="epoch", disable=not progress):
-        perm, total_loss = torch.randperm(n, generator=gen).numpy(), 0.0
-        for i in range(0, n - bs + 1, bs):
-            idx = np.sort(perm[i:i + bs])
-            f = torch.from_numpy(feats[idx].astype(np.float32))
-            y = torch.from_numpy(target[idx].astype(np.float32))
-            wt = None if weight is None else torch.from_numpy(weight[idx].astype(np.float32))
+        batches = []
+        for k, n in enumerate(sizes):
+            perm = torch.randperm(n, generator=gen).numpy()
+            batches += [(k, np.sort(perm[i:i + bs])) for i in range(0, n - bs + 1, bs)]
+        # one size: its batches in order (as before more_crops existed: same seed, same head)
+        order = torch.randperm(len(batches), generator=gen).numpy() if len(groups) > 1 else range(len(batches))
+        total_loss = 0.0
+        for b in order:
+            k, idx = batches[b]
+            g = groups[k]
+            f = torch.from_numpy(g["feats"][idx].astype(np.float32))
+            y = torch.from_numpy(g["target"][idx].astype(np.float32))
+            wt = torch.from_numpy(g["weight"][idx].astype(np.float32)) if weighted else None
             loss = F.binary_cross_entropy_with_logits(head.logits(f), y, weight=wt, pos_weight=pos_weight)
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            total_loss += float(loss.detach()) * len(idx)
-        history.append(total_loss / (n // bs * bs))
+            total_loss += float(loss.detach())
+        history.append(total_loss / len(batches))
     head.eval()
     return history
 
@@ -203,19 +219,42 @@ def cell_scores(prob: np.ndarray, target: np.ndarray, threshold: float | np.ndar
             "mean_iou": float(np.mean([v["iou"] for v in per.values()]))}
 
 
-def calibrate(head: SegmentHead, net: Any, rows: dict[str, np.ndarray]) -> dict[str, float]:
-    """Set ``head.threshold_logit`` to each family's best per-cell F1 threshold on ``rows``; returns
-    {family: threshold}."""
-    prob = predict_cells(head, net, rows["feats"], calibrated=False)
-    truth = rows["target"].astype(np.float32) >= 0.5
+def flat_cells(maps: list[np.ndarray]) -> np.ndarray:
+    """Per-cell maps (N, F, h, w) of one or more crop sizes -> (cells, F): every cell of every map, one row each."""
+    return np.concatenate([m.transpose(0, 2, 3, 1).reshape(-1, m.shape[1]) for m in maps])
+
+
+def calibrate(head: SegmentHead, net: Any, rows: dict[str, np.ndarray] | list[dict[str, np.ndarray]]
+              ) -> dict[str, float]:
+    """Set ``head.threshold_logit`` to each family's best per-cell F1 threshold on ``rows`` (a list: the cells
+    of every group pooled); returns {family: threshold}."""
+    groups = rows if isinstance(rows, list) else [rows]
+    prob = flat_cells([predict_cells(head, net, g["feats"], calibrated=False) for g in groups])
+    truth = flat_cells([g["target"] for g in groups]).astype(np.float32) >= 0.5
     ts = []
     for j in range(prob.shape[1]):
-        p, t = prob[:, j].reshape(-1), truth[:, j].reshape(-1)
+        p, t = prob[:, j], truth[:, j]
         f1 = [2 * (q & t).sum() / max(1, q.sum() + t.sum()) for q in (p[:, None] >= THRESHOLD_GRID).T]
         ts.append(float(THRESHOLD_GRID[int(np.argmax(f1))]))
     t = np.asarray(ts)
     head.threshold_logit.copy_(torch.from_numpy(np.log(t / (1 - t))).float())
     return {f: float(v) for f, v in zip(FAMILIES, ts, strict=True)}
+
+
+def size_groups(cfg: dict[str, Any]) -> list[tuple[int, int, int, int, int]]:
+    """(crop px, train scenes, validation scenes, train seed stream, validation seed stream) per crop size:
+    ``data.crop`` with ``data.scenes`` / ``data.val_scenes`` (streams 1 / 2), then each ``data.more_crops``
+    entry ``size: [train, validation]`` (streams ``10 * size + 1`` / ``+ 2``). ``ValueError`` naming a bad entry."""
+    d = cfg["data"]
+    out = [(int(d["crop"]), int(d["scenes"]), int(d["val_scenes"]), 1, 2)]
+    for size, counts in (d.get("more_crops") or {}).items():
+        ok = isinstance(counts, (list, tuple)) and len(counts) == 2 and all(
+            isinstance(c, int) and c >= 0 for c in counts)
+        if not ok or int(size) % STRIDE or int(size) < STRIDE or int(size) in [g[0] for g in out]:
+            raise ValueError(f"data.more_crops: each entry must be a new size (px, a multiple of {STRIDE}) -> "
+                             f"[train scenes, validation scenes] (integers >= 0), got {size}: {counts}")
+        out.append((int(size), int(counts[0]), int(counts[1]), 10 * int(size) + 1, 10 * int(size) + 2))
+    return out
 
 
 def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
@@ -226,15 +265,25 @@ def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     torch.set_num_threads(int(cfg["train"].get("threads", 1)))
     src = Path(cfg.get("encoder") or "ir_env/encoder/weights")
     enc = load_encoder(src)
-    data_cfg = {"seed": int(cfg["seed"]), "data": cfg["data"]}
     mode, extra, b = targets_of(cfg)
-    train_rows = cell_rows(enc.net, make_dataset(data_cfg, int(cfg["data"]["scenes"]), 1, "train scenes", extra),
-                           progress=progress)
-    val_rows = cell_rows(enc.net, make_dataset(data_cfg, int(cfg["data"]["val_scenes"]), 2, "val scenes", extra),
-                         progress=progress)
+    train_rows, val_rows = [], []
+    for crop, n, nv, s_train, s_val in size_groups(cfg):
+        data_cfg = {"seed": int(cfg["seed"]), "data": {**cfg["data"], "crop": crop}}
+        if n:
+            train_rows.append(cell_rows(enc.net, make_dataset(data_cfg, n, s_train, f"train scenes {crop} px", extra),
+                                        progress=progress))
+        if nv:
+            val_rows.append(cell_rows(enc.net, make_dataset(data_cfg, nv, s_val, f"val scenes {crop} px", extra),
+                                      progress=progress))
+    if not val_rows:
+        raise ValueError("no validation scenes: data.val_scenes (or a more_crops entry) must be >= 1")
     if mode == "benefit":
-        scale = benefit_rows(train_rows, None, float(b.get("floor", 0.2)))
-        benefit_rows(val_rows, scale, float(b.get("floor", 0.2)))
+        floor = float(b.get("floor", 0.2))
+        pooled = np.concatenate([np.abs(r["benefit"].astype(np.float32)).transpose(1, 0, 2, 3).reshape(
+            len(FAMILIES), -1) for r in train_rows], axis=1)
+        scale = np.maximum(pooled.mean(1), 1e-8)
+        for r in train_rows + val_rows:
+            benefit_rows(r, scale, floor)
     t_data = time.perf_counter() - t0
     torch.manual_seed(int(cfg["seed"]))
     h = cfg["head"]
@@ -244,21 +293,31 @@ def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     head.std.copy_(torch.from_numpy(enc.std).float())
     history = train_head(head, train_rows, cfg, int(cfg["seed"]), progress)
     thresholds = calibrate(head, enc.net, val_rows)
-    lin_prob = predict_cells(None, enc.net, val_rows["feats"])
-    seg_prob = predict_cells(head, enc.net, val_rows["feats"])
-    validation = {"scenes": int(len(val_rows["feats"])), "cells": int(val_rows["target"][:, 0].size),
-                  "linear_head_per_cell": cell_scores(lin_prob, val_rows["family_target"]),
-                  "segment_head": cell_scores(seg_prob, val_rows["family_target"])}
+    lin_prob = flat_cells([predict_cells(None, enc.net, r["feats"]) for r in val_rows])
+    seg_prob = flat_cells([predict_cells(head, enc.net, r["feats"]) for r in val_rows])
+    fam_target = flat_cells([r["family_target"] for r in val_rows])
+    validation = {"scenes": int(sum(len(r["feats"]) for r in val_rows)), "cells": int(len(fam_target)),
+                  "linear_head_per_cell": cell_scores(lin_prob, fam_target),
+                  "segment_head": cell_scores(seg_prob, fam_target)}
+    if len(val_rows) > 1:  # each crop size alone as well
+        validation["per_size"] = {}
+        for (crop, *_), r in zip([g for g in size_groups(cfg) if g[2]], val_rows, strict=True):
+            lp, sp = predict_cells(None, enc.net, r["feats"]), predict_cells(head, enc.net, r["feats"])
+            t = flat_cells([r["family_target"]])
+            validation["per_size"][str(crop)] = {"scenes": len(r["feats"]),
+                                                 "linear_head_per_cell": cell_scores(flat_cells([lp]), t),
+                                                 "segment_head": cell_scores(flat_cells([sp]), t)}
     if mode == "benefit":
-        validation["benefit_targets"] = {"positive_share": {f: float(val_rows["target"][:, j].astype(np.float32).mean())
+        ben_target = flat_cells([r["target"] for r in val_rows])
+        validation["benefit_targets"] = {"positive_share": {f: float(ben_target[:, j].astype(np.float32).mean())
                                                             for j, f in enumerate(FAMILIES)},
-                                         "linear_head_per_cell": cell_scores(lin_prob, val_rows["target"]),
-                                         "segment_head": cell_scores(seg_prob, val_rows["target"])}
+                                         "linear_head_per_cell": cell_scores(lin_prob, ben_target),
+                                         "segment_head": cell_scores(seg_prob, ben_target)}
     out = Path(cfg["output_dir"])
     copy_encoder(src, out)
     meta = {"encoder_sha256": file_sha256(src / "encoder.pt"), "encoder_source": str(src), "thresholds": thresholds,
             "validation": validation,
-            "train_scenes": int(len(train_rows["feats"])), "epoch_loss": history,
+            "train_scenes": int(sum(len(r["feats"]) for r in train_rows)), "epoch_loss": history,
             "seconds": {"data": round(t_data, 1), "total": round(time.perf_counter() - t0, 1)},
             "config": {k: v for k, v in cfg.items() if not k.startswith("_")},
             "command": "python -m experiments.fit_segment_head --config " + str(cfg.get("_config_path", ""))}

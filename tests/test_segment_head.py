@@ -244,3 +244,27 @@ def test_fit_with_benefit_targets(tmp_path: Path) -> None:
     cfg["targets"] = "where"
     with pytest.raises(ValueError, match="targets must be one of families, benefit"):
         fit(cfg, progress=False)
+
+
+def test_fit_on_several_crop_sizes(tmp_path: Path) -> None:
+    from experiments.fit_segment_head import size_groups
+
+    torch.manual_seed(0)
+    net = DegradationNet(16, len(FAMILIES), batchnorm=True, dct=True, dilations=(2, 4, 8)).eval()
+    src = save_weights(net, tmp_path / "src", np.zeros(16), np.ones(16), {"thresholds": {f: 0.5 for f in FAMILIES}})
+    cfg = _cfg(tmp_path, src)
+    cfg["data"]["more_crops"] = {96: [16, 6]}
+    assert size_groups(cfg) == [(64, 24, 12, 1, 2), (96, 16, 6, 961, 962)]
+    meta = fit(cfg, progress=False)
+    v = meta["validation"]
+    assert meta["train_scenes"] == 24 + 16 and v["scenes"] == 18
+    assert v["cells"] == 12 * 8 * 8 + 6 * 12 * 12  # every cell of both sizes, pooled
+    assert set(v["per_size"]) == {"64", "96"} and v["per_size"]["96"]["scenes"] == 6
+    assert len(meta["epoch_loss"]) == 2 and np.isfinite(meta["epoch_loss"]).all()
+    emb = LearnedEmbedder(tmp_path / "out")
+    p = dense_family_prob(emb, np.random.default_rng(0).random((96, 96, 3), dtype=np.float32))
+    assert p.shape == (96, 96, len(FAMILIES)) and np.all((p >= 0) & (p <= 1))
+    for bad in ({100: [4, 2]}, {64: [4, 2]}, {96: [4]}, {96: [4, -1]}):
+        cfg["data"]["more_crops"] = bad
+        with pytest.raises(ValueError, match="more_crops"):
+            fit(cfg, progress=False)
