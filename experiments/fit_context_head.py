@@ -35,6 +35,7 @@ from torch.nn import functional as F  # noqa: E402, N812
 from tqdm import tqdm  # noqa: E402
 
 from experiments.head_fit import check_head_config, copy_encoder, head_main  # noqa: E402
+from experiments.train_encoder import split_clean  # noqa: E402 (its home is the scene maker now)
 from ir_env.encoder.context import ContextHead, save_context_head  # noqa: E402
 from ir_env.encoder.learned import file_sha256, load_encoder  # noqa: E402
 from ir_env.encoder.metrics import family_metrics  # noqa: E402
@@ -77,24 +78,6 @@ def region_rows(net: Any, data: dict[str, np.ndarray], batch: int = 64) -> dict[
                     rows["fam"].append(data["fam"][i + b, k])
                     rows["sev"].append(data["sev"][i + b, k])
     return {k: np.asarray(v) for k, v in rows.items()}
-
-
-def split_clean(data: dict[str, np.ndarray], share: float, seed: list[int]) -> dict[str, np.ndarray]:
-    """``data`` with a ``share`` of its clean crops (one region, no family present) split into 2-4 random
-    blob regions (:func:`ir_env.masks.blob_partition`), all clean: the recipes never put a clean region next
-    to others, and without such rows the head learns that any region differing from the rest is degraded.
-    Modifies ``rmap`` / ``nreg`` in place; returns ``data``."""
-    from ir_env.masks import blob_partition
-
-    if not 0.0 <= share <= 1.0:
-        raise ValueError(f"data.clean_split must be in [0, 1], got {share}")
-    rng = np.random.default_rng(seed)
-    size = data["rmap"].shape[1]
-    for i in np.flatnonzero((data["nreg"] == 1) & ~data["fam"][:, 0].any(axis=1)):
-        if rng.random() < share:
-            lab = blob_partition(size, size, int(rng.integers(2, 5)), rng)
-            data["rmap"][i], data["nreg"][i] = lab, int(lab.max()) + 1
-    return data
 
 
 def _tensors(rows: dict[str, np.ndarray]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -179,6 +179,24 @@ def _make_scenes(cfg: dict[str, Any], n: int, seed: list[int], desc: str, extra:
             **{key: np.stack(v) for key, v in more.items()}}
 
 
+def split_clean(data: dict[str, np.ndarray], share: float, seed: list[int]) -> dict[str, np.ndarray]:
+    """``data`` with a ``share`` of its clean crops (one region, no family present) split into 2-4 random
+    blob regions (:func:`ir_env.masks.blob_partition`), all clean: the recipes never put a clean region next
+    to others, and without such rows the head learns that any region differing from the rest is degraded.
+    Modifies ``rmap`` / ``nreg`` in place; returns ``data``."""
+    from ir_env.masks import blob_partition
+
+    if not 0.0 <= share <= 1.0:
+        raise ValueError(f"data.clean_split must be in [0, 1], got {share}")
+    rng = np.random.default_rng(seed)
+    size = data["rmap"].shape[1]
+    for i in np.flatnonzero((data["nreg"] == 1) & ~data["fam"][:, 0].any(axis=1)):
+        if rng.random() < share:
+            lab = blob_partition(size, size, int(rng.integers(2, 5)), rng)
+            data["rmap"][i], data["nreg"][i] = lab, int(lab.max()) + 1
+    return data
+
+
 def _augment(x: torch.Tensor, r: torch.Tensor, rng: np.random.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     k = int(rng.integers(4))
     if k:
@@ -328,8 +346,11 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
         swa_epochs = min(swa_epochs, epochs)
     if not 0 <= swa_epochs <= epochs:  # checked before the scenes are made (minutes)
         raise ValueError(f"train.swa_epochs must be in [0, epochs], got {swa_epochs}")
-    data = make_dataset(cfg, n, 1, "train scenes")
-    val = make_dataset(cfg, nv, 2, "val scenes")
+    split = float(cfg["data"].get("clean_split", 0.0))  # checked before the scenes are made (minutes)
+    if not 0.0 <= split <= 1.0:
+        raise ValueError(f"data.clean_split must be in [0, 1], got {split}")
+    data = split_clean(make_dataset(cfg, n, 1, "train scenes"), split, [int(cfg["seed"]), 1])
+    val = split_clean(make_dataset(cfg, nv, 2, "val scenes"), split, [int(cfg["seed"]), 2])
     t_data = time.perf_counter() - t0
     net = DegradationNet(int(cfg["channels"]), len(FAMILIES), **architecture(cfg))
     pos_weight = None

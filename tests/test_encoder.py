@@ -190,6 +190,25 @@ def test_training_writes_weights_that_load(tmp_path: Path) -> None:
     assert set(info["thresholds"]) == set(FAMILIES) and info["batchnorm"] and info["dct"]
 
 
+
+def test_training_can_split_clean_crops_into_several_regions(tmp_path: Path) -> None:
+    from experiments.train_encoder import train
+
+    cfg = yaml.safe_load(Path("experiments/configs/encoder.yaml").read_text())
+    cfg["data"].update(crop=64, scenes=32, val_scenes=16, clean_frac=1.0)  # every crop clean
+    cfg["train"].update(epochs=1, batch_size=16)
+    cfg["channels"] = 8
+    regions = {}
+    for split in (0.0, 1.0):
+        cfg["data"]["clean_split"] = split
+        cfg["output_dir"] = str(tmp_path / f"run{split}")
+        regions[split] = train(cfg)["best"]["val"]["regions"]
+    assert regions[0.0] == 16  # one whole-image region per clean crop
+    assert 2 * 16 <= regions[1.0] <= 4 * 16  # each split into 2-4 clean regions
+    cfg["data"]["clean_split"] = 1.5
+    with pytest.raises(ValueError, match="clean_split must be in"):
+        train(cfg)
+
 shipped = pytest.mark.skipif(not (DEFAULT_WEIGHTS / "encoder.pt").exists(), reason="no shipped encoder weights")
 
 
