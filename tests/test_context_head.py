@@ -170,3 +170,33 @@ def test_rest_of_the_image_excludes_padding(fitted: tuple[Path, Path, dict]) -> 
     assert np.all(has_rest == 1.0)
     _, _, whole = emb._pool(img, np.ones((1, 60, 64), bool), rest=True)
     assert whole[0] == 0.0
+
+
+def test_blend_with_the_linear_heads(fitted: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    from ir_env.encoder.learned import blend_of, context_fingerprint
+
+    _, out, _ = fitted
+    d = tmp_path / "blend"
+    shutil.copytree(out, d)
+    thr = dict(zip(FAMILIES, np.linspace(0.3, 0.6, len(FAMILIES)), strict=True))
+    info = json.loads((d / CONTEXT_JSON).read_text())
+    info["blend"] = {"weight": 0.25, "thresholds": thr}
+    (d / CONTEXT_JSON).write_text(json.dumps(info))
+    rng = np.random.default_rng(1)
+    img = rng.random((64, 64, 3), dtype=np.float32)
+    masks = np.zeros((3, 64, 64), bool)
+    masks[0, :, :20], masks[1, :, 20:] = True, True
+    masks[1, :5, 20:25], masks[2, :5, 20:25] = False, True  # a small third region
+    lin, ctx, both = (LearnedEmbedder(out, context=False).predict(img, masks), LearnedEmbedder(out).predict(img, masks),
+                      LearnedEmbedder(d).predict(img, masks))
+    raw = 0.75 * lin["family_prob"] + 0.25 * ctx["family_prob"]
+    t = np.asarray([thr[f] for f in FAMILIES])
+    np.testing.assert_array_equal(both["family_prob"] >= 0.5, raw >= t[None])  # 0.5 at the blend's thresholds
+    np.testing.assert_allclose(both["severity"], 0.75 * lin["severity"] + 0.25 * ctx["severity"], atol=1e-6)
+    assert np.all((both["family_prob"] >= 0) & (both["family_prob"] <= 1))
+    assert context_fingerprint(d) == context_fingerprint(out) + "+blend0.25"  # planners fitted without it notice
+    assert blend_of(info)[0] == 0.25 and blend_of({}) is None
+    for bad in ({"weight": 1.5, "thresholds": thr}, {"weight": 0.5},
+                {"weight": 0.5, "thresholds": {**thr, "haze": 1.0}}):
+        with pytest.raises(EncoderWeightsError, match="blend"):
+            blend_of({"blend": bad})

@@ -90,11 +90,39 @@ def weights_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
 
 
 def context_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
-    """``+ctx<12 hex digits of its SHA-256>`` of the context head stored in ``directory``, '' when none is."""
-    from ir_env.encoder.context import CONTEXT_PT
+    """``+ctx<12 hex digits of its SHA-256>`` of the context head stored in ``directory``, '' when none is;
+    followed by ``+blend<weight>`` when its JSON blends it with the linear heads (:func:`blend_of`)."""
+    from ir_env.encoder.context import CONTEXT_JSON, CONTEXT_PT
 
     pt = Path(directory) / CONTEXT_PT
-    return f"+ctx{file_sha256(pt)[:12]}" if pt.is_file() else ""
+    if not pt.is_file():
+        return ""
+    try:
+        info = json.loads((Path(directory) / CONTEXT_JSON).read_text())
+    except (OSError, ValueError):
+        info = {}
+    blend = blend_of(info) if isinstance(info, dict) else None
+    return f"+ctx{file_sha256(pt)[:12]}" + (f"+blend{blend[0]:g}" if blend is not None else "")
+
+
+def blend_of(context_info: dict[str, Any] | None) -> tuple[float, np.ndarray] | None:
+    """(weight w in [0, 1], per-family thresholds (F,) in (0, 1)) of the ``blend`` section of a context head's
+    JSON, or None without one. Perception then reads ``(1 - w) * linear + w * context`` probabilities (both
+    calibrated), re-calibrated so that 0.5 sits at those thresholds (``experiments/eval_perception_blend.py``);
+    severities are the same weighted mean. :class:`EncoderWeightsError` for a malformed section."""
+    b = (context_info or {}).get("blend")
+    if b is None:
+        return None
+    try:
+        w = float(b["weight"])
+        t = np.asarray([float(b["thresholds"][f]) for f in FAMILIES], np.float64)
+    except (KeyError, TypeError, ValueError) as e:
+        raise EncoderWeightsError(f"context head blend section must hold weight and thresholds for "
+                                  f"{', '.join(FAMILIES)}: {e}") from None
+    if not 0.0 <= w <= 1.0 or not np.all((t > 0) & (t < 1)):
+        raise EncoderWeightsError(f"context head blend: weight must lie in [0, 1] and thresholds in (0, 1), "
+                                  f"got {w} and {t.tolist()}")
+    return w, t
 
 
 def segment_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
@@ -263,6 +291,7 @@ class LearnedEmbedder(RegionEmbedder):
                                      moved(self.enc.context), self.enc.context_info,
                                      moved(self.enc.segment), self.enc.segment_info)
         self.context = self.enc.context if context else None
+        self._blend = blend_of(self.enc.context_info) if self.context is not None else None
         self.segment = self.enc.segment if segment else None
         c = self.enc.net.channels
         self._names = ([f"p_{f}" for f in FAMILIES] + [f"sev_{f}" for f in FAMILIES]
@@ -336,7 +365,8 @@ class LearnedEmbedder(RegionEmbedder):
     def predict(self, image: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
         """Per region: ``family_prob`` (K, F) in [0, 1] and ``severity`` (K, F) in [0, 1]; F = FAMILIES.
         Probabilities are calibrated: 0.5 is each family's best-F1 threshold on validation scenes. With a
-        context head each region is judged against the rest of the image (module docstring)."""
+        context head each region is judged against the rest of the image (module docstring), and with a blend
+        section in its JSON the result is its mean with the linear heads' (:func:`blend_of`)."""
         if self.context is None:
             prob, sev = self._heads(self.pooled(image, masks))
         else:
@@ -347,7 +377,13 @@ class LearnedEmbedder(RegionEmbedder):
 
             with torch.inference_mode():
                 p, s = self.context(t(pooled), t(rest), t(has_rest))
-            prob, sev = p.cpu().numpy(), s.cpu().numpy()
+            prob, sev = p.cpu().numpy().astype(np.float64), s.cpu().numpy().astype(np.float64)
+            if self._blend is not None:  # the mean with the linear heads, re-calibrated (blend_of)
+                w, thr = self._blend
+                p_lin, s_lin = self._heads(pooled)
+                raw = np.clip((1.0 - w) * p_lin + w * prob, 1e-6, 1.0 - 1e-6)
+                prob = 1.0 / (1.0 + np.exp(-(np.log(raw / (1.0 - raw)) - np.log(thr / (1.0 - thr)))))
+                sev = (1.0 - w) * s_lin + w * sev
             empty = ~np.asarray(masks, bool).reshape(len(prob), -1).any(axis=1)
             prob[empty], sev[empty] = 0.0, 0.0
         return {"family_prob": prob.astype(np.float64), "severity": sev.astype(np.float64)}
