@@ -116,6 +116,8 @@ def learned_scores(scenes: list[dict], weights: str | None = None, context: bool
     nf = len(FAMILIES)
     out = family_metrics(pred[:, :nf], pred[:, nf:], fam, sev)
     out["context_head"] = enc.context is not None
+    if enc.blend is not None:  # the context head's weight in its blend with the linear heads
+        out["context_blend"] = float(enc.blend[0])
     out["per_image_macro_f1"] = per_image_macro_f1(pred[:, :nf], pred[:, nf:], fam, sev, names)
     out["macro_f1_bootstrap"] = macro_f1_bootstrap(pred[:, :nf], fam, region_scene_ids(scenes))
     from experiments.train_encoder import best_thresholds
@@ -218,8 +220,12 @@ def markdown(res: dict[str, Any]) -> str:
                  f"{res['handcrafted_probe']['macro_f1']:.3f} | | | |")
     if res["learned"].get("context_head"):
         lin = res.get("learned_linear_heads")
+        w = res["learned"].get("context_blend")
+        blend = ("" if w is None else f", its probabilities and severities averaged with the linear heads' (weight "
+                 f"{w:g} on the context head) and re-calibrated: `experiments/results/encoder_variants/"
+                 "perception_blend.md`")
         lines += ["", "Learned predictions: the encoder's perception (`LearnedEmbedder.predict`) with its context head "
-                  "(each region judged against the rest of its image)."
+                  f"(each region judged against the rest of its image{blend})."
                   + (f" Its linear heads alone (what the region embedding carries): macro-F1 {lin['macro_f1']:.3f} ("
                      + ", ".join(f"{f} {v:.3f}" for f, v in lin["f1"].items()) + ")." if lin else "")]
     bs = res["learned"].get("macro_f1_bootstrap")

@@ -277,6 +277,9 @@ class LearnedEmbedder(RegionEmbedder):
             False: the linear heads, as :meth:`embed`.
         segment: let :meth:`dense_family_prob` use the segmentation head stored with the weights (when there
             is one); False: the linear family head on every cell.
+
+    Attribute ``blend``: (weight, thresholds) of the context head's blend with the linear heads used by
+    :meth:`predict` (:func:`blend_of`), or None.
     """
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", context: bool = True,
@@ -291,7 +294,7 @@ class LearnedEmbedder(RegionEmbedder):
                                      moved(self.enc.context), self.enc.context_info,
                                      moved(self.enc.segment), self.enc.segment_info)
         self.context = self.enc.context if context else None
-        self._blend = blend_of(self.enc.context_info) if self.context is not None else None
+        self.blend = blend_of(self.enc.context_info) if self.context is not None else None
         self.segment = self.enc.segment if segment else None
         c = self.enc.net.channels
         self._names = ([f"p_{f}" for f in FAMILIES] + [f"sev_{f}" for f in FAMILIES]
@@ -378,8 +381,8 @@ class LearnedEmbedder(RegionEmbedder):
             with torch.inference_mode():
                 p, s = self.context(t(pooled), t(rest), t(has_rest))
             prob, sev = p.cpu().numpy().astype(np.float64), s.cpu().numpy().astype(np.float64)
-            if self._blend is not None:  # the mean with the linear heads, re-calibrated (blend_of)
-                w, thr = self._blend
+            if self.blend is not None:  # the mean with the linear heads, re-calibrated (blend_of)
+                w, thr = self.blend
                 p_lin, s_lin = self._heads(pooled)
                 raw = np.clip((1.0 - w) * p_lin + w * prob, 1e-6, 1.0 - 1e-6)
                 prob = 1.0 / (1.0 + np.exp(-(np.log(raw / (1.0 - raw)) - np.log(thr / (1.0 - thr)))))
