@@ -13,7 +13,8 @@ UNDEGRADED crops flagged per family, and the scene bootstrap standard error of t
 
 ``--ship`` (only when the config's rule passed): writes the blend (weight, thresholds) into the context head's
 JSON (``ir_env.encoder.learned.blend_of`` reads it) and copies that weights directory beside the shipped
-encoder, which must be the one the context head was fitted on.
+encoder, which must be the one the context head was fitted on; ``--ship-dir DIR`` copies it to ``DIR`` instead
+(a complete weights directory for candidates: ``LearnedEmbedder(DIR)``, ``encoder: DIR`` in rule-table configs).
 """
 
 from __future__ import annotations
@@ -169,30 +170,33 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def ship(res: dict[str, Any], context_dir: str | Path, ship_dir: str | Path) -> Path:
-    """Write ``res``'s blend into ``context_dir``'s context head JSON and copy that directory to ``ship_dir``
-    (whose encoder must be the one the head was fitted on); ``ValueError`` when the rule did not pass."""
+    """Copy ``context_dir`` (encoder + context head) to ``ship_dir`` (whose encoder, if it has one, must be the
+    one the head was fitted on) and write ``res``'s blend into the copy's context head JSON; ``ValueError`` when
+    the rule did not pass. Returns ``ship_dir``."""
     from ir_env.encoder.context import CONTEXT_JSON
     from ir_env.encoder.learned import EncoderWeightsError, file_sha256, ship_weights
 
     if not res["rule"]["passed"]:
         raise ValueError("the blend failed its rule: nothing shipped")
     src, dst = Path(context_dir), Path(ship_dir)
-    if file_sha256(src / "encoder.pt") != file_sha256(dst / "encoder.pt"):
+    if (dst / "encoder.pt").is_file() and file_sha256(src / "encoder.pt") != file_sha256(dst / "encoder.pt"):
         raise EncoderWeightsError(f"cannot ship: {src} holds other encoder weights than {dst}")
-    js = src / CONTEXT_JSON
+    out = ship_weights(src, dst)
+    js = out / CONTEXT_JSON  # the copy gets the blend; the source directory stays the plain context head
     info = json.loads(js.read_text())
     info["blend"] = {"weight": float(res["config"]["blend"]), "thresholds": res["thresholds"],
                      "source": str(Path(res["config"]["out"]).with_suffix(".json")),
                      "command": f"python -m experiments.eval_perception_blend --config {res['config'].get('_path', '')}"
                                 " --ship"}
     js.write_text(json.dumps(info, indent=1) + "\n")
-    return ship_weights(src, dst)
+    return out
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="experiments/configs/perception_blend.yaml")
     ap.add_argument("--ship", action="store_true", help="ship the blend beside the shipped encoder (rule passed)")
+    ap.add_argument("--ship-dir", help="with --ship: write the weights directory here instead (a candidate)")
     a = ap.parse_args(argv)
     try:
         cfg = yaml.safe_load(Path(a.config).read_text())
@@ -218,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
         from ir_env.encoder.learned import DEFAULT_WEIGHTS
 
         try:
-            print(f"shipped to {ship(res, cfg['context'], DEFAULT_WEIGHTS)}")
+            print(f"shipped to {ship(res, cfg['context'], a.ship_dir or DEFAULT_WEIGHTS)}")
         except (OSError, ValueError) as e:
             print(f"error: {e}", file=sys.stderr)
             return 2

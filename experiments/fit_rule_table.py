@@ -41,6 +41,7 @@ import itertools  # noqa: E402
 import json  # noqa: E402
 import sys  # noqa: E402
 import time  # noqa: E402
+from dataclasses import dataclass  # noqa: E402
 from multiprocessing import Pool  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -152,6 +153,42 @@ def scene_set(photos: list[tuple[str, np.ndarray]], recipe: str, per_photo: int,
     return [synthesize(center_crop(img, crop), recipe=recipe, seed=i) for i, img in enumerate(items)]
 
 
+@dataclass(frozen=True)
+class CleanCrop:
+    """An undegraded crop used as a validation scene (``tune.clean_crops``): nothing to restore, one
+    whole-image region, no labels. Its gain is :func:`scene_gain`'s capped penalty."""
+
+    clean: np.ndarray
+    cap_db: float
+
+    @property
+    def degraded(self) -> np.ndarray:
+        return self.clean
+
+    @property
+    def masks(self) -> np.ndarray:
+        return np.ones((1, *self.clean.shape[:2]), bool)
+
+    @property
+    def labels(self) -> list[list[tuple[str, float]]]:
+        return [[]]
+
+
+def clean_crop_set(photos: list[np.ndarray], n: int, crop: int, seed: int, cap_db: float) -> list[CleanCrop]:
+    """``n`` undegraded random ``crop`` px crops of ``photos`` (in turn), seed stream ``[seed, 2]``."""
+    rng = np.random.default_rng([seed, 2])
+    return [CleanCrop(random_crop(photos[i % len(photos)], crop, rng), float(cap_db)) for i in range(int(n))]
+
+
+def scene_gain(image: np.ndarray, scene: Any) -> float:
+    """PSNR gain (dB) of the planner's output ``image`` on ``scene``; on a :class:`CleanCrop` the PSNR of the
+    output against the crop, capped at its ``cap_db``, minus the cap: 0 when left alone (or changed beyond
+    visibility), negative when the planner damaged clean content."""
+    if isinstance(scene, CleanCrop):
+        return min(psnr(image, scene.clean), scene.cap_db) - scene.cap_db
+    return psnr(image, scene.clean) - psnr(scene.degraded, scene.clean)
+
+
 def apply_rules_image(table: RuleTable, image: np.ndarray, masks: np.ndarray,
                       seen: list[dict[str, float]]) -> np.ndarray:
     """The planner's loop (:func:`policies.rules.apply_rules`, no step limit); the image only."""
@@ -203,7 +240,7 @@ class Perceived:
                 img = apply_rules_image(table, s.degraded, self.masks[i], families_seen(self.prop[i], thresholds or {}))
             else:
                 raise ValueError(f"unknown perception source {source!r}")
-            out.append(psnr(img, s.clean) - psnr(s.degraded, s.clean))
+            out.append(scene_gain(img, s))
         return out
 
     def gain(self, table: RuleTable, thresholds: dict[str, float] | None, source: str) -> float:
@@ -249,7 +286,7 @@ class FamilyMaskScenes:
         for s, p in zip(self.scenes, self.prob, strict=True):
             img, _ = apply_family_masks(table, encoder(self.weights), s.degraded, settings["thresholds"],
                                         settings["cell_thresholds"], float(settings["min_area"]), prob=p)
-            out.append(psnr(img, s.clean) - psnr(s.degraded, s.clean))
+            out.append(scene_gain(img, s))
         return out
 
 
@@ -397,6 +434,11 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
     train = load_corpus(cfg["fit"].get("corpus", "builtin"), "train")
     val_scenes = scene_set([("", p) for p in train], tune["recipe"], int(tune["scenes_per_photo"]),
                            int(tune["crop"]), int(cfg["seed"]) + 1, random_crops=True)
+    n_clean = int(tune.get("clean_crops", 0))  # undegraded crops in the tuning objective (capped penalty)
+    if n_clean < 0:
+        raise ValueError(f"tune.clean_crops must be >= 0, got {n_clean}")
+    val_scenes = val_scenes + clean_crop_set(train, n_clean, int(tune["crop"]), int(cfg["seed"]) + 1,
+                                             float(tune.get("clean_cap_db", 40.0)))
     weights = cfg.get("encoder")  # None: the shipped encoder
     val = Perceived(val_scenes, tune["region_proposer"], int(tune["max_regions"]), weights)
     thr, history = tune_thresholds(table, val, [float(x) for x in tune["grid"]], int(tune["passes"]), progress)

@@ -200,3 +200,17 @@ def test_blend_with_the_linear_heads(fitted: tuple[Path, Path, dict], tmp_path: 
                 {"weight": 0.5, "thresholds": {**thr, "haze": 1.0}}):
         with pytest.raises(EncoderWeightsError, match="blend"):
             blend_of({"blend": bad})
+
+
+def test_shipping_a_blend_writes_the_copy_only(fitted: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    from experiments.eval_perception_blend import ship
+
+    _, out, _ = fitted
+    before = (out / CONTEXT_JSON).read_text()
+    thr = {f: 0.4 for f in FAMILIES}
+    res = {"rule": {"passed": True}, "thresholds": thr, "config": {"blend": 0.5, "out": "x/blend"}}
+    dst = ship(res, out, tmp_path / "cand")
+    assert (out / CONTEXT_JSON).read_text() == before  # the source stays the plain context head
+    assert LearnedEmbedder(dst).blend[0] == 0.5 and LearnedEmbedder(out).blend is None
+    with pytest.raises(ValueError, match="failed its rule"):
+        ship({**res, "rule": {"passed": False}}, out, tmp_path / "other")

@@ -299,3 +299,20 @@ def test_restore_in_masks_checks_only_where_asked(photo: np.ndarray) -> None:
     np.testing.assert_array_equal(out[:, img.shape[1] // 2 + 16:], img[:, img.shape[1] // 2 + 16:])  # outside
     assert not np.array_equal(out[:, : img.shape[1] // 2], img[:, : img.shape[1] // 2])
     assert restore_in_masks(table, emb, img, [], never) == (img, [])
+
+
+def test_clean_crops_score_a_capped_penalty() -> None:
+    from experiments.fit_rule_table import CleanCrop, clean_crop_set, scene_gain
+
+    rng = np.random.default_rng(0)
+    clean = rng.random((32, 32, 3), dtype=np.float32)
+    crop = CleanCrop(clean, 40.0)
+    assert crop.degraded is crop.clean and crop.masks.shape == (1, 32, 32) and crop.masks.all() and crop.labels == [[]]
+    assert scene_gain(clean.copy(), crop) == 0.0  # left alone
+    assert scene_gain(np.clip(clean + 1e-4, 0, 1), crop) == 0.0  # changed beyond visibility (> 40 dB)
+    damaged = np.clip(clean + 0.1, 0, 1)
+    assert scene_gain(damaged, crop) < -15.0  # about 20 dB PSNR: 20 dB below the cap
+    crops = clean_crop_set([clean, clean[::-1]], 3, 16, 0, 35.0)
+    assert len(crops) == 3 and crops[0].clean.shape == (16, 16, 3) and crops[0].cap_db == 35.0
+    again = clean_crop_set([clean, clean[::-1]], 3, 16, 0, 35.0)
+    assert all(np.array_equal(a.clean, b.clean) for a, b in zip(crops, again, strict=True))
