@@ -41,17 +41,6 @@ from restorers.spec import FAMILIES  # noqa: E402
 NAMES = ("linear heads", "context head", "blend")
 
 
-def _logit(p: np.ndarray) -> np.ndarray:
-    p = np.clip(p, 1e-6, 1 - 1e-6)
-    return np.log(p / (1 - p))
-
-
-def blend_prob(p_lin: np.ndarray, p_ctx: np.ndarray, w: float, thresholds: np.ndarray) -> np.ndarray:
-    """(N, F) blended probabilities, calibrated: 0.5 at ``thresholds`` (F,) of the raw blend."""
-    raw = (1.0 - w) * p_lin + w * p_ctx
-    return 1.0 / (1.0 + np.exp(-(_logit(raw) - _logit(thresholds)[None])))
-
-
 def dataset_regions(embedders: list[Any], data: dict[str, np.ndarray]) -> tuple[list[np.ndarray], np.ndarray,
                                                                                 np.ndarray]:
     """Per embedder, the (N, F) ``predict`` probabilities of every non-empty region of ``data``
@@ -78,7 +67,7 @@ def run(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     """Everything in the module docstring; returns the JSON-ready result."""
     from experiments.eval_encoder import build_scenes, embed_all, region_scene_ids, region_targets_of
     from experiments.train_encoder import best_thresholds, make_dataset, split_clean
-    from ir_env.encoder.learned import LearnedEmbedder
+    from ir_env.encoder.learned import LearnedEmbedder, blend_probabilities
 
     w = float(cfg["blend"])
     if not 0.0 <= w <= 1.0:
@@ -99,7 +88,7 @@ def run(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
                            "calibration_regions": int(len(fam))}
 
     def three(pl: np.ndarray, pc: np.ndarray) -> list[np.ndarray]:
-        return [pl, pc, blend_prob(pl, pc, w, thresholds)]
+        return [pl, pc, blend_probabilities(pl, pc, w, thresholds)]
 
     v = cfg["validation"]
     vcfg = copy.deepcopy(lin.enc.info["config"])

@@ -127,13 +127,22 @@ def cell_benefit(table: RuleTable, absent_severity: float, clean: np.ndarray, de
     return {"benefit": out.astype(np.float16)}
 
 
+def benefit_scale(groups: list[dict[str, np.ndarray]]) -> np.ndarray:
+    """(F,) each family's mean |benefit| over every cell of ``groups`` (rows of one or more crop sizes, each
+    holding ``benefit`` (N, F, h, w)), floored at 1e-8: the loss weights' scale."""
+    means = [np.abs(g["benefit"].astype(np.float32)).mean((0, 2, 3)) for g in groups]
+    cells = [g["benefit"].shape[0] * g["benefit"].shape[2] * g["benefit"].shape[3] for g in groups]
+    pooled = sum(m.astype(np.float64) * c for m, c in zip(means, cells, strict=True)) / sum(cells)
+    return np.maximum(pooled.astype(np.float32), 1e-8)
+
+
 def benefit_rows(rows: dict[str, np.ndarray], scale: np.ndarray | None, floor: float) -> np.ndarray:
     """Turn ``rows`` (from :func:`cell_rows` on scenes with ``benefit``) into benefit rows in place:
     ``target`` = benefit > 0, ``weight`` = ``floor + |benefit| / scale`` (clipped); ``scale`` (F,) defaults to
-    each family's mean |benefit| here (pass the training rows' to the validation rows). Returns ``scale``."""
-    b = rows.pop("benefit").astype(np.float32)
+    :func:`benefit_scale` of these rows (pass the training rows' to the validation rows). Returns ``scale``."""
     if scale is None:
-        scale = np.maximum(np.abs(b).mean((0, 2, 3)), 1e-8)
+        scale = benefit_scale([rows])
+    b = rows.pop("benefit").astype(np.float32)
     rows["target"] = (b > 0).astype(np.float16)
     rows["weight"] = np.minimum(float(floor) + np.abs(b) / scale.reshape(1, -1, 1, 1),
                                 MAX_BENEFIT_WEIGHT).astype(np.float16)
@@ -148,7 +157,8 @@ def train_head(head: SegmentHead, rows: dict[str, np.ndarray] | list[dict[str, n
     groups = rows if isinstance(rows, list) else [rows]
     bs, epochs = int(tc["batch_size"]), int(tc["epochs"])
     sizes = [len(g["feats"]) for g in groups]
-    if sum(n // bs for n in sizes) < 1:
+    steps = sum(n // bs for n in sizes)  # full batches per epoch
+    if steps < 1:
         raise ValueError(f"{sum(sizes)} training scenes make no full batch of {bs} (per crop size); make more scenes")
     weighted = "weight" in groups[0]
     pos_weight = None
@@ -157,7 +167,6 @@ def train_head(head: SegmentHead, rows: dict[str, np.ndarray] | list[dict[str, n
         total = float(sum(np.prod(g["target"].shape) / g["target"].shape[1] for g in groups))
         pos_weight = ((total - pos) / pos.clamp_min(1.0)).clamp(1.0, 10.0).view(1, -1, 1, 1)
     gen = torch.Generator().manual_seed(int(seed))
-    steps = sum(n // bs for n in sizes)
     opt = torch.optim.AdamW(head.parameters(), lr=float(tc["lr"]), weight_decay=float(tc["weight_decay"]))
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs * steps)
     head.train()
@@ -266,7 +275,7 @@ def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     src = Path(cfg.get("encoder") or "ir_env/encoder/weights")
     enc = load_encoder(src)
     mode, extra, b = targets_of(cfg)
-    train_rows, val_rows = [], []
+    train_rows, val_rows, val_crops = [], [], []
     for crop, n, nv, s_train, s_val in size_groups(cfg):
         data_cfg = {"seed": int(cfg["seed"]), "data": {**cfg["data"], "crop": crop}}
         if n:
@@ -275,13 +284,12 @@ def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
         if nv:
             val_rows.append(cell_rows(enc.net, make_dataset(data_cfg, nv, s_val, f"val scenes {crop} px", extra),
                                       progress=progress))
+            val_crops.append(crop)
     if not val_rows:
         raise ValueError("no validation scenes: data.val_scenes (or a more_crops entry) must be >= 1")
     if mode == "benefit":
         floor = float(b.get("floor", 0.2))
-        pooled = np.concatenate([np.abs(r["benefit"].astype(np.float32)).transpose(1, 0, 2, 3).reshape(
-            len(FAMILIES), -1) for r in train_rows], axis=1)
-        scale = np.maximum(pooled.mean(1), 1e-8)
+        scale = benefit_scale(train_rows)
         for r in train_rows + val_rows:
             benefit_rows(r, scale, floor)
     t_data = time.perf_counter() - t0
@@ -293,16 +301,16 @@ def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     head.std.copy_(torch.from_numpy(enc.std).float())
     history = train_head(head, train_rows, cfg, int(cfg["seed"]), progress)
     thresholds = calibrate(head, enc.net, val_rows)
-    lin_prob = flat_cells([predict_cells(None, enc.net, r["feats"]) for r in val_rows])
-    seg_prob = flat_cells([predict_cells(head, enc.net, r["feats"]) for r in val_rows])
+    lin_maps = [predict_cells(None, enc.net, r["feats"]) for r in val_rows]  # per crop size, computed once
+    seg_maps = [predict_cells(head, enc.net, r["feats"]) for r in val_rows]
+    lin_prob, seg_prob = flat_cells(lin_maps), flat_cells(seg_maps)
     fam_target = flat_cells([r["family_target"] for r in val_rows])
     validation = {"scenes": int(sum(len(r["feats"]) for r in val_rows)), "cells": int(len(fam_target)),
                   "linear_head_per_cell": cell_scores(lin_prob, fam_target),
                   "segment_head": cell_scores(seg_prob, fam_target)}
     if len(val_rows) > 1:  # each crop size alone as well
         validation["per_size"] = {}
-        for (crop, *_), r in zip([g for g in size_groups(cfg) if g[2]], val_rows, strict=True):
-            lp, sp = predict_cells(None, enc.net, r["feats"]), predict_cells(head, enc.net, r["feats"])
+        for crop, r, lp, sp in zip(val_crops, val_rows, lin_maps, seg_maps, strict=True):
             t = flat_cells([r["family_target"]])
             validation["per_size"][str(crop)] = {"scenes": len(r["feats"]),
                                                  "linear_head_per_cell": cell_scores(flat_cells([lp]), t),

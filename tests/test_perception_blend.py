@@ -1,11 +1,12 @@
-"""The perception-blend candidate's scoring helpers: calibrated blend and region extraction from dataset scenes."""
+"""The perception blend: its calibrated formula (predict and the candidate's scoring share it) and region extraction."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from experiments.eval_perception_blend import blend_prob, dataset_regions
+from experiments.eval_perception_blend import dataset_regions
+from ir_env.encoder.learned import blend_probabilities as blend_prob
 from restorers.spec import FAMILIES
 
 

@@ -107,9 +107,9 @@ def context_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
 
 def blend_of(context_info: dict[str, Any] | None) -> tuple[float, np.ndarray] | None:
     """(weight w in [0, 1], per-family thresholds (F,) in (0, 1)) of the ``blend`` section of a context head's
-    JSON, or None without one. Perception then reads ``(1 - w) * linear + w * context`` probabilities (both
-    calibrated), re-calibrated so that 0.5 sits at those thresholds (``experiments/eval_perception_blend.py``);
-    severities are the same weighted mean. :class:`EncoderWeightsError` for a malformed section."""
+    JSON, or None without one. Perception then reads :func:`blend_probabilities` of the two heads (fitted by
+    ``experiments/eval_perception_blend.py``); severities are the same weighted mean.
+    :class:`EncoderWeightsError` for a malformed section."""
     b = (context_info or {}).get("blend")
     if b is None:
         return None
@@ -123,6 +123,17 @@ def blend_of(context_info: dict[str, Any] | None) -> tuple[float, np.ndarray] | 
         raise EncoderWeightsError(f"context head blend: weight must lie in [0, 1] and thresholds in (0, 1), "
                                   f"got {w} and {t.tolist()}")
     return w, t
+
+
+def blend_probabilities(p_linear: np.ndarray, p_context: np.ndarray, weight: float,
+                        thresholds: np.ndarray) -> np.ndarray:
+    """The blended family probabilities (N, F) in [0, 1] of :func:`blend_of`: ``(1 - weight) * p_linear +
+    weight * p_context`` (both (N, F), calibrated), re-calibrated so that 0.5 sits at ``thresholds`` (F,) in
+    (0, 1) of that raw mean (probabilities clipped to [1e-6, 1 - 1e-6] before the logit)."""
+    raw = np.clip((1.0 - weight) * np.asarray(p_linear, np.float64) + weight * np.asarray(p_context, np.float64),
+                  1e-6, 1.0 - 1e-6)
+    thr = np.asarray(thresholds, np.float64)
+    return 1.0 / (1.0 + np.exp(-(np.log(raw / (1.0 - raw)) - np.log(thr / (1.0 - thr))[None])))
 
 
 def segment_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
@@ -384,8 +395,7 @@ class LearnedEmbedder(RegionEmbedder):
             if self.blend is not None:  # the mean with the linear heads, re-calibrated (blend_of)
                 w, thr = self.blend
                 p_lin, s_lin = self._heads(pooled)
-                raw = np.clip((1.0 - w) * p_lin + w * prob, 1e-6, 1.0 - 1e-6)
-                prob = 1.0 / (1.0 + np.exp(-(np.log(raw / (1.0 - raw)) - np.log(thr / (1.0 - thr)))))
+                prob = blend_probabilities(p_lin, prob, w, thr)
                 sev = (1.0 - w) * s_lin + w * sev
             empty = ~np.asarray(masks, bool).reshape(len(prob), -1).any(axis=1)
             prob[empty], sev[empty] = 0.0, 0.0
