@@ -24,7 +24,9 @@ Three stages, all from one config (``experiments/configs/rule_table.yaml``):
 The optional config key ``encoder: DIR`` fits and reports for another encoder weights directory (e.g. one
 with a context head, ``experiments/configs/rule_table_context_head.yaml``); such a table is not shipped.
 Stage 1 does not look at the encoder: ``fit.entries_from: TABLE.json`` takes the entries of an existing
-table (same ``fit.bins``) instead of re-fitting them (about 8 of the 11 minutes), for perception candidates.
+table (same ``fit.bins``) instead of re-fitting them (about 8 of the 11 minutes), for perception candidates;
+``tune.thresholds_from: TABLE.json`` likewise keeps that table's thresholds and ``regions="families"`` settings
+(stage 2 only scores them), to see a new perception through the shipped table unchanged.
 
     python -m experiments.fit_rule_table --config experiments/configs/rule_table.yaml --ship
 """
@@ -134,6 +136,17 @@ def reused_entries(path: str | Path, bins: int) -> dict[str, list[dict[str, Any]
     if src.bins != bins:
         raise ValueError(f"fit.entries_from: {path} has {src.bins} severity bins, the config fit.bins {bins}")
     return src.entries
+
+
+def kept_settings(path: str | Path) -> dict[str, Any]:
+    """Stage 2 taken from the rule table at ``path`` (``tune.thresholds_from``): its per-family thresholds and its
+    ``regions="families"`` settings (None when it has none), scored but not tuned; ``ValueError`` when the table
+    has no thresholds."""
+    src = RuleTable.load(path)
+    if not src.thresholds:
+        raise ValueError(f"tune.thresholds_from: {path} holds no tuned thresholds")
+    return {"thresholds": {f: float(src.thresholds[f]) for f in FAMILIES},
+            "family_masks": dict(src.family_masks) if src.family_masks else None}
 
 
 # ---------------------------------------------------------------------------------------------- scenes
@@ -441,7 +454,12 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
                                              float(tune.get("clean_cap_db", 40.0)))
     weights = cfg.get("encoder")  # None: the shipped encoder
     val = Perceived(val_scenes, tune["region_proposer"], int(tune["max_regions"]), weights)
-    thr, history = tune_thresholds(table, val, [float(x) for x in tune["grid"]], int(tune["passes"]), progress)
+    kept = kept_settings(tune["thresholds_from"]) if tune.get("thresholds_from") else None
+    if kept:  # thresholds of an existing table, not tuned: only scored
+        thr = kept["thresholds"]
+        history = [{"pass": 0, "family": None, "threshold": None, "gain_db": val.gain(table, thr, "encoder")}]
+    else:
+        thr, history = tune_thresholds(table, val, [float(x) for x in tune["grid"]], int(tune["passes"]), progress)
     table.thresholds = thr
     test_photos = load_named_corpus("builtin", "test")
 
@@ -455,9 +473,13 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
                                                weights),
                               thr, first=int(rep.get("headline_scenes", 0)))
     fm_res: dict[str, Any] = {}
-    if tune.get("family_masks"):  # stage 2b: the proposer-free planner (regions="families")
+    if (kept and kept["family_masks"]) or (not kept and tune.get("family_masks")):  # stage 2b: regions="families"
         fm_val = FamilyMaskScenes(val_scenes, weights)
-        settings, fm_hist = tune_family_masks(table, fm_val, tune["family_masks"], progress)
+        if kept:
+            settings = kept["family_masks"]
+            fm_hist = [{"pass": 0, "family": None, "gain_db": float(np.mean(fm_val.gains(table, settings)))}]
+        else:
+            settings, fm_hist = tune_family_masks(table, fm_val, tune["family_masks"], progress)
         table.family_masks = settings
         first = int(rep.get("headline_scenes", 0))
         fm_test = {}
@@ -515,6 +537,8 @@ def check_config(cfg: Any) -> dict[str, Any]:
     src = cfg["fit"].get("entries_from")
     if src:
         reused_entries(src, int(cfg["fit"]["bins"]))  # a missing / invalid table or other bins: a clear error now
+    if cfg["tune"].get("thresholds_from"):
+        kept_settings(cfg["tune"]["thresholds_from"])  # the same, for the kept thresholds
     return cfg
 
 
