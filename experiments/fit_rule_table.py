@@ -356,10 +356,13 @@ ROW_NAMES = {
 def markdown(res: dict[str, Any]) -> str:
     """The report as Markdown."""
     recipes = list(res["test"])
+    kept = res["config"]["tune"].get("thresholds_from")
     lines = [f"# Rule table of the `perceive` planner ({res['command']})", "",
              "Mean PSNR gain (dB) of the same rule table under different perception. Validation: "
-             f"{res['validation']['scenes']} `{res['validation']['recipe']}` scenes of the TRAIN photos (thresholds "
-             f"tuned there). Test: the built-in TEST photos, {res['test_scenes']} scenes per recipe, scene seeds "
+             f"{res['validation']['scenes']} `{res['validation']['recipe']}` scenes of the TRAIN photos ("
+             + (f"thresholds and family-mask settings kept from `{kept}`, not tuned" if kept
+                else "thresholds tuned there")
+             + f"). Test: the built-in TEST photos, {res['test_scenes']} scenes per recipe, scene seeds "
              "of `experiments/compare.py`; in brackets the mean over its first "
              f"{res['test'][recipes[0]].get('first_scenes', 0)}, the scenes of the headline table.", "",
              *([f"Encoder: the weights in `{res['encoder_weights']}` (not the shipped ones).", ""]
@@ -384,7 +387,7 @@ def markdown(res: dict[str, Any]) -> str:
         lines += ["", "The planner without a region proposer (`regions=\"families\"`: per family, the pixels whose "
                   "per-cell probability reaches a cell threshold form one mask; acted on when it covers at least "
                   f"{st['min_area']:.0%} of the image and its pooled probability reaches the family's threshold; "
-                  "both tuned on the validation scenes):", "",
+                  + ("both kept from that table):" if kept else "both tuned on the validation scenes):"), "",
                   "| planner | validation | " + " | ".join(f"test {r}" for r in recipes) + " |",
                   "|---|---|" + "---|" * len(recipes),
                   f"| `perceive` (proposer regions) | {res['validation']['gains']['planner_tuned']:+.2f} | "
@@ -401,7 +404,8 @@ def markdown(res: dict[str, Any]) -> str:
                   f"{c['worst_psnr']:.1f} dB."]
     lines += ["", "Thresholds (family probability): " + ", ".join(
         f"{f} {res['encoder_thresholds'][f]:.2f} -> {res['thresholds'][f]:.2f}" for f in FAMILIES)
-        + " (encoder's F1-calibrated -> tuned for gain).", "", "Table (severity bins of width "
+        + (" (encoder's F1-calibrated -> kept)." if kept else " (encoder's F1-calibrated -> tuned for gain)."),
+        "", "Table (severity bins of width "
         f"{1 / res['bins']:.2f}; gain on single-family crops of the train photos):", "",
         "| family | " + " | ".join(f"bin {b}" for b in range(res["bins"])) + " |",
         "|---|" + "---|" * res["bins"]]

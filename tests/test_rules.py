@@ -316,3 +316,25 @@ def test_clean_crops_score_a_capped_penalty() -> None:
     assert len(crops) == 3 and crops[0].clean.shape == (16, 16, 3) and crops[0].cap_db == 35.0
     again = clean_crop_set([clean, clean[::-1]], 3, 16, 0, 35.0)
     assert all(np.array_equal(a.clean, b.clean) for a, b in zip(crops, again, strict=True))
+
+
+def test_fit_script_keeps_a_tables_thresholds(tmp_path, capsys) -> None:  # noqa: ANN001
+    import yaml
+
+    from experiments import fit_rule_table
+
+    shipped = RuleTable.load(DEFAULT_RULE_TABLE)
+    kept = fit_rule_table.kept_settings(DEFAULT_RULE_TABLE)
+    assert kept["thresholds"] == {f: float(shipped.thresholds[f]) for f in FAMILIES}
+    assert kept["family_masks"] == shipped.family_masks
+    bare = RuleTable(entries=shipped.entries, bins=shipped.bins)  # entries only: nothing to keep
+    bare.save(tmp_path / "bare.json")
+    with pytest.raises(ValueError, match="no tuned thresholds"):
+        fit_rule_table.kept_settings(tmp_path / "bare.json")
+    cfg = yaml.safe_load(open("experiments/configs/rule_table_blend_kept.yaml"))
+    cfg["tune"]["thresholds_from"] = str(tmp_path / "bare.json")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert fit_rule_table.main(["--config", str(path)]) == 2  # refused before any work
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "bare.json" in err and "no tuned thresholds" in err
