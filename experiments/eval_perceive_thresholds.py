@@ -22,35 +22,49 @@ import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
-from experiments.fit_rule_table import Perceived, scene_set  # noqa: E402
+from experiments.fit_rule_table import Perceived, clean_crops_check, scene_set  # noqa: E402
 from ir_env.corpus import load_named_corpus  # noqa: E402
 from policies.rules import ENCODER_THRESHOLD, RuleTable  # noqa: E402
 from restorers.spec import FAMILIES  # noqa: E402
 
 
 def run(images: list[str], recipes: list[str], per_photo: int, crop: int, proposer: str = "degradation-clusters",
-        max_regions: int = 4) -> dict[str, Any]:
-    """Mean PSNR gain (dB) of the shipped table with its tuned thresholds and with 0.5, per corpus and recipe."""
+        max_regions: int = 4, weights: str | None = None, clean_crops: int = 0) -> dict[str, Any]:
+    """Mean PSNR gain (dB) of the shipped table with its tuned thresholds and with 0.5, per corpus and recipe;
+    ``weights``: another encoder weights directory perceiving through the same table (default: the shipped one);
+    ``clean_crops`` > 0: also the planner (tuned thresholds) on that many UNDEGRADED random crops of each corpus's
+    test photos (:func:`experiments.fit_rule_table.clean_crops_check`, seed 0)."""
     table = RuleTable.load()
-    rows = []
+    rows, clean = [], {}
     for corpus in images:
         photos = load_named_corpus(corpus, "test")
+        if clean_crops > 0:
+            clean[corpus] = clean_crops_check(table, table.thresholds, [img for _, img in photos], clean_crops, crop, 0,
+                                              proposer, max_regions, weights)
         for recipe in recipes:
-            p = Perceived(scene_set(photos, recipe, per_photo, crop, 0, random_crops=False), proposer, max_regions)
+            p = Perceived(scene_set(photos, recipe, per_photo, crop, 0, random_crops=False), proposer, max_regions,
+                          weights)
             tuned = p.gains(table, table.thresholds, "encoder")
             half = p.gains(table, dict.fromkeys(FAMILIES, ENCODER_THRESHOLD), "encoder")
             rows.append({"images": corpus, "recipe": recipe, "scenes": len(tuned),
                          "tuned": sum(tuned) / len(tuned), "encoder_0.5": sum(half) / len(half),
                          "tuned_gains": [round(g, 4) for g in tuned], "encoder_gains": [round(g, 4) for g in half]})
-    return {"thresholds": table.thresholds, "proposer": proposer, "max_regions": max_regions, "crop": crop,
-            "scenes_per_photo": per_photo, "rows": rows}
+    return {"thresholds": table.thresholds, **({"weights": weights} if weights else {}), "proposer": proposer,
+            "max_regions": max_regions, "crop": crop, "scenes_per_photo": per_photo, "rows": rows,
+            **({"clean_crops": clean} if clean else {})}
 
 
 def markdown(res: dict[str, Any]) -> str:
     """The table of :func:`run`'s result."""
-    lines = ["| photos | recipe | scenes | tuned thresholds | encoder's 0.5 |", "|---|---|---|---|---|"]
+    lines = ([f"Encoder: the weights in `{res['weights']}` (not the shipped ones), through the shipped table.", ""]
+             if res.get("weights") else [])
+    lines += ["| photos | recipe | scenes | tuned thresholds | encoder's 0.5 |", "|---|---|---|---|---|"]
     lines += [f"| {r['images']} | {r['recipe']} | {r['scenes']} | {r['tuned']:+.2f} | {r['encoder_0.5']:+.2f} |"
               for r in res["rows"]]
+    for corpus, c in res.get("clean_crops", {}).items():
+        lines += ["", f"Undegraded {corpus} test crops ({c['crops']}, nothing to restore; tuned thresholds): "
+                  f"{c['untouched']:.0%} left untouched, {c['mean_steps']:.2f} steps per crop, worst output PSNR "
+                  f"against the crop {c['worst_psnr']:.1f} dB."]
     return "\n".join(lines)
 
 
@@ -60,13 +74,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipes", nargs="+", default=["spatial-mixed", "global-moderate", "mixed-3"])
     ap.add_argument("--scenes-per-photo", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--weights", default=None, help="encoder weights directory (default: the shipped encoder)")
+    ap.add_argument("--clean-crops", type=int, default=0,
+                    help="also run the planner on this many undegraded test crops per corpus")
     ap.add_argument("--json", default="", help="write the result here (and the table next to it as .md)")
     a = ap.parse_args(argv)
-    if a.scenes_per_photo < 1 or a.crop < 32:
-        print("error: --scenes-per-photo must be >= 1 and --crop >= 32", file=sys.stderr)
+    if a.scenes_per_photo < 1 or a.crop < 32 or a.clean_crops < 0:
+        print("error: --scenes-per-photo must be >= 1, --crop >= 32 and --clean-crops >= 0", file=sys.stderr)
         return 2
     try:
-        res = run(a.images, a.recipes, a.scenes_per_photo, a.crop)
+        res = run(a.images, a.recipes, a.scenes_per_photo, a.crop, weights=a.weights, clean_crops=a.clean_crops)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -279,7 +279,23 @@ def test_threshold_comparison_script_runs_on_a_tiny_set(tmp_path, capsys) -> Non
     assert row["scenes"] == 4 and len(row["tuned_gains"]) == 4
     assert row["tuned"] == pytest.approx(np.mean(row["tuned_gains"]), abs=1e-3)
     assert out.with_suffix(".md").read_text().count("| holdout | mixed-2 |") == 1
+    assert "weights" not in res  # the shipped encoder: the committed report's keys
     assert ept.main(["--scenes-per-photo", "0"]) == 2 and capsys.readouterr().err.startswith("error:")
+    assert ept.main(["--clean-crops", "-1"]) == 2 and "--clean-crops" in capsys.readouterr().err
+    from ir_env.encoder.learned import DEFAULT_WEIGHTS
+
+    other = tmp_path / "w.json"  # --weights: the same scenes perceived by the encoder in that directory
+    assert ept.main(["--images", "holdout", "--recipes", "mixed-2", "--scenes-per-photo", "1", "--crop", "64",
+                     "--weights", str(DEFAULT_WEIGHTS), "--clean-crops", "2", "--json", str(other)]) == 0
+    res2 = json.loads(other.read_text())
+    c = res2["clean_crops"]["holdout"]
+    assert c["crops"] == 2 and 0.0 <= c["untouched"] <= 1.0 and "Undegraded holdout test crops (2" in \
+        other.with_suffix(".md").read_text()
+    assert res2["weights"] == str(DEFAULT_WEIGHTS) and res2["rows"][0]["tuned_gains"] == row["tuned_gains"]
+    assert other.with_suffix(".md").read_text().startswith("`python -m") and "Encoder: the weights in" in \
+        other.with_suffix(".md").read_text()
+    assert ept.main(["--images", "holdout", "--weights", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.startswith("error:")
 
 
 def test_restore_in_masks_checks_only_where_asked(photo: np.ndarray) -> None:
