@@ -148,7 +148,8 @@ def markdown(res: dict[str, Any]) -> str:
                       for n in NAMES]
         lines.append("")
     r = res["rule"]
-    lines += ["## Rule (experiments/configs/perception_blend.yaml, written before scoring)", "",
+    lines += [f"## Rule ({res['config'].get('_path', 'experiments/configs/perception_blend.yaml')}, written before "
+              "scoring)", "",
               f"- (a) common validation gain over the linear heads {r['a_validation_gain']:+.4f} (needed >= +0.005)",
               f"- (b) test macro-F1 {r['b_test_macro_f1']:.4f} (needed >= 0.85)",
               f"- (c) clean test regions flagged haze / blur {r['c_clean_haze_blur'][0]:.2f} / "
