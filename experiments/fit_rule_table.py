@@ -145,6 +145,9 @@ def kept_settings(path: str | Path) -> dict[str, Any]:
     src = RuleTable.load(path)
     if not src.thresholds:
         raise ValueError(f"tune.thresholds_from: {path} holds no tuned thresholds")
+    missing = [f for f in FAMILIES if f not in src.thresholds]
+    if missing:
+        raise ValueError(f"tune.thresholds_from: {path} has no threshold for {', '.join(missing)}")
     return {"thresholds": {f: float(src.thresholds[f]) for f in FAMILIES},
             "family_masks": dict(src.family_masks) if src.family_masks else None}
 

@@ -347,6 +347,10 @@ def test_fit_script_keeps_a_tables_thresholds(tmp_path, capsys) -> None:  # noqa
     bare.save(tmp_path / "bare.json")
     with pytest.raises(ValueError, match="no tuned thresholds"):
         fit_rule_table.kept_settings(tmp_path / "bare.json")
+    part = RuleTable(entries=shipped.entries, bins=shipped.bins, thresholds={"noise": 0.5})
+    part.save(tmp_path / "part.json")
+    with pytest.raises(ValueError, match="no threshold for blur"):
+        fit_rule_table.kept_settings(tmp_path / "part.json")
     cfg = yaml.safe_load(open("experiments/configs/rule_table_blend_kept.yaml"))
     cfg["tune"]["thresholds_from"] = str(tmp_path / "bare.json")
     path = tmp_path / "c.yaml"
