@@ -58,6 +58,9 @@ def markdown(res: dict[str, Any]) -> str:
     """The table of :func:`run`'s result."""
     lines = ([f"Encoder: the weights in `{res['weights']}` (not the shipped ones), through the shipped table.", ""]
              if res.get("weights") else [])
+    if (res["proposer"], res["max_regions"]) != ("degradation-clusters", 4):
+        lines += [f"Regions: `{res['proposer']}`, at most {res['max_regions']} (the planner's default: "
+                  "`degradation-clusters`, 4).", ""]
     lines += ["| photos | recipe | scenes | tuned thresholds | encoder's 0.5 |", "|---|---|---|---|---|"]
     lines += [f"| {r['images']} | {r['recipe']} | {r['scenes']} | {r['tuned']:+.2f} | {r['encoder_0.5']:+.2f} |"
               for r in res["rows"]]
@@ -74,16 +77,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipes", nargs="+", default=["spatial-mixed", "global-moderate", "mixed-3"])
     ap.add_argument("--scenes-per-photo", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
+    ap.add_argument("--proposer", default="degradation-clusters", help="region proposer of the planner")
+    ap.add_argument("--max-regions", type=int, default=4)
     ap.add_argument("--weights", default=None, help="encoder weights directory (default: the shipped encoder)")
     ap.add_argument("--clean-crops", type=int, default=0,
                     help="also run the planner on this many undegraded test crops per corpus")
     ap.add_argument("--json", default="", help="write the result here (and the table next to it as .md)")
     a = ap.parse_args(argv)
-    if a.scenes_per_photo < 1 or a.crop < 32 or a.clean_crops < 0:
-        print("error: --scenes-per-photo must be >= 1, --crop >= 32 and --clean-crops >= 0", file=sys.stderr)
+    if a.scenes_per_photo < 1 or a.crop < 32 or a.clean_crops < 0 or a.max_regions < 1:
+        print("error: --scenes-per-photo and --max-regions must be >= 1, --crop >= 32 and --clean-crops >= 0",
+              file=sys.stderr)
         return 2
     try:
-        res = run(a.images, a.recipes, a.scenes_per_photo, a.crop, weights=a.weights, clean_crops=a.clean_crops)
+        res = run(a.images, a.recipes, a.scenes_per_photo, a.crop, a.proposer, a.max_regions, weights=a.weights,
+                  clean_crops=a.clean_crops)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
