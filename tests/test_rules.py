@@ -296,6 +296,13 @@ def test_threshold_comparison_script_runs_on_a_tiny_set(tmp_path, capsys) -> Non
         other.with_suffix(".md").read_text()
     assert ept.main(["--images", "holdout", "--weights", str(tmp_path / "none")]) == 2
     assert capsys.readouterr().err.startswith("error:")
+    two = tmp_path / "p.json"  # --proposer / --max-regions: the planner's regions
+    assert ept.main(["--images", "holdout", "--recipes", "mixed-2", "--scenes-per-photo", "1", "--crop", "64",
+                     "--proposer", "grid", "--max-regions", "2", "--json", str(two)]) == 0
+    res3 = json.loads(two.read_text())
+    assert (res3["proposer"], res3["max_regions"]) == ("grid", 2)
+    assert "Regions: `grid`, at most 2" in two.with_suffix(".md").read_text()
+    assert ept.main(["--proposer", "nope"]) == 2 and "unknown region proposer" in capsys.readouterr().err
 
 
 def test_restore_in_masks_checks_only_where_asked(photo: np.ndarray) -> None:
