@@ -152,6 +152,12 @@ class RuleTable:
                    family_masks=d.get("family_masks", {}))
 
 
+#: The ``perceive`` planner's regions when none are given: (proposer, max regions). The learned-feature clusters
+#: with up to 8 regions replaced ``degradation-clusters`` with 4 in stop 23 (experiments/configs/perceive_proposer.yaml:
+#: rule written before the holdout run; experiments/results/rules/proposer_learned8/).
+DEFAULT_PROPOSER: tuple[str, int] = ("degradation-clusters-learned", 8)
+
+
 class PerceivePlanner(Planner):
     """Perceive each region with the learned encoder, then apply the rule table's tool for every family
     it shows (reverse physical order), once; never judges and never undoes a step.
@@ -164,11 +170,14 @@ class PerceivePlanner(Planner):
             [0, 1] used for every family.
         device: torch device of the encoder.
         regions: ``"proposer"`` (default: the regions of ``region_proposer``, one step per perceived family
-            and region) or ``"families"``: no region proposer; per family, the pixels whose per-cell
-            probability (the encoder's dense linear heads) reaches the table's ``family_masks.cell_thresholds``
-            form one mask, acted on when the mask covers at least ``min_area`` of the image and its pooled
-            probability reaches ``family_masks.thresholds`` (at most one step per family; the result's
-            regions are these masks, which may overlap; ``masks=`` given to :meth:`restore` are not used).
+            and region; when no ``region_proposer`` is given, :data:`DEFAULT_PROPOSER`:
+            ``degradation-clusters-learned`` with at most 8 regions, clustering the SHIPPED encoder's dense
+            predictions whatever ``weights`` says) or ``"families"``: no region proposer; per family, the
+            pixels whose per-cell probability (the encoder's dense linear heads) reaches the table's
+            ``family_masks.cell_thresholds`` form one mask, acted on when the mask covers at least
+            ``min_area`` of the image and its pooled probability reaches ``family_masks.thresholds`` (at most
+            one step per family; the result's regions are these masks, which may overlap; ``masks=`` given
+            to :meth:`restore` are not used).
         Other keyword arguments as :class:`~policies.base.Planner` (``judge`` is ignored).
     """
 
@@ -184,6 +193,9 @@ class PerceivePlanner(Planner):
             if kwargs.get("mode", "spatial") != "spatial":
                 raise ValueError("regions='families' makes its own regions: it needs mode='spatial'")
             kwargs["region_proposer"] = "whole"  # the proposer's regions are not used
+        elif "region_proposer" not in kwargs:  # this planner's own default regions (DEFAULT_PROPOSER)
+            kwargs["region_proposer"] = DEFAULT_PROPOSER[0]
+            kwargs.setdefault("max_regions", DEFAULT_PROPOSER[1])
         super().__init__(**kwargs)
         self.regions = regions
         from ir_env.encoder.learned import DEFAULT_WEIGHTS, LearnedEmbedder, perception_fingerprint
