@@ -352,7 +352,7 @@ ROW_NAMES = {
     "encoder_true_regions_f1_thresholds": "encoder, true regions, encoder's F1 thresholds",
     "encoder_true_regions_tuned": "encoder, true regions, tuned thresholds",
     "planner_f1_thresholds": "encoder, proposer regions, encoder's F1 thresholds",
-    "planner_tuned": "**encoder, proposer regions, tuned thresholds (the `perceive` planner)**",
+    "planner_tuned": "**encoder, proposer regions, tuned thresholds (the planner)**",
 }
 
 
@@ -370,6 +370,9 @@ def markdown(res: dict[str, Any]) -> str:
              f"{res['test'][recipes[0]].get('first_scenes', 0)}, the scenes of the headline table.", "",
              *([f"Encoder: the weights in `{res['encoder_weights']}` (not the shipped ones).", ""]
                if res.get("encoder_weights") else []),
+             f"Proposer regions: `{res['config']['tune']['region_proposer']}`, at most "
+             f"{res['config']['tune']['max_regions']} (the `perceive` planner's default since stop 23 is "
+             "`degradation-clusters-learned` with 8: its row in the proposer table below).", "",
              "| perception | validation | " + " | ".join(f"test {r}" for r in recipes) + " |",
              "|---|---|" + "---|" * len(recipes)]
     for key, label in ROW_NAMES.items():
@@ -393,7 +396,8 @@ def markdown(res: dict[str, Any]) -> str:
                   + ("both kept from that table):" if kept else "both tuned on the validation scenes):"), "",
                   "| planner | validation | " + " | ".join(f"test {r}" for r in recipes) + " |",
                   "|---|---|" + "---|" * len(recipes),
-                  f"| `perceive` (proposer regions) | {res['validation']['gains']['planner_tuned']:+.2f} | "
+                  f"| `perceive` (proposer regions, `{res['config']['tune']['region_proposer']}`, "
+                  f"{res['config']['tune']['max_regions']}) | {res['validation']['gains']['planner_tuned']:+.2f} | "
                   + " | ".join(f"{res['test'][r]['planner_tuned']:+.2f}"
                                + (f" ({res['test'][r]['first']['planner_tuned']:+.2f})" if 'first' in res['test'][r]
                                   else "") for r in recipes) + " |",

@@ -365,3 +365,17 @@ def test_fit_script_keeps_a_tables_thresholds(tmp_path, capsys) -> None:  # noqa
     assert fit_rule_table.main(["--config", str(path)]) == 2  # refused before any work
     err = capsys.readouterr().err
     assert err.startswith("error:") and "bare.json" in err and "no tuned thresholds" in err
+
+
+def test_perceive_default_regions_and_overrides() -> None:
+    from policies import make_planner
+    from policies.rules import DEFAULT_PROPOSER
+
+    p = make_planner("perceive")
+    assert (p.region_proposer, p.max_regions) == DEFAULT_PROPOSER == ("degradation-clusters-learned", 8)
+    assert make_planner("perceive", max_regions=3).max_regions == 3  # the default proposer, fewer regions
+    q = make_planner("perceive", region_proposer="degradation-clusters")
+    assert (q.region_proposer, q.max_regions) == ("degradation-clusters", 4)  # the base planners' default count
+    assert make_planner("perceive", mode="global").region_proposer == "whole"
+    assert make_planner("perceive", regions="families").region_proposer == "whole"
+    assert make_planner("greedy").region_proposer == "degradation-clusters"  # other planners keep theirs
