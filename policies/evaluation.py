@@ -153,13 +153,19 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 def tidy_log_xaxis(ax: Any) -> None:
     """Log-scale x axis whose minor ticks carry no labels when a decade tick lies inside the view
-    (matplotlib otherwise writes 2x10^-1, 3x10^-1, ... over each other on axes spanning 1-2 decades)."""
-    from matplotlib.ticker import NullFormatter
+    (matplotlib otherwise writes 2x10^-1, 3x10^-1, ... over each other on axes spanning 1-2 decades); on a
+    view inside one decade, minor ticks only at 1, 2 and 5 times a power of ten, labelled as plain numbers."""
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_xscale("log")
     lo, hi = ax.get_xlim()
-    if lo > 0 and np.floor(np.log10(hi)) >= np.ceil(np.log10(lo)):
+    if lo <= 0:
+        return
+    if np.floor(np.log10(hi)) >= np.ceil(np.log10(lo)):
         ax.xaxis.set_minor_formatter(NullFormatter())
+    else:
+        ax.xaxis.set_minor_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
 
 
 def plot_quality_vs_cost(result: dict[str, Any], path: str | Path) -> Path:
