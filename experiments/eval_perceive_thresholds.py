@@ -59,8 +59,8 @@ def markdown(res: dict[str, Any]) -> str:
     lines = ([f"Encoder: the weights in `{res['weights']}` (not the shipped ones), through the shipped table.", ""]
              if res.get("weights") else [])
     if (res["proposer"], res["max_regions"]) != ("degradation-clusters", 4):
-        lines += [f"Regions: `{res['proposer']}`, at most {res['max_regions']} (the planner's default: "
-                  "`degradation-clusters`, 4).", ""]
+        lines += [f"Regions: `{res['proposer']}`, at most {res['max_regions']} (this script's default: "
+                  "`degradation-clusters`, 4, the regions the table's thresholds were tuned on).", ""]
     lines += ["| photos | recipe | scenes | tuned thresholds | encoder's 0.5 |", "|---|---|---|---|---|"]
     lines += [f"| {r['images']} | {r['recipe']} | {r['scenes']} | {r['tuned']:+.2f} | {r['encoder_0.5']:+.2f} |"
               for r in res["rows"]]
