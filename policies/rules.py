@@ -171,8 +171,8 @@ class PerceivePlanner(Planner):
         device: torch device of the encoder.
         regions: ``"proposer"`` (default: the regions of ``region_proposer``, one step per perceived family
             and region; when no ``region_proposer`` is given, :data:`DEFAULT_PROPOSER`:
-            ``degradation-clusters-learned`` with at most 8 regions, clustering the SHIPPED encoder's dense
-            predictions whatever ``weights`` says) or ``"families"``: no region proposer; per family, the
+            ``degradation-clusters-learned`` with at most 8 regions, clustering the dense predictions of the
+            encoder in ``weights``) or ``"families"``: no region proposer; per family, the
             pixels whose per-cell probability (the encoder's dense linear heads) reaches the table's
             ``family_masks.cell_thresholds`` form one mask, acted on when the mask covers at least
             ``min_area`` of the image and its pooled probability reaches ``family_masks.thresholds`` (at most
@@ -198,6 +198,11 @@ class PerceivePlanner(Planner):
             kwargs.setdefault("max_regions", DEFAULT_PROPOSER[1])
         super().__init__(**kwargs)
         self.regions = regions
+        if weights is not None and self.region_proposer == "degradation-clusters-learned":
+            from ir_env.regions import make_proposer  # the regions from the same encoder as the perception
+
+            self.proposer = make_proposer(self.region_proposer, max_regions=self.max_regions, seed=self.seed,
+                                          weights=weights)
         from ir_env.encoder.learned import DEFAULT_WEIGHTS, LearnedEmbedder, perception_fingerprint
 
         self.table = RuleTable.load(table if table is not None else DEFAULT_RULE_TABLE)

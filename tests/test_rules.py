@@ -379,3 +379,34 @@ def test_perceive_default_regions_and_overrides() -> None:
     assert make_planner("perceive", mode="global").region_proposer == "whole"
     assert make_planner("perceive", regions="families").region_proposer == "whole"
     assert make_planner("greedy").region_proposer == "degradation-clusters"  # other planners keep theirs
+
+
+def test_perceive_regions_come_from_its_own_encoder(tmp_path, photo96: np.ndarray) -> None:  # noqa: ANN001
+    import shutil
+
+    import torch
+
+    from ir_env.encoder.learned import DEFAULT_WEIGHTS, file_sha256
+    from policies import make_planner
+
+    other = tmp_path / "w"  # the shipped encoder with its family heads' biases shifted: other dense predictions
+    shutil.copytree(DEFAULT_WEIGHTS, other)
+    state = torch.load(other / "encoder.pt", map_location="cpu", weights_only=True)
+    keys = [k for k in state if "head" in k and k.endswith("bias")]
+    assert keys
+    for k in keys:
+        state[k] = state[k] + 3.0
+    torch.save(state, other / "encoder.pt")
+    info = json.loads((other / "encoder.json").read_text())
+    info["sha256"] = file_sha256(other / "encoder.pt")  # a consistent weights directory, as shipping writes one
+    (other / "encoder.json").write_text(json.dumps(info))
+    with pytest.warns(UserWarning, match="another encoder"):  # the shipped table was tuned for the shipped one
+        p = make_planner("perceive", weights=str(other))
+    shipped = make_planner("perceive")
+    img = photo96.astype(np.float32)
+    assert not np.allclose(p.proposer.features(img), shipped.proposer.features(img))  # its regions: its encoder
+    assert np.allclose(make_planner("perceive", weights=str(DEFAULT_WEIGHTS)).proposer.features(img),
+                       shipped.proposer.features(img))
+    with pytest.warns(UserWarning, match="another encoder"):
+        q = make_planner("perceive", region_proposer="degradation-clusters", weights=str(other))
+    assert q.proposer.name == "degradation-clusters"  # a proposer that reads no encoder is left as given
