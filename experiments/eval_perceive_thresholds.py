@@ -27,9 +27,13 @@ from ir_env.corpus import load_named_corpus  # noqa: E402
 from policies.rules import ENCODER_THRESHOLD, RuleTable  # noqa: E402
 from restorers.spec import FAMILIES  # noqa: E402
 
+#: This script's regions unless told otherwise: (proposer, max regions), those the shipped table's thresholds were
+#: tuned on (``tune`` of experiments/configs/rule_table.yaml), not the ``perceive`` planner's own default.
+DEFAULT_REGIONS: tuple[str, int] = ("degradation-clusters", 4)
 
-def run(images: list[str], recipes: list[str], per_photo: int, crop: int, proposer: str = "degradation-clusters",
-        max_regions: int = 4, weights: str | None = None, clean_crops: int = 0) -> dict[str, Any]:
+
+def run(images: list[str], recipes: list[str], per_photo: int, crop: int, proposer: str = DEFAULT_REGIONS[0],
+        max_regions: int = DEFAULT_REGIONS[1], weights: str | None = None, clean_crops: int = 0) -> dict[str, Any]:
     """Mean PSNR gain (dB) of the shipped table with its tuned thresholds and with 0.5, per corpus and recipe;
     ``weights``: another encoder weights directory perceiving through the same table (default: the shipped one);
     ``clean_crops`` > 0: also the planner (tuned thresholds) on that many UNDEGRADED random crops of each corpus's
@@ -58,9 +62,10 @@ def markdown(res: dict[str, Any]) -> str:
     """The table of :func:`run`'s result."""
     lines = ([f"Encoder: the weights in `{res['weights']}` (not the shipped ones), through the shipped table.", ""]
              if res.get("weights") else [])
-    if (res["proposer"], res["max_regions"]) != ("degradation-clusters", 4):
+    if (res["proposer"], res["max_regions"]) != DEFAULT_REGIONS:
         lines += [f"Regions: `{res['proposer']}`, at most {res['max_regions']} (this script's default: "
-                  "`degradation-clusters`, 4, the regions the table's thresholds were tuned on).", ""]
+                  f"`{DEFAULT_REGIONS[0]}`, {DEFAULT_REGIONS[1]}, the regions the table's thresholds were tuned on).",
+                  ""]
     lines += ["| photos | recipe | scenes | tuned thresholds | encoder's 0.5 |", "|---|---|---|---|---|"]
     lines += [f"| {r['images']} | {r['recipe']} | {r['scenes']} | {r['tuned']:+.2f} | {r['encoder_0.5']:+.2f} |"
               for r in res["rows"]]
@@ -77,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--recipes", nargs="+", default=["spatial-mixed", "global-moderate", "mixed-3"])
     ap.add_argument("--scenes-per-photo", type=int, default=8)
     ap.add_argument("--crop", type=int, default=128)
-    ap.add_argument("--proposer", default="degradation-clusters", help="region proposer of the planner")
-    ap.add_argument("--max-regions", type=int, default=4)
+    ap.add_argument("--proposer", default=DEFAULT_REGIONS[0], help="region proposer of the planner")
+    ap.add_argument("--max-regions", type=int, default=DEFAULT_REGIONS[1])
     ap.add_argument("--weights", default=None, help="encoder weights directory (default: the shipped encoder)")
     ap.add_argument("--clean-crops", type=int, default=0,
                     help="also run the planner on this many undegraded test crops per corpus")

@@ -56,7 +56,14 @@ from ir_env.corpus import center_crop, load_corpus, load_named_corpus, random_cr
 from ir_env.degradations import FAMILY_OF_KIND, degrade, depth_proxy  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
 from ir_env.regions import make_proposer  # noqa: E402
-from policies.rules import DEFAULT_RULE_TABLE, ENCODER_THRESHOLD, RuleTable, apply_rules, families_seen  # noqa: E402
+from policies.rules import (  # noqa: E402
+    DEFAULT_PROPOSER,
+    DEFAULT_RULE_TABLE,
+    ENCODER_THRESHOLD,
+    RuleTable,
+    apply_rules,
+    families_seen,
+)
 from restorers import apply, list_tools  # noqa: E402
 from restorers.spec import FAMILIES  # noqa: E402
 
@@ -372,7 +379,7 @@ def markdown(res: dict[str, Any]) -> str:
                if res.get("encoder_weights") else []),
              f"Proposer regions: `{res['config']['tune']['region_proposer']}`, at most "
              f"{res['config']['tune']['max_regions']} (the `perceive` planner's default since stop 23 is "
-             "`degradation-clusters-learned` with 8: its row in the proposer table below).", "",
+             f"`{DEFAULT_PROPOSER[0]}` with {DEFAULT_PROPOSER[1]}: its row in the proposer table below).", "",
              "| perception | validation | " + " | ".join(f"test {r}" for r in recipes) + " |",
              "|---|---|" + "---|" * len(recipes)]
     for key, label in ROW_NAMES.items():
