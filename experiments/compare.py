@@ -122,7 +122,16 @@ def expert_fingerprint(record: dict[str, Any]) -> str:
         return ""
     from ir_env.encoder.learned import context_fingerprint
 
-    return "+rules" + _rule_table_fingerprint() + context_fingerprint(DEFAULT_WEIGHTS)
+    ctx = context_fingerprint(DEFAULT_WEIGHTS) if _table_reads_context() else ""
+    return "+rules" + _rule_table_fingerprint() + ctx
+
+
+def _table_reads_context() -> bool:
+    """Whether the shipped rule table's planners perceive through the shipped encoder's context head
+    (:meth:`policies.rules.RuleTable.perception_context`; False: its linear heads)."""
+    from policies.rules import RuleTable
+
+    return RuleTable.load().perception_context() is not False
 
 
 def _rule_table_fingerprint(family_masks: bool = False) -> str:
@@ -295,13 +304,15 @@ def evaluate_recipe(cfg: dict[str, Any], recipe: str, items: list[tuple[str, Any
         key = {"recipe": recipe, "seed": int(cfg["seed"]), "size": int(cfg["size"]), "images": names,
                "judge": cfg["no_reference_judge"], "model": _file_hash(model) if model and model.is_file() else None}
         if learned_perception:  # a scripted planner perceiving through the encoder: re-run when it changes
-            key["encoder"] = perception_fingerprint(DEFAULT_WEIGHTS)
+            # (perceive reads the perception its rule table was tuned on, RuleTable.perception_context)
+            key["encoder"] = perception_fingerprint(DEFAULT_WEIGHTS, context=not rules or _table_reads_context())
         if rules:
             key["rule_table"] = _rule_table_fingerprint(family_masks=True)
         gate = gate_of_spec(spec)
         if gate != "off":  # the perception gate reads the encoder (and the table's thresholds)
             key["gate"] = gate
-            key["encoder"] = perception_fingerprint(DEFAULT_WEIGHTS)
+            key["encoder"] = perception_fingerprint(DEFAULT_WEIGHTS,
+                                                    context=gate != "table" or _table_reads_context())
             key["gate_table"] = _rule_table_fingerprint() if gate == "table" else None
         cache = _cache_path(cfg, recipe, spec)
         if cache.is_file():
@@ -406,9 +417,9 @@ def markdown(report: dict[str, Any]) -> str:
              "were measured on a 2-core CPU shared with other jobs, at different times for different rows: "
              "compare them only by order of magnitude. Learned models were trained on crops of the train "
              "split with `spatial-mixed` only, 64 px unless their label says otherwise.", ""]
-    if report.get("refreshed"):
-        lines += [f"The rows of {', '.join(f'`{p}`' for p in report['refreshed']['planners'])} were re-made later by "
-                  f"`{report['refreshed']['command']}` (every other row as above).", ""]
+    for ref in refreshes(report):
+        lines += [f"The rows of {', '.join(f'`{p}`' for p in ref['planners'])} were re-made later by "
+                  f"`{ref['command']}` (every other row as above).", ""]
     for recipe, rec in report["recipes"].items():
         lines += [f"## {recipe}", "", "| planner | mode | judge | PSNR in | PSNR out | gain (dB) | spread | SSIM out "
                   "| tool calls | IQA calls | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|"]
@@ -539,6 +550,24 @@ def compare(cfg: dict[str, Any], command: str, progress: bool = True) -> dict[st
     return report
 
 
+def refreshes(result: dict[str, Any]) -> list[dict[str, Any]]:
+    """The refreshes recorded in a report or recipe result, oldest first (``refreshed``: one dict in reports
+    written before stop 24, a list since)."""
+    ref = result.get("refreshed") or []
+    return [ref] if isinstance(ref, dict) else list(ref)
+
+
+def add_refresh(result: dict[str, Any], specs: list[str], command: str) -> list[dict[str, Any]]:
+    """``result``'s refreshes plus one of ``specs`` by ``command``; a spec re-made again leaves its older entry
+    (an entry left with no spec is dropped), so each row names the command that made it last."""
+    out = []
+    for ref in refreshes(result):
+        kept = [p for p in ref["planners"] if p not in specs]
+        if kept:
+            out.append({**ref, "planners": kept})
+    return out + [{"planners": list(specs), "command": command}]
+
+
 def refresh(cfg: dict[str, Any], specs: list[str], command: str, progress: bool = True) -> dict[str, Any]:
     """Re-evaluate only the fixed planner ``specs`` (e.g. after a change that affects those planners alone) and
     splice their rows into the output folder's existing comparison: every other row, the seed groups and the
@@ -568,9 +597,9 @@ def refresh(cfg: dict[str, Any], specs: list[str], command: str, progress: bool 
                              key=lambda r: (names.index(r["image"]), order[r["planner"]]))
         for spec in todo:
             res["reused"].pop(spec, None)
-        res["refreshed"] = {"planners": todo, "command": command}
+        res["refreshed"] = add_refresh(res, todo, command)
         report["recipes"][recipe] = finish_recipe(cfg, recipe, res, out)
-    report["refreshed"] = {"planners": specs, "command": command}
+    report["refreshed"] = add_refresh(report, specs, command)
     write_report(out, report)
     log(f"refreshed {', '.join(specs)} in {out}/compare.json, compare.md, compare.png and the recipe JSONs")
     return report

@@ -227,7 +227,9 @@ def markdown(res: dict[str, Any]) -> str:
         lines += ["", "Learned predictions: the encoder's perception (`LearnedEmbedder.predict`) with its context head "
                   f"(each region judged against the rest of its image{blend})."
                   + (f" Its linear heads alone (what the region embedding carries): macro-F1 {lin['macro_f1']:.3f} ("
-                     + ", ".join(f"{f} {v:.3f}" for f, v in lin["f1"].items()) + ")." if lin else "")]
+                     + ", ".join(f"{f} {v:.3f}" for f, v in lin["f1"].items()) + ")." if lin else "")
+                  + " Planners that read a rule table's thresholds (`perceive`, the gates of the learned policies) "
+                  "perceive through the perception that table was tuned on (the shipped table: the linear heads)."]
     bs = res["learned"].get("macro_f1_bootstrap")
     if bs:
         lines += ["", f"Learned macro-F1 bootstrap over scenes ({bs['resamples']} resamples of the scenes, seed 0): "

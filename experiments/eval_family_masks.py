@@ -75,13 +75,14 @@ def scenes_of(images: str, recipe: str, per_photo: int, crop: int) -> list[Any]:
 
 def load_variant(weights: str | None, table_path: str | None, segment: bool = True) -> tuple[RuleTable, Any]:
     """(rule table, encoder) of a variant: the table at ``table_path`` (default: shipped), which must hold
-    ``family_masks`` settings, and the encoder in ``weights`` reading its head when ``segment``."""
+    ``family_masks`` settings, and the encoder in ``weights`` reading its head when ``segment``, perceiving as the
+    planner does (the perception the table was tuned on, :meth:`RuleTable.perception_context`)."""
     from ir_env.encoder.learned import LearnedEmbedder
 
     table = RuleTable.load(table_path) if table_path else RuleTable.load()
     if not table.family_masks:
         raise ValueError(f"rule table {table_path or 'shipped'} has no family_masks settings")
-    return table, LearnedEmbedder(weights, segment=segment)
+    return table, LearnedEmbedder(weights, segment=segment, context=table.perception_context(weights) is not False)
 
 
 def evaluate_variant(weights: str | None, table_path: str | None, scenes: list[Any], headline: int,

@@ -30,30 +30,40 @@ from restorers.spec import FAMILIES  # noqa: E402
 #: This script's regions unless told otherwise: (proposer, max regions), those the shipped table's thresholds were
 #: tuned on (``tune`` of experiments/configs/rule_table.yaml), not the ``perceive`` planner's own default.
 DEFAULT_REGIONS: tuple[str, int] = ("degradation-clusters", 4)
+#: ``--perception`` choices (:func:`run`).
+PERCEPTIONS: tuple[str, ...] = ("table", "encoder", "linear")
 
 
 def run(images: list[str], recipes: list[str], per_photo: int, crop: int, proposer: str = DEFAULT_REGIONS[0],
-        max_regions: int = DEFAULT_REGIONS[1], weights: str | None = None, clean_crops: int = 0) -> dict[str, Any]:
+        max_regions: int = DEFAULT_REGIONS[1], weights: str | None = None, clean_crops: int = 0,
+        perception: str = "table") -> dict[str, Any]:
     """Mean PSNR gain (dB) of the shipped table with its tuned thresholds and with 0.5, per corpus and recipe;
     ``weights``: another encoder weights directory perceiving through the same table (default: the shipped one);
     ``clean_crops`` > 0: also the planner (tuned thresholds) on that many UNDEGRADED random crops of each corpus's
-    test photos (:func:`experiments.fit_rule_table.clean_crops_check`, seed 0)."""
+    test photos (:func:`experiments.fit_rule_table.clean_crops_check`, seed 0). ``perception``: ``"table"`` (as the
+    planner perceives: the perception the table was tuned on, :meth:`RuleTable.perception_context`; for the shipped
+    table the linear heads), ``"encoder"`` (the encoder's own ``predict``: a candidate's context head or blend) or
+    ``"linear"`` (its linear heads)."""
     table = RuleTable.load()
+    if perception not in PERCEPTIONS:
+        raise ValueError(f"perception must be one of {', '.join(PERCEPTIONS)}, got {perception!r}")
+    context = {"table": table.perception_context(weights) is not False, "encoder": True, "linear": False}[perception]
     rows, clean = [], {}
     for corpus in images:
         photos = load_named_corpus(corpus, "test")
         if clean_crops > 0:
             clean[corpus] = clean_crops_check(table, table.thresholds, [img for _, img in photos], clean_crops, crop, 0,
-                                              proposer, max_regions, weights)
+                                              proposer, max_regions, weights, context)
         for recipe in recipes:
             p = Perceived(scene_set(photos, recipe, per_photo, crop, 0, random_crops=False), proposer, max_regions,
-                          weights)
+                          weights, context)
             tuned = p.gains(table, table.thresholds, "encoder")
             half = p.gains(table, dict.fromkeys(FAMILIES, ENCODER_THRESHOLD), "encoder")
             rows.append({"images": corpus, "recipe": recipe, "scenes": len(tuned),
                          "tuned": sum(tuned) / len(tuned), "encoder_0.5": sum(half) / len(half),
                          "tuned_gains": [round(g, 4) for g in tuned], "encoder_gains": [round(g, 4) for g in half]})
-    return {"thresholds": table.thresholds, **({"weights": weights} if weights else {}), "proposer": proposer,
+    return {"thresholds": table.thresholds, **({"weights": weights} if weights else {}),
+            **({"perception": perception} if perception != "table" else {}), "proposer": proposer,
             "max_regions": max_regions, "crop": crop, "scenes_per_photo": per_photo, "rows": rows,
             **({"clean_crops": clean} if clean else {})}
 
@@ -62,6 +72,11 @@ def markdown(res: dict[str, Any]) -> str:
     """The table of :func:`run`'s result."""
     lines = ([f"Encoder: the weights in `{res['weights']}` (not the shipped ones), through the shipped table.", ""]
              if res.get("weights") else [])
+    if res.get("perception"):
+        lines += [f"Perception: `{res['perception']}` ("
+                  + ("the encoder's own `predict`, its context head or blend included"
+                     if res["perception"] == "encoder" else "the encoder's linear heads")
+                  + "; the planner's is the one the table was tuned on).", ""]
     if (res["proposer"], res["max_regions"]) != DEFAULT_REGIONS:
         lines += [f"Regions: `{res['proposer']}`, at most {res['max_regions']} (this script's default: "
                   f"`{DEFAULT_REGIONS[0]}`, {DEFAULT_REGIONS[1]}, the regions the table's thresholds were tuned on).",
@@ -85,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--proposer", default=DEFAULT_REGIONS[0], help="region proposer of the planner")
     ap.add_argument("--max-regions", type=int, default=DEFAULT_REGIONS[1])
     ap.add_argument("--weights", default=None, help="encoder weights directory (default: the shipped encoder)")
+    ap.add_argument("--perception", choices=PERCEPTIONS, default="table",
+                    help="table: as the planner (the perception the table was tuned on); encoder: the encoder's "
+                         "predict (a candidate's context head); linear: its linear heads")
     ap.add_argument("--clean-crops", type=int, default=0,
                     help="also run the planner on this many undegraded test crops per corpus")
     ap.add_argument("--json", default="", help="write the result here (and the table next to it as .md)")
@@ -95,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         res = run(a.images, a.recipes, a.scenes_per_photo, a.crop, a.proposer, a.max_regions, weights=a.weights,
-                  clean_crops=a.clean_crops)
+                  clean_crops=a.clean_crops, perception=a.perception)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -23,6 +23,8 @@ Three stages, all from one config (``experiments/configs/rule_table.yaml``):
 
 The optional config key ``encoder: DIR`` fits and reports for another encoder weights directory (e.g. one
 with a context head, ``experiments/configs/rule_table_context_head.yaml``); such a table is not shipped.
+``perception: linear`` fits for the encoder's linear heads even when a context head is stored beside it (the
+shipped table: ``rule_table.yaml``); the default ``encoder`` reads its full perception (``predict``).
 Stage 1 does not look at the encoder: ``fit.entries_from: TABLE.json`` takes the entries of an existing
 table (same ``fit.bins``) instead of re-fitting them (about 8 of the 11 minutes), for perception candidates;
 ``tune.thresholds_from: TABLE.json`` likewise keeps that table's thresholds and ``regions="families"`` settings
@@ -224,21 +226,22 @@ def true_families(scene: Any) -> list[dict[str, float]]:
 
 
 @functools.cache
-def encoder(weights: str | None = None) -> Any:
+def encoder(weights: str | None = None, context: bool = True) -> Any:
     """The encoder in ``weights`` (default: the shipped one; :class:`ir_env.encoder.learned.LearnedEmbedder`),
-    loaded once per process."""
+    loaded once per process; ``context=False``: its linear heads' perception (config ``perception: linear``)."""
     from ir_env.encoder.learned import LearnedEmbedder
 
-    return LearnedEmbedder(weights)
+    return LearnedEmbedder(weights, context=context)
 
 
 class Perceived:
     """Encoder predictions of a scene set, on the proposer's regions (computed once) and on the true
     regions (computed on first use)."""
 
-    def __init__(self, scenes: list[Any], proposer: str, max_regions: int, weights: str | None = None) -> None:
-        emb = encoder(weights)
-        self.weights = weights
+    def __init__(self, scenes: list[Any], proposer: str, max_regions: int, weights: str | None = None,
+                 context: bool = True) -> None:
+        emb = encoder(weights, context)
+        self.weights, self.context = weights, context
         prop = make_proposer(proposer, max_regions=max_regions, seed=0)
         self.scenes = scenes
         self.thresholds = dict.fromkeys(FAMILIES, ENCODER_THRESHOLD)  # calibrated probabilities: 0.5 is F1-best
@@ -248,7 +251,7 @@ class Perceived:
     @functools.cached_property
     def true(self) -> list[dict[str, np.ndarray]]:
         """Predictions on the scenes' true regions."""
-        return [encoder(self.weights).predict(s.degraded, s.masks) for s in self.scenes]
+        return [encoder(self.weights, self.context).predict(s.degraded, s.masks) for s in self.scenes]
 
     def gains(self, table: RuleTable, thresholds: dict[str, float] | None, source: str) -> list[float]:
         """Per-scene PSNR gains (dB) with perception ``source``: ``labels`` (true families on true regions),
@@ -295,11 +298,11 @@ def tune_thresholds(table: RuleTable, val: Perceived, grid: list[float], passes:
 class FamilyMaskScenes:
     """A scene set with each scene's dense family probabilities computed once (``regions="families"``)."""
 
-    def __init__(self, scenes: list[Any], weights: str | None = None) -> None:
+    def __init__(self, scenes: list[Any], weights: str | None = None, context: bool = True) -> None:
         from policies.rules import dense_family_prob
 
-        self.scenes, self.weights = scenes, weights
-        self.prob = [dense_family_prob(encoder(weights), s.degraded) for s in scenes]
+        self.scenes, self.weights, self.context = scenes, weights, context
+        self.prob = [dense_family_prob(encoder(weights, context), s.degraded) for s in scenes]
 
     def gains(self, table: RuleTable, settings: dict[str, Any]) -> list[float]:
         """Per-scene PSNR gains (dB) of the ``regions="families"`` planner with ``settings``."""
@@ -307,7 +310,7 @@ class FamilyMaskScenes:
 
         out = []
         for s, p in zip(self.scenes, self.prob, strict=True):
-            img, _ = apply_family_masks(table, encoder(self.weights), s.degraded, settings["thresholds"],
+            img, _ = apply_family_masks(table, encoder(self.weights, self.context), s.degraded, settings["thresholds"],
                                         settings["cell_thresholds"], float(settings["min_area"]), prob=p)
             out.append(scene_gain(img, s))
         return out
@@ -433,11 +436,11 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def clean_crops_check(table: RuleTable, thresholds: dict[str, float], photos: list[np.ndarray], crops: int,
-                      crop: int, seed: int, proposer: str, max_regions: int, weights: str | None = None
-                      ) -> dict[str, float]:
+                      crop: int, seed: int, proposer: str, max_regions: int, weights: str | None = None,
+                      context: bool = True) -> dict[str, float]:
     """The planner on UNDEGRADED random crops (nothing to restore): share left untouched, mean steps, and
     the mean / worst PSNR (dB) of its output against the crop (untouched crops count as 100 dB)."""
-    emb, prop = encoder(weights), make_proposer(proposer, max_regions=max_regions, seed=0)
+    emb, prop = encoder(weights, context), make_proposer(proposer, max_regions=max_regions, seed=0)
     rng = np.random.default_rng([seed, 2])
     steps, out = [], []
     for i in range(int(crops)):
@@ -471,7 +474,12 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
     val_scenes = val_scenes + clean_crop_set(train, n_clean, int(tune["crop"]), int(cfg["seed"]) + 1,
                                              float(tune.get("clean_cap_db", 40.0)))
     weights = cfg.get("encoder")  # None: the shipped encoder
-    val = Perceived(val_scenes, tune["region_proposer"], int(tune["max_regions"]), weights)
+    perception = cfg.get("perception", "encoder")
+    if perception not in ("encoder", "linear"):
+        raise ValueError(f"perception must be 'encoder' (LearnedEmbedder.predict) or 'linear' (its linear heads), "
+                         f"got {perception!r}")
+    context = perception == "encoder"
+    val = Perceived(val_scenes, tune["region_proposer"], int(tune["max_regions"]), weights, context)
     kept = kept_settings(tune["thresholds_from"]) if tune.get("thresholds_from") else None
     if kept:  # thresholds of an existing table, not tuned: only scored
         thr = kept["thresholds"]
@@ -488,11 +496,11 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
     test: dict[str, dict[str, float]] = {}
     for recipe in rep["recipes"]:
         test[recipe] = report(table, Perceived(test_scenes(recipe), tune["region_proposer"], int(tune["max_regions"]),
-                                               weights),
+                                               weights, context),
                               thr, first=int(rep.get("headline_scenes", 0)))
     fm_res: dict[str, Any] = {}
     if (kept and kept["family_masks"]) or (not kept and tune.get("family_masks")):  # stage 2b: regions="families"
-        fm_val = FamilyMaskScenes(val_scenes, weights)
+        fm_val = FamilyMaskScenes(val_scenes, weights, context)
         if kept:
             settings = kept["family_masks"]
             fm_hist = [{"pass": 0, "family": None, "gain_db": float(np.mean(fm_val.gains(table, settings)))}]
@@ -502,23 +510,25 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
         first = int(rep.get("headline_scenes", 0))
         fm_test = {}
         for recipe in rep["recipes"]:
-            g = FamilyMaskScenes(test_scenes(recipe), weights).gains(table, settings)
+            g = FamilyMaskScenes(test_scenes(recipe), weights, context).gains(table, settings)
             fm_test[recipe] = {"mean": float(np.mean(g)), "first": float(np.mean(g[:first or len(g)]))}
         fm_res = {"settings": settings, "validation": fm_hist[-1]["gain_db"], "history": fm_hist, "test": fm_test}
     proposers = []
     for name, k in rep.get("proposers", []):  # the planner with other region proposers (tuned thresholds)
-        v = Perceived(val_scenes, name, int(k), weights).gain(table, thr, "encoder")
-        g = Perceived(test_scenes(rep["proposers_recipe"]), name, int(k), weights).gains(table, thr, "encoder")
+        v = Perceived(val_scenes, name, int(k), weights, context).gain(table, thr, "encoder")
+        g = Perceived(test_scenes(rep["proposers_recipe"]), name, int(k), weights, context).gains(table, thr,
+                                                                                                    "encoder")
         first = int(rep.get("headline_scenes", 0)) or len(g)
         proposers.append({"proposer": name, "max_regions": int(k), "validation": v, "test": float(np.mean(g)),
                           "test_first": float(np.mean(g[:first]))})
     clean = {split: clean_crops_check(table, thr, [p for _, p in load_named_corpus("builtin", split)],
                                       int(rep.get("clean_crops", 0)), int(rep["crop"]), int(cfg["seed"]),
-                                      tune["region_proposer"], int(tune["max_regions"]), weights)
+                                      tune["region_proposer"], int(tune["max_regions"]), weights, context)
              for split in ("train", "test")} if int(rep.get("clean_crops", 0)) else {}
     res = {"config": cfg, "command": "python -m experiments.fit_rule_table --config "
            + str(cfg.get("_path", "experiments/configs/rule_table.yaml")),
-           "encoder_fingerprint": perception_fingerprint(weights or DEFAULT_WEIGHTS), "encoder_weights": weights,
+           "encoder_fingerprint": perception_fingerprint(weights or DEFAULT_WEIGHTS, context=context),
+           "encoder_weights": weights,
            "bins": table.bins,
            "entries": entries, "encoder_thresholds": val.thresholds, "thresholds": thr,
            "validation": {"recipe": tune["recipe"], "scenes": len(val_scenes), "gains": report(table, val, thr),

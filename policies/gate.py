@@ -7,7 +7,9 @@ the wrapped planner, asks the learned encoder once which degradation families ea
 shows in the INPUT image, and keeps a step only when its tool's family is among them (probability at least
 the family's threshold); the kept steps are replayed in order on the input. No IQA call, one encoder pass
 (about 5 ms at 128 px). The three learned policies use it by default (``gate="table"``; ``gate="off"``:
-the raw policy).
+the raw policy). With ``gate="table"`` the encoder perceives as the table's ``perceive`` planner does, through the
+perception the table was tuned on (:meth:`policies.rules.RuleTable.perception_context`; the shipped table: the
+linear heads); ``gate="encoder"`` reads the encoder's own perception (``predict``: the blend shipped beside it).
 """
 
 from __future__ import annotations
@@ -66,7 +68,13 @@ class PerceptionGate(PlannerWrapper):
         super().__init__(inner)
         self.thresholds = gate_thresholds(gate, table)
         self.gate = gate
-        self.embedder = LearnedEmbedder(weights)
+        context = True
+        if gate == "table":  # the perception the table's thresholds were tuned on (RuleTable.perception_context)
+            from policies.rules import RuleTable
+
+            context = (RuleTable.load(table) if table is not None else RuleTable.load()).perception_context(
+                weights) is not False
+        self.embedder = LearnedEmbedder(weights, context=context)
 
     def restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,
                 masks: np.ndarray | None = None) -> RestorationResult:

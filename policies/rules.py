@@ -16,7 +16,10 @@ The table is plain JSON (``ir_env/data/rule_table.json`` by default): ``entries[
 family-probability thresholds tuned for restoration gain, valid for the encoder whose
 :func:`~ir_env.encoder.learned.perception_fingerprint` (weights and context head) is ``encoder_fingerprint``
 (other perception falls back to the encoder's own F1-calibrated threshold, with a warning: 0.5 for every
-family, as the encoder's probabilities are calibrated to it).
+family, as the encoder's probabilities are calibrated to it). The planner perceives through the perception
+the table was tuned on (:meth:`RuleTable.perception_context`): the shipped table was tuned on the encoder's
+linear heads, so ``perceive`` reads those, though the encoder's own perception (``predict``) is the blend
+with the context head shipped beside it (``experiments/configs/perception_split.yaml``).
 """
 
 from __future__ import annotations
@@ -106,6 +109,20 @@ class RuleTable:
             raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
         row = self.entries[family][self.bin_of(severity)]
         return row["tool"], {k: float(v) for k, v in row["params"].items()}
+
+    def perception_context(self, weights: str | Path | None = None) -> bool | None:
+        """Which perception of the encoder in ``weights`` (default: the shipped one) this table's thresholds were
+        tuned on: True when its ``encoder_fingerprint`` is that encoder's full perception (context head included,
+        or none stored), False when it is the linear heads' (``LearnedEmbedder(weights, context=False)``), None
+        when it is neither (another encoder)."""
+        from ir_env.encoder.learned import DEFAULT_WEIGHTS, perception_fingerprint
+
+        fitted_for = self.meta.get("encoder_fingerprint")
+        d = weights if weights is not None else DEFAULT_WEIGHTS
+        for context in (True, False):
+            if fitted_for == perception_fingerprint(d, context=context):
+                return context
+        return None
 
     def fingerprint(self, family_masks: bool = False) -> str:
         """12 hex digits of the SHA-1 of what decides the planner's actions on given regions (bins, entries,
@@ -203,10 +220,13 @@ class PerceivePlanner(Planner):
 
             self.proposer = make_proposer(self.region_proposer, max_regions=self.max_regions, seed=self.seed,
                                           weights=weights)
-        from ir_env.encoder.learned import DEFAULT_WEIGHTS, LearnedEmbedder, perception_fingerprint
+        from ir_env.encoder.learned import LearnedEmbedder
 
         self.table = RuleTable.load(table if table is not None else DEFAULT_RULE_TABLE)
-        self.embedder = LearnedEmbedder(weights=weights, device=device)
+        # the perception the table was tuned on (the shipped table: the linear heads, though a context head and
+        # blend sit beside the shipped encoder); a table fitted for another encoder: the encoder's own
+        fitted = self.table.perception_context(weights)
+        self.embedder = LearnedEmbedder(weights=weights, device=device, context=fitted is not False)
         encoder_thr = dict.fromkeys(FAMILIES, ENCODER_THRESHOLD)
         if isinstance(thresholds, (int, float)) and not isinstance(thresholds, bool):
             if not 0.0 <= float(thresholds) <= 1.0:
@@ -215,9 +235,7 @@ class PerceivePlanner(Planner):
         elif thresholds == "encoder":
             self.thresholds = encoder_thr
         elif thresholds == "table":
-            fitted_for = self.table.meta.get("encoder_fingerprint")
-            if self.table.thresholds and fitted_for == perception_fingerprint(
-                    weights if weights is not None else DEFAULT_WEIGHTS):
+            if self.table.thresholds and fitted is not None:
                 self.thresholds = {f: float(self.table.thresholds.get(f, encoder_thr[f])) for f in FAMILIES}
             else:
                 if self.table.thresholds:

@@ -313,7 +313,8 @@ def test_refresh_re_makes_only_the_named_rows(tiny: dict[str, Any], monkeypatch:
     old = {r["label"]: r["psnr_gain"] for r in before["recipes"][RECIPE]["table"]}
     assert gain["random:global"] == -SENTINEL  # re-evaluated
     assert gain["fixed"] == SENTINEL and gain["tiny PPO"] == old["tiny PPO"]  # kept
-    assert after["training"] == before["training"] and after["refreshed"]["planners"] == ["random:global"]
+    assert after["training"] == before["training"] and after["refreshed"] == [
+        {"planners": ["random:global"], "command": after["refreshed"][0]["command"]}]
     res = json.loads((tmp_path / "out" / f"{RECIPE}.json").read_text())
     assert [r["planner"] for r in res["rows"]].count("random:global") == 1 and len(res["rows"]) == 3
     assert "were re-made later by" in (tmp_path / "out" / "compare.md").read_text()
@@ -321,3 +322,15 @@ def test_refresh_re_makes_only_the_named_rows(tiny: dict[str, Any], monkeypatch:
     cfg["output_dir"] = str(tmp_path / "empty")
     path.write_text(yaml.safe_dump(cfg))
     assert compare.main(["--config", str(path), "--refresh", "fixed"]) == 2
+
+
+def test_refreshes_accumulate_and_name_each_rows_last_command() -> None:
+    from experiments.compare import add_refresh, refreshes
+
+    old = {"refreshed": {"planners": ["perceive", "ppo"], "command": "c1"}}  # a report written before stop 24
+    assert refreshes(old) == [{"planners": ["perceive", "ppo"], "command": "c1"}] and refreshes({}) == []
+    once = {"refreshed": add_refresh(old, ["dfs"], "c2")}
+    assert refreshes(once) == [{"planners": ["perceive", "ppo"], "command": "c1"},
+                               {"planners": ["dfs"], "command": "c2"}]
+    twice = add_refresh(once, ["ppo", "dfs"], "c3")  # re-made again: older entries give them up
+    assert twice == [{"planners": ["perceive"], "command": "c1"}, {"planners": ["ppo", "dfs"], "command": "c3"}]

@@ -214,3 +214,63 @@ def test_shipping_a_blend_writes_the_copy_only(fitted: tuple[Path, Path, dict], 
     assert LearnedEmbedder(dst).blend[0] == 0.5 and LearnedEmbedder(out).blend is None
     with pytest.raises(ValueError, match="failed its rule"):
         ship({**res, "rule": {"passed": False}}, out, tmp_path / "other")
+
+
+def _table_for(fingerprint: str | None) -> object:
+    from policies.rules import RuleTable
+
+    t = RuleTable.load()
+    return RuleTable(t.entries, t.bins, dict(t.thresholds), {"encoder_fingerprint": fingerprint}, t.family_masks)
+
+
+def test_a_rule_table_names_the_perception_it_was_tuned_on(fitted: tuple[Path, Path, dict], tmp_path: Path) -> None:
+    src, out, _ = fitted
+    assert perception_fingerprint(out, context=False) == weights_fingerprint(src)
+    assert perception_fingerprint(out, context=True) != perception_fingerprint(out, context=False)
+    assert _table_for(perception_fingerprint(out)).perception_context(out) is True
+    assert _table_for(weights_fingerprint(src)).perception_context(out) is False  # tuned on the linear heads
+    assert _table_for(weights_fingerprint(src)).perception_context(src) is True  # no head stored: one perception
+    assert _table_for("another encoder").perception_context(out) is None
+    assert _table_for(None).perception_context(out) is None
+
+
+def test_planners_read_the_perception_their_table_was_tuned_on(fitted: tuple[Path, Path, dict],
+                                                                tmp_path: Path) -> None:
+    import warnings
+
+    from policies.baselines import RandomPlanner
+    from policies.gate import PerceptionGate
+    from policies.rules import PerceivePlanner
+
+    src, out, _ = fitted
+    for fp, reads_head in ((weights_fingerprint(src), False), (perception_fingerprint(out), True)):
+        path = tmp_path / f"table_{reads_head}.json"
+        _table_for(fp).save(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # the table's thresholds apply: no fallback warning
+            planner = PerceivePlanner(weights=out, table=path, region_proposer="grid", max_regions=4)
+        assert (planner.embedder.context is not None) is reads_head
+        assert planner.thresholds == {f: float(v) for f, v in _table_for(fp).thresholds.items()}
+        gate = PerceptionGate(RandomPlanner(), gate="table", weights=out, table=path)
+        assert (gate.embedder.context is not None) is reads_head
+    # the "encoder" gate reads the encoder's own perception (its context head)
+    assert PerceptionGate(RandomPlanner(), gate="encoder", weights=out).embedder.context is not None
+    # a table for another encoder: the encoder's own perception with its calibrated 0.5, and a warning
+    path = tmp_path / "other.json"
+    _table_for("another").save(path)
+    with pytest.warns(UserWarning, match="another encoder"):
+        planner = PerceivePlanner(weights=out, table=path, region_proposer="grid", max_regions=4)
+    assert planner.embedder.context is not None and set(planner.thresholds.values()) == {0.5}
+
+
+def test_shipped_perception_is_the_blend_and_the_shipped_planners_read_the_linear_heads() -> None:
+    from ir_env.encoder.learned import DEFAULT_WEIGHTS
+    from policies.baselines import RandomPlanner
+    from policies.gate import PerceptionGate
+    from policies.rules import PerceivePlanner, RuleTable
+
+    assert LearnedEmbedder().blend is not None  # encoder-eval / predict: the blend with the context head
+    assert RuleTable.load().perception_context() is False
+    assert RuleTable.load().meta["encoder_fingerprint"] == perception_fingerprint(DEFAULT_WEIGHTS, context=False)
+    assert PerceivePlanner().embedder.context is None
+    assert PerceptionGate(RandomPlanner()).embedder.context is None

@@ -303,6 +303,20 @@ def test_threshold_comparison_script_runs_on_a_tiny_set(tmp_path, capsys) -> Non
     assert (res3["proposer"], res3["max_regions"]) == ("grid", 2)
     assert "Regions: `grid`, at most 2" in two.with_suffix(".md").read_text()
     assert ept.main(["--proposer", "nope"]) == 2 and "unknown region proposer" in capsys.readouterr().err
+    # --perception: the planner's (the table's: the linear heads) by default; the encoder's own predict on request
+    runs = {}
+    for perception in ("linear", "encoder"):
+        f = tmp_path / f"{perception}.json"
+        assert ept.main(["--images", "holdout", "--recipes", "mixed-2", "--scenes-per-photo", "1", "--crop", "64",
+                         "--perception", perception, "--json", str(f)]) == 0
+        runs[perception] = json.loads(f.read_text())
+        assert runs[perception]["perception"] == perception
+        assert f"Perception: `{perception}`" in f.with_suffix(".md").read_text()
+    assert runs["linear"]["rows"][0]["tuned_gains"] == row["tuned_gains"]  # the table was tuned on the linear heads
+    assert runs["encoder"]["rows"][0]["tuned_gains"] != row["tuned_gains"]  # the blend sees other families
+    with pytest.raises(SystemExit) as exc:
+        ept.main(["--perception", "nope"])
+    assert exc.value.code == 2 and "invalid choice: 'nope'" in capsys.readouterr().err
 
 
 def test_restore_in_masks_checks_only_where_asked(photo: np.ndarray) -> None:
@@ -390,7 +404,9 @@ def test_perceive_regions_come_from_its_own_encoder(tmp_path, photo96: np.ndarra
     from policies import make_planner
 
     other = tmp_path / "w"  # the shipped encoder with its family heads' biases shifted: other dense predictions
-    shutil.copytree(DEFAULT_WEIGHTS, other)
+    other.mkdir()
+    for name in ("encoder.pt", "encoder.json"):  # not the context head: it was fitted on the shipped weights
+        shutil.copy2(DEFAULT_WEIGHTS / name, other / name)
     state = torch.load(other / "encoder.pt", map_location="cpu", weights_only=True)
     keys = [k for k in state if "head" in k and k.endswith("bias")]
     assert keys

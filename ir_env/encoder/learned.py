@@ -10,9 +10,13 @@ missing file, a wrong format tag, a checksum mismatch or a ``state_dict`` that d
 raises :class:`EncoderWeightsError` naming the file.
 
 With a context head beside the weights (``context_head.pt`` / ``.json``, :mod:`ir_env.encoder.context`),
-:meth:`LearnedEmbedder.predict` -- the encoder's PERCEPTION, used by the ``perceive`` planner, the dfs
-perception step and ``encoder-eval`` -- judges each region against the rest of its image; the embedding
-below keeps the linear heads, so what the env observes of a region depends only on pixels near it.
+:meth:`LearnedEmbedder.predict` -- the encoder's PERCEPTION, used by ``encoder-eval`` and the dfs perception
+step -- judges each region against the rest of its image (with a ``blend`` section: the mean with the linear
+heads'); the embedding below keeps the linear heads, so what the env observes of a region depends only on pixels
+near it. The shipped directory holds such a blend (``experiments/configs/perception_blend.yaml``). Planners that
+read a rule table's thresholds (``perceive``, the gates of the learned policies) perceive through the perception
+that table was tuned on (``LearnedEmbedder(context=False)`` for the shipped table: the linear heads;
+``policies.rules.RuleTable.perception_context``).
 
 Embedding of a region (``dim = 2 F + C``, F = 6 families, C = feature channels), in order:
 
@@ -144,11 +148,14 @@ def segment_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
     return f"+seg{file_sha256(pt)[:12]}" if pt.is_file() else ""
 
 
-def perception_fingerprint(directory: str | Path = DEFAULT_WEIGHTS) -> str:
+def perception_fingerprint(directory: str | Path = DEFAULT_WEIGHTS, context: bool = True) -> str:
     """What decides :meth:`LearnedEmbedder.predict` and :meth:`LearnedEmbedder.dense_family_prob` for the
     encoder in ``directory``: :func:`weights_fingerprint` plus :func:`context_fingerprint` plus
-    :func:`segment_fingerprint` (the last two empty without those heads, so older fingerprints stay valid)."""
-    return weights_fingerprint(directory) + context_fingerprint(directory) + segment_fingerprint(directory)
+    :func:`segment_fingerprint` (the last two empty without those heads, so older fingerprints stay valid).
+    ``context=False``: the fingerprint of ``LearnedEmbedder(directory, context=False)``, whose perception
+    ignores a stored context head (the linear heads)."""
+    ctx = context_fingerprint(directory) if context else ""
+    return weights_fingerprint(directory) + ctx + segment_fingerprint(directory)
 
 
 def observation_fingerprint(env_kwargs: dict) -> str | None:
