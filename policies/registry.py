@@ -51,7 +51,9 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
     planner's own; ``ppo``/``maskable_ppo`` take ``path=`` to a trained model). ``gate=`` ``"table"``,
     ``"encoder"`` or ``"off"`` keeps only the steps whose tool family the encoder sees in the region
     (:class:`policies.gate.PerceptionGate`; on by default, ``"table"``, for ``ppo``, ``maskable_ppo`` and
-    ``distilled``). ``tile=N`` (px, >= 32) runs it tile by tile (:class:`policies.tiled.TiledPlanner`)."""
+    ``distilled``). ``tile=N`` (px, >= 32) runs it tile by tile (:class:`policies.tiled.TiledPlanner`); without
+    ``tile=``, a planner with a ``deploy_tile`` (a PPO model whose ``config.yml`` says ``deploy: {tile: N}``: the
+    shipped ``ppo``) runs tile by tile at that size, ``tile=0`` not at all."""
     from policies.gate import gated, resolve_gate
     from policies.tiled import tile_option, tiled
 
@@ -74,4 +76,6 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
     except ValueError as e:
         msg = str(e)
         raise ValueError(msg if name in msg else f"planner {name!r}: {msg}") from None
+    if tile is None:  # the planner's own deployment tile (the crop size it was trained on), if it names one
+        tile = getattr(planner, "deploy_tile", None)
     return tiled(gated(planner, gate), tile)

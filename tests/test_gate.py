@@ -56,11 +56,12 @@ def test_clean_photo_is_left_alone_by_the_gated_ppo(photo: np.ndarray) -> None:
 
 def test_defaults_and_options() -> None:
     assert set(DEFAULT_GATES) == {"ppo", "maskable_ppo", "distilled"}
-    assert isinstance(make_planner("ppo"), PerceptionGate)
-    assert not isinstance(make_planner("ppo", gate="off"), PerceptionGate)
+    assert isinstance(make_planner("ppo", tile=0), PerceptionGate)
+    assert isinstance(make_planner("ppo").inner, PerceptionGate)  # the shipped ppo: tiled (deploy.tile), gated per tile
+    assert not isinstance(make_planner("ppo", gate="off", tile=0), PerceptionGate)
     assert not isinstance(make_planner("fixed"), PerceptionGate)
     assert make_planner("fixed", gate="encoder").gate == "encoder"
-    p, _ = parse_planner_spec("ppo:gate=off")
+    p, _ = parse_planner_spec("ppo:gate=off:tile=0")
     assert not isinstance(p, PerceptionGate)
     p, _ = parse_planner_spec("distilled:gate=0")
     assert not isinstance(p, PerceptionGate)

@@ -69,6 +69,37 @@ def test_one_tile_is_the_inner_planner(photo96: np.ndarray) -> None:
     assert res.info["tiles"] == [(0, 96, 0, 96)]
     assert np.array_equal(res.image, plain.image)
     assert [(s.tool, s.params) for s in res.trace] == [(s.tool, s.params) for s in plain.trace]
+    assert res.tool_calls == plain.tool_calls and np.array_equal(res.masks, plain.masks)  # no replay on one tile
+
+
+def test_a_model_names_its_deployment_tile(tmp_path, wide_scene) -> None:  # noqa: ANN001
+    import shutil
+
+    import yaml
+
+    from policies.ppo.planner import MODELS_DIR
+
+    src = MODELS_DIR / "ppo_spatial"
+    d = tmp_path / "m"
+    d.mkdir()
+    shutil.copy2(src / "model.zip", d / "model.zip")
+    cfg = yaml.safe_load((src / "config.yml").read_text())
+    for tile, tiled_as in ((48, 48), (None, None)):
+        cfg["deploy"] = {"tile": tile} if tile else None
+        (d / "config.yml").write_text(yaml.safe_dump(cfg))
+        p = make_planner("ppo", path=str(d / "model.zip"))
+        assert (p.tile if isinstance(p, TiledPlanner) else None) == tiled_as
+        assert not isinstance(make_planner("ppo", path=str(d / "model.zip"), tile=0), TiledPlanner)
+    cfg["deploy"] = {"tile": 48}
+    (d / "config.yml").write_text(yaml.safe_dump(cfg))
+    assert make_planner("ppo", path=str(d / "model.zip"), tile=64).tile == 64  # tile= wins
+    res = make_planner("ppo", path=str(d / "model.zip")).restore(wide_scene.degraded)
+    assert len(res.info["tiles"]) > 1 and res.iqa_calls == 0
+    for bad in (16, "big", True):
+        cfg["deploy"] = {"tile": bad}
+        (d / "config.yml").write_text(yaml.safe_dump(cfg))
+        with pytest.raises(ValueError, match="deploy.tile"):
+            make_planner("ppo", path=str(d / "model.zip"))
 
 
 def test_given_masks_skip_the_tiling(wide_scene) -> None:  # noqa: ANN001

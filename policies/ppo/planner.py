@@ -39,6 +39,21 @@ def default_model_path(algo: str, mode: str) -> Path:
     return MODELS_DIR / f"{prefix}_{mode}" / "model.zip"
 
 
+def deploy_tile(cfg: dict[str, Any], model_path: Path) -> int | None:
+    """``deploy.tile`` of a model's ``config.yml``: the tile side (px, >= 32) :func:`policies.make_planner` runs
+    the planner at when no ``tile=`` is given (the crop size it was trained on), or None; ``ValueError`` naming
+    the file for another value."""
+    from policies.tiled import MIN_TILE
+
+    tile = (cfg.get("deploy") or {}).get("tile")
+    if tile is None:
+        return None
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < MIN_TILE:
+        raise ValueError(f"{model_path.parent / 'config.yml'}: deploy.tile must be a whole number of px >= "
+                         f"{MIN_TILE}, got {tile!r}")
+    return int(tile)
+
+
 class PPOPlanner(Planner):
     """A trained stable-baselines3 PPO policy as a planner.
 
@@ -53,6 +68,9 @@ class PPOPlanner(Planner):
         judge, region_proposer, max_regions: accepted for a uniform planner interface; the judge is not
             used, and the proposer / region count must match the training config if given.
         device: torch device for the policy (default ``"cpu"``).
+
+    Attribute ``deploy_tile``: the model's ``deploy.tile`` (:func:`deploy_tile`), which
+    :func:`policies.make_planner` tiles the planner by unless told otherwise, or None.
     """
 
     name = "ppo"
@@ -114,6 +132,7 @@ class PPOPlanner(Planner):
         self.model_path = model_path
         self.config = cfg
         self.env_kwargs = env_kwargs
+        self.deploy_tile = deploy_tile(cfg, model_path)
 
     # ---------------------------------------------------------------- env for observations
     def _make_env(self, cfg: dict[str, Any]) -> Any:
