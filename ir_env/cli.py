@@ -126,7 +126,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
         ref = read_image(args.reference)
         if args.size:
             ref = center_crop(ref, args.size)
-    spec = args.planner + (f":{args.mode}" if args.mode else "") + (f":tile={args.tile}" if args.tile else "")
+    spec = (args.planner + (f":{args.mode}" if args.mode else "")
+            + (f":tile={args.tile}" if args.tile is not None else ""))
     check_output_file(args.output, image=True)
     if args.trace:
         check_output_file(args.trace)
@@ -257,8 +258,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--planner", default="greedy", help="planner spec name[:key=value...]: random, fixed, greedy, "
                    "dfs, perceive, perceive:regions=families, ppo, distilled, ... (default greedy)")
     s.add_argument("--mode", choices=["spatial", "global"], default="", help="default: spatial")
-    s.add_argument("--tile", type=int, default=0, help="plan tile by tile on tiles of about this many px (>= 32; "
-                   "0: off); for photos much larger than the planner's training crops (policies/tiled.py)")
+    s.add_argument("--tile", type=int, default=None, help="plan tile by tile on tiles of about this many px (>= 32; "
+                   "0: off); for photos much larger than the planner's training crops (policies/tiled.py). Default: "
+                   "the planner's own (the shipped ppo: its 128 px training size; the others: off)")
     s.add_argument("--judge", default="npsnr", help="IQA judge: npsnr (learned), niqe, piqe, brisque (no-reference) "
                    "or psnr/ssim (needs --reference: an oracle upper bound)")
     s.add_argument("--reference", default="", help="clean image for a full-reference judge")

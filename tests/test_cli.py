@@ -126,6 +126,15 @@ def test_restore_tile_by_tile(tmp_path: Path, photo_file: Path, capsys: pytest.C
     assert read_image(out).shape == (h, w, 3)
 
 
+def test_restore_uses_the_planners_own_tile_unless_told(tmp_path: Path, photo_file: Path) -> None:
+    out, trace = tmp_path / "r.png", tmp_path / "t.json"
+    assert main(["restore", str(photo_file), "-o", str(out), "--planner", "ppo", "--trace", str(trace)]) == 0
+    assert json.loads(trace.read_text())["info"]["tile"] == 128  # the shipped model's deploy.tile
+    assert main(["restore", str(photo_file), "-o", str(out), "--planner", "ppo", "--tile", "0",
+                 "--trace", str(trace)]) == 0
+    assert "tiles" not in json.loads(trace.read_text())["info"]  # --tile 0: off
+
+
 def test_restore_reports_what_the_gate_dropped(tmp_path: Path, photo_file: Path,
                                               capsys: pytest.CaptureFixture[str]) -> None:
     out, trace = tmp_path / "r.png", tmp_path / "t.json"
