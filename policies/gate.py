@@ -31,15 +31,19 @@ GATES: tuple[str, ...] = ("table", "encoder", "off")
 DEFAULT_GATES: dict[str, str] = {"ppo": "table", "maskable_ppo": "table", "distilled": "table"}
 
 
-def gate_thresholds(gate: str, table: str | Path | None = None) -> dict[str, float]:
-    """Per-family probability thresholds of ``gate`` (``"table"``: the rule table at ``table``, default the
-    shipped one; ``"encoder"``: 0.5, the encoder's calibrated best-F1 point)."""
+def gate_thresholds(gate: str, table: Any = None) -> dict[str, float]:
+    """Per-family probability thresholds of ``gate`` (``"table"``: the rule table at ``table`` -- a path or a
+    loaded :class:`~policies.rules.RuleTable` -- default the shipped one; ``"encoder"``: 0.5, the encoder's
+    calibrated best-F1 point)."""
     from policies.rules import ENCODER_THRESHOLD, RuleTable
 
     if gate == "encoder":
         return dict.fromkeys(FAMILIES, ENCODER_THRESHOLD)
     if gate == "table":
-        thr = RuleTable.load(table) if table is not None else RuleTable.load()
+        if isinstance(table, RuleTable):
+            thr = table
+        else:
+            thr = RuleTable.load(table) if table is not None else RuleTable.load()
         missing = [f for f in FAMILIES if f not in thr.thresholds]
         if missing:
             raise ValueError(f"rule table has no thresholds for {missing}")
@@ -66,14 +70,14 @@ class PerceptionGate(PlannerWrapper):
         from ir_env.encoder.learned import LearnedEmbedder
 
         super().__init__(inner)
-        self.thresholds = gate_thresholds(gate, table)
-        self.gate = gate
         context = True
-        if gate == "table":  # the perception the table's thresholds were tuned on (RuleTable.perception_context)
+        if gate == "table":  # the table loaded once: its thresholds, and the perception they were tuned on
             from policies.rules import RuleTable
 
-            context = (RuleTable.load(table) if table is not None else RuleTable.load()).perception_context(
-                weights) is not False
+            table = RuleTable.load(table) if table is not None else RuleTable.load()
+            context = table.perception_context(weights) is not False
+        self.thresholds = gate_thresholds(gate, table)
+        self.gate = gate
         self.embedder = LearnedEmbedder(weights, context=context)
 
     def restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,

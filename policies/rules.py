@@ -115,14 +115,20 @@ class RuleTable:
         tuned on: True when its ``encoder_fingerprint`` is that encoder's full perception (context head included,
         or none stored), False when it is the linear heads' (``LearnedEmbedder(weights, context=False)``), None
         when it is neither (another encoder)."""
-        from ir_env.encoder.learned import DEFAULT_WEIGHTS, perception_fingerprint
+        from ir_env.encoder.learned import (
+            DEFAULT_WEIGHTS,
+            context_fingerprint,
+            segment_fingerprint,
+            weights_fingerprint,
+        )
 
-        fitted_for = self.meta.get("encoder_fingerprint")
+        # the two fingerprints of perception_fingerprint(d, context=True / False), each file hashed once
         d = weights if weights is not None else DEFAULT_WEIGHTS
-        for context in (True, False):
-            if fitted_for == perception_fingerprint(d, context=context):
-                return context
-        return None
+        base, seg = weights_fingerprint(d), segment_fingerprint(d)
+        fitted_for = self.meta.get("encoder_fingerprint")
+        if fitted_for == base + context_fingerprint(d) + seg:
+            return True
+        return False if fitted_for == base + seg else None
 
     def fingerprint(self, family_masks: bool = False) -> str:
         """12 hex digits of the SHA-1 of what decides the planner's actions on given regions (bins, entries,
