@@ -134,6 +134,16 @@ def _table_reads_context() -> bool:
     return RuleTable.load().perception_context() is not False
 
 
+def _policy_gate(model: Path | None) -> dict[str, float] | None:
+    """The gate thresholds a model's ``config.yml`` names for it (``deploy.gate``), or None."""
+    from policies.ppo.planner import deploy_gate
+
+    cfg_path = model.parent / "config.yml" if model is not None else None
+    if cfg_path is None or not cfg_path.is_file():
+        return None
+    return deploy_gate(yaml.safe_load(cfg_path.read_text()) or {}, model)
+
+
 def _rule_table_fingerprint(family_masks: bool = False) -> str:
     """Content hash of the shipped rule table (the ``perceive`` planner's); ``family_masks``: also of the
     settings of ``perceive:regions=families`` (evaluation keys; an expert acting on the env's regions never
@@ -312,8 +322,10 @@ def evaluate_recipe(cfg: dict[str, Any], recipe: str, items: list[tuple[str, Any
         if gate != "off":  # the perception gate reads the encoder (and the table's thresholds)
             key["gate"] = gate
             key["encoder"] = perception_fingerprint(DEFAULT_WEIGHTS,
-                                                    context=gate != "table" or _table_reads_context())
-            key["gate_table"] = _rule_table_fingerprint() if gate == "table" else None
+                                                    context=gate == "encoder" or _table_reads_context())
+            key["gate_table"] = _rule_table_fingerprint() if gate in ("table", "policy") else None
+            if gate == "policy":  # the thresholds fitted for this model (its config.yml deploy.gate), if any
+                key["gate_policy"] = _policy_gate(model)
         cache = _cache_path(cfg, recipe, spec)
         if cache.is_file():
             old = json.loads(cache.read_text())

@@ -6,10 +6,14 @@ colour shifts, quantisation) they lose 6-7 dB (``experiments/results/scale/``). 
 the wrapped planner, asks the learned encoder once which degradation families each of the result's regions
 shows in the INPUT image, and keeps a step only when its tool's family is among them (probability at least
 the family's threshold); the kept steps are replayed in order on the input. No IQA call, one encoder pass
-(about 5 ms at 128 px). The three learned policies use it by default (``gate="table"``; ``gate="off"``:
-the raw policy). With ``gate="table"`` the encoder perceives as the table's ``perceive`` planner does, through the
-perception the table was tuned on (:meth:`policies.rules.RuleTable.perception_context`; the shipped table: the
-linear heads); ``gate="encoder"`` reads the encoder's own perception (``predict``: the blend shipped beside it).
+(about 5 ms at 128 px). The three learned policies use it by default (``gate="off"``: the raw policy):
+``ppo`` with ``gate="policy"`` -- the thresholds fitted for that policy (``experiments/fit_gate.py``), stored in
+its model's ``config.yml`` (``deploy: {gate: {thresholds: ...}}``), or the rule table's when the model has none --,
+``maskable_ppo`` and ``distilled`` with ``gate="table"``: the thresholds the rule table tuned for the
+``perceive`` planner. With ``gate="table"`` or ``"policy"`` the encoder perceives as the table's ``perceive``
+planner does, through the perception the table was tuned on (:meth:`policies.rules.RuleTable.perception_context`;
+the shipped table: the linear heads); ``gate="encoder"`` reads the encoder's own perception (``predict``: the
+blend shipped beside it).
 """
 
 from __future__ import annotations
@@ -24,11 +28,31 @@ from policies.base import Planner, PlannerWrapper, RestorationResult, TraceStep
 from restorers import apply, check_image, get_tool
 from restorers.spec import FAMILIES
 
-#: Accepted ``gate`` values: the rule table's thresholds (tuned for ``perceive`` on validation scenes), the
-#: encoder's calibrated 0.5, or no gate.
-GATES: tuple[str, ...] = ("table", "encoder", "off")
+#: Accepted ``gate`` values: the thresholds fitted for the wrapped policy (its ``deploy_gate``; the table's when it
+#: has none), the rule table's thresholds (tuned for ``perceive`` on validation scenes), the encoder's calibrated
+#: 0.5, or no gate.
+GATES: tuple[str, ...] = ("policy", "table", "encoder", "off")
 #: Planners gated by default (trained on degraded scenes only: they never learned to leave content alone).
-DEFAULT_GATES: dict[str, str] = {"ppo": "table", "maskable_ppo": "table", "distilled": "table"}
+DEFAULT_GATES: dict[str, str] = {"ppo": "policy", "maskable_ppo": "table", "distilled": "table"}
+
+
+def check_thresholds(thresholds: Any) -> dict[str, float]:
+    """``thresholds`` as a {family: float} dict naming every family once, each a probability in [0, 1];
+    ``ValueError`` naming the problem otherwise."""
+    if not isinstance(thresholds, dict):
+        raise ValueError(f"gate thresholds must be a dict family -> probability, got {type(thresholds).__name__}")
+    missing = [f for f in FAMILIES if f not in thresholds]
+    unknown = [f for f in thresholds if f not in FAMILIES]
+    if missing or unknown:
+        raise ValueError(f"gate thresholds must name exactly the families {list(FAMILIES)}; missing {missing}, "
+                         f"unknown {unknown}")
+    out = {}
+    for f in FAMILIES:
+        v = thresholds[f]
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating)) or not 0.0 <= float(v) <= 1.0:
+            raise ValueError(f"gate threshold for {f} must be a probability in [0, 1], got {v!r}")
+        out[f] = float(v)
+    return out
 
 
 def gate_thresholds(gate: str, table: Any = None) -> dict[str, float]:
@@ -56,9 +80,13 @@ class PerceptionGate(PlannerWrapper):
 
     Args:
         inner: any planner.
-        gate: ``"table"`` or ``"encoder"`` (:func:`gate_thresholds`).
+        gate: ``"policy"``, ``"table"`` or ``"encoder"`` (:func:`gate_thresholds`; ``"policy"``: the inner
+            planner's ``deploy_gate`` thresholds when it has them, else the table's, through the table's
+            perception either way).
         weights: encoder weights directory (default: the shipped encoder).
-        table: rule-table JSON for ``gate="table"`` (default: the shipped one).
+        table: rule-table JSON for ``gate="table"`` / ``"policy"`` (default: the shipped one).
+        thresholds: per-family thresholds in [0, 1] replacing the gate's own (e.g. while fitting them), read
+            through the gate's perception.
 
     ``tool_calls`` = the inner planner's calls plus one per kept step when a step was vetoed (the kept steps
     are replayed); nothing is re-run when every step passes. ``info["gate"]``: the gate, ``kept`` and the
@@ -66,17 +94,28 @@ class PerceptionGate(PlannerWrapper):
     """
 
     def __init__(self, inner: Planner, gate: str = "table", weights: str | Path | None = None,
-                 table: str | Path | None = None) -> None:
+                 table: str | Path | None = None, thresholds: dict[str, float] | None = None) -> None:
         from ir_env.encoder.learned import LearnedEmbedder
 
         super().__init__(inner)
+        if gate not in GATES or gate == "off":
+            raise ValueError(f"PerceptionGate gate must be one of {[g for g in GATES if g != 'off']}, got {gate!r}")
         context = True
-        if gate == "table":  # the table loaded once: its thresholds, and the perception they were tuned on
+        self.source = gate
+        if gate in ("table", "policy"):  # the table loaded once: its thresholds, and the perception they were tuned on
             from policies.rules import RuleTable
 
             table = RuleTable.load(table) if table is not None else RuleTable.load()
             context = table.perception_context(weights) is not False
-        self.thresholds = gate_thresholds(gate, table)
+        own = getattr(inner, "deploy_gate", None) if gate == "policy" else None
+        if thresholds is not None:
+            self.thresholds, self.source = check_thresholds(thresholds), "given"
+        elif own is not None:
+            self.thresholds = check_thresholds(own)
+        else:
+            self.thresholds = gate_thresholds("encoder" if gate == "encoder" else "table", table)
+            if gate == "policy":
+                self.source = "table"
         self.gate = gate
         self.embedder = LearnedEmbedder(weights, context=context)
 
@@ -104,7 +143,8 @@ class PerceptionGate(PlannerWrapper):
             for st in keep:
                 out = apply(out, st.tool, st.params, mask=res.masks[st.region])
             calls += len(keep)
-        info = {**res.info, "gate": {"gate": self.gate, "kept": len(keep), "vetoed": vetoed}}
+        info = {**res.info, "gate": {"gate": self.gate, "thresholds_from": self.source, "kept": len(keep),
+                                     "vetoed": vetoed}}
         return RestorationResult(out, keep, res.masks, tool_calls=calls, iqa_calls=res.iqa_calls,
                                  seconds=time.perf_counter() - t0, planner=res.planner, judge=res.judge, info=info)
 
@@ -113,14 +153,14 @@ class PerceptionGate(PlannerWrapper):
 
 
 def resolve_gate(name: str, gate: Any = None) -> str:
-    """The gate planner ``name`` gets: ``gate`` when given (``"table"``, ``"encoder"``, ``"off"``; also
+    """The gate planner ``name`` gets: ``gate`` when given (``"policy"``, ``"table"``, ``"encoder"``, ``"off"``; also
     ``False``/``0``/``"none"`` for off), else :data:`DEFAULT_GATES`' entry (``"off"`` for other planners)."""
     if gate is None:
         return DEFAULT_GATES.get(name, "off")
     if gate is False or (isinstance(gate, (int, float)) and not isinstance(gate, bool) and gate == 0) \
             or (isinstance(gate, str) and gate.lower() in ("off", "none", "false", "0")):
         return "off"
-    if isinstance(gate, str) and gate in ("table", "encoder"):
+    if isinstance(gate, str) and gate in ("policy", "table", "encoder"):
         return gate
     raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
 

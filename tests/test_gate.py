@@ -65,9 +65,10 @@ def test_defaults_and_options() -> None:
     assert not isinstance(p, PerceptionGate)
     p, _ = parse_planner_spec("distilled:gate=0")
     assert not isinstance(p, PerceptionGate)
-    assert resolve_gate("ppo") == "table" and resolve_gate("greedy") == "off"
+    assert resolve_gate("ppo") == "policy" and resolve_gate("greedy") == "off"
+    assert resolve_gate("distilled") == "table" and resolve_gate("maskable_ppo") == "table"
     assert resolve_gate("ppo", False) == "off" and resolve_gate("fixed", "table") == "table"
-    assert gate_of_spec("ppo:path=x.zip") == "table" and gate_of_spec("ppo:gate=off") == "off"
+    assert gate_of_spec("ppo:path=x.zip") == "policy" and gate_of_spec("ppo:gate=off") == "off"
     assert gate_of_spec("fixed:global") == "off" and gate_of_spec("fixed:gate=encoder") == "encoder"
     thr = gate_thresholds("table")
     assert set(thr) == set(FAMILIES) and all(0 < v < 1 for v in thr.values())
@@ -89,3 +90,47 @@ def test_bad_gate_is_named(bad: object) -> None:
 def test_gate_needs_a_planner() -> None:
     with pytest.raises(TypeError, match="Planner"):
         PerceptionGate("fixed")  # type: ignore[arg-type]
+
+
+def test_policy_gate_reads_the_models_own_thresholds(tmp_path) -> None:  # noqa: ANN001
+    import shutil
+
+    import yaml
+
+    from policies.ppo.planner import MODELS_DIR
+
+    d = tmp_path / "m"
+    d.mkdir()
+    shutil.copy2(MODELS_DIR / "ppo_spatial" / "model.zip", d / "model.zip")
+    cfg = yaml.safe_load((MODELS_DIR / "ppo_spatial" / "config.yml").read_text())
+    own = {f: 0.05 * (i + 1) for i, f in enumerate(FAMILIES)}
+    cfg["deploy"] = {"tile": 128, "gate": {"thresholds": own}}
+    (d / "config.yml").write_text(yaml.safe_dump(cfg))
+    gate = make_planner("ppo", path=str(d / "model.zip"), tile=0)
+    assert gate.gate == "policy" and gate.source == "policy" and gate.thresholds == pytest.approx(own)
+    assert make_planner("ppo", path=str(d / "model.zip"), tile=0, gate="table").thresholds == gate_thresholds("table")
+    # a model without deploy.gate (the shipped ppo): the "policy" gate falls back to the table's thresholds
+    shipped = make_planner("ppo", tile=0)
+    assert shipped.gate == "policy" and shipped.source == "table" and shipped.thresholds == gate_thresholds("table")
+    # a malformed entry names the file and the problem
+    for bad, match in (({"thresholds": {"noise": 0.1}}, "missing"), ({"thresholds": dict.fromkeys(FAMILIES, 1.5)},
+                       "in \\[0, 1\\]"), ({"tile": 3}, "thresholds"), ({"thresholds": {**own, "fog": 0.2}}, "fog")):
+        cfg["deploy"] = {"tile": 128, "gate": bad}
+        (d / "config.yml").write_text(yaml.safe_dump(cfg))
+        with pytest.raises(ValueError, match=match) as err:
+            make_planner("ppo", path=str(d / "model.zip"))
+        assert "config.yml" in str(err.value) and "deploy.gate" in str(err.value)
+
+
+def test_given_thresholds_replace_the_gates(scene) -> None:  # noqa: ANN001
+    thr = dict.fromkeys(FAMILIES, 0.3)
+    p = PerceptionGate(make_planner("fixed", max_regions=3), "table", thresholds=thr)
+    assert p.thresholds == thr and p.source == "given"
+    res = p.restore(scene.degraded)
+    assert all(v["threshold"] == 0.3 and v["prob"] < 0.3 for v in res.info["gate"]["vetoed"])
+    assert res.info["gate"]["thresholds_from"] == "given"
+    for bad in ({"noise": 0.1}, {**thr, "noise": -0.1}, {**thr, "noise": "high"}, [0.3] * 6):
+        with pytest.raises(ValueError, match="gate threshold"):
+            PerceptionGate(make_planner("fixed"), "table", thresholds=bad)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="gate must be one of"):
+        PerceptionGate(make_planner("fixed"), "off")

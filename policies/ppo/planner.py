@@ -54,6 +54,25 @@ def deploy_tile(cfg: dict[str, Any], model_path: Path) -> int | None:
     return int(tile)
 
 
+def deploy_gate(cfg: dict[str, Any], model_path: Path) -> dict[str, float] | None:
+    """``deploy.gate.thresholds`` of a model's ``config.yml``: per-family probability thresholds in [0, 1] fitted
+    for this policy (``experiments/fit_gate.py``), which the ``"policy"`` perception gate
+    (:mod:`policies.gate`) uses instead of the rule table's; None when the model names none. ``ValueError``
+    naming the file for a malformed entry."""
+    from policies.gate import check_thresholds
+
+    gate = (cfg.get("deploy") or {}).get("gate")
+    if gate is None:
+        return None
+    where = f"{model_path.parent / 'config.yml'}: deploy.gate"
+    if not isinstance(gate, dict) or "thresholds" not in gate:
+        raise ValueError(f"{where} must be a mapping with 'thresholds' (family -> probability), got {gate!r}")
+    try:
+        return check_thresholds(gate["thresholds"])
+    except ValueError as e:
+        raise ValueError(f"{where}: {e}") from None
+
+
 class PPOPlanner(Planner):
     """A trained stable-baselines3 PPO policy as a planner.
 
@@ -70,7 +89,8 @@ class PPOPlanner(Planner):
         device: torch device for the policy (default ``"cpu"``).
 
     Attribute ``deploy_tile``: the model's ``deploy.tile`` (:func:`deploy_tile`), which
-    :func:`policies.make_planner` tiles the planner by unless told otherwise, or None.
+    :func:`policies.make_planner` tiles the planner by unless told otherwise, or None. Attribute
+    ``deploy_gate``: the model's own gate thresholds (:func:`deploy_gate`), read by the ``"policy"`` gate, or None.
     """
 
     name = "ppo"
@@ -133,6 +153,7 @@ class PPOPlanner(Planner):
         self.config = cfg
         self.env_kwargs = env_kwargs
         self.deploy_tile = deploy_tile(cfg, model_path)
+        self.deploy_gate = deploy_gate(cfg, model_path)
 
     # ---------------------------------------------------------------- env for observations
     def _make_env(self, cfg: dict[str, Any]) -> Any:
