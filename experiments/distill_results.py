@@ -42,6 +42,11 @@ def proposer_seconds(items: list[tuple[str, np.ndarray]], recipe: str, seed: int
     return float(np.mean(times))
 
 
+def share(value: float, of: float, fmt: str) -> str:
+    """``value / of`` formatted with ``fmt``, or ``n/a`` when ``of`` is 0 (a teacher that gained nothing)."""
+    return "n/a" if abs(of) < 1e-9 else format(value / of, fmt)
+
+
 def table(res: dict[str, Any]) -> str:
     """Markdown: the evaluate table plus seconds relative to the teacher and the agreement lines."""
     from policies.evaluation import markdown_table
@@ -54,8 +59,10 @@ def table(res: dict[str, Any]) -> str:
                   "", "| planner | share of teacher's PSNR gain | share of teacher's seconds | IQA calls |",
                   "|---|---|---|---|"]
         for spec, s in res["planners"].items():
-            lines.append(f"| {spec} | {s['psnr_gain'] / t['psnr_gain']:.0%} | {s['seconds'] / t['seconds']:.1%} | "
-                         f"{s['iqa_calls']:.0f} |")
+            lines.append(f"| {spec} | {share(s['psnr_gain'], t['psnr_gain'], '.0%')} | "
+                         f"{share(s['seconds'], t['seconds'], '.1%')} | {s['iqa_calls']:.0f} |")
+        if abs(t["psnr_gain"]) < 1e-9:
+            lines += ["", "The teacher gained nothing here (it kept no step): shares of its gain are undefined (n/a)."]
     lines += ["", f"Region proposer alone: {res['proposer_seconds']:.3f} s per image (paid by every spatial planner)."]
     if res.get("reused"):
         lines.append(f"Rows copied from `{res['baselines']}` (same images, size, seed): {', '.join(res['reused'])}.")

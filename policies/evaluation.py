@@ -168,6 +168,12 @@ def tidy_log_xaxis(ax: Any) -> None:
         ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
 
 
+def plot_label(spec: str) -> str:
+    """A planner spec shortened for a plot: a ``path=.../<folder>/<file>`` option becomes ``path=<folder>``."""
+    parts = spec.split(":")
+    return ":".join(f"path={Path(p[5:]).parent.name or p[5:]}" if p.startswith("path=") else p for p in parts)
+
+
 def plot_quality_vs_cost(result: dict[str, Any], path: str | Path) -> Path:
     """PSNR gain against tool calls and against seconds, one point per planner; writes a PNG."""
     import matplotlib
@@ -179,7 +185,7 @@ def plot_quality_vs_cost(result: dict[str, Any], path: str | Path) -> Path:
     for ax, key, label in ((axes[0], "tool_calls", "tool calls per image"), (axes[1], "seconds", "seconds per image")):
         for spec, s in result["planners"].items():
             ax.scatter(max(s[key], 1e-3), s["psnr_gain"], s=40)
-            ax.annotate(spec, (max(s[key], 1e-3), s["psnr_gain"]), fontsize=7, xytext=(3, 3),
+            ax.annotate(plot_label(spec), (max(s[key], 1e-3), s["psnr_gain"]), fontsize=7, xytext=(3, 3),
                         textcoords="offset points")
         tidy_log_xaxis(ax)
         ax.set_xlabel(label + " (log)")
