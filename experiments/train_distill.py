@@ -167,7 +167,7 @@ def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None) 
         corpus = load_corpus(env_kwargs.get("corpus", "builtin"), split=meta["env_kwargs"].get("split", "train"))
         return build_env(env_id, {**env_kwargs, "corpus": [corpus[i] for i in photos]}, "hybrid", monitor=False)
 
-    scenes = np.unique(data["scene"])
+    scenes = np.unique(data["seed"])  # a scene's reset seed: scene indices repeat across datasets, seeds do not
     hold_photos = [int(i) for i in cfg["holdout_photos"]]
     if hold_photos:  # unseen photos for selection: the test split has photos the student never saw
         n_photos = len(load_corpus(env_kwargs.get("corpus", "builtin"), split=meta["env_kwargs"].get("split", "train")))
@@ -185,7 +185,7 @@ def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None) 
         train_env, val_env = make("train", keep), make("train", hold_photos)
     else:
         n_val = int(round(len(scenes) * float(cfg["val_fraction"])))
-        held = np.isin(data["scene"], scenes[len(scenes) - n_val:]) if n_val else np.zeros(len(data), bool)
+        held = np.isin(data["seed"], scenes[len(scenes) - n_val:]) if n_val else np.zeros(len(data), bool)
         train_env, val_env = make("train"), make(cfg["validation"]["split"])
     test_env = make(cfg["test"]["split"])
     teacher = make_teacher(train_env, meta["teacher"] if meta["teacher"] == "greedy" else "greedy",
