@@ -218,8 +218,8 @@ def markdown(res: dict[str, Any], command: str) -> str:
 
 
 def ship(res: dict[str, Any], command: str) -> Path:
-    """Write the fitted thresholds into the policy's ``config.yml`` (``deploy.gate``), keeping the file's other
-    lines (and comments) before its ``deploy:`` block as they are."""
+    """Write the fitted thresholds into the policy's ``config.yml`` (``deploy.gate``), keeping the file's lines (and
+    comments) outside its ``deploy:`` block as they are."""
     cfg_path = Path(res["policy"]).parent / "config.yml"
     text = cfg_path.read_text()
     cfg = yaml.safe_load(text)
@@ -229,11 +229,14 @@ def ship(res: dict[str, Any], command: str) -> Path:
     lines = text.splitlines()
     at = next((i for i, ln in enumerate(lines) if ln.startswith("deploy:")), None)
     head = lines[:at] if at is not None else lines
+    end = len(lines) if at is None else next(  # the deploy block ends at the next top-level key
+        (i for i in range(at + 1, len(lines)) if lines[i][:1] not in ("", " ", "#", "-")), len(lines))
+    tail = lines[end:] if at is not None else []
     comment = lines[at].split("#", 1)[1].strip() if at is not None and "#" in lines[at] else None
     body = yaml.safe_dump({"deploy": deploy}, sort_keys=False, width=200).splitlines()
     if comment:
         body[0] = f"deploy:    # {comment}"
-    cfg_path.write_text("\n".join(head + body) + "\n")
+    cfg_path.write_text("\n".join(head + body + tail) + "\n")
     if yaml.safe_load(cfg_path.read_text()).get("deploy") != deploy:  # the file says what we meant
         raise RuntimeError(f"{cfg_path}: the written deploy block does not read back")
     return cfg_path

@@ -65,6 +65,13 @@ def test_ship_writes_deploy_gate_and_keeps_the_rest(tmp_path) -> None:  # noqa: 
     before = yaml.safe_load(src)
     assert {k: v for k, v in cfg.items() if k != "deploy"} == {k: v for k, v in before.items() if k != "deploy"}
     assert make_planner("ppo", path=str(d / "model.zip"), tile=0).thresholds == pytest.approx(thr)
+    # a deploy block in the middle of the file: the keys after it stay
+    moved = "deploy:\n  tile: 64\n" + src.split("deploy:")[0]  # deploy first, every other key after it
+    (d / "config.yml").write_text(moved)
+    fit_gate.ship({"policy": str(d / "model.zip"), "thresholds": thr, "encoder": "abc"}, "cmd")
+    cfg = yaml.safe_load((d / "config.yml").read_text())
+    assert cfg["deploy"]["tile"] == 64 and cfg["deploy"]["gate"]["thresholds"] == pytest.approx(thr)
+    assert {k: v for k, v in cfg.items() if k != "deploy"} == {k: v for k, v in before.items() if k != "deploy"}
 
 
 def test_config_errors_are_named(tmp_path) -> None:  # noqa: ANN001
