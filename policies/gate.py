@@ -89,8 +89,9 @@ class PerceptionGate(PlannerWrapper):
             through the gate's perception.
 
     ``tool_calls`` = the inner planner's calls plus one per kept step when a step was vetoed (the kept steps
-    are replayed); nothing is re-run when every step passes. ``info["gate"]``: the gate, ``kept`` and the
-    ``vetoed`` steps (tool, family, region, probability and the family's threshold it fell below).
+    are replayed); nothing is re-run when every step passes. ``info["gate"]``: the gate, ``thresholds_from``
+    (``"policy"``, ``"table"``, ``"encoder"`` or ``"given"``), ``kept`` and the ``vetoed`` steps (tool, family,
+    region, probability and the family's threshold it fell below).
     """
 
     def __init__(self, inner: Planner, gate: str = "table", weights: str | Path | None = None,
