@@ -136,12 +136,12 @@ def _table_reads_context() -> bool:
 
 def _policy_gate(model: Path | None) -> dict[str, float] | None:
     """The gate thresholds a model's ``config.yml`` names for it (``deploy.gate``), or None."""
+    from policies.ppo.config import CONFIG_NAME, read_model_config
     from policies.ppo.planner import deploy_gate
 
-    cfg_path = model.parent / "config.yml" if model is not None else None
-    if cfg_path is None or not cfg_path.is_file():
+    if model is None or not (model.parent / CONFIG_NAME).is_file():
         return None
-    return deploy_gate(yaml.safe_load(cfg_path.read_text()) or {}, model)
+    return deploy_gate(read_model_config(model), model)
 
 
 def _rule_table_fingerprint(family_masks: bool = False) -> str:

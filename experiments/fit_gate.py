@@ -35,6 +35,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from experiments.fit_rule_table import clean_crop_set, psnr  # noqa: E402
 from ir_env.corpus import load_named_corpus, random_crop  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
 from restorers import apply, get_tool  # noqa: E402
@@ -43,12 +44,6 @@ from restorers.spec import FAMILIES  # noqa: E402
 REQUIRED = ("policy", "fit", "output_dir", "report_json", "report_md")
 FIT_KEYS = ("photos", "recipes", "scenes_per_photo", "crop", "seed", "clean_crops", "min_untouched", "grid",
             "passes")
-
-
-def psnr(image: np.ndarray, ref: np.ndarray) -> float:
-    """PSNR (dB) of ``image`` against ``ref`` (both float in [0, 1]); 100 dB when identical."""
-    mse = float(np.mean((image.astype(np.float64) - ref.astype(np.float64)) ** 2))
-    return 100.0 if mse <= 1e-10 else float(10.0 * np.log10(1.0 / mse))
 
 
 @dataclass
@@ -111,10 +106,8 @@ def tuning_set(cfg: dict[str, Any], planner: Any, embedder: Any, progress: bool 
                 clean = random_crop(photo, crop, rng)
                 scene = synthesize(clean, recipe=recipe, seed=int(rng.integers(2**31)))
                 jobs.append((recipe, scene.degraded, clean))
-    rng = np.random.default_rng([int(fit["seed"]), 2])
-    for i in range(int(fit["clean_crops"])):
-        clean = random_crop(photos[i % len(photos)], crop, rng)
-        jobs.append(("", clean, clean))
+    for c in clean_crop_set(photos, int(fit["clean_crops"]), crop, int(fit["seed"]), cap_db=0.0):
+        jobs.append(("", c.clean, c.clean))
     scenes: dict[str, list[Recorded]] = {r: [] for r in fit["recipes"]}
     crops: list[Recorded] = []
     for recipe, image, clean in tqdm(jobs, desc="record", unit="image", disable=not progress):
@@ -159,7 +152,6 @@ def run(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     from ir_env.encoder.learned import DEFAULT_WEIGHTS, perception_fingerprint
     from policies import make_planner
     from policies.gate import PerceptionGate, gate_thresholds
-    from policies.rules import RuleTable
 
     fit = cfg["fit"]
     t0 = time.perf_counter()
@@ -172,7 +164,7 @@ def run(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     at_table = score(start, scenes, crops)
     floor = max(float(fit["min_untouched"]), at_table["untouched"])
     fitted, log = coordinate_descent(start, [float(v) for v in fit["grid"]], int(fit["passes"]), floor, scenes, crops)
-    context = RuleTable.load().perception_context(DEFAULT_WEIGHTS) is not False
+    context = gate.embedder.context is not None  # the perception the gate reads (the table's)
     return {
         "config": cfg, "policy": str(cfg["policy"]),
         "thresholds": {f: float(v) for f, v in zip(FAMILIES, fitted, strict=True)},

@@ -48,12 +48,13 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
     """Build planner ``name`` (``random``, ``fixed``, ``greedy``, ``dfs``, ``memory``, ``perceive``, ``ppo``,
     ``maskable_ppo``, ``distilled``) with
     keyword options (``mode``, ``judge``, ``region_proposer``, ``max_regions``, ``max_steps``, ``seed``, and the
-    planner's own; ``ppo``/``maskable_ppo`` take ``path=`` to a trained model). ``gate=`` ``"table"``,
-    ``"encoder"`` or ``"off"`` keeps only the steps whose tool family the encoder sees in the region
-    (:class:`policies.gate.PerceptionGate`; on by default, ``"table"``, for ``ppo``, ``maskable_ppo`` and
-    ``distilled``). ``tile=N`` (px, >= 32) runs it tile by tile (:class:`policies.tiled.TiledPlanner`); without
-    ``tile=``, a planner with a ``deploy_tile`` (a PPO model whose ``config.yml`` says ``deploy: {tile: N}``: the
-    shipped ``ppo``) runs tile by tile at that size, ``tile=0`` not at all."""
+    planner's own; ``ppo``/``maskable_ppo`` take ``path=`` to a trained model). ``gate=`` ``"policy"``,
+    ``"table"``, ``"encoder"`` or ``"off"`` keeps only the steps whose tool family the encoder sees in the region
+    (:class:`policies.gate.PerceptionGate`; on by default: ``"policy"`` for ``ppo``, ``"table"`` for
+    ``maskable_ppo`` and ``distilled``). ``tile=N`` (px, >= 32) runs it tile by tile
+    (:class:`policies.tiled.TiledPlanner`); without ``tile=``, a planner with a ``deploy_tile`` (a PPO model whose
+    ``config.yml`` says ``deploy: {tile: N}``: the shipped ``ppo``) runs tile by tile at that size, ``tile=0`` not
+    at all."""
     from policies.gate import gated, resolve_gate
     from policies.tiled import tile_option, tiled
 
