@@ -28,7 +28,9 @@ shipped table: ``rule_table.yaml``); the default ``encoder`` reads its full perc
 Stage 1 does not look at the encoder: ``fit.entries_from: TABLE.json`` takes the entries of an existing
 table (same ``fit.bins``) instead of re-fitting them (about 8 of the 11 minutes), for perception candidates;
 ``tune.thresholds_from: TABLE.json`` likewise keeps that table's thresholds and ``regions="families"`` settings
-(stage 2 only scores them), to see a new perception through the shipped table unchanged.
+(stage 2 only scores them), to see a new perception through the shipped table unchanged. An optional ``refit`` block
+(stage 1b, :mod:`experiments.refit_entries`; needs ``tune.thresholds_from``) re-fits the entries on the steps the
+planner's perception triggers on mixed scenes of the train photos (``experiments/configs/rule_table_refit.yaml``).
 
     python -m experiments.fit_rule_table --config experiments/configs/rule_table.yaml --ship
 """
@@ -422,8 +424,10 @@ def markdown(res: dict[str, Any]) -> str:
     lines += ["", "Thresholds (family probability): " + ", ".join(
         f"{f} {res['encoder_thresholds'][f]:.2f} -> {res['thresholds'][f]:.2f}" for f in FAMILIES)
         + (" (encoder's F1-calibrated -> kept)." if kept else " (encoder's F1-calibrated -> tuned for gain)."),
+        *refit_lines(res),
         "", "Table (severity bins of width "
-        f"{1 / res['bins']:.2f}; gain on single-family crops of the train photos):", "",
+        f"{1 / res['bins']:.2f}; gain on single-family crops of the train photos"
+        + ("; re-fitted bins: mean scene PSNR change per perceived step" if res.get("refit") else "") + "):", "",
         "| family | " + " | ".join(f"bin {b}" for b in range(res["bins"])) + " |",
         "|---|" + "---|" * res["bins"]]
     for f in FAMILIES:
@@ -433,6 +437,28 @@ def markdown(res: dict[str, Any]) -> str:
             cells.append(f"`{e['tool']}` ({ps}) {e['gain_db']:+.1f} dB")
         lines.append(f"| {f} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def refit_lines(res: dict[str, Any]) -> list[str]:
+    """The report's lines on stage 1b (``refit``), empty when it did not run."""
+    rf = res.get("refit")
+    if not rf:
+        return []
+    c = res["config"]["refit"]
+    lines = ["", "Entries re-fitted on the planner's own steps (`experiments/refit_entries.py`): "
+             f"{rf['scenes']} scenes of the TRAIN photos ({', '.join(c['recipes'])}; `{c['region_proposer']}`, "
+             f"{c['max_regions']} regions), "
+             "each region and family the perception flags is a sample of its perceived severity bin; mean scene PSNR "
+             f"change per step (dB), re-fitted entry vs the stage-1 entry on the same samples; bins with fewer than "
+             f"{c['min_samples']} samples keep stage 1 ({rf['seconds']:.0f} s):", "",
+             "| family | bin | samples | stage 1 | re-fitted |", "|---|---|---|---|---|"]
+    for r in rf["rows"]:
+        if r["tool"] is None:
+            lines.append(f"| {r['family']} | {r['bin']} | {r['samples']} | `{r['stage1_tool']}` | (kept) |")
+        else:
+            lines.append(f"| {r['family']} | {r['bin']} | {r['samples']} | `{r['stage1_tool']}` "
+                         f"{r['stage1_gain_db']:+.2f} | `{r['tool']}` {r['gain_db']:+.2f} |")
+    return lines
 
 
 def clean_crops_check(table: RuleTable, thresholds: dict[str, float], photos: list[np.ndarray], crops: int,
@@ -465,6 +491,24 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
     table = RuleTable(entries=entries, bins=int(cfg["fit"]["bins"]))
     t_fit = time.perf_counter() - t0
     tune, rep = cfg["tune"], cfg["report"]
+    weights = cfg.get("encoder")  # None: the shipped encoder
+    perception = cfg.get("perception", "encoder")
+    if perception not in ("encoder", "linear"):
+        raise ValueError(f"perception must be 'encoder' (LearnedEmbedder.predict) or 'linear' (its linear heads), "
+                         f"got {perception!r}")
+    context = perception == "encoder"
+    refit_res: dict[str, Any] = {}
+    if cfg.get("refit"):  # stage 1b: entries re-fitted on the planner's own perceived steps
+        from experiments.refit_entries import perceived_scenes, refit_entries
+
+        t1 = time.perf_counter()
+        block = cfg["refit"]
+        kept_thr = kept_settings(tune["thresholds_from"])["thresholds"]
+        scenes = perceived_scenes(block, encoder(weights, context), kept_thr, cfg["fit"].get("corpus", "builtin"))
+        entries, refit_rows = refit_entries(table, scenes, cfg["fit"], int(cfg["seed"]), int(block["min_samples"]),
+                                            progress)
+        table = RuleTable(entries=entries, bins=table.bins)
+        refit_res = {"scenes": len(scenes), "rows": refit_rows, "seconds": round(time.perf_counter() - t1, 1)}
     train = load_corpus(cfg["fit"].get("corpus", "builtin"), "train")
     val_scenes = scene_set([("", p) for p in train], tune["recipe"], int(tune["scenes_per_photo"]),
                            int(tune["crop"]), int(cfg["seed"]) + 1, random_crops=True)
@@ -473,12 +517,6 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
         raise ValueError(f"tune.clean_crops must be >= 0, got {n_clean}")
     val_scenes = val_scenes + clean_crop_set(train, n_clean, int(tune["crop"]), int(cfg["seed"]) + 1,
                                              float(tune.get("clean_cap_db", 40.0)))
-    weights = cfg.get("encoder")  # None: the shipped encoder
-    perception = cfg.get("perception", "encoder")
-    if perception not in ("encoder", "linear"):
-        raise ValueError(f"perception must be 'encoder' (LearnedEmbedder.predict) or 'linear' (its linear heads), "
-                         f"got {perception!r}")
-    context = perception == "encoder"
     val = Perceived(val_scenes, tune["region_proposer"], int(tune["max_regions"]), weights, context)
     kept = kept_settings(tune["thresholds_from"]) if tune.get("thresholds_from") else None
     if kept:  # thresholds of an existing table, not tuned: only scored
@@ -535,6 +573,7 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
                           "history": history},
            "test_scenes": int(rep["scenes_per_photo"]) * len(test_photos), "test": test, "proposers": proposers,
            "family_masks": fm_res,
+           "refit": refit_res,
            "clean_crops": clean,
            "seconds": {"fit": round(t_fit, 1), "total": round(time.perf_counter() - t0, 1)}}
     table.meta = {"encoder_fingerprint": res["encoder_fingerprint"], "config": cfg,
@@ -567,6 +606,13 @@ def check_config(cfg: Any) -> dict[str, Any]:
         reused_entries(src, int(cfg["fit"]["bins"]))  # a missing / invalid table or other bins: a clear error now
     if cfg["tune"].get("thresholds_from"):
         kept_settings(cfg["tune"]["thresholds_from"])  # the same, for the kept thresholds
+    if cfg.get("refit") is not None:
+        from experiments.refit_entries import check_refit
+
+        check_refit(cfg["refit"])
+        if not cfg["tune"].get("thresholds_from"):
+            raise ValueError("refit scores the planner's perceived steps, so it needs the thresholds given: "
+                             "set tune.thresholds_from")
     return cfg
 
 

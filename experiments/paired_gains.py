@@ -87,9 +87,23 @@ def run(cfg: dict[str, Any]) -> dict[str, Any]:
                 continue
             d = scene_gains(result, a, names) - scene_gains(result, b, names)
             head, full, new = paired(d[:new_from]), paired(d), paired(d[new_from:])
-            rows.append({"a": a, "b": b, "head": head, "all": full, "new": new, "verdict": verdict(head, full)})
+            rows.append({"a": a, "b": b, "head": head, "all": full, "new": new, "verdict": verdict(head, full),
+                         "diffs": [round(float(x), 6) for x in d]})
         out["recipes"][recipe] = rows
     return out
+
+
+def pooled(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per (a, b) pair, :func:`paired` over the per-scene differences of every recipe of every result of
+    :func:`run` (e.g. the test and the holdout photos), with the number of (photo set, recipe) cells and the
+    lowest cell mean."""
+    acc: dict[tuple[str, str], list[list[float]]] = {}
+    for res in results:
+        for rows in res["recipes"].values():
+            for r in rows:
+                acc.setdefault((r["a"], r["b"]), []).append(r["diffs"])
+    return [{"a": a, "b": b, "cells": len(cells), "worst_cell": float(min(np.mean(c) for c in cells)),
+             **paired(np.concatenate(cells))} for (a, b), cells in acc.items()]
 
 
 def _fmt(s: dict[str, Any]) -> str:
@@ -119,23 +133,35 @@ def markdown(res: dict[str, Any], command: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True, help="a compare config with a paired block")
+    ap.add_argument("--config", required=True, action="append",
+                    help="a compare config with a paired block (repeat it to pool several: --pooled)")
+    ap.add_argument("--pooled", help="also write each pair pooled over every config and recipe to this .json")
     args = ap.parse_args(argv)
+    done = []
     try:
-        cfg = yaml.safe_load(Path(args.config).read_text()) or {}
-        for key in ("images", "recipes", "output_dir"):
-            if key not in cfg:
-                raise ValueError(f"{args.config}: missing key {key!r}")
-        res = run(cfg)
+        for path in args.config:
+            cfg = yaml.safe_load(Path(path).read_text()) or {}
+            for key in ("images", "recipes", "output_dir"):
+                if key not in cfg:
+                    raise ValueError(f"{path}: missing key {key!r}")
+            done.append((path, cfg, run(cfg)))
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    command = f"python -m experiments.paired_gains --config {args.config}"
-    out = Path(cfg["output_dir"])
-    (out / "paired.json").write_text(json.dumps(res, indent=1) + "\n")
-    md = markdown(res, command)
-    (out / "paired.md").write_text(md + "\n")
-    print(md)
+    for path, cfg, res in done:
+        command = f"python -m experiments.paired_gains --config {path}"
+        out = Path(cfg["output_dir"])
+        (out / "paired.json").write_text(json.dumps(res, indent=1) + "\n")
+        md = markdown(res, command)
+        (out / "paired.md").write_text(md + "\n")
+        print(md)
+    if args.pooled:
+        pool = {"configs": args.config, "pairs": pooled([res for _, _, res in done])}
+        Path(args.pooled).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.pooled).write_text(json.dumps(pool, indent=1) + "\n")
+        for r in pool["pairs"]:
+            print(f"pooled {r['a']} - {r['b']}: {r['mean']:+.3f} ± {r['se']:.3f} dB over {r['n']} scenes in "
+                  f"{r['cells']} cells (worst cell {r['worst_cell']:+.2f}; {r['wins']}/{r['ties']}/{r['losses']})")
     return 0
 
 

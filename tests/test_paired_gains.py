@@ -77,3 +77,13 @@ def test_cli_writes_reports_and_names_bad_input(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump({**_cfg(tmp_path, [["x", "y"]]), "recipes": ["mixed-3"]}))
     assert pg.main(["--config", str(cfg)]) == 2
     assert "run experiments.compare" in capsys.readouterr().err
+
+
+def test_pooled_over_results_and_recipes():
+    r1 = {"recipes": {"a": [{"a": "x", "b": "y", "diffs": [1.0, 2.0]}], "b": [{"a": "x", "b": "y", "diffs": [3.0]}]}}
+    r2 = {"recipes": {"a": [{"a": "x", "b": "y", "diffs": [-1.0, 0.0]}]}}
+    (p,) = pg.pooled([r1, r2])
+    d = np.array([1.0, 2.0, 3.0, -1.0, 0.0])
+    assert (p["a"], p["b"], p["cells"], p["n"]) == ("x", "y", 3, 5)
+    assert p["mean"] == pytest.approx(d.mean()) and p["se"] == pytest.approx(d.std(ddof=1) / math.sqrt(5))
+    assert p["worst_cell"] == pytest.approx(-0.5)
