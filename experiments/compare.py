@@ -441,7 +441,7 @@ def markdown(report: dict[str, Any]) -> str:
                          f"{r['psnr_out']:.2f} | {r['psnr_gain']:+.2f} ± {r['psnr_gain_std']:.2f} | {r['spread']} | "
                          f"{r['ssim_out']:.3f} | {r['tool_calls']:.1f} | {r['iqa_calls']:.1f} | {r['seconds']:.2f} |")
         if rec.get("not_run"):
-            lines += ["", "Not run on this recipe (cost of the no-reference search on a shared 2-core CPU): "
+            lines += ["", "Not run on this recipe (cost of the search on a shared 2-core CPU): "
                       + ", ".join(f"`{s}`" for s in rec["not_run"]) + "."]
         seeds = [f"{g['label']}: " + ", ".join(f"{x:+.2f}" for x in g["per_seed_gain"])
                  for g in rec["groups"].values()]
