@@ -504,7 +504,8 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
         t1 = time.perf_counter()
         block = cfg["refit"]
         kept_thr = kept_settings(tune["thresholds_from"])["thresholds"]
-        scenes = perceived_scenes(block, encoder(weights, context), kept_thr, cfg["fit"].get("corpus", "builtin"))
+        scenes = perceived_scenes(block, encoder(weights, context), kept_thr, cfg["fit"].get("corpus", "builtin"),
+                                  weights)
         entries, refit_rows = refit_entries(table, scenes, cfg["fit"], int(cfg["seed"]), int(block["min_samples"]),
                                             progress)
         table = RuleTable(entries=entries, bins=table.bins)

@@ -11,7 +11,8 @@ photos, every (region, family) the perception flags (probability at or above the
 sample of the bin of its PERCEIVED severity; each candidate (tool, params) of the family is applied to that
 region of the image as the planner would have it at that point (the families before it already restored with
 the re-fitted entries), and scored by the scene's PSNR change. A bin's entry becomes the candidate with the
-largest mean change over its samples; bins with fewer than ``min_samples`` samples keep their stage-1 entry.
+largest mean change over its samples (the planner's step cap is not applied here); bins with fewer than
+``min_samples`` samples keep their stage-1 entry.
 Thresholds are not touched (the stage needs them given: ``tune.thresholds_from``).
 """
 
@@ -47,12 +48,15 @@ def check_refit(block: Any) -> dict[str, Any]:
     return block
 
 
-def perceived_scenes(block: dict[str, Any], embedder: Any, thresholds: dict[str, float], corpus: str = "builtin"
-                     ) -> list[tuple[Any, np.ndarray, list[dict[str, float]]]]:
+def perceived_scenes(block: dict[str, Any], embedder: Any, thresholds: dict[str, float], corpus: str = "builtin",
+                     weights: str | None = None) -> list[tuple[Any, np.ndarray, list[dict[str, float]]]]:
     """The refit scenes (random crops of the TRAIN photos, every recipe of ``block``), each with the proposer's
-    masks and the families its perception flags per region (``{family: perceived severity}``)."""
+    masks and the families its perception flags per region (``{family: perceived severity}``). ``weights``: the
+    encoder directory ``degradation-clusters-learned`` clusters with (None: the shipped one), as the planner does."""
     photos = [("", p) for p in load_corpus(corpus, "train")]
-    prop = make_proposer(block["region_proposer"], max_regions=int(block["max_regions"]), seed=0)
+    extra = {"weights": weights} if weights is not None and block["region_proposer"] == "degradation-clusters-learned" \
+        else {}
+    prop = make_proposer(block["region_proposer"], max_regions=int(block["max_regions"]), seed=0, **extra)
     out = []
     for r, recipe in enumerate(block["recipes"]):
         for sc in scene_set(photos, recipe, int(block["scenes_per_photo"]), int(block["crop"]),

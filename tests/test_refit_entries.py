@@ -76,3 +76,25 @@ def test_refit_block_errors(tmp_path, capsys) -> None:  # noqa: ANN001
     path.write_text(yaml.safe_dump(cfg))
     assert fit_rule_table.main(["--config", str(path)]) == 2  # refused before any work
     assert "set tune.thresholds_from" in capsys.readouterr().err
+
+
+def test_perceived_scenes_flag_what_the_perception_reports() -> None:
+    from experiments.refit_entries import perceived_scenes
+
+    class Fixed:  # perception stub: noise at probability 0.9 (severity 0.5) in every region, nothing else
+        def predict(self, image: np.ndarray, masks: np.ndarray) -> dict[str, np.ndarray]:
+            prob, sev = np.zeros((len(masks), len(FAMILIES))), np.full((len(masks), len(FAMILIES)), 0.5)
+            prob[:, FAMILIES.index("noise")] = 0.9
+            return {"family_prob": prob, "severity": sev}
+
+    block = {"recipes": ["spatial-mixed", "global-mild"], "scenes_per_photo": 1, "crop": 64, "seed": 3,
+             "min_samples": 1, "region_proposer": "grid", "max_regions": 4}
+    thresholds = dict.fromkeys(FAMILIES, 0.5)
+    scenes = perceived_scenes(block, Fixed(), thresholds)
+    assert len(scenes) == 2 * 8  # one scene per train photo and recipe
+    for sc, masks, seen in scenes:
+        assert sc.degraded.shape == (64, 64, 3) and masks.shape[1:] == (64, 64)
+        assert seen == [{"noise": 0.5}] * len(masks)
+    again = perceived_scenes(block, Fixed(), thresholds)  # same seed, same scenes
+    assert all(np.array_equal(a[0].degraded, b[0].degraded) for a, b in zip(scenes, again, strict=True))
+    assert perceived_scenes(block, Fixed(), {**thresholds, "noise": 0.95})[0][2] == [{}] * len(scenes[0][1])
