@@ -9,7 +9,8 @@ scenes_per_image}``) also on scenes of the TRAIN photos; with ``clean_crops`` (`
 undegraded crops of the test photos; and, with ``real_pairs``, on the 5 distorted /
 reference Kodak pairs that pyiqa installs (``ResultsCalibra``: KADID-10k distortions, mostly outside the six
 simulated families, so the best a planner can do there is little harm; the reference photos are in the
-encoder's training corpus, the distortions are not).
+encoder's training corpus, the distortions are not). ``images`` may name another photo set (e.g. ``holdout``);
+``paired: [[a, b], ...]`` adds per size the paired gap between two of the planners (mean ± standard error).
 
     python -m experiments.scale_transfer --config experiments/configs/scale_transfer.yaml
 
@@ -106,11 +107,14 @@ def markdown(res: dict[str, Any]) -> str:
     """The report: one row per planner, gain / tool calls / seconds per size (and on the real pairs)."""
     cfg = res["config"]
     sizes = [size_label(s) for s in cfg["sizes"]]
+    builtin = cfg["images"] == "builtin"
+    where = ("built-in TEST photos" if builtin else f"`{cfg['images']}` photos ({res['photos']})")
+    first = (f"; at 128 px the first {2 * res['photos']} are the headline comparison's scenes" if builtin else "")
+    whole = " (whole photo: 300-512 px a side)" if builtin else ""
     head = ("# Scale transfer and real photos: planners plain, without their perception gate, and tiled\n\n"
-            f"Made by `{res['command']}`. Recipe `{cfg['recipe']}`, built-in TEST photos, "
-            f"{res['scenes']} scenes per size ({cfg['scenes_per_image']} per photo; at 128 px the first "
-            f"{2 * res['photos']} are the headline comparison's scenes), evaluation seed {cfg['seed']}; "
-            "each size centre-crops the photos first (whole photo: 300-512 px a side). Gain = mean PSNR out - "
+            f"Made by `{res['command']}`. Recipe `{cfg['recipe']}`, {where}, "
+            f"{res['scenes']} scenes per size ({cfg['scenes_per_image']} per photo{first}), evaluation seed "
+            f"{cfg['seed']}; each size centre-crops the photos first{whole}. Gain = mean PSNR out - "
             "PSNR in (dB) ± std over scenes; `gate=off`: a learned planner without its default perception gate "
             "(`policies/gate.py`); `tile=N`: the planner run on tiles of about N px (`policies/tiled.py`). "
             "Seconds on a shared 2-core CPU: compare by order of magnitude.\n\n")
@@ -122,6 +126,14 @@ def markdown(res: dict[str, Any]) -> str:
         c = " | ".join(f"{p['tool_calls']:.1f}" for p in per)
         lines.append(f"| {spec} | {g} | {c} | {per[-1]['seconds']:.2f} |")
     text = head + "\n".join(lines) + "\n"
+    if res.get("paired"):
+        text += ("\n## Paired gaps\n\nMean over the same scenes of (a's PSNR gain - b's) in dB ± its standard error "
+                 "(wins / ties / losses of a, ties within 0.05 dB; `experiments.paired_gains.paired`).\n\n"
+                 "| a | b | " + " | ".join(sizes) + " |\n" + "|---" * (2 + len(sizes)) + "|\n")
+        for pr in res["paired"]:
+            cells = " | ".join(f"{c['mean']:+.2f} ± {c['se']:.2f} ({c['wins']}/{c['ties']}/{c['losses']})"
+                               for c in (pr["sizes"][str(sz)] for sz in cfg["sizes"]))
+            text += f"| {pr['a']} | {pr['b']} | {cells} |\n"
     if res.get("train_photos"):
         tr = res["train_photos"]
         text += (f"\n## The TRAIN photos ({tr['size']} px, {tr['images']} scenes)\n\nThe same planners on "
@@ -153,6 +165,18 @@ def markdown(res: dict[str, Any]) -> str:
     return text
 
 
+def paired_sizes(res: dict[str, Any], pairs: list[list[str]], names: list[str]) -> list[dict[str, Any]]:
+    """Per ``[a, b]`` pair and size, :func:`experiments.paired_gains.paired` of a's per-scene PSNR gain minus b's
+    (scenes ``names``; both planners must be in the config's ``planners``)."""
+    from experiments.paired_gains import paired, scene_gains
+
+    out = []
+    for a, b in pairs:
+        sizes = {k: paired(scene_gains(r, a, names) - scene_gains(r, b, names)) for k, r in res["sizes"].items()}
+        out.append({"a": a, "b": b, "sizes": sizes})
+    return out
+
+
 def run(cfg: dict[str, Any], command: str) -> dict[str, Any]:
     """Every size (and the real pairs); returns the report dict."""
     items = scene_items(cfg["images"], int(cfg["scenes_per_image"]))
@@ -173,6 +197,8 @@ def run(cfg: dict[str, Any], command: str) -> dict[str, Any]:
         res["train_photos"] = r
         print(f"train photos {tp['size']} px: " + ", ".join(f"{k} {v['psnr_gain']:+.2f}"
                                                        for k, v in r["planners"].items()), flush=True)
+    if cfg.get("paired"):  # paired gaps between two planners over the same scenes, per size
+        res["paired"] = paired_sizes(res, cfg["paired"], [n for n, _ in items])
     if cfg.get("real_pairs"):
         res["real_pairs"] = run_real_pairs(cfg["planners"], int(cfg["seed"]), judge)
     if cfg.get("clean_crops"):
@@ -191,6 +217,9 @@ def main(argv: list[str] | None = None) -> int:
         missing = [k for k in REQUIRED if not isinstance(cfg, dict) or k not in cfg]
         if missing:
             raise ValueError(f"{a.config}: missing keys {missing}")
+        for pr in cfg.get("paired") or []:  # checked before any scene is run
+            if not (isinstance(pr, list) and len(pr) == 2 and all(x in cfg["planners"] for x in pr)):
+                raise ValueError(f"{a.config}: paired entries are [a, b] with both in planners, got {pr!r}")
         res = run(cfg, f"python -m experiments.scale_transfer --config {a.config}")
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -43,3 +43,25 @@ def test_missing_keys_are_one_error_line(tmp_path: Path, capsys: pytest.CaptureF
     assert scale_transfer.main(["--config", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: ") and "missing keys" in err[0]
+
+
+def test_paired_gaps_on_another_photo_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    other = "random:max_steps=1:max_regions=2:seed=5"
+    cfg = {"recipe": "noise-25", "images": "holdout", "scenes_per_image": 1, "sizes": [64], "seed": 0,
+           "planners": [PLAIN, other], "paired": [[PLAIN, other], [PLAIN, PLAIN]], "output_dir": str(tmp_path / "o")}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    assert scale_transfer.main(["--config", str(path)]) == 0
+    res = json.loads((tmp_path / "o" / "scale_transfer.json").read_text())
+    rows = res["sizes"]["64"]["rows"]
+    gain = {(r["planner"], r["image"]): r["psnr_out"] - r["psnr_in"] for r in rows}
+    diffs = [gain[(PLAIN, r["image"])] - gain[(other, r["image"])] for r in rows if r["planner"] == PLAIN]
+    first, same = res["paired"]
+    assert first["sizes"]["64"]["n"] == 4 and first["sizes"]["64"]["mean"] == pytest.approx(sum(diffs) / 4)
+    assert same["sizes"]["64"]["mean"] == 0.0 and same["sizes"]["64"]["ties"] == 4
+    md = (tmp_path / "o" / "scale_transfer.md").read_text()
+    assert "`holdout` photos (4)" in md and "## Paired gaps" in md and "headline" not in md
+    cfg["paired"] = [[PLAIN, "not-a-planner"]]
+    path.write_text(yaml.safe_dump(cfg))
+    assert scale_transfer.main(["--config", str(path)]) == 2
+    assert "paired entries" in capsys.readouterr().err
