@@ -53,8 +53,8 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
     (:class:`policies.gate.PerceptionGate`; on by default: ``"policy"`` for ``ppo``, ``"table"`` for
     ``maskable_ppo`` and ``distilled``). ``tile=N`` (px, >= 32) runs it tile by tile
     (:class:`policies.tiled.TiledPlanner`); without ``tile=``, a planner with a ``deploy_tile`` (a PPO model whose
-    ``config.yml`` says ``deploy: {tile: N}``: the shipped ``ppo``) runs tile by tile at that size, ``tile=0`` not
-    at all."""
+    ``config.yml`` says ``deploy: {tile: N}``: the shipped ``ppo``; ``perceive`` in its default spatial, proposer
+    mode: 128) runs tile by tile at that size, ``tile=0`` not at all."""
     from policies.gate import gated, resolve_gate
     from policies.tiled import tile_option, tiled
 

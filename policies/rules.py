@@ -46,6 +46,11 @@ DEFAULT_RULE_TABLE = Path(__file__).resolve().parent.parent / "ir_env" / "data" 
 #: best-F1 threshold on validation scenes (``encoder.json``'s ``thresholds`` record where the raw head put
 #: them before that shift; they do not apply to its output).
 ENCODER_THRESHOLD = 0.5
+#: Tile side (px) :func:`policies.make_planner` runs ``perceive`` at on larger images when no ``tile=`` is given
+#: (spatial mode, proposer regions; ``tile=0`` turns it off): the crop size its encoder and rule table were fitted
+#: on. Adopted in stop 26 under ``experiments/configs/perceive_tile.yaml`` (holdout photos: +0.13 dB at 256 px,
+#: +0.62 on whole photos over the untiled planner).
+DEPLOY_TILE = 128
 #: How the planner finds regions (:class:`PerceivePlanner`'s ``regions``).
 REGION_MODES: tuple[str, ...] = ("proposer", "families")
 #: Restoration order: the reverse of the physical order of degradation (ir_env.degradations.PHYSICAL_ORDER).
@@ -201,6 +206,10 @@ class PerceivePlanner(Planner):
             ``min_area`` of the image and its pooled probability reaches ``family_masks.thresholds`` (at most
             one step per family; the result's regions are these masks, which may overlap; ``masks=`` given
             to :meth:`restore` are not used).
+
+    Attribute ``deploy_tile``: :data:`DEPLOY_TILE` in spatial mode with proposer regions (else None):
+    :func:`policies.make_planner` then runs the planner tile by tile on images larger than that unless given
+    ``tile=`` (``tile=0``: never); building the class directly never tiles.
         Other keyword arguments as :class:`~policies.base.Planner` (``judge`` is ignored).
     """
 
@@ -221,6 +230,8 @@ class PerceivePlanner(Planner):
             kwargs.setdefault("max_regions", DEFAULT_PROPOSER[1])
         super().__init__(**kwargs)
         self.regions = regions
+        # make_planner tiles the default mode at the fitted crop size on larger images (perceive_tile.yaml)
+        self.deploy_tile = DEPLOY_TILE if regions == "proposer" and self.mode == "spatial" else None
         if weights is not None and self.region_proposer == "degradation-clusters-learned":
             from ir_env.regions import make_proposer  # the regions from the same encoder as the perception
 

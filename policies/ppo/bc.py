@@ -140,7 +140,7 @@ def make_expert(env: Any, judge: str = "psnr", max_steps: int | None = None,
     base = env.unwrapped
     steps = int(base.max_steps if max_steps is None else max_steps)
     if planner == "perceive":
-        expert = make_planner("perceive", max_steps=steps, seed=seed)
+        expert = make_planner("perceive", max_steps=steps, seed=seed, tile=0)  # acts on the env's regions
         used = {row["tool"] for rows in expert.table.entries.values() for row in rows}
         missing = sorted(used - set(base.tool_names))
         if missing:
