@@ -260,7 +260,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--mode", choices=["spatial", "global"], default="", help="default: spatial")
     s.add_argument("--tile", type=int, default=None, help="plan tile by tile on tiles of about this many px (>= 32; "
                    "0: off); for photos much larger than the planner's training crops (policies/tiled.py). Default: "
-                   "the planner's own (the shipped ppo: its 128 px training size; the others: off)")
+                   "the planner's own (the shipped ppo and perceive: 128 px, the crops they were fitted on; "
+                   "the others: off)")
     s.add_argument("--judge", default="npsnr", help="IQA judge: npsnr (learned), niqe, piqe, brisque (no-reference) "
                    "or psnr/ssim (needs --reference: an oracle upper bound)")
     s.add_argument("--reference", default="", help="clean image for a full-reference judge")
