@@ -206,11 +206,11 @@ class PerceivePlanner(Planner):
             ``min_area`` of the image and its pooled probability reaches ``family_masks.thresholds`` (at most
             one step per family; the result's regions are these masks, which may overlap; ``masks=`` given
             to :meth:`restore` are not used).
+        Other keyword arguments as :class:`~policies.base.Planner` (``judge`` is ignored).
 
     Attribute ``deploy_tile``: :data:`DEPLOY_TILE` in spatial mode with proposer regions (else None):
     :func:`policies.make_planner` then runs the planner tile by tile on images larger than that unless given
     ``tile=`` (``tile=0``: never); building the class directly never tiles.
-        Other keyword arguments as :class:`~policies.base.Planner` (``judge`` is ignored).
     """
 
     name = "perceive"
