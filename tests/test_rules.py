@@ -426,3 +426,20 @@ def test_perceive_regions_come_from_its_own_encoder(tmp_path, photo96: np.ndarra
     with pytest.warns(UserWarning, match="another encoder"):
         q = make_planner("perceive", region_proposer="degradation-clusters", weights=str(other))
     assert q.proposer.name == "degradation-clusters"  # a proposer that reads no encoder is left as given
+
+
+def test_perceive_tiles_larger_images_by_default(photo: np.ndarray) -> None:
+    from policies.rules import DEPLOY_TILE, PerceivePlanner
+    from policies.tiled import TiledPlanner
+
+    default = make_planner("perceive")
+    assert isinstance(default, TiledPlanner) and default.tile == DEPLOY_TILE == 128
+    for opts in ({"tile": 0}, {"mode": "global"}, {"regions": "families"}):  # off, and the modes it does not apply to
+        assert isinstance(make_planner("perceive", **opts), PerceivePlanner)
+    assert PerceivePlanner().deploy_tile == 128  # the class itself never tiles; make_planner reads this
+    big = np.ascontiguousarray(np.tile(photo, (2, 2, 1))[:256, :256])
+    scene = synthesize(big, recipe="noise-25", seed=0)
+    tiled_res = default.restore(scene.degraded)
+    plain = make_planner("perceive", tile=0).restore(scene.degraded)
+    assert len(tiled_res.info["tiles"]) > 1 and "tiles" not in plain.info
+    assert np.array_equal(tiled_res.replay(scene.degraded), tiled_res.image)
