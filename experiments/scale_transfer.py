@@ -180,6 +180,7 @@ def paired_sizes(res: dict[str, Any], pairs: list[list[str]], names: list[str]) 
 def run(cfg: dict[str, Any], command: str) -> dict[str, Any]:
     """Every size (and the real pairs); returns the report dict."""
     items = scene_items(cfg["images"], int(cfg["scenes_per_image"]))
+    names = [n for n, _ in items]  # the sized scenes (``items`` is reused for the train photos below)
     res: dict[str, Any] = {"config": cfg, "command": command, "scenes": len(items),
                            "photos": len(items) // int(cfg["scenes_per_image"]), "sizes": {}}
     judge = cfg.get("no_reference_judge", "brisque")
@@ -198,7 +199,7 @@ def run(cfg: dict[str, Any], command: str) -> dict[str, Any]:
         print(f"train photos {tp['size']} px: " + ", ".join(f"{k} {v['psnr_gain']:+.2f}"
                                                        for k, v in r["planners"].items()), flush=True)
     if cfg.get("paired"):  # paired gaps between two planners over the same scenes, per size
-        res["paired"] = paired_sizes(res, cfg["paired"], [n for n, _ in items])
+        res["paired"] = paired_sizes(res, cfg["paired"], names)
     if cfg.get("real_pairs"):
         res["real_pairs"] = run_real_pairs(cfg["planners"], int(cfg["seed"]), judge)
     if cfg.get("clean_crops"):
@@ -217,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
         missing = [k for k in REQUIRED if not isinstance(cfg, dict) or k not in cfg]
         if missing:
             raise ValueError(f"{a.config}: missing keys {missing}")
+        if cfg.get("train_photos"):  # a photo set without a train split fails now, not after the sizes
+            scene_items(cfg["images"], 1, split="train")
         for pr in cfg.get("paired") or []:  # checked before any scene is run
             if not (isinstance(pr, list) and len(pr) == 2 and all(x in cfg["planners"] for x in pr)):
                 raise ValueError(f"{a.config}: paired entries are [a, b] with both in planners, got {pr!r}")

@@ -61,6 +61,15 @@ def test_paired_gaps_on_another_photo_set(tmp_path: Path, capsys: pytest.Capture
     assert same["sizes"]["64"]["mean"] == 0.0 and same["sizes"]["64"]["ties"] == 4
     md = (tmp_path / "o" / "scale_transfer.md").read_text()
     assert "`holdout` photos (4)" in md and "## Paired gaps" in md and "headline" not in md
+    # with the train photos run after the sizes, the pairs still read the sized scenes
+    both = {**cfg, "images": "builtin", "train_photos": {"size": 64, "scenes_per_image": 1}}
+    path.write_text(yaml.safe_dump(both))
+    assert scale_transfer.main(["--config", str(path)]) == 0
+    res = json.loads((tmp_path / "o" / "scale_transfer.json").read_text())
+    assert res["paired"][0]["sizes"]["64"]["n"] == 4 and res["train_photos"]["images"] == 8
+    path.write_text(yaml.safe_dump({**cfg, "train_photos": {"size": 64, "scenes_per_image": 1}}))
+    assert scale_transfer.main(["--config", str(path)]) == 2  # holdout has no train split: refused up front
+    assert "no 'train' split" in capsys.readouterr().err
     cfg["paired"] = [[PLAIN, "not-a-planner"]]
     path.write_text(yaml.safe_dump(cfg))
     assert scale_transfer.main(["--config", str(path)]) == 2
