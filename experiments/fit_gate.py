@@ -74,7 +74,7 @@ class Recorded:
                 out = self.image
                 for i in keep:
                     st = self.steps[i]
-                    out = apply(out, st.tool, st.params, mask=self.masks[st.region])
+                    out = apply(out, st.tool, st.params, mask=self.masks[st.region], feather=st.feather)
             self.cache[keep] = psnr(out, self.clean)
         return self.cache[keep]
 

@@ -27,7 +27,8 @@ class TraceStep:
     ``region`` indexes :attr:`RestorationResult.masks`; ``region_area`` is its fraction of the image;
     ``params`` are physical values; ``quality_before``/``quality_after`` are the judge's scores (in the
     metric's own units and direction; NaN for planners that do not judge); ``seconds`` is wall time of the
-    decision and execution of this step.
+    decision and execution of this step. ``feather``: the Gaussian sigma (px) the step was blended in with
+    (None: :data:`restorers.region.FEATHER_SIGMA`, every planner but a tiled one).
     """
 
     region: int
@@ -37,13 +38,14 @@ class TraceStep:
     quality_before: float
     quality_after: float
     seconds: float
+    feather: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly form."""
         return {"region": self.region, "region_area": self.region_area, "tool": self.tool,
                 "params": {k: float(v) for k, v in self.params.items()},
                 "quality_before": float(self.quality_before), "quality_after": float(self.quality_after),
-                "seconds": float(self.seconds)}
+                "seconds": float(self.seconds), **({} if self.feather is None else {"feather": float(self.feather)})}
 
 
 @dataclass
@@ -71,7 +73,7 @@ class RestorationResult:
         """Apply the trace's steps to ``degraded``; equals :attr:`image` for the same input."""
         img = check_image(degraded)
         for st in self.trace:
-            img = apply(img, st.tool, st.params, mask=self.masks[st.region])
+            img = apply(img, st.tool, st.params, mask=self.masks[st.region], feather=st.feather)
         return img
 
     def to_json(self) -> dict[str, Any]:

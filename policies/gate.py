@@ -142,7 +142,7 @@ class PerceptionGate(PlannerWrapper):
         if vetoed:
             out = img
             for st in keep:
-                out = apply(out, st.tool, st.params, mask=res.masks[st.region])
+                out = apply(out, st.tool, st.params, mask=res.masks[st.region], feather=st.feather)
             calls += len(keep)
         info = {**res.info, "gate": {"gate": self.gate, "thresholds_from": self.source, "kept": len(keep),
                                      "vetoed": vetoed}}

@@ -54,9 +54,10 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
     ``maskable_ppo`` and ``distilled``). ``tile=N`` (px, >= 32) runs it tile by tile
     (:class:`policies.tiled.TiledPlanner`); without ``tile=``, a planner with a ``deploy_tile`` (a PPO model whose
     ``config.yml`` says ``deploy: {tile: N}``: the shipped ``ppo``; ``perceive`` in its default spatial, proposer
-    mode: 128) runs tile by tile at that size, ``tile=0`` not at all."""
+    mode: 128) runs tile by tile at that size, ``tile=0`` not at all. ``tile_feather=SIGMA`` (px) sets how a tiled
+    planner blends its kept steps (default ``tile / 8``; :class:`policies.tiled.TiledPlanner`)."""
     from policies.gate import gated, resolve_gate
-    from policies.tiled import tile_option, tiled
+    from policies.tiled import feather_option, tile_option, tiled
 
     _builtin()
     try:
@@ -66,6 +67,7 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown planner {name!r}; known: {', '.join(_FACTORIES)}{hint}") from None
     tile = tile_option(kwargs)
+    feather = feather_option(kwargs)
     gate = resolve_gate(name, kwargs.pop("gate", None))
     try:
         planner = factory(**kwargs)
@@ -79,4 +81,4 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
         raise ValueError(msg if name in msg else f"planner {name!r}: {msg}") from None
     if tile is None:  # the planner's own deployment tile (the crop size it was trained on), if it names one
         tile = getattr(planner, "deploy_tile", None)
-    return tiled(gated(planner, gate), tile)
+    return tiled(gated(planner, gate), tile, feather)

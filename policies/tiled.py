@@ -8,8 +8,9 @@ region than they ever saw, and the learned planners lose PSNR on it (``experimen
 plan each tile on its own (it sees the current image, so later tiles see earlier tiles' work at their
 borders) and applies each kept step to the whole image with the step's region placed in the full frame.
 So the result obeys the :class:`~policies.base.RestorationResult` contract: ``replay`` on the input
-reproduces ``image`` exactly, and the tools read real pixels across tile borders, with the feathered mask
-of :func:`restorers.apply` blending each step into its neighbours (no hard seams).
+reproduces ``image`` exactly, and the tools read real pixels across tile borders, each step blended in with a
+feathered mask (:func:`restorers.apply`'s ``feather``; here by default ``tile / 8`` px, :data:`FEATHER_PER_TILE`, so
+a step kept in one tile and not in its neighbour fades out over tens of px instead of ending at the tile border).
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ from restorers import apply
 
 #: Smallest tile side accepted, px (the env and the encoder need 32 px).
 MIN_TILE = 32
+#: Default blend of a tiled planner's kept steps: Gaussian sigma = tile / FEATHER_PER_TILE px (16 px at 128).
+FEATHER_PER_TILE = 8
 
 
 def tile_boxes(height: int, width: int, tile: int) -> list[tuple[int, int, int, int]]:
@@ -51,7 +54,10 @@ class TiledPlanner(PlannerWrapper):
         inner: any planner (``make_planner(name, tile=N, ...)`` builds one around planner ``name``).
         tile: tile side in px (>= 32); an image whose sides are both below 1.5 x ``tile`` is one tile, i.e.
             the inner planner alone. Good values: the size the inner planner was trained or fitted at
-            (64 for the shipped ``ppo`` and ``distilled``, 128 for ``perceive``).
+            (128 for the shipped ``ppo`` and ``perceive``, 64 for ``distilled``).
+        feather: Gaussian sigma (px, >= 0) each kept step is blended into the whole image with; default
+            ``tile / FEATHER_PER_TILE`` (:data:`FEATHER_PER_TILE`). Recorded in every trace step, so ``replay``
+            stays exact. (A single tile is the inner planner's own result, blended as it blends.)
 
     ``restore(..., masks=...)`` with given regions (e.g. an env's, through :meth:`predict`) skips the
     tiling and hands them to the inner planner. Counting: ``tool_calls`` = the inner planner's calls on
@@ -61,13 +67,18 @@ class TiledPlanner(PlannerWrapper):
     each tile's inner ``info``.
     """
 
-    def __init__(self, inner: Planner, tile: int) -> None:
+    def __init__(self, inner: Planner, tile: int, feather: float | None = None) -> None:
         if isinstance(inner, TiledPlanner):
             raise ValueError("the planner is already tiled")
         if int(tile) < MIN_TILE:
             raise ValueError(f"tile must be >= {MIN_TILE} px, got {tile}")
+        sigma = int(tile) / FEATHER_PER_TILE if feather is None else feather
+        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(sigma) or sigma < 0:
+            raise ValueError(f"tile_feather must be a number of px >= 0, got {feather!r}")
         super().__init__(inner, mode="spatial")  # every tile is a region of the whole image
         self.tile = int(tile)
+        self.feather = float(sigma)
 
     def restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,
                 masks: np.ndarray | None = None) -> RestorationResult:
@@ -104,25 +115,41 @@ class TiledPlanner(PlannerWrapper):
                     index[st.region] = len(kept)
                     kept.append(full)
                 m = kept[index[st.region]]
-                out = apply(out, st.tool, st.params, mask=m)
+                out = apply(out, st.tool, st.params, mask=m, feather=self.feather)
                 tool_calls += 1
                 trace.append(TraceStep(index[st.region], float(m.mean()), st.tool, dict(st.params),
-                                       st.quality_before, st.quality_after, st.seconds))
+                                       st.quality_before, st.quality_after, st.seconds, self.feather))
         mask_arr = np.stack(kept) if kept else np.zeros((0, h, w), bool)
         judge = self.judge.label if self.judge is not None else ""
         return RestorationResult(out, trace, mask_arr, tool_calls=tool_calls, iqa_calls=iqa_calls,
                                  seconds=time.perf_counter() - t0, planner=self.name, judge=judge,
-                                 info={"tiles": boxes, "tile": self.tile, "per_tile": per_tile})
+                                 info={"tiles": boxes, "tile": self.tile, "feather": self.feather,
+                                       "per_tile": per_tile})
 
     def __repr__(self) -> str:
-        return f"TiledPlanner({self.inner!r}, tile={self.tile})"
+        return f"TiledPlanner({self.inner!r}, tile={self.tile}, feather={self.feather:g})"
 
 
-def tiled(planner: Planner, tile: int | None) -> Planner:
-    """``planner`` wrapped in a :class:`TiledPlanner` of ``tile`` px; ``None`` or 0: ``planner`` itself."""
+def tiled(planner: Planner, tile: int | None, feather: float | None = None) -> Planner:
+    """``planner`` wrapped in a :class:`TiledPlanner` of ``tile`` px blending with ``feather`` px (None: its
+    default); ``tile`` None or 0: ``planner`` itself, and then a ``feather`` is an error (nothing to blend)."""
     if tile is None or int(tile) == 0:
+        if feather is not None:
+            raise ValueError("tile_feather applies to tiled planning only: give tile=N too (or use a planner that "
+                             "tiles by default)")
         return planner
-    return TiledPlanner(planner, int(tile))
+    return TiledPlanner(planner, int(tile), feather)
+
+
+def feather_option(kwargs: dict[str, Any]) -> float | None:
+    """Pop and check the ``tile_feather`` keyword of :func:`policies.make_planner` (px >= 0; None: default)."""
+    f = kwargs.pop("tile_feather", None)
+    if f is None:
+        return None
+    if isinstance(f, bool) or not isinstance(f, (int, float, np.integer, np.floating)) or not np.isfinite(f) \
+            or f < 0:
+        raise ValueError(f"tile_feather must be a number of px >= 0, got {f!r}")
+    return float(f)
 
 
 def tile_option(kwargs: dict[str, Any]) -> int | None:

@@ -142,3 +142,50 @@ def test_reference_shape_mismatch_is_named(wide_scene) -> None:  # noqa: ANN001
     p = make_planner("fixed", tile=48)
     with pytest.raises(ValueError, match="reference shape"):
         p.restore(wide_scene.degraded, reference=wide_scene.clean[:64])
+
+
+def test_tile_feather_blends_wider_and_replays(wide_scene) -> None:  # noqa: ANN001
+    from restorers import apply
+    from restorers.region import FEATHER_SIGMA
+
+    inner = make_planner("fixed", max_regions=2)
+    default = TiledPlanner(inner, 48)
+    assert default.feather == 48 / 8  # tile / FEATHER_PER_TILE
+    narrow, wide = TiledPlanner(inner, 48, feather=FEATHER_SIGMA), TiledPlanner(inner, 48, feather=12)
+    rn, rw = narrow.restore(wide_scene.degraded), wide.restore(wide_scene.degraded)
+    for res, sigma in ((rn, FEATHER_SIGMA), (rw, 12.0)):
+        assert np.array_equal(res.replay(wide_scene.degraded), res.image)  # the feather is in the trace
+        assert {st.feather for st in res.trace} == {sigma} and res.info["feather"] == sigma
+        assert res.trace[0].as_dict()["feather"] == sigma
+    # the narrow blend is the tools' own: replaying its steps with apply's default feather gives the same image
+    out = wide_scene.degraded
+    for st in rn.trace:
+        out = apply(out, st.tool, st.params, mask=rn.masks[st.region])
+    assert np.array_equal(out, rn.image)
+    assert not np.array_equal(rw.image, rn.image)
+    # make_planner / spec option
+    assert make_planner("fixed", tile=48, tile_feather=3).feather == 3.0
+    spec = parse_planner_spec("fixed:tile=48:tile_feather=3")
+    assert spec is not None
+    for bad in (-1, "x", float("nan"), True):
+        with pytest.raises(ValueError, match="tile_feather"):
+            make_planner("fixed", tile=48, tile_feather=bad)
+    with pytest.raises(ValueError, match="tiled planning only"):
+        make_planner("fixed", tile_feather=3)
+
+
+def test_apply_feather_widths() -> None:
+    from restorers import apply
+
+    img = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    mask = np.zeros((64, 64), bool)
+    mask[:, :32] = True
+    hard = apply(img, "tv_denoise", None, mask=mask, feather=0)
+    assert np.array_equal(hard[:, 32:], img[:, 32:])  # a hard edge: nothing outside changes
+    d2 = np.abs(apply(img, "tv_denoise", None, mask=mask) - img).mean(axis=(0, 2))
+    d8 = np.abs(apply(img, "tv_denoise", None, mask=mask, feather=8) - img).mean(axis=(0, 2))
+    assert d2[40] == 0 and d8[40] > 0  # 8 px past the edge: only the wide blend reaches
+    assert np.array_equal(apply(img, "tv_denoise", None, mask=mask, feather=2.0),
+                          apply(img, "tv_denoise", None, mask=mask))
+    with pytest.raises(ValueError, match="feather"):
+        apply(img, "tv_denoise", None, mask=mask, feather=-1)
