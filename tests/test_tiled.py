@@ -189,3 +189,12 @@ def test_apply_feather_widths() -> None:
                           apply(img, "tv_denoise", None, mask=mask))
     with pytest.raises(ValueError, match="feather"):
         apply(img, "tv_denoise", None, mask=mask, feather=-1)
+
+
+def test_a_gate_around_a_tiled_planner_replays_exactly(wide_scene) -> None:  # noqa: ANN001
+    from policies.gate import PerceptionGate
+
+    gate = PerceptionGate(make_planner("fixed", tile=48, max_regions=2), "encoder")
+    res = gate.restore(wide_scene.degraded)
+    assert res.trace and {st.feather for st in res.trace} == {6.0}  # the kept steps keep the tile blend
+    assert np.array_equal(res.replay(wide_scene.degraded), res.image)
