@@ -72,10 +72,7 @@ class TiledPlanner(PlannerWrapper):
             raise ValueError("the planner is already tiled")
         if int(tile) < MIN_TILE:
             raise ValueError(f"tile must be >= {MIN_TILE} px, got {tile}")
-        sigma = int(tile) / FEATHER_PER_TILE if feather is None else feather
-        if isinstance(sigma, bool) or not isinstance(sigma, (int, float, np.integer, np.floating)) \
-                or not np.isfinite(sigma) or sigma < 0:
-            raise ValueError(f"tile_feather must be a number of px >= 0, got {feather!r}")
+        sigma = int(tile) / FEATHER_PER_TILE if feather is None else check_feather(feather)
         super().__init__(inner, mode="spatial")  # every tile is a region of the whole image
         self.tile = int(tile)
         self.feather = float(sigma)
@@ -141,15 +138,19 @@ def tiled(planner: Planner, tile: int | None, feather: float | None = None) -> P
     return TiledPlanner(planner, int(tile), feather)
 
 
+def check_feather(feather: Any) -> float:
+    """``feather`` (a tiled planner's blend sigma, px) as a float if it is a finite number >= 0, else
+    ``ValueError`` naming ``tile_feather``."""
+    if isinstance(feather, bool) or not isinstance(feather, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(feather) or feather < 0:
+        raise ValueError(f"tile_feather must be a number of px >= 0, got {feather!r}")
+    return float(feather)
+
+
 def feather_option(kwargs: dict[str, Any]) -> float | None:
     """Pop and check the ``tile_feather`` keyword of :func:`policies.make_planner` (px >= 0; None: default)."""
     f = kwargs.pop("tile_feather", None)
-    if f is None:
-        return None
-    if isinstance(f, bool) or not isinstance(f, (int, float, np.integer, np.floating)) or not np.isfinite(f) \
-            or f < 0:
-        raise ValueError(f"tile_feather must be a number of px >= 0, got {f!r}")
-    return float(f)
+    return None if f is None else check_feather(f)
 
 
 def tile_option(kwargs: dict[str, Any]) -> int | None:
