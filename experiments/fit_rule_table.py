@@ -497,15 +497,15 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
         raise ValueError(f"perception must be 'encoder' (LearnedEmbedder.predict) or 'linear' (its linear heads), "
                          f"got {perception!r}")
     context = perception == "encoder"
+    kept = kept_settings(tune["thresholds_from"]) if tune.get("thresholds_from") else None
     refit_res: dict[str, Any] = {}
     if cfg.get("refit"):  # stage 1b: entries re-fitted on the planner's own perceived steps
         from experiments.refit_entries import perceived_scenes, refit_entries
 
         t1 = time.perf_counter()
         block = cfg["refit"]
-        kept_thr = kept_settings(tune["thresholds_from"])["thresholds"]
-        scenes = perceived_scenes(block, encoder(weights, context), kept_thr, cfg["fit"].get("corpus", "builtin"),
-                                  weights)
+        scenes = perceived_scenes(block, encoder(weights, context), kept["thresholds"],  # check_config: kept is set
+                                  cfg["fit"].get("corpus", "builtin"), weights)
         entries, refit_rows = refit_entries(table, scenes, cfg["fit"], int(cfg["seed"]), int(block["min_samples"]),
                                             progress)
         table = RuleTable(entries=entries, bins=table.bins)
@@ -519,7 +519,6 @@ def run(cfg: dict[str, Any], workers: int = 2, progress: bool = True) -> tuple[R
     val_scenes = val_scenes + clean_crop_set(train, n_clean, int(tune["crop"]), int(cfg["seed"]) + 1,
                                              float(tune.get("clean_cap_db", 40.0)))
     val = Perceived(val_scenes, tune["region_proposer"], int(tune["max_regions"]), weights, context)
-    kept = kept_settings(tune["thresholds_from"]) if tune.get("thresholds_from") else None
     if kept:  # thresholds of an existing table, not tuned: only scored
         thr = kept["thresholds"]
         history = [{"pass": 0, "family": None, "threshold": None, "gain_db": val.gain(table, thr, "encoder")}]
