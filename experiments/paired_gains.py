@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 
+from experiments.compare import load_compare_config
 from experiments.run_baselines import scene_items
 
 #: |mean| / standard error at or above which a paired difference is called resolved.
@@ -140,10 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     done = []
     try:
         for path in args.config:
-            cfg = yaml.safe_load(Path(path).read_text()) or {}
-            for key in ("images", "recipes", "output_dir"):
-                if key not in cfg:
-                    raise ValueError(f"{path}: missing key {key!r}")
+            cfg = load_compare_config(path)  # the comparison's own reader and checks
             done.append((path, cfg, run(cfg)))
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)

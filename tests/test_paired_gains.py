@@ -21,8 +21,8 @@ def _result(recipe: str, gains: dict[str, list[float]], groups: dict | None = No
 
 
 def _cfg(tmp_path, pairs, **extra) -> dict:
-    return {"images": "builtin", "scenes_per_image": 2, "recipes": ["spatial-mixed"], "output_dir": str(tmp_path),
-            "paired": {"new_from": 4, "pairs": pairs}, **extra}
+    return {"images": "builtin", "scenes_per_image": 2, "size": 128, "seed": 0, "recipes": ["spatial-mixed"],
+            "planners": ["x", "y"], "output_dir": str(tmp_path), "paired": {"new_from": 4, "pairs": pairs}, **extra}
 
 
 def test_paired_difference_matches_hand_computation(tmp_path):
@@ -77,6 +77,9 @@ def test_cli_writes_reports_and_names_bad_input(tmp_path, capsys):
     cfg.write_text(yaml.safe_dump({**_cfg(tmp_path, [["x", "y"]]), "recipes": ["mixed-3"]}))
     assert pg.main(["--config", str(cfg)]) == 2
     assert "run experiments.compare" in capsys.readouterr().err
+    cfg.write_text(yaml.safe_dump({k: v for k, v in _cfg(tmp_path, [["x", "y"]]).items() if k != "planners"}))
+    assert pg.main(["--config", str(cfg)]) == 2  # read as a comparison config: its keys are checked
+    assert "missing key(s) ['planners']" in capsys.readouterr().err
 
 
 def test_pooled_over_results_and_recipes():
