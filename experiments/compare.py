@@ -461,9 +461,22 @@ def markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def planner_styles(labels: list[str]) -> dict[str, dict[str, Any]]:
+    """One colour + marker per planner label (the same in every panel), in first-seen order: colour cycles
+    over 10, marker over 7, so no two of the first 70 labels share both."""
+    import matplotlib
+
+    colours = matplotlib.colormaps["tab10"].colors
+    markers = "osD^vPX"
+    return {lab: {"color": colours[i % 10], "marker": markers[i % 7]} for i, lab in enumerate(labels)}
+
+
 def plot(report: dict[str, Any], path: Path) -> Path:
     """Mean PSNR gain against tool calls and against seconds per image, one panel pair per recipe; learned
-    variants with error bars (std over seeds)."""
+    variants with error bars (std over seeds). Planners are told apart by colour and marker in one legend
+    beside the panels (labels written next to the points overlapped where planners cost about the same)."""
+    import textwrap
+
     import matplotlib
 
     matplotlib.use("Agg")
@@ -472,23 +485,30 @@ def plot(report: dict[str, Any], path: Path) -> Path:
     from policies.evaluation import tidy_log_xaxis
 
     recipes = list(report["recipes"])
-    fig, axes = plt.subplots(len(recipes), 2, figsize=(11, 3.8 * len(recipes)), squeeze=False)
+    labels = list(dict.fromkeys(r["label"] for rec in report["recipes"].values() for r in rec["table"]))
+    styles = planner_styles(labels)
+    fig, axes = plt.subplots(len(recipes), 2, figsize=(14, 3.8 * len(recipes)), squeeze=False)
+    handles: dict[str, Any] = {}
     for i, recipe in enumerate(recipes):
         for ax, key, label in ((axes[i][0], "tool_calls", "tool calls per image"),
                                (axes[i][1], "seconds", "seconds per image")):
             for r in report["recipes"][recipe]["table"]:
                 x = max(r[key], 1e-3)
                 learned = r["spread"] != "images"
-                ax.errorbar(x, r["psnr_gain"], yerr=r["psnr_gain_std"] if learned else None, fmt="s" if learned
-                            else "o", ms=5, capsize=3)
-                ax.annotate(r["label"], (x, r["psnr_gain"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+                st = styles[r["label"]]
+                h = ax.errorbar(x, r["psnr_gain"], yerr=r["psnr_gain_std"] if learned else None, ms=6, capsize=3,
+                                fmt=st["marker"], color=st["color"], mec="black" if learned else st["color"],
+                                mew=0.6)
+                handles.setdefault(r["label"] + (" (mean ± std over seeds)" if learned else ""), h)
             tidy_log_xaxis(ax)
             ax.set_xlabel(label + " (log)")
             ax.set_ylabel("mean PSNR gain (dB)")
             ax.set_title(recipe, fontsize=9)
             ax.axhline(0, color="grey", lw=0.5)
             ax.grid(alpha=0.3)
-    fig.tight_layout()
+    fig.legend(list(handles.values()), [textwrap.fill(h, 34) for h in handles], loc="center right", fontsize=8,
+               frameon=False, borderaxespad=0.5)
+    fig.tight_layout(rect=(0, 0, 0.77, 1))
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=100)
     plt.close(fig)

@@ -334,3 +334,12 @@ def test_refreshes_accumulate_and_name_each_rows_last_command() -> None:
                                {"planners": ["dfs"], "command": "c2"}]
     twice = add_refresh(once, ["ppo", "dfs"], "c3")  # re-made again: older entries give them up
     assert twice == [{"planners": ["perceive"], "command": "c1"}, {"planners": ["ppo", "dfs"], "command": "c3"}]
+
+
+def test_planner_styles_tell_every_label_apart_and_keep_their_order() -> None:
+    labels = [f"planner {i}" for i in range(25)]
+    styles = compare.planner_styles(labels)
+    assert list(styles) == labels
+    pairs = {(s["color"], s["marker"]) for s in styles.values()}
+    assert len(pairs) == len(labels)  # no two planners drawn alike
+    assert styles["planner 0"] != styles["planner 1"]
