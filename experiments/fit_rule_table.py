@@ -236,15 +236,23 @@ def encoder(weights: str | None = None, context: bool = True) -> Any:
     return LearnedEmbedder(weights, context=context)
 
 
+def region_proposer(name: str, max_regions: int, weights: str | None = None) -> Any:
+    """The proposer ``name`` as the planner builds it: ``degradation-clusters-learned`` clusters with the encoder in
+    ``weights`` (None: the shipped one), every other proposer ignores ``weights``."""
+    extra = {"weights": weights} if weights is not None and name == "degradation-clusters-learned" else {}
+    return make_proposer(name, max_regions=max_regions, seed=0, **extra)
+
+
 class Perceived:
     """Encoder predictions of a scene set, on the proposer's regions (computed once) and on the true
-    regions (computed on first use)."""
+    regions (computed on first use). ``embedder``: what predicts (default: :func:`encoder` of ``weights`` and
+    ``context``); the proposer's regions come from :func:`region_proposer` with ``weights``."""
 
     def __init__(self, scenes: list[Any], proposer: str, max_regions: int, weights: str | None = None,
-                 context: bool = True) -> None:
-        emb = encoder(weights, context)
+                 context: bool = True, embedder: Any = None) -> None:
+        emb = encoder(weights, context) if embedder is None else embedder
         self.weights, self.context = weights, context
-        prop = make_proposer(proposer, max_regions=max_regions, seed=0)
+        prop = region_proposer(proposer, max_regions, weights)
         self.scenes = scenes
         self.thresholds = dict.fromkeys(FAMILIES, ENCODER_THRESHOLD)  # calibrated probabilities: 0.5 is F1-best
         self.masks = [prop.propose(s.degraded) for s in scenes]
@@ -466,7 +474,7 @@ def clean_crops_check(table: RuleTable, thresholds: dict[str, float], photos: li
                       context: bool = True) -> dict[str, float]:
     """The planner on UNDEGRADED random crops (nothing to restore): share left untouched, mean steps, and
     the mean / worst PSNR (dB) of its output against the crop (untouched crops count as 100 dB)."""
-    emb, prop = encoder(weights, context), make_proposer(proposer, max_regions=max_regions, seed=0)
+    emb, prop = encoder(weights, context), region_proposer(proposer, max_regions, weights)
     rng = np.random.default_rng([seed, 2])
     steps, out = [], []
     for i in range(int(crops)):

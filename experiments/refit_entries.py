@@ -23,9 +23,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from experiments.fit_rule_table import candidates, psnr, scene_set
+from experiments.fit_rule_table import Perceived, candidates, psnr, scene_set
 from ir_env.corpus import load_corpus
-from ir_env.regions import make_proposer
 from policies.rules import RESTORE_ORDER, RuleTable, families_seen
 from restorers import apply
 
@@ -54,16 +53,12 @@ def perceived_scenes(block: dict[str, Any], embedder: Any, thresholds: dict[str,
     masks and the families its perception flags per region (``{family: perceived severity}``). ``weights``: the
     encoder directory ``degradation-clusters-learned`` clusters with (None: the shipped one), as the planner does."""
     photos = [("", p) for p in load_corpus(corpus, "train")]
-    extra = {"weights": weights} if weights is not None and block["region_proposer"] == "degradation-clusters-learned" \
-        else {}
-    prop = make_proposer(block["region_proposer"], max_regions=int(block["max_regions"]), seed=0, **extra)
-    out = []
-    for r, recipe in enumerate(block["recipes"]):
-        for sc in scene_set(photos, recipe, int(block["scenes_per_photo"]), int(block["crop"]),
-                            int(block["seed"]) + 1000 * r, random_crops=True):
-            masks = prop.propose(sc.degraded)
-            out.append((sc, masks, families_seen(embedder.predict(sc.degraded, masks), thresholds)))
-    return out
+    scenes = [sc for r, recipe in enumerate(block["recipes"])
+              for sc in scene_set(photos, recipe, int(block["scenes_per_photo"]), int(block["crop"]),
+                                  int(block["seed"]) + 1000 * r, random_crops=True)]
+    seen = Perceived(scenes, block["region_proposer"], int(block["max_regions"]), weights, embedder=embedder)
+    return [(sc, masks, families_seen(pred, thresholds))
+            for sc, masks, pred in zip(scenes, seen.masks, seen.prop, strict=True)]
 
 
 def refit_entries(table: RuleTable, scenes: list[tuple[Any, np.ndarray, list[dict[str, float]]]],

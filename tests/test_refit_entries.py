@@ -98,3 +98,14 @@ def test_perceived_scenes_flag_what_the_perception_reports() -> None:
     again = perceived_scenes(block, Fixed(), thresholds)  # same seed, same scenes
     assert all(np.array_equal(a[0].degraded, b[0].degraded) for a, b in zip(scenes, again, strict=True))
     assert perceived_scenes(block, Fixed(), {**thresholds, "noise": 0.95})[0][2] == [{}] * len(scenes[0][1])
+
+
+def test_region_proposer_clusters_with_the_configured_weights(monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[tuple[str, dict]] = []
+    monkeypatch.setattr(fit_rule_table, "make_proposer",
+                        lambda name, max_regions, seed, **kw: seen.append((name, kw)) or SimpleNamespace())
+    fit_rule_table.region_proposer("degradation-clusters-learned", 8, "runs/other_encoder")
+    fit_rule_table.region_proposer("degradation-clusters-learned", 8)  # shipped encoder: nothing passed
+    fit_rule_table.region_proposer("degradation-clusters", 4, "runs/other_encoder")  # no encoder in it
+    assert seen == [("degradation-clusters-learned", {"weights": "runs/other_encoder"}),
+                    ("degradation-clusters-learned", {}), ("degradation-clusters", {})]
