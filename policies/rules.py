@@ -110,9 +110,13 @@ class RuleTable:
 
     def lookup(self, family: str, severity: float) -> tuple[str, dict[str, float]]:
         """(tool name, physical params) for ``family`` at ``severity`` in [0, 1]."""
+        return self.entry(family, self.bin_of(severity))
+
+    def entry(self, family: str, b: int) -> tuple[str, dict[str, float]]:
+        """(tool name, physical params) of ``family``'s severity bin ``b`` (0 .. ``bins`` - 1)."""
         if family not in self.entries:
             raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
-        row = self.entries[family][self.bin_of(severity)]
+        row = self.entries[family][b]
         return row["tool"], {k: float(v) for k, v in row["params"].items()}
 
     def perception_context(self, weights: str | Path | None = None) -> bool | None:
@@ -206,6 +210,9 @@ class PerceivePlanner(Planner):
             ``min_area`` of the image and its pooled probability reaches ``family_masks.thresholds`` (at most
             one step per family; the result's regions are these masks, which may overlap; ``masks=`` given
             to :meth:`restore` are not used).
+        choose: ``"table"`` (default: each step takes the table's entry for the perceived severity), ``"learned"``
+            (the shipped :class:`~policies.step_chooser.StepChooser`) or the path of a step-chooser JSON: per step,
+            the severity bin whose entry is predicted to restore the region best, or no step (proposer regions only).
         Other keyword arguments as :class:`~policies.base.Planner` (``judge`` is ignored).
 
     Attribute ``deploy_tile``: :data:`DEPLOY_TILE` in spatial mode with proposer regions (else None):
@@ -218,7 +225,7 @@ class PerceivePlanner(Planner):
 
     def __init__(self, table: str | Path | None = None, weights: str | Path | None = None,
                  thresholds: str | float = "table", device: str = "cpu", regions: str = "proposer",
-                 **kwargs: Any) -> None:
+                 choose: str | Path = "table", **kwargs: Any) -> None:
         if regions not in REGION_MODES:
             raise ValueError(f"regions must be one of {', '.join(REGION_MODES)}, got {regions!r}")
         if regions == "families":
@@ -265,6 +272,30 @@ class PerceivePlanner(Planner):
             raise ValueError(f"thresholds must be 'table', 'encoder' or a number in [0, 1], got {thresholds!r}")
         if regions == "families" and not self.table.family_masks:
             raise ValueError("this rule table has no family_masks settings (re-fit it with experiments.fit_rule_table)")
+        self.chooser = self._load_chooser(choose, weights)
+
+    def _load_chooser(self, choose: str | Path, weights: str | Path | None) -> Any:
+        """None for ``choose="table"``, else the :class:`~policies.step_chooser.StepChooser` it names (``"learned"``:
+        the shipped one), checked against the encoder and the table; errors name the problem."""
+        if not isinstance(choose, (str, Path)) or str(choose) == "":
+            raise ValueError(f"choose must be 'table', 'learned' or the path of a step-chooser JSON, got {choose!r}")
+        if str(choose) == "table":
+            return None
+        if self.regions != "proposer":
+            raise ValueError("choose= needs regions='proposer' (the step chooser decides per region step)")
+        from ir_env.encoder.learned import DEFAULT_WEIGHTS, weights_fingerprint
+        from policies.step_chooser import DEFAULT_STEP_CHOOSER, StepChooser
+
+        path = DEFAULT_STEP_CHOOSER if str(choose) == "learned" else Path(choose)
+        if not path.is_file():
+            raise ValueError(f"step chooser {path} not found" + (" (none is shipped yet: pass choose=PATH of one "
+                             "made by experiments/fit_step_chooser.py)" if str(choose) == "learned" else ""))
+        chooser = StepChooser.load(path)
+        chooser.check_encoder(weights_fingerprint(weights if weights is not None else DEFAULT_WEIGHTS))
+        if chooser.bins != self.table.bins:
+            raise ValueError(f"step chooser {path} chooses among {chooser.bins} bins, the rule table has "
+                             f"{self.table.bins}")
+        return chooser
 
     def perceive(self, image: np.ndarray, masks: np.ndarray) -> list[dict[str, float]]:
         """Per region, {family: severity in [0, 1]} of the families whose probability reaches its threshold."""
@@ -285,7 +316,7 @@ class PerceivePlanner(Planner):
                                      info={"families": [f for f, _, _, _ in done]})
         seen = self.perceive(image, masks)
         areas = region_areas(masks)
-        img, steps = apply_rules(self.table, image, masks, seen, self.max_steps)
+        img, steps = apply_rules(self.table, image, masks, seen, self.max_steps, self.chooser, self.embedder)
         per_step = (time.perf_counter() - t0) / max(1, len(steps))  # perception shared by the steps
         trace = [TraceStep(k, areas[k], tool, params_dict(params), float("nan"), float("nan"), per_step)
                  for k, tool, params in steps]
@@ -356,17 +387,32 @@ def families_seen(pred: dict[str, np.ndarray], thresholds: dict[str, float]) -> 
 
 
 def apply_rules(table: RuleTable, image: np.ndarray, masks: np.ndarray, seen: list[dict[str, float]],
-                max_steps: int | None = None) -> tuple[np.ndarray, list[tuple[int, str, dict[str, float]]]]:
+                max_steps: int | None = None, chooser: Any = None, embedder: Any = None
+                ) -> tuple[np.ndarray, list[tuple[int, str, dict[str, float]]]]:
     """Apply ``table``'s entry for every family in ``seen[k]`` (a {family: severity} dict per region) to
     region ``k`` of ``image`` (float32 HxWx3 in [0, 1]), family by family in :data:`RESTORE_ORDER`, at
-    most ``max_steps`` steps; empty regions are skipped. Returns the image and the (region, tool, physical
-    params) steps in order."""
+    most ``max_steps`` steps; empty regions are skipped. With a ``chooser``
+    (:class:`policies.step_chooser.StepChooser`) each step's entry is the bin it picks from the region as it is at
+    that step (``embedder``'s embedding of the current image plus region statistics), or the step is skipped.
+    Returns the image and the (region, tool, physical params) steps in order."""
+    from policies.step_chooser import step_features
+
     img, steps = image, []
+    emb = None  # the embedding of the current image, re-made after each step (chooser only)
     for fam in RESTORE_ORDER:
         for k, fams in enumerate(seen):
             if fam not in fams or not masks[k].any() or (max_steps is not None and len(steps) >= max_steps):
                 continue
-            tool, params = table.lookup(fam, fams[fam])
+            if chooser is None:
+                tool, params = table.lookup(fam, fams[fam])
+            else:
+                if emb is None:
+                    emb = embedder.embed(img, masks)
+                b = chooser.choose(fam, step_features(emb[k], img, masks[k]), table.bin_of(fams[fam]))
+                if b is None:
+                    continue
+                tool, params = table.entry(fam, b)
             img = apply(img, tool, params, mask=masks[k])
+            emb = None
             steps.append((k, tool, params))
     return img, steps
