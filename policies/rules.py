@@ -210,9 +210,11 @@ class PerceivePlanner(Planner):
             ``min_area`` of the image and its pooled probability reaches ``family_masks.thresholds`` (at most
             one step per family; the result's regions are these masks, which may overlap; ``masks=`` given
             to :meth:`restore` are not used).
-        choose: ``"table"`` (default: each step takes the table's entry for the perceived severity), ``"learned"``
-            (the shipped :class:`~policies.step_chooser.StepChooser`) or the path of a step-chooser JSON: per step,
-            the severity bin whose entry is predicted to restore the region best, or no step (proposer regions only).
+        choose: ``"table"`` (default: each step takes the table's entry for the perceived severity) or the path of a
+            step-chooser JSON (:class:`~policies.step_chooser.StepChooser`, ``experiments/fit_step_chooser.py``): per
+            step, the severity bin whose entry is predicted to restore the region best, or no step (proposer regions
+            only). None is shipped: the one fitted in stop 27 lost on new photos
+            (``experiments/results/step_chooser/README.md``).
         Other keyword arguments as :class:`~policies.base.Planner` (``judge`` is ignored).
 
     Attribute ``deploy_tile``: :data:`DEPLOY_TILE` in spatial mode with proposer regions (else None):
@@ -275,21 +277,20 @@ class PerceivePlanner(Planner):
         self.chooser = self._load_chooser(choose, weights)
 
     def _load_chooser(self, choose: str | Path, weights: str | Path | None) -> Any:
-        """None for ``choose="table"``, else the :class:`~policies.step_chooser.StepChooser` it names (``"learned"``:
-        the shipped one), checked against the encoder and the table; errors name the problem."""
+        """None for ``choose="table"``, else the :class:`~policies.step_chooser.StepChooser` at that path, checked
+        against the encoder and the table; errors name the problem."""
         if not isinstance(choose, (str, Path)) or str(choose) == "":
-            raise ValueError(f"choose must be 'table', 'learned' or the path of a step-chooser JSON, got {choose!r}")
+            raise ValueError(f"choose must be 'table' or the path of a step-chooser JSON, got {choose!r}")
         if str(choose) == "table":
             return None
         if self.regions != "proposer":
             raise ValueError("choose= needs regions='proposer' (the step chooser decides per region step)")
         from ir_env.encoder.learned import DEFAULT_WEIGHTS, weights_fingerprint
-        from policies.step_chooser import DEFAULT_STEP_CHOOSER, StepChooser
+        from policies.step_chooser import StepChooser
 
-        path = DEFAULT_STEP_CHOOSER if str(choose) == "learned" else Path(choose)
+        path = Path(choose)
         if not path.is_file():
-            raise ValueError(f"step chooser {path} not found" + (" (none is shipped yet: pass choose=PATH of one "
-                             "made by experiments/fit_step_chooser.py)" if str(choose) == "learned" else ""))
+            raise ValueError(f"step chooser {path} not found (make one with experiments/fit_step_chooser.py)")
         chooser = StepChooser.load(path)
         chooser.check_encoder(weights_fingerprint(weights if weights is not None else DEFAULT_WEIGHTS))
         if chooser.bins != self.table.bins:

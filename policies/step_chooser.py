@@ -12,6 +12,9 @@ Per family it is a ridge regression on standardised features: the encoder's regi
 family probabilities, severities, pooled features; :meth:`ir_env.encoder.learned.LearnedEmbedder.embed`) and
 :func:`region_stats` (15 numbers). Hand-written on purpose: a linear model per family stores in a few kB of JSON,
 and scikit-learn is used only to fit it (``experiments/fit_step_chooser.py``).
+
+Not shipped: the chooser fitted on the train photos in stop 27 gained there and lost on the test and holdout photos
+(-0.22 ± 0.13 dB pooled; ``experiments/results/step_chooser/README.md``). ``perceive:choose=PATH`` runs one.
 """
 
 from __future__ import annotations
@@ -25,8 +28,6 @@ import numpy as np
 
 #: Format tag of the chooser JSON.
 STEP_CHOOSER_FORMAT = "spatial-ir-step-chooser/1"
-#: Where ``perceive:choose=learned`` reads its chooser.
-DEFAULT_STEP_CHOOSER = Path(__file__).resolve().parent.parent / "ir_env" / "data" / "step_chooser.json"
 #: Names of :func:`region_stats`' numbers.
 STAT_NAMES: tuple[str, ...] = ("lum_mean", "lum_std", "lum_p1", "lum_p50", "lum_p99", "dark_p1", "dark_p5",
                                "dark_p50", "r_std", "g_std", "b_std", "area", "sat_mean", "grad_mean", "lum_p10")
