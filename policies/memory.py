@@ -235,7 +235,8 @@ class ExperienceMemory:
 class MemoryPlanner(Planner):
     """Retrieve-and-try planner over an :class:`ExperienceMemory` (see the module docstring).
 
-    Args (besides :class:`~policies.base.Planner`'s; ``judge`` default ``brisque``, ``"none"`` = no judge):
+    Args (besides :class:`~policies.base.Planner`'s; ``judge`` default ``npsnr``, the project's default
+    no-reference judge as on the command line; ``"none"`` = no judge):
         memory: an :class:`ExperienceMemory`, a JSON path (loaded if it exists, else an empty memory that
             :meth:`save` / ``autosave`` write there) or ``None`` (the shipped memory
             ``policies/distill/models/memory_spatial.json`` if present, else empty).
@@ -250,7 +251,7 @@ class MemoryPlanner(Planner):
 
     def __init__(self, memory: ExperienceMemory | str | Path | None = None, tries: int = 3, learn: bool = True,
                  autosave: bool = False, embedding: str = "handcrafted", threshold: float = 0.0,
-                 judge: str | None = "brisque", **kwargs: Any) -> None:
+                 judge: str | None = "npsnr", **kwargs: Any) -> None:
         if judge in ("none", ""):
             judge = None
         super().__init__(judge=judge, **kwargs)
@@ -306,7 +307,10 @@ class MemoryPlanner(Planner):
                 if self.judge is None:
                     best = (math.nan, out, math.nan, sched)
                     break
-                s = self.judge.score(out, reference)
+                try:
+                    s = self.judge.score(out, reference)
+                except ValueError:  # the judge is undefined on this try (brisque on a flat output): never keep it
+                    continue
                 g = self.judge.gain(score, s)
                 if g > self.threshold and (best is None or g > best[0]):
                     best = (g, out, s, sched)

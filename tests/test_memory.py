@@ -165,3 +165,19 @@ def test_prefill_from_trajectories() -> None:
     assert entry.gain == pytest.approx(3.0)
     np.testing.assert_allclose(entry.key, key(1.5))
     assert ExperienceMemory().add_trajectories(TrajectoryData(a, meta), min_gain=5.0) == 0
+
+
+def test_default_judge_matches_the_command_line_and_unscorable_tries_are_skipped() -> None:
+    assert make_planner("memory").judge.label == "npsnr"  # as `spatial-ir ... --planner memory`
+    scene = _scene(48)
+    masks = np.ones((1, 48, 48), bool)
+    emb = make_embedder("handcrafted").embed(scene.degraded, masks)[0]
+    mem = ExperienceMemory()
+    flat = [("gamma_correct", {"gamma": 1.0, "gain": 4.0}), ("gamma_correct", {"gamma": 1.0, "gain": 4.0}),
+            ("gamma_correct", {"gamma": 1.0, "gain": 4.0})]  # drives every pixel to 1.0: brisque is undefined there
+    mem.add(emb, flat, 1.0)
+    mem.add(emb + 0.1, DENOISE, 0.5)
+    planner = make_planner("memory", memory=mem, judge="brisque", mode="global", tries=2, learn=False)
+    out = planner.restore(np.clip(scene.degraded * 0.3 + 0.5, 0, 1).astype(np.float32))
+    assert out.tool_calls == 4 and out.iqa_calls == 3  # the input, then both tries (one undefined, so dropped)
+    assert all(s.tool == "tv_denoise" for s in out.trace)  # never the unscorable try
