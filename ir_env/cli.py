@@ -69,9 +69,12 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     return 0
 
 
-def check_output_file(path: str | Path, image: bool = False) -> Path:
-    """An output file path, checked before any work: not an existing directory, no parent that is a file,
-    and (``image``) an extension the image writer knows. ``ValueError`` naming the problem otherwise."""
+def check_output_file(path: str | Path, image: bool = False, plot: bool = False) -> Path:
+    """An output file path, checked before any work: not an existing directory, no parent that is a file, a
+    folder that exists (it is created now) and is writable, and an extension the image writer (``image``) or
+    matplotlib (``plot``) knows. ``ValueError`` naming the output and the problem otherwise."""
+    import os
+
     from ir_env.imageio import IMAGE_EXTENSIONS
 
     p = Path(path)
@@ -82,6 +85,20 @@ def check_output_file(path: str | Path, image: bool = False) -> Path:
             raise ValueError(f"cannot write {p}: {parent} is a file, not a directory")
     if image and p.suffix.lower() not in IMAGE_EXTENSIONS:
         raise ValueError(f"output {p}: unknown image extension {p.suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
+    if plot:
+        from matplotlib.backend_bases import FigureCanvasBase
+
+        kinds = sorted(FigureCanvasBase.get_supported_filetypes())
+        if p.suffix.lower().lstrip(".") not in kinds:
+            raise ValueError(f"plot {p}: unknown plot extension {p.suffix!r}; use one of "
+                             f"{', '.join('.' + k for k in kinds)}")
+    folder = p.parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise ValueError(f"cannot write {p}: cannot create its folder {folder} ({e.strerror or e})") from None
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"cannot write {p}: its folder {folder} is not writable")
     return p
 
 
@@ -119,13 +136,15 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from policies.evaluation import parse_planner_spec
 
     img = read_image(args.image)
-    if args.size:
-        img = center_crop(img, args.size)
     ref = None
     if args.reference:
         ref = read_image(args.reference)
-        if args.size:
-            ref = center_crop(ref, args.size)
+        if ref.shape != img.shape:  # checked before --size crops both, which would hide the mismatch
+            raise ValueError(f"--reference {args.reference} is {ref.shape[1]}x{ref.shape[0]} px, the image "
+                             f"{img.shape[1]}x{img.shape[0]}: the clean reference must be the same picture")
+    if args.size:
+        img = center_crop(img, args.size)
+        ref = center_crop(ref, args.size) if ref is not None else None
     spec = (args.planner + (f":{args.mode}" if args.mode else "")
             + (f":tile={args.tile}" if args.tile is not None else ""))
     check_output_file(args.output, image=True)
@@ -165,9 +184,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dup = sorted({s for s in specs if specs.count(s) > 1})
     if dup:
         raise ValueError(f"--planners names {', '.join(dup)} more than once")
-    for path in (args.json, args.markdown, args.plot):
+    for path in (args.json, args.markdown):
         if path:
             check_output_file(path)
+    if args.plot:
+        check_output_file(args.plot, plot=True)
     split = "test" if args.images == "builtin" else "all"
     items = load_named_corpus(args.images, split=split)
     if args.max_images:
@@ -328,6 +349,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         warnings.showwarning = one_line_warning  # e.g. "skipping unreadable image ...", without a source line
         try:
             return COMMANDS[args.command](args)
+        except BrokenPipeError:  # the reader went away (`spatial-ir tools | head`): stop quietly
+            import os
+
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error at exit's flush
+            return 0
         except (ValueError, OSError, KeyError, RuntimeError, cv2_error()) as exc:
             msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             print(f"{start}error: {msg}", file=sys.stderr)

@@ -11,6 +11,18 @@ import numpy as np
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
 
 
+def _decode_quietly(data: np.ndarray) -> np.ndarray | None:
+    """``cv2.imdecode`` with OpenCV's own error log silenced: a corrupt file gets this module's one-line
+    ``ValueError`` instead of an extra ``[ERROR] loadsave.cpp`` line on stderr first."""
+    log = cv2.utils.logging
+    level = log.getLogLevel()
+    log.setLogLevel(log.LOG_LEVEL_SILENT)
+    try:
+        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    finally:
+        log.setLogLevel(level)
+
+
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as float32 HxWx3 RGB in [0, 1].
 
@@ -25,7 +37,7 @@ def read_image(path: str | Path) -> np.ndarray:
     if p.is_dir():
         raise ValueError(f"expected an image file, got a directory: {p}")
     data = np.fromfile(str(p), dtype=np.uint8)
-    arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED) if data.size else None
+    arr = _decode_quietly(data) if data.size else None
     if arr is None:
         raise ValueError(f"cannot decode image file (corrupt or unsupported format): {p}")
     if arr.dtype == np.uint16:

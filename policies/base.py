@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from ir_env.quality import metric_info
 from ir_env.regions import make_proposer
 from policies.judge import Judge
 from restorers import apply, check_image, check_mask
@@ -130,7 +131,9 @@ class Planner(abc.ABC):
         self.region_proposer = region_proposer if mode == "spatial" else "whole"
         self.max_regions = int(max_regions) if mode == "spatial" else 1
         self.proposer = make_proposer(self.region_proposer, max_regions=self.max_regions, seed=seed)
-        self.judge = Judge(judge) if (judge and self.uses_judge) else None
+        if isinstance(judge, str) and judge not in ("", "none"):
+            metric_info(judge)  # an unknown name is an error even for a planner that never judges
+        self.judge = Judge(judge) if (judge and judge != "none" and self.uses_judge) else None
         self.max_steps = int(max_steps)
         self.seed = int(seed)
         self._env: Any = None

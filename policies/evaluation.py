@@ -52,16 +52,18 @@ def parse_planner_spec(spec: str, default_judge: str = DEFAULT_JUDGE, default_mo
         raise ValueError("empty planner spec")
     name, kw = parts[0], dict(common)
     kw.setdefault("mode", default_mode)
-    judge = default_judge
+    judge, judged = default_judge, ""  # judged: the spec's own judge option, if any
     for opt in parts[1:]:
         if opt in ("spatial", "global"):
             kw["mode"] = opt
         elif opt == "oracle":
-            judge = "psnr"
+            judge, judged = "psnr", opt
         elif "=" in opt:
             k, v = opt.split("=", 1)
+            if not k:
+                raise ValueError(f"planner spec {spec!r}: option {opt!r} has no name (use key=value)")
             if k == "judge":
-                judge = v
+                judge, judged = v, opt
             elif k == "path":
                 kw[k] = v  # a file path: never parsed as numbers (not even a bare number as a file name)
             else:
@@ -71,6 +73,8 @@ def parse_planner_spec(spec: str, default_judge: str = DEFAULT_JUDGE, default_mo
                              "judge=METRIC or key=value)")
     kw["judge"] = judge
     planner = make_planner(name, **kw)
+    if judged and not planner.uses_judge:
+        raise ValueError(f"planner spec {spec!r}: {name!r} never judges a candidate, so {judged!r} would be ignored")
     needs_ref = bool(planner.judge is not None and planner.judge.needs_reference)
     return planner, needs_ref
 

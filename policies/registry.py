@@ -78,6 +78,11 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
         raise ValueError(f"planner {name!r}: an option has the wrong type ({e})") from None
     except ValueError as e:
         msg = str(e)
+        bad = re.search(r"(?:could not convert string to float|invalid literal for int\(\) with base 10): '([^']*)'",
+                        msg)
+        named = [k for k, v in kwargs.items() if isinstance(v, str) and bad and v == bad.group(1)]
+        if named:  # a text where a number belongs: name the option, not Python's conversion
+            raise ValueError(f"planner {name!r}: option {named[0]}={bad.group(1)!r} must be a number") from None
         raise ValueError(msg if name in msg else f"planner {name!r}: {msg}") from None
     if tile is None:  # the planner's own deployment tile (the crop size it was trained on), if it names one
         tile = getattr(planner, "deploy_tile", None)

@@ -82,7 +82,20 @@ def test_degrade_accepts_greyscale_and_any_size(tmp_path: Path) -> None:
         (["bench", "--steps", "0"], "--steps must be >= 1"),
         (["demo", "-o", "{photo}"], "is a file, not a directory"),
         (["train", "--config", "{badyaml}"], "invalid YAML"),
-        (["restore", "{photo}", "-o", "x.png", "--planner", "random:max_steps=abc"], "planner 'random': invalid"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "random:max_steps=abc"],
+         "planner 'random': option max_steps='abc' must be a number"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "greedy:threshold=abc"],
+         "planner 'greedy': option threshold='abc' must be a number"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "perceive:=3"], "option '=3' has no name"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "perceive:oracle"], "never judges a candidate"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "fixed:judge=psnr"], "never judges a candidate"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "perceive", "--judge", "foo"], "unknown metric 'foo'"),
+        (["restore", "{photo}", "-o", "/proc/spatial_ir_nope/x.png", "--planner", "fixed"], "cannot create its folder"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "fixed", "--trace", "/proc/spatial_ir_nope/t.json"],
+         "cannot write /proc/spatial_ir_nope/t.json"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "greedy:oracle", "--reference", "{small}", "--size", "32"],
+         "the clean reference must be the same picture"),
+        (["evaluate", "--planners", "fixed", "--plot", "x.xyz"], "unknown plot extension '.xyz'"),
         (["encoder-eval", "--crops", "0"], "--crops and --train-crops must be >= 1"),
     ],
 )
@@ -93,7 +106,9 @@ def test_bad_input_one_clear_line(argv: list[str], msg: str, tmp_path: Path, pho
     bad_yaml = tmp_path / "bad.yaml"
     bad_yaml.write_text("name: [1\n")
     (tmp_path / "adir").mkdir()
-    subs = {"{photo}": photo_file, "{corrupt}": corrupt, "{dir}": tmp_path / "adir", "{badyaml}": bad_yaml}
+    small = write_image(tmp_path / "small.png", np.full((40, 40, 3), 0.5, np.float32))
+    subs = {"{photo}": photo_file, "{corrupt}": corrupt, "{dir}": tmp_path / "adir", "{badyaml}": bad_yaml,
+            "{small}": small}
     for key, value in subs.items():
         argv = [a.replace(key, str(value)) for a in argv]
     argv = [str(tmp_path / a) if a in ("x", "x.png", "x.xyz") else a for a in argv]
@@ -194,3 +209,18 @@ def test_warnings_are_one_line(tmp_path: Path, photo: np.ndarray, capsys: pytest
     assert main(["evaluate", "--images", str(folder), "--planners", "fixed", "--size", "32"]) == 0
     err = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
     assert len(err) == 1 and err[0].startswith("warning: skipping unreadable image") and "d.png" in err[0]
+
+
+def test_a_corrupt_file_gives_one_line_and_no_opencv_log(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    fake = tmp_path / "fake.png"
+    fake.write_bytes(b"GIF89a" + bytes(20))  # a GIF header cut short, named .png
+    assert main(["degrade", str(fake), "-o", str(tmp_path / "out")]) == 2
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: cannot decode image file"), err
+
+
+def test_nothing_is_written_when_an_output_is_bad(tmp_path: Path, photo_file: Path) -> None:
+    out = tmp_path / "out.png"
+    assert main(["restore", str(photo_file), "-o", str(out), "--planner", "fixed", "--trace",
+                 "/proc/spatial_ir_nope/t.json"]) == 2
+    assert not out.exists()  # refused before the restore, not after writing the image
