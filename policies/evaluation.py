@@ -17,8 +17,8 @@ import numpy as np
 from tqdm import tqdm
 
 from ir_env.corpus import center_crop
-from ir_env.quality import get_metric
-from ir_env.recipes import synthesize
+from ir_env.quality import get_metric, metric_info
+from ir_env.recipes import list_recipes, synthesize
 from policies.base import Planner
 from policies.registry import make_planner
 
@@ -102,6 +102,11 @@ def evaluate(items: Sequence[tuple[str, np.ndarray]], recipe: str, planner_specs
     with every planner, and return the evaluate JSON (DESIGN.md): per-planner means and per-image rows.
     ``size`` > 0 centre-crops the photos to ``size`` px first. ``on_result(image_name, spec, scene,
     result)`` is called after every restoration (e.g. to keep the images)."""
+    if recipe not in list_recipes():  # checked before the progress bar starts, like every input below
+        raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(list_recipes())}")
+    smallest = metric_info("ssim").min_size  # every row reports SSIM
+    if 0 < size < smallest:
+        raise ValueError(f"size must be 0 (whole photos) or at least {smallest} px (SSIM is reported), got {size}")
     planners = [(spec, *parse_planner_spec(spec, default_judge=judge, seed=seed, **(planner_kwargs or {})))
                 for spec in planner_specs]
     rows: list[dict[str, Any]] = []

@@ -96,6 +96,8 @@ def test_degrade_accepts_greyscale_and_any_size(tmp_path: Path) -> None:
         (["restore", "{photo}", "-o", "x.png", "--planner", "greedy:oracle", "--reference", "{small}", "--size", "32"],
          "the clean reference must be the same picture"),
         (["evaluate", "--planners", "fixed", "--plot", "x.xyz"], "unknown plot extension '.xyz'"),
+        (["evaluate", "--planners", "fixed", "--recipe", "nope"], "unknown recipe 'nope'"),
+        (["evaluate", "--planners", "fixed", "--size", "8"], "at least 11 px"),
         (["encoder-eval", "--crops", "0"], "--crops and --train-crops must be >= 1"),
     ],
 )
