@@ -40,10 +40,11 @@ def action_to_joint(env: gym.Env, action: dict[str, Any]) -> int:
     return int(action["region"]) * base.num_tools + int(action["tool"])
 
 
-class BoxAction(gym.ActionWrapper):
+class BoxAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     """Encode the hybrid action as one ``Box``: ``[joint_index, θ1..θP]`` (see module docstring)."""
 
     def __init__(self, env: gym.Env) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self)  # so gymnasium can re-create the wrapper (check_env)
         super().__init__(env)
         base = _base(env)
         self.num_joint = base.max_regions * base.num_tools + 1
@@ -70,10 +71,11 @@ class BoxAction(gym.ActionWrapper):
         return _base(self.env).action_masks()
 
 
-class MultiDiscreteAction(gym.ActionWrapper):
+class MultiDiscreteAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     """Encode the action as ``MultiDiscrete([K*T + 1] + [bins] * P)``; params at ``linspace(-1, 1, bins)``."""
 
     def __init__(self, env: gym.Env, bins: int = 5) -> None:
+        gym.utils.RecordConstructorArgs.__init__(self, bins=bins)
         super().__init__(env)
         if int(bins) < 2:
             raise ValueError(f"bins must be >= 2, got {bins}")

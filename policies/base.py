@@ -186,7 +186,9 @@ class Planner(abc.ABC):
         On an episode's first step the planner runs :meth:`restore` on the env's degraded image with the
         env's regions (and its clean image when the judge is an oracle) and then replays that plan one
         step per call, ending with STOP. Actions are encoded for the attached env's action space (native
-        Dict, :class:`~ir_env.wrappers.BoxAction` or :class:`~ir_env.wrappers.MultiDiscreteAction`).
+        Dict, :class:`~ir_env.wrappers.BoxAction` or :class:`~ir_env.wrappers.MultiDiscreteAction`), one per
+        env of an attached VecEnv, or batched (one row) when a single attached env is driven through a VecEnv,
+        as ``evaluate_policy`` does with a plain env.
         """
         from policies.actions import encode_action
 
@@ -206,7 +208,8 @@ class Planner(abc.ABC):
             plan = self._plans[i]
             step = plan.pop(0) if plan and s.steps < base.max_steps else None
             actions.append(encode_action(env, step))
-        if len(envs) == 1 and not hasattr(self._env, "envs"):
+        batched = isinstance(observation, Mapping) and np.ndim(observation.get("valid")) == 2  # from a VecEnv
+        if len(envs) == 1 and not hasattr(self._env, "envs") and not batched:
             return actions[0], state
         if isinstance(actions[0], dict):
             return {k: np.stack([a[k] for a in actions]) for k in actions[0]}, state

@@ -67,6 +67,15 @@ def test_sb3_check_env_on_wrappers(wrapper: type) -> None:
         check_env(env, warn=True)
 
 
+@pytest.mark.parametrize("wrapper", [BoxAction, MultiDiscreteAction])
+def test_gymnasium_check_env_on_wrappers(wrapper: type) -> None:
+    from gymnasium.utils.env_checker import check_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        check_env(wrapper(make("SpatialIR-Lite-v0")), skip_render_check=True)  # re-creates the wrapper too
+
+
 def _rollout(env: gym.Env, seed: int, n: int = 3) -> tuple[list, list[float], np.ndarray]:
     obs, _ = env.reset(seed=seed)
     env.action_space.seed(seed)

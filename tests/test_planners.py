@@ -118,6 +118,24 @@ def test_predict_drives_the_env_like_an_sb3_model(wrapper: str) -> None:
         assert all(r > -0.2 for r in rewards)
 
 
+@pytest.mark.parametrize("wrapper", ["box", "multidiscrete"])
+def test_evaluate_policy_on_a_plain_env(wrapper: str) -> None:
+    import gymnasium as gym
+    from stable_baselines3.common.evaluation import evaluate_policy
+
+    import ir_env  # noqa: F401
+    from ir_env.wrappers import BoxAction, MultiDiscreteAction
+
+    env = {"box": BoxAction, "multidiscrete": MultiDiscreteAction}[wrapper](
+        gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=3))
+    planner = make_planner("greedy", judge="psnr", tools=_cheap_tools(), max_steps=3).attach(env)
+    rewards, lengths = evaluate_policy(planner, env, n_eval_episodes=2, return_episode_rewards=True)  # SB3 wraps it
+    assert len(rewards) == 2 and all(1 <= n <= 3 + 1 for n in lengths)
+    obs, _ = env.reset(seed=0)
+    action, _ = planner.predict(obs)  # unbatched observation: unbatched action, as before
+    assert np.shape(action) == env.action_space.shape
+
+
 def test_predict_on_native_dict_env_replays_the_plan() -> None:
     import gymnasium as gym
 
