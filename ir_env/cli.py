@@ -207,9 +207,14 @@ def cmd_train(args: argparse.Namespace) -> int:
     """Train a PPO planner from a YAML config (policies/ppo/train.py)."""
     from policies.ppo.train import train_from_config
 
-    run_dir = train_from_config(args.config, total_timesteps=args.total_timesteps or None,
-                                n_envs=args.n_envs or None, resume=args.resume or None,
-                                output_dir=args.output_dir or None, progress_bar=False if args.no_progress else None)
+    for flag, value in (("--total-timesteps", args.total_timesteps), ("--n-envs", args.n_envs)):
+        if value is not None and value < 1:
+            raise ValueError(f"{flag} must be >= 1, got {value}")
+    if args.output_dir is not None and not args.output_dir.strip():
+        raise ValueError("--output-dir is empty; give a folder (the config's output_dir is used without the flag)")
+    run_dir = train_from_config(args.config, total_timesteps=args.total_timesteps, n_envs=args.n_envs,
+                                resume=args.resume or None, output_dir=args.output_dir,
+                                progress_bar=False if args.no_progress else None)
     files = [f for f in ("model.zip", "best_model.zip", "config.yml") if (run_dir / f).exists()]
     print(f"wrote {', '.join(f'{run_dir}/{f}' for f in files)}; TensorBoard: tensorboard --logdir {run_dir}")
     return 0
@@ -309,10 +314,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("train", help="train a PPO planner from a YAML config (TensorBoard logs under runs/)")
     s.add_argument("--config", required=True, help="training YAML, e.g. experiments/configs/ppo_spatial.yaml")
-    s.add_argument("--total-timesteps", type=int, default=0, help="override the config's total_timesteps")
-    s.add_argument("--n-envs", type=int, default=0, help="override the config's n_envs (parallel env workers)")
-    s.add_argument("--resume", default="", help="continue from this checkpoint .zip (same run folder)")
-    s.add_argument("--output-dir", default="", help="override the config's output_dir (default runs)")
+    s.add_argument("--total-timesteps", type=int, default=None, help="override the config's total_timesteps "
+                   "(SB3 rounds it up to whole rollouts of ppo.n_steps x n_envs; with --resume: the total, counting "
+                   "the checkpoint's steps)")
+    s.add_argument("--n-envs", type=int, default=None, help="override the config's n_envs (parallel env workers)")
+    s.add_argument("--resume", default="", help="continue from this checkpoint .zip, in the run folder it belongs to "
+                   "(unless --output-dir is given); its eval history and best model are kept")
+    s.add_argument("--output-dir", default=None, help="override the config's output_dir (default runs)")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("bench", help="env speed figures (steps/s, reset time, overhead share, 2-worker scaling)")

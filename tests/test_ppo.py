@@ -4,6 +4,8 @@ PPO / MaskablePPO runs, a learning check, the ``spatial-ir train`` command and t
 from __future__ import annotations
 
 import math
+import re
+import shutil
 from pathlib import Path
 
 import gymnasium as gym
@@ -314,6 +316,69 @@ def test_a_missing_resume_file_changes_nothing(tiny_run: Path) -> None:
     with pytest.raises(FileNotFoundError, match="resume checkpoint not found"):
         train_from_dict({**raw, "total_timesteps": 999, "progress_bar": False}, resume=str(tiny_run / "missing.zip"))
     assert (tiny_run / "config.yml").read_bytes() == before  # the run's config still describes its model
+
+
+def _raw_of(run: Path) -> dict:
+    cfg = read_model_config(run / "model.zip")
+    return {k: cfg[k] for k in ("name", "env_id", "env_kwargs", "policy_kwargs", "ppo", "output_dir")}
+
+
+@pytest.mark.parametrize("section, value, msg", [
+    ("env_kwargs", {"imagesize": 64}, "config env_kwargs has no key 'imagesize'"),
+    ("env_kwargs", {"max_regions": "four"}, "config env_kwargs.max_regions='four' must be a number"),
+    ("policy_kwargs", {"hiden": 16}, "config policy_kwargs has no key 'hiden'"),
+    ("ppo", {"learning_rate": "fast"}, "config ppo: "),
+    ("ppo", {"batch_size": 0}, "config ppo: "),
+])
+def test_a_bad_config_is_named_and_leaves_the_run_as_it_was(tiny_run: Path, tmp_path: Path, section: str,
+                                                            value: dict, msg: str) -> None:
+    run = Path(shutil.copytree(tiny_run, tmp_path / "tiny"))
+    before = (run / "config.yml").read_bytes()
+    raw = {**_raw_of(run), "output_dir": str(tmp_path), "total_timesteps": 64, "progress_bar": False}
+    raw[section] = {**raw[section], **value}
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        train_from_dict(raw)
+    assert (run / "config.yml").read_bytes() == before  # written only once everything is built
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        train_from_dict({**raw, "name": "fresh"})
+    assert not (tmp_path / "fresh").exists()  # no empty run folder left behind
+
+
+def test_resume_continues_in_the_checkpoints_run_with_its_eval_history(tiny_run: Path, tmp_path: Path) -> None:
+    from stable_baselines3 import PPO
+
+    run = Path(shutil.copytree(tiny_run, tmp_path / "tiny"))
+    ckpt = run / "checkpoints" / "model_64_steps.zip"
+    raw = {**_raw_of(run), "output_dir": str(tmp_path / "elsewhere"), "eval": {"freq": 64, "episodes": 2},
+           "checkpoint_freq": 0, "progress_bar": False}
+    with pytest.raises(ValueError, match="already holds 64 steps and total_timesteps is 64: nothing to train"):
+        train_from_dict({**raw, "total_timesteps": 64}, resume=str(ckpt))
+    with np.load(run / "eval" / "evaluations.npz") as old:
+        first = int(old["timesteps"][0])
+    out = train_from_dict({**raw, "total_timesteps": 128}, resume=str(ckpt))
+    assert out == run and not (tmp_path / "elsewhere").exists()  # the checkpoint's run folder, not the config's
+    assert PPO.load(run / "model.zip", device="cpu").num_timesteps == 128
+    with np.load(run / "eval" / "evaluations.npz") as new:
+        assert [int(t) for t in new["timesteps"]] == [first, 128]  # the evaluation up to step 64 kept
+    assert read_model_config(run / "model.zip")["trained_timesteps"] == 128
+    (tmp_path / "not.zip").write_text("no")
+    with pytest.raises(ValueError, match="is not a model .zip"):
+        train_from_dict({**raw, "total_timesteps": 256}, resume=str(tmp_path / "not.zip"))
+
+
+def test_cli_train_refuses_zero_steps_workers_and_empty_configs(tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture[str]) -> None:
+    from ir_env.cli import main
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: x\n")
+    for argv, msg in ((["--total-timesteps", "0"], "--total-timesteps must be >= 1"),
+                      (["--n-envs", "0"], "--n-envs must be >= 1"), (["--output-dir", ""], "--output-dir is empty")):
+        assert main(["train", "--config", str(cfg), *argv]) == 2
+        assert msg in capsys.readouterr().err
+    cfg.write_text("")
+    assert main(["train", "--config", str(cfg)]) == 2
+    assert "the config is empty" in capsys.readouterr().err
 
 
 def test_config_errors_are_clear() -> None:

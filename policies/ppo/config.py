@@ -109,9 +109,12 @@ def load_config(path: str | Path, **overrides: Any) -> dict[str, Any]:
     if not p.is_file():
         raise FileNotFoundError(f"config file not found: {p}")
     try:
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
         raise ValueError(f"{p}: invalid YAML ({' '.join(str(e).split())})") from None
+    if raw is None:
+        raise ValueError(f"{p}: the config is empty (name at least the run: name: my_run; keys: "
+                         f"{', '.join(DEFAULTS)})")
     if not isinstance(raw, Mapping):
         raise ValueError(f"{p}: the config must be a YAML mapping")
     return resolve_config(raw, **overrides)

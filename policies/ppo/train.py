@@ -130,8 +130,70 @@ def _tool_info(cfg: Mapping[str, Any]) -> dict[str, Any]:
             "encoder_sha256": observation_fingerprint(dict(cfg["env_kwargs"]))}
 
 
+def one_line(exc: BaseException) -> str:
+    """``exc``'s message on one line, without a leading ``Error:`` (SB3's load errors start with one)."""
+    import re
+
+    return re.sub(r"^Error: ", "", " ".join(str(exc).split())) or type(exc).__name__
+
+
+def config_error(section: str, kwargs: Mapping[str, Any], exc: BaseException) -> ValueError:
+    """A ``ValueError`` naming the config ``section`` (and key, when it can be found) behind ``exc``, an error a
+    library raised while building the env, the policy or the algorithm from ``kwargs``."""
+    import re
+
+    msg = one_line(exc)
+    unknown = re.search(r"unexpected keyword argument '([^']+)'", msg)
+    if unknown:
+        return ValueError(f"config {section} has no key {unknown.group(1)!r} ({msg.split('(')[0].strip()} "
+                          "does not take it)")
+    number = re.search(r"(?:could not convert string to float|invalid literal for int\(\) with base 10): '([^']*)'",
+                       msg)
+    keys = [k for k, v in kwargs.items() if number and isinstance(v, str) and v == number.group(1)]
+    if keys:
+        return ValueError(f"config {section}.{keys[0]}={number.group(1)!r} must be a number")
+    return ValueError(f"config {section}: {msg}")
+
+
+def resume_location(resume: str | Path) -> tuple[str, str] | None:
+    """(output_dir, name) of the run folder a checkpoint belongs to (``<dir>/<name>/model.zip``, ``best_model.zip``
+    or ``<dir>/<name>/checkpoints/model_<n>_steps.zip``, where ``config.yml`` sits), or None when the file is not
+    inside a run folder."""
+    run = Path(resume).parent
+    if run.name == "checkpoints":
+        run = run.parent
+    if not (run / "config.yml").is_file():
+        return None
+    return str(run.parent), run.name
+
+
+def _restore_eval_history(callback: Any, path: Path, up_to: int) -> None:
+    """Give a resumed run's eval callback the evaluations already in ``path`` (``evaluations.npz``) made at or
+    before step ``up_to``, and their best mean reward, so the file keeps its history and ``best_model.zip`` is
+    replaced only by a better evaluation."""
+    if not path.is_file():
+        return
+    with np.load(path) as old:
+        keep = np.asarray(old["timesteps"]) <= up_to
+        callback.evaluations_timesteps = [int(t) for t in np.asarray(old["timesteps"])[keep]]
+        callback.evaluations_results = [list(r) for r in np.asarray(old["results"])[keep]]
+        callback.evaluations_length = [list(r) for r in np.asarray(old["ep_lengths"])[keep]]
+        if "successes" in old.files:
+            callback.evaluations_successes = [list(r) for r in np.asarray(old["successes"])[keep]]
+    if callback.evaluations_results:
+        callback.best_mean_reward = float(max(np.mean(r) for r in callback.evaluations_results))
+
+
 def train(cfg: Mapping[str, Any]) -> Path:
-    """Train with a resolved config (see :mod:`policies.ppo.config`); returns the run folder."""
+    """Train with a resolved config (see :mod:`policies.ppo.config`); returns the run folder.
+
+    Everything a config can get wrong (env, policy and algorithm keyword arguments, a resume checkpoint that does
+    not fit or already holds ``total_timesteps``) is found before the run folder's ``config.yml`` is written, so a
+    failed start leaves an existing run as it was; errors are ``ValueError`` naming the config section and key.
+    ``total_timesteps`` is rounded up by SB3 to whole rollouts (``ppo.n_steps * n_envs``); ``config.yml`` records
+    the steps actually trained as ``trained_timesteps``."""
+    import zipfile
+
     import stable_baselines3
     import torch
     from stable_baselines3.common.callbacks import CallbackList, CheckpointCallback
@@ -142,49 +204,74 @@ def train(cfg: Mapping[str, Any]) -> Path:
     resume = cfg.get("resume")
     if resume and not Path(resume).is_file():  # before anything is written: the run's config.yml stays as it was
         raise FileNotFoundError(f"resume checkpoint not found: {resume}")
+    if resume and not zipfile.is_zipfile(resume):
+        raise ValueError(f"resume checkpoint {resume} is not a model .zip saved by stable-baselines3")
     set_single_thread()
     torch.set_num_threads(int(cfg["torch_threads"]))
     run_dir = Path(cfg["output_dir"]) / str(cfg["name"])
+    existed = run_dir.exists()
+    n_envs = int(cfg["n_envs"])
+    venv = eval_env = None
+    try:
+        try:
+            info = _tool_info(cfg)
+            venv = make_vec_env(cfg)
+        except (TypeError, ValueError) as e:
+            raise config_error("env_kwargs", cfg["env_kwargs"], e) from None
+        ppo_kwargs = dict(cfg["ppo"])
+        common = {"seed": int(cfg["seed"]), "device": cfg["device"], "verbose": int(cfg["verbose"]),
+                  "tensorboard_log": str(run_dir)}
+        if resume:
+            try:
+                model = algo_class(cfg["algo"]).load(resume, env=venv, device=cfg["device"],
+                                                     tensorboard_log=str(run_dir))
+            except (ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as e:
+                raise ValueError(f"resume checkpoint {resume}: {one_line(e)}") from None
+            if int(model.num_timesteps) >= int(cfg["total_timesteps"]):
+                raise ValueError(f"resume checkpoint {resume} already holds {int(model.num_timesteps)} steps and "
+                                 f"total_timesteps is {cfg['total_timesteps']}: nothing to train (pass a larger "
+                                 "--total-timesteps)")
+        else:
+            make = make_hybrid_ppo if cfg["algo"] == "hybrid" else make_maskable_ppo
+            try:
+                model = make(venv, cfg["policy_kwargs"], **ppo_kwargs, **common)
+            except (TypeError, AssertionError, ValueError) as e:
+                section = "policy_kwargs" if "Policy" in str(e) or "net_arch" in str(e) else "ppo"
+                raise config_error(section, cfg[section] if section == "policy_kwargs" else ppo_kwargs, e) from None
+    except BaseException:
+        if venv is not None:
+            venv.close()
+        if not existed and run_dir.is_dir() and not any(run_dir.iterdir()):
+            run_dir.rmdir()  # a failed start leaves no empty run folder behind
+        raise
     run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = {**cfg, **_tool_info(cfg), "versions": {"stable_baselines3": stable_baselines3.__version__,
-                                                       "torch": torch.__version__},
+    resolved = {**cfg, **info, "versions": {"stable_baselines3": stable_baselines3.__version__,
+                                            "torch": torch.__version__},
                 "started": time.strftime("%Y-%m-%d %H:%M:%S")}
     write_config(resolved, run_dir)
-
-    n_envs = int(cfg["n_envs"])
-    venv = make_vec_env(cfg)
-    ppo_kwargs = dict(cfg["ppo"])
-    common = {"seed": int(cfg["seed"]), "device": cfg["device"], "verbose": int(cfg["verbose"]),
-              "tensorboard_log": str(run_dir)}
-    if resume:
-        model = algo_class(cfg["algo"]).load(resume, env=venv, device=cfg["device"],
-                                             tensorboard_log=str(run_dir))
-    elif cfg["algo"] == "hybrid":
-        model = make_hybrid_ppo(venv, cfg["policy_kwargs"], **ppo_kwargs, **common)
-    else:
-        model = make_maskable_ppo(venv, cfg["policy_kwargs"], **ppo_kwargs, **common)
 
     callbacks: list[Any] = [cb.RestorationStatsCallback()]
     if int(cfg["checkpoint_freq"]) > 0:
         callbacks.append(CheckpointCallback(max(1, int(cfg["checkpoint_freq"]) // n_envs),
                                             str(run_dir / "checkpoints"), name_prefix="model"))
     ev = cfg["eval"]
-    eval_env = None
     if int(ev["freq"]) > 0 and int(ev["episodes"]) > 0:
         eval_env = make_vec_env(cfg, n_envs=1, split=str(ev["split"]), seed=int(ev["seed"]))
         cls = cb.SeededEvalCallback if cfg["algo"] == "hybrid" else cb.SeededMaskableEvalCallback
-        callbacks.append(cls(eval_env, n_eval_episodes=int(ev["episodes"]),
-                             eval_freq=max(1, int(ev["freq"]) // n_envs), best_model_save_path=str(run_dir),
-                             log_path=str(run_dir / "eval"), deterministic=True, verbose=int(cfg["verbose"]),
-                             eval_seed=int(ev["seed"])))
+        eval_cb = cls(eval_env, n_eval_episodes=int(ev["episodes"]), eval_freq=max(1, int(ev["freq"]) // n_envs),
+                      best_model_save_path=str(run_dir), log_path=str(run_dir / "eval"), deterministic=True,
+                      verbose=int(cfg["verbose"]), eval_seed=int(ev["seed"]))
+        if resume:
+            _restore_eval_history(eval_cb, run_dir / "eval" / "evaluations.npz", int(model.num_timesteps))
+        callbacks.append(eval_cb)
     remaining = int(cfg["total_timesteps"]) - (int(model.num_timesteps) if resume else 0)
     try:
         with warnings.catch_warnings():  # the eval env is a DummyVecEnv on purpose (fixed, seeded episodes)
             warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
-            if remaining > 0:
-                model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name="tb",
-                            reset_num_timesteps=not resume, progress_bar=bool(cfg["progress_bar"]))
+            model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name="tb",
+                        reset_num_timesteps=not resume, progress_bar=bool(cfg["progress_bar"]))
         model.save(run_dir / "model.zip")
+        write_config({**resolved, "trained_timesteps": int(model.num_timesteps)}, run_dir)
     finally:
         venv.close()
         if eval_env is not None:
@@ -192,13 +279,23 @@ def train(cfg: Mapping[str, Any]) -> Path:
     return run_dir
 
 
+def _resume_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
+    """With ``resume=`` and no ``output_dir=``: continue in the checkpoint's own run folder (its output dir and
+    name), not in the one the config names."""
+    if overrides.get("resume") and overrides.get("output_dir") is None:
+        where = resume_location(overrides["resume"])
+        if where is not None:
+            overrides = {**overrides, "output_dir": where[0], "name": where[1]}
+    return overrides
+
+
 def train_from_config(path: str | Path, **overrides: Any) -> Path:
     """Load the YAML at ``path`` (keys: see :data:`policies.ppo.config.DEFAULTS`), apply ``overrides``
     (e.g. ``total_timesteps=``, ``n_envs=``, ``resume=``, ``output_dir=``; ``None`` ignored), train, and
-    return the run folder."""
-    return train(load_config(path, **overrides))
+    return the run folder. ``resume=`` without ``output_dir=`` continues in the checkpoint's run folder."""
+    return train(load_config(path, **_resume_overrides(overrides)))
 
 
 def train_from_dict(raw: Mapping[str, Any], **overrides: Any) -> Path:
     """Like :func:`train_from_config` from an in-memory mapping (tests, notebooks)."""
-    return train(resolve_config(raw, **overrides))
+    return train(resolve_config(raw, **_resume_overrides(overrides)))
