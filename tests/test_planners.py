@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -129,7 +131,9 @@ def test_evaluate_policy_on_a_plain_env(wrapper: str) -> None:
     env = {"box": BoxAction, "multidiscrete": MultiDiscreteAction}[wrapper](
         gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=3))
     planner = make_planner("greedy", judge="psnr", tools=_cheap_tools(), max_steps=3).attach(env)
-    rewards, lengths = evaluate_policy(planner, env, n_eval_episodes=2, return_episode_rewards=True)  # SB3 wraps it
+    with warnings.catch_warnings():  # SB3's advice to add a Monitor: this test is about the plain env
+        warnings.simplefilter("ignore", UserWarning)
+        rewards, lengths = evaluate_policy(planner, env, n_eval_episodes=2, return_episode_rewards=True)
     assert len(rewards) == 2 and all(1 <= n <= 3 + 1 for n in lengths)
     obs, _ = env.reset(seed=0)
     action, _ = planner.predict(obs)  # unbatched observation: unbatched action, as before
