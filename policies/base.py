@@ -5,6 +5,7 @@ from __future__ import annotations
 import abc
 import math
 import numbers
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -72,7 +73,7 @@ class RestorationResult:
 
     def replay(self, degraded: np.ndarray) -> np.ndarray:
         """Apply the trace's steps to ``degraded``; equals :attr:`image` for the same input."""
-        img = check_image(degraded)
+        img = np.array(check_image(degraded), dtype=np.float32)  # a new array, as restore's image
         for st in self.trace:
             img = apply(img, st.tool, st.params, mask=self.masks[st.region], feather=st.feather)
         return img
@@ -138,12 +139,30 @@ class Planner(abc.ABC):
         self.seed = int(seed)
         self._env: Any = None
         self._plans: dict[int, list[TraceStep]] = {}
+        self._restore_lock = threading.RLock()
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = dict(self.__dict__)
+        state.pop("_restore_lock", None)  # locks do not pickle; a copy gets its own
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        self._restore_lock = threading.RLock()
 
     # ---------------------------------------------------------------- restore
     def restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,
                 masks: np.ndarray | None = None) -> RestorationResult:
         """Restore ``degraded`` (float32 HxWx3 in [0, 1]). ``reference`` (the clean image) is only read by
-        a full-reference judge. ``masks`` (K,H,W bool) overrides the proposer's regions."""
+        a full-reference judge. ``masks`` (K,H,W bool) overrides the proposer's regions. The result's ``image``
+        is a new array (never ``degraded`` itself). Calls on one planner object from several threads run one
+        after another (a lock: the learned planners step one internal env); for parallel restores, build one
+        planner per thread or process."""
+        with self._restore_lock:  # one restore at a time per planner object (the learned ones step one env)
+            return self._restore(degraded, reference, masks)
+
+    def _restore(self, degraded: np.ndarray, reference: np.ndarray | None, masks: np.ndarray | None
+                 ) -> RestorationResult:
         t0 = time.perf_counter()
         img, ref = check_inputs(degraded, reference)
         if self.judge is not None and self.judge.needs_reference and ref is None:
@@ -155,6 +174,8 @@ class Planner(abc.ABC):
         if self.judge is not None:
             self.judge.reset_count()
         res = self._plan(img, ref, masks)
+        if np.shares_memory(res.image, np.asarray(degraded)) or not res.image.flags.writeable:
+            res.image = res.image.copy()  # always a new, writable array, also when no step was kept
         res.seconds = time.perf_counter() - t0
         res.planner = self.name
         res.judge = self.judge.label if self.judge is not None else ""

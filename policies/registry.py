@@ -55,7 +55,14 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
     (:class:`policies.tiled.TiledPlanner`); without ``tile=``, a planner with a ``deploy_tile`` (a PPO model whose
     ``config.yml`` says ``deploy: {tile: N}``: the shipped ``ppo``; ``perceive`` in its default spatial, proposer
     mode: 128) runs tile by tile at that size, ``tile=0`` not at all. ``tile_feather=SIGMA`` (px) sets how a tiled
-    planner blends its kept steps (default ``tile / 8``; :class:`policies.tiled.TiledPlanner`)."""
+    planner blends its kept steps (default ``tile / 8``; :class:`policies.tiled.TiledPlanner`). ``device=``
+    (planners with a network: ``perceive``, ``ppo``, ``maskable_ppo``, ``distilled``) is the torch device of the
+    planner's own network (the encoder of ``perceive``, the policy of the learned planners; their perception gate
+    and observation encoder stay on the CPU); ``"cuda"`` without a CUDA device is an error.
+
+    One planner object runs one :meth:`~policies.base.Planner.restore` at a time (a lock); build one per thread
+    for parallel work. Command-line specs (``"perceive:regions=families"``) are parsed by
+    :func:`policies.evaluation.parse_planner_spec`, not here."""
     from policies.gate import gated, resolve_gate
     from policies.tiled import feather_option, tile_option, tiled
 
@@ -63,9 +70,19 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
     try:
         factory = _FACTORIES[name]
     except KeyError:
+        if isinstance(name, str) and ":" in name and name.split(":", 1)[0] in _FACTORIES:
+            raise ValueError(f"{name!r} is a planner spec (command-line form): in Python write make_planner("
+                             f"{name.split(':', 1)[0]!r}, key=value, ...) or use "
+                             "policies.evaluation.parse_planner_spec(spec)") from None
         close = difflib.get_close_matches(name, list(_FACTORIES), n=2)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown planner {name!r}; known: {', '.join(_FACTORIES)}{hint}") from None
+    device = kwargs.get("device")
+    if isinstance(device, str) and device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r}: torch sees no CUDA device here; use device='cpu'")
     tile = tile_option(kwargs)
     feather = feather_option(kwargs)
     gate = resolve_gate(name, kwargs.pop("gate", None))

@@ -218,3 +218,37 @@ def test_result_json_has_no_nan(photo: np.ndarray) -> None:
     data = res.to_json()
     assert data["trace"][0]["quality_before"] is None  # a planner that never judges: null, not NaN
     json.dumps(data, allow_nan=False)  # strict JSON
+
+
+def test_result_image_is_never_the_callers_array(photo: np.ndarray) -> None:
+    img = np.ascontiguousarray(photo[:64, :64])
+    img.flags.writeable = False  # a read-only input still gives a writable result
+    res = make_planner("perceive", thresholds=1.0, tile=0).restore(img)  # nothing reaches 1.0: no step kept
+    assert res.trace == [] and np.array_equal(res.image, img)
+    assert not np.shares_memory(res.image, img) and res.image.flags.writeable
+    again = res.replay(img)
+    assert np.array_equal(again, img) and not np.shares_memory(again, img)
+
+
+def test_one_planner_shared_by_threads_gives_the_sequential_results(photo: np.ndarray) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from ir_env.recipes import synthesize
+
+    imgs = [synthesize(np.ascontiguousarray(photo[:96, :96]), recipe="spatial-mixed", seed=s).degraded
+            for s in range(3)]
+    planner = make_planner("distilled")  # steps one internal env: calls must not interleave
+    ref = [planner.restore(x).image for x in imgs]
+    with ThreadPoolExecutor(2) as ex:
+        got = list(ex.map(lambda i: planner.restore(imgs[i % 3]).image, range(6)))
+    assert all(np.array_equal(g, ref[i % 3]) for i, g in enumerate(got))
+
+
+def test_make_planner_points_specs_and_missing_cuda_to_the_fix() -> None:
+    import torch
+
+    with pytest.raises(ValueError, match=r"planner spec .*make_planner\('perceive', key=value"):
+        make_planner("perceive:regions=families")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="torch sees no CUDA device"):
+            make_planner("ppo", device="cuda")
