@@ -97,12 +97,12 @@ def decompose_scene(table: RuleTable, scene: Any, pool: dict[str, list[tuple[str
                 if fam not in fams or not scene.masks[k].any():
                     continue
                 entry = table.lookup(fam, fams[fam])
-                at_entry = psnr(apply(img, *entry, mask=scene.masks[k]), scene.clean)
-                if variant == "bins":
-                    options = [entry] + [(e["tool"], e["params"]) for e in table.entries[fam]]
-                else:
-                    options = [entry] + pool[fam]
-                img, q, tool = oracle_step(img, scene.clean, scene.masks[k], options)
+                entry_img = apply(img, *entry, mask=scene.masks[k])
+                at_entry = psnr(entry_img, scene.clean)
+                others = ([o for o in (table.entry(fam, b) for b in range(table.bins)) if o != entry]
+                          if variant == "bins" else pool[fam])
+                best = oracle_step(img, scene.clean, scene.masks[k], others) if others else None
+                img, q, tool = best if best is not None and best[1] > at_entry else (entry_img, at_entry, entry[0])
                 steps.append({"family": fam, "table_tool": entry[0], "tool": tool, "advantage_db": q - at_entry})
         out[variant] = scene_gain(img, scene)
         if variant == "tools":

@@ -18,7 +18,7 @@ from tqdm import tqdm
 
 from ir_env.corpus import center_crop
 from ir_env.quality import get_metric, metric_info
-from ir_env.recipes import list_recipes, synthesize
+from ir_env.recipes import get_recipe, synthesize
 from policies.base import Planner
 from policies.registry import make_planner
 
@@ -102,8 +102,7 @@ def evaluate(items: Sequence[tuple[str, np.ndarray]], recipe: str, planner_specs
     with every planner, and return the evaluate JSON (DESIGN.md): per-planner means and per-image rows.
     ``size`` > 0 centre-crops the photos to ``size`` px first. ``on_result(image_name, spec, scene,
     result)`` is called after every restoration (e.g. to keep the images)."""
-    if recipe not in list_recipes():  # checked before the progress bar starts, like every input below
-        raise ValueError(f"unknown recipe {recipe!r}; known recipes: {', '.join(list_recipes())}")
+    get_recipe(recipe)  # an unknown name is refused before the progress bar starts, like every input below
     smallest = metric_info("ssim").min_size  # every row reports SSIM
     if 0 < size < smallest:
         raise ValueError(f"size must be 0 (whole photos) or at least {smallest} px (SSIM is reported), got {size}")

@@ -38,6 +38,23 @@ def _builtin() -> None:
         register_planner(cls.name, cls)
 
 
+def unexpected_keyword(exc: BaseException) -> str | None:
+    """The keyword a constructor refused in ``exc`` (Python's "unexpected keyword argument 'x'"), else None."""
+    bad = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
+    return bad.group(1) if bad else None
+
+
+def non_number_option(exc: BaseException, kwargs: dict[str, Any]) -> tuple[str, str] | None:
+    """(key, text) of the option in ``kwargs`` whose text Python failed to read as a number in ``exc`` ("could not
+    convert string to float: 'x'", "invalid literal for int() ...: 'x'"), else None."""
+    bad = re.search(r"(?:could not convert string to float|invalid literal for int\(\) with base 10): '([^']*)'",
+                    str(exc))
+    if bad is None:
+        return None
+    named = [k for k, v in kwargs.items() if isinstance(v, str) and v == bad.group(1)]
+    return (named[0], bad.group(1)) if named else None
+
+
 def list_planners() -> list[str]:
     """Names accepted by :func:`make_planner`."""
     _builtin()
@@ -89,17 +106,15 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
     try:
         planner = factory(**kwargs)
     except TypeError as e:  # an option the planner does not take, or a value of the wrong type
-        bad = re.search(r"unexpected keyword argument '([^']+)'", str(e))
+        bad = unexpected_keyword(e)
         if bad:
-            raise ValueError(f"planner {name!r} has no option {bad.group(1)!r}") from None
+            raise ValueError(f"planner {name!r} has no option {bad!r}") from None
         raise ValueError(f"planner {name!r}: an option has the wrong type ({e})") from None
     except ValueError as e:
         msg = str(e)
-        bad = re.search(r"(?:could not convert string to float|invalid literal for int\(\) with base 10): '([^']*)'",
-                        msg)
-        named = [k for k, v in kwargs.items() if isinstance(v, str) and bad and v == bad.group(1)]
+        named = non_number_option(e, kwargs)
         if named:  # a text where a number belongs: name the option, not Python's conversion
-            raise ValueError(f"planner {name!r}: option {named[0]}={bad.group(1)!r} must be a number") from None
+            raise ValueError(f"planner {name!r}: option {named[0]}={named[1]!r} must be a number") from None
         raise ValueError(msg if name in msg else f"planner {name!r}: {msg}") from None
     if tile is None:  # the planner's own deployment tile (the crop size it was trained on), if it names one
         tile = getattr(planner, "deploy_tile", None)

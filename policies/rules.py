@@ -35,6 +35,7 @@ from typing import Any
 import numpy as np
 
 from policies.base import Planner, RestorationResult, TraceStep, params_dict, region_areas
+from policies.step_chooser import step_features
 from restorers import apply, get_tool
 from restorers.spec import FAMILIES
 
@@ -396,8 +397,6 @@ def apply_rules(table: RuleTable, image: np.ndarray, masks: np.ndarray, seen: li
     (:class:`policies.step_chooser.StepChooser`) each step's entry is the bin it picks from the region as it is at
     that step (``embedder``'s embedding of the current image plus region statistics), or the step is skipped.
     Returns the image and the (region, tool, physical params) steps in order."""
-    from policies.step_chooser import step_features
-
     img, steps = image, []
     emb = None  # the embedding of the current image, re-made after each step (chooser only)
     for fam in RESTORE_ORDER:

@@ -140,18 +140,15 @@ def one_line(exc: BaseException) -> str:
 def config_error(section: str, kwargs: Mapping[str, Any], exc: BaseException) -> ValueError:
     """A ``ValueError`` naming the config ``section`` (and key, when it can be found) behind ``exc``, an error a
     library raised while building the env, the policy or the algorithm from ``kwargs``."""
-    import re
+    from policies.registry import non_number_option, unexpected_keyword
 
     msg = one_line(exc)
-    unknown = re.search(r"unexpected keyword argument '([^']+)'", msg)
+    unknown = unexpected_keyword(exc)
     if unknown:
-        return ValueError(f"config {section} has no key {unknown.group(1)!r} ({msg.split('(')[0].strip()} "
-                          "does not take it)")
-    number = re.search(r"(?:could not convert string to float|invalid literal for int\(\) with base 10): '([^']*)'",
-                       msg)
-    keys = [k for k, v in kwargs.items() if number and isinstance(v, str) and v == number.group(1)]
-    if keys:
-        return ValueError(f"config {section}.{keys[0]}={number.group(1)!r} must be a number")
+        return ValueError(f"config {section} has no key {unknown!r} ({msg.split('(')[0].strip()} does not take it)")
+    named = non_number_option(exc, dict(kwargs))
+    if named:
+        return ValueError(f"config {section}.{named[0]}={named[1]!r} must be a number")
     return ValueError(f"config {section}: {msg}")
 
 
