@@ -127,6 +127,8 @@ def severity_to_params(kind: str, severity: float, rng: np.random.Generator) -> 
     """
     kind = check_kind(kind)
     s = _check_severity(severity)
+    if kind in ("motion", "haze", "rain"):  # these draw angles, airlight jitter or streaks
+        _rng(rng, kind)
     p: dict[str, Any] = {"kind": kind, "severity": s}
     if kind == "noise":
         p["sigma"] = 5.0 + 45.0 * s

@@ -227,7 +227,10 @@ class SpatialIREnv(gym.Env):
     def _quality(self, image: np.ndarray, clean: np.ndarray) -> float:
         if self.metric is None:  # reward_metric="none"
             return float("nan")
-        return float(self.metric.score(image, reference=clean if self.metric.info.needs_reference else None))
+        try:
+            return float(self.metric.score(image, reference=clean if self.metric.info.needs_reference else None))
+        except ValueError as exc:  # undefined on this image (PIQE on a black output): say where it came from
+            raise ValueError(f"reward metric {self.metric.name!r}: {exc}") from None
 
     def _obs(self) -> dict[str, np.ndarray]:
         s = self._require_state()

@@ -45,7 +45,14 @@ def read_image(path: str | Path) -> np.ndarray:
     elif arr.dtype == np.uint8:
         img = arr.astype(np.float32) / 255.0
     elif np.issubdtype(arr.dtype, np.floating):
-        img = np.clip(np.nan_to_num(arr.astype(np.float32)), 0.0, 1.0)
+        img = arr.astype(np.float32)
+        if not np.all(np.isfinite(img)):
+            raise ValueError(f"float image file holds NaN or inf values: {p}")
+        lo, hi = float(img.min()), float(img.max())
+        if lo < -1e-4 or hi > 1 + 1e-4:
+            raise ValueError(f"float image file values must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}] "
+                             f"(a 0-255 file: save it as 8-bit, or divide by 255): {p}")
+        img = np.clip(img, 0.0, 1.0)
     else:
         raise ValueError(f"unsupported pixel type {arr.dtype} in {p}")
     if img.ndim == 2:
@@ -56,7 +63,16 @@ def read_image(path: str | Path) -> np.ndarray:
         img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2RGB)
     else:
         img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
-    return np.ascontiguousarray(apply_exif_orientation(img, exif_orientation(p)), dtype=np.float32)
+    # OpenCV's TIFF decoder turns the image by its orientation tag itself (checked for 8/16-bit, float, grey and
+    # RGB, tags 1-8); for the other formats IMREAD_UNCHANGED ignores the EXIF tag, so it is applied here
+    turn = 1 if _is_tiff(data) else exif_orientation(p)
+    return np.ascontiguousarray(apply_exif_orientation(img, turn), dtype=np.float32)
+
+
+def _is_tiff(data: np.ndarray) -> bool:
+    """Whether the file bytes start with a TIFF header (little- or big-endian, classic or BigTIFF)."""
+    head = data[:4].tobytes()
+    return head in (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 
 
 def exif_orientation(path: str | Path) -> int:
@@ -87,15 +103,41 @@ def to_uint8(image: np.ndarray) -> np.ndarray:
     return (np.clip(image, 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
 
 
+def _check_writable_image(image: object) -> None:
+    """``ValueError`` naming what keeps ``image`` from being a float HxWx3 / HxW image in [0, 1] (any size)."""
+    if not isinstance(image, np.ndarray):
+        raise ValueError(f"image to write must be a numpy array, got {type(image).__name__}")
+    if not (image.ndim == 2 or (image.ndim == 3 and image.shape[2] == 3)) or 0 in image.shape:
+        raise ValueError(f"image to write must have shape HxWx3 (RGB) or HxW (grey), got {image.shape}")
+    if not np.issubdtype(image.dtype, np.floating):
+        raise ValueError(f"image to write must be a float array in [0, 1], got dtype {image.dtype}"
+                         + (" (divide uint8 images by 255)" if image.dtype == np.uint8 else ""))
+    if not np.all(np.isfinite(image)):
+        raise ValueError("image to write contains NaN or inf values")
+    lo, hi = float(image.min()), float(image.max())
+    if lo < -1e-4 or hi > 1 + 1e-4:
+        raise ValueError(f"image to write must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]"
+                         + (" (0-255 values: divide by 255)" if hi > 1.5 else ""))
+
+
 def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Write a float32 HxWx3 RGB image in [0, 1] (or HxW grey) as an 8-bit file; parents are created."""
+    """Write a float image in [0, 1], HxWx3 RGB (or HxW grey), as an 8-bit file in the format of the path's extension
+    (PNG without one); parents are created. ``ValueError`` names the problem: an integer array (uint8 0-255: divide by
+    255), another shape, NaN or inf, values outside [0, 1], an extension OpenCV cannot write."""
     p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    _check_writable_image(image)
     u8 = to_uint8(image)
     if u8.ndim == 3:
         u8 = cv2.cvtColor(u8, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(p.suffix or ".png", u8)
+    ext = p.suffix or ".png"
+    if not cv2.haveImageWriter("x" + ext):
+        raise ValueError(f"cannot write images as {ext!r} (use .png, .jpg, .bmp or .tif): {p}")
+    p.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        ok, buf = cv2.imencode(ext, u8)
+    except cv2.error:
+        ok = False
     if not ok:
-        raise ValueError(f"cannot encode image as {p.suffix!r}: {p}")
+        raise ValueError(f"cannot encode image as {ext!r}: {p}")
     buf.tofile(str(p))
     return p

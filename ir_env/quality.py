@@ -195,6 +195,7 @@ class Metric:
 
         ``reference`` (same shape) is required by full-reference metrics and ignored by no-reference
         ones. ``mask`` (HxW bool, non-empty) restricts the score to a region (see the module docstring).
+        ``ValueError`` when the metric is undefined on the image (NaN or inf: PIQE on a black window).
         """
         img = check_image(image)
         ref = None
@@ -209,7 +210,11 @@ class Metric:
             m = check_mask(mask, img.shape[:2])
             if not m.any():
                 raise ValueError("mask is empty: no pixel to score")
-        return float(self._score(img, ref, m))
+        value = float(self._score(img, ref, m))
+        if not np.isfinite(value):  # PIQE on a black window: a NaN must not reach a judge or a reward
+            raise ValueError(f"{self.name} is undefined on this image{' region' if m is not None else ''} "
+                             f"(the metric returned {value}; e.g. no local contrast)")
+        return value
 
     __call__ = score
 

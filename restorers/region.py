@@ -70,8 +70,18 @@ def feather_weight(mask: np.ndarray, sigma: float = FEATHER_SIGMA) -> np.ndarray
 
 
 def run_tool(tool: Tool, image: np.ndarray, params: Mapping[str, float]) -> np.ndarray:
-    """Call ``tool.fn`` and check its output (same shape, finite); returns float32 clipped to [0, 1]."""
-    out = tool.fn(image, **params)
+    """Call ``tool.fn`` on a read-only view of ``image`` and check its output (same shape, finite); returns float32
+    clipped to [0, 1]. A tool that writes into its input (tools must be pure) gets a ``ValueError`` saying so, and the
+    caller's array is never changed."""
+    view = image.view()
+    view.flags.writeable = False
+    try:
+        out = tool.fn(view, **params)
+    except ValueError as exc:
+        if "read-only" in str(exc):
+            raise ValueError(f"tool {tool.name!r} writes into its input image; a tool must return a new array "
+                             f"(copy first: image = image.copy()): {exc}") from None
+        raise
     out = np.asarray(out)
     if out.shape != image.shape:
         raise RuntimeError(f"tool {tool.name!r} returned shape {out.shape}, expected {image.shape}")
@@ -108,6 +118,8 @@ def apply(
     sigma = FEATHER_SIGMA if feather is None else float(feather)
     if not (np.isfinite(sigma) and sigma >= 0):
         raise ValueError(f"feather must be a finite sigma >= 0 px, got {feather!r}")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0):
+        raise ValueError(f"margin must be an integer >= 0 (px), got {margin!r}")
     pad = int(t.margin if margin is None else margin)
     pad = max(pad, int(np.ceil(3 * sigma)) + 2)
     box = bounding_box(m, pad)

@@ -6,7 +6,7 @@ import difflib
 import warnings
 from importlib.metadata import entry_points
 
-from restorers.spec import Tool
+from restorers.spec import FAMILIES, Tool
 
 ENTRY_POINT_GROUP = "spatial_ir.tools"
 
@@ -15,9 +15,11 @@ _LOADED = False
 
 
 def register_tool(tool: Tool, *, replace: bool = False) -> Tool:
-    """Add ``tool`` to the registry; raises ``ValueError`` if the name is taken (unless ``replace``)."""
+    """Add ``tool`` to the registry after the built-in tools; raises ``ValueError`` if the name is taken (unless
+    ``replace``: the tool then takes the replaced one's place, and so its index)."""
     if not isinstance(tool, Tool):
         raise TypeError(f"register_tool expects a restorers.Tool, got {type(tool).__name__}")
+    _load()  # the built-ins first, whatever the caller did before: their order defines tool indices
     if tool.name in _REGISTRY and not replace and _REGISTRY[tool.name] is not tool:
         raise ValueError(f"a tool named {tool.name!r} is already registered")
     _REGISTRY[tool.name] = tool
@@ -29,8 +31,12 @@ def _load() -> None:
     global _LOADED
     if _LOADED:
         return
-    _LOADED = True
-    import restorers.tools  # noqa: F401  (registers the built-ins)
+    _LOADED = True  # set first: the built-ins' own register_tool calls come back here
+    try:
+        import restorers.tools  # noqa: F401  (registers the built-ins)
+    except BaseException:
+        _LOADED = False
+        raise
 
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
@@ -51,6 +57,8 @@ def list_tools(family: str | None = None, max_cost: float | None = None) -> list
     """All registered tools in a fixed order (built-ins first, as registered), optionally one family
     and/or only those with ``cost <= max_cost``."""
     _load()
+    if family is not None and family not in FAMILIES:
+        raise ValueError(f"unknown family {family!r}; known: {', '.join(FAMILIES)}")
     tools = list(_REGISTRY.values())
     return [t for t in tools if (family is None or t.family == family) and (max_cost is None or t.cost <= max_cost)]
 

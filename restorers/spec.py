@@ -39,6 +39,8 @@ class ParamSpec:
     def to_physical(self, theta: float) -> float:
         """Map a normalised value in [-1, 1] to the physical range (clipped to [-1, 1] first)."""
         t = (min(1.0, max(-1.0, float(theta))) + 1.0) / 2.0
+        if t <= 0.0 or t >= 1.0:  # the range's ends exactly (exp(log(x)) is not always x)
+            return float(self.low if t <= 0.0 else self.high)
         if self.log:
             lo, hi = math.log(self.low), math.log(self.high)
             return float(min(self.high, max(self.low, math.exp(lo + t * (hi - lo)))))
@@ -90,10 +92,21 @@ class Tool:
     extra: Mapping[str, object] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        if not isinstance(self.name, str) or not self.name:
+            raise ValueError(f"a tool's name must be a non-empty string, got {self.name!r}")
+        if not callable(self.fn):
+            raise ValueError(f"tool {self.name!r}: fn must be callable, got {type(self.fn).__name__}")
         if self.family not in FAMILIES:
             raise ValueError(f"tool {self.name!r}: family {self.family!r} not one of {FAMILIES}")
         if not 1 <= len(self.params) <= 3:
             raise ValueError(f"tool {self.name!r}: needs 1-3 continuous parameters, got {len(self.params)}")
+        names = [p.name for p in self.params]
+        if len(set(names)) != len(names):
+            raise ValueError(f"tool {self.name!r}: parameter names must differ, got {names}")
+        if not (isinstance(self.cost, (int, float)) and math.isfinite(self.cost) and self.cost > 0):
+            raise ValueError(f"tool {self.name!r}: cost must be a finite number > 0, got {self.cost!r}")
+        if not isinstance(self.margin, int) or isinstance(self.margin, bool) or self.margin < 0:
+            raise ValueError(f"tool {self.name!r}: margin must be an integer >= 0 (px), got {self.margin!r}")
 
     @property
     def param_names(self) -> tuple[str, ...]:
@@ -132,7 +145,13 @@ class Tool:
             )
         out: dict[str, float] = {}
         for p in self.params:
-            v = float(values.get(p.name, p.default))
+            raw = values.get(p.name, p.default)
+            try:
+                if raw is None or isinstance(raw, (bool, np.bool_, str, bytes)):
+                    raise TypeError
+                v = float(raw)
+            except (TypeError, ValueError):
+                raise ValueError(f"tool {self.name!r}: parameter {p.name!r} must be a number, got {raw!r}") from None
             if not math.isfinite(v):
                 raise ValueError(f"tool {self.name!r}: parameter {p.name!r} is {v}")
             tol = 1e-9 * max(1.0, abs(p.high), abs(p.low))

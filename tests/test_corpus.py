@@ -208,3 +208,69 @@ def test_read_image_applies_the_exif_orientation(tmp_path, suffix: str) -> None:
         got = read_image(path)
         assert got.shape == want.shape, orientation
         np.testing.assert_allclose(got, want, atol=2 / 255)  # jpeg: same decoder rounding, +-1 level
+
+
+@pytest.mark.parametrize("mode", ["RGB", "L", "I;16"])
+def test_read_image_turns_a_tiff_by_its_orientation_once(tmp_path, mode: str) -> None:  # noqa: ANN001
+    """OpenCV's TIFF decoder applies the orientation tag itself; read_image must not turn the image again."""
+    from PIL import Image
+
+    from ir_env.imageio import read_image
+
+    arr = np.zeros((30, 50), np.uint8)
+    arr[:10, :20] = 255  # a bright corner shows which way the image was turned
+    for orientation in range(1, 9):
+        im = Image.fromarray(arr).convert(mode) if mode != "I;16" else Image.fromarray(arr.astype(np.uint16) * 257)
+        path = tmp_path / f"o{orientation}_{mode.replace(';', '')}.tif"
+        im.save(path, tiffinfo={274: orientation})
+        with Image.open(path) as shown:
+            assert int(shown.getexif().get(0x0112, 1)) == orientation  # the tag is in the file
+        want = apply_exif_orientation_ref(arr, orientation)
+        got = read_image(path)
+        assert got.shape == (*want.shape, 3), orientation
+        np.testing.assert_allclose(got[..., 0], want / 255.0, atol=1 / 255)
+
+
+def apply_exif_orientation_ref(a: np.ndarray, orientation: int) -> np.ndarray:
+    """Pillow's ImageOps.exif_transpose of a 2-D array, written out by hand for the test."""
+    from PIL import Image, ImageOps
+
+    im = Image.fromarray(a)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.info["exif"] = exif.tobytes()
+    return np.asarray(ImageOps.exif_transpose(im))
+
+
+def test_read_image_refuses_float_files_outside_the_unit_range(tmp_path) -> None:  # noqa: ANN001
+    from ir_env.imageio import read_image
+
+    bad = tmp_path / "f255.tif"
+    ok, buf = cv2.imencode(".tif", np.full((16, 16, 3), 200.0, np.float32))
+    assert ok
+    buf.tofile(str(bad))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\].*divide by 255"):
+        read_image(bad)
+    good = tmp_path / "f.tif"
+    cv2.imencode(".tif", np.full((16, 16, 3), 0.25, np.float32))[1].tofile(str(good))
+    np.testing.assert_allclose(read_image(good), 0.25)
+
+
+def test_write_image_refuses_what_it_would_write_wrongly(tmp_path) -> None:  # noqa: ANN001
+    from ir_env.imageio import read_image
+
+    rgb = np.random.default_rng(0).random((16, 16, 3)).astype(np.float32)
+    with pytest.raises(ValueError, match="divide uint8 images by 255"):
+        write_image(tmp_path / "u8.png", (rgb * 255).astype(np.uint8))
+    with pytest.raises(ValueError, match="divide by 255"):
+        write_image(tmp_path / "f255.png", rgb * 255)
+    with pytest.raises(ValueError, match="NaN or inf"):
+        write_image(tmp_path / "nan.png", np.full((8, 8, 3), np.nan, np.float32))
+    with pytest.raises(ValueError, match="HxWx3"):
+        write_image(tmp_path / "rgba.png", np.zeros((8, 8, 4), np.float32))
+    with pytest.raises(ValueError, match="cannot write images as '.xyz'"):
+        write_image(tmp_path / "x.xyz", rgb)
+    assert not list(tmp_path.iterdir())  # nothing written, no folder made for a refused image
+    np.testing.assert_allclose(read_image(write_image(tmp_path / "ok.png", rgb)), rgb, atol=0.5 / 255 + 1e-6)
+    grey = write_image(tmp_path / "grey.png", rgb[..., 0])
+    np.testing.assert_allclose(read_image(grey)[..., 1], rgb[..., 0], atol=0.5 / 255 + 1e-6)

@@ -209,3 +209,10 @@ def test_errors(images: list[np.ndarray]) -> None:
         degrade((img * 255).astype(np.uint8), "noise", 0.5, rng)
     with pytest.raises(ValueError, match="finite"):
         apply_kind(img, "defocus", {"radius": float("nan")}, rng)
+
+
+@pytest.mark.parametrize("kind", ["motion", "haze", "rain", "noise", "dark"])
+def test_kinds_that_draw_random_numbers_refuse_a_missing_generator(kind: str) -> None:
+    img = np.full((32, 32, 3), 0.5, np.float32)
+    with pytest.raises(ValueError, match=f"{kind} needs a numpy.random.Generator, got NoneType"):
+        degrade(img, kind, 0.5, None)

@@ -257,3 +257,17 @@ def test_offline_creation_and_scoring(monkeypatch, photo192):
 def test_cuda_refused_without_gpu():
     with pytest.raises(ValueError, match="CUDA is not available"):
         Q.get_metric("piqe", device="cuda")
+
+
+def test_a_metric_undefined_on_the_image_is_an_error_not_a_nan() -> None:
+    black = np.zeros((64, 64, 3), np.float32)
+    with pytest.raises(ValueError, match="piqe is undefined on this image"):
+        Q.score("piqe", black)
+    part = np.full((64, 64, 3), 0.5, np.float32)
+    part[:, 32:] = np.random.default_rng(0).random((64, 32, 3))
+    part[:40, :40] = 0.0
+    mask = np.zeros((64, 64), bool)
+    mask[:30, :30] = True
+    with pytest.raises(ValueError, match="undefined on this image region"):
+        Q.score("piqe", part, mask=mask)
+    assert np.isfinite(Q.score("piqe", part))

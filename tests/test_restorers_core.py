@@ -145,3 +145,106 @@ def test_bad_images_rejected(bad: object, msg: str) -> None:
 def test_bad_mask_rejected(photo: np.ndarray) -> None:
     with pytest.raises(ValueError, match="mask must have shape"):
         apply(photo, list_tools()[0], None, mask=np.ones((10, 10), bool))
+
+
+def test_registering_before_first_use_keeps_the_builtin_order_and_replace_keeps_the_index() -> None:
+    """In a fresh interpreter: a tool registered before any lookup comes after the built-ins, and replacing a
+    built-in keeps its place (tool indices are positions in this order)."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from restorers import ParamSpec, Tool, register_tool, list_tools, get_tool
+register_tool(Tool("my_denoise", "noise", (ParamSpec("s", 0.1, 1.0, 0.5),), lambda image, s=0.5: image))
+from restorers.tools import BUILTIN_TOOLS
+names = [t.name for t in list_tools()]
+assert names[:len(BUILTIN_TOOLS)] == [t.name for t in BUILTIN_TOOLS], names
+assert names[-1] == "my_denoise", names
+register_tool(Tool("clahe", "dark", (ParamSpec("s", 0.1, 1.0, 0.5),), lambda image, s=0.5: image), replace=True)
+after = [t.name for t in list_tools()]
+assert after == names, after
+assert get_tool("clahe").params[0].name == "s"
+get_tool("msr_retinex"); get_tool("lime_enhance")
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr[-2000:]
+
+
+def test_list_tools_refuses_an_unknown_family() -> None:
+    with pytest.raises(ValueError, match="unknown family 'blurr'"):
+        list_tools(family="blurr")
+    assert {t.family for t in list_tools(family="blur")} == {"blur"}
+
+
+@pytest.mark.parametrize("log", [False, True])
+def test_range_ends_map_exactly_to_the_declared_bounds(log: bool) -> None:
+    for lo, hi in ((0.01, 0.5), (5.0, 80.0), (0.3, 7.0)):
+        p = ParamSpec("s", lo, hi, lo, log=log)
+        assert p.to_physical(-1.0) == lo and p.to_physical(1.0) == hi
+        assert p.to_physical(-3.0) == lo and p.to_physical(2.0) == hi  # clipped first
+    for tool in list_tools():
+        low = tool.to_physical([-1.0] * len(tool.params))
+        high = tool.to_physical([1.0] * len(tool.params))
+        assert low == {p.name: p.low for p in tool.params}, tool.name
+        assert high == {p.name: p.high for p in tool.params}, tool.name
+
+
+def test_parameter_values_that_are_not_numbers_name_the_parameter(photo: np.ndarray) -> None:
+    for bad in (None, "abc", True, "3"):
+        with pytest.raises(ValueError, match=r"parameter 'gamma' must be a number"):
+            apply(photo, "gamma_correct", {"gamma": bad})
+    out = apply(photo, "gamma_correct", {"gamma": np.float32(1.5)})  # numpy scalars are numbers
+    assert out.shape == photo.shape
+    with pytest.raises(ValueError, match="margin must be an integer >= 0"):
+        apply(photo, "gamma_correct", None, mask=np.eye(photo.shape[0], dtype=bool), margin=float("nan"))
+
+
+def test_tool_definitions_are_checked() -> None:
+    spec = (ParamSpec("s", 0.1, 1.0, 0.5),)
+    with pytest.raises(ValueError, match="name must be a non-empty string"):
+        Tool(3, "noise", spec, _identity)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="fn must be callable"):
+        Tool("t_nofn", "noise", spec, None)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="parameter names must differ"):
+        Tool("t_dup", "noise", spec + spec, _identity)
+    with pytest.raises(ValueError, match="cost must be a finite number > 0"):
+        Tool("t_cost", "noise", spec, _identity, cost=float("nan"))
+    with pytest.raises(ValueError, match="margin must be an integer >= 0"):
+        Tool("t_margin", "noise", spec, _identity, margin=-1)
+
+
+def test_a_tool_that_writes_into_its_input_is_named_and_the_callers_array_is_kept(photo: np.ndarray) -> None:
+    def in_place(image: np.ndarray, amount: float = 0.1) -> np.ndarray:
+        image *= 0.5
+        return image
+
+    t = Tool("t_in_place", "dark", (ParamSpec("amount", 0.0, 0.5, 0.1),), in_place)
+    before = photo.copy()
+    with pytest.raises(ValueError, match="'t_in_place' writes into its input image"):
+        apply(photo, t)
+    full_width = np.zeros(photo.shape[:2], bool)
+    full_width[10:20] = True  # its bounding box spans every column: the crop is a view of the caller's array
+    with pytest.raises(ValueError, match="writes into its input"):
+        apply(photo, t, mask=full_width)
+    assert np.array_equal(photo, before)
+
+
+def test_bm3d_runs_on_the_smallest_image() -> None:
+    """bm3d's C code crashed the interpreter on an 8x8 plane; the tool pads it (run in a child process so a
+    crash fails the test instead of ending the run)."""
+    import subprocess
+    import sys
+
+    code = """
+import numpy as np
+from restorers import apply
+img = np.random.default_rng(0).random((8, 8, 3)).astype(np.float32)
+out = apply(img, "bm3d_denoise", {"sigma": 25.0})
+assert out.shape == (8, 8, 3) and out.dtype == np.float32 and np.isfinite(out).all()
+assert np.abs(out - img).mean() > 0.01  # it denoised something
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])

@@ -64,6 +64,10 @@ def wavelet_denoise(image: np.ndarray, sigma: float = 15.0) -> np.ndarray:
     return finish(out)
 
 
+#: Smallest side (px) handed to ``bm3d.bm3d``; smaller luma planes are mirror-padded to it and cropped back.
+BM3D_MIN_SIDE = 16
+
+
 def bm3d_denoise(image: np.ndarray, sigma: float = 15.0) -> np.ndarray:
     """BM3D (``bm3d.bm3d``, both stages) on luma; chroma by non-local means (slow: the costliest tool).
 
@@ -74,7 +78,13 @@ def bm3d_denoise(image: np.ndarray, sigma: float = 15.0) -> np.ndarray:
     ycc = rgb_to_ycrcb(image)
     profile = bm3d.BM3DProfile()
     profile.num_threads = 1  # more threads give results that differ in the last bits from run to run
-    y = bm3d.bm3d(ycc[..., 0].astype(np.float64), float(sigma) / 255.0, profile=profile)
+    luma = ycc[..., 0].astype(np.float64)
+    h, w = luma.shape
+    # bm3d's C code crashes the interpreter on an 8x8 array: run it on a reflect-padded copy (>= 16 px a side)
+    ph, pw = max(0, BM3D_MIN_SIDE - h), max(0, BM3D_MIN_SIDE - w)
+    if ph or pw:
+        luma = np.pad(luma, ((0, ph), (0, pw)), mode="symmetric")
+    y = np.asarray(bm3d.bm3d(luma, float(sigma) / 255.0, profile=profile))[:h, :w]
     chroma = to_uint8(ycc[..., 1:])
     h = float(sigma)
     cr = cv2.fastNlMeansDenoising(np.ascontiguousarray(chroma[..., 0]), None, h, 7, 13)
