@@ -71,6 +71,8 @@ def merge_config(defaults: dict[str, Any], path: str | None, **overrides: Any) -
             raise ValueError(f"unknown config key(s) {sorted(unknown)}; known: {', '.join(defaults)}")
         for k, v in src.items():
             if isinstance(defaults[k], dict):
+                if v is not None and not isinstance(v, dict):
+                    raise ValueError(f"{k} must be a mapping (key: value lines), got {v!r}")
                 bad = set(v or {}) - set(defaults[k]) if defaults[k] else set()
                 if bad:
                     raise ValueError(f"unknown key(s) {sorted(bad)} under {k!r}")
@@ -83,8 +85,30 @@ def merge_config(defaults: dict[str, Any], path: str | None, **overrides: Any) -
 def load_record_config(path: str | None, **overrides: Any) -> dict[str, Any]:
     """The recording config: :data:`DEFAULTS`, the YAML at ``path``, then ``overrides``; checked."""
     cfg = merge_config(DEFAULTS, path, **overrides)
-    if int(cfg["episodes"]) < 1 or int(cfg["episodes_per_shard"]) < 1:
+    for key in ("episodes", "episodes_per_shard", "seed"):
+        v = cfg[key]
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise ValueError(f"{key} must be a whole number, got {v!r}")
+    if cfg["episodes"] < 1 or cfg["episodes_per_shard"] < 1:
         raise ValueError("episodes and episodes_per_shard must be >= 1")
+    if not isinstance(cfg["out_dir"], (str, Path)) or not str(cfg["out_dir"]).strip():
+        raise ValueError("out_dir (--out) must name a dataset directory, got an empty value")
+    if Path(cfg["out_dir"]).exists() and not Path(cfg["out_dir"]).is_dir():
+        raise ValueError(f"out_dir {cfg['out_dir']} is a file, not a dataset directory")
+    photos = cfg["photos"]
+    if photos is not None and (not isinstance(photos, list) or not photos
+                               or not all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in photos)):
+        raise ValueError(f"photos must be null or a non-empty list of photo indices (whole numbers >= 0), "
+                         f"got {photos!r}")
+    aug = cfg["augment"]
+    if aug is not None and (not isinstance(aug, dict) or not isinstance(aug.get("variants"), int)
+                            or isinstance(aug.get("variants"), bool) or aug["variants"] < 1
+                            or set(aug) - {"variants", "seed"}):
+        raise ValueError(f"augment must be null or {{variants: V >= 1, seed: S}}, got {aug!r}")
+    if not isinstance(cfg["teacher_kwargs"] or {}, dict):
+        raise ValueError(f"teacher_kwargs must be a mapping, got {cfg['teacher_kwargs']!r}")
+    if not isinstance(cfg["dense"], bool):
+        raise ValueError(f"dense must be true or false, got {cfg['dense']!r}")
     return cfg
 
 
@@ -125,7 +149,12 @@ def training_corpus(cfg: dict[str, Any], env_kwargs: dict[str, Any]) -> list[Any
     if cfg["photos"] is None and not cfg["augment"]:
         return None
     photos = load_corpus(env_kwargs.get("corpus", "builtin"), split=cfg["split"])
-    chosen = [photos[int(i)] for i in (cfg["photos"] if cfg["photos"] is not None else range(len(photos)))]
+    wanted = cfg["photos"] if cfg["photos"] is not None else range(len(photos))
+    bad = [i for i in wanted if not 0 <= int(i) < len(photos)]
+    if bad:
+        raise ValueError(f"photos {bad} out of range: the {cfg['split']} split has {len(photos)} photos "
+                         f"(indices 0-{len(photos) - 1})")
+    chosen = [photos[int(i)] for i in wanted]
     if cfg["augment"]:
         rng = np.random.default_rng(int(cfg["augment"].get("seed", 0)))
         chosen += [v for img in list(chosen) for v in photometric_variants(img, cfg["augment"]["variants"], rng)]
@@ -149,8 +178,15 @@ def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path
     env = build_env(env_id, {**env_kwargs, "split": cfg["split"], **({"corpus": corpus} if corpus else {})},
                     "hybrid", monitor=False)
     base = env.unwrapped
-    teacher = make_teacher(env, cfg["teacher"], judge=cfg["judge"], seed=int(cfg["seed"]),
-                           **dict(cfg["teacher_kwargs"] or {}))
+    try:
+        teacher = make_teacher(env, cfg["teacher"], judge=cfg["judge"], seed=int(cfg["seed"]),
+                               **dict(cfg["teacher_kwargs"] or {}))
+    except TypeError as exc:  # an option the teacher does not take
+        from policies.registry import unexpected_keyword
+
+        name = unexpected_keyword(exc)
+        raise ValueError(f"teacher_kwargs: {cfg['teacher']} takes no option {name!r}" if name
+                         else f"teacher_kwargs: {exc}") from None
     labeller = None
     if not isinstance(teacher, RecordingGreedy) and cfg["dense"]:
         labeller = make_teacher(env, "greedy", judge=cfg["judge"], seed=int(cfg["seed"]))
@@ -164,9 +200,23 @@ def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path
                      "num_regions": base.max_regions, "region_dim": int(base.embedder.dim),
                      "num_tools": base.num_tools, "num_params": base.num_params, "embedding": base.embedding,
                      "episodes_per_shard": per, "seed": int(cfg["seed"]), "photos": cfg["photos"],
-                     "augment": cfg["augment"], **stamp}, must_match=tuple(stamp))
+                     "augment": cfg["augment"], "dense": bool(cfg["dense"]), **stamp}, must_match=tuple(stamp))
     n_shards = -(-int(cfg["episodes"]) // per)
-    todo = [i for i in range(n_shards) if not shard_path(out, i).is_file()]
+    beyond = sorted(q.name for q in out.glob("shard_*.npz") if _shard_index(q) >= n_shards)
+    if beyond:
+        raise ValueError(f"{out} holds shards past the {n_shards} that {cfg['episodes']} episodes make "
+                         f"({beyond[0]}, ...): it was recorded with more episodes; use that number or more, or a new "
+                         "directory")
+
+    def complete(i: int) -> bool:  # a shard of an earlier run with fewer episodes holds fewer scenes: re-record it
+        path = shard_path(out, i)
+        if not path.is_file():
+            return False
+        with np.load(path) as z:
+            have = set(np.unique(z["scene"]).tolist())
+        return have == set(range(i * per, min((i + 1) * per, int(cfg["episodes"]))))
+
+    todo = [i for i in range(n_shards) if not complete(i)]
     log(f"{out}: {n_shards - len(todo)} of {n_shards} shards exist; recording {len(todo)}")
     bar = tqdm(total=sum(min(per, int(cfg["episodes"]) - i * per) for i in todo), unit="scene",
                desc=f"record {cfg['teacher']}", disable=not progress)
@@ -187,6 +237,12 @@ def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path
         log(f"recorded {len(gains)} scenes in {time.perf_counter() - t0:.0f} s, teacher mean PSNR gain "
             f"{np.mean(gains):.3f} dB")
     return out
+
+
+def _shard_index(path: Path) -> int:
+    """The index in a ``shard_<index>.npz`` name (-1 for another name)."""
+    digits = path.stem.removeprefix("shard_")
+    return int(digits) if digits.isdigit() else -1
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -66,7 +66,49 @@ def load_distill_config(path: str | None) -> dict[str, Any]:
     """DEFAULTS merged with the YAML at ``path`` (one level of nesting); unknown keys are refused."""
     from experiments.record_trajectories import merge_config
 
-    return merge_config(DEFAULTS, path)
+    cfg = merge_config(DEFAULTS, path)
+    check_distill_config(cfg)
+    return cfg
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def check_distill_config(cfg: dict[str, Any]) -> None:
+    """``ValueError`` naming the first config value that cannot work (checked before anything is loaded or
+    written)."""
+    data = cfg["data"]
+    if not isinstance(data, list) or not data or not all(isinstance(d, str) and d for d in data):
+        raise ValueError(f"data must be a non-empty list of trajectory dataset folders, got {data!r}")
+    if not isinstance(cfg["name"], str) or not cfg["name"].strip():
+        raise ValueError(f"name must be a non-empty string, got {cfg['name']!r}")
+    if not isinstance(cfg["output_dir"], str) or not cfg["output_dir"].strip():
+        raise ValueError(f"output_dir must name a folder, got {cfg['output_dir']!r}")
+    for parent in (Path(cfg["output_dir"]), *Path(cfg["output_dir"]).parents):
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"output_dir {cfg['output_dir']}: {parent} is a file, not a folder")
+    hold = cfg["holdout_photos"]
+    if not isinstance(hold, list) or not all(_whole(i) and i >= 0 for i in hold):
+        raise ValueError(f"holdout_photos must be a list of photo indices (whole numbers >= 0), got {hold!r}")
+    margins = cfg["stop_margins"]
+    if (not isinstance(margins, list) or not margins
+            or not all(isinstance(m, (int, float)) and not isinstance(m, bool) and np.isfinite(m) for m in margins)):
+        raise ValueError(f"stop_margins must be a non-empty list of numbers, got {margins!r}")
+    if not (isinstance(cfg["val_fraction"], (int, float)) and 0.0 <= float(cfg["val_fraction"]) < 1.0):
+        raise ValueError(f"val_fraction must lie in [0, 1), got {cfg['val_fraction']!r}")
+    wholes = [("train", "epochs", 1), ("train", "batch_size", 1), ("train", "seed", 0), ("dagger", "rounds", 0),
+              ("dagger", "episodes", 1), ("dagger", "epochs", 1), ("validation", "episodes", 1),
+              ("test", "episodes", 1), (None, "eval_every_epochs", 0)]
+    for section, key, low in wholes:
+        v = cfg[key] if section is None else cfg[section][key]
+        if not _whole(v) or v < low:
+            where = key if section is None else f"{section}.{key}"
+            raise ValueError(f"{where} must be a whole number >= {low}, got {v!r}")
+    for key in ("lr", "tau"):
+        v = cfg["train"][key]
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
+            raise ValueError(f"train.{key} must be a number > 0, got {v!r}")
 
 
 def scene_photo(seed: int, n_photos: int) -> int:
@@ -136,6 +178,7 @@ def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None) 
     from stable_baselines3.common.vec_env import DummyVecEnv
 
     from ir_env.corpus import load_corpus
+    from ir_env.encoder.learned import observation_fingerprint
     from policies.distill.dataset import read_dataset
     from policies.distill.record import make_teacher
     from policies.distill.student import agreement, save_student, train_student
@@ -156,6 +199,16 @@ def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None) 
     env_id, env_kwargs = meta["env_id"], {k: v for k, v in meta["env_kwargs"].items() if k != "split"}
     if list(meta["tool_names"]) != _tool_info({**pcfg, "env_id": env_id, "env_kwargs": env_kwargs})["tool_names"]:
         raise ValueError("the dataset's tools differ from this install's env tools: record it again")
+    now = observation_fingerprint(env_kwargs)
+    for folder, part in zip(cfg["data"], parts, strict=True):  # the student is stamped with the weights of NOW
+        if part.meta.get("encoder_sha256") != now:
+            was = str(part.meta.get("encoder_sha256"))[:12]
+            raise ValueError(f"{folder} was recorded through encoder weights {was}, this install observes through "
+                             f"{str(now)[:12]}: record it again")
+    n_train = len(load_corpus(env_kwargs.get("corpus", "builtin"), split=meta["env_kwargs"].get("split", "train")))
+    bad = [i for i in cfg["holdout_photos"] if i >= n_train]
+    if bad:
+        raise ValueError(f"holdout_photos {bad} out of range: the dataset's split has {n_train} photos")
     run_dir = Path(cfg["output_dir"]) / str(cfg["name"])
     run_dir.mkdir(parents=True, exist_ok=True)
     tr = cfg["train"]

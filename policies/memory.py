@@ -13,7 +13,8 @@ embeds the region once, retrieves the ``tries`` nearest schedules, runs each on 
 counted) and asks its judge (one IQA call per try) which is best; the best is kept if the judge says it
 gains more than ``threshold``. With ``judge="none"`` the nearest schedule is applied without checking (no
 IQA calls). With ``learn=True`` every kept schedule is added to the memory under the region's embedding,
-and with ``autosave=True`` the memory is written back to its file after each image.
+and with ``autosave=True`` the new entries are merged into its file after each image (under a file lock, so
+processes sharing one memory file keep each other's entries).
 """
 
 from __future__ import annotations
@@ -112,6 +113,11 @@ class ExperienceMemory:
             raise ValueError(f"memory keys have dim {self.dim}, embedder {self.embedding!r} gives {embedder.dim}")
         names = list(embedder.feature_names)
         self.ignore_features = tuple(self.ignore_features)
+        if self.ignore_features == GEOMETRY:  # the default: the geometry features this embedding has (none: learned)
+            self.ignore_features = tuple(n for n in GEOMETRY if n in names)
+        unknown = [n for n in self.ignore_features if n not in names]
+        if unknown:
+            raise ValueError(f"ignore_features {unknown} are not features of the {self.embedding!r} embedding")
         self.weights = np.array([0.0 if n in self.ignore_features else 1.0 for n in names], np.float32)
         self._keys: np.ndarray | None = None
 
@@ -164,36 +170,97 @@ class ExperienceMemory:
         return out
 
     # ------------------------------------------------------------------ persistence
+    @property
+    def fingerprint(self) -> str | None:
+        """SHA-256 of the encoder weights a learned embedding's keys come from (None for the hand-made one)."""
+        from ir_env.encoder.learned import observation_fingerprint
+
+        return observation_fingerprint({"embedding": self.embedding})
+
     def to_json(self) -> dict[str, Any]:
-        """The JSON document :meth:`save` writes."""
-        return {"format": FORMAT, "embedding": self.embedding, "dim": self.dim,
+        """The JSON document :meth:`save` writes (``encoder_sha256`` only for a learned embedding)."""
+        stamp = {"encoder_sha256": self.fingerprint} if self.fingerprint else {}
+        return {"format": FORMAT, "embedding": self.embedding, "dim": self.dim, **stamp,
                 "ignore_features": list(self.ignore_features), "entries": [e.as_dict() for e in self.entries]}
 
     def save(self, path: str | Path) -> Path:
-        """Write the memory as JSON (atomically: temporary file, then rename)."""
+        """Write the memory as JSON (atomically: a temporary file of its own in the same folder, then rename)."""
+        import os
+        import tempfile
+
         p = Path(path)
+        if p.is_dir():
+            raise ValueError(f"memory path {p} is a directory, not a file")
         p.parent.mkdir(parents=True, exist_ok=True)
-        tmp = p.with_name(p.name + ".tmp")
-        tmp.write_text(json.dumps(self.to_json(), separators=(",", ":")))
-        tmp.replace(p)
+        fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(self.to_json(), separators=(",", ":")))
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
         return p
 
     @classmethod
     def load(cls, path: str | Path) -> ExperienceMemory:
-        """Read a memory written by :meth:`save` (clear errors for a missing or foreign file)."""
+        """Read a memory written by :meth:`save`; ``FileNotFoundError`` / ``ValueError`` name the file and the
+        problem (not JSON, another format, a malformed entry, keys of other encoder weights)."""
         p = Path(path)
+        if p.is_dir():
+            raise ValueError(f"memory path {p} is a directory, not a memory file")
         if not p.is_file():
             raise FileNotFoundError(f"no memory file at {p}")
         try:
             doc = json.loads(p.read_text())
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{p} is not valid JSON: {e}") from None
+        except (ValueError, UnicodeDecodeError) as e:
+            raise ValueError(f"{p} is not a memory file (not valid JSON: {e})") from None
         if not isinstance(doc, dict) or doc.get("format") != FORMAT:
             raise ValueError(f"{p} is not a {FORMAT} file")
-        mem = cls(embedding=doc["embedding"], dim=int(doc["dim"]), ignore_features=tuple(doc["ignore_features"]))
-        for e in doc["entries"]:
-            mem.add(e["key"], e["schedule"], e["gain"], e.get("source", ""))
+        try:
+            mem = cls(embedding=str(doc["embedding"]), dim=int(doc["dim"]),
+                      ignore_features=tuple(doc.get("ignore_features", GEOMETRY)))
+            stamp = doc.get("encoder_sha256")
+            if stamp is not None and stamp != mem.fingerprint:
+                raise ValueError(f"its keys were made by encoder weights {str(stamp)[:12]}, this install's are "
+                                 f"{str(mem.fingerprint)[:12]}: build the memory again")
+            entries = doc["entries"]
+            if not isinstance(entries, list):
+                raise ValueError(f"'entries' must be a list, got {type(entries).__name__}")
+            for i, e in enumerate(entries):
+                if not isinstance(e, dict) or not {"key", "schedule", "gain"} <= set(e):
+                    raise ValueError(f"entry {i} must hold key, schedule and gain")
+                try:
+                    mem.add(e["key"], e["schedule"], float(e["gain"]), str(e.get("source", "")))
+                except (TypeError, ValueError) as exc:
+                    raise ValueError(f"entry {i}: {exc}") from None
+        except KeyError as exc:
+            raise ValueError(f"{p}: a malformed memory file (no {exc.args[0]!r})") from None
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"{p}: a malformed memory file ({exc})") from None
         return mem
+
+    def merge_into_file(self, path: str | Path, new: Sequence[MemoryEntry]) -> ExperienceMemory:
+        """Add the entries ``new`` to the memory in the file at ``path`` as it is NOW (created if missing) and write
+        it back, under an exclusive lock on ``<path>.lock``: several processes can share one memory file without
+        losing each other's entries. Returns the merged memory."""
+        import fcntl
+
+        p = Path(path)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        with open(p.with_name(p.name + ".lock"), "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                disk = ExperienceMemory.load(p) if p.is_file() else ExperienceMemory(
+                    self.embedding, self.dim, self.ignore_features)
+                if disk.embedding != self.embedding:
+                    raise ValueError(f"{p} now holds {disk.embedding!r} keys, this memory {self.embedding!r}")
+                for e in new:
+                    disk.add(e.key, e.schedule, e.gain, e.source)
+                disk.save(p)
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        return disk
 
     # ------------------------------------------------------------------ pre-filling
     def add_trajectories(self, data: Any, min_gain: float = 0.0) -> int:
@@ -202,6 +269,10 @@ class ExperienceMemory:
         episode's first decision, the schedule the teacher's steps on that region in order (physical
         params), the gain the sum of their judged gains. Entries gaining <= ``min_gain`` are skipped.
         Returns how many were added."""
+        if data.meta.get("encoder_sha256") != self.fingerprint:
+            raise ValueError(f"the trajectories were observed through encoder weights "
+                             f"{str(data.meta.get('encoder_sha256'))[:12]}, this memory's keys come from "
+                             f"{str(self.fingerprint)[:12]}: record them again (or use their embedding)")
         if int(data.meta["region_dim"]) != self.dim:
             raise ValueError(f"trajectories have embeddings of dim {data.meta['region_dim']}, memory {self.dim}")
         if data.meta.get("embedding", self.embedding) != self.embedding:
@@ -242,7 +313,8 @@ class MemoryPlanner(Planner):
             ``policies/distill/models/memory_spatial.json`` if present, else empty).
         tries: schedules tried per region (nearest distinct ones), >= 1.
         learn: add each kept schedule to the memory.
-        autosave: write the memory to its path after every image (needs a path).
+        autosave: after every image, merge the entries added since the last save into the memory file at its path
+            as the file is then (under a lock: processes sharing one file keep each other's entries; needs a path).
         embedding: embedder of the keys (must match the memory's).
         threshold: minimum judged gain for a try to be kept (judge units).
     """
@@ -264,6 +336,8 @@ class MemoryPlanner(Planner):
             memory = DEFAULT_MEMORY if DEFAULT_MEMORY.is_file() else ExperienceMemory(embedding)
         if isinstance(memory, str | Path):
             self.path = Path(memory)
+            if str(memory) == "" or self.path.is_dir():
+                raise ValueError(f"memory={str(memory)!r} must be the path of a memory JSON file, not a directory")
             memory = ExperienceMemory.load(self.path) if self.path.is_file() else ExperienceMemory(embedding)
             if self.path == DEFAULT_MEMORY:
                 self.path = None  # never write into the installed package unless asked through save()
@@ -273,15 +347,22 @@ class MemoryPlanner(Planner):
             raise ValueError(f"the memory holds {memory.embedding!r} keys, the planner embeds with {embedding!r}")
         if self.autosave and self.path is None:
             raise ValueError("autosave needs the memory's file path (memory=PATH)")
+        if self.autosave:
+            _check_writable_target(self.path)  # before any restore, not after the first one
         self.memory = memory
         self.embedder = make_embedder(embedding)
+        # entries [0, _synced) are in the file at self.path (autosave merges the rest into it)
+        self._synced = len(memory) if self.path is not None and self.path.is_file() else 0
 
     def save(self, path: str | Path | None = None) -> Path:
         """Write the memory to ``path`` (default: the path it was loaded from)."""
         target = Path(path) if path is not None else self.path
         if target is None:
             raise ValueError("no path: pass one (the memory was not loaded from a file)")
-        return self.memory.save(target)
+        out = self.memory.save(target)
+        if target == self.path:
+            self._synced = len(self.memory)
+        return out
 
     def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
         areas = region_areas(masks)
@@ -327,10 +408,29 @@ class MemoryPlanner(Planner):
         if self.learn:
             for key, sched, gain in learned:
                 self.memory.add(key, sched, gain, source="learned")
-        if self.autosave:
-            self.save()
+        if self.autosave and self.path is not None:
+            # every entry added since the last sync (learned here or added by the caller) is merged into the file as it
+            # is now, so processes sharing the file keep each other's entries
+            self.memory = self.memory.merge_into_file(self.path, self.memory.entries[self._synced:])
+            self._synced = len(self.memory)
         return RestorationResult(img, trace, masks, tool_calls=calls, iqa_calls=0, seconds=0.0,
                                  info={"memory_size": len(self.memory), "learned": len(learned)})
+
+
+def _check_writable_target(path: Path) -> None:
+    """``ValueError`` when a file cannot be written at ``path``: it is a directory, a parent is a file, or the
+    nearest existing folder is not writable. Nothing is created."""
+    import os
+
+    if path.is_dir():
+        raise ValueError(f"memory path {path} is a directory, not a file")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise ValueError(f"memory path {path}: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise ValueError(f"memory path {path}: folder {parent} is not writable")
+            return
 
 
 def prefill(trajectory_dirs: Sequence[str | Path], out: str | Path, min_gain: float = 0.0,
@@ -353,13 +453,20 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--trajectories", nargs="+", required=True, help="dataset directories (meta.json + shards)")
     ap.add_argument("-o", "--out", required=True, help="memory JSON to write")
     ap.add_argument("--min-gain", type=float, default=0.0, help="skip schedules that gained at most this (dB)")
+    ap.add_argument("--embedding", default=None,
+                    help="embedding of the keys (default: the trajectories' own, e.g. learned for a dataset recorded "
+                         "with embedding: learned); the memory planner must use the same (memory:embedding=...)")
     args = ap.parse_args(argv)
     try:
-        mem = prefill(args.trajectories, args.out, args.min_gain)
+        if args.embedding is None:
+            from policies.distill.dataset import read_meta
+
+            args.embedding = str(read_meta(args.trajectories[0]).get("embedding", "handcrafted"))
+        mem = prefill(args.trajectories, args.out, args.min_gain, embedding=args.embedding)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    print(f"{len(mem)} entries written to {args.out}")
+    print(f"{len(mem)} entries ({mem.embedding} keys) written to {args.out}")
     return 0
 
 

@@ -193,3 +193,110 @@ def test_student_trained_on_other_encoder_weights_is_refused(tmp_path: Path) -> 
     (folder / "config.yml").write_text(yaml.safe_dump(cfg))
     with pytest.raises(ValueError, match="trained on observations of the learned encoder"):
         make_planner("distilled", path=str(folder / "model.zip"))
+
+
+def test_resume_with_more_episodes_completes_the_partial_shard(tmp_path: Path) -> None:
+    """A shard written by a run with fewer episodes holds fewer scenes: a later run with more re-records it, and a
+    run with fewer episodes than the folder holds is refused."""
+    base = {"out_dir": str(tmp_path), "env_id": "SpatialIR-v0", "env_kwargs": {**ENV_KWARGS, "max_steps": 1},
+            "episodes_per_shard": 2, "seed": 100, "teacher_kwargs": {"offsets": []}}
+    record(load_record_config(None, **base, episodes=3), progress=False, log=lambda m: None)
+    assert set(np.unique(read_dataset(tmp_path)["scene"])) == {0, 1, 2}
+    first = shard_path(tmp_path, 0).stat().st_mtime_ns
+    record(load_record_config(None, **base, episodes=4), progress=False, log=lambda m: None)
+    assert set(np.unique(read_dataset(tmp_path)["scene"])) == {0, 1, 2, 3}
+    assert shard_path(tmp_path, 0).stat().st_mtime_ns == first  # the complete shard was kept
+    with pytest.raises(ValueError, match="holds shards past the 1 that 2 episodes make"):
+        record(load_record_config(None, **base, episodes=2), progress=False, log=lambda m: None)
+    with pytest.raises(ValueError, match="other settings.*dense"):
+        record(load_record_config(None, **base, episodes=4, dense=False), progress=False, log=lambda m: None)
+
+
+@pytest.mark.parametrize(("overrides", "message"), [
+    ({"out_dir": ""}, "out_dir .* must name a dataset directory"),
+    ({"episodes": 2.7}, "episodes must be a whole number"),
+    ({"episodes_per_shard": "2"}, "episodes_per_shard must be a whole number"),
+    ({"photos": 3}, "photos must be null or a non-empty list"),
+    ({"photos": [0, -1]}, "photos must be null or a non-empty list"),
+    ({"augment": 3}, "augment must be null or"),
+    ({"teacher_kwargs": 3}, "teacher_kwargs must be a mapping"),
+    ({"dense": "yes"}, "dense must be true or false"),
+])
+def test_record_config_values_are_checked(overrides: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        load_record_config(None, **overrides)
+
+
+def test_record_refuses_what_cannot_work_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from experiments.record_trajectories import main
+
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a dataset directory"):
+        load_record_config(None, out_dir=str(a_file))
+    cfg = tmp_path / "rec.yaml"
+    import yaml
+
+    base = {"out_dir": str(tmp_path / "d"), "env_id": "SpatialIR-v0", "env_kwargs": ENV_KWARGS, "episodes": 1}
+    for extra, message in (({"photos": [99]}, "photos \\[99\\] out of range: the train split has"),
+                           ({"teacher_kwargs": {"bogus": 1}}, "teacher_kwargs: greedy takes no option 'bogus'")):
+        cfg.write_text(yaml.safe_dump({**base, **extra}))
+        assert main(["--config", str(cfg), "--no-progress"]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and len(err.strip().splitlines()) == 1, err
+        assert __import__("re").search(message, err), err
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "meta.json").write_text("{not json")
+    with pytest.raises(ValueError, match=r"bad/meta.json is not valid JSON"):
+        read_dataset(tmp_path / "bad")
+
+
+def test_train_distill_refuses_data_of_other_encoder_weights_and_bad_values(dataset: tuple[TrajectoryData, str],
+                                                                           tmp_path: Path) -> None:
+    import json
+
+    import yaml
+
+    from experiments.train_distill import load_distill_config, run
+
+    _, folder = dataset
+    ok = {"data": [folder], "output_dir": str(tmp_path / "out")}
+    for bad, message in (({"data": []}, "data must be a non-empty list"),
+                         ({"data": "/some/path"}, "data must be a non-empty list"),
+                         ({"train": {"epochs": 0}}, "train.epochs must be a whole number >= 1"),
+                         ({"stop_margins": []}, "stop_margins must be a non-empty list"),
+                         ({"holdout_photos": [-1]}, "holdout_photos must be a list"),
+                         ({"output_dir": str(tmp_path / "f" / "x")}, "is a file, not a folder")):
+        (tmp_path / "f").write_text("x")
+        path = tmp_path / "cfg.yaml"
+        path.write_text(yaml.safe_dump({**ok, **bad}))
+        with pytest.raises(ValueError, match=message):
+            load_distill_config(str(path))
+    # a learned-embedding dataset whose meta names other encoder weights: refused before anything is written
+    learned = tmp_path / "learned"
+    import shutil
+
+    shutil.copytree(folder, learned)
+    meta = json.loads((learned / "meta.json").read_text())
+    meta["env_kwargs"]["embedding"] = "learned"
+    meta["encoder_sha256"] = "0" * 64
+    (learned / "meta.json").write_text(json.dumps(meta))
+    path = tmp_path / "cfg.yaml"
+    path.write_text(yaml.safe_dump({"data": [str(learned)], "output_dir": str(tmp_path / "out2"),
+                                    "ppo_config": None}))
+    cfg = load_distill_config(str(path))
+    cfg["ppo_config"] = _ppo_config(tmp_path)
+    with pytest.raises(ValueError, match="recorded through encoder weights 000000000000"):
+        run(cfg)
+    assert not (tmp_path / "out2").exists()
+    cfg["data"], cfg["holdout_photos"] = [folder], [50]
+    with pytest.raises(ValueError, match=r"holdout_photos \[50\] out of range"):
+        run(cfg)
+
+
+def _ppo_config(tmp_path: Path) -> str:
+    import yaml
+
+    path = tmp_path / "ppo.yaml"
+    path.write_text(yaml.safe_dump({**PPO_CFG, "env_kwargs": ENV_KWARGS}))
+    return str(path)

@@ -181,3 +181,114 @@ def test_default_judge_matches_the_command_line_and_unscorable_tries_are_skipped
     out = planner.restore(np.clip(scene.degraded * 0.3 + 0.5, 0, 1).astype(np.float32))
     assert out.tool_calls == 4 and out.iqa_calls == 3  # the input, then both tries (one undefined, so dropped)
     assert all(s.tool == "tv_denoise" for s in out.trace)  # never the unscorable try
+
+
+def _prefill_data(embedding: str = "handcrafted", stamp: str | None = None) -> TrajectoryData:
+    """One scene, one region dehazed then brightened (as test_prefill_from_trajectories)."""
+    dim = make_embedder(embedding).dim
+    k, t, p, rows = 2, 3, 3, 2
+    names = ["tv_denoise", "dcp_dehaze", "gamma_correct"]
+    a = {f: np.zeros((rows,), dt) for f, dt in FIELDS.items()}
+    a.update(regions=np.zeros((rows, k, dim), np.float32), valid=np.ones((rows, k), np.float32),
+             history=np.zeros((rows, k, t), np.float32), steps_left=np.zeros((rows, 1), np.float32),
+             step=np.arange(rows, dtype=np.int32), region=np.array([1, 1], np.int32), tool=np.array([1, 2], np.int32),
+             params_phys=np.array([[0.9, 0.1, 5.0], [1.6, 1.4, np.nan]], np.float32),
+             params_norm=np.zeros((rows, p), np.float32), quality_before=np.array([10.0, 12.0], np.float32),
+             quality_after=np.array([12.0, 13.0], np.float32), gains=np.zeros((rows, k * t + 1), np.float32),
+             best_params=np.zeros((rows, k, t, p), np.float32))
+    meta = {"tool_names": names, "param_counts": [len(get_tool(n).params) for n in names], "num_regions": k,
+            "region_dim": dim, "num_tools": t, "num_params": p, "judge": "psnr", "embedding": embedding,
+            **({"encoder_sha256": stamp} if stamp else {})}
+    return TrajectoryData(a, meta)
+
+
+def test_learned_keys_carry_the_encoder_weights_and_other_weights_are_refused(tmp_path) -> None:  # noqa: ANN001
+    from ir_env.encoder.learned import DEFAULT_WEIGHTS, weights_fingerprint
+
+    now = weights_fingerprint(DEFAULT_WEIGHTS)
+    mem = ExperienceMemory("learned")
+    assert mem.add_trajectories(_prefill_data("learned", now)) == 1
+    with pytest.raises(ValueError, match="observed through encoder weights 000000000000"):
+        ExperienceMemory("learned").add_trajectories(_prefill_data("learned", "0" * 64))
+    with pytest.raises(ValueError, match="observed through encoder weights None"):
+        ExperienceMemory("learned").add_trajectories(_prefill_data("learned", None))
+    with pytest.raises(ValueError, match="observed through encoder weights"):  # hand-made keys, stamped data
+        ExperienceMemory().add_trajectories(_prefill_data("handcrafted", now))
+    path = mem.save(tmp_path / "learned.json")
+    doc = json.loads(path.read_text())
+    assert doc["encoder_sha256"] == now
+    assert len(ExperienceMemory.load(path)) == 1
+    doc["encoder_sha256"] = "f" * 64
+    path.write_text(json.dumps(doc))
+    with pytest.raises(ValueError, match="made by encoder weights ffffffffffff"):
+        ExperienceMemory.load(path)
+    assert "encoder_sha256" not in ExperienceMemory().to_json()  # hand-made keys need no stamp
+
+
+def test_prefill_command_takes_the_datasets_embedding(tmp_path, capsys) -> None:  # noqa: ANN001
+    from ir_env.encoder.learned import DEFAULT_WEIGHTS, weights_fingerprint
+    from policies.distill.dataset import rows_to_arrays, shard_path, write_meta, write_shard  # noqa: F401
+    from policies.memory import main
+
+    data = _prefill_data("learned", weights_fingerprint(DEFAULT_WEIGHTS))
+    folder = tmp_path / "traj"
+    write_meta(folder, data.meta)
+    write_shard(shard_path(folder, 0), data.arrays)
+    assert main(["--trajectories", str(folder), "-o", str(tmp_path / "m.json")]) == 0
+    assert "(learned keys)" in capsys.readouterr().out
+    assert ExperienceMemory.load(tmp_path / "m.json").embedding == "learned"
+    assert main(["--trajectories", str(folder), "-o", str(tmp_path / "h.json"), "--embedding", "handcrafted"]) == 2
+    assert "error:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("doc", "message"), [
+    ({"entries": None}, "'entries' must be a list"),
+    ({"entries": {"a": 1}}, "'entries' must be a list"),
+    ({"entries": [{"schedule": DENOISE, "gain": 1.0}]}, "entry 0 must hold key, schedule and gain"),
+    ({"entries": [{"key": [0.0] * DIM, "schedule": [{"tool": "tv_denoise", "params": {"weight": 0.1}}],
+                   "gain": None}]}, "entry 0"),
+    ({"ignore_features": ["no_such_feature"]}, "not features of the 'handcrafted' embedding"),
+])
+def test_malformed_memory_files_name_the_file_and_the_problem(tmp_path, doc: dict, message: str) -> None:  # noqa: ANN001
+    base = {"format": "spatial-ir-memory/1", "embedding": "handcrafted", "dim": DIM, "entries": []}
+    path = tmp_path / "m.json"
+    path.write_text(json.dumps({**base, **doc}))
+    with pytest.raises(ValueError, match=message) as err:
+        ExperienceMemory.load(path)
+    assert str(path) in str(err.value)
+    (tmp_path / "blob.json").write_bytes(bytes(range(256)))
+    with pytest.raises(ValueError, match="is not a memory file"):
+        ExperienceMemory.load(tmp_path / "blob.json")
+
+
+def test_bad_memory_paths_are_refused_before_any_restore(tmp_path) -> None:  # noqa: ANN001
+    with pytest.raises(ValueError, match="not a directory"):
+        MemoryPlanner(memory=str(tmp_path))
+    a_file = tmp_path / "afile"
+    a_file.write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        MemoryPlanner(memory=str(a_file / "m.json"), autosave=True)
+    assert not list(tmp_path.glob("*.tmp"))
+
+
+def test_two_processes_autosaving_one_file_keep_each_others_entries(tmp_path) -> None:  # noqa: ANN001
+    """Each process adds entries and autosaves to the same file; none of them is lost (merge under a lock)."""
+    import subprocess
+    import sys
+
+    path = tmp_path / "shared.json"
+    code = f"""
+import numpy as np, sys
+from policies.memory import ExperienceMemory
+tag = int(sys.argv[1])
+mem = ExperienceMemory()
+for i in range(40):
+    k = np.zeros(mem.dim, np.float32); k[0] = tag * 100 + i
+    e = mem.add(k, [("tv_denoise", {{"weight": 0.1}})], 1.0, f"p{{tag}}-{{i}}")
+    mem = mem.merge_into_file({str(path)!r}, [e])
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(tag)]) for tag in (1, 2)]
+    assert all(p.wait(timeout=300) == 0 for p in procs)
+    sources = {e.source for e in ExperienceMemory.load(path).entries}
+    assert sources == {f"p{tag}-{i}" for tag in (1, 2) for i in range(40)}
+    assert not list(tmp_path.glob("shared.json.*.tmp"))

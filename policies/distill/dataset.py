@@ -141,7 +141,7 @@ def write_meta(folder: str | Path, meta: Mapping[str, Any], must_match: tuple[st
     p.parent.mkdir(parents=True, exist_ok=True)
     meta = {"format": FORMAT, **meta}
     if p.is_file():
-        old = json.loads(p.read_text())
+        old = _read_json(p)
         diff = [k for k in meta if (k in old or k in must_match) and old.get(k) != json.loads(json.dumps(meta[k]))]
         if diff:
             raise ValueError(f"{p} was recorded with other settings ({', '.join(diff)}): use a new directory")
@@ -149,14 +149,23 @@ def write_meta(folder: str | Path, meta: Mapping[str, Any], must_match: tuple[st
     return p
 
 
+def _read_json(path: Path) -> Any:
+    """The JSON in ``path``; ``ValueError`` naming the file when it is not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc}): a damaged dataset; record it again") from None
+
+
 def read_meta(folder: str | Path) -> dict[str, Any]:
     """Read ``meta.json`` of a dataset directory (clear errors for a missing or foreign file)."""
     p = Path(folder) / "meta.json"
     if not p.is_file():
         raise FileNotFoundError(f"no trajectory dataset at {folder} (missing {p.name})")
-    meta = json.loads(p.read_text())
-    if meta.get("format") != FORMAT:
-        raise ValueError(f"{p} is not a {FORMAT} dataset (format {meta.get('format')!r})")
+    meta = _read_json(p)
+    fmt = meta.get("format") if isinstance(meta, dict) else None
+    if fmt != FORMAT:
+        raise ValueError(f"{p} is not a {FORMAT} dataset (format {fmt!r})")
     return meta
 
 
