@@ -150,8 +150,11 @@ def cmd_restore(args: argparse.Namespace) -> int:
     check_output_file(args.output, image=True)
     if args.trace:
         check_output_file(args.trace)
+    steps = args.max_steps
+    if steps is None:  # fixed runs its whole pipeline unless a cap is asked for; the others default to 6 steps here
+        steps = None if spec.split(":", 1)[0].strip() == "fixed" else DEFAULT_CLI_STEPS
     planner, needs_ref = parse_planner_spec(spec, default_judge=args.judge, seed=args.seed,
-                                            max_steps=args.max_steps)
+                                            **({} if steps is None else {"max_steps": steps}))
     if needs_ref and ref is None:
         judge = planner.judge.metric if planner.judge is not None else args.judge
         raise ValueError(f"judge {judge!r} is full-reference: pass --reference CLEAN_IMAGE")
@@ -294,7 +297,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--trace", default="", help="write the schedule (trace) as JSON here")
     s.add_argument("--size", type=int, default=0,
                    help="centre-crop to this many px first (0: full image; a smaller image is upscaled to cover it)")
-    s.add_argument("--max-steps", type=int, default=6)
+    s.add_argument("--max-steps", type=int, default=None,
+                   help=f"at most this many kept steps (default {DEFAULT_CLI_STEPS}; `fixed`: its whole pipeline; a "
+                        "tiling planner counts them per tile, each tile being planned as an image of its own)")
     s.add_argument("--seed", type=seed_int, default=0)
 
     s = sub.add_parser("evaluate", help="compare planners on degraded images (JSON, Markdown, plot)")
@@ -340,6 +345,10 @@ def cv2_error() -> type[Exception]:
     import cv2
 
     return cv2.error
+
+
+#: ``spatial-ir restore``'s step budget when ``--max-steps`` is not given (``fixed``: its whole pipeline).
+DEFAULT_CLI_STEPS = 6
 
 
 def main(argv: Sequence[str] | None = None) -> int:

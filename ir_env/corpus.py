@@ -143,6 +143,10 @@ def _folder_files(folder: Path) -> list[Path]:
     return files
 
 
+#: Smallest side (px) of a photo read from a corpus folder; smaller files are skipped with a warning.
+MIN_PHOTO_SIDE = 8
+
+
 def load_named_corpus(
     name_or_folder: str | Path = "builtin", split: str = "train"
 ) -> list[tuple[str, np.ndarray]]:
@@ -172,9 +176,15 @@ def load_named_corpus(
     out = []
     for f in files:
         try:
-            out.append((f.name, read_image(f)))
+            img = read_image(f)
         except ValueError as err:
             warnings.warn(f"skipping unreadable image {f}: {err}", UserWarning, stacklevel=2)
+            continue
+        if min(img.shape[:2]) < MIN_PHOTO_SIDE:  # a crop of it would be one flat colour, not a photo
+            warnings.warn(f"skipping image {f}: {img.shape[0]}x{img.shape[1]} px is smaller than "
+                          f"{MIN_PHOTO_SIDE} px a side", UserWarning, stacklevel=2)
+            continue
+        out.append((f.name, img))
     if not out:
         raise ValueError(
             f"corpus folder {folder} has no readable images in split {split!r} "

@@ -18,6 +18,7 @@ the ``Box`` and ``MultiDiscrete`` encodings that stable-baselines3 needs.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -97,6 +98,22 @@ class EpisodeState:
     last_action: str = "reset"
 
 
+#: Largest ``image_size`` (px) the env accepts for its crops.
+MAX_IMAGE_SIZE = 4096
+#: Smallest side (px) of an image given to ``reset(options={"image": ...})``: the episode's summary scores SSIM.
+MIN_EPISODE_SIDE = 11
+
+
+def _whole(value: Any, name: str, low: int, high: int | None = None, unit: str = "") -> int:
+    """``value`` as an int when it is a whole number in [low, high]; else ``ValueError`` naming ``name``."""
+    ok = not isinstance(value, (bool, np.bool_)) and isinstance(value, (int, float, np.integer, np.floating)) \
+        and np.isfinite(value) and float(value) == int(value) and low <= int(value) <= (high or int(value))
+    if not ok:
+        span = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be a whole number {span}{' ' + unit if unit else ''}, got {value!r}")
+    return int(value)
+
+
 class SpatialIREnv(gym.Env):
     """Region-wise image restoration as an MDP (see the module docstring for spaces).
 
@@ -118,7 +135,9 @@ class SpatialIREnv(gym.Env):
             e.g. dB): ``reward = gain - step_cost * tool_cost(tool)``.
         tools: tool names to offer (default: ``restorers.fast_tools()``, every registered tool with a
             relative cost <= 100, in registry order; BM3D is left out unless named).
-        seed: default seed used by the first ``reset()`` when none is given.
+        seed: default seed used by the first ``reset()`` when none is given. Copies made with the same ``seed``
+            (``gymnasium.make_vec(..., seed=0)``) play the same scenes: seed a vector env through
+            ``reset(seed=s)``, which gives copy ``i`` the seed ``s + i``.
         render_mode: ``"rgb_array"`` or ``None``.
         final_observation: ``False``: the step that ends an episode (STOP or the last budgeted step) does
             not re-embed the regions; the observation it returns repeats the previous embeddings
@@ -149,21 +168,23 @@ class SpatialIREnv(gym.Env):
     ) -> None:
         if render_mode is not None and render_mode not in self.metadata["render_modes"]:
             raise ValueError(f"render_mode must be one of {self.metadata['render_modes']} or None")
-        if int(image_size) < 32:
-            raise ValueError(f"image_size must be >= 32 px, got {image_size}")
-        if int(max_regions) < 1:
-            raise ValueError(f"max_regions must be >= 1, got {max_regions}")
-        if int(max_steps) < 1:
-            raise ValueError(f"max_steps must be >= 1, got {max_steps}")
+        _whole(image_size, "image_size", 32, MAX_IMAGE_SIZE, "px")
+        _whole(max_regions, "max_regions", 1)
+        _whole(max_steps, "max_steps", 1)
         if not isinstance(final_observation, (bool, np.bool_)):
             raise ValueError(f"final_observation must be True or False, got {final_observation!r}")
-        if not np.isfinite(step_cost) or step_cost < 0:
-            raise ValueError(f"step_cost must be a finite number >= 0, got {step_cost}")
+        if isinstance(step_cost, bool) or not isinstance(step_cost, (int, float, np.integer, np.floating)) \
+                or not np.isfinite(step_cost) or step_cost < 0:
+            raise ValueError(f"step_cost must be a finite number >= 0, got {step_cost!r}")
+        if proposer_kwargs is not None and not isinstance(proposer_kwargs, Mapping):
+            raise ValueError(f"proposer_kwargs must be a mapping of option -> value, got {proposer_kwargs!r}")
+        if isinstance(tools, str):  # one tool name, not its letters
+            tools = [tools]
         self.recipe = recipe
         synthesize(np.zeros((32, 32, 3), np.float32), recipe=recipe, seed=0)  # fail early on a bad recipe
-        if isinstance(corpus, str):
-            self.images = load_corpus(corpus, split=split)
-            self.corpus_name = corpus
+        if isinstance(corpus, (str, os.PathLike)):
+            self.images = load_corpus(str(corpus), split=split)
+            self.corpus_name = str(corpus)
         else:
             self.images = [check_image(im, name=f"corpus image {i}") for i, im in enumerate(corpus)]
             self.corpus_name = "custom"
@@ -269,6 +290,8 @@ class SpatialIREnv(gym.Env):
         unknown = sorted(set(options) - {"scene", "image"})
         if unknown:  # a typo would otherwise silently give a random corpus scene
             raise ValueError(f"unknown reset option(s) {unknown}; known: 'scene', 'image'")
+        if "scene" in options and "image" in options:
+            raise ValueError("reset options 'scene' and 'image' exclude each other: pass one")
         rng = self.np_random
         if "scene" in options:
             scene = options["scene"]
@@ -277,6 +300,9 @@ class SpatialIREnv(gym.Env):
         else:
             if "image" in options:
                 clean = check_image(options["image"], name="options['image']")
+                if min(clean.shape[:2]) < MIN_EPISODE_SIDE:  # the episode's summary scores SSIM (11 px window)
+                    raise ValueError(f"options['image'] is {clean.shape[0]}x{clean.shape[1]} px; an episode needs "
+                                     f"at least {MIN_EPISODE_SIDE} px a side")
             else:
                 photo = self.images[int(rng.integers(len(self.images)))]
                 clean = random_crop(photo, self.image_size, rng)
@@ -303,8 +329,11 @@ class SpatialIREnv(gym.Env):
         missing = {"region", "tool", "params"} - set(action)
         if missing:
             raise ValueError(f"action is missing key(s) {sorted(missing)}")
-        try:
-            region, tool = int(action["region"]), int(action["tool"])
+        raw = (action["region"], action["tool"])
+        try:  # whole numbers only: 1.7 or True is not an index (int() would truncate it silently)
+            if any(isinstance(v, (bool, np.bool_)) or np.ndim(v) != 0 or float(v) != int(v) for v in raw):
+                raise ValueError
+            region, tool = int(raw[0]), int(raw[1])
         except (TypeError, ValueError):
             raise ValueError(
                 f"action region/tool must be integers, got {action['region']!r}, {action['tool']!r}"

@@ -298,6 +298,9 @@ class _Pyiqa(_Windowed):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             import pyiqa
+        from ir_env.forksafe import fork_safe_torch
+
+        fork_safe_torch()  # an env scoring with pyiqa in the parent must not hang its forked workers
         self._torch = torch
         # these metrics have no weights: create_metric never touches the network for them
         self._net = pyiqa.create_metric(info.name, device=torch.device(device))

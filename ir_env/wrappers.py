@@ -77,8 +77,8 @@ class MultiDiscreteAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     def __init__(self, env: gym.Env, bins: int = 5) -> None:
         gym.utils.RecordConstructorArgs.__init__(self, bins=bins)
         super().__init__(env)
-        if int(bins) < 2:
-            raise ValueError(f"bins must be >= 2, got {bins}")
+        if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or int(bins) < 2:
+            raise ValueError(f"bins must be a whole number >= 2, got {bins!r}")
         base = _base(env)
         self.bins = int(bins)
         self.num_joint = base.max_regions * base.num_tools + 1

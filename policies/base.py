@@ -99,11 +99,50 @@ def json_safe(value: Any) -> Any:
     return value
 
 
+def whole_option(value: Any, name: str, low: int = 1) -> int:
+    """``value`` as an int when it is a whole number >= ``low`` (2.5 is not truncated, True is not 1); else
+    ``ValueError`` naming the option ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or float(value) != int(value) or int(value) < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def number_option(value: Any, name: str, low: float = -math.inf, high: float = math.inf) -> float:
+    """``value`` as a float when it is a finite number in [low, high]; else ``ValueError`` naming ``name``."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \
+            or not np.isfinite(value) or not low <= float(value) <= high:
+        span = "" if (low, high) == (-math.inf, math.inf) else (
+            f" >= {low:g}" if high == math.inf else f" in [{low:g}, {high:g}]")
+        raise ValueError(f"{name} must be a finite number{span}, got {value!r}")
+    return float(value)
+
+
+def name_list(value: Any, name: str) -> list[str]:
+    """A list of names from a list/tuple of strings, one string, or one string of names joined by ``/`` or ``,``
+    (the command-line form ``tools=tv_denoise/gamma_correct``); ``ValueError`` naming the option otherwise."""
+    if isinstance(value, str):
+        items = [v.strip() for v in value.replace(",", "/").split("/")]
+    elif isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value):
+        items = [v.strip() for v in value]
+    else:
+        raise ValueError(f"{name} must be a list of names (or one name, or names joined by '/'), got {value!r}")
+    if not items or not all(items):
+        raise ValueError(f"{name} must name at least one item, got {value!r}")
+    return items
+
+
 def check_max_steps(max_steps: Any) -> int:
     """``max_steps`` as an int; ``ValueError`` unless it is a whole number >= 1 (2.5 is not truncated)."""
-    if isinstance(max_steps, bool) or int(max_steps) != max_steps or int(max_steps) < 1:
-        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
-    return int(max_steps)
+    return whole_option(max_steps, "max_steps", 1)
+
+
+def fresh_image(image: np.ndarray, degraded: Any) -> np.ndarray:
+    """``image`` itself, or a copy when it shares memory with the caller's ``degraded`` or is read-only: a result's
+    image is always a new, writable array (also when no step was kept)."""
+    if np.shares_memory(image, np.asarray(degraded)) or not image.flags.writeable:
+        return image.copy()
+    return image
 
 
 class Planner(abc.ABC):
@@ -116,7 +155,8 @@ class Planner(abc.ABC):
         judge: IQA metric that scores candidate images (``None`` for planners that never judge). A
             full-reference judge (``psnr``, ``ssim``) needs ``reference`` in :meth:`restore` and is an
             oracle (an upper bound), labelled ``oracle:<metric>``.
-        max_steps: at most this many kept steps.
+        max_steps: at most this many kept steps per image (a planner :func:`policies.make_planner` tiles plans each
+            tile as an image of its own, so the cap holds per tile).
         seed: seed for any randomness.
     """
 
@@ -128,6 +168,8 @@ class Planner(abc.ABC):
         if mode not in MODES:
             raise ValueError(f"mode must be one of {MODES}, got {mode!r}")
         check_max_steps(max_steps)
+        whole_option(max_regions, "max_regions", 1)
+        whole_option(seed, "seed", 0)
         self.mode = mode
         self.region_proposer = region_proposer if mode == "spatial" else "whole"
         self.max_regions = int(max_regions) if mode == "spatial" else 1
@@ -170,12 +212,11 @@ class Planner(abc.ABC):
         if masks is None:
             masks = self.proposer.propose(img)
         else:
-            masks = np.stack([check_mask(m, img.shape[:2]) for m in np.asarray(masks)])
+            masks = check_region_masks(masks, img.shape[:2])
         if self.judge is not None:
             self.judge.reset_count()
         res = self._plan(img, ref, masks)
-        if np.shares_memory(res.image, np.asarray(degraded)) or not res.image.flags.writeable:
-            res.image = res.image.copy()  # always a new, writable array, also when no step was kept
+        res.image = fresh_image(res.image, degraded)  # always a new, writable array, also when no step was kept
         res.seconds = time.perf_counter() - t0
         res.planner = self.name
         res.judge = self.judge.label if self.judge is not None else ""
@@ -269,6 +310,18 @@ class PlannerWrapper(Planner):
 
     def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
         raise NotImplementedError(f"{type(self).__name__} overrides restore()")  # pragma: no cover
+
+
+def check_region_masks(masks: Any, shape: tuple[int, int]) -> np.ndarray:
+    """Given regions as a (K, H, W) bool array with K >= 1 (each checked by ``restorers.check_mask``); ``ValueError``
+    naming the problem (one (H, W) mask: pass ``mask[None]``)."""
+    arr = np.asarray(masks)
+    if arr.ndim == 2 and arr.shape == tuple(shape):
+        raise ValueError(f"masks must be (K, H, W) region masks, got one {arr.shape} mask: pass mask[None]")
+    if arr.ndim != 3 or arr.shape[0] == 0:
+        raise ValueError(f"masks must be (K, H, W) with K >= 1 regions of the image's {tuple(shape)}, "
+                         f"got shape {arr.shape}")
+    return np.stack([check_mask(m, shape) for m in arr])
 
 
 def check_inputs(degraded: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:

@@ -6,7 +6,7 @@ import time
 
 import numpy as np
 
-from policies.base import Planner, RestorationResult, TraceStep, params_dict, region_areas
+from policies.base import Planner, RestorationResult, TraceStep, name_list, params_dict, region_areas
 from restorers import apply, fast_tools, get_tool, list_tools
 
 #: The hand-written pipeline of ``fixed``, in physical restoration order (each entry: a degradation kind;
@@ -54,14 +54,18 @@ class FixedPlanner(Planner):
     again for JPEG, as it is registered for noise and JPEG before ``jpeg_deblock``), what a user does
     without a planner. In ``global`` mode it runs on the whole
     image; in ``spatial`` mode the same pipeline runs region by region (so the result differs only by
-    the regions' feathered borders). Never judges."""
+    the regions' feathered borders). Never judges. By default every step of the pipeline runs on every region;
+    ``max_steps``, when given, caps the steps (the pipeline's order, region by region)."""
 
     name = "fixed"
     uses_judge = False
 
-    def __init__(self, pipeline: tuple[str, ...] = FIXED_PIPELINE, **kwargs) -> None:  # noqa: ANN003
-        super().__init__(**kwargs)
-        self.pipeline = tuple(first_tool_for(k) for k in pipeline)
+    def __init__(self, pipeline: tuple[str, ...] = FIXED_PIPELINE, max_steps: int | None = None,
+                 **kwargs) -> None:  # noqa: ANN003
+        super().__init__(**({} if max_steps is None else {"max_steps": max_steps}), **kwargs)
+        self.pipeline = tuple(first_tool_for(k) for k in name_list(pipeline, "pipeline"))
+        #: None: the whole pipeline on every region (the default); a given max_steps caps the kept steps
+        self.step_cap = None if max_steps is None else self.max_steps
 
     def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
         img, trace = image, []
@@ -69,6 +73,8 @@ class FixedPlanner(Planner):
         for name in self.pipeline:
             tool = get_tool(name)
             for k in range(len(masks)):
+                if self.step_cap is not None and len(trace) >= self.step_cap:
+                    break
                 t0 = time.perf_counter()
                 img = apply(img, tool, tool.defaults(), mask=masks[k])
                 trace.append(TraceStep(k, areas[k], name, tool.defaults(), float("nan"), float("nan"),

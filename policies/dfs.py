@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from policies.base import RestorationResult, TraceStep, params_dict, region_areas
+from policies.base import RestorationResult, TraceStep, number_option, params_dict, region_areas, whole_option
 from policies.perception import Perception
 from policies.search import SearchPlanner, as_offsets, candidate_thetas
 from restorers import Tool
@@ -56,16 +56,12 @@ class DFSPlanner(SearchPlanner):
                  offsets: Sequence[float] = (-0.5, 0.5), min_prob: float = 0.3,
                  embedding: str = "handcrafted", **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
-        if (max_depth is not None and max_depth < 1) or budget < 1 or branch < 1:
-            raise ValueError("max_depth, budget and branch must be >= 1")
-        self.depth_limit = None if max_depth is None else int(max_depth)
-        self.budget, self.branch = int(budget), int(branch)
+        self.depth_limit = None if max_depth is None else whole_option(max_depth, "max_depth", 1)
+        self.budget, self.branch = whole_option(budget, "budget", 1), whole_option(branch, "branch", 1)
         self.max_depth = 3
-        if int(rounds) < 1:
-            raise ValueError("rounds must be >= 1")
-        self.rounds = int(rounds)
+        self.rounds = whole_option(rounds, "rounds", 1)
         self.offsets = as_offsets(offsets)
-        self.min_prob = float(min_prob)
+        self.min_prob = number_option(min_prob, "min_prob", 0.0, 1.0)
         self.perception = Perception(embedding)
         by_family: dict[str, list[Tool]] = {}
         for t in sorted(self.tools, key=lambda t: t.cost):

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.base import Planner, PlannerWrapper, RestorationResult, TraceStep
+from policies.base import Planner, PlannerWrapper, RestorationResult, TraceStep, fresh_image
 from restorers import apply, check_image, get_tool
 from restorers.spec import FAMILIES
 
@@ -146,7 +146,7 @@ class PerceptionGate(PlannerWrapper):
             calls += len(keep)
         info = {**res.info, "gate": {"gate": self.gate, "thresholds_from": self.source, "kept": len(keep),
                                      "vetoed": vetoed}}
-        return RestorationResult(out, keep, res.masks, tool_calls=calls, iqa_calls=res.iqa_calls,
+        return RestorationResult(fresh_image(out, degraded), keep, res.masks, tool_calls=calls, iqa_calls=res.iqa_calls,
                                  seconds=time.perf_counter() - t0, planner=res.planner, judge=res.judge, info=info)
 
     def __repr__(self) -> str:

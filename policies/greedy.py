@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from policies.base import RestorationResult, TraceStep, params_dict, region_areas
+from ir_env.embeddings import list_embedders
+from policies.base import RestorationResult, TraceStep, number_option, params_dict, region_areas
 from policies.search import Candidate, SearchPlanner, as_offsets, candidate_thetas
 
 
@@ -34,7 +35,9 @@ class GreedyPlanner(SearchPlanner):
     def __init__(self, *, offsets: Sequence[float] = (-0.5, 0.5), refine: bool = True, perceive: float = 0.0,
                  embedding: str = "handcrafted", **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
-        self.perceive = float(perceive)
+        self.perceive = number_option(perceive, "perceive", 0.0, 1.0)
+        if embedding not in list_embedders():  # checked even when perceive=0 leaves it unused
+            raise ValueError(f"unknown embedding {embedding!r}; available: {', '.join(list_embedders())}")
         self.perception = None
         if self.perceive > 0:
             from policies.perception import Perception

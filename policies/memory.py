@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from ir_env.embeddings import make_embedder
-from policies.base import Planner, RestorationResult, TraceStep, params_dict, region_areas
+from policies.base import Planner, RestorationResult, TraceStep, number_option, params_dict, region_areas, whole_option
 from restorers import apply, get_tool
 
 #: Version tag of the JSON file.
@@ -327,10 +327,8 @@ class MemoryPlanner(Planner):
         if judge in ("none", ""):
             judge = None
         super().__init__(judge=judge, **kwargs)
-        if int(tries) < 1:
-            raise ValueError(f"tries must be >= 1, got {tries}")
-        self.tries, self.learn, self.autosave = int(tries), bool(learn), bool(autosave)
-        self.threshold = float(threshold)
+        self.tries, self.learn, self.autosave = whole_option(tries, "tries", 1), bool(learn), bool(autosave)
+        self.threshold = number_option(threshold, "threshold")
         self.path: Path | None = None
         if memory is None:
             memory = DEFAULT_MEMORY if DEFAULT_MEMORY.is_file() else ExperienceMemory(embedding)

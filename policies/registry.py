@@ -84,6 +84,8 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
     from policies.tiled import feather_option, tile_option, tiled
 
     _builtin()
+    if not isinstance(name, str):
+        raise ValueError(f"planner name must be a string (one of {', '.join(_FACTORIES)}), got {name!r}")
     try:
         factory = _FACTORIES[name]
     except KeyError:
@@ -95,11 +97,17 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown planner {name!r}; known: {', '.join(_FACTORIES)}{hint}") from None
     device = kwargs.get("device")
-    if isinstance(device, str) and device.startswith("cuda"):
+    if device is not None:
         import torch
 
-        if not torch.cuda.is_available():
+        try:
+            dev = torch.device(device)
+        except (RuntimeError, TypeError, ValueError):
+            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
             raise ValueError(f"device {device!r}: torch sees no CUDA device here; use device='cpu'")
+        if dev.type not in ("cpu", "cuda"):
+            raise ValueError(f"device {device!r}: the planners run on 'cpu' or 'cuda'")
     tile = tile_option(kwargs)
     feather = feather_option(kwargs)
     gate = resolve_gate(name, kwargs.pop("gate", None))

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from policies.base import Planner
+from policies.base import Planner, name_list, number_option
 from restorers import Tool, apply, fast_tools, get_tool
 
 
@@ -27,7 +27,8 @@ class Candidate:
 def as_offsets(offsets: float | Sequence[float]) -> tuple[float, ...]:
     """The ``offsets`` option of the search planners as a tuple of floats; one number is a one-element tuple
     (``dfs:offsets=0.3`` on the command line)."""
-    return tuple(float(o) for o in (offsets if isinstance(offsets, (list, tuple)) else (offsets,)))
+    items = offsets if isinstance(offsets, (list, tuple)) else (offsets,)
+    return tuple(number_option(o, "offsets", -2.0, 2.0) for o in items)
 
 
 def candidate_thetas(tool: Tool, offsets: Sequence[float]) -> list[np.ndarray]:
@@ -55,12 +56,15 @@ class SearchPlanner(Planner):
 
     def __init__(self, *, tools: Sequence[str] | None = None, threshold: float | None = None, **kwargs) -> None:  # noqa: ANN003
         super().__init__(**kwargs)
-        self.tools = [get_tool(t) for t in tools] if tools is not None else fast_tools()
+        if self.judge is None:  # it keeps a step only when the judge says it gains
+            raise ValueError(f"{self.name} needs a judge (judge=npsnr, psnr for the oracle, ...); 'none' is for "
+                             "planners that never judge")
+        self.tools = [get_tool(t) for t in name_list(tools, "tools")] if tools is not None else fast_tools()
         if not self.tools:
             raise ValueError("no tools to search over")
         if threshold is None:
-            threshold = self.judge.default_threshold if self.judge is not None else 0.0
-        self.threshold = float(threshold)
+            threshold = self.judge.default_threshold
+        self.threshold = number_option(threshold, "threshold")
         self.tool_calls = 0
 
     def _try(self, image: np.ndarray, masks: np.ndarray, region: int, tool: Tool, theta: np.ndarray,

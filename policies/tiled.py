@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.base import Planner, PlannerWrapper, RestorationResult, TraceStep, check_inputs
+from policies.base import Planner, PlannerWrapper, RestorationResult, TraceStep, check_inputs, fresh_image
 from restorers import apply
 
 #: Smallest tile side accepted, px (the env and the encoder need 32 px).
@@ -118,7 +118,8 @@ class TiledPlanner(PlannerWrapper):
                                        st.quality_before, st.quality_after, st.seconds, self.feather))
         mask_arr = np.stack(kept) if kept else np.zeros((0, h, w), bool)
         judge = self.judge.label if self.judge is not None else ""
-        return RestorationResult(out, trace, mask_arr, tool_calls=tool_calls, iqa_calls=iqa_calls,
+        return RestorationResult(fresh_image(out, degraded), trace, mask_arr, tool_calls=tool_calls,
+                                 iqa_calls=iqa_calls,
                                  seconds=time.perf_counter() - t0, planner=self.name, judge=judge,
                                  info={"tiles": boxes, "tile": self.tile, "feather": self.feather,
                                        "per_tile": per_tile})

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 import ir_env
-from ir_env.env import tool_cost
+from ir_env.env import SpatialIREnv, tool_cost
 from ir_env.wrappers import BoxAction, MultiDiscreteAction
 
 SMALL = {"image_size": 64, "max_steps": 3}
@@ -264,3 +264,60 @@ def test_unknown_reset_options_are_rejected() -> None:
     with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['imgae'\]"):
         env.reset(seed=0, options={"imgae": np.zeros((64, 64, 3), np.float32)})  # a typo, not a random scene
     env.reset(seed=0, options={"image": np.full((64, 64, 3), 0.5, np.float32)})  # the known ones still work
+
+
+def test_async_vector_env_with_the_learned_encoder_does_not_hang() -> None:
+    """The encoder runs torch in the parent (gymnasium builds one env there for the spaces); forked workers used to
+    deadlock on their first torch op. Run in a child process so a hang fails the test instead of the run."""
+    import subprocess
+    import sys
+
+    code = """
+import gymnasium as gym, numpy as np, ir_env
+mk = lambda: gym.make("SpatialIR-v0", image_size=32, max_regions=2, embedding="learned", region_proposer="grid")
+v = gym.vector.AsyncVectorEnv([mk, mk], context="fork")
+obs, _ = v.reset(seed=0)
+v.step(v.action_space.sample())
+v.close()
+print("ok", obs["regions"].shape)
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=240)
+    assert out.returncode == 0 and out.stdout.startswith("ok (2, 2, 76)"), out.stderr[-2000:]
+
+
+def test_small_given_images_and_bad_options_are_refused_at_once(tmp_path) -> None:  # noqa: ANN001
+    env = gym.make("SpatialIR-v0", max_steps=1, image_size=32, region_proposer="grid", max_regions=2)
+    with pytest.raises(ValueError, match="is 10x40 px; an episode needs at least 11 px a side"):
+        env.reset(seed=0, options={"image": np.full((10, 40, 3), 0.5, np.float32)})
+    with pytest.raises(ValueError, match="'scene' and 'image' exclude each other"):
+        env.reset(seed=0, options={"image": np.full((32, 32, 3), 0.5, np.float32), "scene": None})
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match="region/tool must be integers"):
+        env.step({"region": 0, "tool": 1.7, "params": np.zeros(env.unwrapped.num_params)})
+    with pytest.raises(ValueError, match="region/tool must be integers"):
+        env.step({"region": True, "tool": 1, "params": np.zeros(env.unwrapped.num_params)})
+    for kwargs, message in (({"image_size": 64.7}, "image_size must be a whole number"),
+                            ({"image_size": 100000}, r"image_size must be a whole number in \[32, 4096\]"),
+                            ({"max_regions": 1.5}, "max_regions must be a whole number"),
+                            ({"max_steps": None}, "max_steps must be a whole number"),
+                            ({"step_cost": "0.1"}, "step_cost must be a finite number"),
+                            ({"proposer_kwargs": "x"}, "proposer_kwargs must be a mapping"),
+                            ({"region_proposer": "grid", "proposer_kwargs": {"rows": 2.5, "cols": 2}},
+                             "rows and cols must be whole numbers")):
+        with pytest.raises(ValueError, match=message):
+            SpatialIREnv(**kwargs)
+    with pytest.raises(ValueError, match="bins must be a whole number >= 2"):
+        MultiDiscreteAction(SpatialIREnv(image_size=32), bins=2.5)
+
+
+def test_corpus_as_a_path_and_one_tool_name(tmp_path) -> None:  # noqa: ANN001
+    from pathlib import Path
+
+    from ir_env.imageio import write_image
+
+    rng = np.random.default_rng(0)
+    write_image(tmp_path / "a.png", rng.random((48, 48, 3)).astype(np.float32))
+    write_image(tmp_path / "tiny.png", rng.random((4, 4, 3)).astype(np.float32))
+    with pytest.warns(UserWarning, match="tiny.png: 4x4 px is smaller than 8 px"):
+        env = SpatialIREnv(corpus=Path(tmp_path), split="all", image_size=32, tools="tv_denoise")
+    assert len(env.images) == 1 and env.tool_names == ["tv_denoise"]

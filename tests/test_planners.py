@@ -201,7 +201,7 @@ def test_spec_values_keep_paths_and_parse_number_lists(tmp_path) -> None:  # noq
 def test_unknown_or_mistyped_options_name_the_planner() -> None:
     with pytest.raises(ValueError, match="planner 'random' has no option 'foo'"):
         make_planner("random", foo=1)
-    with pytest.raises(ValueError, match="planner 'dfs': an option has the wrong type"):
+    with pytest.raises(ValueError, match="planner 'dfs': budget must be an integer >= 1, got 'abc'"):
         make_planner("dfs", budget="abc")
     with pytest.raises(ValueError, match="max_steps must be an integer >= 1, got 2.5"):
         make_planner("random", max_steps=2.5)  # was silently truncated to 2
@@ -252,3 +252,70 @@ def test_make_planner_points_specs_and_missing_cuda_to_the_fix() -> None:
     if not torch.cuda.is_available():
         with pytest.raises(ValueError, match="torch sees no CUDA device"):
             make_planner("ppo", device="cuda")
+
+
+def test_gated_and_tiled_results_are_new_arrays_when_no_step_is_kept(photo: np.ndarray) -> None:
+    img = np.ascontiguousarray(photo[:96, :96])
+    img.flags.writeable = False
+    gated = make_planner("perceive", thresholds=1.0, tile=0, gate="table").restore(img)  # the gate's own restore
+    tiled = make_planner("perceive", thresholds=1.0, tile=48).restore(img)  # 4 tiles, no step on any
+    for res in (gated, tiled):
+        assert res.trace == [] and np.array_equal(res.image, img)
+        assert not np.shares_memory(res.image, img) and res.image.flags.writeable
+
+
+def test_search_planners_need_a_judge_and_take_tool_names_as_text() -> None:
+    for name in ("greedy", "dfs"):
+        with pytest.raises(ValueError, match=f"{name} needs a judge"):
+            make_planner(name, judge="none")
+    one = make_planner("greedy", judge="psnr", tools="tv_denoise")
+    assert [t.name for t in one.tools] == ["tv_denoise"]
+    two, _ = parse_planner_spec("greedy:oracle:tools=tv_denoise/gamma_correct")
+    assert [t.name for t in two.tools] == ["tv_denoise", "gamma_correct"]
+    fixed, _ = parse_planner_spec("fixed:pipeline=noise/haze")
+    assert fixed.pipeline == ("nlm_denoise", "dcp_dehaze")
+    with pytest.raises(ValueError, match="tools must be a list of names"):
+        make_planner("greedy", judge="psnr", tools=5)
+
+
+def test_fixed_runs_its_whole_pipeline_unless_max_steps_is_given(photo: np.ndarray) -> None:
+    img = synthesize(np.ascontiguousarray(photo[:64, :64]), recipe="spatial-mixed", seed=1).degraded
+    masks = np.zeros((2, 64, 64), bool)
+    masks[0, :32], masks[1, 32:] = True, True
+    full = make_planner("fixed").restore(img, masks=masks)
+    assert len(full.trace) == 2 * len(make_planner("fixed").pipeline)
+    capped = make_planner("fixed", max_steps=3).restore(img, masks=masks)
+    assert len(capped.trace) == 3 and [s.tool for s in capped.trace] == [s.tool for s in full.trace[:3]]
+
+
+@pytest.mark.parametrize(("name", "options", "message"), [
+    ("greedy", {"judge": "psnr", "threshold": float("nan")}, "threshold must be a finite number"),
+    ("greedy", {"judge": "psnr", "offsets": (0.5, float("nan"))}, "offsets must be a finite number"),
+    ("greedy", {"judge": "psnr", "perceive": 2.0}, r"perceive must be a finite number in \[0, 1\]"),
+    ("greedy", {"judge": "psnr", "embedding": "bogus"}, "unknown embedding 'bogus'"),
+    ("dfs", {"judge": "psnr", "min_prob": -1.0}, r"min_prob must be a finite number in \[0, 1\]"),
+    ("dfs", {"judge": "psnr", "budget": 2.5}, "budget must be an integer >= 1"),
+    ("dfs", {"judge": "psnr", "budget": "abc"}, "budget must be an integer >= 1"),
+    ("dfs", {"judge": "psnr", "max_depth": 2.5}, "max_depth must be an integer >= 1"),
+    ("memory", {"tries": 1.5}, "tries must be an integer >= 1"),
+    ("random", {"max_regions": 2.5}, "max_regions must be an integer >= 1"),
+    ("random", {"max_steps": None}, "max_steps must be an integer >= 1"),
+    ("perceive", {"device": "meta"}, "the planners run on 'cpu' or 'cuda'"),
+    ("perceive", {"device": "nonsense"}, "device must be a torch device"),
+    ("ppo", {"judge": "nonsense"}, "unknown metric 'nonsense'"),
+    ("distilled", {"mode": "global"}, "no global distilled student ships"),
+])
+def test_planner_option_values_are_checked_and_named(name: str, options: dict, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        make_planner(name, **options)
+
+
+def test_bad_region_masks_and_planner_names_are_named(photo: np.ndarray) -> None:
+    img = np.ascontiguousarray(photo[:64, :64])
+    planner = make_planner("random")
+    with pytest.raises(ValueError, match=r"got one \(64, 64\) mask: pass mask\[None\]"):
+        planner.restore(img, masks=np.ones((64, 64), bool))
+    with pytest.raises(ValueError, match="K >= 1 regions"):
+        planner.restore(img, masks=np.zeros((0, 64, 64), bool))
+    with pytest.raises(ValueError, match="planner name must be a string"):
+        make_planner(5)  # type: ignore[arg-type]

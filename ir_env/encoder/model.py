@@ -43,6 +43,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F  # noqa: N812
 
+from ir_env.forksafe import fork_safe_torch
+
+fork_safe_torch()  # forked vector-env workers must not hang on their first torch op
+
 #: Down-sampling factor of the feature map.
 STRIDE = 8
 

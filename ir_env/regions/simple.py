@@ -55,6 +55,8 @@ class GridProposer(RegionProposer):
         if (rows is None) != (cols is None):
             raise ValueError("grid: give both rows and cols, or neither")
         if rows is not None and cols is not None:
+            if any(isinstance(v, bool) or not isinstance(v, (int, np.integer)) for v in (rows, cols)):
+                raise ValueError(f"grid: rows and cols must be whole numbers, got {rows!r}, {cols!r}")
             if rows < 1 or cols < 1 or rows * cols > self.max_regions:
                 raise ValueError(f"grid: rows*cols must be in [1, max_regions={self.max_regions}], "
                                  f"got {rows}x{cols}")

@@ -41,6 +41,9 @@ class DistilledPlanner(PPOPlanner):
     name = "distilled"
 
     def __init__(self, path: str | Path | None = None, stop_margin: float | None = None, **kwargs: Any) -> None:
+        if path is None and kwargs.get("mode") == "global":
+            raise ValueError("no global distilled student ships (the shipped one plans regions): train one on a global "
+                             "dataset and pass path=..., or use mode='spatial'")
         model_path = Path(path) if path is not None else DEFAULT_MODEL
         if not model_path.is_file():
             raise FileNotFoundError(

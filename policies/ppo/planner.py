@@ -106,6 +106,10 @@ class PPOPlanner(Planner):
 
         if mode is not None and mode not in ("spatial", "global"):
             raise ValueError(f"mode must be 'spatial' or 'global', got {mode!r}")
+        if isinstance(judge, str) and judge not in ("", "none"):
+            from ir_env.quality import metric_info
+
+            metric_info(judge)  # an unknown name is an error although a learned planner never judges
         model_path = Path(path) if path is not None else default_model_path(self.algo, mode or "spatial")
         if not model_path.is_file():
             config = ("maskable_ppo_spatial" if self.algo == "maskable"
@@ -113,8 +117,7 @@ class PPOPlanner(Planner):
             raise FileNotFoundError(
                 f"no trained {self.name} model at {model_path}; train one with `spatial-ir train --config "
                 f"experiments/configs/{config}.yaml` (algo: {self.algo}) and pass "
-                f"path=runs/<name>/best_model.zip, or copy that zip and its config.yml to "
-                f"{model_path.parent}/ as model.zip and config.yml")
+                f"path=runs/<name>/best_model.zip, or copy that zip to {model_path} with its config.yml beside it")
         cfg = read_model_config(model_path)
         if cfg.get("algo", "hybrid") != self.algo:
             raise ValueError(f"{model_path} was trained with algo {cfg.get('algo')!r}; the {self.name!r} "
