@@ -121,6 +121,9 @@ def main(argv: list[str] | None = None) -> int:
 
     set_single_thread()
     try:
+        from experiments.configio import check_output
+
+        check_output(args.json, "--json")
         res = run_bench(args.images, args.scenes_per_image, args.size, args.recipe, args.seed, args.repeats,
                         args.teacher, [p for p in args.planners.split(",") if p])
     except (OSError, ValueError) as e:  # bad planner spec, missing folder or model, bad numbers
@@ -136,4 +139,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

@@ -77,6 +77,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=100)
     ap.add_argument("--weights", help="encoder weights directory (default: shipped)")
     a = ap.parse_args(argv)
+    from experiments.configio import check_output
+
+    if a.repeats < 1:
+        raise ValueError(f"--repeats must be >= 1, got {a.repeats}")
+    check_output(a.json, "--json")
     res = bench(repeats=a.repeats, weights=a.weights)
     res["command"] = "python -m experiments.bench_encoder " + " ".join(argv if argv is not None else sys.argv[1:])
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -90,4 +95,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

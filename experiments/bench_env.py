@@ -118,6 +118,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--json", default="experiments/results/bench_env.json")
     args = ap.parse_args(argv)
     _single_thread()
+    if min(args.sizes) < 32 or args.steps < 1 or args.vector_size < 32:
+        raise ValueError(f"--sizes and --vector-size must be >= 32 px and --steps >= 1, got sizes {args.sizes}, "
+                         f"vector size {args.vector_size}, steps {args.steps}")
+    from experiments.configio import check_output
+
+    check_output(args.json, "--json")
     rows = [bench_single(s, args.steps, args.seed) for s in args.sizes]
     for r in rows:
         r["synthesize_s"] = bench_synthesize(r["size"], args.seed)
@@ -138,4 +144,6 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

@@ -198,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--tools", nargs="+", default=None, help="only these tools (default: all registered)")
     args = ap.parse_args(argv)
+    from experiments.configio import check_output
+
+    check_output(args.json, "--json")
     if any(s < 16 for s in args.sizes) or args.repeats < 1:
         print("error: sizes must be >= 16 px and repeats >= 1", file=sys.stderr)
         return 2
@@ -215,4 +218,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

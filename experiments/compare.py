@@ -45,9 +45,11 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
+from experiments.configio import read_config  # noqa: E402
 from experiments.run_baselines import scene_items  # noqa: E402
 from ir_env.encoder.learned import DEFAULT_WEIGHTS, perception_fingerprint  # noqa: E402
-from policies.evaluation import evaluate, evaluation_scene, image_metrics  # noqa: E402
+from ir_env.recipes import get_recipe  # noqa: E402
+from policies.evaluation import evaluate, evaluation_scene, image_metrics, parse_planner_spec  # noqa: E402
 from policies.gate import gate_of_spec, resolve_gate  # noqa: E402
 
 #: What a training variant may set in ``learned.variants``.
@@ -67,13 +69,20 @@ def load_compare_config(path: str | Path) -> dict[str, Any]:
     """Read and check the YAML (keys: images, scenes_per_image, size, seed, recipes, no_reference_judge,
     planners, skip, baselines_dir, learned, targets, output_dir; optional title)."""
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"config file not found: {p}")
-    cfg = yaml.safe_load(p.read_text()) or {}
+    cfg = read_config(p, empty_ok=True)
     required = ("images", "size", "seed", "recipes", "planners", "output_dir")
     missing = [k for k in required if k not in cfg]
     if missing:
         raise ValueError(f"{p}: missing key(s) {missing}")
+    for key in ("size", "seed"):
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 0:
+            raise ValueError(f"{p}: {key} must be a whole number >= 0, got {cfg[key]!r}")
+    if not isinstance(cfg["recipes"], list) or not cfg["recipes"]:
+        raise ValueError(f"{p}: recipes must be a non-empty list of recipe names, got {cfg['recipes']!r}")
+    for recipe in cfg["recipes"]:
+        get_recipe(recipe)  # an unknown name is an error now, not after hours of the recipes before it
+    if not isinstance(cfg["planners"], list) or not all(isinstance(x, str) for x in cfg["planners"]):
+        raise ValueError(f"{p}: planners must be a list of planner specs, got {cfg['planners']!r}")
     cfg.setdefault("scenes_per_image", 1)
     cfg.setdefault("no_reference_judge", "brisque")
     cfg.setdefault("baselines_dir", None)
@@ -417,15 +426,18 @@ def check_targets(result: dict[str, Any], cfg: dict[str, Any]) -> list[dict[str,
 def markdown(report: dict[str, Any]) -> str:
     """``compare.md``: one table per recipe, the targets, and how the numbers were made."""
     c = report["config"]
+    source = c.get("images", "builtin")
+    photos = {"builtin": "Built-in test split", "holdout": "Holdout photos"}.get(str(source), f"Photos of `{source}`")
+    reused = (f"Rows marked * are reused from `{c['baselines_dir']}` (same images, size and seed), not recomputed. "
+              if c.get("baselines_dir") else "")
     lines = [f"# {c.get('title') or 'Headline comparison: scripted planners vs PPO planners'}", "",
-             f"Made by `{report['command']}`. Built-in test split ({report['images']} scenes: "
+             f"Made by `{report['command']}`. {photos} ({report['images']} scenes: "
              f"{c.get('scenes_per_image', 1)} per photo), {c['size']} px, evaluation seed {c['seed']}; "
              f"no-reference judge `{c['no_reference_judge']}` (rows whose spec says `judge=J` use J), "
              f"`oracle` = PSNR judge with the clean image "
              "(an upper bound, not deployable). Gain = mean PSNR out - PSNR in (dB) ± std over images "
              "(scripted and shipped rows) or ± std over training seeds of the per-seed mean gain "
-             "(learned rows, `N seeds`). Tool calls, IQA calls and seconds are per image. Rows marked * "
-             f"are reused from `{c.get('baselines_dir')}` (same images, size and seed), not recomputed. Seconds "
+             f"(learned rows, `N seeds`). Tool calls, IQA calls and seconds are per image. {reused}Seconds "
              "were measured on a 2-core CPU shared with other jobs, at different times for different rows: "
              "compare them only by order of magnitude. Learned models were trained on crops of the train "
              "split with `spatial-mixed` only, 64 px unless their label says otherwise.", ""]
@@ -646,8 +658,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--variants", default="", help="comma-separated subset of learned.variants to train")
     ap.add_argument("--seeds", default="", help="comma-separated subset of learned.seeds to train")
     ap.add_argument("--no-progress", action="store_true")
-    ap.add_argument("--replot", action="store_true", help="only re-draw compare.png from the output folder's "
-                    "compare.json (after a change to the plot; nothing trained or evaluated)")
+    ap.add_argument("--replot", action="store_true", help="only re-draw compare.png and re-write compare.md from the "
+                    "output folder's compare.json (after a change to the plot or the report; nothing trained or "
+                    "evaluated)")
     ap.add_argument("--refresh", default="", help="comma-separated fixed planner specs: re-evaluate only these and "
                     "splice them into the output folder's comparison (every other row kept; nothing trained)")
     args = ap.parse_args(argv)
@@ -661,7 +674,10 @@ def main(argv: list[str] | None = None) -> int:
         if not src.is_file():
             print(f"error: {src} not found: run the comparison first", file=sys.stderr)
             return 2
-        log(f"wrote {plot(json.loads(src.read_text()), src.with_name('compare.png'))}")
+        report = json.loads(src.read_text())
+        log(f"wrote {plot(report, src.with_name('compare.png'))}")
+        src.with_name("compare.md").write_text(markdown(report))
+        log(f"wrote {src.with_name('compare.md')}")
         return 0
     from policies.ppo.train import set_single_thread
 
@@ -675,9 +691,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: {e}", file=sys.stderr)
             return 2
         return 0
+    for spec in cfg["planners"]:  # every fixed planner builds before the first (long) evaluation
+        parse_planner_spec(spec, default_judge=cfg["no_reference_judge"])
     if not args.skip_training:
         variants = [v for v in args.variants.split(",") if v] or list(cfg["learned"]["variants"])
-        seeds = [int(s) for s in args.seeds.split(",") if s] or [int(s) for s in cfg["learned"]["seeds"]]
+        try:
+            seeds = [int(s) for s in args.seeds.split(",") if s] or [int(s) for s in cfg["learned"]["seeds"]]
+        except ValueError:
+            raise ValueError(f"--seeds must be whole numbers separated by commas, got {args.seeds!r}") from None
         for variant in variants:
             if variant not in cfg["learned"]["variants"]:
                 print(f"error: unknown variant {variant!r}; known: {', '.join(cfg['learned']['variants'])}",
@@ -693,4 +714,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

@@ -23,7 +23,8 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
+
+from experiments.configio import read_config  # noqa: E402
 
 
 def proposer_seconds(items: list[tuple[str, np.ndarray]], recipe: str, seed: int, size: int, proposer: str,
@@ -88,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--planners", default="", help="comma-separated subset of the config's planners to run; the "
                     "others are kept from an existing <out>.json made with the same images, size and seed")
     args = ap.parse_args(argv)
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = read_config(args.config)
     items = scene_items(cfg.get("images", "builtin"), int(cfg["scenes_per_image"]))
     recipe, seed, size = cfg.get("recipe", "spatial-mixed"), int(cfg.get("seed", 0)), int(cfg["size"])
     reused: dict[str, Any] = {}
@@ -126,4 +127,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

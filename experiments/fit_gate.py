@@ -25,7 +25,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import argparse  # noqa: E402
 import json  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from dataclasses import dataclass, field  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -35,6 +34,7 @@ import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from experiments.configio import read_config  # noqa: E402
 from experiments.fit_rule_table import clean_crop_set, psnr  # noqa: E402
 from ir_env.corpus import load_named_corpus, random_crop  # noqa: E402
 from ir_env.recipes import synthesize  # noqa: E402
@@ -236,7 +236,7 @@ def ship(res: dict[str, Any], command: str) -> Path:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """The YAML config, checked for its keys."""
-    cfg = yaml.safe_load(Path(path).read_text())
+    cfg = read_config(path)
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: not a YAML mapping")
     missing = [k for k in REQUIRED if k not in cfg] + [f"fit.{k}" for k in FIT_KEYS if k not in (cfg.get("fit") or {})]
@@ -269,4 +269,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

@@ -33,9 +33,9 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from experiments.configio import read_config  # noqa: E402
 from experiments.fit_rule_table import psnr, scene_set  # noqa: E402
 from ir_env.corpus import load_corpus  # noqa: E402
 from policies.rules import RESTORE_ORDER, families_seen  # noqa: E402
@@ -48,7 +48,7 @@ KEYS = ("recipes", "scenes_per_photo", "crop", "seed", "alphas", "min_gain_db", 
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """The config at ``path``; ``ValueError`` naming a missing or malformed key."""
-    cfg = yaml.safe_load(Path(path).read_text())
+    cfg = read_config(path)
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: expected a mapping")
     missing = [k for k in KEYS if k not in cfg]
@@ -241,4 +241,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

@@ -39,9 +39,9 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from experiments.configio import read_config  # noqa: E402
 from experiments.fit_rule_table import candidates, psnr, scene_gain, true_families  # noqa: E402
 from experiments.run_baselines import scene_items  # noqa: E402
 from policies.evaluation import evaluation_scene  # noqa: E402
@@ -56,7 +56,7 @@ VARIANTS = ("table", "bins", "tools")
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """The config at ``path``; ``ValueError`` naming a missing key or a malformed set."""
-    cfg = yaml.safe_load(Path(path).read_text())
+    cfg = read_config(path)
     if not isinstance(cfg, dict):
         raise ValueError(f"{path}: expected a mapping")
     missing = [k for k in KEYS if k not in cfg]
@@ -235,4 +235,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

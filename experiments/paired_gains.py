@@ -137,6 +137,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="a compare config with a paired block (repeat it to pool several: --pooled)")
     ap.add_argument("--pooled", help="also write each pair pooled over every config and recipe to this .json")
     args = ap.parse_args(argv)
+    from experiments.configio import check_output
+
+    check_output(args.pooled, "--pooled")
     done = []
     try:
         for path in args.config:
@@ -163,4 +166,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

@@ -35,7 +35,7 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import yaml  # noqa: E402
+from experiments.configio import read_config  # noqa: E402
 
 DEFAULTS: dict[str, Any] = {
     "out_dir": "runs/trajectories/greedy_spatial64",
@@ -62,9 +62,7 @@ def merge_config(defaults: dict[str, Any], path: str | None, **overrides: Any) -
     cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in defaults.items()}
     sources = [{k: v for k, v in overrides.items() if v is not None}]
     if path:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        sources.insert(0, yaml.safe_load(Path(path).read_text()) or {})
+        sources.insert(0, read_config(path, empty_ok=True))
     for src in sources:
         unknown = set(src) - set(defaults)
         if unknown:
@@ -266,4 +264,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

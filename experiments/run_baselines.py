@@ -16,10 +16,10 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import yaml  # noqa: E402
-
+from experiments.configio import read_config  # noqa: E402
 from ir_env.corpus import load_named_corpus  # noqa: E402
-from policies.evaluation import evaluate, markdown_table, write_outputs  # noqa: E402
+from ir_env.recipes import get_recipe  # noqa: E402
+from policies.evaluation import evaluate, markdown_table, parse_planner_spec, write_outputs  # noqa: E402
 
 
 def scene_items(source: str, scenes_per_image: int, split: str | None = None) -> list[tuple[str, Any]]:
@@ -54,10 +54,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--planners", default="", help="comma-separated subset of the config's planners; their "
                     "results replace those in an existing <recipe>.json made with the same images/size/seed")
     args = ap.parse_args(argv)
-    cfg = yaml.safe_load(Path(args.config).read_text())
+    cfg = read_config(args.config)
     out = Path(cfg["output_dir"])
-    out.mkdir(parents=True, exist_ok=True)
     recipes = [r for r in args.recipes.split(",") if r] or cfg["recipes"]
+    for r in recipes:  # every recipe and planner is checked before the first (long) evaluation
+        get_recipe(r)
+    for spec in [p for p in args.planners.split(",") if p] or cfg["planners"]:
+        parse_planner_spec(spec, default_judge=cfg["no_reference_judge"])
+    out.mkdir(parents=True, exist_ok=True)
     items = scene_items(cfg["images"], int(cfg.get("scenes_per_image", 1)))
     for recipe in recipes:
         t0 = time.perf_counter()
@@ -79,4 +83,6 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

@@ -31,8 +31,8 @@ from typing import Any
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
+from experiments.configio import read_config  # noqa: E402
 from experiments.run_baselines import scene_items  # noqa: E402
 from ir_env.corpus import load_named_corpus  # noqa: E402
 from ir_env.imageio import read_image  # noqa: E402
@@ -214,7 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", default="experiments/configs/scale_transfer.yaml")
     a = ap.parse_args(argv)
     try:
-        cfg = yaml.safe_load(Path(a.config).read_text())
+        cfg = read_config(a.config)
         missing = [k for k in REQUIRED if not isinstance(cfg, dict) or k not in cfg]
         if missing:
             raise ValueError(f"{a.config}: missing keys {missing}")
@@ -236,4 +236,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

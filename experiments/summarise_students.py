@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+
+from experiments.configio import read_config
 
 
 def seed_row(run_dir: str | Path) -> dict[str, Any]:
@@ -82,9 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     try:
         path = Path(args.config)
-        if not path.is_file():
-            raise FileNotFoundError(f"config file not found: {path}")
-        cfg = yaml.safe_load(path.read_text()) or {}
+        cfg = read_config(path, empty_ok=True)
         if not cfg.get("recipes") or not cfg.get("out"):
             raise ValueError(f"{path} needs 'recipes' (a list of {{label, runs}}) and 'out'")
         for i, rec in enumerate(cfg["recipes"]):
@@ -105,4 +104,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

@@ -30,7 +30,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
+
+from experiments.configio import read_config
 
 DEFAULTS: dict[str, Any] = {
     "name": "bc_spatial",
@@ -57,9 +58,7 @@ def load_bc_config(path: str | None, **overrides: Any) -> dict[str, Any]:
     raw: dict[str, Any] = {}
     if path:
         p = Path(path)
-        if not p.is_file():
-            raise FileNotFoundError(f"config file not found: {p}")
-        raw = yaml.safe_load(p.read_text()) or {}
+        raw = read_config(p, empty_ok=True)
     cfg = {k: (dict(v) if isinstance(v, dict) else v) for k, v in DEFAULTS.items()}
     for src in (raw, {k: v for k, v in overrides.items() if v is not None}):
         for k, v in src.items():
@@ -348,4 +347,6 @@ def write_report(summaries: list[Path], stem: Path) -> None:
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

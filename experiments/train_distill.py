@@ -347,4 +347,6 @@ def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None) 
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    from experiments.configio import cli_main
+
+    raise SystemExit(cli_main(main))

@@ -325,7 +325,7 @@ def _raw_of(run: Path) -> dict:
 
 @pytest.mark.parametrize("section, value, msg", [
     ("env_kwargs", {"imagesize": 64}, "config env_kwargs has no key 'imagesize'"),
-    ("env_kwargs", {"max_regions": "four"}, "config env_kwargs.max_regions='four' must be a number"),
+    ("env_kwargs", {"max_regions": "four"}, "config env_kwargs: max_regions must be a whole number >= 1, got 'four'"),
     ("policy_kwargs", {"hiden": 16}, "config policy_kwargs has no key 'hiden'"),
     ("ppo", {"learning_rate": "fast"}, "config ppo: "),
     ("ppo", {"batch_size": 0}, "config ppo: "),

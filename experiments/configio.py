@@ -1,0 +1,68 @@
+"""Reading an experiment's YAML config with one-line errors (every ``experiments/*.py`` script reads one)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+
+def read_config(path: str | Path, empty_ok: bool = False) -> dict[str, Any]:
+    """The mapping in the YAML file at ``path``. ``FileNotFoundError`` for a missing file, ``ValueError`` naming the
+    file for invalid YAML or a document that is not a mapping (an empty file is ``{}`` with ``empty_ok``)."""
+    p = Path(path)
+    if not p.is_file():
+        raise FileNotFoundError(f"config file not found: {p}")
+    try:
+        doc = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        where = getattr(exc, "problem_mark", None)
+        at = f" (line {where.line + 1}, column {where.column + 1})" if where is not None else ""
+        raise ValueError(f"{p} is not valid YAML{at}: {getattr(exc, 'problem', None) or exc}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{p} is not a text file") from None
+    if doc is None and empty_ok:
+        return {}
+    if not isinstance(doc, dict):
+        raise ValueError(f"{p}: expected a mapping of config keys, got {type(doc).__name__}")
+    return doc
+
+
+def cli_main(main: Any, argv: list[str] | None = None) -> int:
+    """Run a script's ``main(argv)`` for the command line: a ``ValueError`` / ``FileNotFoundError`` /
+    ``NotADirectoryError`` / ``IsADirectoryError`` it raises (a bad config value, option or path) is printed as
+    one ``error:`` line with exit status 2 instead of a traceback; ``main``'s own return value is the status."""
+    import sys
+
+    try:
+        status = main(argv)
+    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return int(status or 0)
+
+
+def check_output(path: str | Path | None, what: str = "output") -> None:
+    """``ValueError`` before any work when a result file cannot be written at ``path`` (None: nothing to check):
+    it is a directory, or a parent is a file. Nothing is created."""
+    if path is None or str(path) == "":
+        return
+    p = Path(path)
+    if p.is_dir():
+        raise ValueError(f"{what} {p} is a directory; give a file name")
+    for parent in p.parents:
+        if parent.exists() and not parent.is_dir():
+            raise ValueError(f"cannot write {what} {p}: {parent} is a file, not a folder")
+
+
+def positive_ints(text: str, name: str) -> list[int]:
+    """Comma-separated whole numbers >= 1 from a command-line option (``--sizes 64,128``); ``ValueError`` naming
+    ``name`` otherwise."""
+    try:
+        values = [int(v) for v in str(text).split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"{name} must be whole numbers >= 1 separated by commas, got {text!r}") from None
+    if not values or min(values) < 1:
+        raise ValueError(f"{name} must be whole numbers >= 1 separated by commas, got {text!r}")
+    return values

@@ -1,0 +1,109 @@
+"""The experiment scripts' shared config reading and command-line error handling (experiments/configio.py), and
+the up-front checks of the scripts that used to fail late or with a traceback."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from experiments.configio import check_output, cli_main, positive_ints, read_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_read_config_names_the_file_and_the_problem(tmp_path: Path) -> None:
+    with pytest.raises(FileNotFoundError, match="config file not found"):
+        read_config(tmp_path / "none.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("a: [1, 2\n")
+    with pytest.raises(ValueError, match=r"bad.yaml is not valid YAML \(line \d+, column \d+\)"):
+        read_config(bad)
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- a\n")
+    with pytest.raises(ValueError, match="expected a mapping of config keys, got list"):
+        read_config(listed)
+    empty = tmp_path / "empty.yaml"
+    empty.write_text("")
+    assert read_config(empty, empty_ok=True) == {}
+    with pytest.raises(ValueError, match="got NoneType"):
+        read_config(empty)
+    good = tmp_path / "good.yaml"
+    good.write_text("a: 1\n")
+    assert read_config(good) == {"a": 1}
+
+
+def test_cli_main_turns_input_errors_into_one_line(capsys: pytest.CaptureFixture) -> None:
+    def bad(argv: list[str] | None) -> int:
+        raise ValueError("size must be a whole number")
+
+    assert cli_main(bad) == 2
+    assert capsys.readouterr().err == "error: size must be a whole number\n"
+    assert cli_main(lambda argv: None) == 0 and cli_main(lambda argv: 3) == 3
+
+
+def test_output_and_number_options(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="is a directory; give a file name"):
+        check_output(tmp_path, "--json")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a folder"):
+        check_output(tmp_path / "f" / "out.json")
+    check_output(tmp_path / "new" / "out.json")
+    assert not (tmp_path / "new").exists()  # nothing created
+    assert positive_ints("64,128", "--sizes") == [64, 128]
+    for text in ("0", "a", ""):
+        with pytest.raises(ValueError, match="--sizes must be whole numbers >= 1"):
+            positive_ints(text, "--sizes")
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-m", "experiments.run_baselines", "--config", "{missing}"], "config file not found"),
+    (["-m", "experiments.bench_env", "--steps", "0", "--json", "{tmp}/b.json"], "--steps >= 1"),
+    (["-m", "experiments.bench_encoder", "--repeats", "0"], "--repeats must be >= 1"),
+    (["-m", "experiments.bench_tools", "--sizes", "32", "--repeats", "1", "--tools", "gamma_correct",
+      "--json", "{tmp}"], "is a directory; give a file name"),
+    (["-m", "experiments.run_baselines", "--config", "experiments/configs/baselines.yaml", "--recipes", "bogus"],
+     "unknown recipe 'bogus'"),
+    (["-m", "experiments.compare", "--config", "{badcompare}", "--skip-training"], "unknown planner 'nosuch'"),
+])
+def test_scripts_refuse_bad_input_in_one_line_before_work(tmp_path: Path, args: list[str], message: str) -> None:
+    cfg = yaml.safe_load((ROOT / "experiments/configs/compare.yaml").read_text())
+    cfg.update(planners=["random", "nosuch"], output_dir=str(tmp_path / "cmp"))
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    args = [a.format(missing=tmp_path / "none.yaml", tmp=tmp_path, badcompare=tmp_path / "c.yaml") for a in args]
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 2, out.stderr[-2000:]
+    lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
+    assert lines[-1].startswith("error:") and message in lines[-1], out.stderr[-2000:]
+    assert "Traceback" not in out.stderr
+    assert not (tmp_path / "cmp").exists()  # nothing evaluated or written
+
+
+def test_compare_config_values_are_checked(tmp_path: Path) -> None:
+    from experiments.compare import load_compare_config
+
+    base = yaml.safe_load((ROOT / "experiments/configs/compare.yaml").read_text())
+    for change, message in (({"size": "abc"}, "size must be a whole number"),
+                            ({"recipes": ["nosuch"]}, "unknown recipe 'nosuch'"),
+                            ({"recipes": []}, "recipes must be a non-empty list"),
+                            ({"planners": "random"}, "planners must be a list")):
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump({**base, **change}))
+        with pytest.raises(ValueError, match=message):
+            load_compare_config(path)
+
+
+def test_compare_report_names_its_photos_and_only_real_reuse() -> None:
+    from experiments.compare import markdown
+
+    report = {"command": "cmd", "images": 8, "recipes": {}, "training": {},
+              "config": {"images": "holdout", "scenes_per_image": 2, "size": 128, "seed": 0,
+                         "no_reference_judge": "brisque", "baselines_dir": None}}
+    text = markdown(report)
+    assert "Holdout photos (8 scenes: 2 per photo)" in text and "reused from" not in text
+    report["config"].update(images="builtin", baselines_dir="experiments/results/baselines")
+    text = markdown(report)
+    assert "Built-in test split" in text and "reused from `experiments/results/baselines`" in text
