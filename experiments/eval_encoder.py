@@ -284,6 +284,10 @@ def run_from_args(a: argparse.Namespace) -> dict[str, Any]:
     if a.crops < 1 or a.train_crops < 1 or a.size < 8:
         raise ValueError(f"--crops and --train-crops must be >= 1 and --size >= 8, got {a.crops}, {a.train_crops}, "
                          f"{a.size}")
+    from experiments.configio import check_output
+
+    check_output(a.json, "--json")  # before the run, not after it
+    check_output(a.markdown, "--markdown")
     res = run(a.images, a.recipe, a.crops, a.size, a.seed, a.train_crops, weights=a.weights,
               proposers=not a.no_proposers)
     res["command"] = "python -m experiments.eval_encoder " + " ".join(sys.argv[1:])
@@ -292,6 +296,7 @@ def run_from_args(a: argparse.Namespace) -> dict[str, Any]:
         Path(a.json).write_text(json.dumps(res, indent=1) + "\n")
     md = markdown(res)
     if a.markdown:
+        Path(a.markdown).parent.mkdir(parents=True, exist_ok=True)
         Path(a.markdown).write_text(md)
     print(md)
     return res

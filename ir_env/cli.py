@@ -103,11 +103,20 @@ def check_output_file(path: str | Path, image: bool = False, plot: bool = False)
 
 
 def check_output_dir(path: str | Path) -> Path:
-    """An output directory path, checked before any work: not an existing file (nor below one)."""
+    """An output directory path, checked before any work: not empty, not an existing file (nor below one), and its
+    nearest existing folder writable. Nothing is created."""
+    import os
+
+    if str(path).strip() == "":
+        raise ValueError("the output directory must not be empty (give -o DIR)")
     p = Path(path)
     for q in (p, *p.parents):
-        if q.exists() and not q.is_dir():
-            raise ValueError(f"cannot write into {p}: {q} is a file, not a directory")
+        if q.exists():
+            if not q.is_dir():
+                raise ValueError(f"cannot write into {p}: {q} is a file, not a directory")
+            if not os.access(q, os.W_OK | os.X_OK):
+                raise ValueError(f"cannot write into {p}: {q} is not writable")
+            break
     return p
 
 

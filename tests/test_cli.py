@@ -227,3 +227,15 @@ def test_nothing_is_written_when_an_output_is_bad(tmp_path: Path, photo_file: Pa
     assert main(["restore", str(photo_file), "-o", str(out), "--planner", "fixed", "--trace",
                  "/proc/spatial_ir_nope/t.json"]) == 2
     assert not out.exists()  # refused before the restore, not after writing the image
+
+
+def test_output_directories_are_checked_before_work(tmp_path: Path) -> None:
+    from ir_env.cli import check_output_dir
+
+    with pytest.raises(ValueError, match="must not be empty"):
+        check_output_dir("")
+    (tmp_path / "f").write_text("x")
+    with pytest.raises(ValueError, match="is a file, not a directory"):
+        check_output_dir(tmp_path / "f" / "out")
+    assert check_output_dir(tmp_path / "new" / "out") == tmp_path / "new" / "out"
+    assert not (tmp_path / "new").exists()

@@ -459,3 +459,38 @@ def test_saved_config_records_the_encoder_weights_observed() -> None:
     hand = _tool_info({**base, "env_kwargs": {"image_size": 48, "max_regions": 2, "embedding": "handcrafted"}})
     assert learned["encoder_sha256"] == weights_fingerprint(DEFAULT_WEIGHTS)
     assert hand["encoder_sha256"] is None and hand["tool_names"] == learned["tool_names"]
+
+
+@pytest.mark.parametrize("change, msg", [
+    ({"eval": {"split": "tset"}}, "config 'eval.split' must be one of train, test, all, got 'tset'"),
+    ({"eval": {"freq": "abc"}}, "config 'eval.freq' must be an integer >= 0, got 'abc'"),
+    ({"eval": {"episodes": 0.5}}, "config 'eval.episodes' must be an integer >= 0, got 0.5"),
+    ({"checkpoint_freq": 1.5}, "config 'checkpoint_freq' must be an integer >= 0, got 1.5"),
+    ({"verbose": "x"}, "config 'verbose' must be an integer >= 0"),
+    ({"seed": -1}, "config 'seed' must be an integer in [0, 2**32)"),
+])
+def test_eval_and_checkpoint_settings_are_checked_before_the_run_folder(tiny_run: Path, tmp_path: Path, change: dict,
+                                                                       msg: str) -> None:
+    run = Path(shutil.copytree(tiny_run, tmp_path / "tiny"))
+    before = (run / "config.yml").read_bytes()
+    raw = {**_raw_of(run), "output_dir": str(tmp_path), "total_timesteps": 256, "progress_bar": False, **change}
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        train_from_dict(raw, resume=str(run / "model.zip"))
+    assert (run / "config.yml").read_bytes() == before
+
+
+def test_a_checkpoint_loads_as_a_planner(tiny_run: Path) -> None:
+    from policies import make_planner
+
+    ckpt = sorted((tiny_run / "checkpoints").glob("model_*_steps.zip"))[0]
+    planner = make_planner("ppo", path=str(ckpt), gate="off")
+    img = np.random.default_rng(0).random((48, 48, 3)).astype(np.float32)
+    assert planner.restore(img).image.shape == (48, 48, 3)
+
+
+def test_run_names_are_folder_names() -> None:
+    from policies.ppo.config import resolve_config
+
+    for name in ("", None, "a/b"):
+        with pytest.raises(ValueError, match="config 'name' must be a folder name"):
+            resolve_config({"name": name})

@@ -71,8 +71,19 @@ def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> di
     for key in ("total_timesteps", "n_envs", "torch_threads", "bins"):
         if not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ValueError(f"config {key!r} must be an integer >= 1, got {cfg[key]!r}")
-    if not isinstance(cfg["seed"], int):
-        raise ValueError(f"config 'seed' must be an integer, got {cfg['seed']!r}")
+    if isinstance(cfg["seed"], bool) or not isinstance(cfg["seed"], int) or not 0 <= cfg["seed"] < 2**32:
+        raise ValueError(f"config 'seed' must be an integer in [0, 2**32), got {cfg['seed']!r}")
+    whole = [("checkpoint_freq", cfg["checkpoint_freq"], 0), ("verbose", cfg["verbose"], 0)]
+    whole += [(f"eval.{k}", cfg["eval"][k], 0) for k in ("freq", "episodes", "seed")]
+    for key, value, low in whole:  # checked before a run folder is touched (1.5 was truncated, 'abc' failed late)
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ValueError(f"config {key!r} must be an integer >= {low}, got {value!r}")
+    from ir_env.corpus import SPLITS
+
+    if cfg["eval"]["split"] not in SPLITS:
+        raise ValueError(f"config 'eval.split' must be one of {', '.join(SPLITS)}, got {cfg['eval']['split']!r}")
+    if not isinstance(cfg["name"], str) or not cfg["name"].strip() or Path(cfg["name"]).name != cfg["name"]:
+        raise ValueError(f"config 'name' must be a folder name (no '/'), got {cfg['name']!r}")
     from ir_env import ENV_SPECS
 
     env_id = str(cfg["env_id"]).split(":")[-1]
@@ -145,8 +156,11 @@ def write_config(cfg: Mapping[str, Any], folder: str | Path) -> Path:
 
 
 def read_model_config(model_path: str | Path) -> dict[str, Any]:
-    """The ``config.yml`` saved next to a model ``.zip`` (``FileNotFoundError`` if absent)."""
+    """The ``config.yml`` saved next to a model ``.zip`` (for a checkpoint in ``<run>/checkpoints/``: the run folder's;
+    ``FileNotFoundError`` if absent)."""
     p = Path(model_path).parent / CONFIG_NAME
+    if not p.is_file() and Path(model_path).parent.name == "checkpoints":  # a checkpoint: the run folder's config
+        p = Path(model_path).parent.parent / CONFIG_NAME
     if not p.is_file():
         raise FileNotFoundError(f"no {CONFIG_NAME} next to {model_path}: the planner needs the training "
                                 "config (region proposer, max_regions, tools) that `spatial-ir train` writes")

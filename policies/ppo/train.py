@@ -270,9 +270,12 @@ def train(cfg: Mapping[str, Any]) -> Path:
         model.save(run_dir / "model.zip")
         write_config({**resolved, "trained_timesteps": int(model.num_timesteps)}, run_dir)
     finally:
-        venv.close()
-        if eval_env is not None:
-            eval_env.close()
+        try:
+            venv.close()
+            if eval_env is not None:
+                eval_env.close()
+        except (EOFError, BrokenPipeError, ConnectionError):  # Ctrl-C reached the workers first: they are gone
+            pass
     return run_dir
 
 
