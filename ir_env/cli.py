@@ -162,10 +162,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     steps = args.max_steps
     if steps is None:  # fixed runs its whole pipeline unless a cap is asked for; the others default to 6 steps here
         steps = None if spec.split(":", 1)[0].strip() == "fixed" else DEFAULT_CLI_STEPS
-    planner, needs_ref = parse_planner_spec(spec, default_judge=args.judge, seed=args.seed,
+    if args.judge is not None:  # given explicitly: as the spec's judge= option, refused where it would be ignored
+        spec += f":judge={args.judge}"
+    planner, needs_ref = parse_planner_spec(spec, default_judge=args.judge or DEFAULT_CLI_JUDGE, seed=args.seed,
                                             **({} if steps is None else {"max_steps": steps}))
     if needs_ref and ref is None:
-        judge = planner.judge.metric if planner.judge is not None else args.judge
+        judge = planner.judge.metric if planner.judge is not None else (args.judge or DEFAULT_CLI_JUDGE)
         raise ValueError(f"judge {judge!r} is full-reference: pass --reference CLEAN_IMAGE")
     res = planner.restore(img, reference=ref)
     write_image(args.output, res.image)
@@ -300,8 +302,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "0: off); for photos much larger than the planner's training crops (policies/tiled.py). Default: "
                    "the planner's own (the shipped ppo and perceive: 128 px, the crops they were fitted on; "
                    "the others: off)")
-    s.add_argument("--judge", default="npsnr", help="IQA judge: npsnr (learned), niqe, piqe, brisque (no-reference) "
-                   "or psnr/ssim (needs --reference: an oracle upper bound)")
+    s.add_argument("--judge", default=None, help="IQA judge of the search planners (default npsnr): npsnr (learned), "
+                   "niqe, piqe, brisque (no-reference) or psnr/ssim (needs --reference: an oracle upper bound); "
+                   "refused for a planner that never judges")
     s.add_argument("--reference", default="", help="clean image for a full-reference judge")
     s.add_argument("--trace", default="", help="write the schedule (trace) as JSON here")
     s.add_argument("--size", type=int, default=0,
@@ -356,6 +359,8 @@ def cv2_error() -> type[Exception]:
     return cv2.error
 
 
+#: ``spatial-ir restore``'s judge for the search planners when ``--judge`` is not given.
+DEFAULT_CLI_JUDGE = "npsnr"
 #: ``spatial-ir restore``'s step budget when ``--max-steps`` is not given (``fixed``: its whole pipeline).
 DEFAULT_CLI_STEPS = 6
 

@@ -239,3 +239,13 @@ def test_output_directories_are_checked_before_work(tmp_path: Path) -> None:
         check_output_dir(tmp_path / "f" / "out")
     assert check_output_dir(tmp_path / "new" / "out") == tmp_path / "new" / "out"
     assert not (tmp_path / "new").exists()
+
+
+def test_restore_refuses_a_judge_the_planner_would_ignore(tmp_path: Path, photo: np.ndarray) -> None:
+    from ir_env.cli import main
+
+    src = write_image(tmp_path / "p.png", photo[:64, :64])
+    out = str(tmp_path / "o.png")
+    assert main(["restore", str(src), "-o", out, "--planner", "perceive", "--judge", "brisque"]) == 2
+    assert not (tmp_path / "o.png").exists()
+    assert main(["restore", str(src), "-o", str(tmp_path / "o.png"), "--planner", "perceive"]) == 0
