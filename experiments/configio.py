@@ -48,12 +48,9 @@ def check_output(path: str | Path | None, what: str = "output") -> None:
     it is a directory, or a parent is a file. Nothing is created."""
     if path is None or str(path) == "":
         return
-    p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"{what} {p} is a directory; give a file name")
-    for parent in p.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ValueError(f"cannot write {what} {p}: {parent} is a file, not a folder")
+    from ir_env.paths import check_writable
+
+    check_writable(path, what)
 
 
 def positive_ints(text: str, name: str) -> list[int]:

@@ -85,9 +85,9 @@ def check_distill_config(cfg: dict[str, Any]) -> None:
         raise ValueError(f"name must be a non-empty string, got {cfg['name']!r}")
     if not isinstance(cfg["output_dir"], str) or not cfg["output_dir"].strip():
         raise ValueError(f"output_dir must name a folder, got {cfg['output_dir']!r}")
-    for parent in (Path(cfg["output_dir"]), *Path(cfg["output_dir"]).parents):
-        if parent.exists() and not parent.is_dir():
-            raise ValueError(f"output_dir {cfg['output_dir']}: {parent} is a file, not a folder")
+    from ir_env.paths import check_writable
+
+    check_writable(cfg["output_dir"], "output_dir", folder=True)
     hold = cfg["holdout_photos"]
     if not isinstance(hold, list) or not all(_whole(i) and i >= 0 for i in hold):
         raise ValueError(f"holdout_photos must be a list of photo indices (whole numbers >= 0), got {hold!r}")

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from ir_env.embeddings import make_embedder
+from ir_env.paths import check_writable
 from policies.base import Planner, RestorationResult, TraceStep, number_option, params_dict, region_areas, whole_option
 from restorers import apply, get_tool
 
@@ -346,7 +347,7 @@ class MemoryPlanner(Planner):
         if self.autosave and self.path is None:
             raise ValueError("autosave needs the memory's file path (memory=PATH)")
         if self.autosave:
-            _check_writable_target(self.path)  # before any restore, not after the first one
+            check_writable(self.path, "memory file", writable=True)  # before any restore, not after the first one
         self.memory = memory
         self.embedder = make_embedder(embedding)
         # entries [0, _synced) are in the file at self.path (autosave merges the rest into it)
@@ -413,22 +414,6 @@ class MemoryPlanner(Planner):
             self._synced = len(self.memory)
         return RestorationResult(img, trace, masks, tool_calls=calls, iqa_calls=0, seconds=0.0,
                                  info={"memory_size": len(self.memory), "learned": len(learned)})
-
-
-def _check_writable_target(path: Path) -> None:
-    """``ValueError`` when a file cannot be written at ``path``: it is a directory, a parent is a file, or the
-    nearest existing folder is not writable. Nothing is created."""
-    import os
-
-    if path.is_dir():
-        raise ValueError(f"memory path {path} is a directory, not a file")
-    for parent in path.parents:
-        if parent.exists():
-            if not parent.is_dir():
-                raise ValueError(f"memory path {path}: {parent} is a file, not a folder")
-            if not os.access(parent, os.W_OK | os.X_OK):
-                raise ValueError(f"memory path {path}: folder {parent} is not writable")
-            return
 
 
 def prefill(trajectory_dirs: Sequence[str | Path], out: str | Path, min_gain: float = 0.0,

@@ -1,0 +1,24 @@
+"""Checking, before any work, that a result can be written at a path (nothing is created)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def check_writable(path: str | Path, what: str = "output", folder: bool = False, writable: bool = False) -> Path:
+    """``path`` as a ``Path``, or ``ValueError`` naming ``what`` when a result cannot be written there: a file target
+    (``folder=False``) that is an existing directory, an existing file where a folder is needed (the target itself
+    when ``folder=True``, or any parent), and with ``writable`` a nearest existing folder that is not writable. Only
+    the nearest existing path is looked at: above a folder there is no file."""
+    p = Path(path)
+    if not folder and p.is_dir():
+        raise ValueError(f"{what} {p} is a directory; give a file name")
+    for q in ((p,) if folder else ()) + tuple(p.parents):
+        if q.exists():
+            if not q.is_dir():
+                raise ValueError(f"cannot write {what} {p}: {q} is a file, not a folder")
+            if writable and not os.access(q, os.W_OK | os.X_OK):
+                raise ValueError(f"cannot write {what} {p}: folder {q} is not writable")
+            break
+    return p
