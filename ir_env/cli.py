@@ -228,7 +228,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ValueError("--output-dir is empty; give a folder (the config's output_dir is used without the flag)")
     run_dir = train_from_config(args.config, total_timesteps=args.total_timesteps, n_envs=args.n_envs,
                                 resume=args.resume or None, output_dir=args.output_dir,
-                                progress_bar=False if args.no_progress else None)
+                                progress_bar=False if args.no_progress else None, overwrite=args.overwrite)
     files = [f for f in ("model.zip", "best_model.zip", "config.yml") if (run_dir / f).exists()]
     print(f"wrote {', '.join(f'{run_dir}/{f}' for f in files)}; TensorBoard: tensorboard --logdir {run_dir}")
     return 0
@@ -338,6 +338,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--resume", default="", help="continue from this checkpoint .zip, in the run folder it belongs to "
                    "(unless --output-dir is given); its eval history and best model are kept")
     s.add_argument("--output-dir", default=None, help="override the config's output_dir (default runs)")
+    s.add_argument("--overwrite", action="store_true", help="replace a run already in the run folder (its model, "
+                   "checkpoints, eval history and logs are removed first); without it such a folder is refused")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("bench", help="env speed figures (steps/s, reset time, overhead share, 2-worker scaling)")

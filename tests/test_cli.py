@@ -249,3 +249,16 @@ def test_restore_refuses_a_judge_the_planner_would_ignore(tmp_path: Path, photo:
     assert main(["restore", str(src), "-o", out, "--planner", "perceive", "--judge", "brisque"]) == 2
     assert not (tmp_path / "o.png").exists()
     assert main(["restore", str(src), "-o", str(tmp_path / "o.png"), "--planner", "perceive"]) == 0
+
+
+def test_train_into_a_folder_holding_a_run_is_one_clear_line(tmp_path: Path,
+                                                              capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "runs" / "mine"
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "model.zip").write_bytes(b"old")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"name: mine\noutput_dir: {tmp_path / 'runs'}\n")
+    assert main(["train", "--config", str(cfg), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "already holds a run (model.zip, checkpoints/)" in err[0] and "--overwrite" in err[0]
+    assert (run / "model.zip").read_bytes() == b"old"

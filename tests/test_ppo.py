@@ -337,8 +337,9 @@ def test_a_bad_config_is_named_and_leaves_the_run_as_it_was(tiny_run: Path, tmp_
     raw = {**_raw_of(run), "output_dir": str(tmp_path), "total_timesteps": 64, "progress_bar": False}
     raw[section] = {**raw[section], **value}
     with pytest.raises(ValueError, match=re.escape(msg)):
-        train_from_dict(raw)
-    assert (run / "config.yml").read_bytes() == before  # written only once everything is built
+        train_from_dict(raw, overwrite=True)
+    assert (run / "config.yml").read_bytes() == before  # written (and the old run removed) only once all is built
+    assert (run / "model.zip").is_file() and (run / "checkpoints").is_dir()
     with pytest.raises(ValueError, match=re.escape(msg)):
         train_from_dict({**raw, "name": "fresh"})
     assert not (tmp_path / "fresh").exists()  # no empty run folder left behind
@@ -494,3 +495,40 @@ def test_run_names_are_folder_names() -> None:
     for name in ("", None, "a/b"):
         with pytest.raises(ValueError, match="config 'name' must be a folder name"):
             resolve_config({"name": name})
+
+
+def test_an_existing_run_is_refused_unless_resumed_or_overwritten(tiny_run: Path, tmp_path: Path) -> None:
+    run = Path(shutil.copytree(tiny_run, tmp_path / "tiny"))
+    before = (run / "model.zip").read_bytes()
+    raw = {**_raw_of(run), "output_dir": str(tmp_path), "total_timesteps": 64, "progress_bar": False,
+           "eval": {"freq": 0}, "checkpoint_freq": 0}
+    with pytest.raises(ValueError, match=r"run folder .*tiny already holds a run \(model.zip, best_model.zip, "
+                                         r"config.yml, checkpoints/, eval/, tb_1/\).*--overwrite"):
+        train_from_dict(raw)
+    assert (run / "model.zip").read_bytes() == before
+    # resuming a checkpoint of ANOTHER folder into this one is refused too
+    other = Path(shutil.copytree(tiny_run, tmp_path / "other"))
+    with pytest.raises(ValueError, match="already holds a run"):
+        train_from_dict({**raw, "total_timesteps": 256}, resume=str(other / "model.zip"), output_dir=str(tmp_path))
+    out = train_from_dict(raw, overwrite=True)
+    assert out == run
+    assert not (run / "checkpoints").exists() and not (run / "eval").exists()  # no stale outputs
+    assert not (run / "best_model.zip").exists()
+    assert [p.name for p in run.glob("tb_*")] == ["tb_1"]  # a fresh log, not tb_2 beside the old one
+    from stable_baselines3 import PPO
+
+    assert PPO.load(run / "model.zip", device="cpu").num_timesteps == 64
+
+
+def test_resume_refuses_settings_the_checkpoint_would_ignore(tiny_run: Path, tmp_path: Path) -> None:
+    run = Path(shutil.copytree(tiny_run, tmp_path / "tiny"))
+    before = (run / "config.yml").read_bytes()
+    raw = {**_raw_of(run), "output_dir": str(tmp_path), "total_timesteps": 256, "progress_bar": False}
+    raw["ppo"] = {**raw["ppo"], "ent_coef": 0.05}
+    with pytest.raises(ValueError, match=r"keeps its own settings.*ppo.ent_coef: checkpoint 0.01, config 0.05"):
+        train_from_dict(raw, resume=str(run / "model.zip"))
+    raw = {**_raw_of(run), "output_dir": str(tmp_path), "total_timesteps": 256, "progress_bar": False,
+           "policy_kwargs": {"hidden": 32}}
+    with pytest.raises(ValueError, match=r"policy_kwargs.hidden: checkpoint 16, config 32"):
+        train_from_dict(raw, resume=str(run / "model.zip"))
+    assert (run / "config.yml").read_bytes() == before

@@ -10,6 +10,8 @@ Two algorithms (config ``algo``):
 A run writes to ``<output_dir>/<name>/``: ``config.yml`` (the resolved config, like rl-zoo),
 ``model.zip`` (final), ``best_model.zip`` (best mean reward on fixed test-split episodes),
 ``checkpoints/model_<steps>_steps.zip``, ``eval/evaluations.npz`` and TensorBoard logs (``tb_*/``).
+A run folder that already holds a run is continued only with ``resume=`` (its own checkpoint) and replaced only
+with ``overwrite=True`` (which first removes those outputs, so no stale checkpoint or log survives).
 With ``n_envs > 1`` the envs run in ``SubprocVecEnv`` workers (forkserver; the env id is passed as
 ``"ir_env:<id>"`` so the children register it); scripts calling :func:`train_from_config` must guard their
 entry point with ``if __name__ == "__main__":``.
@@ -181,14 +183,62 @@ def _restore_eval_history(callback: Any, path: Path, up_to: int) -> None:
         callback.best_mean_reward = float(max(np.mean(r) for r in callback.evaluations_results))
 
 
-def train(cfg: Mapping[str, Any]) -> Path:
+#: What a run writes into its folder (files and folders); ``overwrite=True`` removes them before a new run.
+RUN_OUTPUTS = ("model.zip", "best_model.zip", "config.yml", "checkpoints", "eval")
+
+
+def run_outputs(run_dir: Path) -> list[Path]:
+    """The outputs of an earlier run in ``run_dir`` (:data:`RUN_OUTPUTS` and ``tb_*`` log folders) that exist."""
+    if not run_dir.is_dir():
+        return []
+    found = [run_dir / name for name in RUN_OUTPUTS if (run_dir / name).exists()]
+    return found + sorted(p for p in run_dir.glob("tb_*") if p.is_dir())
+
+
+def _check_run_folder(run_dir: Path, resume: str | None, overwrite: bool) -> None:
+    """Refuse to mix a new run into a folder holding another: without ``resume`` (or resuming a checkpoint of
+    another folder) the folder must hold no run outputs unless ``overwrite``."""
+    if overwrite:
+        return
+    old = run_outputs(run_dir)
+    if not old:
+        return
+    if resume:
+        where = resume_location(resume)
+        if where is not None and (Path(where[0]) / where[1]).resolve() == run_dir.resolve():
+            return  # continuing this folder's own run
+    names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in old)
+    raise ValueError(f"run folder {run_dir} already holds a run ({names}); continue it with --resume "
+                     f"{run_dir}/model.zip (or a checkpoint), pick another --output-dir or config name, or pass "
+                     "--overwrite (Python: overwrite=True) to replace it")
+
+
+def _resume_mismatches(model: Any, cfg: Mapping[str, Any]) -> list[str]:
+    """Config values a resumed model would silently ignore: SB3's ``load`` keeps the checkpoint's algorithm
+    settings and policy keyword arguments. Compared where the model holds a plain value."""
+    out = []
+    for key, want in dict(cfg["ppo"]).items():
+        have = getattr(model, key, None)
+        if isinstance(have, (int, float)) and not isinstance(have, bool) and isinstance(want, (int, float)) \
+                and not np.isclose(float(have), float(want), rtol=1e-9, atol=0.0):
+            out.append(f"ppo.{key}: checkpoint {have!r}, config {want!r}")
+    saved = dict(getattr(model, "policy_kwargs", None) or {})
+    for key, want in dict(cfg["policy_kwargs"] or {}).items():
+        if key in saved and saved[key] != want:
+            out.append(f"policy_kwargs.{key}: checkpoint {saved[key]!r}, config {want!r}")
+    return out
+
+
+def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
     """Train with a resolved config (see :mod:`policies.ppo.config`); returns the run folder.
 
     Everything a config can get wrong (env, policy and algorithm keyword arguments, a resume checkpoint that does
     not fit or already holds ``total_timesteps``) is found before the run folder's ``config.yml`` is written, so a
     failed start leaves an existing run as it was; errors are ``ValueError`` naming the config section and key.
     ``total_timesteps`` is rounded up by SB3 to whole rollouts (``ppo.n_steps * n_envs``); ``config.yml`` records
-    the steps actually trained as ``trained_timesteps``."""
+    the steps actually trained as ``trained_timesteps``. A folder already holding a run is refused unless ``resume``
+    names one of its checkpoints or ``overwrite`` is true (then its earlier outputs are removed first); a resumed
+    checkpoint keeps its own ``ppo`` and ``policy_kwargs`` settings, so a config that differs there is refused."""
     import zipfile
 
     import stable_baselines3
@@ -207,6 +257,7 @@ def train(cfg: Mapping[str, Any]) -> Path:
     torch.set_num_threads(int(cfg["torch_threads"]))
     run_dir = Path(cfg["output_dir"]) / str(cfg["name"])
     existed = run_dir.exists()
+    _check_run_folder(run_dir, resume, overwrite)
     n_envs = int(cfg["n_envs"])
     venv = eval_env = None
     try:
@@ -228,6 +279,11 @@ def train(cfg: Mapping[str, Any]) -> Path:
                 raise ValueError(f"resume checkpoint {resume} already holds {int(model.num_timesteps)} steps and "
                                  f"total_timesteps is {cfg['total_timesteps']}: nothing to train (pass a larger "
                                  "--total-timesteps)")
+            ignored = _resume_mismatches(model, cfg)
+            if ignored:
+                raise ValueError(f"resume checkpoint {resume} keeps its own settings, which the config changes ("
+                                 + "; ".join(ignored) + "): set the config to the checkpoint's values, or start "
+                                 "a new run")
         else:
             make = make_hybrid_ppo if cfg["algo"] == "hybrid" else make_maskable_ppo
             try:
@@ -241,6 +297,11 @@ def train(cfg: Mapping[str, Any]) -> Path:
         if not existed and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # a failed start leaves no empty run folder behind
         raise
+    if overwrite:
+        import shutil
+
+        for old in run_outputs(run_dir):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     run_dir.mkdir(parents=True, exist_ok=True)
     resolved = {**cfg, **info, "versions": {"stable_baselines3": stable_baselines3.__version__,
                                             "torch": torch.__version__},
@@ -289,13 +350,14 @@ def _resume_overrides(overrides: dict[str, Any]) -> dict[str, Any]:
     return overrides
 
 
-def train_from_config(path: str | Path, **overrides: Any) -> Path:
+def train_from_config(path: str | Path, overwrite: bool = False, **overrides: Any) -> Path:
     """Load the YAML at ``path`` (keys: see :data:`policies.ppo.config.DEFAULTS`), apply ``overrides``
     (e.g. ``total_timesteps=``, ``n_envs=``, ``resume=``, ``output_dir=``; ``None`` ignored), train, and
-    return the run folder. ``resume=`` without ``output_dir=`` continues in the checkpoint's run folder."""
-    return train(load_config(path, **_resume_overrides(overrides)))
+    return the run folder. ``resume=`` without ``output_dir=`` continues in the checkpoint's run folder;
+    ``overwrite=True`` replaces a run already in the folder (see :func:`train`)."""
+    return train(load_config(path, **_resume_overrides(overrides)), overwrite=overwrite)
 
 
-def train_from_dict(raw: Mapping[str, Any], **overrides: Any) -> Path:
+def train_from_dict(raw: Mapping[str, Any], overwrite: bool = False, **overrides: Any) -> Path:
     """Like :func:`train_from_config` from an in-memory mapping (tests, notebooks)."""
-    return train(resolve_config(raw, **_resume_overrides(overrides)))
+    return train(resolve_config(raw, **_resume_overrides(overrides)), overwrite=overwrite)
