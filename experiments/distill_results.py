@@ -88,8 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--config", required=True)
     ap.add_argument("--planners", default="", help="comma-separated subset of the config's planners to run; the "
                     "others are kept from an existing <out>.json made with the same images, size and seed")
+    ap.add_argument("--replot", action="store_true", help="only re-draw <out>.png from the committed <out>.json "
+                    "(no evaluation)")
     args = ap.parse_args(argv)
     cfg = read_config(args.config)
+    if args.replot:
+        src = Path(cfg["out"]).with_suffix(".json")
+        if not src.is_file():
+            raise ValueError(f"--replot: no {src} to re-draw from")
+        print(f"wrote {plot_quality_vs_cost(json.loads(src.read_text()), Path(cfg['out']).with_suffix('.png'))}")
+        return 0
     items = scene_items(cfg.get("images", "builtin"), int(cfg["scenes_per_image"]))
     recipe, seed, size = cfg.get("recipe", "spatial-mixed"), int(cfg.get("seed", 0)), int(cfg["size"])
     reused: dict[str, Any] = {}

@@ -53,10 +53,21 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--recipes", default="", help="comma-separated subset of the config's recipes")
     ap.add_argument("--planners", default="", help="comma-separated subset of the config's planners; their "
                     "results replace those in an existing <recipe>.json made with the same images/size/seed")
+    ap.add_argument("--replot", action="store_true", help="only re-draw each <recipe>.png from its committed "
+                    "<recipe>.json (no evaluation)")
     args = ap.parse_args(argv)
     cfg = read_config(args.config)
     out = Path(cfg["output_dir"])
     recipes = [r for r in args.recipes.split(",") if r] or cfg["recipes"]
+    if args.replot:
+        from policies.evaluation import plot_quality_vs_cost
+
+        for recipe in recipes:
+            if not (out / f"{recipe}.json").is_file():
+                raise ValueError(f"--replot: no {out / f'{recipe}.json'} to re-draw from")
+            res = json.loads((out / f"{recipe}.json").read_text())
+            print(f"wrote {plot_quality_vs_cost(res, out / f'{recipe}.png')}")
+        return
     for r in recipes:  # every recipe and planner is checked before the first (long) evaluation
         get_recipe(r)
     for spec in [p for p in args.planners.split(",") if p] or cfg["planners"]:

@@ -38,13 +38,35 @@ def overlay_masks(image: np.ndarray, masks: np.ndarray, alpha: float = 0.35, out
         u8 = np.ascontiguousarray(to_uint8(out))
         scale = max(0.3, min(u8.shape[:2]) / 400)
         for m, text in zip(np.asarray(masks, dtype=bool), texts, strict=False):
-            ys, xs = np.nonzero(m)
-            if ys.size:
-                org = (max(0, int(xs.mean()) - 4 * len(text)), int(ys.mean()))
-                cv2.putText(u8, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 2, cv2.LINE_AA)
-                cv2.putText(u8, text, org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA)
+            if m.any() and text:
+                put_outlined_text(u8, text, label_anchor(m), scale)
         out = u8.astype(np.float32) / 255.0
     return out
+
+
+def label_anchor(mask: np.ndarray) -> tuple[int, int]:
+    """(x, y) of the pixel of ``mask`` farthest from its boundary: inside the region even when it is not convex
+    (a centroid can fall in a neighbouring region) and away from the other regions' labels."""
+    dist = cv2.distanceTransform(np.pad(mask, 1).astype(np.uint8), cv2.DIST_L2, 3)[1:-1, 1:-1]
+    y, x = np.unravel_index(int(np.argmax(dist)), dist.shape)
+    return int(x), int(y)
+
+
+def put_outlined_text(u8: np.ndarray, text: str, centre: tuple[int, int], scale: float) -> None:
+    """Write ``text`` white with a one-pixel black rim, centred on ``centre`` (x, y) and kept inside the image,
+    in place on the uint8 HxWx3 ``u8``. The rim is the dilated glyph mask, so it lines up with the glyphs
+    (drawing the text twice at two thicknesses shifts letters: OpenCV spaces thicker text wider)."""
+    h, w = u8.shape[:2]
+    (tw, th), base = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, scale, 1)
+    x = int(np.clip(centre[0] - tw // 2, 1, max(1, w - tw - 1)))
+    y = int(np.clip(centre[1] + th // 2, th + 1, max(th + 1, h - base - 1)))
+    glyphs = np.zeros((h, w), np.uint8)
+    cv2.putText(glyphs, text, (x, y), cv2.FONT_HERSHEY_SIMPLEX, scale, 255, 1 if scale < 0.8 else 2, cv2.LINE_AA)
+    rim = cv2.dilate(glyphs, np.ones((3, 3), np.uint8))
+    a_rim = (rim.astype(np.float32) / 255.0)[..., None]
+    a_txt = (glyphs.astype(np.float32) / 255.0)[..., None]
+    base_img = u8.astype(np.float32) * (1 - a_rim)  # black rim
+    u8[...] = np.clip(base_img * (1 - a_txt) + 255.0 * a_txt + 0.5, 0, 255).astype(np.uint8)
 
 
 def draw_outlines(image: np.ndarray, masks: np.ndarray, thickness: int = 1) -> np.ndarray:

@@ -188,18 +188,28 @@ def plot_quality_vs_cost(result: dict[str, Any], path: str | Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from adjustText import adjust_text
 
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, key, label in ((axes[0], "tool_calls", "tool calls per image"), (axes[1], "seconds", "seconds per image")):
+        xs, ys, texts = [], [], []
         for spec, s in result["planners"].items():
-            ax.scatter(max(s[key], 1e-3), s["psnr_gain"], s=40)
-            ax.annotate(plot_label(spec), (max(s[key], 1e-3), s["psnr_gain"]), fontsize=7, xytext=(3, 3),
-                        textcoords="offset points")
+            x, y = max(s[key], 1e-3), s["psnr_gain"]
+            ax.scatter(x, y, s=40)
+            xs.append(x)
+            ys.append(y)
+            texts.append(ax.text(x, y, " " + plot_label(spec), fontsize=7, va="bottom"))
         tidy_log_xaxis(ax)
         ax.set_xlabel(label + " (log)")
         ax.set_ylabel("mean PSNR gain (dB)")
         ax.axhline(0, color="grey", lw=0.5)
         ax.grid(alpha=0.3)
+        ax.margins(x=0.12, y=0.1)
+        # planners of similar cost and gain wrote their names over each other: move labels apart, with a thin
+        # line back to the point when one had to go far (an iteration limit: the default time limit is not
+        # reproducible)
+        adjust_text(texts, x=xs, y=ys, ax=ax, expand=(1.1, 1.4), iter_lim=400,
+                    arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
     fig.suptitle(f"{result['recipe']}: quality vs cost ({result['images']} images, {result['size']} px)")
     fig.tight_layout()
     p = Path(path)

@@ -29,3 +29,27 @@ def test_plot_labels_shorten_model_paths() -> None:
     spec = "distilled:gate=off:path=policies/distill/models/x128/model.zip"
     assert plot_label(spec) == "distilled:gate=off:path=x128"
     assert plot_label("ppo:path=model.zip") == "ppo:path=model.zip" and plot_label("greedy:oracle") == "greedy:oracle"
+
+
+def test_quality_plot_is_reproducible_and_replot_reads_only_the_json(tmp_path) -> None:
+    import json
+
+    from experiments.run_baselines import main as baselines_main
+    from policies.evaluation import plot_quality_vs_cost
+
+    planners = {f"p{i}": {"tool_calls": 5.0 + i * 0.1, "seconds": 0.1, "psnr_gain": 1.0 + 0.01 * i}
+                for i in range(6)}  # six planners on one spot: labels must be moved apart
+    res = {"recipe": "spatial-mixed", "images": 2, "size": 64, "planners": planners}
+    a, b = plot_quality_vs_cost(res, tmp_path / "a.png"), plot_quality_vs_cost(res, tmp_path / "b.png")
+    assert a.read_bytes() == b.read_bytes() and a.stat().st_size > 10_000
+    out = tmp_path / "base"
+    out.mkdir()
+    (out / "mixed-3.json").write_text(json.dumps(res))
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"output_dir: {out}\nrecipes: [mixed-3, global-moderate]\nplanners: [fixed]\n")
+    baselines_main(["--config", str(cfg), "--recipes", "mixed-3", "--replot"])
+    assert (out / "mixed-3.png").read_bytes() == a.read_bytes()
+    import pytest
+
+    with pytest.raises(ValueError, match="--replot: no .*global-moderate.json"):
+        baselines_main(["--config", str(cfg), "--recipes", "global-moderate", "--replot"])
