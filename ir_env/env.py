@@ -28,7 +28,7 @@ import gymnasium as gym
 import numpy as np
 from gymnasium import spaces
 
-from ir_env.corpus import load_corpus, random_crop
+from ir_env.corpus import SPLITS, load_corpus, random_crop
 from ir_env.embeddings import make_embedder
 from ir_env.quality import gain as quality_gain
 from ir_env.quality import get_metric
@@ -96,6 +96,7 @@ class EpisodeState:
     tool_calls: int = 0
     trace: list[Step] = field(default_factory=list)
     last_action: str = "reset"
+    ended: bool = False  # STOP or the step budget ended the episode: step() needs a reset() first
 
 
 #: Largest ``image_size`` (px) the env accepts for its crops.
@@ -180,6 +181,11 @@ class SpatialIREnv(gym.Env):
             raise ValueError(f"proposer_kwargs must be a mapping of option -> value, got {proposer_kwargs!r}")
         if isinstance(tools, str):  # one tool name, not its letters
             tools = [tools]
+        if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
+                                 or seed < 0):  # checked here, not 8 frames deep in the first reset()
+            raise ValueError(f"seed must be a whole number >= 0 or None, got {seed!r}")
+        if split not in SPLITS:  # also with an in-memory corpus, where it is not used: a typo is still a typo
+            raise ValueError(f"unknown split {split!r}; known: {', '.join(SPLITS)}")
         self.recipe = recipe
         synthesize(np.zeros((32, 32, 3), np.float32), recipe=recipe, seed=0)  # fail early on a bad recipe
         if isinstance(corpus, (str, os.PathLike)):
@@ -207,7 +213,7 @@ class SpatialIREnv(gym.Env):
         self.final_observation = bool(final_observation)
         self._psnr = get_metric("psnr")
         self._ssim = get_metric("ssim")
-        self._default_seed = seed
+        self._default_seed = None if seed is None else int(seed)
 
         k, t, d = self.max_regions, len(self.tools), int(self.embedder.dim)
         self.num_tools = t
@@ -329,9 +335,14 @@ class SpatialIREnv(gym.Env):
         missing = {"region", "tool", "params"} - set(action)
         if missing:
             raise ValueError(f"action is missing key(s) {sorted(missing)}")
+        extra = sorted(map(str, set(action) - {"region", "tool", "params"}))
+        if extra:  # e.g. a 'stop' flag: STOP is tool index num_tools, an ignored key would run the tool
+            raise ValueError(f"action has unknown key(s) {extra}; an action is region, tool, params "
+                             f"(STOP: tool={self.num_tools})")
         raw = (action["region"], action["tool"])
-        try:  # whole numbers only: 1.7 or True is not an index (int() would truncate it silently)
-            if any(isinstance(v, (bool, np.bool_)) or np.ndim(v) != 0 or float(v) != int(v) for v in raw):
+        try:  # whole numbers only: 1.7, True or '1' is not an index (int() would truncate or parse it silently)
+            if any(isinstance(v, (bool, np.bool_, str, bytes)) or np.ndim(v) != 0 or float(v) != int(v)
+                   for v in raw):
                 raise ValueError
             region, tool = int(raw[0]), int(raw[1])
         except (TypeError, ValueError):
@@ -359,6 +370,8 @@ class SpatialIREnv(gym.Env):
         ``is_success`` (PSNR improved), ``tool_calls`` and ``trace``.
         """
         s = self._require_state()
+        if s.ended:  # stepping on would undo STOP and run past max_steps, outside the observation space
+            raise RuntimeError("the episode has ended (STOP or max_steps): call reset() before step()")
         region, tool_idx, theta = self.decode_action(action)
         info: dict[str, Any] = {"region": region, "tool": "STOP", "params": {}, "tool_seconds": WallSeconds(0.0)}
         terminated = False
@@ -392,6 +405,7 @@ class SpatialIREnv(gym.Env):
                 args = ", ".join(f"{k}={v:.3g}" for k, v in phys.items())
                 s.last_action = f"r{region}: {tool.name}({args})" + ("" if self.metric is None else f" {g:+.2f}")
         truncated = not terminated and s.steps >= self.max_steps
+        s.ended = terminated or truncated
         reward = float(sum(rewards.values()))
         info["rewards"] = rewards
         if self.metric is not None:

@@ -1,4 +1,4 @@
-"""Action encodings that stable-baselines3 can hold, and an episode-statistics helper.
+"""Action encodings that stable-baselines3 can hold (episode statistics: gymnasium's ``RecordEpisodeStatistics``).
 
 - :class:`BoxAction`: ``Box([0, -1, ...], [K*T, 1, ...])``: ``[joint_index, θ1..θP]``; the joint index
   (rounded) is ``k * T + t`` for tool ``t`` on region ``k`` and ``K*T`` is STOP. A hybrid policy samples

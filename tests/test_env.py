@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import warnings
 
 import gymnasium as gym
@@ -321,3 +322,50 @@ def test_corpus_as_a_path_and_one_tool_name(tmp_path) -> None:  # noqa: ANN001
     with pytest.warns(UserWarning, match="tiny.png: 4x4 px is smaller than 8 px"):
         env = SpatialIREnv(corpus=Path(tmp_path), split="all", image_size=32, tools="tv_denoise")
     assert len(env.images) == 1 and env.tool_names == ["tv_denoise"]
+
+
+def test_a_step_after_the_episode_ended_is_refused_until_reset() -> None:
+    env = make("SpatialIR-Lite-v0")
+    base = env.unwrapped
+    act = {"region": 0, "tool": 0, "params": np.zeros(base.num_params)}
+    env.reset(seed=0)
+    env.step({**act, "tool": base.num_tools})  # STOP
+    with pytest.raises(RuntimeError, match="episode has ended .*call reset"):
+        env.step(act)  # before: ran the tool, so STOP undid itself
+    env.reset(seed=0)
+    for _ in range(base.max_steps - 1):
+        assert not any(env.step(act)[2:4])
+    obs, _, term, trunc, _ = env.step(act)
+    assert trunc and not term and env.observation_space.contains(obs)
+    with pytest.raises(RuntimeError, match="episode has ended"):
+        env.step(act)  # before: steps_left went to -1, outside the observation space
+    obs, _ = env.reset(seed=1)
+    assert env.observation_space.contains(env.step(act)[0])
+
+
+@pytest.mark.parametrize("action, msg", [
+    ({"region": "1", "tool": 0}, "region/tool must be integers, got '1'"),
+    ({"region": 0, "tool": 0, "stop": True}, "unknown key(s) ['stop']"),
+])
+def test_string_indices_and_unknown_action_keys_are_refused(action: dict, msg: str) -> None:
+    env = make("SpatialIR-Lite-v0")
+    env.reset(seed=0)
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        env.step({"params": np.zeros(env.unwrapped.num_params), **action})
+
+
+@pytest.mark.parametrize("kw, msg", [
+    ({"seed": -1}, "seed must be a whole number >= 0 or None, got -1"),
+    ({"seed": 1.5}, "seed must be a whole number"),
+    ({"seed": "a"}, "seed must be a whole number"),
+    ({"corpus": [np.full((64, 64, 3), 0.5, np.float32)], "split": "tset"}, "unknown split 'tset'"),
+])
+def test_constructor_seed_and_split_are_checked_at_once(kw: dict, msg: str) -> None:
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        SpatialIREnv(**kw)
+
+
+def test_a_numpy_seed_works() -> None:
+    a = SpatialIREnv(image_size=64, seed=np.int64(3)).reset()[0]
+    b = SpatialIREnv(image_size=64, seed=3).reset()[0]
+    assert np.array_equal(a["regions"], b["regions"])

@@ -346,3 +346,22 @@ def test_bench_tools_script_smoke(tmp_path) -> None:
         assert all(0 < f <= 1 for f in entry["crop_fraction"].values())
     assert data["ratio_median"] > 0
     assert bench_tools.main(["--tools", "no_such_tool", "--json", str(out)]) == 2
+
+
+@pytest.mark.parametrize("tool", ["wiener_gaussian", "wiener_defocus", "wiener_motion"])
+@pytest.mark.parametrize("theta", [-1.0, 0.0, 1.0])
+def test_wiener_keeps_the_mean_brightness(tool: str, theta: float) -> None:
+    # the filter's zero-frequency gain was 1 / (1 + balance): balance 1 halved a flat image
+    flat = np.full((48, 40, 3), 0.6, np.float32)
+    t = get_tool(tool)
+    out = apply(flat, tool, t.to_physical(np.full(len(t.param_names), theta)))
+    assert abs(float(out.mean()) - 0.6) < 2e-3
+
+
+@pytest.mark.parametrize("balance", [0.01, 0.1, 0.3])
+def test_wiener_defocus_helps_at_a_high_balance_too(photo: np.ndarray, balance: float) -> None:
+    from ir_env.degradations import apply_kind
+
+    blurred = apply_kind(photo, "defocus", {"radius": 3.0}, None)
+    out = apply(blurred, "wiener_defocus", {"radius": 3.0, "balance": balance})
+    assert psnr(photo, out, data_range=1.0) > psnr(photo, blurred, data_range=1.0) + 0.2
