@@ -106,12 +106,14 @@ def table(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from ir_env.cli import seed_int
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", default="builtin", help="builtin or a folder of clean photos")
     ap.add_argument("--scenes-per-image", type=int, default=4)
     ap.add_argument("--size", type=int, default=64, help="centre-crop side in px (0: full photos)")
     ap.add_argument("--recipe", default="spatial-mixed")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=seed_int, default=0)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--teacher", default="greedy:oracle:max_steps=4")
     ap.add_argument("--planners", default=",".join(DEFAULT_PLANNERS), help="comma-separated planner specs")
@@ -124,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         from experiments.configio import check_output
 
         check_output(args.json, "--json")
+        if args.scenes_per_image < 1:
+            raise ValueError(f"--scenes-per-image must be >= 1, got {args.scenes_per_image}")
         res = run_bench(args.images, args.scenes_per_image, args.size, args.recipe, args.seed, args.repeats,
                         args.teacher, [p for p in args.planners.split(",") if p])
     except (OSError, ValueError) as e:  # bad planner spec, missing folder or model, bad numbers

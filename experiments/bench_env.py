@@ -110,10 +110,12 @@ def bench_vector(size: int, steps: int, workers: int, seed: int) -> float:
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the figures, write JSON."""
+    from ir_env.cli import seed_int
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
     ap.add_argument("--steps", type=int, default=60, help="steps per measurement")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=seed_int, default=0)
     ap.add_argument("--vector-size", type=int, default=128)
     ap.add_argument("--json", default="experiments/results/bench_env.json")
     args = ap.parse_args(argv)

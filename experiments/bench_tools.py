@@ -184,6 +184,8 @@ def print_table(result: dict) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Command-line entry point; returns the exit status."""
+    from ir_env.cli import seed_int
+
     ap = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -192,7 +194,7 @@ def main(argv: list[str] | None = None) -> int:
         "--repeats", type=int, default=3, help="timed calls per figure (median), after one warm-up"
     )
     ap.add_argument("--json", type=Path, default=DEFAULT_JSON, help="output JSON path")
-    ap.add_argument("--seed", type=int, default=0, help="seed of the mild noise added to the benchmark photo")
+    ap.add_argument("--seed", type=seed_int, default=0, help="seed of the mild noise added to the benchmark photo")
     ap.add_argument(
         "--max-seconds", type=float, default=5.0, help="time a call once if it takes longer than this"
     )
@@ -201,8 +203,9 @@ def main(argv: list[str] | None = None) -> int:
     from experiments.configio import check_output
 
     check_output(args.json, "--json")
-    if any(s < 16 for s in args.sizes) or args.repeats < 1:
-        print("error: sizes must be >= 16 px and repeats >= 1", file=sys.stderr)
+    if any(s < 16 for s in args.sizes) or args.repeats < 1 or not args.max_seconds > 0:
+        print(f"error: sizes must be >= 16 px, repeats >= 1 and --max-seconds > 0, got sizes {args.sizes}, "
+              f"repeats {args.repeats}, --max-seconds {args.max_seconds}", file=sys.stderr)
         return 2
     try:
         result = run(args.sizes, args.repeats, args.seed, args.max_seconds, args.tools)

@@ -32,7 +32,8 @@ def read_config(path: str | Path, empty_ok: bool = False) -> dict[str, Any]:
 def cli_main(main: Any, argv: list[str] | None = None) -> int:
     """Run a script's ``main(argv)`` for the command line: a ``ValueError`` / ``FileNotFoundError`` /
     ``NotADirectoryError`` / ``IsADirectoryError`` it raises (a bad config value, option or path) is printed as
-    one ``error:`` line with exit status 2 instead of a traceback; ``main``'s own return value is the status."""
+    one ``error:`` line with exit status 2 instead of a traceback; ``main``'s own return value is the status when it is
+    an int (a script returning its result, such as ``bench_env``, exits 0)."""
     import sys
 
     try:
@@ -40,7 +41,7 @@ def cli_main(main: Any, argv: list[str] | None = None) -> int:
     except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    return int(status or 0)
+    return status if isinstance(status, int) and not isinstance(status, bool) else 0  # a result dict: success
 
 
 def check_output(path: str | Path | None, what: str = "output") -> None:

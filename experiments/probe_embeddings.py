@@ -11,7 +11,7 @@ severity). Also times the embedder on one core (128 px and 256 px crops, 8 regio
 ``ir_env/data/family_probe_<embedding>.json`` (families, StandardScaler mean / scale, coef F x D,
 intercept F: plain numbers), which :class:`policies.perception.Perception` loads.
 
-    python experiments/probe_embeddings.py --recipe spatial-mixed,mixed-3 --crops 400 \
+    python experiments/probe_embeddings.py --recipe spatial-mixed,mixed-3 --crops 600 \
         --json experiments/results/embedding_probe.json --markdown experiments/results/embedding_probe.md
 """
 

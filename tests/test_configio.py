@@ -3,6 +3,7 @@ the up-front checks of the scripts that used to fail late or with a traceback.""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -107,3 +108,22 @@ def test_compare_report_names_its_photos_and_only_real_reuse() -> None:
     report["config"].update(images="builtin", baselines_dir="experiments/results/baselines")
     text = markdown(report)
     assert "Built-in test split" in text and "reused from `experiments/results/baselines`" in text
+
+
+def test_bench_env_succeeds_from_the_command_line(tmp_path: Path) -> None:
+    # its main returns the result dict: cli_main took that for an exit status and crashed after writing the JSON
+    out = subprocess.run([sys.executable, "-m", "experiments.bench_env", "--sizes", "32", "--steps", "2",
+                          "--vector-size", "32", "--json", str(tmp_path / "b.json")],
+                         capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert json.loads((tmp_path / "b.json").read_text())["single"][0]["size"] == 32
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["-m", "experiments.bench_distill", "--scenes-per-image", "0", "--repeats", "1"], "--scenes-per-image must be"),
+    (["-m", "experiments.bench_tools", "--max-seconds", "-1"], "--max-seconds > 0"),
+    (["-m", "experiments.bench_env", "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
+])
+def test_bench_options_are_named(args: list[str], message: str) -> None:
+    out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
+    assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
