@@ -160,7 +160,11 @@ def _motion_samples(length: float, sigma: float | None, step: float = 0.25) -> t
     """Positions t in [0, length] (px) along a motion streak and their weights."""
     n = max(1, int(math.ceil(length / step)))
     t = (np.arange(n) + 0.5) * (length / n)
-    w = np.ones(n) if sigma is None else np.exp(-0.5 * (t / float(sigma)) ** 2)
+    if sigma is None:
+        w = np.ones(n)
+    else:  # shifted by the largest log-weight: a tiny sigma gave all-zero weights and a NaN kernel
+        logw = -0.5 * (t / float(sigma)) ** 2
+        w = np.exp(logw - logw.max())
     return t, w / w.sum()
 
 
@@ -376,6 +380,8 @@ def apply_kind(
         d = vertical_depth(h, w) if depth is None else np.asarray(depth, dtype=np.float32)
         _require(d.shape == (h, w), kind, f"depth must have shape {(h, w)}, got {d.shape}")
         _require(bool(np.all(np.isfinite(d))), kind, "depth contains NaN or inf")
+        _require(float(d.min()) >= 0.0 and float(d.max()) <= 1.0, kind,
+                 f"depth must lie in [0, 1] (1 = far), got [{float(d.min()):.3g}, {float(d.max()):.3g}]")
         t = np.exp(-beta * d)[..., None]
         out = img * t + np.float32(airlight) * (1.0 - t)
     elif kind == "rain":

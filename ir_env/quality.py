@@ -328,6 +328,8 @@ class _NIQE(_Windowed):
     def _score_window(self, img, ref):
         from ir_env.niqe_params import niqe_rgb
 
+        if float(np.ptp(img)) < 1e-6:  # like brisque: a flat window scored better than pristine photos
+            raise ValueError("niqe is undefined on a constant image (no local contrast)")
         return niqe_rgb(img)
 
 

@@ -216,3 +216,20 @@ def test_kinds_that_draw_random_numbers_refuse_a_missing_generator(kind: str) ->
     img = np.full((32, 32, 3), 0.5, np.float32)
     with pytest.raises(ValueError, match=f"{kind} needs a numpy.random.Generator, got NoneType"):
         degrade(img, kind, 0.5, None)
+
+
+def test_a_tiny_motion_sigma_is_a_sharp_point_not_nan() -> None:
+    from ir_env.degradations import apply_kind
+
+    img = np.random.default_rng(0).random((32, 32, 3)).astype(np.float32)
+    out = apply_kind(img, "motion", {"length": 21, "angle": 0, "sigma": 1e-3}, None)
+    assert np.allclose(out, img, atol=1e-5)  # all weight at the streak's start: no blur
+    assert 0.0 <= params_to_severity("motion", {"length": 21, "angle": 0, "sigma": 1e-3}) <= 1.0
+
+
+def test_haze_depth_outside_unit_range_is_refused() -> None:
+    from ir_env.degradations import apply_kind
+
+    img = np.full((16, 16, 3), 0.5, np.float32)
+    with pytest.raises(ValueError, match=r"depth must lie in \[0, 1\]"):
+        apply_kind(img, "haze", {"beta": 1.0, "airlight": 0.9}, None, depth=np.full((16, 16), -50.0))

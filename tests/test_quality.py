@@ -271,3 +271,10 @@ def test_a_metric_undefined_on_the_image_is_an_error_not_a_nan() -> None:
     with pytest.raises(ValueError, match="undefined on this image region"):
         Q.score("piqe", part, mask=mask)
     assert np.isfinite(Q.score("piqe", part))
+
+
+def test_niqe_refuses_a_constant_image_like_brisque() -> None:
+    from ir_env.quality import get_metric
+
+    with pytest.raises(ValueError, match="niqe is undefined on a constant image"):
+        get_metric("niqe").score(np.zeros((128, 128, 3), np.float32))

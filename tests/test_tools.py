@@ -365,3 +365,10 @@ def test_wiener_defocus_helps_at_a_high_balance_too(photo: np.ndarray, balance: 
     blurred = apply_kind(photo, "defocus", {"radius": 3.0}, None)
     out = apply(blurred, "wiener_defocus", {"radius": 3.0, "balance": balance})
     assert psnr(photo, out, data_range=1.0) > psnr(photo, blurred, data_range=1.0) + 0.2
+
+
+def test_msr_retinex_on_a_flat_crop_goes_mid_grey_without_blowing_up_noise() -> None:
+    flat = np.full((32, 32, 3), 0.2, np.float32)
+    assert apply(flat, "msr_retinex", {"sigma": 60.0, "strength": 1.0}).mean() == pytest.approx(0.5, abs=0.01)
+    noisy = flat + 0.0005 * np.random.default_rng(0).standard_normal(flat.shape).astype(np.float32)
+    assert apply(noisy, "msr_retinex", {"sigma": 60.0, "strength": 1.0}).std() < 0.1  # was stretched to [0, 1]

@@ -65,6 +65,10 @@ def _blur_large(x: np.ndarray, sigma: float) -> np.ndarray:
     return cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+#: Smallest 1st-99th percentile spread of the log-reflectance that :func:`msr_retinex` stretches to [0, 1].
+MIN_RETINEX_SPREAD = 0.1
+
+
 def msr_retinex(image: np.ndarray, sigma: float = 60.0, strength: float = 0.8) -> np.ndarray:
     """Multi-scale Retinex on intensity (Jobson et al., 1997), colour kept by scaling RGB.
 
@@ -78,7 +82,10 @@ def msr_retinex(image: np.ndarray, sigma: float = 60.0, strength: float = 0.8) -
     for s in (sigma / 16.0, sigma / 4.0, sigma):
         r += logv - np.log(_blur_large(v, float(s)) + 0.01)
     lo, hi = np.percentile(r, (1.0, 99.0))
-    r = np.clip((r - lo) / max(float(hi - lo), 1e-3), 0.0, 1.0)
+    if hi - lo < MIN_RETINEX_SPREAD:  # a flat crop: no detail to stretch; centred, so it maps to mid-grey, and
+        mid = 0.5 * (lo + hi)         # its noise is not blown up to the full range (it went black or to noise)
+        lo, hi = mid - 0.5 * MIN_RETINEX_SPREAD, mid + 0.5 * MIN_RETINEX_SPREAD
+    r = np.clip((r - lo) / float(hi - lo), 0.0, 1.0)
     v_new = (1.0 - np.float32(strength)) * v + np.float32(strength) * r
     return finish(_scale_value(img, v, v_new.astype(np.float32)))
 
