@@ -293,6 +293,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.crops < 1 or (args.test_crops is not None and args.test_crops < 1):
         print("error: --crops and --test-crops must be >= 1", file=sys.stderr)
         return 2
+    if args.size < 32 or not args.C > 0:
+        print(f"error: --size must be >= 32 px and --C > 0, got {args.size} and {args.C}", file=sys.stderr)
+        return 2
+    from experiments.configio import check_output
+    from ir_env.corpus import load_corpus
+
+    try:  # every option and output is checked before the (minutes-long) probe, not after it
+        for path, flag in ((args.json, "--json"), (args.markdown, "--markdown"),
+                           (None if args.save in (None, "default") else args.save, "--save")):
+            check_output(None if path is None else str(path), flag)
+        for split in (args.train_split, args.test_split):
+            if not load_corpus(args.corpus, split=split):
+                raise ValueError(f"corpus {args.corpus!r} has no images in split {split!r}")
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     test_crops = args.test_crops or args.crops
     embedder = make_embedder(args.embedder)
     result: dict[str, Any] = {

@@ -400,8 +400,12 @@ _CACHE: dict[tuple[str, str], Metric] = {}
 _LOCK = threading.Lock()
 
 
-def _normalise_device(device: object) -> str:
-    dev = str(device)
+def normalise_device(device: object) -> str:
+    """``'cpu'`` or ``'cuda[:N]'`` (``'cuda'`` -> ``'cuda:0'``); ``ValueError`` for anything else or when CUDA is
+    not available, so a typo is named before any model is loaded."""
+    if not isinstance(device, str):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    dev = device
     if dev == "cpu":
         return dev
     if not dev.startswith("cuda"):
@@ -421,7 +425,7 @@ def get_metric(name: str, device: str = "cpu") -> Metric:
     file) when a metric's model file is missing.
     """
     info = metric_info(name)
-    dev = _normalise_device(device)
+    dev = normalise_device(device)
     key = (name, dev)
     with _LOCK:
         if key not in _CACHE:

@@ -123,6 +123,8 @@ def test_bench_env_succeeds_from_the_command_line(tmp_path: Path) -> None:
     (["-m", "experiments.bench_distill", "--scenes-per-image", "0", "--repeats", "1"], "--scenes-per-image must be"),
     (["-m", "experiments.bench_tools", "--max-seconds", "-1"], "--max-seconds > 0"),
     (["-m", "experiments.bench_env", "--seed", "-1"], "argument --seed: must be an integer >= 0, got -1"),
+    (["-m", "experiments.probe_embeddings", "--crops", "3", "--size", "64", "--test-split", "foo"], "unknown split"),
+    (["-m", "experiments.probe_embeddings", "--crops", "3", "--size", "64", "--json", "/tmp"], "is a directory"),
 ])
 def test_bench_options_are_named(args: list[str], message: str) -> None:
     out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)

@@ -158,11 +158,22 @@ def test_missing_or_mismatched_weights_give_clear_errors(random_weights: Path, t
     d.mkdir()
     (d / "encoder.pt").write_bytes((random_weights / "encoder.pt").read_bytes())
     info = json.loads((random_weights / "encoder.json").read_text())
-    info["channels"], info["sha256"] = 32, ""
+    info["channels"] = 32
     info["feature_mean"], info["feature_std"] = [0.0] * 32, [1.0] * 32
     (d / "encoder.json").write_text(json.dumps(info))
     with pytest.raises(EncoderWeightsError, match="does not fit"):
         LearnedEmbedder(d)
+    # no checksum: refused (before, the check was skipped)
+    (d / "encoder.json").write_text(json.dumps({**info, "sha256": ""}))
+    with pytest.raises(EncoderWeightsError, match="holds no sha256 of encoder.pt"):
+        LearnedEmbedder(d)
+    # a malformed encoder.json names the file, not a bare KeyError
+    good = json.loads((random_weights / "encoder.json").read_text())
+    for broken in ({k: v for k, v in good.items() if k != "feature_std"}, {**good, "channels": "sixty"}):
+        (d / "encoder.json").write_text(json.dumps(broken))
+        (d / "encoder.pt").write_bytes((random_weights / "encoder.pt").read_bytes())
+        with pytest.raises(EncoderWeightsError, match=r"encoder.json is malformed"):
+            LearnedEmbedder(d)
     # a replaced weights file fails the checksum
     c = tmp_path / "corrupt"
     c.mkdir()
@@ -532,3 +543,34 @@ def test_bf16_training_is_deterministic_and_loadable(tmp_path: Path) -> None:
     assert digests[0] == digests[1]
     enc = load_encoder(tmp_path / "a")
     assert all(p.dtype == torch.float32 for p in enc.net.parameters())
+
+
+def test_predict_gives_zero_for_empty_masks_and_takes_no_regions(random_weights: Path) -> None:
+    img = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    masks = np.zeros((2, 64, 64), bool)
+    masks[0] = True
+    for context in (False, True):
+        emb = LearnedEmbedder(random_weights, context=context)
+        out = emb.predict(img, masks)
+        assert not out["family_prob"][1].any() and not out["severity"][1].any()  # linear heads said JPEG 0.96
+        none = emb.predict(img, np.zeros((0, 64, 64), bool))
+        assert none["family_prob"].shape == (0, len(FAMILIES))
+    assert LearnedEmbedder(random_weights).embed(img, np.zeros((0, 64, 64), bool)).shape == (0, emb.dim)
+
+
+def test_a_weights_file_replaced_after_loading_is_checked_again(random_weights: Path, tmp_path: Path) -> None:
+    import shutil
+    import time
+
+    d = Path(shutil.copytree(random_weights, tmp_path / "w"))
+    LearnedEmbedder(d)
+    time.sleep(0.01)
+    (d / "encoder.pt").write_bytes(b"replaced")
+    with pytest.raises(EncoderWeightsError, match="checksum"):
+        LearnedEmbedder(d)
+
+
+@pytest.mark.parametrize("device", ["gpu", "CPU", None, "meta"])
+def test_a_bad_device_is_named(random_weights: Path, device: object) -> None:
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda"):
+        LearnedEmbedder(random_weights, device=device)  # type: ignore[arg-type]

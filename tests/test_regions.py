@@ -3,6 +3,8 @@ separating two degradations, input errors, and SAM (missing weights, a fake gene
 
 from __future__ import annotations
 
+import re
+
 import cv2
 import numpy as np
 import pytest
@@ -423,3 +425,27 @@ def test_merge_regions_matches_a_naive_reference(seed: int) -> None:
         ref, ref_hist = _naive_merge(init, feats, **kw)
         assert np.array_equal(got, ref), kw
         np.testing.assert_allclose(hist, ref_hist, rtol=1e-9, atol=1e-12)
+
+
+def test_sam_checkpoint_that_does_not_fit_is_named(tmp_path):
+    corrupt, empty = tmp_path / "corrupt.pth", tmp_path / "empty.pth"
+    corrupt.write_bytes(b"not a checkpoint" * 10)
+    empty.write_bytes(b"")
+    for path in (corrupt, empty):  # before: a torch UnpicklingError / an EOFError with no message
+        with pytest.raises(ValueError, match=rf"{path.name} is not a SAM vit_b checkpoint"):
+            make_proposer("sam", checkpoint=str(path))
+    with pytest.raises(ValueError, match="pred_iou_thresh must lie in"):
+        make_proposer("sam", checkpoint=str(corrupt), pred_iou_thresh=5)
+    with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda"):
+        make_proposer("sam", checkpoint=str(corrupt), device="gpu")  # named before the checkpoint is read
+
+
+@pytest.mark.parametrize("name, kwargs, msg", [
+    ("slic", {"compactness": float("nan")}, "option compactness=nan must be a finite number"),
+    ("degradation-clusters", {"merge_cost": float("nan")}, "must be a finite number"),
+    ("grid", {"min_area_frac": 0.1}, "'grid' sets min_area_frac itself"),
+    ("slic", {"colour": 1}, "'slic' has no option 'colour'"),
+])
+def test_bad_proposer_options_are_named(name, kwargs, msg):
+    with pytest.raises(ValueError, match=re.escape(msg)):
+        make_proposer(name, **kwargs)

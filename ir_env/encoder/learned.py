@@ -223,7 +223,11 @@ def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> Loaded
     """Load (and cache per directory) the encoder in ``weights`` (default: the shipped one). ``fuse``: fold
     BatchNorm into the convolutions for inference; ``fuse=False`` keeps the training layout (to fine-tune)."""
     d = Path(weights) if weights is not None else DEFAULT_WEIGHTS
-    key = f"{d.resolve()}|fuse={bool(fuse)}"
+
+    def stamp(f: Path) -> str:  # a file replaced after the first load must not be served from the cache
+        return f"{f.stat().st_mtime_ns}:{f.stat().st_size}" if f.is_file() else "-"
+
+    key = f"{d.resolve()}|fuse={bool(fuse)}|" + "|".join(stamp(d / n) for n in ("encoder.json", "encoder.pt"))
     with _LOCK:
         if key in _CACHE:
             return _CACHE[key]
@@ -238,9 +242,16 @@ def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> Loaded
         if list(info.get("families", [])) != list(FAMILIES):
             raise EncoderWeightsError(f"{js} was trained for families {info.get('families')}, not {list(FAMILIES)}")
         sha = file_sha256(pt)
-        if info.get("sha256") and info["sha256"] != sha:
+        if not info.get("sha256"):
+            raise EncoderWeightsError(f"{js} holds no sha256 of {pt.name}: the weights cannot be checked")
+        if info["sha256"] != sha:
             raise EncoderWeightsError(f"{pt} does not match the checksum in {js} (corrupt or replaced file)")
-        net = DegradationNet.from_architecture({**info, "families": len(FAMILIES)})
+        try:
+            net = DegradationNet.from_architecture({**info, "families": len(FAMILIES)})
+            mean = np.asarray(info["feature_mean"], np.float64)
+            std = np.asarray(info["feature_std"], np.float64)
+        except (KeyError, ValueError, TypeError) as e:
+            raise EncoderWeightsError(f"{js} is malformed ({type(e).__name__}: {e})") from None
         try:
             state = torch.load(pt, map_location="cpu", weights_only=True)
             net.load_state_dict(state)
@@ -250,8 +261,6 @@ def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> Loaded
         net.eval()
         if fuse:
             net.fuse_for_inference()  # BatchNorm folded into the convolutions: same outputs, faster
-        mean = np.asarray(info["feature_mean"], np.float64)
-        std = np.asarray(info["feature_std"], np.float64)
         if mean.shape != (net.channels,) or std.shape != (net.channels,) or not np.all(std > 0):
             raise EncoderWeightsError(f"{js}: feature_mean / feature_std must hold {net.channels} values (std > 0)")
         loaded = load_context_head(d, sha)
@@ -302,8 +311,10 @@ class LearnedEmbedder(RegionEmbedder):
 
     def __init__(self, weights: str | Path | None = None, device: str = "cpu", context: bool = True,
                  segment: bool = True) -> None:
+        from ir_env.quality import normalise_device
+
+        self.device = torch.device(normalise_device(device))
         self.enc = load_encoder(weights)
-        self.device = torch.device(device)
         if self.device.type != "cpu":  # a private copy on the device; the cached CPU network stays shared
             def moved(m: torch.nn.Module | None) -> Any:
                 return copy.deepcopy(m).to(self.device).eval() if m is not None else None
@@ -388,6 +399,7 @@ class LearnedEmbedder(RegionEmbedder):
         Probabilities are calibrated: 0.5 is each family's best-F1 threshold on validation scenes. With a
         context head each region is judged against the rest of the image (module docstring), and with a blend
         section in its JSON the result is its mean with the linear heads' (:func:`blend_of`)."""
+        empty = ~np.asarray(masks, bool).any(axis=(1, 2))
         if self.context is None:
             prob, sev = self._heads(self.pooled(image, masks))
         else:
@@ -404,8 +416,8 @@ class LearnedEmbedder(RegionEmbedder):
                 p_lin, s_lin = self._heads(pooled)
                 prob = blend_probabilities(p_lin, prob, w, thr)
                 sev = (1.0 - w) * s_lin + w * sev
-            empty = ~np.asarray(masks, bool).reshape(len(prob), -1).any(axis=1)
-            prob[empty], sev[empty] = 0.0, 0.0
+        prob, sev = np.array(prob, np.float64), np.array(sev, np.float64)
+        prob[empty], sev[empty] = 0.0, 0.0  # an empty (padded) mask perceives nothing, with or without context
         return {"family_prob": prob.astype(np.float64), "severity": sev.astype(np.float64)}
 
     def embed(self, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
@@ -414,6 +426,5 @@ class LearnedEmbedder(RegionEmbedder):
         prob, sev = self._heads(pooled)
         z = np.clip((pooled - self.enc.mean) / self.enc.std, -FEATURE_CLIP, FEATURE_CLIP)
         out = np.concatenate([prob, sev, z], axis=1).astype(np.float32)
-        empty = ~np.asarray(masks, bool).reshape(len(out), -1).any(axis=1)
-        out[empty] = 0.0
+        out[~np.asarray(masks, bool).any(axis=(1, 2))] = 0.0
         return out

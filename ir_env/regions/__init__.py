@@ -21,7 +21,11 @@ Use :func:`make_proposer` and :func:`pad_masks` (fixed-size observation slots).
 
 from __future__ import annotations
 
+import math
+import re
 from typing import Any
+
+import numpy as np
 
 from ir_env.regions.base import (
     RegionProposer,
@@ -59,7 +63,22 @@ def make_proposer(name: str, max_regions: int = 8, seed: int = 0, **kwargs: Any)
     """
     if not isinstance(name, str) or name not in _PROPOSERS:
         raise ValueError(f"unknown region proposer {name!r}; choose one of {', '.join(_PROPOSERS)}")
-    return _PROPOSERS[name](max_regions=max_regions, seed=seed, **kwargs)
+    for key, value in kwargs.items():  # NaN passes every < / <= check and gave one region
+        if isinstance(value, (float, np.floating)) and not math.isfinite(float(value)):
+            raise ValueError(f"region proposer {name!r}: option {key}={value!r} must be a finite number")
+    try:
+        return _PROPOSERS[name](max_regions=max_regions, seed=seed, **kwargs)
+    except TypeError as e:  # Python's wording names the class's __init__, not the proposer or the option
+        msg = str(e)
+        fixed = re.search(r"multiple values for keyword argument '(\w+)'", msg)
+        unknown = re.search(r"unexpected keyword argument '(\w+)'", msg)
+        if fixed:
+            raise ValueError(f"region proposer {name!r} sets {fixed.group(1)} itself; it is not an option") from None
+        if unknown:
+            raise ValueError(f"region proposer {name!r} has no option {unknown.group(1)!r}") from None
+        if kwargs:
+            raise ValueError(f"region proposer {name!r}: bad option value in {kwargs} ({msg})") from None
+        raise
 
 
 __all__ = [

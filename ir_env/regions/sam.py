@@ -69,6 +69,12 @@ class SamProposer(RegionProposer):
                              f"choose one of {', '.join(SAM_MODEL_TYPES)}")
         if points_per_side < 1:
             raise ValueError(f"points_per_side must be >= 1, got {points_per_side}")
+        for opt, value in (("pred_iou_thresh", pred_iou_thresh), ("stability_score_thresh", stability_score_thresh)):
+            if not 0.0 <= float(value) <= 1.0:  # also NaN
+                raise ValueError(f"{opt} must lie in [0, 1], got {value!r}")
+        from ir_env.quality import normalise_device
+
+        device = normalise_device(device)  # before a multi-GB checkpoint is read
         if mask_generator is not None:
             if not callable(getattr(mask_generator, "generate", None)):
                 raise ValueError("mask_generator must have a generate(image) method")
@@ -86,7 +92,12 @@ class SamProposer(RegionProposer):
                     f"downloaded here; place the official {model_type} checkpoint at that path")
             from segment_anything import sam_model_registry
 
-            sam_model = sam_model_registry[model_type](checkpoint=str(path))
+            try:
+                sam_model = sam_model_registry[model_type](checkpoint=str(path))
+            except Exception as e:  # noqa: BLE001 - unpickling, empty file or state-dict mismatch: the file does not fit
+                reason = " ".join(str(e).split())[:200] or type(e).__name__
+                raise ValueError(f"{path} is not a SAM {model_type} checkpoint (corrupt or empty file, or weights of "
+                                 f"another model_type?): {reason}") from None
         sam_model.to(device)
         sam_model.eval()
         from segment_anything import SamAutomaticMaskGenerator
