@@ -13,6 +13,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ir_env.paths import check_writable
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
 
@@ -77,12 +79,7 @@ def check_output_file(path: str | Path, image: bool = False, plot: bool = False)
 
     from ir_env.imageio import IMAGE_EXTENSIONS
 
-    p = Path(path)
-    if p.is_dir():
-        raise ValueError(f"output {p} is a directory; give a file name")
-    for parent in p.parents:
-        if parent.exists() and not parent.is_dir():
-            raise ValueError(f"cannot write {p}: {parent} is a file, not a directory")
+    p = check_writable(path, "output")
     if image and p.suffix.lower() not in IMAGE_EXTENSIONS:
         raise ValueError(f"output {p}: unknown image extension {p.suffix!r}; use one of {', '.join(IMAGE_EXTENSIONS)}")
     if plot:
@@ -105,19 +102,9 @@ def check_output_file(path: str | Path, image: bool = False, plot: bool = False)
 def check_output_dir(path: str | Path) -> Path:
     """An output directory path, checked before any work: not empty, not an existing file (nor below one), and its
     nearest existing folder writable. Nothing is created."""
-    import os
-
     if str(path).strip() == "":
         raise ValueError("the output directory must not be empty (give -o DIR)")
-    p = Path(path)
-    for q in (p, *p.parents):
-        if q.exists():
-            if not q.is_dir():
-                raise ValueError(f"cannot write into {p}: {q} is a file, not a directory")
-            if not os.access(q, os.W_OK | os.X_OK):
-                raise ValueError(f"cannot write into {p}: {q} is not writable")
-            break
-    return p
+    return check_writable(path, "into", folder=True, writable=True)
 
 
 def check_image_limits(args: argparse.Namespace) -> None:

@@ -73,15 +73,15 @@ def test_degrade_accepts_greyscale_and_any_size(tmp_path: Path) -> None:
         (["restore", "{photo}", "-o", "x.png", "--planner", "greedy:oracle"], "judge 'psnr' is full-reference"),
         (["restore", "{photo}", "-o", "{dir}", "--planner", "fixed"], "is a directory"),
         (["restore", "{photo}", "-o", "x.xyz", "--planner", "fixed"], "unknown image extension '.xyz'"),
-        (["restore", "{photo}", "-o", "{photo}/x.png", "--planner", "fixed"], "is a file, not a directory"),
+        (["restore", "{photo}", "-o", "{photo}/x.png", "--planner", "fixed"], "is a file, not a folder"),
         (["restore", "{photo}", "-o", "x.png", "--planner", "fixed", "--trace", "{dir}"], "is a directory"),
-        (["degrade", "{photo}", "-o", "{photo}"], "is a file, not a directory"),
+        (["degrade", "{photo}", "-o", "{photo}"], "is a file, not a folder"),
         (["evaluate", "--planners", "fixed", "--max-images", "-1"], "--max-images and --size must be >= 0"),
         (["evaluate", "--planners", " , "], "names no planner"),
         (["evaluate", "--planners", "fixed, fixed"], "names fixed more than once"),
         (["evaluate", "--planners", "fixed", "--json", "{dir}"], "is a directory"),
         (["bench", "--steps", "0"], "--steps must be >= 1"),
-        (["demo", "-o", "{photo}"], "is a file, not a directory"),
+        (["demo", "-o", "{photo}"], "is a file, not a folder"),
         (["train", "--config", "{badyaml}"], "invalid YAML"),
         (["restore", "{photo}", "-o", "x.png", "--planner", "random:max_steps=abc"],
          "planner 'random': max_steps must be an integer >= 1, got 'abc'"),
@@ -235,7 +235,7 @@ def test_output_directories_are_checked_before_work(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="must not be empty"):
         check_output_dir("")
     (tmp_path / "f").write_text("x")
-    with pytest.raises(ValueError, match="is a file, not a directory"):
+    with pytest.raises(ValueError, match="is a file, not a folder"):
         check_output_dir(tmp_path / "f" / "out")
     assert check_output_dir(tmp_path / "new" / "out") == tmp_path / "new" / "out"
     assert not (tmp_path / "new").exists()
