@@ -20,7 +20,7 @@ from ir_env.corpus import center_crop
 from ir_env.quality import get_metric, metric_info
 from ir_env.recipes import get_recipe, synthesize
 from policies.base import Planner
-from policies.registry import make_planner
+from policies.registry import list_planners, make_planner, planner_judges
 
 #: Per-image / per-planner numeric keys of the evaluate JSON (DESIGN.md), plus extras.
 ROW_KEYS = ("psnr_in", "psnr_out", "psnr_y_in", "psnr_y_out", "ssim_in", "ssim_out", "tool_calls",
@@ -71,7 +71,14 @@ def parse_planner_spec(spec: str, default_judge: str = DEFAULT_JUDGE, default_mo
         else:
             raise ValueError(f"planner spec {spec!r}: unknown option {opt!r} (use spatial, global, oracle, "
                              "judge=METRIC or key=value)")
-    kw["judge"] = judge
+    if judged and name in list_planners() and not planner_judges(name):
+        from ir_env.quality import metric_info
+
+        if judge not in ("", "none"):
+            metric_info(judge)  # an unknown metric is named first
+        raise ValueError(f"planner spec {spec!r}: {name!r} never judges a candidate, so {judged!r} would be ignored")
+    if judged or planner_judges(name):  # the default judge goes only to planners that judge (no warning)
+        kw["judge"] = judge
     planner = make_planner(name, **kw)
     if judged and not planner.uses_judge:
         raise ValueError(f"planner spec {spec!r}: {name!r} never judges a candidate, so {judged!r} would be ignored")

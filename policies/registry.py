@@ -77,6 +77,9 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
     planner's own network (the encoder of ``perceive``, the policy of the learned planners; their perception gate
     and observation encoder stay on the CPU); ``"cuda"`` without a CUDA device is an error.
 
+    A ``judge`` given to a planner that never judges (``random``, ``fixed``, ``perceive``, the learned ones) is
+    ignored with a ``UserWarning``.
+
     One planner object runs one :meth:`~policies.base.Planner.restore` at a time (a lock); build one per thread
     for parallel work. Command-line specs (``"perceive:regions=families"``) are parsed by
     :func:`policies.evaluation.parse_planner_spec`, not here."""
@@ -124,6 +127,19 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
         if named:  # a text where a number belongs: name the option, not Python's conversion
             raise ValueError(f"planner {name!r}: option {named[0]}={named[1]!r} must be a number") from None
         raise ValueError(msg if name in msg else f"planner {name!r}: {msg}") from None
+    judge = kwargs.get("judge")
+    if isinstance(judge, str) and judge not in ("", "none") and not planner.uses_judge:
+        import warnings
+
+        warnings.warn(f"planner {name!r} never judges a candidate: judge={judge!r} is ignored", UserWarning,
+                      stacklevel=2)
     if tile is None:  # the planner's own deployment tile (the crop size it was trained on), if it names one
         tile = getattr(planner, "deploy_tile", None)
     return tiled(gated(planner, gate), tile, feather)
+
+
+def planner_judges(name: str) -> bool:
+    """Whether the planner registered as ``name`` judges candidates (its class's ``uses_judge``; True for a
+    factory that does not say), without building it."""
+    _builtin()
+    return bool(getattr(_FACTORIES.get(name), "uses_judge", True))

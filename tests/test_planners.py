@@ -44,8 +44,8 @@ def test_search_never_worse_by_own_judge(name: str, judge: str, scene) -> None: 
 @pytest.mark.parametrize("name", ["random", "fixed", "greedy", "dfs"])
 @pytest.mark.parametrize("mode", ["spatial", "global"])
 def test_trace_replays_exactly(name: str, mode: str, scene) -> None:  # noqa: ANN001
-    kw = {"tools": _cheap_tools()} if name in ("greedy", "dfs") else {}
-    p = make_planner(name, mode=mode, judge="psnr", **FAST, **kw)
+    kw = {"tools": _cheap_tools(), "judge": "psnr"} if name in ("greedy", "dfs") else {}
+    p = make_planner(name, mode=mode, **FAST, **kw)
     res = p.restore(scene.degraded, reference=scene.clean)
     assert np.array_equal(res.replay(scene.degraded), res.image)
     assert res.image.dtype == np.float32 and res.image.shape == scene.degraded.shape
@@ -319,3 +319,17 @@ def test_bad_region_masks_and_planner_names_are_named(photo: np.ndarray) -> None
         planner.restore(img, masks=np.zeros((0, 64, 64), bool))
     with pytest.raises(ValueError, match="planner name must be a string"):
         make_planner(5)  # type: ignore[arg-type]
+
+
+def test_a_judge_given_to_a_planner_that_never_judges_is_named_in_a_warning() -> None:
+    import warnings
+
+    from policies import make_planner
+    from policies.evaluation import parse_planner_spec
+
+    with pytest.warns(UserWarning, match="'random' never judges a candidate: judge='psnr' is ignored"):
+        make_planner("random", judge="psnr")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the spec parser's default judge reaches only planners that judge
+        parse_planner_spec("random", default_judge="brisque")
+        make_planner("random")
