@@ -125,7 +125,7 @@ def make_dataset(cfg: dict[str, Any], n: int, seed_stream: int, desc: str, extra
         raise ValueError(f"data.crop must be a multiple of {STRIDE}, got {size}")
     bad = [r for r in d["recipes"] if r in UNSEEN_RECIPES]
     if bad:
-        raise ValueError(f"recipes {bad} are held out for unseen-combination tests (DESIGN.md)")
+        raise ValueError(f"recipes {bad} are held out for unseen-combination tests (agenticir-B / -C)")
     workers = int(d.get("workers", 1))
     if workers < 1:
         raise ValueError(f"data.workers must be >= 1, got {workers}")

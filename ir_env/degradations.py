@@ -3,7 +3,8 @@
 Every kind has a *severity* in [0, 1] that :func:`severity_to_params` maps to physical parameters
 (units in the table below); :func:`apply_kind` applies explicit physical parameters, :func:`degrade`
 does both. :func:`params_to_severity` is the inverse (used to label recipes drawn from published
-parameter ranges), :func:`severity_level` names the DESIGN.md ladder level.
+parameter ranges), :func:`severity_level` names the level on the four-level severity ladder of the agentic-
+restoration literature (``_LADDER_PARAMS``: noise sigma 4/15/30/45, JPEG quality 50/30/20/10, ...).
 
 =========  ==========================================================================================
 kind       severity s in [0, 1] -> parameters
@@ -214,7 +215,8 @@ def params_to_severity(kind: str, params: Mapping[str, Any]) -> float:
     return float(np.clip(s, 0.0, 1.0))
 
 
-# Published ladder (DESIGN.md): the physical parameters of low / medium / high / very high.
+# The published severity ladder of agentic restoration (AgenticIR, MAIR): the physical parameters of low / medium /
+# high / very high.
 _LADDER_PARAMS: dict[str, list[dict[str, Any]]] = {
     "noise": [{"sigma": v} for v in (4.0, 15.0, 30.0, 45.0)],
     "jpeg": [{"quality": q} for q in (50, 30, 20, 10)],
@@ -235,9 +237,9 @@ LADDER_SEVERITY: dict[str, tuple[float, ...]] = {
 
 
 def severity_level(kind: str, severity: float | None) -> str:
-    """Ladder name of ``severity`` for ``kind``: the nearest of low / medium / high / very high (DESIGN.md
-    ladder, mapped to severities by :func:`params_to_severity`), or "very low" when the kind is absent
-    (``None``) or weaker than "low" by more than half the low-medium gap."""
+    """Ladder name of ``severity`` for ``kind``: the nearest of low / medium / high / very high (the
+    published ladder ``_LADDER_PARAMS``, mapped to severities by :func:`params_to_severity`), or "very low"
+    when the kind is absent (``None``) or weaker than "low" by more than half the low-medium gap."""
     kind = check_kind(kind)
     if severity is None:
         return LEVELS[0]

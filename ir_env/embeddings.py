@@ -2,8 +2,9 @@
 
 Interface
 ---------
-:class:`RegionEmbedder` is the contract every embedder follows (the hand-crafted one below, a learned
-encoder later): ``name``, ``dim``, ``feature_names`` (``dim`` strings) and
+:class:`RegionEmbedder` is the contract every embedder follows (the hand-crafted one below, and the learned
+encoder ``learned``, :class:`ir_env.encoder.learned.LearnedEmbedder`): ``name``, ``dim``, ``feature_names``
+(``dim`` strings) and
 ``embed(image, masks) -> (K, dim) float32``, where ``image`` is float32 HxWx3 RGB in [0, 1] and ``masks``
 is a (K, H, W) bool array. Rows are always finite; an empty mask gives a zero row. Build embedders by name
 with :func:`make_embedder` (``list_embedders()`` lists the names; :func:`register_embedder` adds one).
@@ -148,7 +149,8 @@ def check_masks(masks: object, shape: tuple[int, int]) -> np.ndarray:
 class RegionEmbedder(ABC):
     """Maps an image and K region masks to a (K, dim) float32 array of finite values.
 
-    Implementations: ``handcrafted`` (:class:`HandcraftedEmbedder`), a learned encoder later. An empty
+    Implementations: ``handcrafted`` (:class:`HandcraftedEmbedder`) and ``learned``
+    (:class:`ir_env.encoder.learned.LearnedEmbedder`). An empty
     mask must give a zero row; all rows are finite and bounded.
     """
 

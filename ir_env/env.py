@@ -286,7 +286,7 @@ class SpatialIREnv(gym.Env):
     def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
         """Start an episode: crop a corpus photo, synthesise a scene, propose regions, embed them.
 
-        ``options`` may hold ``"scene"`` (a ready :class:`~ir_env.degradations.Scene`) or ``"image"``
+        ``options`` may hold ``"scene"`` (a ready :class:`~ir_env.recipes.Scene`) or ``"image"``
         (a clean float32 HxWx3 image used instead of a corpus crop, at its own size).
         """
         if seed is None and self._default_seed is not None and self.state is None:

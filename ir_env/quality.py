@@ -363,7 +363,7 @@ def _make_brisque():
         path = os.path.join(MODEL_PATH, fname)
         if not os.path.isfile(path):
             raise FileNotFoundError(
-                f"BRISQUE model file missing: place {fname} (from the brisque 0.2.0 package) at {path}"
+                f"BRISQUE model file missing: place {fname} (from the brisque package, >= 0.0.16) at {path}"
             )
 
     class _FixedBRISQUE(BRISQUE):

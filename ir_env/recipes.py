@@ -14,7 +14,8 @@
 - ``mixed-2`` / ``mixed-3``: 2 / 3 distinct kinds drawn from all kinds, whole image, physical order,
   severities U(0, 1).
 - ``noise-15`` / ``noise-25`` / ``noise-50``: Gaussian noise of exactly that sigma (0-255), nothing else.
-- ``agenticir-A`` / ``-B`` / ``-C``: the combinations and published parameter ranges of DESIGN.md (one
+- ``agenticir-A`` / ``-B`` / ``-C``: the combinations (:data:`AGENTICIR_COMBOS`) and parameter ranges
+  (:func:`agenticir_params`) published by AgenticIR (one
   combination drawn per scene, applied left to right); labels carry the closest severity
   (:func:`ir_env.degradations.params_to_severity`).
 
@@ -284,7 +285,8 @@ def _noise(sigma: float) -> RecipeFn:
     return fn
 
 
-#: Combinations of the agenticir recipes, applied left to right (DESIGN.md).
+#: Combinations of the agenticir recipes, applied left to right (AgenticIR's groups A, B, C; training uses A only,
+#: B and C are the unseen-combination tests).
 AGENTICIR_COMBOS: dict[str, tuple[tuple[str, ...], ...]] = {
     "A": (
         ("rain", "haze"),
@@ -300,7 +302,7 @@ AGENTICIR_COMBOS: dict[str, tuple[tuple[str, ...], ...]] = {
 
 
 def agenticir_params(kind: str, rng: np.random.Generator) -> dict[str, Any]:
-    """Physical parameters of ``kind`` drawn from the published AgenticIR ranges (DESIGN.md), with
+    """Physical parameters of ``kind`` drawn from the published AgenticIR ranges (listed below), with
     "kind" and the closest "severity".
 
     noise sigma U[20, 50] (0-255); JPEG quality U{10..29}; dark: one of V shift -(30..50) (0-255), gamma

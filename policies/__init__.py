@@ -1,7 +1,8 @@
 """Planners: one ``Planner`` interface (``restore`` and SB3-style ``predict``) and its implementations.
 
 ``make_planner(name, **kwargs)`` builds one: ``random``, ``fixed``, ``greedy`` (Q-Agent-like), ``dfs``
-(AgenticIR-like); learned planners register themselves when their packages are present.
+(AgenticIR-like), ``memory`` (experience memory), ``perceive`` (encoder perception + rule table), and the learned
+``ppo``, ``maskable_ppo`` and ``distilled`` (registered when stable-baselines3 is installed).
 """
 
 from policies.base import MODES, Planner, RestorationResult, TraceStep

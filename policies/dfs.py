@@ -10,7 +10,7 @@ Per region (spatial mode) or for the whole image (global mode):
 3. *Execute* each candidate on the region and *reflect*: judge the whole image. Candidates whose judged
    gain exceeds ``threshold`` succeed, the rest are rolled back. The best ``branch`` successes are refined
    by a short 1-D parameter search and the search *recurses* from each (depth + 1, up to ``max_depth``);
-   below depth 2 only the best success is followed, so the tree stays within budget.
+   from depth 2 on only the best success is followed, so the tree stays within budget.
 4. The best-judged node of the whole tree (a leaf, or the region's start when nothing helped) is kept.
 5. *Rounds*: after every region was searched, perception runs again on the result and another round
    starts (up to ``rounds``), while the previous round kept a step and the step budget is not spent.

@@ -22,7 +22,7 @@ from ir_env.recipes import get_recipe, synthesize
 from policies.base import Planner
 from policies.registry import list_planners, make_planner, planner_judges
 
-#: Per-image / per-planner numeric keys of the evaluate JSON (DESIGN.md), plus extras.
+#: Per-image / per-planner numeric keys of the evaluate JSON (:func:`evaluate`), plus extras.
 ROW_KEYS = ("psnr_in", "psnr_out", "psnr_y_in", "psnr_y_out", "ssim_in", "ssim_out", "tool_calls",
             "iqa_calls", "seconds")
 DEFAULT_JUDGE = "npsnr"  # the no-reference judge that makes search raise PSNR here (README, Results)
@@ -106,7 +106,10 @@ def evaluate(items: Sequence[tuple[str, np.ndarray]], recipe: str, planner_specs
              planner_kwargs: dict[str, Any] | None = None,
              on_result: Callable[[str, str, Any, Any], None] | None = None) -> dict[str, Any]:
     """Degrade each (name, clean photo) with ``recipe`` (scene seed = ``seed * 100003 + index``), restore
-    with every planner, and return the evaluate JSON (DESIGN.md): per-planner means and per-image rows.
+    with every planner, and return the evaluate JSON: ``{"recipe", "seed", "size", "images" (count),
+    "planners": {spec: means of ROW_KEYS, psnr_gain, psnr_gain_std, mode, judge}, "rows": [{"image", "planner",
+    ROW_KEYS ...}]}``; PSNR in dB (RGB and Y channel), SSIM in [0, 1], ``seconds`` wall time per image,
+    ``tool_calls`` every tool run (including ones a search later undid).
     ``size`` > 0 centre-crops the photos to ``size`` px first. ``on_result(image_name, spec, scene,
     result)`` is called after every restoration (e.g. to keep the images)."""
     get_recipe(recipe)  # an unknown name is refused before the progress bar starts, like every input below

@@ -18,8 +18,9 @@ class GreedyPlanner(SearchPlanner):
 
     Per step it evaluates ``regions x tools x len(offsets)+1`` candidates (cost linear in that number),
     refines the best with :meth:`SearchPlanner._refine` (<= 4 more calls) and applies it when its judged
-    gain exceeds ``threshold``; it stops when nothing gains or after ``max_steps`` kept steps. The
-    returned image is never judged worse than the input (every kept step raised the score).
+    gain exceeds ``threshold``; it stops when nothing gains or after ``max_steps`` kept steps. With
+    ``threshold`` >= 0 (the default) the returned image is never judged worse than the input (every kept step
+    raised the score).
 
     Args (besides :class:`SearchPlanner`'s): ``offsets``: normalised offsets of the first parameter
     tried around each tool's default (default (-0.5, 0.5)); ``refine``: run the 1-D refinement;

@@ -9,8 +9,8 @@ def check_image(image: object, name: str = "image") -> np.ndarray:
     """Return ``image`` as a float32 HxWx3 array in [0, 1], or raise ``ValueError`` naming the problem.
 
     Accepts float16/32/64 arrays; integer arrays (e.g. uint8 0-255) are refused with a hint, as are
-    2-D (greyscale) or 4-channel arrays, NaN/inf and values outside [0, 1] (beyond a 1e-4 tolerance,
-    which is clipped away).
+    2-D (greyscale) or 4-channel arrays, images under 8 x 8 px, NaN/inf and values outside [0, 1] (beyond a
+    1e-4 tolerance, which is clipped away).
     """
     if not isinstance(image, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
@@ -40,7 +40,9 @@ def check_image(image: object, name: str = "image") -> np.ndarray:
 
 
 def check_mask(mask: object, shape: tuple[int, int], name: str = "mask") -> np.ndarray:
-    """Return ``mask`` as a bool HxW array matching ``shape``, or raise ``ValueError``."""
+    """Return ``mask`` as a bool HxW array matching ``shape``, or raise ``ValueError``. A float mask is read as
+    ``mask > 0.5`` (a soft mask is binarised: :func:`restorers.apply` feathers the edge itself), an integer one
+    as ``mask != 0``."""
     if not isinstance(mask, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(mask).__name__}")
     if mask.shape != tuple(shape):

@@ -103,23 +103,24 @@ def apply(
 
     ``params`` is a dict of physical values, an array normalised to [-1, 1], or ``None`` for defaults.
     With a ``mask`` (bool HxW), the tool runs only on the mask's bounding box plus ``margin`` pixels
-    (default: the tool's own margin) and the result is blended in with a feathered mask, so pixels far
-    from the region are untouched and no seam shows. An empty mask returns an unchanged copy. ``feather``: the
-    blend's Gaussian sigma in px (default :data:`FEATHER_SIGMA`; 0: a hard edge).
+    (default: the tool's own margin; never less than ``ceil(3 * feather) + 2`` px, the blend's reach) and the result
+    is blended in with a feathered mask, so pixels far from the region are untouched and no seam shows. An empty
+    mask returns an unchanged copy. ``feather``: the blend's Gaussian sigma in px (default :data:`FEATHER_SIGMA`;
+    0: a hard edge). A non-bool mask is read as ``mask > 0.5`` (floats) or ``mask != 0`` (integers).
     """
     img = check_image(image)
     t = get_tool(tool)
     phys = resolve_params(t, params)
+    sigma = FEATHER_SIGMA if feather is None else float(feather)
+    if not (np.isfinite(sigma) and sigma >= 0):  # checked with or without a mask: a bad value is never ignored
+        raise ValueError(f"feather must be a finite sigma >= 0 px, got {feather!r}")
+    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0):
+        raise ValueError(f"margin must be an integer >= 0 (px), got {margin!r}")
     if mask is None:
         return run_tool(t, img, phys)
     m = check_mask(mask, img.shape[:2])
     if m.all():
         return run_tool(t, img, phys)
-    sigma = FEATHER_SIGMA if feather is None else float(feather)
-    if not (np.isfinite(sigma) and sigma >= 0):
-        raise ValueError(f"feather must be a finite sigma >= 0 px, got {feather!r}")
-    if margin is not None and (isinstance(margin, bool) or not isinstance(margin, (int, np.integer)) or margin < 0):
-        raise ValueError(f"margin must be an integer >= 0 (px), got {margin!r}")
     pad = int(t.margin if margin is None else margin)
     pad = max(pad, int(np.ceil(3 * sigma)) + 2)
     box = bounding_box(m, pad)

@@ -10,7 +10,7 @@ name                       regions
 ``grid``                   rows x cols near-square tiles, rows * cols <= max_regions
 ``slic``                   scikit-image SLIC superpixels, merged by Lab colour
 ``felzenszwalb``           scikit-image Felzenszwalb segments, merged by Lab colour
-``degradation-clusters``   k-means on local degradation statistics + spatial regularisation
+``degradation-clusters``   SLIC superpixels merged by Ward linkage on local degradation statistics (k-means optional)
 ``degradation-clusters-learned``  the same on the learned encoder's dense family / severity predictions
 ``sam``                    Segment Anything automatic masks (local checkpoint or built model required)
 ``oracle``                 the scene's ground-truth masks (needs ``scene``)

@@ -51,7 +51,7 @@ class RegionProposer:
         """Masks ``(K, H, W)`` bool, a partition of ``image`` (float32 HxWx3 in [0, 1]).
 
         ``K <= max_regions``, no empty mask, largest area first (ties: raster order of first pixel).
-        ``scene`` (an ``ir_env.degradations.Scene``) is only read by proposers with ``needs_scene``.
+        ``scene`` (an ``ir_env.recipes.Scene``) is only read by proposers with ``needs_scene``.
         """
         img = check_image(image)
         labels, features = self._segment(img, scene)

@@ -116,7 +116,7 @@ TOOLS: tuple[Tool, ...] = (
         fn=wiener_gaussian,
         cost=6.0,
         targets=("defocus",),
-        description="Wiener deconvolution, Gaussian PSF (scikit-image).",
+        description="Wiener deconvolution, Gaussian PSF (SciPy FFT).",
         margin=16,
     ),
     Tool(
@@ -126,7 +126,7 @@ TOOLS: tuple[Tool, ...] = (
         fn=wiener_defocus,
         cost=5.0,
         targets=("defocus",),
-        description="Wiener deconvolution, uniform-disk (defocus) PSF (scikit-image).",
+        description="Wiener deconvolution, uniform-disk (defocus) PSF (SciPy FFT).",
         margin=16,
     ),
     Tool(
@@ -155,7 +155,7 @@ TOOLS: tuple[Tool, ...] = (
         fn=wiener_motion,
         cost=7.0,
         targets=("motion",),
-        description="Wiener deconvolution, centred linear-motion PSF (scikit-image).",
+        description="Wiener deconvolution, centred linear-motion PSF (SciPy FFT).",
         margin=32,
     ),
     Tool(
