@@ -37,6 +37,7 @@ import cv2
 import numpy as np
 
 from ir_env.imageio import IMAGE_EXTENSIONS, read_image
+from restorers.imagecheck import check_image
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
 
@@ -218,24 +219,28 @@ def _cover(image: np.ndarray, h: int, w: int) -> np.ndarray:
 
 def random_crop(image: np.ndarray, size: int | tuple[int, int], rng: np.random.Generator) -> np.ndarray:
     """A ``size`` (int or (h, w) px) crop at a position drawn from ``rng``; an image smaller than ``size``
-    is first upscaled (bicubic, aspect kept) to cover it. Returns a contiguous float32 copy."""
+    is first upscaled (bicubic, aspect kept) to cover it. ``image``: float32 HxWx3 in [0, 1] (checked). Returns a
+    contiguous float32 copy."""
     h, w = _size_hw(size)
-    img = _cover(np.asarray(image, dtype=np.float32), h, w)
+    img = _cover(check_image(image), h, w)
     y = int(rng.integers(0, img.shape[0] - h + 1))
     x = int(rng.integers(0, img.shape[1] - w + 1))
     return np.ascontiguousarray(img[y : y + h, x : x + w], dtype=np.float32)
 
 
 def center_crop(image: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
-    """The central ``size`` (int or (h, w) px) crop, upscaling first like :func:`random_crop`."""
+    """The central ``size`` (int or (h, w) px) crop of a float32 HxWx3 image in [0, 1] (checked), upscaling first
+    like :func:`random_crop`."""
     h, w = _size_hw(size)
-    img = _cover(np.asarray(image, dtype=np.float32), h, w)
+    img = _cover(check_image(image), h, w)
     y, x = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
     return np.ascontiguousarray(img[y : y + h, x : x + w], dtype=np.float32)
 
 
 def resize_short(image: np.ndarray, size: int) -> np.ndarray:
-    """Resize so the short side is ``size`` px (area interpolation to shrink, bicubic to enlarge)."""
+    """Resize a float32 HxWx3 image in [0, 1] (checked) so the short side is ``size`` px (area interpolation to
+    shrink, bicubic to enlarge)."""
+    image = check_image(image)
     if int(size) < 1:
         raise ValueError(f"size must be positive, got {size!r}")
     ih, iw = image.shape[:2]

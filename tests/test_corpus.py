@@ -274,3 +274,15 @@ def test_write_image_refuses_what_it_would_write_wrongly(tmp_path) -> None:  # n
     np.testing.assert_allclose(read_image(write_image(tmp_path / "ok.png", rgb)), rgb, atol=0.5 / 255 + 1e-6)
     grey = write_image(tmp_path / "grey.png", rgb[..., 0])
     np.testing.assert_allclose(read_image(grey)[..., 1], rgb[..., 0], atol=0.5 / 255 + 1e-6)
+
+
+def test_crop_helpers_refuse_uint8_images() -> None:
+    import pytest
+
+    from ir_env.corpus import center_crop, random_crop, resize_short
+
+    u8 = np.full((40, 40, 3), 200, np.uint8)  # came back as float32 with values up to 200
+    for call in (lambda: center_crop(u8, 16), lambda: random_crop(u8, 16, np.random.default_rng(0)),
+                 lambda: resize_short(u8, 16)):
+        with pytest.raises(ValueError, match="divide uint8 images by 255"):
+            call()

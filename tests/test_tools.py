@@ -372,3 +372,14 @@ def test_msr_retinex_on_a_flat_crop_goes_mid_grey_without_blowing_up_noise() -> 
     assert apply(flat, "msr_retinex", {"sigma": 60.0, "strength": 1.0}).mean() == pytest.approx(0.5, abs=0.01)
     noisy = flat + 0.0005 * np.random.default_rng(0).standard_normal(flat.shape).astype(np.float32)
     assert apply(noisy, "msr_retinex", {"sigma": 60.0, "strength": 1.0}).std() < 0.1  # was stretched to [0, 1]
+
+
+def test_tool_functions_called_directly_refuse_uint8_images() -> None:
+    from restorers.tools.dark import gamma_correct
+    from restorers.tools.haze import airlight_dehaze
+
+    u8 = np.full((16, 16, 3), 100, np.uint8)
+    for fn in (gamma_correct, airlight_dehaze):  # both returned an all-white image
+        with pytest.raises(ValueError, match="divide uint8 images by 255"):
+            fn(u8)
+    assert inspect.signature(gamma_correct).parameters["gamma"].default == 1.6  # the wrapper keeps the signature

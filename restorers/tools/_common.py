@@ -2,8 +2,24 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
+
 import cv2
 import numpy as np
+
+from restorers.imagecheck import check_image
+
+
+def checked(tool_fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
+    """A tool function that validates its image first (float32 HxWx3 in [0, 1], named error otherwise): called
+    directly, a uint8 or 0-255 image gave a white or garbage result (``restorers.apply`` checks it too)."""
+
+    @functools.wraps(tool_fn)
+    def run(image: np.ndarray, *args: float, **kwargs: float) -> np.ndarray:
+        return tool_fn(check_image(image), *args, **kwargs)
+
+    return run
 
 
 def finish(image: np.ndarray) -> np.ndarray:

@@ -8,7 +8,7 @@ import numpy as np
 from scipy import fft as sfft
 
 from restorers.spec import ParamSpec, Tool
-from restorers.tools._common import disk_psf, finish, gaussian_psf, line_kernel
+from restorers.tools._common import checked, disk_psf, finish, gaussian_psf, line_kernel
 
 
 def psf_to_otf(psf: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -62,24 +62,28 @@ def _richardson_lucy(image: np.ndarray, psf: np.ndarray, iterations: float) -> n
     return finish(est)
 
 
+@checked
 def wiener_gaussian(image: np.ndarray, sigma: float = 1.5, balance: float = 0.02) -> np.ndarray:
     """Wiener deconvolution with an isotropic Gaussian PSF of ``sigma`` px; ``balance`` (log-scaled,
     unitless) trades sharpness for noise/ringing suppression."""
     return _wiener_rgb(image, gaussian_psf(sigma), balance)
 
 
+@checked
 def wiener_defocus(image: np.ndarray, radius: float = 3.0, balance: float = 0.02) -> np.ndarray:
     """Wiener deconvolution with a uniform disk (defocus) PSF of ``radius`` px; ``balance`` as in
     :func:`wiener_gaussian`."""
     return _wiener_rgb(image, disk_psf(radius), balance)
 
 
+@checked
 def rl_defocus(image: np.ndarray, radius: float = 3.0, iterations: float = 15.0) -> np.ndarray:
     """Richardson-Lucy deconvolution with a uniform disk PSF of ``radius`` px; ``iterations`` is
     rounded to an integer (more = sharper but noisier)."""
     return _richardson_lucy(image, disk_psf(radius), iterations)
 
 
+@checked
 def wiener_motion(
     image: np.ndarray, length: float = 10.0, angle: float = 0.0, balance: float = 0.02
 ) -> np.ndarray:
@@ -88,6 +92,7 @@ def wiener_motion(
     return _wiener_rgb(image, line_kernel(length, angle), balance)
 
 
+@checked
 def rl_motion(
     image: np.ndarray, length: float = 10.0, angle: float = 0.0, iterations: float = 15.0
 ) -> np.ndarray:
@@ -96,6 +101,7 @@ def rl_motion(
     return _richardson_lucy(image, line_kernel(length, angle), iterations)
 
 
+@checked
 def unsharp_mask(image: np.ndarray, radius: float = 1.5, amount: float = 0.8) -> np.ndarray:
     """Unsharp masking: ``image + amount * (image - GaussianBlur(image, radius))``; ``radius`` is the
     Gaussian sigma in px, ``amount`` the (unitless) gain of the high-pass detail."""

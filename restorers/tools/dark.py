@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from restorers.spec import ParamSpec, Tool
-from restorers.tools._common import channel_max, finish, guided_filter
+from restorers.tools._common import channel_max, checked, finish, guided_filter
 
 _EPS = np.float32(1e-4)
 
@@ -19,6 +19,7 @@ def _scale_value(image: np.ndarray, v: np.ndarray, v_new: np.ndarray) -> np.ndar
     return image * ratio[..., None]
 
 
+@checked
 def gamma_correct(image: np.ndarray, gamma: float = 1.6, gain: float = 1.4) -> np.ndarray:
     """Tone curve on the HSV value: V' = min(1, ``gain`` * V) ** (1 / ``gamma``), hue and saturation kept.
 
@@ -31,6 +32,7 @@ def gamma_correct(image: np.ndarray, gamma: float = 1.6, gain: float = 1.4) -> n
     return finish(_scale_value(img, v, v_new))
 
 
+@checked
 def clahe(image: np.ndarray, clip_limit: float = 2.5, tiles: float = 8.0) -> np.ndarray:
     """Contrast-limited adaptive histogram equalisation (``cv2.createCLAHE``) of L in CIE Lab.
 
@@ -69,6 +71,7 @@ def _blur_large(x: np.ndarray, sigma: float) -> np.ndarray:
 MIN_RETINEX_SPREAD = 0.1
 
 
+@checked
 def msr_retinex(image: np.ndarray, sigma: float = 60.0, strength: float = 0.8) -> np.ndarray:
     """Multi-scale Retinex on intensity (Jobson et al., 1997), colour kept by scaling RGB.
 
@@ -90,6 +93,7 @@ def msr_retinex(image: np.ndarray, sigma: float = 60.0, strength: float = 0.8) -
     return finish(_scale_value(img, v, v_new.astype(np.float32)))
 
 
+@checked
 def lime_enhance(image: np.ndarray, gamma: float = 0.6, radius: float = 6.0) -> np.ndarray:
     """LIME-style enhancement (Guo et al., 2017): illumination T = max over channels, smoothed by a
     self-guided filter of ``radius`` px (eps 0.01); output I / T ** ``gamma`` (``gamma`` 0.1-0.9: larger

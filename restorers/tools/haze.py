@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from restorers.spec import ParamSpec, Tool
-from restorers.tools._common import channel_min, finish, guided_filter
+from restorers.tools._common import channel_min, checked, finish, guided_filter
 
 
 def _dark_channel(image: np.ndarray, radius: int) -> np.ndarray:
@@ -24,6 +24,7 @@ def estimate_airlight(image: np.ndarray, dark: np.ndarray, fraction: float = 0.0
     return np.clip(image.reshape(-1, 3)[idx].mean(axis=0), 0.05, 1.0).astype(np.float32)
 
 
+@checked
 def dcp_dehaze(image: np.ndarray, omega: float = 0.9, t0: float = 0.1, radius: float = 5.0) -> np.ndarray:
     """Dark-channel-prior dehazing (He, Sun and Tang, 2009) with guided-filter transmission refinement.
 
@@ -42,6 +43,7 @@ def dcp_dehaze(image: np.ndarray, omega: float = 0.9, t0: float = 0.1, radius: f
     return finish((img - airlight) / t + airlight)
 
 
+@checked
 def airlight_dehaze(image: np.ndarray, transmission: float = 0.6, airlight: float = 0.85) -> np.ndarray:
     """Invert the scattering model I = J t + A (1 - t) with a constant ``transmission`` t (0.15-1,
     1 = no haze) and a grey ``airlight`` A in [0, 1] units: J = (I - A (1 - t)) / t. Suited to a region

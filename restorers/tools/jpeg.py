@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from restorers.spec import ParamSpec, Tool
-from restorers.tools._common import finish, reflect_pad, rgb_to_ycrcb, to_uint8, ycrcb_to_rgb
+from restorers.tools._common import checked, finish, reflect_pad, rgb_to_ycrcb, to_uint8, ycrcb_to_rgb
 
 #: JPEG block size in px; tools assume the grid starts at the crop origin (restorers.apply aligns crops).
 BLOCK = 8
@@ -43,6 +43,7 @@ def _deblock_axis(x: np.ndarray, strength: float, threshold: np.ndarray, axis: i
     return np.moveaxis(out, 0, axis)
 
 
+@checked
 def jpeg_deblock(image: np.ndarray, strength: float = 0.8, threshold: float = 30.0) -> np.ndarray:
     """Deblocking filter on the 8x8 grid anchored at the image origin, in YCbCr (chroma at twice the
     threshold, as 4:2:0 chroma blocks are coarser): ``strength`` in [0, 1] (fraction of each boundary
@@ -58,6 +59,7 @@ def jpeg_deblock(image: np.ndarray, strength: float = 0.8, threshold: float = 30
 _SHIFTS = tuple((dy, dx) for dy in range(0, BLOCK, 2) for dx in range(0, BLOCK, 2))
 
 
+@checked
 def jpeg_reapply(image: np.ndarray, quality: float = 30.0) -> np.ndarray:
     """Re-application of JPEG to shifted copies (Nosratinia, 2001): the image is shifted by 16 offsets
     in the 8x8 grid, JPEG-compressed at ``quality`` (1-100, rounded; about the original quality works
@@ -78,6 +80,7 @@ def jpeg_reapply(image: np.ndarray, quality: float = 30.0) -> np.ndarray:
     return finish(out)
 
 
+@checked
 def jpeg_ycc_smooth(image: np.ndarray, luma_sigma: float = 10.0, chroma_sigma: float = 1.5) -> np.ndarray:
     """Bilateral filter on luma (range sigma ``luma_sigma`` in 0-255 units, 2 px spatial sigma) and
     Gaussian smoothing of chroma (``chroma_sigma`` px), removing ringing and 4:2:0 colour blocks."""

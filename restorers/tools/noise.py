@@ -8,9 +8,10 @@ import numpy as np
 from skimage.restoration import denoise_tv_chambolle, denoise_wavelet
 
 from restorers.spec import ParamSpec, Tool
-from restorers.tools._common import finish, from_uint8, rgb_to_ycrcb, to_uint8, ycrcb_to_rgb
+from restorers.tools._common import checked, finish, from_uint8, rgb_to_ycrcb, to_uint8, ycrcb_to_rgb
 
 
+@checked
 def nlm_denoise(image: np.ndarray, h: float = 10.0, h_color: float = 10.0) -> np.ndarray:
     """Non-local means (OpenCV ``fastNlMeansDenoisingColored``, 5x5 patches, 9x9 search window).
 
@@ -21,6 +22,7 @@ def nlm_denoise(image: np.ndarray, h: float = 10.0, h_color: float = 10.0) -> np
     return finish(from_uint8(out))
 
 
+@checked
 def bilateral_denoise(image: np.ndarray, sigma_color: float = 25.0, sigma_space: float = 2.0) -> np.ndarray:
     """Edge-preserving bilateral filter (``cv2.bilateralFilter`` on float RGB).
 
@@ -34,6 +36,7 @@ def bilateral_denoise(image: np.ndarray, sigma_color: float = 25.0, sigma_space:
     return finish(out)
 
 
+@checked
 def tv_denoise(image: np.ndarray, weight: float = 0.08) -> np.ndarray:
     """Total-variation denoising (Chambolle's algorithm, ``skimage.restoration.denoise_tv_chambolle``).
 
@@ -43,6 +46,7 @@ def tv_denoise(image: np.ndarray, weight: float = 0.08) -> np.ndarray:
     return finish(out)
 
 
+@checked
 def wavelet_denoise(image: np.ndarray, sigma: float = 15.0) -> np.ndarray:
     """Wavelet soft-thresholding (``skimage.restoration.denoise_wavelet``, BayesShrink, db2, in YCbCr).
 
@@ -68,6 +72,7 @@ def wavelet_denoise(image: np.ndarray, sigma: float = 15.0) -> np.ndarray:
 BM3D_MIN_SIDE = 16
 
 
+@checked
 def bm3d_denoise(image: np.ndarray, sigma: float = 15.0) -> np.ndarray:
     """BM3D (``bm3d.bm3d``, both stages) on luma; chroma by non-local means (slow: the costliest tool).
 

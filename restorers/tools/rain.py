@@ -7,7 +7,7 @@ import cv2
 import numpy as np
 
 from restorers.spec import ParamSpec, Tool
-from restorers.tools._common import channel_min, finish, from_uint8, line_element, odd, to_uint8
+from restorers.tools._common import channel_min, checked, finish, from_uint8, line_element, odd, to_uint8
 
 
 def streak_layer(image: np.ndarray, angle: float, length: float, width: float = 7.0) -> np.ndarray:
@@ -29,6 +29,7 @@ def streak_layer(image: np.ndarray, angle: float, length: float, width: float = 
     return np.maximum(streaks, 0.0)
 
 
+@checked
 def rain_streak_removal(
     image: np.ndarray, angle: float = 0.0, length: float = 12.0, threshold: float = 0.04
 ) -> np.ndarray:
@@ -49,6 +50,7 @@ def rain_streak_removal(
     return finish(out)
 
 
+@checked
 def rain_median_removal(image: np.ndarray, radius: float = 2.0, threshold: float = 0.08) -> np.ndarray:
     """Replace bright outliers by the local median: pixels whose darkest channel exceeds its
     (2 * round(``radius``) + 1)-px median by more than ``threshold`` ([0, 1] units) take the median colour.
