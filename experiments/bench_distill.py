@@ -106,6 +106,8 @@ def table(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.bench_distill`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     from ir_env.cli import seed_int
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])

@@ -72,6 +72,8 @@ def bench(sizes: tuple[int, ...] = (128, 256), regions: int = 8, repeats: int = 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.bench_encoder`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", default="experiments/results/bench_encoder.json")
     ap.add_argument("--repeats", type=int, default=100)

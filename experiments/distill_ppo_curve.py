@@ -125,6 +125,8 @@ def plot(result: dict[str, Any], path: Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.distill_ppo_curve`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", help="YAML (experiments/configs/distill_ppo.yaml)")
     ap.add_argument("--runs", help="comma-separated subset of the runs")

@@ -81,6 +81,8 @@ def table(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.distill_results`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     from experiments.run_baselines import merge_previous, scene_items
     from policies.evaluation import evaluate, plot_quality_vs_cost
 

@@ -32,7 +32,6 @@ from typing import Any
 import numpy as np
 
 from ir_env.corpus import load_named_corpus
-from ir_env.encoder.metrics import family_metrics, macro_f1_bootstrap
 from ir_env.recipes import list_recipes
 from restorers.spec import FAMILIES
 
@@ -91,6 +90,8 @@ def region_scene_ids(scenes: list[dict]) -> np.ndarray:
 def per_image_macro_f1(prob: np.ndarray, sev: np.ndarray, fam: np.ndarray, tsev: np.ndarray,
                        names: np.ndarray) -> dict[str, float]:
     """Macro-F1 of the regions of each photo (photo name -> macro-F1)."""
+    from ir_env.encoder.metrics import family_metrics
+
     return {n: family_metrics(prob[names == n], sev[names == n], fam[names == n], tsev[names == n])["macro_f1"]
             for n in dict.fromkeys(names.tolist())}
 
@@ -114,6 +115,8 @@ def learned_scores(scenes: list[dict], weights: str | None = None, context: bool
 
     pred = embed_all(heads, scenes)
     nf = len(FAMILIES)
+    from ir_env.encoder.metrics import family_metrics, macro_f1_bootstrap
+
     out = family_metrics(pred[:, :nf], pred[:, nf:], fam, sev)
     out["context_head"] = enc.context is not None
     if enc.blend is not None:  # the context head's weight in its blend with the linear heads
@@ -160,6 +163,8 @@ def handcrafted_scores(train: list[dict], test: list[dict]) -> dict[str, Any]:
         if y.sum() >= 2:
             reg = make_pipeline(StandardScaler(), Ridge(alpha=1.0)).fit(xtr[y], str_[y, j])
             sev[:, j] = np.clip(reg.predict(xte), 0.0, 1.0)
+    from ir_env.encoder.metrics import family_metrics
+
     out = family_metrics(prob, sev, fte, ste)
     out["per_image_macro_f1"] = per_image_macro_f1(prob, sev, fte, ste, names)
     return out
@@ -303,6 +308,8 @@ def run_from_args(a: argparse.Namespace) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.eval_encoder`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     add_arguments(ap)
     run_from_args(ap.parse_args(argv))

@@ -92,6 +92,8 @@ def markdown(res: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.eval_perceive_thresholds`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--images", nargs="+", default=["builtin", "holdout"], help="corpora (their test split)")
     ap.add_argument("--recipes", nargs="+", default=["spatial-mixed", "global-moderate", "mixed-3"])

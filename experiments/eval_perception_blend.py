@@ -183,6 +183,8 @@ def ship(res: dict[str, Any], context_dir: str | Path, ship_dir: str | Path) -> 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.eval_perception_blend`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="experiments/configs/perception_blend.yaml")
     ap.add_argument("--ship", action="store_true", help="ship the blend beside the shipped encoder (rule passed)")

@@ -147,6 +147,8 @@ def markdown(result: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.eval_regions`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--recipe", default="spatial-mixed", help="scene recipe (default spatial-mixed)")
     ap.add_argument("--split", default="test", choices=["train", "test", "all"], help="built-in corpus split")

@@ -625,6 +625,8 @@ def check_config(cfg: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.fit_rule_table`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="experiments/configs/rule_table.yaml")
     ap.add_argument("--ship", action="store_true", help=f"also write the table to {DEFAULT_RULE_TABLE}")

@@ -370,6 +370,8 @@ def summary(meta: dict[str, Any], cfg: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.fit_segment_head`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     return head_main(argv, __doc__.split("\n\n")[0], "experiments/configs/segment_head.yaml", check_config, fit,
                      summary)
 

@@ -132,6 +132,8 @@ def markdown(res: dict[str, Any], command: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.paired_gains`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, action="append",
                     help="a compare config with a paired block (repeat it to pool several: --pooled)")

@@ -266,6 +266,8 @@ def print_table(recipe: str, res: dict[str, Any]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.probe_embeddings`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--recipe", default="spatial-mixed", help="recipe name(s), comma-separated")
     ap.add_argument("--embedder", "--embedding", dest="embedder", default="handcrafted",

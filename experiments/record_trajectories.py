@@ -244,6 +244,8 @@ def _shard_index(path: Path) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.record_trajectories`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", help="record YAML (experiments/configs/record_greedy.yaml)")
     ap.add_argument("--out", dest="out_dir", help="dataset directory (overrides out_dir)")

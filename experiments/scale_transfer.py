@@ -210,6 +210,8 @@ def run(cfg: dict[str, Any], command: str) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.scale_transfer`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--config", default="experiments/configs/scale_transfer.yaml")
     a = ap.parse_args(argv)

@@ -53,6 +53,8 @@ def select(candidates: list[str], scenes: int = 1500, seed: int = 7) -> dict[str
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.select_encoder`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--candidates", nargs="+", required=True, help="encoder weight directories")
     ap.add_argument("--scenes", type=int, default=1500)

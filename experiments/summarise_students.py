@@ -78,6 +78,8 @@ def markdown(result: list[dict[str, Any]], title: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.summarise_students`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, help="YAML with title, out and recipes: [{label, runs, note}]")
     args = ap.parse_args(argv)

@@ -77,6 +77,8 @@ def load_bc_config(path: str | None, **overrides: Any) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.train_bc`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", help="BC YAML (experiments/configs/bc_spatial.yaml)")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (few episodes, no fine-tune)")

@@ -149,6 +149,8 @@ def rollouts(env: Any, teacher: Any, episodes: int, seed: int, act: Any = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.train_distill`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", help="distill YAML (experiments/configs/distill_spatial.yaml)")
     ap.add_argument("--ship", action="store_true", help="copy model.zip + config.yml to ship_dir")

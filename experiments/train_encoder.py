@@ -492,6 +492,8 @@ def load_train_config(path: str, ship: bool = False) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.train_encoder`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="experiments/configs/encoder_v8.yaml")
     ap.add_argument("--ship", action="store_true", help="copy the weights to the config's ship_dir")

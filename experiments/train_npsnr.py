@@ -232,6 +232,8 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.train_npsnr`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", default="experiments/configs/npsnr.yaml")
     ap.add_argument("--ship", action="store_true")

@@ -40,6 +40,8 @@ def tune(judge: str, thresholds: list[float], planners: list[str], recipe: str =
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Command line of ``python -m experiments.tune_judge_threshold`` (options: ``--help``); returns the exit status
+    (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--judge", default="npsnr")
     ap.add_argument("--thresholds", default="0.25,0.5,1.0,1.5")

@@ -155,7 +155,8 @@ def load_named_corpus(
 
     ``name_or_folder``: ``"builtin"``, ``"kodak"`` (train-only), ``"builtin+kodak"``, ``"holdout"``
     (test-only) or a folder path;
-    ``split``: ``"train"``, ``"test"`` or ``"all"``.
+    ``split``: ``"train"``, ``"test"`` or ``"all"``; in a folder the test split is every third file by sorted
+    name (files 2, 5, 8, ...), the train split the others.
     Returns fresh copies (callers may modify them). Raises ``ValueError`` for an unknown split, a folder
     without (readable) images or an empty split, ``FileNotFoundError`` for a missing folder.
     """

@@ -121,7 +121,9 @@ class SpatialIREnv(gym.Env):
     Args:
         recipe: degradation recipe name (``ir_env.list_recipes()``), default ``"spatial-mixed"``.
         corpus: ``"builtin"``, a folder of images, or a list of float32 HxWx3 images in [0, 1].
-        split: corpus split (``"train"``, ``"test"`` or ``"all"``) for named corpora.
+        split: corpus split (``"train"``, ``"test"`` or ``"all"``) of a named corpus or a folder (a folder's
+            test split is every third file by sorted name, the rest is train: pass ``"all"`` to use every image);
+            not used with a list of images.
         image_size: side of the square random crop, in px (>= 32).
         max_regions: K, the number of region slots.
         region_proposer: proposer name (``grid``, ``slic``, ``felzenszwalb``, ``degradation-clusters``,
@@ -283,7 +285,8 @@ class SpatialIREnv(gym.Env):
         return np.concatenate([mask, [True]]).astype(bool)
 
     # ------------------------------------------------------------------ gym API
-    def reset(self, *, seed: int | None = None, options: dict[str, Any] | None = None):
+    def reset(self, *, seed: int | None = None,
+              options: dict[str, Any] | None = None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """Start an episode: crop a corpus photo, synthesise a scene, propose regions, embed them.
 
         ``options`` may hold ``"scene"`` (a ready :class:`~ir_env.recipes.Scene`) or ``"image"``
@@ -362,7 +365,7 @@ class SpatialIREnv(gym.Env):
             raise ValueError(f"action params must lie in [-1, 1], got {np.round(params, 4).tolist()}")
         return region, tool, np.clip(params, -1.0, 1.0)
 
-    def step(self, action: Mapping[str, Any]):
+    def step(self, action: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], float, bool, bool, dict[str, Any]]:
         """Apply one action. Returns ``(obs, reward, terminated, truncated, info)``.
 
         ``info``: ``tool``, ``region``, ``params`` (physical), ``tool_seconds``, ``rewards`` (the reward
