@@ -104,9 +104,6 @@ def gain(name: str, before: float, after: float) -> float:
     return float(after - before) if info.higher_better else float(before - after)
 
 
-signed_gain = gain
-
-
 # ----------------------------------------------------------------------------------------------------
 # helpers
 # ----------------------------------------------------------------------------------------------------
@@ -460,5 +457,4 @@ __all__ = [
     "list_metrics",
     "metric_info",
     "score",
-    "signed_gain",
 ]

@@ -369,3 +369,15 @@ def test_a_numpy_seed_works() -> None:
     a = SpatialIREnv(image_size=64, seed=np.int64(3)).reset()[0]
     b = SpatialIREnv(image_size=64, seed=3).reset()[0]
     assert np.array_equal(a["regions"], b["regions"])
+
+
+def test_joint_index_and_native_action_round_trip() -> None:
+    from ir_env.wrappers import action_to_joint, joint_to_action
+
+    env = make("SpatialIR-Lite-v0")
+    base = env.unwrapped
+    theta = np.linspace(-1, 1, base.num_params)
+    for joint in range(base.max_regions * base.num_tools + 1):  # the last one is STOP
+        action = joint_to_action(env, joint, theta)
+        assert action_to_joint(env, action) == joint
+    assert joint_to_action(env, base.max_regions * base.num_tools, theta)["tool"] == base.num_tools

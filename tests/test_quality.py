@@ -63,7 +63,7 @@ def test_gain_sign():
     assert Q.gain("psnr", 20.0, 25.0) == pytest.approx(5.0)
     assert Q.gain("ssim", 0.9, 0.8) == pytest.approx(-0.1)
     assert Q.gain("niqe", 8.0, 5.0) == pytest.approx(3.0)
-    assert Q.signed_gain("brisque", 30.0, 40.0) == pytest.approx(-10.0)
+    assert Q.gain("brisque", 30.0, 40.0) == pytest.approx(-10.0)
     assert Q.get_metric("piqe").gain(50.0, 20.0) == pytest.approx(30.0)
 
 

@@ -44,10 +44,10 @@ def _batch(data: TrajectoryData, idx: np.ndarray, device: Any) -> dict[str, Any]
     return out
 
 
-def predicted_gains(policy: Any, obs: dict[str, Any], tau: float) -> Any:
-    """(B, K*T) predicted gains (dB) ``τ · (logit - logit_STOP)``; padded slots get about -1e8·τ."""
-    lp = policy.get_distribution(obs).log_probs_joint
-    return (lp[:, :-1] - lp[:, -1:]) * float(tau)
+def predicted_gains(log_probs_joint: Any, tau: float) -> Any:
+    """(B, K*T) predicted gains (dB) ``τ · (logit - logit_STOP)`` from a distribution's ``log_probs_joint``
+    (B, K*T + 1; STOP last); padded slots get about -1e8·τ."""
+    return (log_probs_joint[:, :-1] - log_probs_joint[:, -1:]) * float(tau)
 
 
 def student_loss(policy: Any, batch: dict[str, Any], tau: float, gain_floor: float = -2.0, param_coef: float = 1.0,
@@ -59,7 +59,7 @@ def student_loss(policy: Any, batch: dict[str, Any], tau: float, gain_floor: flo
     obs = {k: batch[k] for k in OBS_FIELDS}
     dist = policy.get_distribution(obs)
     lp = dist.log_probs_joint
-    pred = (lp[:, :-1] - lp[:, -1:]) * float(tau)
+    pred = predicted_gains(lp, tau)
     g = batch["gains"][:, :-1]
     seen = th.isfinite(g)
     zero = pred.sum() * 0.0
@@ -141,7 +141,7 @@ def decide(policy: Any, obs: dict[str, np.ndarray], tau: float, stop_margin: flo
         o = {k: th.as_tensor(np.asarray(obs[k], np.float32), device=policy.device) for k in OBS_FIELDS}
         dist = policy.get_distribution(o)
         lp = dist.log_probs_joint
-        pred = (lp[:, :-1] - lp[:, -1:]) * float(tau)
+        pred = predicted_gains(lp, tau)
         best, joint = pred.max(dim=1)
         stop = best < float(stop_margin)
         joint = th.where(stop, th.full_like(joint, lp.shape[1] - 1), joint)
