@@ -280,6 +280,8 @@ _ORTHO_KERNELS = tuple(_line_kernel(a + 90.0) for a in _RAIN_ANGLES)
 
 
 def _dct_matrix(n: int = 8) -> np.ndarray:
+    """The orthonormal DCT-II basis (n x n): one matrix product transforms every 8x8 block at once, which
+    scipy.fft.dctn on a (blocks, 8, 8) stack also does, but this keeps the embedding's float32 path explicit."""
     k = np.arange(n)[:, None]
     i = np.arange(n)[None, :]
     c = np.cos(np.pi * (2 * i + 1) * k / (2 * n)) * math.sqrt(2.0 / n)
