@@ -418,7 +418,7 @@ class LearnedEmbedder(RegionEmbedder):
                 sev = (1.0 - w) * s_lin + w * sev
         prob, sev = np.array(prob, np.float64), np.array(sev, np.float64)
         prob[empty], sev[empty] = 0.0, 0.0  # an empty (padded) mask perceives nothing, with or without context
-        return {"family_prob": prob.astype(np.float64), "severity": sev.astype(np.float64)}
+        return {"family_prob": prob, "severity": sev}
 
     def embed(self, image: np.ndarray, masks: np.ndarray) -> np.ndarray:
         """(K, dim) float32 embeddings; an empty mask gives a zero row."""
