@@ -180,7 +180,7 @@ def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path
         teacher = make_teacher(env, cfg["teacher"], judge=cfg["judge"], seed=int(cfg["seed"]),
                                **dict(cfg["teacher_kwargs"] or {}))
     except TypeError as exc:  # an option the teacher does not take
-        from policies.registry import unexpected_keyword
+        from ir_env.option_errors import unexpected_keyword
 
         name = unexpected_keyword(exc)
         raise ValueError(f"teacher_kwargs: {cfg['teacher']} takes no option {name!r}" if name

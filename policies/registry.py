@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable
 from typing import Any
 
+from ir_env.option_errors import non_number_option, unexpected_keyword
 from policies.base import Planner
 
 _FACTORIES: dict[str, Callable[..., Planner]] = {}
@@ -36,23 +36,6 @@ def _builtin() -> None:
 
     for cls in (PPOPlanner, MaskablePPOPlanner, DistilledPlanner):
         register_planner(cls.name, cls)
-
-
-def unexpected_keyword(exc: BaseException) -> str | None:
-    """The keyword a constructor refused in ``exc`` (Python's "unexpected keyword argument 'x'"), else None."""
-    bad = re.search(r"unexpected keyword argument '([^']+)'", str(exc))
-    return bad.group(1) if bad else None
-
-
-def non_number_option(exc: BaseException, kwargs: dict[str, Any]) -> tuple[str, str] | None:
-    """(key, text) of the option in ``kwargs`` whose text Python failed to read as a number in ``exc`` ("could not
-    convert string to float: 'x'", "invalid literal for int() ...: 'x'"), else None."""
-    bad = re.search(r"(?:could not convert string to float|invalid literal for int\(\) with base 10): '([^']*)'",
-                    str(exc))
-    if bad is None:
-        return None
-    named = [k for k, v in kwargs.items() if isinstance(v, str) and v == bad.group(1)]
-    return (named[0], bad.group(1)) if named else None
 
 
 def list_planners() -> list[str]:

@@ -22,11 +22,11 @@ Use :func:`make_proposer` and :func:`pad_masks` (fixed-size observation slots).
 from __future__ import annotations
 
 import math
-import re
 from typing import Any
 
 import numpy as np
 
+from ir_env.option_errors import repeated_keyword, unexpected_keyword
 from ir_env.regions.base import (
     RegionProposer,
     apply_merges,
@@ -69,15 +69,13 @@ def make_proposer(name: str, max_regions: int = 8, seed: int = 0, **kwargs: Any)
     try:
         return _PROPOSERS[name](max_regions=max_regions, seed=seed, **kwargs)
     except TypeError as e:  # Python's wording names the class's __init__, not the proposer or the option
-        msg = str(e)
-        fixed = re.search(r"multiple values for keyword argument '(\w+)'", msg)
-        unknown = re.search(r"unexpected keyword argument '(\w+)'", msg)
+        fixed, unknown = repeated_keyword(e), unexpected_keyword(e)
         if fixed:
-            raise ValueError(f"region proposer {name!r} sets {fixed.group(1)} itself; it is not an option") from None
+            raise ValueError(f"region proposer {name!r} sets {fixed} itself; it is not an option") from None
         if unknown:
-            raise ValueError(f"region proposer {name!r} has no option {unknown.group(1)!r}") from None
+            raise ValueError(f"region proposer {name!r} has no option {unknown!r}") from None
         if kwargs:
-            raise ValueError(f"region proposer {name!r}: bad option value in {kwargs} ({msg})") from None
+            raise ValueError(f"region proposer {name!r}: bad option value in {kwargs} ({e})") from None
         raise
 
 

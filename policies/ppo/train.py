@@ -142,7 +142,7 @@ def one_line(exc: BaseException) -> str:
 def config_error(section: str, kwargs: Mapping[str, Any], exc: BaseException) -> ValueError:
     """A ``ValueError`` naming the config ``section`` (and key, when it can be found) behind ``exc``, an error a
     library raised while building the env, the policy or the algorithm from ``kwargs``."""
-    from policies.registry import non_number_option, unexpected_keyword
+    from ir_env.option_errors import non_number_option, unexpected_keyword
 
     msg = one_line(exc)
     unknown = unexpected_keyword(exc)
