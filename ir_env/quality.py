@@ -398,20 +398,29 @@ _LOCK = threading.Lock()
 
 
 def normalise_device(device: object) -> str:
-    """``'cpu'`` or ``'cuda[:N]'`` (``'cuda'`` -> ``'cuda:0'``); ``ValueError`` for anything else or when CUDA is
-    not available, so a typo is named before any model is loaded."""
-    if not isinstance(device, str):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
-    dev = device
-    if dev == "cpu":
-        return dev
-    if not dev.startswith("cuda"):
-        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    """``'cpu'`` or ``'cuda:N'`` for ``device`` (a str such as ``'cpu'``, ``'cuda'``, ``'cuda:1'``, or a
+    ``torch.device``; ``'cuda'`` -> ``'cuda:0'``). ``ValueError`` naming the problem for anything else (not a
+    device, another device type such as ``'mps'`` or ``'meta'``), when CUDA is not available, or for a CUDA
+    index torch does not see -- so a typo is named before any model is loaded. The one device check of the
+    metrics and the planners (:func:`policies.registry.make_planner`)."""
     import torch
 
+    if not isinstance(device, (str, torch.device)):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}")
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r}") from None
+    if dev.type == "cpu":
+        return "cpu"
+    if dev.type != "cuda":
+        raise ValueError(f"device {device!r}: only 'cpu' and 'cuda[:N]' are supported")
     if not torch.cuda.is_available():
-        raise ValueError(f"device {dev!r} requested but CUDA is not available; use device='cpu'")
-    return "cuda:0" if dev == "cuda" else dev
+        raise ValueError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
+    index = 0 if dev.index is None else dev.index
+    if index >= torch.cuda.device_count():
+        raise ValueError(f"device {device!r}: torch sees {torch.cuda.device_count()} CUDA device(s)")
+    return f"cuda:{index}"
 
 
 def get_metric(name: str, device: str = "cpu") -> Metric:

@@ -82,18 +82,10 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
         close = difflib.get_close_matches(name, list(_FACTORIES), n=2)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown planner {name!r}; known: {', '.join(_FACTORIES)}{hint}") from None
-    device = kwargs.get("device")
-    if device is not None:
-        import torch
+    if kwargs.get("device") is not None:
+        from ir_env.quality import normalise_device
 
-        try:
-            dev = torch.device(device)
-        except (RuntimeError, TypeError, ValueError):
-            raise ValueError(f"device must be a torch device such as 'cpu' or 'cuda', got {device!r}") from None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise ValueError(f"device {device!r}: torch sees no CUDA device here; use device='cpu'")
-        if dev.type not in ("cpu", "cuda"):
-            raise ValueError(f"device {device!r}: the planners run on 'cpu' or 'cuda'")
+        normalise_device(kwargs["device"])  # ValueError naming a bad or unavailable device before any model loads
     tile = tile_option(kwargs)
     feather = feather_option(kwargs)
     gate = resolve_gate(name, kwargs.pop("gate", None))

@@ -250,7 +250,7 @@ def test_make_planner_points_specs_and_missing_cuda_to_the_fix() -> None:
     with pytest.raises(ValueError, match=r"planner spec .*make_planner\('perceive', key=value"):
         make_planner("perceive:regions=families")
     if not torch.cuda.is_available():
-        with pytest.raises(ValueError, match="torch sees no CUDA device"):
+        with pytest.raises(ValueError, match="CUDA is not available here"):
             make_planner("ppo", device="cuda")
 
 
@@ -300,8 +300,9 @@ def test_fixed_runs_its_whole_pipeline_unless_max_steps_is_given(photo: np.ndarr
     ("memory", {"tries": 1.5}, "tries must be an integer >= 1"),
     ("random", {"max_regions": 2.5}, "max_regions must be an integer >= 1"),
     ("random", {"max_steps": None}, "max_steps must be an integer >= 1"),
-    ("perceive", {"device": "meta"}, "the planners run on 'cpu' or 'cuda'"),
-    ("perceive", {"device": "nonsense"}, "device must be a torch device"),
+    ("perceive", {"device": "meta"}, "only 'cpu' and 'cuda\\[:N\\]' are supported"),
+    ("perceive", {"device": "nonsense"}, "device must be 'cpu' or 'cuda\\[:N\\]', got 'nonsense'"),
+    ("perceive", {"device": 3}, "device must be 'cpu' or 'cuda\\[:N\\]', got 3"),
     ("ppo", {"judge": "nonsense"}, "unknown metric 'nonsense'"),
     ("distilled", {"mode": "global"}, "no global distilled student ships"),
 ])

@@ -278,3 +278,20 @@ def test_niqe_refuses_a_constant_image_like_brisque() -> None:
 
     with pytest.raises(ValueError, match="niqe is undefined on a constant image"):
         get_metric("niqe").score(np.zeros((128, 128, 3), np.float32))
+
+
+def test_normalise_device_accepts_strings_and_torch_devices_and_names_bad_ones():
+    import torch
+
+    assert Q.normalise_device("cpu") == "cpu" and Q.normalise_device(torch.device("cpu")) == "cpu"
+    for bad, msg in ((None, "got None"), ("gpu", "got 'gpu'"), ("cuda:x", "got 'cuda:x'"),
+                     ("mps", "only 'cpu' and 'cuda"), (torch.device("meta"), "only 'cpu' and 'cuda")):
+        with pytest.raises(ValueError, match=msg):
+            Q.normalise_device(bad)
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="CUDA is not available here"):
+            Q.normalise_device("cuda:1")
+    else:
+        assert Q.normalise_device("cuda") == "cuda:0"
+        with pytest.raises(ValueError, match="CUDA device"):
+            Q.normalise_device(f"cuda:{torch.cuda.device_count()}")
