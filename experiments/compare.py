@@ -23,7 +23,7 @@ Run: ``python -m experiments.compare --config experiments/configs/compare.yaml``
 
 ``--train-only`` / ``--variants`` / ``--seeds`` train a subset (e.g. two processes in parallel on
 different seeds); ``--skip-training`` evaluates whatever seed models exist; ``--replot`` only re-draws
-``compare.png`` from ``compare.json``; ``--refresh SPEC[,SPEC]`` re-evaluates only those fixed planner rows
+``compare.png`` from ``compare.json``; ``--refresh SPEC[,SPEC]`` (or ``all``) re-evaluates only those fixed planner rows
 and splices them into the existing outputs (after a change that affects those planners alone: every other
 row, the seed groups and the training summary are kept, so no seed model has to exist).
 """
@@ -442,6 +442,10 @@ def markdown(report: dict[str, Any]) -> str:
              "compare them only by order of magnitude. Learned models were trained on crops of the train "
              "split with `spatial-mixed` only, 64 px unless their label says otherwise.", ""]
     for ref in refreshes(report):
+        if set(ref["planners"]) == set(c.get("planners") or []):
+            lines += [f"Every scripted and shipped-planner row was re-made later by `{ref['command']}` (the "
+                      "seed-averaged learned rows as above).", ""]
+            continue
         lines += [f"The rows of {', '.join(f'`{p}`' for p in ref['planners'])} were re-made later by "
                   f"`{ref['command']}` (every other row as above).", ""]
     for recipe, rec in report["recipes"].items():
@@ -641,6 +645,7 @@ def refresh(cfg: dict[str, Any], specs: list[str], command: str, progress: bool 
                              key=lambda r: (names.index(r["image"]), order[r["planner"]]))
         for spec in todo:
             res["reused"].pop(spec, None)
+        res["reused"].update(new["reused"])  # rows taken again from baselines_dir keep their * mark
         res["refreshed"] = add_refresh(res, todo, command)
         report["recipes"][recipe] = finish_recipe(cfg, recipe, res, out)
     report["refreshed"] = add_refresh(report, specs, command)
@@ -661,8 +666,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replot", action="store_true", help="only re-draw compare.png and re-write compare.md from the "
                     "output folder's compare.json (after a change to the plot or the report; nothing trained or "
                     "evaluated)")
-    ap.add_argument("--refresh", default="", help="comma-separated fixed planner specs: re-evaluate only these and "
-                    "splice them into the output folder's comparison (every other row kept; nothing trained)")
+    ap.add_argument("--refresh", default="", help="comma-separated fixed planner specs, or 'all' for every one: "
+                    "re-evaluate only these and splice them into the output folder's comparison (the seed-averaged "
+                    "learned rows and every other row kept; nothing trained)")
     args = ap.parse_args(argv)
     try:
         cfg = load_compare_config(args.config)
@@ -683,7 +689,7 @@ def main(argv: list[str] | None = None) -> int:
 
     set_single_thread()
     if args.refresh:
-        specs = [s for s in args.refresh.split(",") if s]
+        specs = list(cfg["planners"]) if args.refresh == "all" else [s for s in args.refresh.split(",") if s]
         try:
             refresh(cfg, specs, f"python -m experiments.compare --config {args.config} --refresh {args.refresh}",
                     progress=not args.no_progress)

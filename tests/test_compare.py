@@ -319,6 +319,15 @@ def test_refresh_re_makes_only_the_named_rows(tiny: dict[str, Any], monkeypatch:
     assert [r["planner"] for r in res["rows"]].count("random:global") == 1 and len(res["rows"]) == 3
     assert "were re-made later by" in (tmp_path / "out" / "compare.md").read_text()
     assert compare.main(["--config", str(path), "--refresh", "dfs"]) == 2
+    # `all`: every fixed planner; a row taken again from baselines_dir keeps its * mark and value
+    assert compare.main(["--config", str(path), "--refresh", "all", "--no-progress"]) == 0
+    after = json.loads((tmp_path / "out" / "compare.json").read_text())
+    rows = {r["label"]: r for r in after["recipes"][RECIPE]["table"]}
+    assert rows["fixed"]["reused"] and rows["fixed"]["psnr_gain"] == SENTINEL
+    assert rows["random:global"]["psnr_gain"] == -SENTINEL and rows["tiny PPO"]["psnr_gain"] == old["tiny PPO"]
+    assert after["recipes"][RECIPE]["reused"] == {"fixed": str(tiny["tmp"] / "baselines" / f"{RECIPE}.json")}
+    md = (tmp_path / "out" / "compare.md").read_text()
+    assert "| fixed* |" in md and "Every scripted and shipped-planner row was re-made later by" in md
     cfg["output_dir"] = str(tmp_path / "empty")
     path.write_text(yaml.safe_dump(cfg))
     assert compare.main(["--config", str(path), "--refresh", "fixed"]) == 2
