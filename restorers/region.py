@@ -72,11 +72,13 @@ def feather_weight(mask: np.ndarray, sigma: float = FEATHER_SIGMA) -> np.ndarray
 def run_tool(tool: Tool, image: np.ndarray, params: Mapping[str, float]) -> np.ndarray:
     """Call ``tool.fn`` on a read-only view of ``image`` and check its output (same shape, finite); returns float32
     clipped to [0, 1]. A tool that writes into its input (tools must be pure) gets a ``ValueError`` saying so, and the
-    caller's array is never changed."""
+    caller's array is never changed. ``image`` must already be valid (:func:`apply` checks it once): a tool
+    wrapped by :func:`restorers.tools._common.checked` is called past that wrapper's second check."""
     view = image.view()
     view.flags.writeable = False
+    fn = getattr(tool.fn, "unchecked", tool.fn)  # only @checked sets it: any other wrapper of a user's tool still runs
     try:
-        out = tool.fn(view, **params)
+        out = fn(view, **params)
     except ValueError as exc:
         if "read-only" in str(exc):
             raise ValueError(f"tool {tool.name!r} writes into its input image; a tool must return a new array "

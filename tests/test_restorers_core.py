@@ -248,3 +248,45 @@ print("ok")
 """
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0 and out.stdout.strip() == "ok", (out.returncode, out.stderr[-2000:])
+
+
+def test_apply_checks_the_image_once_and_still_runs_a_user_tools_own_wrapper(monkeypatch) -> None:
+    import dataclasses
+    import functools
+
+    import restorers.region as region
+
+    calls = []
+    real = region.check_image
+
+    def counting(image, *a, **k):
+        calls.append(1)
+        return real(image, *a, **k)
+
+    monkeypatch.setattr(region, "check_image", counting)
+    import restorers.tools._common as common
+
+    monkeypatch.setattr(common, "check_image", counting)
+    img = np.full((16, 16, 3), 0.5, np.float32)
+    apply(img, "gamma_correct", None)
+    assert len(calls) == 1  # apply's check; the tool's @checked wrapper is skipped
+    calls.clear()
+    get_tool("gamma_correct").fn(img)
+    assert len(calls) == 1  # called directly, the tool checks its image itself
+    with pytest.raises(ValueError, match="got dtype uint8"):
+        get_tool("gamma_correct").fn(np.zeros((8, 8, 3), np.uint8))
+
+    # a wrapper of another kind (functools.wraps, not @checked) is never bypassed
+    seen = []
+
+    def inner(image: np.ndarray) -> np.ndarray:
+        return image * 0.5
+
+    @functools.wraps(inner)
+    def outer(image: np.ndarray) -> np.ndarray:
+        seen.append(1)
+        return inner(image)
+
+    tool = dataclasses.replace(get_tool("gamma_correct"), name="halve", fn=outer, params=())
+    out = region.run_tool(tool, img, {})
+    assert seen == [1] and np.allclose(out, 0.25)

@@ -19,6 +19,7 @@ def checked(tool_fn: Callable[..., np.ndarray]) -> Callable[..., np.ndarray]:
     def run(image: np.ndarray, *args: float, **kwargs: float) -> np.ndarray:
         return tool_fn(check_image(image), *args, **kwargs)
 
+    run.unchecked = tool_fn  # type: ignore[attr-defined]  # restorers.region.run_tool: the image is checked there
     return run
 
 
