@@ -279,14 +279,14 @@ def test_apply_checks_the_image_once_and_still_runs_a_user_tools_own_wrapper(mon
     # a wrapper of another kind (functools.wraps, not @checked) is never bypassed
     seen = []
 
-    def inner(image: np.ndarray) -> np.ndarray:
+    def inner(image: np.ndarray, gamma: float) -> np.ndarray:
         return image * 0.5
 
     @functools.wraps(inner)
-    def outer(image: np.ndarray) -> np.ndarray:
+    def outer(image: np.ndarray, gamma: float) -> np.ndarray:
         seen.append(1)
-        return inner(image)
+        return inner(image, gamma)
 
-    tool = dataclasses.replace(get_tool("gamma_correct"), name="halve", fn=outer, params=())
-    out = region.run_tool(tool, img, {})
+    tool = dataclasses.replace(get_tool("gamma_correct"), name="halve", fn=outer)
+    out = region.run_tool(tool, img, {"gamma": 1.0})
     assert seen == [1] and np.allclose(out, 0.25)
