@@ -574,3 +574,22 @@ def test_a_weights_file_replaced_after_loading_is_checked_again(random_weights: 
 def test_a_bad_device_is_named(random_weights: Path, device: object) -> None:
     with pytest.raises(ValueError, match="device must be 'cpu' or 'cuda"):
         LearnedEmbedder(random_weights, device=device)  # type: ignore[arg-type]
+
+
+def test_family_metrics_by_hand() -> None:
+    from ir_env.encoder.metrics import family_metrics
+
+    # 4 regions, 6 families: noise has tp=1, fp=1, fn=1; blur never present nor predicted; the rest perfect
+    fam, prob = np.zeros((4, 6)), np.zeros((4, 6))
+    fam[[0, 1], 0] = 1
+    prob[[0, 2], 0] = 0.9
+    fam[:, 2:] = prob[:, 2:] = np.eye(4)
+    sev, tsev = np.full((4, 6), 0.5), np.full((4, 6), 0.25)
+    m = family_metrics(prob, sev, fam, tsev)
+    noise = m["families"]["noise"]
+    assert noise["precision"] == noise["recall"] == noise["f1"] == 0.5 and noise["positives"] == 2
+    assert noise["severity_mae"] == 0.25
+    blur = m["families"]["blur"]
+    assert blur["f1"] == 0.0 and blur["positives"] == 0 and np.isnan(blur["severity_mae"])
+    assert all(m["families"][f]["f1"] == 1.0 for f in ("jpeg", "haze", "rain", "dark"))
+    assert m["regions"] == 4 and m["macro_f1"] == pytest.approx((0.5 + 0 + 4) / 6)
