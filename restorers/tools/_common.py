@@ -99,7 +99,9 @@ def gaussian_psf(sigma: float) -> np.ndarray:
 
 
 def disk_psf(radius: float, supersample: int = 8) -> np.ndarray:
-    """Normalised anti-aliased uniform disk PSF (defocus) of ``radius`` px (float32, odd size)."""
+    """Normalised anti-aliased uniform disk PSF (defocus) of ``radius`` px (float32, odd size). Deliberately not
+    :func:`ir_env.degradations.disk_kernel` (the simulated camera's blur): a deconvolution tool models the blur
+    it inverts on its own, as it would for a real photo; sharing one kernel would flatter the tools."""
     r = max(0.5, float(radius))
     half = int(np.ceil(r))
     n = (2 * half + 1) * supersample
@@ -111,7 +113,8 @@ def disk_psf(radius: float, supersample: int = 8) -> np.ndarray:
 
 
 def line_kernel(length: float, angle_deg: float, supersample: int = 8) -> np.ndarray:
-    """Normalised anti-aliased centred line segment of ``length`` px at ``angle_deg`` (counter-clockwise
+    """Normalised anti-aliased centred line segment of ``length`` px at ``angle_deg`` (the tools' own motion
+    model, deliberately not :func:`ir_env.degradations.motion_kernel`, as for :func:`disk_psf`; counter-clockwise
     from the +x axis, as seen on screen with y pointing down); float32, odd height and width, trimmed
     to the segment's extent."""
     length = max(1.0, float(length))
