@@ -26,7 +26,9 @@ def relabel_consecutive(label_map: np.ndarray) -> np.ndarray:
 
 
 def labels_to_masks(label_map: np.ndarray) -> np.ndarray:
-    """(K, H, W) bool masks of a label map with labels 0..K-1 (a partition of the image)."""
+    """(K, H, W) bool masks of a label map with labels 0..K-1 (a partition of the image), mask i = label i: the
+    label order carries meaning here (e.g. :func:`depth_partition`'s K-1 = farthest). Not
+    :func:`ir_env.regions.base.labels_to_masks`, which orders a proposer's regions by area and drops absent ids."""
     lm = np.asarray(label_map)
     k = int(lm.max()) + 1
     return lm[None, :, :] == np.arange(k, dtype=lm.dtype)[:, None, None]

@@ -305,7 +305,8 @@ def apply_merges(labels: np.ndarray, merges: Sequence[tuple[int, int]]) -> np.nd
 
 def labels_to_masks(labels: np.ndarray) -> np.ndarray:
     """Label map ``(H, W)`` -> ordered partition ``(K, H, W)`` bool: area descending, ties by the raster
-    index of each region's first pixel. Labels absent from the map produce no mask."""
+    index of each region's first pixel. Labels absent from the map produce no mask. (For ground-truth scene
+    partitions, whose label order matters, :func:`ir_env.masks.labels_to_masks` keeps mask i = label i.)"""
     lab = relabel_sequential(labels)  # ids now in raster order of first pixel
     n = int(lab.max()) + 1
     area = np.bincount(lab.ravel(), minlength=n)
