@@ -128,10 +128,17 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore one image file with a planner; optionally write the trace JSON."""
     from ir_env.corpus import center_crop
-    from ir_env.imageio import read_image, write_image
+    from ir_env.imageio import SIXTEEN_BIT_EXTENSIONS, read_image, read_image_with_depth, write_image
     from policies.evaluation import parse_planner_spec
 
-    img = read_image(args.image)
+    out_path = check_output_file(args.output, image=True)
+    if out_path.resolve() == Path(args.image).resolve():
+        raise ValueError(f"-o {args.output} is the input image: restoring would overwrite it; write elsewhere")
+    img, depth = read_image_with_depth(args.image)
+    wide = out_path.suffix.lower() in SIXTEEN_BIT_EXTENSIONS
+    bits = args.bits if args.bits is not None else (16 if depth > 8 and wide else 8)
+    if bits == 16 and not wide:
+        raise ValueError(f"--bits 16 needs a {' or '.join(SIXTEEN_BIT_EXTENSIONS)} output, got {args.output}")
     ref = None
     if args.reference:
         ref = read_image(args.reference)
@@ -143,7 +150,6 @@ def cmd_restore(args: argparse.Namespace) -> int:
         ref = center_crop(ref, args.size) if ref is not None else None
     spec = (args.planner + (f":{args.mode}" if args.mode else "")
             + (f":tile={args.tile}" if args.tile is not None else ""))
-    check_output_file(args.output, image=True)
     if args.trace:
         check_output_file(args.trace)
     steps = args.max_steps
@@ -157,7 +163,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         judge = planner.judge.metric if planner.judge is not None else (args.judge or DEFAULT_CLI_JUDGE)
         raise ValueError(f"judge {judge!r} is full-reference: pass --reference CLEAN_IMAGE")
     res = planner.restore(img, reference=ref)
-    write_image(args.output, res.image)
+    write_image(args.output, res.image, bits=bits)
+    if depth > 8 and bits == 8:
+        print(f"note: the input has {depth}-bit samples, {args.output} was written with 8 (--bits 16 with a "
+              f"{' or '.join(SIXTEEN_BIT_EXTENSIONS)} output keeps 16)", file=sys.stderr)
     if args.trace:
         Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
         Path(args.trace).write_text(json.dumps(res.to_json(), indent=2, default=float))
@@ -281,7 +290,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-images", type=int, default=0, help="limit the number of images (0: all test images)")
     s = sub.add_parser("restore", help="restore one image file with a planner")
     s.add_argument("image", help="degraded image file")
-    s.add_argument("-o", "--output", required=True, help="output image file (PNG recommended)")
+    s.add_argument("-o", "--output", required=True, help="output image file (PNG recommended; not the input file)")
+    s.add_argument("--bits", type=int, choices=[8, 16], default=None, help="bits per sample of the output (16: .png "
+                   "or .tif); default: 16 when the input has more than 8 and the format holds them, else 8")
     s.add_argument("--planner", default="greedy", help="planner spec name[:key=value...]: random, fixed, greedy, "
                    "dfs, perceive, perceive:regions=families, ppo, distilled, ... (default greedy)")
     s.add_argument("--mode", choices=["spatial", "global"], default="", help="default: spatial")

@@ -2,50 +2,104 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import tempfile
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-#: File extensions read from folders (case-insensitive).
+#: File extensions read from folders and written by :func:`write_image` (case-insensitive).
 IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff")
+#: Extensions :func:`write_image` can write with 16 bits per sample.
+SIXTEEN_BIT_EXTENSIONS: tuple[str, ...] = (".png", ".tif", ".tiff")
 
 
-def _decode_quietly(data: np.ndarray) -> np.ndarray | None:
-    """``cv2.imdecode`` with OpenCV's own error log silenced: a corrupt file gets this module's one-line
-    ``ValueError`` instead of an extra ``[ERROR] loadsave.cpp`` line on stderr first."""
+@contextlib.contextmanager
+def _c_stderr_captured() -> Iterator[list[str]]:
+    """Send what C libraries (libpng, libjpeg) print on file descriptor 2 to a buffer while the block runs; the
+    yielded list then holds that text. Hand-written: neither OpenCV nor the codecs offer a way to get their
+    messages. Where fd 2 cannot be redirected, nothing is captured."""
+    said: list[str] = []
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError, AttributeError):
+        yield said
+        return
+    with tempfile.TemporaryFile() as tmp:
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield said
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            said.append(tmp.read().decode("utf-8", "replace").strip())
+
+
+@contextlib.contextmanager
+def _opencv_quiet() -> Iterator[None]:
+    """OpenCV's own log silenced while the block runs (its ``[ERROR] loadsave.cpp`` lines)."""
     log = cv2.utils.logging
     level = log.getLogLevel()
     log.setLogLevel(log.LOG_LEVEL_SILENT)
     try:
-        return cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        yield
     finally:
         log.setLogLevel(level)
+
+
+def _decode_quietly(data: np.ndarray) -> tuple[np.ndarray | None, str]:
+    """``cv2.imdecode`` of ``data`` and what the decoder said (OpenCV's log silenced, the C codecs' stderr lines
+    captured): a corrupt file gets this module's one-line ``ValueError`` or warning instead of stray lines."""
+    with _opencv_quiet(), _c_stderr_captured() as said:
+        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+    msg = " ".join(" ".join(said).split())
+    return arr, (msg[:300] + "...") if len(msg) > 300 else msg
 
 
 def read_image(path: str | Path) -> np.ndarray:
     """Read an image file as float32 HxWx3 RGB in [0, 1].
 
-    Greyscale files are repeated to three channels, an alpha channel is dropped, 16-bit files are
-    scaled by 65535, and an EXIF orientation tag (phone photos) is applied, so the array is the image as
-    viewers show it. Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file
-    that is not a readable image.
+    Greyscale files are repeated to three channels, an alpha channel is dropped (the colour kept as stored, not
+    blended: also for TIFF files, whose 8-bit decoder would multiply it by alpha), 16-bit files are scaled by
+    65535, and an EXIF orientation tag (phone photos) is applied, so the array is the image as viewers show it.
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` for a file that is not a readable image;
+    a file the decoder reads but reports damaged (e.g. "Corrupt JPEG data") gives a ``UserWarning`` saying so.
+    :func:`read_image_with_depth` also returns the file's bits per sample.
     """
+    return read_image_with_depth(path)[0]
+
+
+def read_image_with_depth(path: str | Path) -> tuple[np.ndarray, int]:
+    """(:func:`read_image` of ``path``, the file's bits per sample: 8, 16, or 32 for a float file), e.g. to write
+    the result with as many bits (:func:`write_image`'s ``bits``)."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"image file not found: {p}")
     if p.is_dir():
         raise ValueError(f"expected an image file, got a directory: {p}")
     data = np.fromfile(str(p), dtype=np.uint8)
-    arr = _decode_quietly(data) if data.size else None
+    arr, said = _decode_quietly(data) if data.size else (None, "")
     if arr is None:
-        raise ValueError(f"cannot decode image file (corrupt or unsupported format): {p}")
+        raise ValueError(f"cannot decode image file (corrupt or unsupported format): {p}"
+                         + (f" (decoder: {said})" if said else ""))
+    if said:
+        warnings.warn(f"image file {p} may be damaged, the decoder said: {said}", UserWarning, stacklevel=2)
+    straight = None
+    if _is_tiff(data) and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 4:
+        straight = _tiff_straight_rgb(p, arr)  # OpenCV's 8-bit TIFF path returns colour multiplied by alpha
     if arr.dtype == np.uint16:
-        img = arr.astype(np.float32) / 65535.0
+        depth, img = 16, arr.astype(np.float32) / 65535.0
     elif arr.dtype == np.uint8:
-        img = arr.astype(np.float32) / 255.0
+        depth, img = 8, arr.astype(np.float32) / 255.0
     elif np.issubdtype(arr.dtype, np.floating):
-        img = arr.astype(np.float32)
+        depth, img = 32, arr.astype(np.float32)
         if not np.all(np.isfinite(img)):
             raise ValueError(f"float image file holds NaN or inf values: {p}")
         lo, hi = float(img.min()), float(img.max())
@@ -55,7 +109,9 @@ def read_image(path: str | Path) -> np.ndarray:
         img = np.clip(img, 0.0, 1.0)
     else:
         raise ValueError(f"unsupported pixel type {arr.dtype} in {p}")
-    if img.ndim == 2:
+    if straight is not None:
+        img = straight
+    elif img.ndim == 2:
         img = np.repeat(img[..., None], 3, axis=2)
     elif img.shape[2] == 1:
         img = np.repeat(img, 3, axis=2)
@@ -66,7 +122,28 @@ def read_image(path: str | Path) -> np.ndarray:
     # OpenCV's TIFF decoder turns the image by its orientation tag itself (checked for 8/16-bit, float, grey and
     # RGB, tags 1-8); for the other formats IMREAD_UNCHANGED ignores the EXIF tag, so it is applied here
     turn = 1 if _is_tiff(data) else exif_orientation(p)
-    return np.ascontiguousarray(apply_exif_orientation(img, turn), dtype=np.float32)
+    return np.ascontiguousarray(apply_exif_orientation(img, turn), dtype=np.float32), depth
+
+
+def _tiff_straight_rgb(path: Path, decoded: np.ndarray) -> np.ndarray:
+    """Float32 RGB in [0, 1] of an 8-bit RGBA TIFF with its colour as stored (not multiplied by alpha), turned by
+    its orientation tag as OpenCV turns ``decoded`` (its BGRA, colour times alpha). Read with Pillow, which keeps
+    straight alpha and un-multiplies associated alpha; where Pillow cannot read the file, ``decoded`` divided by
+    its alpha (colour under alpha 0 is lost there)."""
+    try:
+        from PIL import Image, ImageOps
+
+        with Image.open(path) as im:
+            im.seek(0)
+            rgba = np.asarray(ImageOps.exif_transpose(im.convert("RGBA")))
+        if rgba.shape[:2] == decoded.shape[:2]:
+            return rgba[..., :3].astype(np.float32) / np.float32(255.0)
+    except Exception:  # noqa: BLE001 - a TIFF Pillow does not read: fall back to undoing the multiplication
+        pass
+    bgr = decoded[..., :3].astype(np.float32)
+    alpha = decoded[..., 3:].astype(np.float32)
+    straight = np.where(alpha > 0, np.minimum(bgr * 255.0 / np.maximum(alpha, 1.0), 255.0), 0.0)
+    return cv2.cvtColor(straight / np.float32(255.0), cv2.COLOR_BGR2RGB).astype(np.float32)
 
 
 def _is_tiff(data: np.ndarray) -> bool:
@@ -81,8 +158,14 @@ def exif_orientation(path: str | Path) -> int:
     try:
         from PIL import Image
 
-        with Image.open(path) as im:
-            value = int(im.getexif().get(0x0112, 1))
+        with warnings.catch_warnings():  # only the header is read: Pillow's pixel-count guard does not apply
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            limit, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+            try:
+                with Image.open(path) as im:
+                    value = int(im.getexif().get(0x0112, 1))
+            finally:
+                Image.MAX_IMAGE_PIXELS = limit
     except Exception:  # noqa: BLE001 - no EXIF, or a format Pillow does not know: no rotation
         return 1
     return value if 1 <= value <= 8 else 1
@@ -120,24 +203,34 @@ def _check_writable_image(image: object) -> None:
                          + (" (0-255 values: divide by 255)" if hi > 1.5 else ""))
 
 
-def write_image(path: str | Path, image: np.ndarray) -> Path:
-    """Write a float image in [0, 1], HxWx3 RGB (or HxW grey), as an 8-bit file in the format of the path's extension
-    (PNG without one); parents are created. ``ValueError`` names the problem: an integer array (uint8 0-255: divide by
-    255), another shape, NaN or inf, values outside [0, 1], an extension OpenCV cannot write."""
+def write_image(path: str | Path, image: np.ndarray, bits: int = 8) -> Path:
+    """Write a float image in [0, 1], HxWx3 RGB (or HxW grey), in the format of the path's extension (one of
+    :data:`IMAGE_EXTENSIONS`; PNG without one) with ``bits`` = 8 or 16 bits per sample (16: .png / .tif only);
+    parents are created. ``ValueError`` names the problem: an integer array (uint8 0-255: divide by 255), another
+    shape, NaN or inf, values outside [0, 1], another extension, 16 bits in a format without them, an image the
+    format cannot hold (e.g. a JPEG over 65500 px a side)."""
     p = Path(path)
     _check_writable_image(image)
-    u8 = to_uint8(image)
-    if u8.ndim == 3:
-        u8 = cv2.cvtColor(u8, cv2.COLOR_RGB2BGR)
-    ext = p.suffix or ".png"
-    if not cv2.haveImageWriter("x" + ext):
-        raise ValueError(f"cannot write images as {ext!r} (use .png, .jpg, .bmp or .tif): {p}")
+    ext = p.suffix.lower() or ".png"
+    if ext not in IMAGE_EXTENSIONS:
+        raise ValueError(f"cannot write images as {p.suffix!r} (use one of {', '.join(IMAGE_EXTENSIONS)}): {p}")
+    if bits not in (8, 16) or isinstance(bits, bool):
+        raise ValueError(f"bits must be 8 or 16, got {bits!r}")
+    if bits == 16 and ext not in SIXTEEN_BIT_EXTENSIONS:
+        raise ValueError(f"{ext} holds 8 bits per sample; write 16 bits as {' or '.join(SIXTEEN_BIT_EXTENSIONS)}: {p}")
+    if bits == 16:
+        out = (np.clip(image, 0.0, 1.0) * 65535.0 + 0.5).astype(np.uint16)
+    else:
+        out = to_uint8(image)
+    if out.ndim == 3:
+        out = cv2.cvtColor(out, cv2.COLOR_RGB2BGR)
     p.parent.mkdir(parents=True, exist_ok=True)
     try:
-        ok, buf = cv2.imencode(ext, u8)
+        with _opencv_quiet():
+            ok, buf = cv2.imencode(ext, out)
     except cv2.error:
         ok = False
     if not ok:
-        raise ValueError(f"cannot encode image as {ext!r}: {p}")
+        raise ValueError(f"cannot encode a {image.shape[1]}x{image.shape[0]} image as {ext!r}: {p}")
     buf.tofile(str(p))
     return p

@@ -262,3 +262,23 @@ def test_train_into_a_folder_holding_a_run_is_one_clear_line(tmp_path: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already holds a run (model.zip, checkpoints/)" in err[0] and "--overwrite" in err[0]
     assert (run / "model.zip").read_bytes() == b"old"
+
+
+def test_restore_keeps_sixteen_bits_and_never_overwrites_its_input(tmp_path: Path, photo: np.ndarray,
+                                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    from ir_env.imageio import read_image_with_depth
+
+    src = write_image(tmp_path / "in16.png", photo[:64, :64], bits=16)
+    run = ["--planner", "fixed", "--mode", "global", "--max-steps", "1"]
+    assert main(["restore", str(src), "-o", str(tmp_path / "o16.png"), *run]) == 0
+    assert read_image_with_depth(tmp_path / "o16.png")[1] == 16  # a 16-bit input gives a 16-bit PNG
+    assert main(["restore", str(src), "-o", str(tmp_path / "o8.png"), "--bits", "8", *run]) == 0
+    assert read_image_with_depth(tmp_path / "o8.png")[1] == 8
+    capsys.readouterr()
+    assert main(["restore", str(src), "-o", str(tmp_path / "o.jpg"), *run]) == 0
+    assert "note: the input has 16-bit samples" in capsys.readouterr().err  # said, not silently dropped
+    assert main(["restore", str(src), "-o", str(tmp_path / "x.jpg"), "--bits", "16", *run]) == 2
+    assert "--bits 16 needs a .png or .tif" in capsys.readouterr().err
+    before = src.read_bytes()
+    assert main(["restore", str(src), "-o", str(src), *run]) == 2
+    assert "is the input image" in capsys.readouterr().err and src.read_bytes() == before

@@ -286,3 +286,101 @@ def test_crop_helpers_refuse_uint8_images() -> None:
                  lambda: resize_short(u8, 16)):
         with pytest.raises(ValueError, match="divide uint8 images by 255"):
             call()
+
+
+@pytest.mark.parametrize("extrasample", ["unassalpha", "assocalpha"])
+def test_read_image_keeps_the_stored_colour_of_an_rgba_tiff(tmp_path, extrasample: str) -> None:  # noqa: ANN001
+    """OpenCV's 8-bit TIFF decoder multiplies colour by alpha; read_image gives the colour as a PNG would."""
+    import tifffile
+    from PIL import Image
+
+    from ir_env.imageio import read_image
+
+    rgba = np.zeros((8, 12, 4), np.uint8)
+    rgba[..., 0], rgba[..., 1], rgba[..., 2], rgba[..., 3] = 200, 100, 40, 128
+    rgba[:, :6, 3] = 255
+    stored = rgba.copy()
+    if extrasample == "assocalpha":  # the file stores colour already multiplied by alpha
+        stored[..., :3] = np.round(rgba[..., :3].astype(np.float64) * rgba[..., 3:] / 255.0).astype(np.uint8)
+    tif = tmp_path / "a.tif"
+    tifffile.imwrite(tif, stored, photometric="rgb", extrasamples=[extrasample])
+    png = tmp_path / "a.png"
+    Image.fromarray(rgba, "RGBA").save(png)
+    got, want = read_image(tif), read_image(png)
+    np.testing.assert_allclose(got, want, atol=1.01 / 255)  # associated alpha: un-multiplied, +-1 level
+    if extrasample == "unassalpha":
+        np.testing.assert_array_equal(got, want)
+
+
+def test_read_image_fallback_un_multiplies_alpha_when_pillow_cannot_read(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    import tifffile
+    from PIL import Image
+
+    from ir_env.imageio import read_image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., :3], rgba[..., 3] = (200, 100, 40), 128
+    tif = tmp_path / "a.tif"
+    tifffile.imwrite(tif, rgba, photometric="rgb", extrasamples=["unassalpha"])
+    monkeypatch.setattr(Image, "open", lambda *a, **k: (_ for _ in ()).throw(OSError("no")))
+    np.testing.assert_allclose(read_image(tif)[0, 0], np.array([200, 100, 40]) / 255.0, atol=1.01 / 255)
+
+
+def test_read_image_names_damage_the_decoder_reports(tmp_path) -> None:  # noqa: ANN001
+    from ir_env.imageio import read_image
+
+    img = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    data = bytearray(cv2.imencode(".jpg", img)[1].tobytes())
+    n = len(data)
+    data[n // 2: n // 2 + 50] = bytes(50)  # zeroed bytes in the scan: libjpeg decodes and complains
+    bad = tmp_path / "damaged.jpg"
+    bad.write_bytes(bytes(data))
+    with pytest.warns(UserWarning, match="may be damaged, the decoder said: .*Corrupt JPEG data"):
+        out = read_image(bad)
+    assert out.shape == (64, 64, 3)
+    png = bytearray(cv2.imencode(".png", img)[1].tobytes())
+    i = png.index(b"IDAT") + 40
+    png[i: i + 20] = bytes(20)
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(bytes(png))
+    with pytest.raises(ValueError, match="cannot decode image file .*decoder: libpng error"):
+        read_image(broken)
+    good = tmp_path / "good.png"
+    cv2.imwrite(str(good), img)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        read_image(good)  # a sound file: no warning
+
+
+def test_sixteen_bit_round_trip_and_write_checks(tmp_path) -> None:  # noqa: ANN001
+    from ir_env.imageio import read_image_with_depth
+
+    rgb = np.random.default_rng(1).random((16, 16, 3)).astype(np.float32)
+    for ext in (".png", ".tif"):
+        got, depth = read_image_with_depth(write_image(tmp_path / f"w16{ext}", rgb, bits=16))
+        assert depth == 16 and np.abs(got - rgb).max() <= 0.5 / 65535 + 1e-7
+    got, depth = read_image_with_depth(write_image(tmp_path / "w8.png", rgb))
+    assert depth == 8 and np.abs(got - rgb).max() > 1e-4
+    with pytest.raises(ValueError, match=r"\.jpg holds 8 bits per sample"):
+        write_image(tmp_path / "x.jpg", rgb, bits=16)
+    with pytest.raises(ValueError, match="bits must be 8 or 16"):
+        write_image(tmp_path / "x.png", rgb, bits=12)
+    for ext in (".gif", ".ppm", ".webp"):  # OpenCV writes some of these, but not as the project's formats
+        with pytest.raises(ValueError, match=f"cannot write images as '{ext}'"):
+            write_image(tmp_path / f"x{ext}", rgb)
+    assert write_image(tmp_path / "UPPER.PNG", rgb).is_file()
+
+
+def test_exif_orientation_is_read_past_pillows_pixel_limit(tmp_path, monkeypatch) -> None:  # noqa: ANN001
+    from PIL import Image
+
+    from ir_env.imageio import exif_orientation
+
+    im = Image.fromarray(np.zeros((20, 30, 3), np.uint8))
+    exif = im.getexif()
+    exif[0x0112] = 6
+    path = tmp_path / "big.jpg"
+    im.save(path, exif=exif.tobytes())
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # this photo now counts as a "decompression bomb"
+    assert exif_orientation(path) == 6
+    assert Image.MAX_IMAGE_PIXELS == 200  # the limit is restored
