@@ -32,7 +32,7 @@ import numpy as np  # noqa: E402
 
 import restorers  # noqa: E402
 
-DEFAULT_JSON = Path(__file__).resolve().parent / "results" / "bench_tools.json"
+DEFAULT_JSON = Path("experiments/results/bench_tools.json")  # relative to the working directory, as bench_env
 
 
 def bench_image(size: int, seed: int) -> np.ndarray:
@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(
         "--repeats", type=int, default=3, help="timed calls per figure (median), after one warm-up"
     )
-    ap.add_argument("--json", type=Path, default=DEFAULT_JSON, help="output JSON path")
+    ap.add_argument("--json", type=Path, default=DEFAULT_JSON, help=f"output JSON path (default {DEFAULT_JSON})")
     ap.add_argument("--seed", type=seed_int, default=0, help="seed of the mild noise added to the benchmark photo")
     ap.add_argument(
         "--max-seconds", type=float, default=5.0, help="time a call once if it takes longer than this"

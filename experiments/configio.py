@@ -9,11 +9,13 @@ import yaml
 
 
 def read_config(path: str | Path, empty_ok: bool = False) -> dict[str, Any]:
-    """The mapping in the YAML file at ``path``. ``FileNotFoundError`` for a missing file, ``ValueError`` naming the
-    file for invalid YAML or a document that is not a mapping (an empty file is ``{}`` with ``empty_ok``)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"config file not found: {p}")
+    """The mapping in the YAML file at ``path`` (:func:`ir_env.paths.find_config`: a relative
+    ``experiments/configs/...`` path also works outside a checkout). ``FileNotFoundError`` for a missing file,
+    ``ValueError`` naming the file for invalid YAML or a document that is not a mapping (an empty file is ``{}``
+    with ``empty_ok``)."""
+    from ir_env.paths import find_config
+
+    p = find_config(path)
     try:
         doc = yaml.safe_load(p.read_text())
     except yaml.YAMLError as exc:

@@ -22,3 +22,19 @@ def check_writable(path: str | Path, what: str = "output", folder: bool = False,
                 raise ValueError(f"cannot write {what} {p}: folder {q} is not writable")
             break
     return p
+
+
+def find_config(path: str | Path) -> Path:
+    """The config file ``path``; a relative path that is not a file here is also looked up below the folder that
+    holds the installed packages, so the documented ``experiments/configs/<name>.yaml`` works from any directory
+    after a (non-editable) ``pip install``. ``FileNotFoundError`` naming ``path`` when neither exists."""
+    p = Path(path)
+    if p.is_file():
+        return p
+    if not p.is_absolute():
+        shipped = Path(__file__).resolve().parent.parent / p
+        if shipped.is_file():
+            return shipped
+    if p.is_dir():
+        raise FileNotFoundError(f"config file not found: {p} is a directory")
+    raise FileNotFoundError(f"config file not found: {p}")

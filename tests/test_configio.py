@@ -129,3 +129,22 @@ def test_bench_env_succeeds_from_the_command_line(tmp_path: Path) -> None:
 def test_bench_options_are_named(args: list[str], message: str) -> None:
     out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 2 and message in out.stderr, out.stderr[-2000:]
+
+
+def test_documented_config_paths_work_from_any_directory(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`experiments/configs/<name>.yaml` as the README writes it, run outside the checkout (as after pip install)."""
+    from ir_env.paths import find_config
+    from policies.ppo.config import load_config
+
+    monkeypatch.chdir(tmp_path)
+    rel = "experiments/configs/ppo_spatial.yaml"
+    assert find_config(rel) == ROOT / rel
+    assert read_config("experiments/configs/compare.yaml")["recipes"]
+    assert load_config(rel)["name"]
+    (tmp_path / "experiments" / "configs").mkdir(parents=True)
+    (tmp_path / rel).write_text("name: mine\n")  # a file here wins over the shipped one
+    assert find_config(rel) == Path(rel)
+    with pytest.raises(FileNotFoundError, match="config file not found: experiments/configs/nope.yaml"):
+        find_config("experiments/configs/nope.yaml")
+    with pytest.raises(FileNotFoundError, match="is a directory"):
+        find_config("experiments")

@@ -116,9 +116,9 @@ def env_defaults() -> dict[str, Any]:
 
 def load_config(path: str | Path, **overrides: Any) -> dict[str, Any]:
     """Read a training YAML and resolve it (see :func:`resolve_config`)."""
-    p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"config file not found: {p}")
+    from ir_env.paths import find_config
+
+    p = find_config(path)  # also experiments/configs/... of an installed package, from any directory
     try:
         raw = yaml.safe_load(p.read_text())
     except yaml.YAMLError as e:
