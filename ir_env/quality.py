@@ -414,7 +414,7 @@ def normalise_device(device: object) -> str:
     if dev.type == "cpu":
         return "cpu"
     if dev.type != "cuda":
-        raise ValueError(f"device {device!r}: only 'cpu' and 'cuda[:N]' are supported")
+        raise ValueError(f"device must be 'cpu' or 'cuda[:N]', got {device!r} (other device types are unsupported)")
     if not torch.cuda.is_available():
         raise ValueError(f"device {device!r} requested but CUDA is not available here; use device='cpu'")
     index = 0 if dev.index is None else dev.index

@@ -300,7 +300,7 @@ def test_fixed_runs_its_whole_pipeline_unless_max_steps_is_given(photo: np.ndarr
     ("memory", {"tries": 1.5}, "tries must be an integer >= 1"),
     ("random", {"max_regions": 2.5}, "max_regions must be an integer >= 1"),
     ("random", {"max_steps": None}, "max_steps must be an integer >= 1"),
-    ("perceive", {"device": "meta"}, "only 'cpu' and 'cuda\\[:N\\]' are supported"),
+    ("perceive", {"device": "meta"}, "other device types are unsupported"),
     ("perceive", {"device": "nonsense"}, "device must be 'cpu' or 'cuda\\[:N\\]', got 'nonsense'"),
     ("perceive", {"device": 3}, "device must be 'cpu' or 'cuda\\[:N\\]', got 3"),
     ("ppo", {"judge": "nonsense"}, "unknown metric 'nonsense'"),

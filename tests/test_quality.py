@@ -285,7 +285,7 @@ def test_normalise_device_accepts_strings_and_torch_devices_and_names_bad_ones()
 
     assert Q.normalise_device("cpu") == "cpu" and Q.normalise_device(torch.device("cpu")) == "cpu"
     for bad, msg in ((None, "got None"), ("gpu", "got 'gpu'"), ("cuda:x", "got 'cuda:x'"),
-                     ("mps", "only 'cpu' and 'cuda"), (torch.device("meta"), "only 'cpu' and 'cuda")):
+                     ("mps", "device must be 'cpu' or 'cuda"), (torch.device("meta"), "unsupported")):
         with pytest.raises(ValueError, match=msg):
             Q.normalise_device(bad)
     if not torch.cuda.is_available():
