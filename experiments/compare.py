@@ -45,7 +45,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from experiments.configio import read_config  # noqa: E402
+from experiments.configio import check_keys, config_int, read_config  # noqa: E402
 from experiments.run_baselines import scene_items  # noqa: E402
 from ir_env.encoder.learned import DEFAULT_WEIGHTS, perception_fingerprint  # noqa: E402
 from ir_env.recipes import get_recipe  # noqa: E402
@@ -54,6 +54,14 @@ from policies.gate import gate_of_spec, resolve_gate  # noqa: E402
 
 #: What a training variant may set in ``learned.variants``.
 VARIANT_KEYS = {"planner", "ppo_config", "label", "train", "gate", "runs_of"}
+#: Top-level keys of a compare config (``paired`` is read by ``experiments.paired_gains``).
+CONFIG_KEYS = ("title", "images", "scenes_per_image", "size", "seed", "recipes", "no_reference_judge", "planners",
+               "skip", "baselines_dir", "learned", "targets", "paired", "output_dir")
+#: Keys of the ``learned`` block.
+LEARNED_KEYS = ("seeds", "runs_dir", "variants", "train")
+#: Keys of the ``targets`` block (see :func:`check_targets`).
+TARGET_KEYS = ("recipes", "ppo", "ppo_groups", "greedy_nr", "dfs_oracle", "spatial_group", "global_group",
+               "hybrid_group", "maskable_group")
 # train: per-variant overrides of learned.train; gate: the seed rows' perception gate (default off);
 # runs_of: another variant whose trained seed models this one evaluates (with its own gate / label), no training
 #: Table columns (per-planner means of the evaluate JSON).
@@ -70,16 +78,22 @@ def load_compare_config(path: str | Path) -> dict[str, Any]:
     planners, skip, baselines_dir, learned, targets, output_dir; optional title)."""
     p = Path(path)
     cfg = read_config(p, empty_ok=True)
-    required = ("images", "size", "seed", "recipes", "planners", "output_dir")
-    missing = [k for k in required if k not in cfg]
-    if missing:
-        raise ValueError(f"{p}: missing key(s) {missing}")
+    check_keys(cfg, CONFIG_KEYS, str(p), required=("images", "size", "seed", "recipes", "planners", "output_dir"))
+    cfg["scenes_per_image"] = config_int(cfg, "scenes_per_image", str(p), minimum=1, default=1)
+    for section, known in (("learned", LEARNED_KEYS), ("targets", TARGET_KEYS)):
+        if cfg.get(section) is not None:
+            if not isinstance(cfg[section], dict):
+                raise ValueError(f"{p}: {section} must be a mapping, got {cfg[section]!r}")
+            check_keys(cfg[section], known, f"{p}: {section}")
+    if cfg.get("skip") is not None and not (isinstance(cfg["skip"], dict) and all(
+            isinstance(v, list) for v in cfg["skip"].values())):
+        raise ValueError(f"{p}: skip must map a recipe to a list of planner specs, got {cfg['skip']!r}")
     for key in ("size", "seed"):
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 0:
             raise ValueError(f"{p}: {key} must be a whole number >= 0, got {cfg[key]!r}")
     if not isinstance(cfg["recipes"], list) or not cfg["recipes"]:
         raise ValueError(f"{p}: recipes must be a non-empty list of recipe names, got {cfg['recipes']!r}")
-    for recipe in cfg["recipes"]:
+    for recipe in [*cfg["recipes"], *(cfg.get("skip") or {})]:
         get_recipe(recipe)  # an unknown name is an error now, not after hours of the recipes before it
     if not isinstance(cfg["planners"], list) or not all(isinstance(x, str) for x in cfg["planners"]):
         raise ValueError(f"{p}: planners must be a list of planner specs, got {cfg['planners']!r}")

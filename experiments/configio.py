@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -32,18 +34,42 @@ def read_config(path: str | Path, empty_ok: bool = False) -> dict[str, Any]:
 
 
 def cli_main(main: Any, argv: list[str] | None = None) -> int:
-    """Run a script's ``main(argv)`` for the command line: a ``ValueError`` / ``FileNotFoundError`` /
-    ``NotADirectoryError`` / ``IsADirectoryError`` it raises (a bad config value, option or path) is printed as
-    one ``error:`` line with exit status 2 instead of a traceback; ``main``'s own return value is the status when it is
-    an int (a script returning its result, such as ``bench_env``, exits 0)."""
+    """Run a script's ``main(argv)`` for the command line: a ``ValueError``, ``FileNotFoundError``,
+    ``FileExistsError``, ``NotADirectoryError``, ``IsADirectoryError`` or ``PermissionError`` it raises (a bad config
+    value, option or path) is printed as one ``error:`` line with exit status 2 instead of a traceback; ``main``'s own
+    return value is the status when it is an int (a script returning its result, such as ``bench_env``, exits 0)."""
     import sys
 
     try:
         status = main(argv)
-    except (ValueError, FileNotFoundError, NotADirectoryError, IsADirectoryError) as exc:
+    except (ValueError, FileNotFoundError, FileExistsError, NotADirectoryError, IsADirectoryError,
+            PermissionError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     return status if isinstance(status, int) and not isinstance(status, bool) else 0  # a result dict: success
+
+
+def check_keys(cfg: dict[str, Any], known: Iterable[str], where: str, required: Iterable[str] = ()) -> None:
+    """``ValueError`` naming ``where`` (the config file, or ``file: section``) for a key of ``cfg`` not in ``known``
+    (with the closest known key, so a misspelled key is not silently ignored) or a ``required`` key it lacks."""
+    known = list(known)
+    for key in cfg:
+        if key not in known:
+            close = difflib.get_close_matches(str(key), known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{where}: unknown config key {key!r}{hint}; known: {', '.join(known)}")
+    missing = [k for k in required if k not in cfg]
+    if missing:
+        raise ValueError(f"{where}: missing config key(s) {', '.join(missing)}")
+
+
+def config_int(cfg: dict[str, Any], key: str, where: str, minimum: int = 0, default: int | None = None) -> int:
+    """``cfg[key]`` (``default`` when absent and not None) as an int, or ``ValueError`` naming ``where`` and ``key``
+    when it is not a whole number >= ``minimum`` (a bool, a float or a string is refused)."""
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{where}: {key} must be a whole number >= {minimum}, got {value!r}")
+    return value
 
 
 def check_output(path: str | Path | None, what: str = "output") -> None:

@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from experiments.configio import read_config  # noqa: E402
+from experiments.configio import check_keys, config_int, read_config  # noqa: E402
 
 
 def proposer_seconds(items: list[tuple[str, np.ndarray]], recipe: str, seed: int, size: int, proposer: str,
@@ -80,6 +80,38 @@ def table(res: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: Keys of a distill_results config; out, planners, size and scenes_per_image are required.
+CONFIG_KEYS = ("images", "scenes_per_image", "size", "seed", "recipe", "no_reference_judge", "planners", "teacher",
+               "baselines", "reuse", "region_proposer", "student_summary", "student_size", "out")
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """The config at ``path`` with defaults filled in (images builtin, recipe spatial-mixed, seed 0, judge brisque,
+    region_proposer degradation-clusters); ``ValueError`` naming the file for an unknown or missing key, a number
+    that is not a whole number, an empty planner list, an unknown recipe, or an ``out`` that cannot be written."""
+    from ir_env.paths import check_writable
+    from ir_env.recipes import get_recipe
+
+    cfg = read_config(path)
+    where = str(path)
+    check_keys(cfg, CONFIG_KEYS, where, required=("out", "planners", "size", "scenes_per_image"))
+    cfg.setdefault("images", "builtin")
+    cfg.setdefault("recipe", "spatial-mixed")
+    cfg.setdefault("no_reference_judge", "brisque")
+    cfg.setdefault("region_proposer", "degradation-clusters")
+    config_int(cfg, "size", where, minimum=1)
+    config_int(cfg, "scenes_per_image", where, minimum=1)
+    cfg["seed"] = config_int(cfg, "seed", where, default=0)
+    if not isinstance(cfg["planners"], list) or not cfg["planners"] or not all(
+            isinstance(x, str) for x in cfg["planners"]):
+        raise ValueError(f"{where}: planners must be a non-empty list of planner specs, got {cfg['planners']!r}")
+    if not isinstance(cfg.get("reuse", []), list):
+        raise ValueError(f"{where}: reuse must be a list of planner specs, got {cfg['reuse']!r}")
+    get_recipe(cfg["recipe"])
+    check_writable(Path(str(cfg["out"])).with_suffix(".json"), "out")
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.distill_results`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
@@ -93,26 +125,26 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replot", action="store_true", help="only re-draw <out>.png from the committed <out>.json "
                     "(no evaluation)")
     args = ap.parse_args(argv)
-    cfg = read_config(args.config)
+    cfg = load_config(args.config)
     if args.replot:
         src = Path(cfg["out"]).with_suffix(".json")
         if not src.is_file():
             raise ValueError(f"--replot: no {src} to re-draw from")
         print(f"wrote {plot_quality_vs_cost(json.loads(src.read_text()), Path(cfg['out']).with_suffix('.png'))}")
         return 0
-    items = scene_items(cfg.get("images", "builtin"), int(cfg["scenes_per_image"]))
-    recipe, seed, size = cfg.get("recipe", "spatial-mixed"), int(cfg.get("seed", 0)), int(cfg["size"])
+    items = scene_items(cfg["images"], cfg["scenes_per_image"])
+    recipe, seed, size = cfg["recipe"], cfg["seed"], cfg["size"]
     reused: dict[str, Any] = {}
     old_rows: list[dict[str, Any]] = []
     if cfg.get("baselines"):
         old = json.loads(Path(cfg["baselines"]).read_text())
         if (old["recipe"], old["seed"], old["size"], old["images"]) != (recipe, seed, size, len(items)):
-            raise SystemExit(f"error: {cfg['baselines']} was made with other images/size/seed/recipe")
+            raise ValueError(f"{cfg['baselines']} was made with other images/size/seed/recipe")
         reused = {p: old["planners"][p] for p in cfg.get("reuse", []) if p in old["planners"]}
         old_rows = [r for r in old["rows"] if r["planner"] in reused]
     subset = [p for p in args.planners.split(",") if p]
     run = [p for p in (subset or cfg["planners"]) if p not in reused]
-    res = evaluate(items, recipe, run, seed=seed, size=size, judge=cfg.get("no_reference_judge", "brisque"))
+    res = evaluate(items, recipe, run, seed=seed, size=size, judge=cfg["no_reference_judge"])
     res["planners"] = {**reused, **res["planners"]}
     res["rows"] += old_rows
     out = Path(cfg["out"])
@@ -120,8 +152,7 @@ def main(argv: list[str] | None = None) -> int:
         res = merge_previous(out.with_suffix(".json"), res, cfg["planners"])
     res["reused"], res["baselines"] = list(reused), cfg.get("baselines")
     res["teacher"] = cfg.get("teacher")
-    res["proposer_seconds"] = proposer_seconds(items, recipe, seed, size, cfg.get("region_proposer",
-                                                                                  "degradation-clusters"), 4)
+    res["proposer_seconds"] = proposer_seconds(items, recipe, seed, size, cfg["region_proposer"], 4)
     if cfg.get("student_summary") and Path(cfg["student_summary"]).is_file():
         s = json.loads(Path(cfg["student_summary"]).read_text())["test"]
         res["agreement"] = {"episodes": s["episodes"], "size": cfg.get("student_size", 64),

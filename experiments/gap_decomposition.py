@@ -41,7 +41,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from experiments.configio import read_config  # noqa: E402
+from experiments.configio import check_keys, config_int, read_config  # noqa: E402
 from experiments.fit_rule_table import candidates, psnr, scene_gain, true_families  # noqa: E402
 from experiments.run_baselines import scene_items  # noqa: E402
 from policies.evaluation import evaluation_scene  # noqa: E402
@@ -56,17 +56,26 @@ VARIANTS = ("table", "bins", "tools")
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """The config at ``path``; ``ValueError`` naming a missing key or a malformed set."""
+    from ir_env.paths import check_writable
+    from ir_env.recipes import get_recipe
+
     cfg = read_config(path)
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: expected a mapping")
-    missing = [k for k in KEYS if k not in cfg]
-    if missing:
-        raise ValueError(f"{path}: missing keys {', '.join(missing)}")
+    where = str(path)
+    check_keys(cfg, KEYS + ("reference_planners", "table"), where, required=KEYS)
+    for key, low in (("size", 1), ("seed", 0), ("grid", 1), ("random", 0)):
+        config_int(cfg, key, where, minimum=low)
+    if isinstance(cfg["max_cost"], bool) or not isinstance(cfg["max_cost"], (int, float)) or not cfg["max_cost"] > 0:
+        raise ValueError(f"{where}: max_cost must be a number > 0, got {cfg['max_cost']!r}")
     if not isinstance(cfg["sets"], dict) or not cfg["sets"]:
         raise ValueError(f"{path}: sets must map a name to {{images, scenes_per_image, reference}}")
     for name, s in cfg["sets"].items():
-        if not isinstance(s, dict) or not {"images", "scenes_per_image"} <= set(s):
+        if not isinstance(s, dict):
             raise ValueError(f"{path}: set {name!r} needs images and scenes_per_image")
+        check_keys(s, ("images", "scenes_per_image", "reference"), f"{where}: set {name!r}",
+                   required=("images", "scenes_per_image"))
+        config_int(s, "scenes_per_image", f"{where}: set {name!r}", minimum=1)
+    get_recipe(cfg["recipe"])
+    check_writable(cfg["output_dir"], "output_dir", folder=True)
     return cfg
 
 

@@ -16,7 +16,7 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from experiments.configio import read_config  # noqa: E402
+from experiments.configio import check_keys, config_int, read_config  # noqa: E402
 from ir_env.corpus import load_named_corpus  # noqa: E402
 from ir_env.recipes import get_recipe  # noqa: E402
 from policies.evaluation import evaluate, markdown_table, parse_planner_spec, write_outputs  # noqa: E402
@@ -25,6 +25,8 @@ from policies.evaluation import evaluate, markdown_table, parse_planner_spec, wr
 def scene_items(source: str, scenes_per_image: int, split: str | None = None) -> list[tuple[str, Any]]:
     """The test photos (or ``split``'s), each repeated ``scenes_per_image`` times under names ``photo.png#k``
     (each gets its own scene seed in :func:`policies.evaluation.evaluate`)."""
+    if isinstance(scenes_per_image, bool) or not isinstance(scenes_per_image, int) or scenes_per_image < 1:
+        raise ValueError(f"scenes_per_image must be a whole number >= 1, got {scenes_per_image!r}")
     split = split or ("test" if source == "builtin" else "all")
     base = load_named_corpus(source, split=split)
     return [(f"{n}#{k}" if scenes_per_image > 1 else n, img) for k in range(scenes_per_image) for n, img in base]
@@ -46,6 +48,29 @@ def merge_previous(path: Path, res: dict[str, Any], order: list[str]) -> dict[st
     return res
 
 
+#: Keys of a baselines config (all required but scenes_per_image, default 1, and no_reference_judge, brisque).
+CONFIG_KEYS = ("images", "scenes_per_image", "size", "seed", "recipes", "no_reference_judge", "planners",
+               "output_dir")
+
+
+def load_config(path: str | Path) -> dict[str, Any]:
+    """The baselines config at ``path`` with defaults filled in; ``ValueError`` naming the file for an unknown or
+    missing key, a size / seed / scenes_per_image that is not a whole number, or an empty recipe or planner list."""
+    from ir_env.paths import check_writable
+
+    cfg = read_config(path)
+    check_keys(cfg, CONFIG_KEYS, str(path), required=("images", "size", "seed", "recipes", "planners", "output_dir"))
+    cfg.setdefault("no_reference_judge", "brisque")
+    config_int(cfg, "size", str(path), minimum=1)
+    config_int(cfg, "seed", str(path))
+    cfg["scenes_per_image"] = config_int(cfg, "scenes_per_image", str(path), minimum=1, default=1)
+    for key in ("recipes", "planners"):
+        if not isinstance(cfg[key], list) or not cfg[key] or not all(isinstance(x, str) for x in cfg[key]):
+            raise ValueError(f"{path}: {key} must be a non-empty list of names, got {cfg[key]!r}")
+    check_writable(cfg["output_dir"], "output_dir", folder=True)
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> None:
     """Run the comparison from a YAML config."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -56,7 +81,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--replot", action="store_true", help="only re-draw each <recipe>.png from its committed "
                     "<recipe>.json (no evaluation)")
     args = ap.parse_args(argv)
-    cfg = read_config(args.config)
+    if args.replot:  # re-drawing needs only where the results are and which recipes
+        cfg = read_config(args.config)
+        check_keys(cfg, CONFIG_KEYS, str(args.config), required=("output_dir", "recipes"))
+    else:
+        cfg = load_config(args.config)
     out = Path(cfg["output_dir"])
     recipes = [r for r in args.recipes.split(",") if r] or cfg["recipes"]
     if args.replot:
@@ -73,7 +102,7 @@ def main(argv: list[str] | None = None) -> None:
     for spec in [p for p in args.planners.split(",") if p] or cfg["planners"]:
         parse_planner_spec(spec, default_judge=cfg["no_reference_judge"])
     out.mkdir(parents=True, exist_ok=True)
-    items = scene_items(cfg["images"], int(cfg.get("scenes_per_image", 1)))
+    items = scene_items(cfg["images"], cfg["scenes_per_image"])
     for recipe in recipes:
         t0 = time.perf_counter()
         planners = [p for p in args.planners.split(",") if p] or cfg["planners"]

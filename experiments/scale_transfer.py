@@ -32,13 +32,15 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from experiments.configio import read_config  # noqa: E402
+from experiments.configio import check_keys, config_int, read_config  # noqa: E402
 from experiments.run_baselines import scene_items  # noqa: E402
 from ir_env.corpus import load_named_corpus  # noqa: E402
 from ir_env.imageio import read_image  # noqa: E402
 from policies.evaluation import evaluate, image_metrics, parse_planner_spec  # noqa: E402
 
 REQUIRED = ("recipe", "images", "scenes_per_image", "sizes", "seed", "planners", "output_dir")
+#: Every config key (the optional ones: no_reference_judge, train_photos, clean_crops, real_pairs, paired).
+KEYS = REQUIRED + ("no_reference_judge", "train_photos", "clean_crops", "real_pairs", "paired")
 
 
 def real_pair_paths() -> list[tuple[str, Path, Path]]:
@@ -209,6 +211,35 @@ def run(cfg: dict[str, Any], command: str) -> dict[str, Any]:
     return res
 
 
+def check_config(cfg: dict[str, Any], where: str) -> None:
+    """``ValueError`` naming ``where`` for an unknown or missing key, a seed / scenes_per_image / size that is not a
+    whole number (a size 0 is the whole photo), an empty planner list, a malformed ``train_photos`` or
+    ``clean_crops``, an unknown recipe, or an ``output_dir`` that cannot be a folder; run before any scene."""
+    from ir_env.paths import check_writable
+    from ir_env.recipes import get_recipe
+
+    check_keys(cfg, KEYS, where, required=REQUIRED)
+    config_int(cfg, "seed", where)
+    config_int(cfg, "scenes_per_image", where, minimum=1)
+    sizes = cfg["sizes"]
+    if not isinstance(sizes, list) or not sizes or any(isinstance(x, bool) or not isinstance(x, int) or x < 0
+                                                       for x in sizes):
+        raise ValueError(f"{where}: sizes must be a non-empty list of whole numbers (px; 0 = whole photo), "
+                         f"got {sizes!r}")
+    if not isinstance(cfg["planners"], list) or not cfg["planners"] or not all(
+            isinstance(x, str) for x in cfg["planners"]):
+        raise ValueError(f"{where}: planners must be a non-empty list of planner specs, got {cfg['planners']!r}")
+    for block, keys in (("train_photos", ("size", "scenes_per_image")), ("clean_crops", ("crops", "size"))):
+        if cfg.get(block):
+            if not isinstance(cfg[block], dict):
+                raise ValueError(f"{where}: {block} must be a mapping with {', '.join(keys)}, got {cfg[block]!r}")
+            check_keys(cfg[block], keys, f"{where}: {block}", required=keys)
+            for k in keys:
+                config_int(cfg[block], k, f"{where}: {block}", minimum=1)
+    get_recipe(cfg["recipe"])
+    check_writable(cfg["output_dir"], "output_dir", folder=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.scale_transfer`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
@@ -217,9 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         cfg = read_config(a.config)
-        missing = [k for k in REQUIRED if not isinstance(cfg, dict) or k not in cfg]
-        if missing:
-            raise ValueError(f"{a.config}: missing keys {missing}")
+        check_config(cfg, str(a.config))
         if cfg.get("train_photos"):  # a photo set without a train split fails now, not after the sizes
             scene_items(cfg["images"], 1, split="train")
         for pr in cfg.get("paired") or []:  # checked before any scene is run

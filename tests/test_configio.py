@@ -97,6 +97,82 @@ def test_compare_config_values_are_checked(tmp_path: Path) -> None:
             load_compare_config(path)
 
 
+def test_check_keys_names_a_misspelled_key_and_config_int_refuses_non_whole_numbers() -> None:
+    from experiments.configio import check_keys, config_int
+
+    with pytest.raises(ValueError, match="c.yaml: unknown config key 'scenes_per_imag' "
+                                         "\\(did you mean 'scenes_per_image'\\?\\)"):
+        check_keys({"scenes_per_imag": 2}, ("size", "scenes_per_image"), "c.yaml")
+    with pytest.raises(ValueError, match="c.yaml: missing config key\\(s\\) size"):
+        check_keys({}, ("size",), "c.yaml", required=("size",))
+    check_keys({"size": 1}, ("size",), "c.yaml", required=("size",))
+    assert config_int({"n": 3}, "n", "c.yaml", minimum=1) == 3
+    assert config_int({}, "n", "c.yaml", default=0) == 0
+    for value in (0, -1, 1.5, "2", True, None):
+        with pytest.raises(ValueError, match="c.yaml: n must be a whole number >= 1"):
+            config_int({"n": value}, "n", "c.yaml", minimum=1)
+
+
+def test_cli_main_names_path_errors(capsys: pytest.CaptureFixture) -> None:
+    def exists(argv: list[str] | None) -> int:
+        raise FileExistsError("[Errno 17] File exists: 'out'")
+
+    def denied(argv: list[str] | None) -> int:
+        raise PermissionError("[Errno 13] Permission denied: 'out'")
+
+    assert cli_main(exists) == 2 and "File exists" in capsys.readouterr().err
+    assert cli_main(denied) == 2 and "Permission denied" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(("script", "config", "change", "message"), [
+    ("run_baselines", "baselines.yaml", {"scenes_per_imag": 2}, "did you mean 'scenes_per_image'"),
+    ("run_baselines", "baselines.yaml", {"scenes_per_image": 0}, "scenes_per_image must be a whole number >= 1"),
+    ("run_baselines", "baselines.yaml", {"seed": None}, "seed must be a whole number >= 0"),
+    ("compare", "compare.yaml", {"skipp": {}}, "did you mean 'skip'"),
+    ("compare", "compare.yaml", {"scenes_per_image": -1}, "scenes_per_image must be a whole number >= 1"),
+    ("compare", "compare.yaml", {"targets": {"dfs_oracel": "dfs:oracle"}}, "targets: unknown config key 'dfs_oracel'"),
+    ("compare", "compare.yaml", {"skip": {"mixed-9": ["dfs"]}}, "unknown recipe 'mixed-9'"),
+    ("distill_results", "distill_results.yaml", {"recipes": ["spatial-mixed"]}, "did you mean 'recipe'"),
+    ("distill_results", "distill_results.yaml", {"scenes_per_image": 0}, "scenes_per_image must be"),
+    ("distill_results", "distill_results.yaml", {"out": None}, "missing config key(s) out"),
+    ("scale_transfer", "scale_transfer.yaml", {"sizes": [128, -1]}, "sizes must be a non-empty list"),
+    ("scale_transfer", "scale_transfer.yaml", {"clean_crops": {"crops": 0, "size": 64}}, "crops must be"),
+    ("gap_decomposition", "gap_decomposition.yaml", {"max_cost": 0}, "max_cost must be a number > 0"),
+    ("gap_decomposition", "gap_decomposition.yaml", {"sets": {"t": {"images": "builtin", "scenes_per_image": 0}}},
+     "set 't': scenes_per_image must be"),
+])
+def test_experiment_configs_are_checked_before_work(tmp_path: Path, capsys: pytest.CaptureFixture, script: str,
+                                                     config: str, change: dict, message: str) -> None:
+    import importlib
+
+    cfg = yaml.safe_load((ROOT / "experiments/configs" / config).read_text())
+    out = tmp_path / "out"
+    for key in ("output_dir", "out"):
+        if key in cfg:
+            cfg[key] = str(out / "r")
+    cfg.update(change)
+    cfg = {k: v for k, v in cfg.items() if v is not None or k == "seed"}
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    module = importlib.import_module(f"experiments.{script}")
+    extra = ["--skip-training"] if script == "compare" else []
+    assert cli_main(module.main, ["--config", str(path), *extra]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: ") and message in err[-1], err
+    assert not out.exists()  # nothing evaluated or written
+
+
+def test_an_output_folder_that_is_a_file_is_named_before_work(tmp_path: Path) -> None:
+    from experiments.run_baselines import main as run_baselines
+
+    cfg = yaml.safe_load((ROOT / "experiments/configs/baselines.yaml").read_text())
+    (tmp_path / "taken").write_text("x")
+    cfg["output_dir"] = str(tmp_path / "taken")
+    (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match="taken is a file, not a folder"):
+        run_baselines(["--config", str(tmp_path / "c.yaml")])
+
+
 def test_compare_report_names_its_photos_and_only_real_reuse() -> None:
     from experiments.compare import markdown
 

@@ -73,4 +73,4 @@ def test_main_writes_the_report_and_refuses_a_bad_config(tmp_path: Path, capsys:
     del cfg["grid"]
     path.write_text(yaml.safe_dump(cfg))
     assert gd.main(["--config", str(path)]) == 2
-    assert "missing keys grid" in capsys.readouterr().err
+    assert "missing config key(s) grid" in capsys.readouterr().err

@@ -79,7 +79,7 @@ def test_cli_writes_reports_and_names_bad_input(tmp_path, capsys):
     assert "run experiments.compare" in capsys.readouterr().err
     cfg.write_text(yaml.safe_dump({k: v for k, v in _cfg(tmp_path, [["x", "y"]]).items() if k != "planners"}))
     assert pg.main(["--config", str(cfg)]) == 2  # read as a comparison config: its keys are checked
-    assert "missing key(s) ['planners']" in capsys.readouterr().err
+    assert "missing config key(s) planners" in capsys.readouterr().err
 
 
 def test_pooled_over_results_and_recipes():

@@ -42,7 +42,7 @@ def test_missing_keys_are_one_error_line(tmp_path: Path, capsys: pytest.CaptureF
     path.write_text("recipe: spatial-mixed\n")
     assert scale_transfer.main(["--config", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and err[0].startswith("error: ") and "missing keys" in err[0]
+    assert len(err) == 1 and err[0].startswith("error: ") and "missing config key(s)" in err[0]
 
 
 def test_paired_gaps_on_another_photo_set(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
