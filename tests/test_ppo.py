@@ -327,8 +327,8 @@ def _raw_of(run: Path) -> dict:
     ("env_kwargs", {"imagesize": 64}, "config env_kwargs has no key 'imagesize'"),
     ("env_kwargs", {"max_regions": "four"}, "config env_kwargs: max_regions must be a whole number >= 1, got 'four'"),
     ("policy_kwargs", {"hiden": 16}, "config policy_kwargs has no key 'hiden'"),
-    ("ppo", {"learning_rate": "fast"}, "config ppo: "),
-    ("ppo", {"batch_size": 0}, "config ppo: "),
+    ("ppo", {"learning_rate": "fast"}, "config 'ppo.learning_rate' must be a number > 0, got 'fast'"),
+    ("ppo", {"batch_size": 0}, "config 'ppo.batch_size' must be a whole number >= 2, got 0"),
 ])
 def test_a_bad_config_is_named_and_leaves_the_run_as_it_was(tiny_run: Path, tmp_path: Path, section: str,
                                                             value: dict, msg: str) -> None:
@@ -396,6 +396,17 @@ def test_config_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="final_observation"):
         resolve_config({"env_kwargs": {"final_observation": False}})
     assert "final_observation" not in resolve_config({})["env_kwargs"]
+    for ppo, message in (({"gamma": None}, "'ppo.gamma' must be a number in [0, 1], got None"),
+                         ({"gamma": 5.0}, "'ppo.gamma' must be a number in [0, 1], got 5.0"),
+                         ({"n_steps": "ten"}, "'ppo.n_steps' must be a whole number >= 2, got 'ten'"),
+                         ({"batch_size": 1}, "'ppo.batch_size' must be a whole number >= 2"),
+                         ({"learning_rate": 0}, "'ppo.learning_rate' must be a number > 0"),
+                         ({"clip_range": float("nan")}, "'ppo.clip_range' must be a number > 0, got nan")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            resolve_config({"ppo": ppo})
+    with pytest.raises(ValueError, match="'n_envs' must be an integer >= 1, got True"):
+        resolve_config({"n_envs": True})
+    assert resolve_config({"ppo": {"gamma": 0.99, "learning_rate": 1e-4}})["ppo"]["gamma"] == 0.99
 
 
 def test_cli_train(tmp_path: Path) -> None:

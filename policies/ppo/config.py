@@ -69,7 +69,7 @@ def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> di
     if cfg["algo"] not in ALGOS:
         raise ValueError(f"algo must be one of {ALGOS}, got {cfg['algo']!r}")
     for key in ("total_timesteps", "n_envs", "torch_threads", "bins"):
-        if not isinstance(cfg[key], int) or cfg[key] < 1:
+        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 1:
             raise ValueError(f"config {key!r} must be an integer >= 1, got {cfg[key]!r}")
     if isinstance(cfg["seed"], bool) or not isinstance(cfg["seed"], int) or not 0 <= cfg["seed"] < 2**32:
         raise ValueError(f"config 'seed' must be an integer in [0, 2**32), got {cfg['seed']!r}")
@@ -78,6 +78,7 @@ def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> di
     for key, value, low in whole:  # checked before a run folder is touched (1.5 was truncated, 'abc' failed late)
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"config {key!r} must be an integer >= {low}, got {value!r}")
+    check_ppo_block(cfg["ppo"])
     from ir_env.corpus import SPLITS
 
     if cfg["eval"]["split"] not in SPLITS:
@@ -100,6 +101,29 @@ def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> di
         raise ValueError("env_kwargs final_observation is a planner-side option (the learned planners set it); "
                          "training needs the last observation (truncated episodes bootstrap from it): remove it")
     return cfg
+
+
+#: The ``ppo`` block's numbers: (key, whole number?, lowest, highest, lowest allowed itself?).
+_PPO_RANGES = (("learning_rate", False, 0.0, None, False), ("n_steps", True, 2, None, True),
+               ("batch_size", True, 2, None, True), ("n_epochs", True, 1, None, True),
+               ("gamma", False, 0.0, 1.0, True), ("gae_lambda", False, 0.0, 1.0, True),
+               ("clip_range", False, 0.0, None, False), ("ent_coef", False, 0.0, None, True),
+               ("vf_coef", False, 0.0, None, True), ("max_grad_norm", False, 0.0, None, False))
+
+
+def check_ppo_block(ppo: Mapping[str, Any]) -> None:
+    """``ValueError`` naming ``ppo.<key>`` for a PPO hyper-parameter that is not a number in its range (gamma and
+    gae_lambda in [0, 1]; learning_rate, clip_range and max_grad_norm > 0; n_steps and batch_size whole numbers
+    >= 2 (SB3 normalises advantages over a batch); n_epochs >= 1; ent_coef and vf_coef >= 0), before training."""
+    for key, whole, low, high, closed in _PPO_RANGES:
+        value = ppo[key]
+        kind = int if whole else (int, float)
+        ok = not isinstance(value, bool) and isinstance(value, kind) and bool(np.isfinite(value))
+        ok = ok and (value >= low if closed else value > low) and (high is None or value <= high)
+        if not ok:
+            what = "a whole number" if whole else "a number"
+            rng = f"in [{low:g}, {high:g}]" if high is not None else (f">= {low:g}" if closed else f"> {low:g}")
+            raise ValueError(f"config 'ppo.{key}' must be {what} {rng}, got {value!r}")
 
 
 def env_defaults() -> dict[str, Any]:
