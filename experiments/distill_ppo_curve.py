@@ -124,6 +124,34 @@ def plot(result: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
+#: The PPO runs a curve can hold.
+RUNS = ("scratch", "from_student")
+
+
+def check_curve_config(cfg: dict[str, Any], runs: list[str]) -> None:
+    """``ValueError`` before any training for an unknown run name (:data:`RUNS`), an empty run list, seeds that are
+    not whole numbers >= 0, timesteps / eval_every / test.episodes below 1, a missing student for
+    ``from_student``, bad ``ppo`` hyper-parameters, or an ``out`` that cannot be written."""
+    from ir_env.paths import check_writable
+    from policies.ppo.config import check_ppo_block, resolve_config
+
+    bad = [r for r in runs if r not in RUNS]
+    if bad or not runs:
+        raise ValueError(f"unknown run(s) {bad} (runs are {', '.join(RUNS)})" if bad else "no run to train")
+    seeds = cfg["seeds"]
+    if not isinstance(seeds, list) or not seeds or any(isinstance(x, bool) or not isinstance(x, int) or x < 0
+                                                       for x in seeds):
+        raise ValueError(f"seeds must be a non-empty list of whole numbers >= 0, got {seeds!r}")
+    for name, value in (("timesteps", cfg["timesteps"]), ("eval_every", cfg["eval_every"]),
+                        ("test.episodes", cfg["test"]["episodes"])):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    check_ppo_block(resolve_config({"ppo": cfg["ppo"]})["ppo"])
+    if "from_student" in runs and not Path(str(cfg["student"])).is_file():
+        raise FileNotFoundError(f"student model not found: {cfg['student']} (needed by the from_student run)")
+    check_writable(Path(str(cfg["out"])).with_suffix(".json"), "out")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.distill_ppo_curve`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
@@ -135,6 +163,8 @@ def main(argv: list[str] | None = None) -> int:
     from experiments.record_trajectories import merge_config
 
     cfg = merge_config(DEFAULTS, args.config)
+    runs = [r for r in (args.runs.split(",") if args.runs else cfg["runs"]) if r]
+    check_curve_config(cfg, runs)
     from policies.ppo.train import set_single_thread
 
     set_single_thread()
@@ -142,7 +172,6 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     previous = json.loads(out.with_suffix(".json").read_text()) if out.with_suffix(".json").is_file() else {}
     curves: dict[str, Any] = dict(previous.get("curves", {}))
-    runs = [r for r in (args.runs.split(",") if args.runs else cfg["runs"]) if r]
     for name in runs:
         curves[name] = {str(s): curve(cfg, name, int(s)) for s in cfg["seeds"]}
         result = {"config": cfg, "curves": curves, "test": cfg["test"],

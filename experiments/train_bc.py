@@ -54,7 +54,8 @@ def log(msg: str) -> None:
 
 
 def load_bc_config(path: str | None, **overrides: Any) -> dict[str, Any]:
-    """DEFAULTS merged with the YAML (one level of nesting) and ``overrides`` (``None`` ignored)."""
+    """DEFAULTS merged with the YAML (one level of nesting) and ``overrides`` (``None`` ignored), checked by
+    :func:`check_bc_config`."""
     raw: dict[str, Any] = {}
     if path:
         p = Path(path)
@@ -73,7 +74,55 @@ def load_bc_config(path: str | None, **overrides: Any) -> dict[str, Any]:
                 cfg[k].update(v)
             else:
                 cfg[k] = v
+    check_bc_config(cfg)
     return cfg
+
+
+#: Numbers that must be >= 1 (the others must be >= 0); learning rates must be > 0.
+_AT_LEAST_ONE = {"bc.epochs", "bc.batch_size", "bc.eval_every_epochs", "record.episodes", "finetune.n_steps",
+                 "finetune.batch_size", "finetune.n_epochs", "finetune.eval_every", "validation.episodes",
+                 "test.episodes"}
+_POSITIVE = {"bc.lr", "finetune.learning_rate", "finetune.clip_range", "bc.temperature"}
+_ANY_SIGN = {"bc.log_std_min"}
+
+
+def check_bc_config(cfg: dict[str, Any]) -> None:
+    """``ValueError`` naming ``section.key`` for a value whose type differs from its default's (a whole number where
+    the default is one, a number where it is a float, true/false where it is a flag) or that is out of range:
+    episode, epoch, batch and step counts >= 1, other counts and seeds >= 0, learning rates, clip range and
+    temperature > 0, coefficients >= 0. Checked before any expert is recorded or any folder is written."""
+    from ir_env.corpus import SPLITS
+    from ir_env.paths import check_writable
+
+    for section, defaults in DEFAULTS.items():
+        if not isinstance(defaults, dict):
+            continue
+        for key, default in defaults.items():
+            name, value = f"{section}.{key}", cfg[section][key]
+            if isinstance(default, bool):
+                if not isinstance(value, bool):
+                    raise ValueError(f"config {name} must be true or false, got {value!r}")
+            elif isinstance(default, int):
+                low = 1 if name in _AT_LEAST_ONE else 0
+                if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                    raise ValueError(f"config {name} must be a whole number >= {low}, got {value!r}")
+            elif isinstance(default, float):
+                ok = not isinstance(value, bool) and isinstance(value, (int, float)) and bool(np.isfinite(value))
+                if name in _POSITIVE:
+                    ok, rng = ok and value > 0, "> 0"
+                elif name in _ANY_SIGN:
+                    rng = "finite"
+                else:
+                    ok, rng = ok and value >= 0, ">= 0"
+                if not ok:
+                    raise ValueError(f"config {name} must be a number {rng}, got {value!r}")
+    for section in ("validation", "test"):
+        if cfg[section]["split"] not in SPLITS:
+            raise ValueError(f"config {section}.split must be one of {', '.join(SPLITS)}, "
+                             f"got {cfg[section]['split']!r}")
+    if not isinstance(cfg["name"], str) or not cfg["name"].strip() or Path(cfg["name"]).name != cfg["name"]:
+        raise ValueError(f"config name must be a folder name (no '/'), got {cfg['name']!r}")
+    check_writable(cfg["output_dir"], "output_dir", folder=True)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -113,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         cfg["finetune"]["eval_every"] = int(args.eval_every)
     if args.name:
         cfg["name"] = args.name
+    check_bc_config(cfg)  # the command-line values too
     run(cfg, dataset=args.dataset, ship=args.ship, argv=sys.argv if argv is None else argv,
         previous=args.continue_from)
     return 0

@@ -109,6 +109,13 @@ def check_distill_config(cfg: dict[str, Any]) -> None:
         v = cfg["train"][key]
         if not (isinstance(v, (int, float)) and not isinstance(v, bool) and v > 0):
             raise ValueError(f"train.{key} must be a number > 0, got {v!r}")
+    for key, low in (("gain_floor", None), ("param_coef", 0.0), ("vf_coef", 0.0), ("nll_coef", 0.0),
+                     ("rank_coef", 0.0), ("weight_decay", 0.0)):
+        v = cfg["train"][key]
+        if not (isinstance(v, (int, float)) and not isinstance(v, bool) and np.isfinite(v)
+                and (low is None or v >= low)):
+            rng = "a number" if low is None else f"a number >= {low:g}"
+            raise ValueError(f"train.{key} must be {rng}, got {v!r}")
 
 
 def scene_photo(seed: int, n_photos: int) -> int:
@@ -167,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
             cfg["train"]["epochs"], cfg["dagger"]["episodes"], cfg["dagger"]["epochs"] = 5, 4, 2
             cfg["validation"]["episodes"] = cfg["test"]["episodes"] = 4
             cfg["name"] += "_quick"
+        check_distill_config(cfg)  # the command-line values too (--seed -1), before anything is loaded
         run(cfg, ship=args.ship, argv=sys.argv if argv is None else argv)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

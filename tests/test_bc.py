@@ -3,6 +3,8 @@ expert's (region, tool) choices; DAgger labels the current state; dataset round 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import gymnasium as gym
 import numpy as np
 import pytest
@@ -190,3 +192,26 @@ def test_train_bc_refuses_soft_labels_without_the_greedy_oracle(tmp_path) -> Non
                                   ppo_config="experiments/configs/ppo_spatial_perceive.yaml")
     with pytest.raises(ValueError, match="record.soft"):
         train_bc.run(cfg)
+
+
+@pytest.mark.parametrize(("override", "message"), [
+    ({"bc": {"epochs": 0}}, "config bc.epochs must be a whole number >= 1, got 0"),
+    ({"bc": {"epochs": "40"}}, "config bc.epochs must be a whole number >= 1, got '40'"),
+    ({"bc": {"lr": 0}}, "config bc.lr must be a number > 0, got 0"),
+    ({"record": {"soft": "yes"}}, "config record.soft must be true or false"),
+    ({"finetune": {"ent_coef": -0.1}}, "config finetune.ent_coef must be a number >= 0"),
+    ({"test": {"split": "tset"}}, "config test.split must be one of"),
+    ({"name": "a/b"}, "config name must be a folder name"),
+])
+def test_train_bc_config_values_are_checked_before_work(tmp_path: Path, override: dict, message: str) -> None:
+    import re
+
+    from experiments import train_bc
+
+    with pytest.raises(ValueError, match=re.escape(message)):
+        train_bc.load_bc_config(None, output_dir=str(tmp_path / "runs"), **override)
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"output_dir: {tmp_path / 'runs'}\n")
+    with pytest.raises(ValueError, match="finetune.timesteps must be a whole number >= 0, got -5"):
+        train_bc.main(["--config", str(cfg), "--finetune-timesteps", "-5"])
+    assert not (tmp_path / "runs").exists()

@@ -4,6 +4,7 @@ the ``distilled`` planner loads from a path and decides without IQA calls; bad i
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -266,12 +267,19 @@ def test_train_distill_refuses_data_of_other_encoder_weights_and_bad_values(data
                          ({"train": {"epochs": 0}}, "train.epochs must be a whole number >= 1"),
                          ({"stop_margins": []}, "stop_margins must be a non-empty list"),
                          ({"holdout_photos": [-1]}, "holdout_photos must be a list"),
+                         ({"train": {"gain_floor": "low"}}, "train.gain_floor must be a number, got 'low'"),
+                         ({"train": {"rank_coef": -1}}, "train.rank_coef must be a number >= 0"),
                          ({"output_dir": str(tmp_path / "f" / "x")}, "is a file, not a folder")):
         (tmp_path / "f").write_text("x")
         path = tmp_path / "cfg.yaml"
         path.write_text(yaml.safe_dump({**ok, **bad}))
         with pytest.raises(ValueError, match=message):
             load_distill_config(str(path))
+    from experiments.train_distill import main as train_distill_main
+
+    path.write_text(yaml.safe_dump(ok))
+    assert train_distill_main(["--config", str(path), "--seed", "-1"]) == 2  # refused before any data is read
+    assert not (tmp_path / "out").exists()
     # a learned-embedding dataset whose meta names other encoder weights: refused before anything is written
     learned = tmp_path / "learned"
     import shutil
@@ -300,3 +308,22 @@ def _ppo_config(tmp_path: Path) -> str:
     path = tmp_path / "ppo.yaml"
     path.write_text(yaml.safe_dump({**PPO_CFG, "env_kwargs": ENV_KWARGS}))
     return str(path)
+
+
+def test_ppo_curve_refuses_bad_runs_and_values_before_training(tmp_path: Path) -> None:
+    import yaml
+
+    from experiments.distill_ppo_curve import main as curve_main
+
+    out = tmp_path / "res" / "curve"
+    for extra, cfg, message in (
+            (["--runs", "scratch,from_teacher"], {}, "unknown run(s) ['from_teacher']"),
+            ([], {"seeds": [-1]}, "seeds must be a non-empty list of whole numbers >= 0"),
+            ([], {"timesteps": 0}, "timesteps must be a whole number >= 1"),
+            ([], {"ppo": {"clip_range": 0}}, "'ppo.clip_range' must be a number > 0"),
+            ([], {"student": str(tmp_path / "none.zip")}, "student model not found")):
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump({"out": str(out), **cfg}))
+        with pytest.raises((ValueError, FileNotFoundError), match=re.escape(message)):
+            curve_main(["--config", str(path), *extra])
+    assert not out.parent.exists()  # nothing trained or written
