@@ -53,7 +53,6 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from ir_env.corpus import center_crop, load_corpus, load_named_corpus, random_crop  # noqa: E402
@@ -634,9 +633,11 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--ship", action="store_true", help=f"also write the table to {DEFAULT_RULE_TABLE}")
     ap.add_argument("--workers", type=int, default=2, help="processes for the table fit")
     a = ap.parse_args(argv)
+    from experiments.configio import read_config
+
     try:
-        cfg = check_config(yaml.safe_load(Path(a.config).read_text()))
-    except (OSError, yaml.YAMLError, ValueError) as e:  # FileNotFoundError (entries_from) is an OSError
+        cfg = check_config(read_config(a.config))
+    except (OSError, ValueError) as e:  # FileNotFoundError (entries_from) is an OSError
         print(f"error: cannot use config {a.config}: {e}", file=sys.stderr)
         return 2
     if a.ship and cfg.get("encoder"):

@@ -43,7 +43,6 @@ from typing import Any  # noqa: E402
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-import yaml  # noqa: E402
 from torch.nn import functional as F  # noqa: E402, N812
 from tqdm import tqdm  # noqa: E402
 
@@ -480,12 +479,9 @@ def load_train_config(path: str, ship: bool = False) -> dict[str, Any]:
     """The YAML training config at ``path`` (``_config_path`` added); ``ValueError`` naming the problem when
     it cannot be read, is not a mapping, or ``ship`` is asked of a config without ``ship_dir`` (checked
     before any training). Shared by this script and ``experiments/train_npsnr.py``."""
-    try:
-        cfg = yaml.safe_load(Path(path).read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise ValueError(f"cannot read config {path}: {e}") from None
-    if not isinstance(cfg, dict):
-        raise ValueError(f"config {path} must be a YAML mapping, got {type(cfg).__name__}")
+    from experiments.configio import read_config
+
+    cfg = read_config(path)  # also experiments/configs/... of an installed package; one-line YAML errors
     if ship and not cfg.get("ship_dir"):
         raise ValueError(f"{path} has no ship_dir: these weights are not meant to be shipped")
     return {**cfg, "_config_path": path}
@@ -504,7 +500,7 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         cfg = load_train_config(a.config, ship=a.ship)
-    except ValueError as e:
+    except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     if a.output_dir:

@@ -328,9 +328,9 @@ def test_training_scripts_reject_bad_configs_before_training(script: str, tmp_pa
     empty.write_text("")
     listed.write_text("- a\n- b\n")
     no_ship.write_text("seed: 0\n")  # training would fail on it: the ship_dir check must come first
-    for cfg, extra, msg in ((tmp_path / "missing.yaml", [], "cannot read config"),
-                            (empty, [], "must be a YAML mapping, got NoneType"),
-                            (listed, [], "must be a YAML mapping, got list"),
+    for cfg, extra, msg in ((tmp_path / "missing.yaml", [], "config file not found"),
+                            (empty, [], "expected a mapping of config keys, got NoneType"),
+                            (listed, [], "expected a mapping of config keys, got list"),
                             (no_ship, ["--ship"], "has no ship_dir")):
         assert main(["--config", str(cfg), *extra]) == 2
         assert msg in capsys.readouterr().err
