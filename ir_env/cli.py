@@ -233,7 +233,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 @_command("bench")
 def cmd_bench(args: argparse.Namespace) -> int:
     """Env and tool speed figures (experiments/bench_env.py, experiments/bench_tools.py)."""
-    from experiments import bench_env
+    bench_env = experiments_module("bench_env")
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
@@ -243,7 +243,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     argv = ["--json", args.json, "--steps", str(args.steps)]
     bench_env.main(argv)
     if args.tools_json:
-        from experiments import bench_tools
+        bench_tools = experiments_module("bench_tools")
 
         bench_tools.main(["--json", args.tools_json])
     return 0
@@ -252,9 +252,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 @_command("encoder-eval")
 def cmd_encoder_eval(args: argparse.Namespace) -> int:
     """Learned encoder vs hand-made probe: per-family P/R/F1, severity MAE, proposers' mIoU."""
-    from experiments import eval_encoder
-
-    eval_encoder.run_from_args(args)
+    experiments_module("eval_encoder").run_from_args(args)
     return 0
 
 
@@ -346,10 +344,29 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--tools-json", default="", help="also run the tool benchmark and write its JSON here")
 
     s = sub.add_parser("encoder-eval", help="score the learned degradation encoder against the hand-made probe")
-    from experiments.eval_encoder import add_arguments
-
-    add_arguments(s)
+    try:
+        experiments_module("eval_encoder").add_arguments(s)
+    except ValueError:  # another 'experiments' package shadows ours: the other commands still work, this one says why
+        s.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return p
+
+
+def experiments_module(name: str) -> Any:
+    """spatial-ir's ``experiments.<name>`` script module; ``ValueError`` naming the other package when a different
+    top-level ``experiments`` package (say, the user's own, found first on ``sys.path`` from the current
+    directory under ``python -m ir_env``) shadows the one shipped beside ``ir_env``."""
+    import importlib
+
+    ours = (Path(__file__).resolve().parent.parent / "experiments").resolve()
+    try:
+        package = importlib.import_module("experiments")
+    except ImportError:
+        package = None
+    where = Path(getattr(package, "__file__", None) or "?").resolve().parent
+    if package is None or where != ours:
+        raise ValueError(f"another 'experiments' package ({where}) shadows spatial-ir's scripts in {ours}: "
+                         "run from a directory that does not hold one, or use the spatial-ir command")
+    return importlib.import_module(f"experiments.{name}")
 
 
 def cv2_error() -> type[Exception]:

@@ -182,6 +182,25 @@ def test_python_m_entry_point_help() -> None:
     assert out.returncode == 0 and "degrade" in out.stdout
 
 
+def test_a_users_own_experiments_package_does_not_break_the_cli(tmp_path: Path) -> None:
+    import os
+
+    (tmp_path / "experiments").mkdir()
+    (tmp_path / "experiments" / "__init__.py").write_text("")  # the user's package, first on sys.path
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ir_env", *args], capture_output=True, text=True,
+                              timeout=300, cwd=tmp_path, env=env)
+
+    tools = run("tools")
+    assert tools.returncode == 0 and "wiener_gaussian" in tools.stdout, tools.stderr[-2000:]
+    bench = run("bench", "--json", str(tmp_path / "b.json"))
+    assert bench.returncode == 2 and "Traceback" not in bench.stderr
+    assert "another 'experiments' package" in bench.stderr and "shadows" in bench.stderr
+    assert not (tmp_path / "b.json").exists()
+
+
 def test_demo_runs_every_shipped_learned_planner() -> None:
     from ir_env.demo import DEMO_PLANNERS, LEARNED_DEMO_PLANNERS, demo_planners
 
