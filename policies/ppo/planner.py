@@ -114,10 +114,12 @@ class PPOPlanner(Planner):
         if not model_path.is_file():
             config = ("maskable_ppo_spatial" if self.algo == "maskable"
                       else "ppo_global" if mode == "global" else "ppo_spatial")
+            note = (f"algo: {self.algo}; set env_id: GlobalIR-v0 in a copy of it" if self.algo == "maskable" and mode == "global"
+                    else f"algo: {self.algo}")
             raise FileNotFoundError(
                 f"no trained {self.name} model at {model_path}; train one with `spatial-ir train --config "
-                f"experiments/configs/{config}.yaml` (algo: {self.algo}) and pass "
-                f"path=runs/<name>/best_model.zip, or copy that zip to {model_path} with its config.yml beside it")
+                f"experiments/configs/{config}.yaml` ({note}) and pass "
+                f"path=runs/<name>/best_model.zip (config.yml sits beside it in the run folder)")
         cfg = read_model_config(model_path)
         if cfg.get("algo", "hybrid") != self.algo:
             raise ValueError(f"{model_path} was trained with algo {cfg.get('algo')!r}; the {self.name!r} "
