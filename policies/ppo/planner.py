@@ -114,8 +114,9 @@ class PPOPlanner(Planner):
         if not model_path.is_file():
             config = ("maskable_ppo_spatial" if self.algo == "maskable"
                       else "ppo_global" if mode == "global" else "ppo_spatial")
-            note = (f"algo: {self.algo}; set env_id: GlobalIR-v0 in a copy of it" if self.algo == "maskable" and mode == "global"
-                    else f"algo: {self.algo}")
+            note = f"algo: {self.algo}"
+            if self.algo == "maskable" and mode == "global":
+                note += "; set env_id: GlobalIR-v0 in a copy of it"
             raise FileNotFoundError(
                 f"no trained {self.name} model at {model_path}; train one with `spatial-ir train --config "
                 f"experiments/configs/{config}.yaml` ({note}) and pass "
