@@ -236,12 +236,33 @@ def ship(res: dict[str, Any], command: str) -> Path:
 
 def load_config(path: str | Path) -> dict[str, Any]:
     """The YAML config, checked for its keys."""
+    from experiments.configio import check_keys, config_int
+
     cfg = read_config(path)
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: not a YAML mapping")
+    where = str(path)
     missing = [k for k in REQUIRED if k not in cfg] + [f"fit.{k}" for k in FIT_KEYS if k not in (cfg.get("fit") or {})]
     if missing:
         raise ValueError(f"{path}: missing keys {missing}")
+    check_keys(cfg, REQUIRED, where)
+    if not isinstance(cfg["fit"], dict):
+        raise ValueError(f"{where}: fit must be a mapping of {', '.join(FIT_KEYS)}")
+    fit = cfg["fit"]
+    check_keys(fit, FIT_KEYS, f"{where}: fit")
+    for key, low in (("scenes_per_photo", 1), ("crop", 32), ("seed", 0), ("clean_crops", 0), ("passes", 1)):
+        config_int(fit, key, f"{where}: fit", minimum=low)
+    grid = fit["grid"]
+    if not isinstance(grid, list) or not grid or any(isinstance(g, bool) or not isinstance(g, (int, float))
+                                                     or not 0 <= g <= 1 for g in grid):
+        raise ValueError(f"{where}: fit.grid must be a non-empty list of probabilities in [0, 1], got {grid!r}")
+    mu = fit["min_untouched"]
+    if isinstance(mu, bool) or not isinstance(mu, (int, float)) or not 0 <= mu <= 1:
+        raise ValueError(f"{where}: fit.min_untouched must be a share in [0, 1], got {mu!r}")
+    if not isinstance(fit["recipes"], list) or not fit["recipes"]:
+        raise ValueError(f"{where}: fit.recipes must be a non-empty list of recipe names, got {fit['recipes']!r}")
+    from ir_env.recipes import get_recipe
+
+    for recipe in fit["recipes"]:
+        get_recipe(recipe)
     if not Path(cfg["policy"]).is_file():
         raise FileNotFoundError(f"{path}: policy {cfg['policy']} not found")
     return cfg

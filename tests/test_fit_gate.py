@@ -3,6 +3,7 @@ round trip."""
 
 from __future__ import annotations
 
+import re
 import shutil
 
 import numpy as np
@@ -84,3 +85,10 @@ def test_config_errors_are_named(tmp_path) -> None:  # noqa: ANN001
     p.write_text(yaml.safe_dump(cfg))
     with pytest.raises(FileNotFoundError, match="nowhere.zip"):
         fit_gate.load_config(p)
+    for change, message in (({"fit": {**cfg["fit"], "pases": 2}}, "unknown config key 'pases' (did you mean"),
+                            ({"fit": {**cfg["fit"], "grid": [0.5, 1.5]}}, "fit.grid must be a non-empty list"),
+                            ({"fit": {**cfg["fit"], "crop": 8}}, "fit: crop must be a whole number >= 32"),
+                            ({"reportjson": "x.json"}, "unknown config key 'reportjson'")):
+        p.write_text(yaml.safe_dump({**cfg, **change}))
+        with pytest.raises(ValueError, match=re.escape(message)):
+            fit_gate.load_config(p)
