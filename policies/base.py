@@ -108,6 +108,22 @@ def whole_option(value: Any, name: str, low: int = 1) -> int:
     return int(value)
 
 
+#: Words a command-line spec (``greedy:refine=false``) may give for a yes/no option, case-insensitive.
+FLAG_WORDS = {"true": True, "yes": True, "on": True, "1": True, "false": False, "no": False, "off": False, "0": False}
+
+
+def flag_option(value: Any, name: str) -> bool:
+    """``value`` as a bool: True/False, 1/0, or one of :data:`FLAG_WORDS` (``"false"`` is False, not a non-empty
+    string's True); else ``ValueError`` naming the option ``name``."""
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, (int, np.integer)) and int(value) in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in FLAG_WORDS:
+        return FLAG_WORDS[value.strip().lower()]
+    raise ValueError(f"{name} must be true or false, got {value!r}")
+
+
 def number_option(value: Any, name: str, low: float = -math.inf, high: float = math.inf) -> float:
     """``value`` as a float when it is a finite number in [low, high]; else ``ValueError`` naming ``name``."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)) \

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ir_env.embeddings import list_embedders
-from policies.base import RestorationResult, TraceStep, number_option, params_dict, region_areas
+from policies.base import RestorationResult, TraceStep, flag_option, number_option, params_dict, region_areas
 from policies.search import Candidate, SearchPlanner, as_offsets, candidate_thetas
 
 
@@ -45,7 +45,7 @@ class GreedyPlanner(SearchPlanner):
 
             self.perception = Perception(embedding)
         self.offsets = as_offsets(offsets)
-        self.refine = bool(refine)
+        self.refine = flag_option(refine, "refine")
 
     def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
         assert self.judge is not None

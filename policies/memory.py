@@ -31,7 +31,16 @@ import numpy as np
 
 from ir_env.embeddings import make_embedder
 from ir_env.paths import check_writable
-from policies.base import Planner, RestorationResult, TraceStep, number_option, params_dict, region_areas, whole_option
+from policies.base import (
+    Planner,
+    RestorationResult,
+    TraceStep,
+    flag_option,
+    number_option,
+    params_dict,
+    region_areas,
+    whole_option,
+)
 from restorers import apply, get_tool
 
 #: Version tag of the JSON file.
@@ -328,7 +337,8 @@ class MemoryPlanner(Planner):
         if judge in ("none", ""):
             judge = None
         super().__init__(judge=judge, **kwargs)
-        self.tries, self.learn, self.autosave = whole_option(tries, "tries", 1), bool(learn), bool(autosave)
+        self.tries, self.learn, self.autosave = (whole_option(tries, "tries", 1), flag_option(learn, "learn"),
+                                                  flag_option(autosave, "autosave"))
         self.threshold = number_option(threshold, "threshold")
         self.path: Path | None = None
         if memory is None:

@@ -159,7 +159,8 @@ def tile_option(kwargs: dict[str, Any]) -> int | None:
     tile = kwargs.pop("tile", None)
     if tile is None:
         return None
-    if isinstance(tile, bool) or not isinstance(tile, (int, np.integer, float)) or int(tile) != tile:
+    if (isinstance(tile, bool) or not isinstance(tile, (int, np.integer, float)) or not np.isfinite(tile)
+            or int(tile) != tile):
         raise ValueError(f"tile must be a whole number of px (0 = off), got {tile!r}")
     if int(tile) != 0 and int(tile) < MIN_TILE:
         raise ValueError(f"tile must be 0 (off) or >= {MIN_TILE} px, got {tile}")

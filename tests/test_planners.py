@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -334,3 +335,20 @@ def test_a_judge_given_to_a_planner_that_never_judges_is_named_in_a_warning() ->
         warnings.simplefilter("error")  # the spec parser's default judge reaches only planners that judge
         parse_planner_spec("random", default_judge="brisque")
         make_planner("random")
+
+
+def test_yes_no_options_read_words_and_refuse_others(tmp_path: Path) -> None:
+    assert parse_planner_spec("greedy:refine=false")[0].refine is False  # was True: bool("false")
+    assert parse_planner_spec("greedy:refine=Yes")[0].refine is True
+    memory = tmp_path / "m.json"
+    p = parse_planner_spec(f"memory:memory={memory}:learn=off:autosave=0")[0]
+    assert p.learn is False and p.autosave is False
+    for kwargs, message in (({"refine": "maybe"}, "refine must be true or false, got 'maybe'"),
+                            ({"refine": 2}, "refine must be true or false, got 2")):
+        with pytest.raises(ValueError, match=message):
+            make_planner("greedy", **kwargs)
+    with pytest.raises(ValueError, match="autosave must be true or false"):
+        make_planner("memory", memory=str(memory), autosave="sometimes")
+    for tile in (float("nan"), float("inf")):
+        with pytest.raises(ValueError, match="tile must be a whole number of px"):
+            make_planner("perceive", tile=tile)
