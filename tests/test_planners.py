@@ -352,3 +352,6 @@ def test_yes_no_options_read_words_and_refuse_others(tmp_path: Path) -> None:
     for tile in (float("nan"), float("inf")):
         with pytest.raises(ValueError, match="tile must be a whole number of px"):
             make_planner("perceive", tile=tile)
+    for value in (8.5, "8", True):  # a learned planner no longer truncates max_regions
+        with pytest.raises(ValueError, match="max_regions must be an integer >= 1"):
+            make_planner("ppo", max_regions=value)

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ir_env.recipes import Scene
-from policies.base import Planner, RestorationResult, TraceStep, check_max_steps, params_dict
+from policies.base import Planner, RestorationResult, TraceStep, check_max_steps, params_dict, whole_option
 
 #: Where shipped models live: ``models/<algo>_<mode>/model.zip`` with its ``config.yml``.
 MODELS_DIR = Path(__file__).resolve().parent / "models"
@@ -138,7 +138,9 @@ class PPOPlanner(Planner):
         if region_proposer is not None and region_proposer != base.region_proposer and base.max_regions > 1:
             raise ValueError(f"the model was trained with region_proposer {base.region_proposer!r}, "
                              f"not {region_proposer!r}")
-        if max_regions is not None and int(max_regions) != base.max_regions and base.max_regions > 1:
+        if max_regions is not None:
+            max_regions = whole_option(max_regions, "max_regions", 1)  # 8.5 or '8' refused, not truncated
+        if max_regions is not None and max_regions != base.max_regions and base.max_regions > 1:
             raise ValueError(f"the model was trained with max_regions={base.max_regions}, not {max_regions}")
         names = cfg.get("tool_names")
         if names is not None and list(names) != base.tool_names:
