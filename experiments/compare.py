@@ -89,8 +89,7 @@ def load_compare_config(path: str | Path) -> dict[str, Any]:
             isinstance(v, list) for v in cfg["skip"].values())):
         raise ValueError(f"{p}: skip must map a recipe to a list of planner specs, got {cfg['skip']!r}")
     for key in ("size", "seed"):
-        if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < 0:
-            raise ValueError(f"{p}: {key} must be a whole number >= 0, got {cfg[key]!r}")
+        config_int(cfg, key, str(p))
     if not isinstance(cfg["recipes"], list) or not cfg["recipes"]:
         raise ValueError(f"{p}: recipes must be a non-empty list of recipe names, got {cfg['recipes']!r}")
     for recipe in [*cfg["recipes"], *(cfg.get("skip") or {})]:

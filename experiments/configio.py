@@ -72,6 +72,15 @@ def config_int(cfg: dict[str, Any], key: str, where: str, minimum: int = 0, defa
     return value
 
 
+def config_names(cfg: dict[str, Any], key: str, where: str, what: str = "names") -> list[str]:
+    """``cfg[key]`` when it is a non-empty list of strings, else ``ValueError`` naming ``where`` and ``key`` (``what``
+    says what the strings are: ``"names"``, ``"planner specs"``)."""
+    value = cfg[key]
+    if not isinstance(value, list) or not value or not all(isinstance(x, str) for x in value):
+        raise ValueError(f"{where}: {key} must be a non-empty list of {what}, got {value!r}")
+    return value
+
+
 def check_output(path: str | Path | None, what: str = "output") -> None:
     """``ValueError`` before any work when a result file cannot be written at ``path`` (None: nothing to check):
     it is a directory, or a parent is a file. Nothing is created."""

@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from experiments.configio import check_keys, config_int, read_config  # noqa: E402
+from experiments.configio import check_keys, config_int, config_names, read_config  # noqa: E402
 
 
 def proposer_seconds(items: list[tuple[str, np.ndarray]], recipe: str, seed: int, size: int, proposer: str,
@@ -102,9 +102,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     config_int(cfg, "size", where, minimum=1)
     config_int(cfg, "scenes_per_image", where, minimum=1)
     cfg["seed"] = config_int(cfg, "seed", where, default=0)
-    if not isinstance(cfg["planners"], list) or not cfg["planners"] or not all(
-            isinstance(x, str) for x in cfg["planners"]):
-        raise ValueError(f"{where}: planners must be a non-empty list of planner specs, got {cfg['planners']!r}")
+    config_names(cfg, "planners", where, "planner specs")
     if not isinstance(cfg.get("reuse", []), list):
         raise ValueError(f"{where}: reuse must be a list of planner specs, got {cfg['reuse']!r}")
     get_recipe(cfg["recipe"])

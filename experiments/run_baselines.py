@@ -16,7 +16,7 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from experiments.configio import check_keys, config_int, read_config  # noqa: E402
+from experiments.configio import check_keys, config_int, config_names, read_config  # noqa: E402
 from ir_env.corpus import load_named_corpus  # noqa: E402
 from ir_env.recipes import get_recipe  # noqa: E402
 from policies.evaluation import evaluate, markdown_table, parse_planner_spec, write_outputs  # noqa: E402
@@ -65,8 +65,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     config_int(cfg, "seed", str(path))
     cfg["scenes_per_image"] = config_int(cfg, "scenes_per_image", str(path), minimum=1, default=1)
     for key in ("recipes", "planners"):
-        if not isinstance(cfg[key], list) or not cfg[key] or not all(isinstance(x, str) for x in cfg[key]):
-            raise ValueError(f"{path}: {key} must be a non-empty list of names, got {cfg[key]!r}")
+        config_names(cfg, key, str(path))
     check_writable(cfg["output_dir"], "output_dir", folder=True)
     return cfg
 
