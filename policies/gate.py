@@ -154,15 +154,15 @@ class PerceptionGate(PlannerWrapper):
 
 
 def resolve_gate(name: str, gate: Any = None) -> str:
-    """The gate planner ``name`` gets: ``gate`` when given (``"policy"``, ``"table"``, ``"encoder"``, ``"off"``; also
-    ``False``/``0``/``"none"`` for off), else :data:`DEFAULT_GATES`' entry (``"off"`` for other planners)."""
+    """The gate planner ``name`` gets: ``gate`` when given (``"policy"``, ``"table"``, ``"encoder"``, ``"off"``, in any
+    case; also ``False``/``0``/``"none"`` for off), else :data:`DEFAULT_GATES`' entry (``"off"`` for other planners)."""
     if gate is None:
         return DEFAULT_GATES.get(name, "off")
     if gate is False or (isinstance(gate, (int, float)) and not isinstance(gate, bool) and gate == 0) \
             or (isinstance(gate, str) and gate.lower() in ("off", "none", "false", "0")):
         return "off"
-    if isinstance(gate, str) and gate in ("policy", "table", "encoder"):
-        return gate
+    if isinstance(gate, str) and gate.strip().lower() in ("policy", "table", "encoder"):
+        return gate.strip().lower()  # names read case-insensitively, as the off-words are
     raise ValueError(f"gate must be one of {GATES}, got {gate!r}")
 
 

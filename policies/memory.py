@@ -327,6 +327,9 @@ class MemoryPlanner(Planner):
             as the file is then (under a lock: processes sharing one file keep each other's entries; needs a path).
         embedding: embedder of the keys (must match the memory's).
         threshold: minimum judged gain for a try to be kept (judge units).
+
+    A result's ``info`` carries ``memory_size`` (entries after this image) and ``learned`` (schedules added to the
+    memory by this image: 0 with ``learn=False``).
     """
 
     name = "memory"
@@ -423,7 +426,8 @@ class MemoryPlanner(Planner):
             self.memory = self.memory.merge_into_file(self.path, self.memory.entries[self._synced:])
             self._synced = len(self.memory)
         return RestorationResult(img, trace, masks, tool_calls=calls, iqa_calls=0, seconds=0.0,
-                                 info={"memory_size": len(self.memory), "learned": len(learned)})
+                                 info={"memory_size": len(self.memory),
+                                       "learned": len(learned) if self.learn else 0})
 
 
 def prefill(trajectory_dirs: Sequence[str | Path], out: str | Path, min_gain: float = 0.0,

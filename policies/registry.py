@@ -79,7 +79,8 @@ def make_planner(name: str, **kwargs: Any) -> Planner:
             raise ValueError(f"{name!r} is a planner spec (command-line form): in Python write make_planner("
                              f"{name.split(':', 1)[0]!r}, key=value, ...) or use "
                              "policies.evaluation.parse_planner_spec(spec)") from None
-        close = difflib.get_close_matches(name, list(_FACTORIES), n=2)
+        same = [k for k in _FACTORIES if k.lower() == name.strip().lower()]  # "PPO", " dfs": names are lower case
+        close = same or difflib.get_close_matches(name, list(_FACTORIES), n=2)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
         raise ValueError(f"unknown planner {name!r}; known: {', '.join(_FACTORIES)}{hint}") from None
     if kwargs.get("device") is not None:

@@ -9,15 +9,22 @@ def check_image(image: object, name: str = "image") -> np.ndarray:
     """Return ``image`` as a float32 HxWx3 array in [0, 1], or raise ``ValueError`` naming the problem.
 
     Accepts float16/32/64 arrays; integer arrays (e.g. uint8 0-255) are refused with a hint, as are
-    2-D (greyscale) or 4-channel arrays, images under 8 x 8 px, NaN/inf and values outside [0, 1] (beyond a
-    1e-4 tolerance, which is clipped away).
+    2-D (greyscale), 1- or 4-channel arrays, masked arrays (their masked pixels have no value to restore), images
+    under 8 x 8 px, NaN/inf and values outside [0, 1] (beyond a 1e-4 tolerance, which is clipped away). The result
+    is a plain ``numpy.ndarray`` (also for a ``np.memmap`` or other ndarray subclass input).
     """
+    if isinstance(image, np.ma.MaskedArray):
+        raise ValueError(f"{name} is a masked array: fill the masked pixels first (e.g. img.filled(0.0)) or pass "
+                         "img.data to restore every pixel")
     if not isinstance(image, np.ndarray):
         raise ValueError(f"{name} must be a numpy array, got {type(image).__name__}")
+    image = np.asarray(image)  # a subclass (np.memmap, np.matrix) as a plain array
     if image.ndim != 3 or image.shape[2] != 3:
         hint = ""
         if image.ndim == 2:
             hint = " (greyscale: stack it, e.g. np.repeat(img[..., None], 3, axis=2))"
+        elif image.ndim == 3 and image.shape[2] == 1:
+            hint = " (one channel: np.repeat(img, 3, axis=2))"
         elif image.ndim == 3 and image.shape[2] == 4:
             hint = " (RGBA: drop the alpha channel, img[..., :3])"
         raise ValueError(f"{name} must have shape HxWx3 (RGB), got shape {image.shape}{hint}")

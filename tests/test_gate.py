@@ -134,3 +134,4 @@ def test_given_thresholds_replace_the_gates(scene) -> None:  # noqa: ANN001
             PerceptionGate(make_planner("fixed"), "table", thresholds=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError, match="gate must be one of"):
         PerceptionGate(make_planner("fixed"), "off")
+    assert resolve_gate("ppo", "Table") == "table" and resolve_gate("ppo", "OFF") == "off"  # any case, as documented

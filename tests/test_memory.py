@@ -121,6 +121,7 @@ def test_planner_tries_judges_keeps_best_and_learns(tmp_path) -> None:  # noqa: 
     np.testing.assert_array_equal(res.replay(scene.degraded), res.image)  # the trace replays exactly
     kept = {st.region for st in res.trace}
     assert len(planner.memory) == n0 + len(kept)  # it learned the kept schedules
+    assert res.info == {"memory_size": n0 + len(kept), "learned": len(kept)}
     assert len(ExperienceMemory.load(tmp_path / "m.json")) == len(planner.memory)  # autosaved
 
 
@@ -181,6 +182,7 @@ def test_default_judge_matches_the_command_line_and_unscorable_tries_are_skipped
     out = planner.restore(np.clip(scene.degraded * 0.3 + 0.5, 0, 1).astype(np.float32))
     assert out.tool_calls == 4 and out.iqa_calls == 3  # the input, then both tries (one undefined, so dropped)
     assert all(s.tool == "tv_denoise" for s in out.trace)  # never the unscorable try
+    assert len(mem) == 2 and out.info["learned"] == 0 and out.info["memory_size"] == 2  # learn=False adds nothing
 
 
 def _prefill_data(embedding: str = "handcrafted", stamp: str | None = None) -> TrajectoryData:

@@ -81,6 +81,8 @@ def test_dfs_reports_budget(scene) -> None:  # noqa: ANN001
 def test_errors_are_clear(scene) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match="unknown planner"):
         make_planner("gredy")
+    with pytest.raises(ValueError, match="did you mean ppo"):
+        make_planner("PPO")  # names are lower case: the hint says which
     with pytest.raises(ValueError, match="mode"):
         make_planner("greedy", mode="local")
     with pytest.raises(ValueError, match="full-reference"):

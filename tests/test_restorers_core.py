@@ -131,6 +131,8 @@ def test_apply_empty_mask_is_unchanged_copy(photo: np.ndarray) -> None:
     [
         (np.zeros((32, 32), np.float32), "HxWx3"),
         (np.zeros((32, 32, 4), np.float32), "RGBA"),
+        (np.zeros((32, 32, 1), np.float32), r"one channel: np.repeat"),
+        (np.ma.masked_array(np.zeros((32, 32, 3), np.float32), mask=True), "masked array: fill the masked pixels"),
         (np.zeros((32, 32, 3), np.uint8), "dtype uint8"),
         (np.full((32, 32, 3), np.nan, np.float32), "NaN"),
         (np.full((32, 32, 3), 2.0, np.float32), r"\[0, 1\]"),
@@ -140,6 +142,17 @@ def test_apply_empty_mask_is_unchanged_copy(photo: np.ndarray) -> None:
 def test_bad_images_rejected(bad: object, msg: str) -> None:
     with pytest.raises(ValueError, match=msg):
         apply(bad, list_tools()[0])  # type: ignore[arg-type]
+
+
+def test_memmap_input_gives_a_plain_array(photo: np.ndarray, tmp_path) -> None:  # noqa: ANN001
+    from restorers.imagecheck import check_image
+
+    m = np.memmap(tmp_path / "img.raw", dtype=np.float32, mode="w+", shape=photo.shape)
+    m[:] = photo
+    checked = check_image(m)
+    assert type(checked) is np.ndarray and np.array_equal(checked, photo)
+    out = apply(m, "gamma_correct", None)
+    assert type(out) is np.ndarray and out.shape == photo.shape
 
 
 def test_bad_mask_rejected(photo: np.ndarray) -> None:
