@@ -63,6 +63,29 @@ def check_keys(cfg: dict[str, Any], known: Iterable[str], where: str, required: 
         raise ValueError(f"{where}: missing config key(s) {', '.join(missing)}")
 
 
+def check_sections(cfg: dict[str, Any], sections: dict[str, tuple[Iterable[str], Iterable[str]]], where: str) -> None:
+    """:func:`check_keys` on ``cfg`` and on the mappings nested in it. ``sections`` maps ``""`` (the top level) and
+    each section's dotted path (``"train"``, ``"data.augment"``; a parent before its sections) to its (known keys,
+    required keys); errors name ``where`` and the section (``"c.yaml: train"``). A section that is absent, or None
+    where its parent does not require it, is not checked; any other value that is not a mapping is refused."""
+    for path, (known, required) in sections.items():
+        if not path:
+            check_keys(cfg, known, where, required)
+            continue
+        *parents, key = path.split(".")
+        parent: Any = cfg
+        for name in parents:
+            parent = parent.get(name) if isinstance(parent, dict) else None
+        if not isinstance(parent, dict) or key not in parent:
+            continue
+        block = parent[key]
+        if block is None and key not in sections.get(".".join(parents), ((), ()))[1]:
+            continue
+        if not isinstance(block, dict):
+            raise ValueError(f"{where}: {path} must be a mapping of config keys, got {block!r}")
+        check_keys(block, known, f"{where}: {path}", required)
+
+
 def config_int(cfg: dict[str, Any], key: str, where: str, minimum: int = 0, default: int | None = None) -> int:
     """``cfg[key]`` (``default`` when absent and not None) as an int, or ``ValueError`` naming ``where`` and ``key``
     when it is not a whole number >= ``minimum`` (a bool, a float or a string is refused)."""

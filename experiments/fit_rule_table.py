@@ -599,29 +599,53 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def check_config(cfg: Any) -> dict[str, Any]:
-    """``cfg`` if it has every section and key this script reads, else ``ValueError`` naming what is missing."""
+#: Every key this script reads, at the top level ("") and in each section (``refit``: ``REFIT_KEYS`` of
+#: :mod:`experiments.refit_entries`). ``name`` is a label kept in the report's config; ``_path`` is added by
+#: :func:`main`. With ``tune.thresholds_from``, ``tune.grid`` / ``passes`` / ``family_masks`` are not used.
+CONFIG_KEYS: dict[str, tuple[str, ...]] = {
+    "": ("name", "seed", "encoder", "perception", "fit", "tune", "report", "refit", "output_dir", "report_json",
+         "report_md", "_path"),
+    "fit": (*REQUIRED_KEYS["fit"], "corpus", "entries_from"),
+    "tune": (*REQUIRED_KEYS["tune"], "thresholds_from", "family_masks", "clean_crops", "clean_cap_db"),
+    "tune.family_masks": ("grid", "passes", "min_area"),
+    "report": (*REQUIRED_KEYS["report"], "headline_scenes", "clean_crops", "proposers", "proposers_recipe"),
+}
+
+
+def check_config(cfg: Any, where: str = "config") -> dict[str, Any]:
+    """``cfg`` if it has every section and key this script reads and no other (a misspelt key is named with the
+    closest known one, not silently ignored), else ``ValueError`` naming ``where`` (the config file) and the
+    problem; run before any work."""
+    from experiments.configio import check_sections
+    from experiments.refit_entries import REFIT_KEYS, check_refit
+
     if not isinstance(cfg, dict):
-        raise ValueError("the config must be a YAML mapping")
+        raise ValueError(f"{where}: the config must be a YAML mapping")
     missing = [k for k in ("seed", "output_dir", "report_json", "report_md", *REQUIRED_KEYS) if k not in cfg]
     missing += [f"{sec}.{k}" for sec, keys in REQUIRED_KEYS.items() if isinstance(cfg.get(sec), dict)
                 for k in keys if k not in cfg[sec]]
     if missing:
-        raise ValueError(f"config misses {', '.join(missing)} (see experiments/configs/rule_table.yaml)")
+        raise ValueError(f"{where} misses {', '.join(missing)} (see experiments/configs/rule_table.yaml)")
+    sections = {section: (keys, ()) for section, keys in CONFIG_KEYS.items()}  # missing keys: all named above
+    sections[""] = (CONFIG_KEYS[""], tuple(REQUIRED_KEYS))  # fit, tune and report must be mappings
+    sections["tune.family_masks"] = (CONFIG_KEYS["tune.family_masks"], ("grid", "passes"))
+    sections["refit"] = (REFIT_KEYS, ())  # a missing refit key: check_refit
+    check_sections(cfg, sections, where)
     if cfg["report"].get("proposers") and "proposers_recipe" not in cfg["report"]:
-        raise ValueError("config: report.proposers needs report.proposers_recipe")
-    src = cfg["fit"].get("entries_from")
-    if src:
-        reused_entries(src, int(cfg["fit"]["bins"]))  # a missing / invalid table or other bins: a clear error now
-    if cfg["tune"].get("thresholds_from"):
-        kept_settings(cfg["tune"]["thresholds_from"])  # the same, for the kept thresholds
-    if cfg.get("refit") is not None:
-        from experiments.refit_entries import check_refit
-
-        check_refit(cfg["refit"])
-        if not cfg["tune"].get("thresholds_from"):
-            raise ValueError("refit scores the planner's perceived steps, so it needs the thresholds given: "
-                             "set tune.thresholds_from")
+        raise ValueError(f"{where}: report.proposers needs report.proposers_recipe")
+    if cfg.get("refit") is not None and not cfg["tune"].get("thresholds_from"):
+        raise ValueError(f"{where}: refit scores the planner's perceived steps, so it needs the thresholds given: "
+                         "set tune.thresholds_from")
+    try:
+        src = cfg["fit"].get("entries_from")
+        if src:
+            reused_entries(src, int(cfg["fit"]["bins"]))  # a missing / invalid table or other bins: a clear error now
+        if cfg["tune"].get("thresholds_from"):
+            kept_settings(cfg["tune"]["thresholds_from"])  # the same, for the kept thresholds
+        if cfg.get("refit") is not None:
+            check_refit(cfg["refit"])
+    except (OSError, ValueError) as e:  # FileNotFoundError (entries_from) is an OSError
+        raise ValueError(f"{where}: {e}") from None
     return cfg
 
 
@@ -636,9 +660,9 @@ def main(argv: list[str] | None = None) -> int:
     from experiments.configio import read_config
 
     try:
-        cfg = check_config(read_config(a.config))
-    except (OSError, ValueError) as e:  # FileNotFoundError (entries_from) is an OSError
-        print(f"error: cannot use config {a.config}: {e}", file=sys.stderr)
+        cfg = check_config(read_config(a.config), a.config)
+    except (OSError, ValueError) as e:  # FileNotFoundError (a missing config file) is an OSError
+        print(f"error: {e}", file=sys.stderr)
         return 2
     if a.ship and cfg.get("encoder"):
         print(f"error: {a.config} fits the table for the encoder in {cfg['encoder']}; the shipped table serves the "

@@ -57,6 +57,22 @@ from restorers.spec import FAMILIES  # noqa: E402
 MAX_REGIONS = 8
 UNSEEN_RECIPES = ("agenticir-B", "agenticir-C")
 PRECISIONS = ("fp32", "bf16")  # train.precision: the training forward pass's arithmetic
+#: Keys of ``cfg['arch']`` (:func:`architecture`).
+ARCH_KEYS = ("batchnorm", "dct", "dilations", "pool_power")
+#: The config's keys: (known, required) at the top level ("") and in each section (see
+#: :func:`experiments.configio.check_sections`). ``name`` is a label kept with the weights' config; ``ship_dir`` is
+#: read by ``--ship``; ``_config_path`` is added by :func:`load_train_config`.
+CONFIG_SECTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "": (("name", "seed", "channels", "arch", "data", "train", "output_dir", "ship_dir", "_config_path"),
+         ("seed", "channels", "data", "train", "output_dir")),
+    "arch": (ARCH_KEYS, ()),
+    "data": (("corpus", "split", "crop", "scenes", "val_scenes", "clean_frac", "clean_split", "augment", "recipes",
+              "workers"), ("corpus", "split", "crop", "scenes", "val_scenes", "recipes")),
+    "data.augment": (("scale", "colour"), ()),
+    "train": (("epochs", "batch_size", "lr", "weight_decay", "severity_weight", "dense_weight", "balanced", "threads",
+               "precision", "swa_epochs"), ("epochs", "batch_size", "lr", "weight_decay", "severity_weight",
+                                            "dense_weight")),
+}
 #: A per-scene hook of :func:`make_dataset`: (clean, degraded, masks, labels) -> extra arrays of that scene.
 SceneExtra = Callable[[np.ndarray, np.ndarray, np.ndarray, list], dict[str, np.ndarray]]
 
@@ -77,9 +93,9 @@ def architecture(cfg: dict[str, Any]) -> dict[str, Any]:
     """The network options of ``cfg['arch']``: ``batchnorm``, ``dct`` (default False), ``dilations``
     (default [2, 4]), ``pool_power`` (default 1: the plain mask-weighted mean)."""
     arch = dict(cfg.get("arch") or {})
-    unknown = set(arch) - {"batchnorm", "dct", "dilations", "pool_power"}
+    unknown = set(arch) - set(ARCH_KEYS)
     if unknown:
-        raise ValueError(f"unknown arch options {sorted(unknown)}; known: batchnorm, dct, dilations, pool_power")
+        raise ValueError(f"unknown arch options {sorted(unknown)}; known: {', '.join(ARCH_KEYS)}")
     out: dict[str, Any] = {k: bool(arch.get(k, False)) for k in ("batchnorm", "dct")}
     out["dilations"] = tuple(int(d) for d in arch.get("dilations", (2, 4)))
     out["pool_power"] = float(arch.get("pool_power", 1.0))
@@ -487,6 +503,19 @@ def load_train_config(path: str, ship: bool = False) -> dict[str, Any]:
     return {**cfg, "_config_path": path}
 
 
+def check_config(cfg: dict[str, Any], where: str, recalibrate: bool = False) -> None:
+    """``ValueError`` naming ``where`` and the section for a key of ``cfg`` this script does not read (with the
+    closest known one: a misspelt key is not silently ignored) or a key it needs that is missing (for
+    :func:`recalibrate`: no optimiser keys, but ``arch``); run before any scene is made."""
+    from experiments.configio import check_sections
+
+    sections = dict(CONFIG_SECTIONS)
+    if recalibrate:
+        sections[""] = (sections[""][0], ("seed", "arch", "data", "train", "output_dir"))
+        sections["train"] = (sections["train"][0], ())
+    check_sections(cfg, sections, where)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.train_encoder`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
@@ -500,11 +529,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         cfg = load_train_config(a.config, ship=a.ship)
+        if a.output_dir:
+            cfg["output_dir"] = a.output_dir
+        check_config(cfg, a.config, recalibrate=bool(a.recalibrate_from))
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if a.output_dir:
-        cfg["output_dir"] = a.output_dir
     if a.recalibrate_from:
         try:
             meta = recalibrate(cfg, a.recalibrate_from)

@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402, N812
 from tqdm import tqdm  # noqa: E402
 
-from experiments.train_encoder import architecture, load_train_config  # noqa: E402
+from experiments.train_encoder import ARCH_KEYS, architecture, load_train_config  # noqa: E402
 from ir_env.corpus import load_corpus, random_crop  # noqa: E402
 from ir_env.degradations import FAMILY_OF_KIND  # noqa: E402
 from ir_env.encoder.learned import load_encoder, save_weights, ship_weights  # noqa: E402
@@ -45,6 +45,20 @@ from restorers.registry import fast_tools  # noqa: E402
 from restorers.spec import FAMILIES  # noqa: E402
 
 MSE_FLOOR = 1e-5  # log10 MSE floor (50 dB)
+#: Keys of the config's ``data`` section (all required).
+DATA_KEYS = ("corpus", "split", "crop", "groups", "val_groups", "candidates", "p_walk", "p_true_family", "p_whole",
+             "recipes")
+#: The config's keys: (known, required) at the top level ("") and in each section (see
+#: :func:`experiments.configio.check_sections`). ``name`` is a label kept with the weights' config; ``arch`` is read
+#: without ``init_from``; ``ship_dir`` by ``--ship``; ``_config_path`` is added by ``load_train_config``.
+CONFIG_SECTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "": (("name", "seed", "channels", "init_from", "arch", "data", "train", "output_dir", "ship_dir", "_config_path"),
+         ("seed", "channels", "data", "train", "output_dir")),
+    "arch": (ARCH_KEYS, ()),
+    "data": (DATA_KEYS, DATA_KEYS),
+    "train": (("epochs", "groups_per_batch", "lr", "body_lr_scale", "rank_weight", "rank_tau", "threads"),
+              ("epochs", "groups_per_batch", "lr", "rank_weight", "rank_tau")),
+}
 
 
 def cell_log_mse(image: np.ndarray, clean: np.ndarray) -> np.ndarray:
@@ -231,6 +245,19 @@ def train(cfg: dict[str, Any], quick: bool = False) -> dict[str, Any]:
     return log
 
 
+def check_config(cfg: dict[str, Any], where: str, data_only: bool = False) -> None:
+    """``ValueError`` naming ``where`` and the section for a key of ``cfg`` this script does not read (with the
+    closest known one: a misspelt key is not silently ignored) or a key it needs that is missing (``--data-only``
+    needs no ``channels`` or ``train``); run before any group is made."""
+    from experiments.configio import check_sections
+
+    sections = dict(CONFIG_SECTIONS)
+    if data_only:
+        sections[""] = (sections[""][0], ("seed", "data", "output_dir"))
+        sections["train"] = (sections["train"][0], ())
+    check_sections(cfg, sections, where)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.train_npsnr`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
@@ -243,11 +270,12 @@ def main(argv: list[str] | None = None) -> int:
     a = ap.parse_args(argv)
     try:
         cfg = load_train_config(a.config, ship=a.ship)
+        if a.output_dir:
+            cfg["output_dir"] = a.output_dir
+        check_config(cfg, a.config, data_only=a.data_only)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    if a.output_dir:
-        cfg["output_dir"] = a.output_dir
     if a.data_only:
         load_or_make(cfg, int(cfg["data"]["groups"]), int(cfg["data"]["val_groups"]))
         return 0

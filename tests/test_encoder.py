@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -334,6 +336,86 @@ def test_training_scripts_reject_bad_configs_before_training(script: str, tmp_pa
                             (no_ship, ["--ship"], "has no ship_dir")):
         assert main(["--config", str(cfg), *extra]) == 2
         assert msg in capsys.readouterr().err
+
+
+#: Every committed config of the two training scripts (their ``# Run:`` lines).
+TRAINING_CONFIGS = [("train_encoder", f"experiments/configs/{c.name}")
+                    for c in sorted((Path(__file__).parent.parent / "experiments/configs").glob("encoder*.yaml"))]
+TRAINING_CONFIGS += [("train_npsnr", "experiments/configs/npsnr.yaml")]
+
+
+@pytest.mark.parametrize(("script", "config"), TRAINING_CONFIGS)
+def test_committed_training_configs_pass_the_key_check(script: str, config: str) -> None:
+    import importlib
+
+    from experiments.train_encoder import load_train_config
+
+    assert len(TRAINING_CONFIGS) >= 16  # 15 encoder configs and npsnr.yaml
+    module = importlib.import_module(f"experiments.{script}")
+    cfg = load_train_config(config)  # with the _config_path it adds
+    module.check_config(cfg, config)
+    mode = {"train_encoder": "recalibrate", "train_npsnr": "data_only"}[script]
+    module.check_config(cfg, config, **{mode: True})
+
+
+@pytest.mark.parametrize(("script", "config", "change", "message"), [
+    ("train_encoder", "encoder_v8.yaml", lambda c: c.update(chanels=c.pop("channels")),
+     r"c.yaml: unknown config key 'chanels' \(did you mean 'channels'\?\)"),
+    ("train_encoder", "encoder_v8.yaml", lambda c: c["train"].update(severity_wieght=c["train"].pop("severity_weight")),
+     r"c.yaml: train: unknown config key 'severity_wieght' \(did you mean 'severity_weight'\?\)"),
+    ("train_encoder", "encoder_v8.yaml", lambda c: c["data"]["augment"].update(color=True),
+     r"c.yaml: data.augment: unknown config key 'color' \(did you mean 'colour'\?\)"),
+    ("train_encoder", "encoder_v8.yaml", lambda c: c["arch"].update(dilation=[2, 4]),
+     r"c.yaml: arch: unknown config key 'dilation' \(did you mean 'dilations'\?\)"),
+    ("train_encoder", "encoder_v8.yaml", lambda c: c["train"].pop("dense_weight"),
+     r"c.yaml: train: missing config key\(s\) dense_weight"),
+    ("train_encoder", "encoder_v8.yaml", lambda c: c.update(data=None), r"c.yaml: data must be a mapping"),
+    ("train_npsnr", "npsnr.yaml", lambda c: c.update(init_frm=c.pop("init_from")),
+     r"c.yaml: unknown config key 'init_frm' \(did you mean 'init_from'\?\)"),
+    ("train_npsnr", "npsnr.yaml", lambda c: c["data"].update(p_wlak=c["data"].pop("p_walk")),
+     r"c.yaml: data: unknown config key 'p_wlak' \(did you mean 'p_walk'\?\)"),
+    ("train_npsnr", "npsnr.yaml", lambda c: c["train"].pop("rank_tau"),
+     r"c.yaml: train: missing config key\(s\) rank_tau"),
+])
+def test_training_scripts_refuse_unknown_and_missing_config_keys_before_work(
+        script: str, config: str, change: Callable[[dict], object], message: str, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib
+
+    module = importlib.import_module(f"experiments.{script}")
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the config was checked")
+
+    for name in ("train", "recalibrate", "load_or_make"):
+        if hasattr(module, name):
+            monkeypatch.setattr(module, name, no_work)
+    cfg = yaml.safe_load(Path("experiments/configs", config).read_text())
+    change(cfg)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match=message):
+        module.check_config({**cfg, "_config_path": str(path)}, str(path))
+    out = tmp_path / "out"
+    assert module.main(["--config", str(path), "--output-dir", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1
+    assert re.search(message, err), err
+    assert not out.exists()  # nothing made or written
+
+
+def test_recalibration_needs_arch_but_no_optimiser_keys() -> None:
+    from experiments.train_encoder import check_config
+
+    cfg = yaml.safe_load(Path("experiments/configs/encoder_v8.yaml").read_text())
+    for key in ("epochs", "batch_size", "lr", "weight_decay", "severity_weight", "dense_weight"):
+        del cfg["train"][key]
+    check_config(cfg, "c.yaml", recalibrate=True)
+    with pytest.raises(ValueError, match=r"c.yaml: train: missing config key\(s\) epochs, batch_size"):
+        check_config(cfg, "c.yaml")
+    del cfg["arch"]
+    with pytest.raises(ValueError, match=r"c.yaml: missing config key\(s\) arch"):
+        check_config(cfg, "c.yaml", recalibrate=True)
 
 
 def test_make_dataset_with_workers_is_reproducible_and_complete() -> None:

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -182,6 +185,62 @@ def test_fit_script_reuses_a_tables_entries(tmp_path, capsys) -> None:  # noqa: 
     assert fit_rule_table.main(["--config", str(path)]) == 2  # refused before any work
     err = capsys.readouterr().err
     assert err.startswith("error:") and "missing.json" in err and len(err.splitlines()) == 1
+
+
+#: Every committed config of experiments/fit_rule_table.py (their ``# Run:`` lines).
+RULE_TABLE_CONFIGS = sorted(c.name for c in
+                            (Path(__file__).parent.parent / "experiments/configs").glob("rule_table*.yaml"))
+
+
+@pytest.mark.parametrize("name", RULE_TABLE_CONFIGS)
+def test_committed_rule_table_configs_pass_the_key_check(name: str) -> None:
+    from experiments import fit_rule_table
+    from experiments.configio import read_config
+
+    assert len(RULE_TABLE_CONFIGS) >= 16
+    path = f"experiments/configs/{name}"
+    cfg = read_config(path)
+    assert fit_rule_table.check_config(cfg, path) is cfg
+
+
+@pytest.mark.parametrize(("config", "change", "message"), [
+    ("rule_table.yaml", lambda c: c.update(perceptoin=c.pop("perception")),
+     r"c.yaml: unknown config key 'perceptoin' \(did you mean 'perception'\?\)"),
+    ("rule_table_blend.yaml", lambda c: c["fit"].update(entries_frm=c["fit"].pop("entries_from")),
+     r"c.yaml: fit: unknown config key 'entries_frm' \(did you mean 'entries_from'\?\)"),
+    ("rule_table.yaml", lambda c: c["report"].update(headline_scene=c["report"].pop("headline_scenes")),
+     r"c.yaml: report: unknown config key 'headline_scene' \(did you mean 'headline_scenes'\?\)"),
+    ("rule_table.yaml", lambda c: c["tune"]["family_masks"].update(min_aera=0.1),
+     r"c.yaml: tune.family_masks: unknown config key 'min_aera' \(did you mean 'min_area'\?\)"),
+    ("rule_table.yaml", lambda c: c["tune"]["family_masks"].pop("passes"),
+     r"c.yaml: tune.family_masks: missing config key\(s\) passes"),
+    ("rule_table.yaml", lambda c: c["tune"].update(family_masks=True), r"c.yaml: tune.family_masks must be a mapping"),
+    ("rule_table_refit.yaml", lambda c: c["refit"].update(min_sampels=c["refit"].pop("min_samples")),
+     r"c.yaml: refit: unknown config key 'min_sampels' \(did you mean 'min_samples'\?\)"),
+])
+def test_fit_script_refuses_unknown_config_keys_before_work(config: str, change: Callable[[dict], object], message: str,
+                                                          tmp_path: Path, capsys: pytest.CaptureFixture[str],
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import yaml
+
+    from experiments import fit_rule_table
+
+    def no_work(*args: object, **kwargs: object) -> None:
+        raise AssertionError("work started before the config was checked")
+
+    monkeypatch.setattr(fit_rule_table, "run", no_work)
+    cfg = yaml.safe_load((Path("experiments/configs") / config).read_text())
+    out = tmp_path / "out"
+    cfg.update(output_dir=str(out / "run"), report_json=str(out / "r.json"), report_md=str(out / "r.md"))
+    change(cfg)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match=message):
+        fit_rule_table.check_config(cfg, str(path))
+    assert fit_rule_table.main(["--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and len(err.strip().splitlines()) == 1 and re.search(message, err), err
+    assert not out.exists()  # nothing fitted or written
 
 
 class _FakeEncoder:
