@@ -113,6 +113,21 @@ def test_check_keys_names_a_misspelled_key_and_config_int_refuses_non_whole_numb
             config_int({"n": value}, "n", "c.yaml", minimum=1)
 
 
+def test_check_sections_checks_nested_mappings() -> None:
+    from experiments.configio import check_sections
+
+    sections = {"": (("seed", "data"), ("seed",)), "data": (("crop", "augment"), ("crop",)),
+                "data.augment": (("scale",), ())}
+    check_sections({"seed": 0, "data": {"crop": 64, "augment": {"scale": 1}}}, sections, "c.yaml")
+    check_sections({"seed": 0}, sections, "c.yaml")  # an absent optional section is not checked
+    with pytest.raises(ValueError, match="c.yaml: data.augment: unknown config key 'scal' \\(did you mean 'scale'"):
+        check_sections({"seed": 0, "data": {"crop": 64, "augment": {"scal": 1}}}, sections, "c.yaml")
+    with pytest.raises(ValueError, match="c.yaml: data: missing config key\\(s\\) crop"):
+        check_sections({"seed": 0, "data": {}}, sections, "c.yaml")
+    with pytest.raises(ValueError, match="c.yaml: data must be a mapping of config keys, got 3"):
+        check_sections({"seed": 0, "data": 3}, sections, "c.yaml")
+
+
 def test_cli_main_names_path_errors(capsys: pytest.CaptureFixture) -> None:
     def exists(argv: list[str] | None) -> int:
         raise FileExistsError("[Errno 17] File exists: 'out'")
