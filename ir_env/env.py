@@ -133,7 +133,11 @@ class SpatialIREnv(gym.Env):
             known in training; ``niqe``, ``piqe``, ``brisque``: no-reference), or ``"none"``: no quality
             is measured at all, the reward is the step cost alone and ``info`` carries no PSNR / SSIM
             figures (for callers that only read observations, e.g. a planner running a trained policy).
-        max_steps: step budget per episode (truncation).
+        max_steps: step budget per episode, in applied tools. Reaching it ends the episode with ``terminated=True``:
+            ``steps_left`` is part of the observation, so a state with no steps left is terminal (nothing more can
+            happen there; stable-baselines3 would otherwise bootstrap the last reward from a value never trained on
+            such states). ``truncated`` is always False here; a Gymnasium ``TimeLimit`` (``max_episode_steps``)
+            truncates as usual.
         step_cost: reward penalty per applied tool, scaled by :func:`tool_cost` (in the metric's units,
             e.g. dB): ``reward = gain - step_cost * tool_cost(tool)``.
         tools: tool names to offer (default: ``restorers.fast_tools()``, every registered tool with a
@@ -146,7 +150,7 @@ class SpatialIREnv(gym.Env):
             not re-embed the regions; the observation it returns repeats the previous embeddings
             (``history`` and ``steps_left`` are current). Saves one encoder pass per episode for callers
             that discard the last observation (planners); keep ``True`` for learning (stable-baselines3
-            bootstraps truncated episodes from that observation).
+            bootstraps episodes a ``TimeLimit`` truncates from that observation).
     """
 
     metadata = {"render_modes": ["rgb_array"], "render_fps": 2}
@@ -369,8 +373,11 @@ class SpatialIREnv(gym.Env):
         """Apply one action. Returns ``(obs, reward, terminated, truncated, info)``.
 
         ``info``: ``tool``, ``region``, ``params`` (physical), ``tool_seconds``, ``rewards`` (the reward
-        terms), ``psnr`` (clean image known), and on the last step ``ssim``, ``psnr_gain``, ``quality_gain``,
-        ``is_success`` (PSNR improved), ``tool_calls`` and ``trace``.
+        terms), ``tool_calls`` and ``steps`` so far, and (unless ``reward_metric="none"``) ``psnr``, the episode's
+        ``psnr_gain`` and ``quality_gain`` so far (dB for PSNR) and ``is_success`` (PSNR improved so far): every
+        step carries them, so ``Monitor(info_keywords=...)`` also works when a ``TimeLimit`` ends the episode. The
+        step that ends it (STOP or ``max_steps``; ``terminated=True``) adds :meth:`episode_summary`: ``psnr_in`` /
+        ``psnr_out``, ``ssim_in`` / ``ssim_out`` / ``ssim`` and ``trace``.
         """
         s = self._require_state()
         if s.ended:  # stepping on would undo STOP and run past max_steps, outside the observation space
@@ -407,14 +414,19 @@ class SpatialIREnv(gym.Env):
                 info["tool_seconds"] = WallSeconds(dt)
                 args = ", ".join(f"{k}={v:.3g}" for k, v in phys.items())
                 s.last_action = f"r{region}: {tool.name}({args})" + ("" if self.metric is None else f" {g:+.2f}")
-        truncated = not terminated and s.steps >= self.max_steps
-        s.ended = terminated or truncated
+        terminated = terminated or s.steps >= self.max_steps  # no steps left is a terminal state (observed)
+        truncated = False
+        s.ended = terminated
         reward = float(sum(rewards.values()))
         info["rewards"] = rewards
+        info.update(tool_calls=s.tool_calls, steps=s.steps)
         if self.metric is not None:
             same = self.reward_metric == "psnr"  # the reward already scored PSNR: do not score twice
             info["psnr"] = s.quality if same else float(self._psnr.score(s.image, reference=s.scene.clean))
-        if terminated or truncated:
+            start = s.psnr_start or 0.0
+            info.update(psnr_gain=info["psnr"] - start, is_success=bool(info["psnr"] > start + 1e-6),
+                        quality_gain=float(quality_gain(self.reward_metric, s.quality_start, s.quality)))
+        if terminated:
             info.update(self.episode_summary())
         return self._obs(), reward, terminated, truncated, info
 

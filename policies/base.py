@@ -246,8 +246,18 @@ class Planner(abc.ABC):
 
     # ---------------------------------------------------------------- SB3-style predict
     def attach(self, env: Any) -> Planner:
-        """Bind to a SpatialIR env (or a wrapper / a DummyVecEnv of them) so :meth:`predict` can read the
-        current image and regions. Returns ``self``."""
+        """Bind to a SpatialIR env (or a wrapper, or a vector env holding them in this process: Gymnasium's
+        ``SyncVectorEnv``, SB3's ``DummyVecEnv``) so :meth:`predict` can read the current image and regions. Returns
+        ``self``. ``ValueError`` for a vector env whose envs live in other processes (``AsyncVectorEnv``,
+        ``SubprocVecEnv``: their images cannot be read from here) or an object that is not a SpatialIR env."""
+        if hasattr(env, "num_envs") and not hasattr(env, "envs"):
+            raise ValueError(f"cannot attach a planner to {type(env).__name__}: its envs run in other processes, so "
+                             "the planner cannot read their images; use gymnasium.vector.SyncVectorEnv or SB3's "
+                             "DummyVecEnv")
+        for e in (list(env.envs) if hasattr(env, "envs") else [env]):
+            if not hasattr(getattr(e, "unwrapped", None), "max_steps") or not hasattr(e.unwrapped, "state"):
+                raise ValueError(f"attach() needs a SpatialIR env (gymnasium.make('SpatialIR-v0', ...) or a wrapper "
+                                 f"of one), got {type(getattr(e, 'unwrapped', e)).__name__}")
         self._env = env
         self._plans = {}
         return self
@@ -266,7 +276,8 @@ class Planner(abc.ABC):
         step per call, ending with STOP. Actions are encoded for the attached env's action space (native
         Dict, :class:`~ir_env.wrappers.BoxAction` or :class:`~ir_env.wrappers.MultiDiscreteAction`), one per
         env of an attached VecEnv, or batched (one row) when a single attached env is driven through a VecEnv,
-        as ``evaluate_policy`` does with a plain env.
+        as ``evaluate_policy`` does with a plain env. Batched Dict actions are a dict of stacked arrays for a
+        Gymnasium vector env and a list of per-env dicts for an SB3 VecEnv (what each steps its envs with).
         """
         from policies.actions import encode_action
 
@@ -290,7 +301,11 @@ class Planner(abc.ABC):
         if len(envs) == 1 and not hasattr(self._env, "envs") and not batched:
             return actions[0], state
         if isinstance(actions[0], dict):
-            return {k: np.stack([a[k] for a in actions]) for k in actions[0]}, state
+            import gymnasium
+
+            if isinstance(self._env, gymnasium.vector.VectorEnv):  # it splits a dict of batched arrays itself
+                return {k: np.stack([a[k] for a in actions]) for k in actions[0]}, state
+            return actions, state  # SB3's DummyVecEnv (evaluate_policy's too) steps env i with actions[i]
         return np.stack(actions), state
 
     def __repr__(self) -> str:

@@ -170,22 +170,42 @@ def test_stop_terminates_and_reports_episode() -> None:
     assert info["trace"] == []
 
 
-def test_budget_truncates_and_reward_telescopes_to_psnr_gain() -> None:
+def test_budget_ends_the_episode_as_terminal_and_reward_telescopes_to_psnr_gain() -> None:
+    """The last budgeted step is terminal (``steps_left`` is observed: nothing can follow), never truncated, so
+    stable-baselines3 does not bootstrap its reward from an untrained value; every step carries the running
+    ``psnr_gain`` / ``quality_gain`` / ``tool_calls`` / ``is_success``, the last one the summary."""
     env = make("SpatialIR-Lite-v0", step_cost=0.0)
     env.reset(seed=5)
     base = env.unwrapped
-    total, trunc, info = 0.0, False, {}
+    total, term, info = 0.0, False, {}
     k = 0
-    while not trunc:
+    while not term:
         a = {"region": k % base.max_regions, "tool": k % base.num_tools, "params": np.zeros(base.num_params)}
-        _, r, term, trunc, info = env.step(a)
-        assert not term
+        obs, r, term, trunc, info = env.step(a)
+        assert not trunc
         total += r
         k += 1
-    assert k == base.max_steps
+        assert info["steps"] == k and info["psnr_gain"] == pytest.approx(total, abs=1e-4)  # running figures
+        assert info["is_success"] == (info["psnr_gain"] > 1e-6) and "tool_calls" in info
+        assert ("trace" in info) == (k == base.max_steps)
+    assert k == base.max_steps and obs["steps_left"][0] == 0
     assert total == pytest.approx(info["psnr_gain"], abs=1e-4)
     assert len(info["trace"]) == base.max_steps
     assert {"psnr_in", "psnr_out", "ssim_in", "ssim_out", "is_success", "rewards"} <= set(info)
+
+
+def test_monitor_reads_the_running_gain_when_a_time_limit_truncates() -> None:
+    from stable_baselines3.common.monitor import Monitor
+
+    from ir_env.wrappers import MultiDiscreteAction
+
+    env = Monitor(MultiDiscreteAction(make("SpatialIR-Lite-v0", max_episode_steps=2)),
+                  info_keywords=("psnr_gain", "tool_calls"))
+    env.reset(seed=0)
+    env.step(np.array([0, 2, 2, 2]))
+    _, _, term, trunc, info = env.step(np.array([0, 2, 2, 2]))
+    assert trunc and not term  # the TimeLimit, before the env's own budget
+    assert info["episode"]["tool_calls"] == 2 and np.isfinite(info["episode"]["psnr_gain"])
 
 
 def test_observe_only_env_measures_nothing_and_skips_the_last_embedding() -> None:
@@ -203,14 +223,14 @@ def test_observe_only_env_measures_nothing_and_skips_the_last_embedding() -> Non
     for k in range(lean.max_steps):
         a = {"region": 0, "tool": k % lean.num_tools, "params": np.full(lean.num_params, 0.3)}
         prev = o_lean["regions"].copy()
-        o_full, _, _, t_full, i_full = full.step(a)
+        o_full, _, t_full, _, i_full = full.step(a)
         o_lean, r, term, trunc, info = lean.step(a)
         np.testing.assert_array_equal(full.state.image, lean.state.image)
         assert r == pytest.approx(-lean.step_cost * tool_cost(lean.tools[a["tool"]]))
-        assert "psnr" not in info and (term, trunc) == (False, t_full)
+        assert "psnr" not in info and (term, trunc) == (t_full, False) and term == (k == lean.max_steps - 1)
         np.testing.assert_array_equal(o_lean["history"], o_full["history"])
         np.testing.assert_array_equal(o_lean["steps_left"], o_full["steps_left"])
-        if trunc:
+        if term:
             np.testing.assert_array_equal(o_lean["regions"], prev)  # not re-embedded
             assert not np.array_equal(o_full["regions"], prev)
             assert {"psnr_out", "ssim_out", "psnr_gain"}.isdisjoint(info) and len(info["trace"]) == k + 1
@@ -336,7 +356,7 @@ def test_a_step_after_the_episode_ended_is_refused_until_reset() -> None:
     for _ in range(base.max_steps - 1):
         assert not any(env.step(act)[2:4])
     obs, _, term, trunc, _ = env.step(act)
-    assert trunc and not term and env.observation_space.contains(obs)
+    assert term and not trunc and env.observation_space.contains(obs)  # no steps left: terminal
     with pytest.raises(RuntimeError, match="episode has ended"):
         env.step(act)  # before: steps_left went to -1, outside the observation space
     obs, _ = env.reset(seed=1)

@@ -123,7 +123,7 @@ def test_predict_drives_the_env_like_an_sb3_model(wrapper: str) -> None:
         assert all(r > -0.2 for r in rewards)
 
 
-@pytest.mark.parametrize("wrapper", ["box", "multidiscrete"])
+@pytest.mark.parametrize("wrapper", ["box", "multidiscrete", "dict"])
 def test_evaluate_policy_on_a_plain_env(wrapper: str) -> None:
     import gymnasium as gym
     from stable_baselines3.common.evaluation import evaluate_policy
@@ -131,8 +131,8 @@ def test_evaluate_policy_on_a_plain_env(wrapper: str) -> None:
     import ir_env  # noqa: F401
     from ir_env.wrappers import BoxAction, MultiDiscreteAction
 
-    env = {"box": BoxAction, "multidiscrete": MultiDiscreteAction}[wrapper](
-        gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=3))
+    env = {"box": BoxAction, "multidiscrete": MultiDiscreteAction, "dict": lambda e: e}[wrapper](
+        gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=3))  # dict: the native action space
     planner = make_planner("greedy", judge="psnr", tools=_cheap_tools(), max_steps=3).attach(env)
     with warnings.catch_warnings():  # SB3's advice to add a Monitor: this test is about the plain env
         warnings.simplefilter("ignore", UserWarning)
@@ -140,7 +140,38 @@ def test_evaluate_policy_on_a_plain_env(wrapper: str) -> None:
     assert len(rewards) == 2 and all(1 <= n <= 3 + 1 for n in lengths)
     obs, _ = env.reset(seed=0)
     action, _ = planner.predict(obs)  # unbatched observation: unbatched action, as before
-    assert np.shape(action) == env.action_space.shape
+    assert env.action_space.contains(action) if wrapper == "dict" else np.shape(action) == env.action_space.shape
+
+
+def test_vector_envs_get_actions_in_their_own_batch_form_and_async_ones_are_refused() -> None:
+    import gymnasium as gym
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    import ir_env  # noqa: F401
+
+    def make() -> gym.Env:
+        return gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=2)
+
+    sync = gym.vector.SyncVectorEnv([make, make])
+    planner = make_planner("fixed").attach(sync)
+    obs, _ = sync.reset(seed=0)
+    action, _ = planner.predict(obs)
+    assert isinstance(action, dict) and np.shape(action["tool"]) == (2,)  # Gymnasium: dict of batched arrays
+    sync.step(action)
+    dummy = DummyVecEnv([make, make])
+    planner = make_planner("fixed").attach(dummy)
+    action, _ = planner.predict(dummy.reset())
+    assert isinstance(action, list) and len(action) == 2 and all(isinstance(a, dict) for a in action)  # SB3
+    dummy.step(action)
+    async_env = gym.vector.AsyncVectorEnv([make, make])
+    try:
+        with pytest.raises(ValueError, match="cannot attach a planner to AsyncVectorEnv: its envs run in other "
+                                             "processes.*SyncVectorEnv"):
+            make_planner("fixed").attach(async_env)
+    finally:
+        async_env.close()
+    with pytest.raises(ValueError, match="attach\\(\\) needs a SpatialIR env"):
+        make_planner("fixed").attach(gym.make("CartPole-v1"))
 
 
 def test_predict_on_native_dict_env_replays_the_plan() -> None:

@@ -329,6 +329,8 @@ def _raw_of(run: Path) -> dict:
     ("policy_kwargs", {"hiden": 16}, "config policy_kwargs has no key 'hiden'"),
     ("ppo", {"learning_rate": "fast"}, "config 'ppo.learning_rate' must be a number > 0, got 'fast'"),
     ("ppo", {"batch_size": 0}, "config 'ppo.batch_size' must be a whole number >= 2, got 0"),
+    # training env fine, eval env (test split) impossible: found before the old run is removed (it was deleted)
+    ("env_kwargs", {"corpus": "kodak"}, "config eval: the 'kodak' corpus is train-only: it has no 'test' split"),
 ])
 def test_a_bad_config_is_named_and_leaves_the_run_as_it_was(tiny_run: Path, tmp_path: Path, section: str,
                                                             value: dict, msg: str) -> None:
@@ -543,3 +545,24 @@ def test_resume_refuses_settings_the_checkpoint_would_ignore(tiny_run: Path, tmp
     with pytest.raises(ValueError, match=r"policy_kwargs.hidden: checkpoint 16, config 32"):
         train_from_dict(raw, resume=str(run / "model.zip"))
     assert (run / "config.yml").read_bytes() == before
+
+
+def test_a_model_trained_in_a_script_is_saved_for_the_planner(tmp_path: Path) -> None:
+    """README's Python route: make_hybrid_ppo + learn in your own script, then save_model -> make_planner."""
+    from policies import make_planner
+    from policies.ppo.train import save_model
+
+    model = make_hybrid_ppo(BoxAction(gym.make("SpatialIR-Lite-v0", image_size=48)), n_steps=32, batch_size=32,
+                            seed=0, device="cpu")
+    model.learn(32)
+    path = save_model(model, tmp_path / "mine", "SpatialIR-Lite-v0", {"image_size": 48})
+    cfg = read_model_config(path)
+    assert path == tmp_path / "mine" / "model.zip" and cfg["trained_timesteps"] == 32
+    assert cfg["env_kwargs"]["image_size"] == 48 and cfg["algo"] == "hybrid" and cfg["tool_names"]
+    img = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
+    res = make_planner("ppo", path=str(path), gate="off").restore(img)
+    assert res.image.shape == img.shape and res.iqa_calls == 0
+    with pytest.raises(ValueError, match="observation_space .* is not that of SpatialIR-Lite-v0 with env_kwargs "
+                                         "\\{'max_regions': 3\\}"):
+        save_model(model, tmp_path / "bad", "SpatialIR-Lite-v0", {"max_regions": 3})
+    assert not (tmp_path / "bad").exists()

@@ -99,7 +99,8 @@ def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> di
                          "train with psnr, ssim or a no-reference metric")
     if "final_observation" in cfg["env_kwargs"]:
         raise ValueError("env_kwargs final_observation is a planner-side option (the learned planners set it); "
-                         "training needs the last observation (truncated episodes bootstrap from it): remove it")
+                         "training needs the last observation (episodes a TimeLimit truncates bootstrap from it): "
+                         "remove it")
     return cfg
 
 

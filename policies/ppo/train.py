@@ -102,6 +102,40 @@ def make_maskable_ppo(env: Any, policy_kwargs: Mapping[str, Any] | None = None, 
     return MaskablePPO("MultiInputPolicy", env, policy_kwargs=dict(policy_kwargs or {}) or None, **ppo_kwargs)
 
 
+def save_model(model: Any, folder: str | Path, env_id: str, env_kwargs: Mapping[str, Any] | None = None,
+               bins: int = 5) -> Path:
+    """Save a model trained in your own script (:func:`make_hybrid_ppo` on ``BoxAction(gym.make(env_id,
+    **env_kwargs))``, or :func:`make_maskable_ppo` on ``MultiDiscreteAction(..., bins=bins)``) as a run folder the
+    ``ppo`` / ``maskable_ppo`` planners load: ``folder/model.zip`` plus the ``config.yml`` that ``spatial-ir train``
+    writes (env id and keyword arguments, tool names, encoder fingerprint). Returns the model path, for
+    ``make_planner("ppo", path=...)``. ``env_id`` / ``env_kwargs`` must be what the training env was made with:
+    ``ValueError`` when the env they build has other observation or action spaces than the model."""
+    from sb3_contrib import MaskablePPO
+
+    algo = "maskable" if isinstance(model, MaskablePPO) else "hybrid"
+    folder = Path(folder)
+    cfg = resolve_config({"name": folder.name or "model", "env_id": env_id, "env_kwargs": dict(env_kwargs or {}),
+                          "algo": algo, "bins": int(bins), "output_dir": str(folder.parent)})
+    env = build_env(cfg["env_id"], {**cfg["env_kwargs"], "corpus": [np.zeros((32, 32, 3), np.float32)]}, algo,
+                    int(cfg["bins"]), monitor=False, single_thread=False)
+    try:
+        for what in ("observation_space", "action_space"):
+            if getattr(env, what) != getattr(model, what):
+                raise ValueError(f"the model's {what} {getattr(model, what)} is not that of {env_id} with env_kwargs "
+                                 f"{dict(env_kwargs or {})} ({getattr(env, what)}): pass what the training env was "
+                                 "made with")
+    finally:
+        env.close()
+    import stable_baselines3
+    import torch
+
+    write_config({**cfg, **_tool_info(cfg), "trained_timesteps": int(model.num_timesteps),
+                  "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__},
+                  "started": "saved by policies.ppo.train.save_model"}, folder)
+    model.save(folder / "model.zip")
+    return folder / "model.zip"
+
+
 def algo_class(algo: str):
     """The SB3 algorithm class of ``algo`` (``PPO`` or ``MaskablePPO``), e.g. for ``.load``."""
     if algo == "hybrid":
@@ -232,9 +266,11 @@ def _resume_mismatches(model: Any, cfg: Mapping[str, Any]) -> list[str]:
 def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
     """Train with a resolved config (see :mod:`policies.ppo.config`); returns the run folder.
 
-    Everything a config can get wrong (env, policy and algorithm keyword arguments, a resume checkpoint that does
-    not fit or already holds ``total_timesteps``) is found before the run folder's ``config.yml`` is written, so a
-    failed start leaves an existing run as it was; errors are ``ValueError`` naming the config section and key.
+    Everything a config can get wrong (env, policy and algorithm keyword arguments, the eval env (its split, e.g. a
+    corpus with no test photos), a resume checkpoint that does not fit or already holds ``total_timesteps``) is
+    found before the run folder's ``config.yml`` is written, so a failed start leaves an existing run as it was
+    (nothing removed by ``overwrite``, no ``config.yml`` written); errors are ``ValueError`` naming the config
+    section and key.
     ``total_timesteps`` is rounded up by SB3 to whole rollouts (``ppo.n_steps * n_envs``); ``config.yml`` records
     the steps actually trained as ``trained_timesteps``. A folder already holding a run is refused unless ``resume``
     names one of its checkpoints or ``overwrite`` is true (then its earlier outputs are removed first); a resumed
@@ -291,9 +327,16 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
             except (TypeError, AssertionError, ValueError) as e:
                 section = "policy_kwargs" if "Policy" in str(e) or "net_arch" in str(e) else "ppo"
                 raise config_error(section, cfg[section] if section == "policy_kwargs" else ppo_kwargs, e) from None
+        ev = cfg["eval"]
+        if int(ev["freq"]) > 0 and int(ev["episodes"]) > 0:  # built before any output is removed or written
+            try:
+                eval_env = make_vec_env(cfg, n_envs=1, split=str(ev["split"]), seed=int(ev["seed"]))
+            except (TypeError, ValueError) as e:
+                raise config_error("eval", ev, e) from None
     except BaseException:
-        if venv is not None:
-            venv.close()
+        for env in (venv, eval_env):
+            if env is not None:
+                env.close()
         if not existed and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # a failed start leaves no empty run folder behind
         raise
@@ -312,9 +355,7 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
     if int(cfg["checkpoint_freq"]) > 0:
         callbacks.append(CheckpointCallback(max(1, int(cfg["checkpoint_freq"]) // n_envs),
                                             str(run_dir / "checkpoints"), name_prefix="model"))
-    ev = cfg["eval"]
-    if int(ev["freq"]) > 0 and int(ev["episodes"]) > 0:
-        eval_env = make_vec_env(cfg, n_envs=1, split=str(ev["split"]), seed=int(ev["seed"]))
+    if eval_env is not None:
         cls = cb.SeededEvalCallback if cfg["algo"] == "hybrid" else cb.SeededMaskableEvalCallback
         eval_cb = cls(eval_env, n_eval_episodes=int(ev["episodes"]), eval_freq=max(1, int(ev["freq"]) // n_envs),
                       best_model_save_path=str(run_dir), log_path=str(run_dir / "eval"), deterministic=True,
