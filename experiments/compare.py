@@ -25,7 +25,9 @@ Run: ``python -m experiments.compare --config experiments/configs/compare.yaml``
 different seeds); ``--skip-training`` evaluates whatever seed models exist; ``--replot`` only re-draws
 ``compare.png`` from ``compare.json``; ``--refresh SPEC[,SPEC]`` (or ``all``) re-evaluates only those fixed planner rows
 and splices them into the existing outputs (after a change that affects those planners alone: every other
-row, the seed groups and the training summary are kept, so no seed model has to exist).
+row, the seed groups and the training summary are kept, so no seed model has to exist);
+``--refresh-variants V[,V]`` does the same for learned variants whose seed models were retrained
+(``--train-only --variants V`` first).
 """
 
 from __future__ import annotations
@@ -454,7 +456,12 @@ def markdown(report: dict[str, Any]) -> str:
              "were measured on a 2-core CPU shared with other jobs, at different times for different rows: "
              "compare them only by order of magnitude. Learned models were trained on crops of the train "
              "split with `spatial-mixed` only, 64 px unless their label says otherwise.", ""]
+    labels = {v: x.get("label", v) for v, x in c["learned"]["variants"].items()} if c.get("learned") else {}
     for ref in refreshes(report):
+        if ref.get("kind") == "variants":
+            lines += [f"The seed-averaged rows of {', '.join(f'{labels.get(v, v)} (`{v}`)' for v in ref['planners'])} "
+                      f"were retrained and re-made later by `{ref['command']}` (every other row as above).", ""]
+            continue
         if set(ref["planners"]) == set(c.get("planners") or []):
             lines += [f"Every scripted and shipped-planner row was re-made later by `{ref['command']}` (the "
                       "seed-averaged learned rows as above).", ""]
@@ -667,6 +674,59 @@ def refresh(cfg: dict[str, Any], specs: list[str], command: str, progress: bool 
     return report
 
 
+def refresh_variants(cfg: dict[str, Any], variants: list[str], command: str, progress: bool = True) -> dict[str, Any]:
+    """Re-evaluate the seed models of the learned ``variants`` (all seeds trained, e.g. retrained after a change to
+    the env or the tools) and splice their rows, seed groups and training-summary entries into the output folder's
+    comparison; every other row and group is kept; targets, table, ``compare.md`` and ``compare.png`` are re-made.
+    Returns ``compare.json``'s dict. ``ValueError`` when there is no comparison yet, a variant is unknown or one of
+    its seed models is missing."""
+    out = Path(cfg["output_dir"])
+    src = out / "compare.json"
+    if not src.is_file():
+        raise ValueError(f"{src} not found: run the whole comparison first")
+    known = cfg["learned"]["variants"]
+    unknown = [v for v in variants if v not in known]
+    if unknown:
+        raise ValueError(f"--refresh-variants names unknown variants {', '.join(unknown)}; known: {', '.join(known)}")
+    groups: dict[str, list[str]] = {}
+    for variant in variants:
+        v = known[variant]
+        paths = [run_dir(cfg, variant, s) / "model.zip" for s in cfg["learned"]["seeds"]]
+        missing = [str(p.parent) for p in paths if not is_trained(p.parent)]
+        if missing:
+            raise ValueError(f"{variant}: seed models missing ({', '.join(missing)}): train them first "
+                             f"(--train-only --variants {variant})")
+        gate = resolve_gate(v["planner"], v.get("gate", "off"))
+        groups[variant] = [f"{v['planner']}:path={p}:gate={gate}" for p in paths]
+    report = json.loads(src.read_text())
+    items = scene_items(cfg["images"], int(cfg["scenes_per_image"]))
+    names = [n for n, _ in items]
+    specs = [s for g in groups.values() for s in g]
+    for recipe in cfg["recipes"]:
+        path = out / f"{recipe}.json"
+        res = json.loads(path.read_text())
+        new = evaluate_recipe(cfg, recipe, items, specs, progress=progress)
+        res["planners"].update(new["planners"])
+        order = {s: i for i, s in enumerate(res["planners"])}
+        res["rows"] = sorted([r for r in res["rows"] if r["planner"] not in specs] + new["rows"],
+                             key=lambda r: (names.index(r["image"]), order[r["planner"]]))
+        for variant, specs_v in groups.items():
+            res["groups"][variant] = group_seeds(res, variant, specs_v, known[variant].get("label", variant))
+        res["groups"] = {v: res["groups"][v] for v in known if v in res["groups"]}  # the config's order
+        res["refreshed"] = add_refresh(res, variants, command)
+        res["refreshed"][-1]["kind"] = "variants"
+        report["recipes"][recipe] = finish_recipe(cfg, recipe, res, out)
+    fresh = training_summary(cfg)
+    report["training"] = {**report.get("training", {}),
+                          **{k: v for k, v in fresh.items() if any(k.startswith(f"{x}_s") for x in variants)}}
+    report["refreshed"] = add_refresh(report, variants, command)
+    report["refreshed"][-1]["kind"] = "variants"  # learned variants (seed groups), not fixed planner specs
+    write_report(out, report)
+    log(f"refreshed the seed groups {', '.join(variants)} in {out}/compare.json, compare.md, compare.png and the "
+        "recipe JSONs")
+    return report
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line: train missing seed models, then evaluate and write the comparison."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -679,6 +739,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--replot", action="store_true", help="only re-draw compare.png and re-write compare.md from the "
                     "output folder's compare.json (after a change to the plot or the report; nothing trained or "
                     "evaluated)")
+    ap.add_argument("--refresh-variants", default="", help="comma-separated learned variants whose seed models "
+                    "were retrained: re-evaluate them and splice their rows and groups into the output folder's "
+                    "comparison (other rows kept)")
     ap.add_argument("--refresh", default="", help="comma-separated fixed planner specs, or 'all' for every one: "
                     "re-evaluate only these and splice them into the output folder's comparison (the seed-averaged "
                     "learned rows and every other row kept; nothing trained)")
@@ -701,6 +764,15 @@ def main(argv: list[str] | None = None) -> int:
     from policies.ppo.train import set_single_thread
 
     set_single_thread()
+    if args.refresh_variants:
+        variants = [v for v in args.refresh_variants.split(",") if v]
+        try:
+            refresh_variants(cfg, variants, "python -m experiments.compare --config "
+                             f"{args.config} --refresh-variants {args.refresh_variants}", progress=not args.no_progress)
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        return 0
     if args.refresh:
         specs = list(cfg["planners"]) if args.refresh == "all" else [s for s in args.refresh.split(",") if s]
         try:

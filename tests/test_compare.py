@@ -333,6 +333,44 @@ def test_refresh_re_makes_only_the_named_rows(tiny: dict[str, Any], monkeypatch:
     assert compare.main(["--config", str(path), "--refresh", "fixed"]) == 2
 
 
+def test_refresh_variants_re_makes_only_the_retrained_seed_groups(tiny: dict[str, Any], monkeypatch: pytest.MonkeyPatch,
+                                                                   tmp_path: Path) -> None:
+    import shutil
+
+    cfg = yaml.safe_load(tiny["cfg"].read_text())
+    cfg["output_dir"] = str(tmp_path / "out")
+    shutil.copytree(tiny["tmp"] / "out", tmp_path / "out")
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    before = json.loads((tmp_path / "out" / "compare.json").read_text())
+    real = compare.evaluate
+
+    def marked(*a: Any, **k: Any) -> dict[str, Any]:
+        res = real(*a, **k)
+        for p in res["planners"].values():
+            p["psnr_gain"] = -SENTINEL
+        return res
+
+    monkeypatch.setattr(compare, "evaluate", marked)
+    monkeypatch.setattr(compare, "_cache_path", lambda c, r, s: tmp_path / "cache" / f"{abs(hash((r, s)))}.json")
+    assert compare.main(["--config", str(path), "--refresh-variants", "tiny", "--no-progress"]) == 0
+    after = json.loads((tmp_path / "out" / "compare.json").read_text())
+    gain = {r["label"]: r["psnr_gain"] for r in after["recipes"][RECIPE]["table"]}
+    old = {r["label"]: r["psnr_gain"] for r in before["recipes"][RECIPE]["table"]}
+    assert gain["tiny PPO"] == -SENTINEL  # the seed group re-evaluated
+    assert gain["fixed"] == SENTINEL and gain["random:global"] == old["random:global"]  # kept
+    assert after["recipes"][RECIPE]["groups"]["tiny"]["per_seed_gain"] == [-SENTINEL]
+    assert after["training"] == before["training"] and after["refreshed"][-1]["kind"] == "variants"
+    res = json.loads((tmp_path / "out" / f"{RECIPE}.json").read_text())
+    assert len(res["rows"]) == 3  # the seed's row replaced, not added
+    assert "The seed-averaged rows of tiny PPO (`tiny`) were retrained and re-made later by" in (
+        tmp_path / "out" / "compare.md").read_text()
+    assert compare.main(["--config", str(path), "--refresh-variants", "nosuch"]) == 2
+    cfg["learned"]["runs_dir"] = str(tmp_path / "no_runs")  # seed models missing: refused before any evaluation
+    path.write_text(yaml.safe_dump(cfg))
+    assert compare.main(["--config", str(path), "--refresh-variants", "tiny"]) == 2
+
+
 def test_refreshes_accumulate_and_name_each_rows_last_command() -> None:
     from experiments.compare import add_refresh, refreshes
 
