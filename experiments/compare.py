@@ -26,8 +26,8 @@ different seeds); ``--skip-training`` evaluates whatever seed models exist; ``--
 ``compare.png`` from ``compare.json``; ``--refresh SPEC[,SPEC]`` (or ``all``) re-evaluates only those fixed planner rows
 and splices them into the existing outputs (after a change that affects those planners alone: every other
 row, the seed groups and the training summary are kept, so no seed model has to exist);
-``--refresh-variants V[,V]`` does the same for learned variants whose seed models were retrained
-(``--train-only --variants V`` first).
+``--refresh-variants V[,V]`` does the same for learned variants whose seed models were retrained (remove
+``<runs_dir>/V_s*`` and run ``--train-only --variants V`` first: a trained seed is otherwise reused).
 """
 
 from __future__ import annotations
@@ -459,8 +459,9 @@ def markdown(report: dict[str, Any]) -> str:
     labels = {v: x.get("label", v) for v, x in c["learned"]["variants"].items()} if c.get("learned") else {}
     for ref in refreshes(report):
         if ref.get("kind") == "variants":
-            lines += [f"The seed-averaged rows of {', '.join(f'{labels.get(v, v)} (`{v}`)' for v in ref['planners'])} "
-                      f"were retrained and re-made later by `{ref['command']}` (every other row as above).", ""]
+            named = ", ".join(f"{labels.get(v, v)} (`{v}`)" for v in ref["planners"])
+            lines += [f"The seed-averaged rows of {named} were re-made later from their seed models by "
+                      f"`{ref['command']}` (every other row as above).", ""]
             continue
         if set(ref["planners"]) == set(c.get("planners") or []):
             lines += [f"Every scripted and shipped-planner row was re-made later by `{ref['command']}` (the "
@@ -625,15 +626,17 @@ def refreshes(result: dict[str, Any]) -> list[dict[str, Any]]:
     return [ref] if isinstance(ref, dict) else list(ref)
 
 
-def add_refresh(result: dict[str, Any], specs: list[str], command: str) -> list[dict[str, Any]]:
-    """``result``'s refreshes plus one of ``specs`` by ``command``; a spec re-made again leaves its older entry
-    (an entry left with no spec is dropped), so each row names the command that made it last."""
+def add_refresh(result: dict[str, Any], specs: list[str], command: str, kind: str | None = None
+                ) -> list[dict[str, Any]]:
+    """``result``'s refreshes plus one of ``specs`` by ``command``; a spec re-made again leaves its older entry of
+    the same ``kind`` (None: fixed planner specs; ``"variants"``: learned variants; an entry left with no spec is
+    dropped), so each row names the command that made it last."""
     out = []
     for ref in refreshes(result):
-        kept = [p for p in ref["planners"] if p not in specs]
+        kept = [p for p in ref["planners"] if p not in specs or ref.get("kind") != kind]
         if kept:
             out.append({**ref, "planners": kept})
-    return out + [{"planners": list(specs), "command": command}]
+    return out + [{"planners": list(specs), "command": command, **({"kind": kind} if kind else {})}]
 
 
 def refresh(cfg: dict[str, Any], specs: list[str], command: str, progress: bool = True) -> dict[str, Any]:
@@ -688,6 +691,8 @@ def refresh_variants(cfg: dict[str, Any], variants: list[str], command: str, pro
     unknown = [v for v in variants if v not in known]
     if unknown:
         raise ValueError(f"--refresh-variants names unknown variants {', '.join(unknown)}; known: {', '.join(known)}")
+    sources = {known[v].get("runs_of") or v for v in variants}
+    variants = [v for v in known if v in variants or (known[v].get("runs_of") or v) in sources]  # runs_of ones too
     groups: dict[str, list[str]] = {}
     for variant in variants:
         v = known[variant]
@@ -705,22 +710,26 @@ def refresh_variants(cfg: dict[str, Any], variants: list[str], command: str, pro
     for recipe in cfg["recipes"]:
         path = out / f"{recipe}.json"
         res = json.loads(path.read_text())
+        stale = set(specs) | {s for v in groups for s in (res["groups"].get(v) or {}).get("specs", [])}
+        for spec in stale:  # the variants' old seed rows go, also those of seeds or gates the config no longer has
+            res["planners"].pop(spec, None)
         new = evaluate_recipe(cfg, recipe, items, specs, progress=progress)
         res["planners"].update(new["planners"])
         order = {s: i for i, s in enumerate(res["planners"])}
-        res["rows"] = sorted([r for r in res["rows"] if r["planner"] not in specs] + new["rows"],
+        res["rows"] = sorted([r for r in res["rows"] if r["planner"] not in stale] + new["rows"],
                              key=lambda r: (names.index(r["image"]), order[r["planner"]]))
+        old_groups = res["groups"]
         for variant, specs_v in groups.items():
-            res["groups"][variant] = group_seeds(res, variant, specs_v, known[variant].get("label", variant))
-        res["groups"] = {v: res["groups"][v] for v in known if v in res["groups"]}  # the config's order
-        res["refreshed"] = add_refresh(res, variants, command)
-        res["refreshed"][-1]["kind"] = "variants"
+            old_groups[variant] = group_seeds(res, variant, specs_v, known[variant].get("label", variant))
+        res["groups"] = {**{v: old_groups[v] for v in known if v in old_groups},  # the config's order first
+                         **{v: g for v, g in old_groups.items() if v not in known}}  # other groups kept
+        res["refreshed"] = add_refresh(res, variants, command, kind="variants")
         report["recipes"][recipe] = finish_recipe(cfg, recipe, res, out)
-    fresh = training_summary(cfg)
-    report["training"] = {**report.get("training", {}),
-                          **{k: v for k, v in fresh.items() if any(k.startswith(f"{x}_s") for x in variants)}}
-    report["refreshed"] = add_refresh(report, variants, command)
-    report["refreshed"][-1]["kind"] = "variants"  # learned variants (seed groups), not fixed planner specs
+    mine = {run_dir(cfg, v, int(sd)).name for v in groups for sd in cfg["learned"]["seeds"]}
+    prefixes = tuple(f"{known[v].get('runs_of') or v}_s" for v in groups)
+    kept = {k: x for k, x in report.get("training", {}).items() if not k.startswith(prefixes)}  # removed seeds too
+    report["training"] = {**kept, **{k: x for k, x in training_summary(cfg).items() if k in mine}}
+    report["refreshed"] = add_refresh(report, variants, command, kind="variants")  # learned variants, not specs
     write_report(out, report)
     log(f"refreshed the seed groups {', '.join(variants)} in {out}/compare.json, compare.md, compare.png and the "
         "recipe JSONs")
@@ -740,8 +749,8 @@ def main(argv: list[str] | None = None) -> int:
                     "output folder's compare.json (after a change to the plot or the report; nothing trained or "
                     "evaluated)")
     ap.add_argument("--refresh-variants", default="", help="comma-separated learned variants whose seed models "
-                    "were retrained: re-evaluate them and splice their rows and groups into the output folder's "
-                    "comparison (other rows kept)")
+                    "were retrained (remove runs_dir/V_s*, run --train-only --variants V first): re-evaluate them "
+                    "and splice their rows and groups into the output folder's comparison (other rows kept)")
     ap.add_argument("--refresh", default="", help="comma-separated fixed planner specs, or 'all' for every one: "
                     "re-evaluate only these and splice them into the output folder's comparison (the seed-averaged "
                     "learned rows and every other row kept; nothing trained)")

@@ -66,8 +66,9 @@ def check_keys(cfg: dict[str, Any], known: Iterable[str], where: str, required: 
 def check_sections(cfg: dict[str, Any], sections: dict[str, tuple[Iterable[str], Iterable[str]]], where: str) -> None:
     """:func:`check_keys` on ``cfg`` and on the mappings nested in it. ``sections`` maps ``""`` (the top level) and
     each section's dotted path (``"train"``, ``"data.augment"``; a parent before its sections) to its (known keys,
-    required keys); errors name ``where`` and the section (``"c.yaml: train"``). A section that is absent, or None
-    where its parent does not require it, is not checked; any other value that is not a mapping is refused."""
+    required keys); errors name ``where`` and the section (``"c.yaml: train"``). A section that is absent, or None /
+    False (turned off) where its parent does not require it, is not checked; any other value that is not a mapping is
+    refused."""
     for path, (known, required) in sections.items():
         if not path:
             check_keys(cfg, known, where, required)
@@ -79,8 +80,8 @@ def check_sections(cfg: dict[str, Any], sections: dict[str, tuple[Iterable[str],
         if not isinstance(parent, dict) or key not in parent:
             continue
         block = parent[key]
-        if block is None and key not in sections.get(".".join(parents), ((), ()))[1]:
-            continue
+        if (block is None or block is False) and key not in sections.get(".".join(parents), ((), ()))[1]:
+            continue  # an optional section turned off (``family_masks: false``)
         if not isinstance(block, dict):
             raise ValueError(f"{where}: {path} must be a mapping of config keys, got {block!r}")
         check_keys(block, known, f"{where}: {path}", required)

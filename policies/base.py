@@ -161,6 +161,16 @@ def fresh_image(image: np.ndarray, degraded: Any) -> np.ndarray:
     return image
 
 
+def _inner_vector(env: Any) -> Any:
+    """The vector env under Gymnasium vector wrappers (``RecordEpisodeStatistics`` on a ``SyncVectorEnv`` does not
+    pass ``envs`` through); any other object as it is."""
+    import gymnasium
+
+    while isinstance(env, gymnasium.vector.VectorWrapper):
+        env = env.env
+    return env
+
+
 class Planner(abc.ABC):
     """Restores an image by choosing (region, tool, parameters) steps.
 
@@ -250,11 +260,12 @@ class Planner(abc.ABC):
         ``SyncVectorEnv``, SB3's ``DummyVecEnv``) so :meth:`predict` can read the current image and regions. Returns
         ``self``. ``ValueError`` for a vector env whose envs live in other processes (``AsyncVectorEnv``,
         ``SubprocVecEnv``: their images cannot be read from here) or an object that is not a SpatialIR env."""
-        if hasattr(env, "num_envs") and not hasattr(env, "envs"):
+        if hasattr(env, "num_envs") and not hasattr(_inner_vector(env), "envs"):
             raise ValueError(f"cannot attach a planner to {type(env).__name__}: its envs run in other processes, so "
                              "the planner cannot read their images; use gymnasium.vector.SyncVectorEnv or SB3's "
                              "DummyVecEnv")
-        for e in (list(env.envs) if hasattr(env, "envs") else [env]):
+        inner = _inner_vector(env)
+        for e in (list(inner.envs) if hasattr(inner, "envs") else [env]):
             if not hasattr(getattr(e, "unwrapped", None), "max_steps") or not hasattr(e.unwrapped, "state"):
                 raise ValueError(f"attach() needs a SpatialIR env (gymnasium.make('SpatialIR-v0', ...) or a wrapper "
                                  f"of one), got {type(getattr(e, 'unwrapped', e)).__name__}")
@@ -265,7 +276,8 @@ class Planner(abc.ABC):
     def _env_list(self) -> list[Any]:
         if self._env is None:
             raise RuntimeError("scripted planners need attach(env) before predict(): they read the env's image")
-        return list(self._env.envs) if hasattr(self._env, "envs") else [self._env]
+        inner = _inner_vector(self._env)
+        return list(inner.envs) if hasattr(inner, "envs") else [self._env]
 
     def predict(self, observation: Any, state: Any = None, episode_start: np.ndarray | None = None,
                 deterministic: bool = True) -> tuple[np.ndarray | dict[str, Any], Any]:
@@ -298,7 +310,7 @@ class Planner(abc.ABC):
             step = plan.pop(0) if plan and s.steps < base.max_steps else None
             actions.append(encode_action(env, step))
         batched = isinstance(observation, Mapping) and np.ndim(observation.get("valid")) == 2  # from a VecEnv
-        if len(envs) == 1 and not hasattr(self._env, "envs") and not batched:
+        if len(envs) == 1 and not hasattr(_inner_vector(self._env), "envs") and not batched:
             return actions[0], state
         if isinstance(actions[0], dict):
             import gymnasium

@@ -9,10 +9,12 @@ def check_image(image: object, name: str = "image") -> np.ndarray:
     """Return ``image`` as a float32 HxWx3 array in [0, 1], or raise ``ValueError`` naming the problem.
 
     Accepts float16/32/64 arrays; integer arrays (e.g. uint8 0-255) are refused with a hint, as are
-    2-D (greyscale), 1- or 4-channel arrays, masked arrays (their masked pixels have no value to restore), images
+    2-D (greyscale), 1- or 4-channel arrays, masked arrays with masked pixels (those have no value to restore), images
     under 8 x 8 px, NaN/inf and values outside [0, 1] (beyond a 1e-4 tolerance, which is clipped away). The result
     is a plain ``numpy.ndarray`` (also for a ``np.memmap`` or other ndarray subclass input).
     """
+    if isinstance(image, np.ma.MaskedArray) and not np.ma.getmaskarray(image).any():
+        image = image.data  # nothing masked: its values are the image
     if isinstance(image, np.ma.MaskedArray):
         raise ValueError(f"{name} is a masked array: fill the masked pixels first (e.g. img.filled(0.0)) or pass "
                          "img.data to restore every pixel")

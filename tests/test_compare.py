@@ -363,7 +363,7 @@ def test_refresh_variants_re_makes_only_the_retrained_seed_groups(tiny: dict[str
     assert after["training"] == before["training"] and after["refreshed"][-1]["kind"] == "variants"
     res = json.loads((tmp_path / "out" / f"{RECIPE}.json").read_text())
     assert len(res["rows"]) == 3  # the seed's row replaced, not added
-    assert "The seed-averaged rows of tiny PPO (`tiny`) were retrained and re-made later by" in (
+    assert "The seed-averaged rows of tiny PPO (`tiny`) were re-made later from their seed models by" in (
         tmp_path / "out" / "compare.md").read_text()
     assert compare.main(["--config", str(path), "--refresh-variants", "nosuch"]) == 2
     cfg["learned"]["runs_dir"] = str(tmp_path / "no_runs")  # seed models missing: refused before any evaluation
@@ -381,6 +381,8 @@ def test_refreshes_accumulate_and_name_each_rows_last_command() -> None:
                                {"planners": ["dfs"], "command": "c2"}]
     twice = add_refresh(once, ["ppo", "dfs"], "c3")  # re-made again: older entries give them up
     assert twice == [{"planners": ["perceive"], "command": "c1"}, {"planners": ["ppo", "dfs"], "command": "c3"}]
+    third = add_refresh({"refreshed": twice}, ["ppo"], "c4", kind="variants")  # a variant named like a spec
+    assert third[:2] == twice and third[2] == {"planners": ["ppo"], "command": "c4", "kind": "variants"}
 
 
 def test_planner_styles_tell_every_label_apart_and_keep_their_order() -> None:

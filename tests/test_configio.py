@@ -120,6 +120,7 @@ def test_check_sections_checks_nested_mappings() -> None:
                 "data.augment": (("scale",), ())}
     check_sections({"seed": 0, "data": {"crop": 64, "augment": {"scale": 1}}}, sections, "c.yaml")
     check_sections({"seed": 0}, sections, "c.yaml")  # an absent optional section is not checked
+    check_sections({"seed": 0, "data": {"crop": 64, "augment": False}}, sections, "c.yaml")  # nor one turned off
     with pytest.raises(ValueError, match="c.yaml: data.augment: unknown config key 'scal' \\(did you mean 'scale'"):
         check_sections({"seed": 0, "data": {"crop": 64, "augment": {"scal": 1}}}, sections, "c.yaml")
     with pytest.raises(ValueError, match="c.yaml: data: missing config key\\(s\\) crop"):

@@ -158,6 +158,10 @@ def test_vector_envs_get_actions_in_their_own_batch_form_and_async_ones_are_refu
     action, _ = planner.predict(obs)
     assert isinstance(action, dict) and np.shape(action["tool"]) == (2,)  # Gymnasium: dict of batched arrays
     sync.step(action)
+    wrapped = gym.wrappers.vector.RecordEpisodeStatistics(gym.vector.SyncVectorEnv([make, make]))
+    planner = make_planner("fixed").attach(wrapped)  # a vector wrapper hides .envs: looked up underneath
+    action, _ = planner.predict(wrapped.reset(seed=0)[0])
+    assert isinstance(action, dict) and np.shape(action["tool"]) == (2,)
     dummy = DummyVecEnv([make, make])
     planner = make_planner("fixed").attach(dummy)
     action, _ = planner.predict(dummy.reset())

@@ -565,4 +565,11 @@ def test_a_model_trained_in_a_script_is_saved_for_the_planner(tmp_path: Path) ->
     with pytest.raises(ValueError, match="observation_space .* is not that of SpatialIR-Lite-v0 with env_kwargs "
                                          "\\{'max_regions': 3\\}"):
         save_model(model, tmp_path / "bad", "SpatialIR-Lite-v0", {"max_regions": 3})
+    with pytest.raises(ValueError, match="trained on an env with region_proposer='grid', but SpatialIR-Lite-v0 "
+                                         "with env_kwargs .* has 'slic'"):  # same spaces, other regions
+        save_model(model, tmp_path / "bad", "SpatialIR-Lite-v0", {"image_size": 48, "region_proposer": "slic"})
     assert not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match="already holds a run"):
+        save_model(model, tmp_path / "mine", "SpatialIR-Lite-v0", {"image_size": 48})
+    assert save_model(model, tmp_path / "mine", "SpatialIR-Lite-v0", {"image_size": 48}, overwrite=True) == path
+    assert "ppo" not in read_model_config(path) and read_model_config(path)["budget_end"] == "terminated"

@@ -153,6 +153,8 @@ def test_memmap_input_gives_a_plain_array(photo: np.ndarray, tmp_path) -> None: 
     assert type(checked) is np.ndarray and np.array_equal(checked, photo)
     out = apply(m, "gamma_correct", None)
     assert type(out) is np.ndarray and out.shape == photo.shape
+    unmasked = check_image(np.ma.masked_array(photo, mask=False))  # nothing masked: accepted as its values
+    assert type(unmasked) is np.ndarray and np.array_equal(unmasked, photo)
 
 
 def test_bad_mask_rejected(photo: np.ndarray) -> None:

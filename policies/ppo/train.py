@@ -33,6 +33,9 @@ from policies.ppo.config import load_config, resolve_config, write_config
 
 #: ``info`` keys that Monitor copies into the episode records (``ep_info_buffer``, evaluation logs).
 INFO_KEYWORDS = ("psnr_gain", "is_success", "tool_calls")
+# how the env ended an episode at its step budget when a model was trained (recorded in config.yml): "terminated"
+# since stop 31; configs without the key were trained while it was "truncated" (SB3 bootstrapped that last step)
+BUDGET_END = "terminated"
 
 
 def set_single_thread() -> None:
@@ -103,13 +106,17 @@ def make_maskable_ppo(env: Any, policy_kwargs: Mapping[str, Any] | None = None, 
 
 
 def save_model(model: Any, folder: str | Path, env_id: str, env_kwargs: Mapping[str, Any] | None = None,
-               bins: int = 5) -> Path:
+               bins: int = 5, overwrite: bool = False) -> Path:
     """Save a model trained in your own script (:func:`make_hybrid_ppo` on ``BoxAction(gym.make(env_id,
     **env_kwargs))``, or :func:`make_maskable_ppo` on ``MultiDiscreteAction(..., bins=bins)``) as a run folder the
     ``ppo`` / ``maskable_ppo`` planners load: ``folder/model.zip`` plus the ``config.yml`` that ``spatial-ir train``
-    writes (env id and keyword arguments, tool names, encoder fingerprint). Returns the model path, for
-    ``make_planner("ppo", path=...)``. ``env_id`` / ``env_kwargs`` must be what the training env was made with:
-    ``ValueError`` when the env they build has other observation or action spaces than the model."""
+    writes (env id and keyword arguments, tool names, encoder fingerprint, the model's seed and policy settings).
+    Returns the model path, for ``make_planner("ppo", path=...)``.
+
+    ``env_id`` / ``env_kwargs`` must be what the training env was made with: ``ValueError`` when the env they
+    build has other observation or action spaces than the model or, while the model still holds its training env,
+    another recipe, region proposer, region count, step budget, reward metric or tool list than that env. A folder
+    already holding a run is refused unless ``overwrite`` (its earlier outputs are then removed)."""
     from sb3_contrib import MaskablePPO
 
     algo = "maskable" if isinstance(model, MaskablePPO) else "hybrid"
@@ -124,12 +131,30 @@ def save_model(model: Any, folder: str | Path, env_id: str, env_kwargs: Mapping[
                 raise ValueError(f"the model's {what} {getattr(model, what)} is not that of {env_id} with env_kwargs "
                                  f"{dict(env_kwargs or {})} ({getattr(env, what)}): pass what the training env was "
                                  "made with")
+        trained_on = model.get_env()
+        if trained_on is not None:  # the settings the spaces do not show
+            base = env.unwrapped
+            for attr in ("recipe", "region_proposer", "max_regions", "max_steps", "reward_metric", "tool_names"):
+                theirs = trained_on.get_attr(attr, indices=[0])[0]
+                if theirs != getattr(base, attr):
+                    raise ValueError(f"the model was trained on an env with {attr}={theirs!r}, but {env_id} with "
+                                     f"env_kwargs {dict(env_kwargs or {})} has {getattr(base, attr)!r}: pass what "
+                                     "the training env was made with")
     finally:
         env.close()
+    _check_run_folder(folder, None, overwrite)
+    if overwrite:
+        import shutil
+
+        for old in run_outputs(folder):
+            shutil.rmtree(old) if old.is_dir() else old.unlink()
     import stable_baselines3
     import torch
 
-    write_config({**cfg, **_tool_info(cfg), "trained_timesteps": int(model.num_timesteps),
+    recorded = {k: v for k, v in cfg.items() if k not in ("ppo", "total_timesteps", "eval", "checkpoint_freq",
+                                                           "resume", "n_envs")}  # training-run keys it never used
+    write_config({**recorded, "policy_kwargs": dict(model.policy_kwargs or {}), "seed": model.seed,
+                  **_tool_info(cfg), "trained_timesteps": int(model.num_timesteps),
                   "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__},
                   "started": "saved by policies.ppo.train.save_model"}, folder)
     model.save(folder / "model.zip")
@@ -151,8 +176,9 @@ def algo_class(algo: str):
 
 def _tool_info(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """What a saved model's ``config.yml`` records about the env it was trained on: its ``tool_names``,
-    their ``param_counts`` and ``encoder_sha256`` (the learned encoder weights it observed through, ``None``
-    without a learned embedding or proposer; :class:`policies.ppo.planner.PPOPlanner` refuses other weights)."""
+    their ``param_counts``, ``encoder_sha256`` (the learned encoder weights it observed through, ``None``
+    without a learned embedding or proposer; :class:`policies.ppo.planner.PPOPlanner` refuses other weights) and
+    ``budget_end`` (:data:`BUDGET_END`)."""
     from ir_env.encoder.learned import observation_fingerprint
 
     env = build_env(cfg["env_id"], {**cfg["env_kwargs"], "corpus": [np.zeros((32, 32, 3), np.float32)]},
@@ -163,7 +189,8 @@ def _tool_info(cfg: Mapping[str, Any]) -> dict[str, Any]:
     from policies.ppo.policy import param_counts_for
 
     return {"tool_names": names, "param_counts": param_counts_for(names),
-            "encoder_sha256": observation_fingerprint(dict(cfg["env_kwargs"]))}
+            "encoder_sha256": observation_fingerprint(dict(cfg["env_kwargs"])),
+            "budget_end": BUDGET_END}
 
 
 def one_line(exc: BaseException) -> str:
@@ -340,31 +367,31 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
         if not existed and run_dir.is_dir() and not any(run_dir.iterdir()):
             run_dir.rmdir()  # a failed start leaves no empty run folder behind
         raise
-    if overwrite:
-        import shutil
+    try:  # from here the envs are closed however it ends (SubprocVecEnv workers are processes)
+        if overwrite:
+            import shutil
 
-        for old in run_outputs(run_dir):
-            shutil.rmtree(old) if old.is_dir() else old.unlink()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    resolved = {**cfg, **info, "versions": {"stable_baselines3": stable_baselines3.__version__,
-                                            "torch": torch.__version__},
-                "started": time.strftime("%Y-%m-%d %H:%M:%S")}
-    write_config(resolved, run_dir)
+            for old in run_outputs(run_dir):
+                shutil.rmtree(old) if old.is_dir() else old.unlink()
+        run_dir.mkdir(parents=True, exist_ok=True)
+        resolved = {**cfg, **info, "versions": {"stable_baselines3": stable_baselines3.__version__,
+                                                "torch": torch.__version__},
+                    "started": time.strftime("%Y-%m-%d %H:%M:%S")}
+        write_config(resolved, run_dir)
 
-    callbacks: list[Any] = [cb.RestorationStatsCallback()]
-    if int(cfg["checkpoint_freq"]) > 0:
-        callbacks.append(CheckpointCallback(max(1, int(cfg["checkpoint_freq"]) // n_envs),
-                                            str(run_dir / "checkpoints"), name_prefix="model"))
-    if eval_env is not None:
-        cls = cb.SeededEvalCallback if cfg["algo"] == "hybrid" else cb.SeededMaskableEvalCallback
-        eval_cb = cls(eval_env, n_eval_episodes=int(ev["episodes"]), eval_freq=max(1, int(ev["freq"]) // n_envs),
-                      best_model_save_path=str(run_dir), log_path=str(run_dir / "eval"), deterministic=True,
-                      verbose=int(cfg["verbose"]), eval_seed=int(ev["seed"]))
-        if resume:
-            _restore_eval_history(eval_cb, run_dir / "eval" / "evaluations.npz", int(model.num_timesteps))
-        callbacks.append(eval_cb)
-    remaining = int(cfg["total_timesteps"]) - (int(model.num_timesteps) if resume else 0)
-    try:
+        callbacks: list[Any] = [cb.RestorationStatsCallback()]
+        if int(cfg["checkpoint_freq"]) > 0:
+            callbacks.append(CheckpointCallback(max(1, int(cfg["checkpoint_freq"]) // n_envs),
+                                                str(run_dir / "checkpoints"), name_prefix="model"))
+        if eval_env is not None:
+            cls = cb.SeededEvalCallback if cfg["algo"] == "hybrid" else cb.SeededMaskableEvalCallback
+            eval_cb = cls(eval_env, n_eval_episodes=int(ev["episodes"]), eval_freq=max(1, int(ev["freq"]) // n_envs),
+                          best_model_save_path=str(run_dir), log_path=str(run_dir / "eval"), deterministic=True,
+                          verbose=int(cfg["verbose"]), eval_seed=int(ev["seed"]))
+            if resume:
+                _restore_eval_history(eval_cb, run_dir / "eval" / "evaluations.npz", int(model.num_timesteps))
+            callbacks.append(eval_cb)
+        remaining = int(cfg["total_timesteps"]) - (int(model.num_timesteps) if resume else 0)
         with warnings.catch_warnings():  # the eval env is a DummyVecEnv on purpose (fixed, seeded episodes)
             warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
             model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name="tb",
