@@ -34,7 +34,7 @@ def _random_tool_action(env: Any, rng: np.random.Generator) -> dict[str, Any]:
             "params": rng.uniform(-1, 1, base.num_params).astype(np.float32)}
 
 
-def bench_single(size: int, steps: int, seed: int, env_id: str = "SpatialIR-v0") -> dict[str, float]:
+def bench_single(size: int, steps: int, seed: int, env_id: str = "SpatialIR-v1") -> dict[str, float]:
     """Steps/s, reset seconds and the non-tool share of step time for one env at ``size`` px."""
     import gymnasium as gym
 
@@ -80,7 +80,7 @@ def bench_synthesize(size: int, seed: int, repeats: int = 8) -> float:
 def _make_lite(size: int):  # noqa: ANN202
     import gymnasium as gym
 
-    return lambda: gym.make("ir_env:SpatialIR-v0", image_size=size, max_steps=1000)
+    return lambda: gym.make("ir_env:SpatialIR-v1", image_size=size, max_steps=1000)
 
 
 def bench_vector(size: int, steps: int, workers: int, seed: int) -> float:

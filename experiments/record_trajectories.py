@@ -113,7 +113,7 @@ def load_record_config(path: str | None, **overrides: Any) -> dict[str, Any]:
 def env_settings(cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """``(env_id, env_kwargs)`` from the config: explicit ones, else the PPO config's."""
     if cfg.get("env_kwargs"):
-        return str(cfg.get("env_id") or "SpatialIR-v0"), dict(cfg["env_kwargs"])
+        return str(cfg.get("env_id") or "SpatialIR-v1"), dict(cfg["env_kwargs"])
     from policies.ppo.config import load_config
 
     pcfg = load_config(cfg["ppo_config"])

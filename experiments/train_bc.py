@@ -1,6 +1,6 @@
 """Train the PPO planner by imitation of the greedy oracle, then fine-tune it with PPO.
 
-PPO from scratch collapses to "always STOP" on SpatialIR-v0; this script instead:
+PPO from scratch collapses to "always STOP" on SpatialIR-v1; this script instead:
 
 1. records expert episodes (``greedy``, judge ``psnr``: an oracle, the env knows the clean image) on the
    exact env of the PPO config (``ppo_config``'s ``env_id`` / ``env_kwargs``, ``BoxAction``; with ``algo:

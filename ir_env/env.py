@@ -99,6 +99,8 @@ class EpisodeState:
     ended: bool = False  # STOP or the step budget ended the episode: step() needs a reset() first
 
 
+#: How the step budget ends an episode (``budget_end``): the -v1 ids terminate, the -v0 ids truncate.
+BUDGET_ENDS = ("terminated", "truncated")
 #: Largest ``image_size`` (px) the env accepts for its crops.
 MAX_IMAGE_SIZE = 4096
 #: Smallest side (px) of an image given to ``reset(options={"image": ...})``: the episode's summary scores SSIM.
@@ -133,11 +135,13 @@ class SpatialIREnv(gym.Env):
             known in training; ``niqe``, ``piqe``, ``brisque``: no-reference), or ``"none"``: no quality
             is measured at all, the reward is the step cost alone and ``info`` carries no PSNR / SSIM
             figures (for callers that only read observations, e.g. a planner running a trained policy).
-        max_steps: step budget per episode, in applied tools. Reaching it ends the episode with ``terminated=True``:
-            ``steps_left`` is part of the observation, so a state with no steps left is terminal (nothing more can
-            happen there; stable-baselines3 would otherwise bootstrap the last reward from a value never trained on
-            such states). ``truncated`` is always False here; a Gymnasium ``TimeLimit`` (``max_episode_steps``)
-            truncates as usual.
+        max_steps: step budget per episode, in applied tools. How reaching it ends the episode: ``budget_end``.
+        budget_end: ``"terminated"`` (default; the ``-v1`` ids): reaching ``max_steps`` ends the episode with
+            ``terminated=True``, ``truncated`` is always False (a Gymnasium ``TimeLimit`` truncates as usual).
+            ``steps_left`` is part of the observation, so a state with no steps left is terminal; nothing more can
+            happen there, and stable-baselines3 would otherwise bootstrap the last reward from a value never trained
+            on such states. ``"truncated"`` (the ``-v0`` ids, kept for models trained before stop 32): the budget
+            ends the episode with ``terminated=False, truncated=True``.
         step_cost: reward penalty per applied tool, scaled by :func:`tool_cost` (in the metric's units,
             e.g. dB): ``reward = gain - step_cost * tool_cost(tool)``.
         tools: tool names to offer (default: ``restorers.fast_tools()``, every registered tool with a
@@ -166,6 +170,7 @@ class SpatialIREnv(gym.Env):
         embedding: str = "handcrafted",
         reward_metric: str = "psnr",
         max_steps: int = 6,
+        budget_end: str = "terminated",
         step_cost: float = 0.02,
         tools: Sequence[str] | None = None,
         seed: int | None = None,
@@ -178,6 +183,8 @@ class SpatialIREnv(gym.Env):
         _whole(image_size, "image_size", 32, MAX_IMAGE_SIZE, "px")
         _whole(max_regions, "max_regions", 1)
         _whole(max_steps, "max_steps", 1)
+        if budget_end not in BUDGET_ENDS:
+            raise ValueError(f"budget_end must be one of {', '.join(map(repr, BUDGET_ENDS))}, got {budget_end!r}")
         if not isinstance(final_observation, (bool, np.bool_)):
             raise ValueError(f"final_observation must be True or False, got {final_observation!r}")
         if isinstance(step_cost, bool) or not isinstance(step_cost, (int, float, np.integer, np.floating)) \
@@ -205,6 +212,7 @@ class SpatialIREnv(gym.Env):
         self.image_size = int(image_size)
         self.max_regions = int(max_regions)
         self.max_steps = int(max_steps)
+        self.budget_end = str(budget_end)
         self.step_cost = float(step_cost)
         self.render_mode = render_mode
         self.tools: list[Tool] = [get_tool(n) for n in tools] if tools is not None else fast_tools()
@@ -376,7 +384,7 @@ class SpatialIREnv(gym.Env):
         terms), ``tool_calls`` and ``steps`` so far, and (unless ``reward_metric="none"``) ``psnr``, the episode's
         ``psnr_gain`` and ``quality_gain`` so far (dB for PSNR) and ``is_success`` (PSNR improved so far): every
         step carries them, so ``Monitor(info_keywords=...)`` also works when a ``TimeLimit`` ends the episode. The
-        step that ends it (STOP or ``max_steps``; ``terminated=True``) adds :meth:`episode_summary`: ``psnr_in`` /
+        step that ends it (STOP or ``max_steps``, see ``budget_end``) adds :meth:`episode_summary`: ``psnr_in`` /
         ``psnr_out``, ``ssim_in`` / ``ssim_out`` / ``ssim`` and ``trace``.
         """
         s = self._require_state()
@@ -414,9 +422,10 @@ class SpatialIREnv(gym.Env):
                 info["tool_seconds"] = WallSeconds(dt)
                 args = ", ".join(f"{k}={v:.3g}" for k, v in phys.items())
                 s.last_action = f"r{region}: {tool.name}({args})" + ("" if self.metric is None else f" {g:+.2f}")
-        terminated = terminated or s.steps >= self.max_steps  # no steps left is a terminal state (observed)
-        truncated = False
-        s.ended = terminated
+        spent = not terminated and s.steps >= self.max_steps
+        terminated = terminated or (spent and self.budget_end == "terminated")  # no steps left: terminal (observed)
+        truncated = spent and self.budget_end == "truncated"  # the -v0 dynamics
+        s.ended = terminated or truncated
         reward = float(sum(rewards.values()))
         info["rewards"] = rewards
         info.update(tool_calls=s.tool_calls, steps=s.steps)
@@ -426,7 +435,7 @@ class SpatialIREnv(gym.Env):
             start = s.psnr_start or 0.0
             info.update(psnr_gain=info["psnr"] - start, is_success=bool(info["psnr"] > start + 1e-6),
                         quality_gain=float(quality_gain(self.reward_metric, s.quality_start, s.quality)))
-        if terminated:
+        if s.ended:
             info.update(self.episode_summary())
         return self._obs(), reward, terminated, truncated, info
 

@@ -267,7 +267,7 @@ class Planner(abc.ABC):
         inner = _inner_vector(env)
         for e in (list(inner.envs) if hasattr(inner, "envs") else [env]):
             if not hasattr(getattr(e, "unwrapped", None), "max_steps") or not hasattr(e.unwrapped, "state"):
-                raise ValueError(f"attach() needs a SpatialIR env (gymnasium.make('SpatialIR-v0', ...) or a wrapper "
+                raise ValueError(f"attach() needs a SpatialIR env (gymnasium.make('SpatialIR-v1', ...) or a wrapper "
                                  f"of one), got {type(getattr(e, 'unwrapped', e)).__name__}")
         self._env = env
         self._plans = {}

@@ -24,7 +24,7 @@ TOOLS = ["tv_denoise", "wiener_defocus", "dcp_dehaze", "gamma_correct"]
 
 
 def _env(max_steps: int = 3) -> gym.Env:
-    return BoxAction(gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=max_steps, tools=TOOLS))
+    return BoxAction(gym.make("SpatialIR-Lite-v1", image_size=48, max_steps=max_steps, tools=TOOLS))
 
 
 @pytest.fixture(scope="module")
@@ -166,7 +166,7 @@ def test_perceive_expert_is_recorded_and_checked(tmp_path) -> None:  # noqa: ANN
         bc.make_expert(_env(), planner="perceive")  # TOOLS lack the rule table's tools
     with pytest.raises(ValueError, match="unknown expert"):
         bc.make_expert(_env(), planner="oracle")
-    env = BoxAction(gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=3, embedding="learned"))
+    env = BoxAction(gym.make("SpatialIR-Lite-v1", image_size=48, max_steps=3, embedding="learned"))
     expert = bc.make_expert(env, planner="perceive")
     assert isinstance(expert, PerceivePlanner) and expert.max_steps == 3
     data, stats = bc.record_expert(env, expert, episodes=3, seed=5)

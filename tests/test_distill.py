@@ -26,21 +26,21 @@ th.set_num_threads(1)
 TOOLS = ["tv_denoise", "wiener_defocus", "dcp_dehaze", "gamma_correct"]
 ENV_KWARGS = {"recipe": "spatial-mixed", "image_size": 48, "max_regions": 2, "region_proposer": "grid",
               "embedding": "handcrafted", "reward_metric": "psnr", "max_steps": 2, "tools": TOOLS}
-PPO_CFG = {"env_id": "SpatialIR-v0", "algo": "hybrid", "bins": 5, "policy_kwargs": {"hidden": 32, "attention": True},
+PPO_CFG = {"env_id": "SpatialIR-v1", "algo": "hybrid", "bins": 5, "policy_kwargs": {"hidden": 32, "attention": True},
            "ppo": {"n_steps": 64, "batch_size": 32}}
 
 
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory: pytest.TempPathFactory) -> tuple[TrajectoryData, str]:
     out = tmp_path_factory.mktemp("traj")
-    cfg = load_record_config(None, out_dir=str(out), env_id="SpatialIR-v0", env_kwargs=ENV_KWARGS, episodes=6,
+    cfg = load_record_config(None, out_dir=str(out), env_id="SpatialIR-v1", env_kwargs=ENV_KWARGS, episodes=6,
                              episodes_per_shard=4, seed=100)
     record(cfg, progress=False, log=lambda m: None)
     return read_dataset(out), str(out)
 
 
 def _model(env_kwargs: dict = ENV_KWARGS):  # noqa: ANN202
-    venv = DummyVecEnv([lambda: build_env("SpatialIR-v0", env_kwargs, "hybrid", monitor=False)])
+    venv = DummyVecEnv([lambda: build_env("SpatialIR-v1", env_kwargs, "hybrid", monitor=False)])
     return make_hybrid_ppo(venv, PPO_CFG["policy_kwargs"], seed=0, device="cpu", **PPO_CFG["ppo"])
 
 
@@ -55,7 +55,7 @@ def test_shards_round_trip_and_resume(dataset: tuple[TrajectoryData, str]) -> No
         np.testing.assert_array_equal(data[key], np.concatenate([a[key], b[key]]))
     mtime = shard_path(folder, 0).stat().st_mtime_ns
     shard_path(folder, 1).unlink()
-    cfg = load_record_config(None, out_dir=folder, env_id="SpatialIR-v0", env_kwargs=ENV_KWARGS, episodes=6,
+    cfg = load_record_config(None, out_dir=folder, env_id="SpatialIR-v1", env_kwargs=ENV_KWARGS, episodes=6,
                              episodes_per_shard=4, seed=100)
     record(cfg, progress=False, log=lambda m: None)  # resumes: only the missing shard is recorded again
     assert shard_path(folder, 0).stat().st_mtime_ns == mtime
@@ -109,7 +109,7 @@ def test_student_reproduces_teacher_and_plans(dataset: tuple[TrajectoryData, str
     agree = agreement(model.policy, data, 0.25)
     assert agree["joint"] >= 0.9, (agree, hist[-1])  # the teacher's (region, tool) on the recorded states
     assert agree["region"] >= agree["joint"] and agree["regret"] < 0.2
-    path = save_student(model, tmp_path / "student", PPO_CFG, "SpatialIR-v0", ENV_KWARGS, 0.25, 0.0)
+    path = save_student(model, tmp_path / "student", PPO_CFG, "SpatialIR-v1", ENV_KWARGS, 0.25, 0.0)
     planner = make_planner("distilled", path=str(path))
     assert planner.tau == 0.25 and planner.stop_margin == 0.0
     env = planner.env
@@ -126,7 +126,7 @@ def test_student_reproduces_teacher_and_plans(dataset: tuple[TrajectoryData, str
 
 
 def test_dagger_rows_hold_teacher_labels_on_student_states() -> None:
-    env = build_env("SpatialIR-v0", ENV_KWARGS, "hybrid", monitor=False)
+    env = build_env("SpatialIR-v1", ENV_KWARGS, "hybrid", monitor=False)
     teacher = make_teacher(env, "greedy", judge="psnr")
     stop = np.zeros(1 + env.unwrapped.num_params, np.float32)
     stop[0] = env.unwrapped.max_regions * env.unwrapped.num_tools
@@ -152,7 +152,7 @@ def test_bad_input_errors(dataset: tuple[TrajectoryData, str], tmp_path) -> None
     with pytest.raises(ValueError, match="unknown config key"):
         load_record_config(None, episdes=3)
     with pytest.raises(ValueError, match="teacher must be"):
-        make_teacher(build_env("SpatialIR-v0", ENV_KWARGS, "hybrid", monitor=False), "beam")
+        make_teacher(build_env("SpatialIR-v1", ENV_KWARGS, "hybrid", monitor=False), "beam")
     path = tmp_path / "plain" / "model.zip"
     path.parent.mkdir()
     _model().save(path)
@@ -199,7 +199,7 @@ def test_student_trained_on_other_encoder_weights_is_refused(tmp_path: Path) -> 
 def test_resume_with_more_episodes_completes_the_partial_shard(tmp_path: Path) -> None:
     """A shard written by a run with fewer episodes holds fewer scenes: a later run with more re-records it, and a
     run with fewer episodes than the folder holds is refused."""
-    base = {"out_dir": str(tmp_path), "env_id": "SpatialIR-v0", "env_kwargs": {**ENV_KWARGS, "max_steps": 1},
+    base = {"out_dir": str(tmp_path), "env_id": "SpatialIR-v1", "env_kwargs": {**ENV_KWARGS, "max_steps": 1},
             "episodes_per_shard": 2, "seed": 100, "teacher_kwargs": {"offsets": []}}
     record(load_record_config(None, **base, episodes=3), progress=False, log=lambda m: None)
     assert set(np.unique(read_dataset(tmp_path)["scene"])) == {0, 1, 2}
@@ -238,7 +238,7 @@ def test_record_refuses_what_cannot_work_in_one_line(tmp_path: Path, capsys: pyt
     cfg = tmp_path / "rec.yaml"
     import yaml
 
-    base = {"out_dir": str(tmp_path / "d"), "env_id": "SpatialIR-v0", "env_kwargs": ENV_KWARGS, "episodes": 1}
+    base = {"out_dir": str(tmp_path / "d"), "env_id": "SpatialIR-v1", "env_kwargs": ENV_KWARGS, "episodes": 1}
     for extra, message in (({"photos": [99]}, "photos \\[99\\] out of range: the train split has"),
                            ({"teacher_kwargs": {"bogus": 1}}, "teacher_kwargs: greedy takes no option 'bogus'")):
         cfg.write_text(yaml.safe_dump({**base, **extra}))

@@ -246,7 +246,7 @@ def test_env_and_planners_use_the_learned_embedding() -> None:
     from policies import make_planner
     from policies.perception import Perception
 
-    env = gym.make("SpatialIR-Lite-v0", embedding="learned")
+    env = gym.make("SpatialIR-Lite-v1", embedding="learned")
     obs, _ = env.reset(seed=0)
     emb = LearnedEmbedder()
     assert obs["regions"].shape[1] == emb.dim

@@ -27,7 +27,9 @@ ALLOWED_WARNINGS = (
 def make(env_id: str, **kw) -> gym.Env:  # noqa: ANN003
     cfg = dict(SMALL)
     cfg.update(kw)
-    return gym.make(env_id, **cfg)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # Gymnasium: the -v0 ids are out of date (on purpose)
+        return gym.make(env_id, **cfg)
 
 
 def test_registration_is_idempotent() -> None:
@@ -35,11 +37,11 @@ def test_registration_is_idempotent() -> None:
     ir_env.register_envs()
     ir_env.register_envs()
     assert {k for k in gym.registry if "IR-" in k} == before
-    assert {"SpatialIR-v0", "GlobalIR-v0", "SpatialIR-Lite-v0"} <= before
+    assert {"SpatialIR-v1", "GlobalIR-v1", "SpatialIR-Lite-v1"} <= before
 
 
 def test_module_qualified_id() -> None:
-    env = gym.make("ir_env:SpatialIR-Lite-v0")
+    env = gym.make("ir_env:SpatialIR-Lite-v1")
     obs, _ = env.reset(seed=0)
     assert obs["regions"].dtype == np.float32
 
@@ -62,7 +64,7 @@ def test_gymnasium_check_env(env_id: str) -> None:
 def test_sb3_check_env_on_wrappers(wrapper: type) -> None:
     from stable_baselines3.common.env_checker import check_env
 
-    env = wrapper(make("SpatialIR-Lite-v0"))
+    env = wrapper(make("SpatialIR-Lite-v1"))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # SB3's advice on non-normalised Box observations
         check_env(env, warn=True)
@@ -74,7 +76,7 @@ def test_gymnasium_check_env_on_wrappers(wrapper: type) -> None:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        check_env(wrapper(make("SpatialIR-Lite-v0")), skip_render_check=True)  # re-creates the wrapper too
+        check_env(wrapper(make("SpatialIR-Lite-v1")), skip_render_check=True)  # re-creates the wrapper too
 
 
 def _rollout(env: gym.Env, seed: int, n: int = 3) -> tuple[list, list[float], np.ndarray]:
@@ -93,19 +95,19 @@ def _rollout(env: gym.Env, seed: int, n: int = 3) -> tuple[list, list[float], np
 
 
 def test_same_seed_same_episode() -> None:
-    a = _rollout(make("SpatialIR-v0"), seed=7)
-    b = _rollout(make("SpatialIR-v0"), seed=7)
+    a = _rollout(make("SpatialIR-v1"), seed=7)
+    b = _rollout(make("SpatialIR-v1"), seed=7)
     for oa, ob in zip(a[0], b[0], strict=False):
         for k in oa:
             assert np.array_equal(oa[k], ob[k]), k
     assert a[1] == b[1]
     assert np.array_equal(a[2], b[2])
-    c = _rollout(make("SpatialIR-v0"), seed=8)
+    c = _rollout(make("SpatialIR-v1"), seed=8)
     assert not np.array_equal(a[0][0]["regions"], c[0][0]["regions"])
 
 
 def test_no_nan_in_observations_over_random_rollouts() -> None:
-    env = make("SpatialIR-v0", max_steps=4)
+    env = make("SpatialIR-v1", max_steps=4)
     for seed in range(4):
         obs_list, rewards, img = _rollout(env, seed, n=4)
         for obs in obs_list:
@@ -117,7 +119,7 @@ def test_no_nan_in_observations_over_random_rollouts() -> None:
 
 
 def test_actions_outside_space_raise_clear_errors() -> None:
-    env = make("SpatialIR-Lite-v0")
+    env = make("SpatialIR-Lite-v1")
     env.reset(seed=0)
     base = env.unwrapped
     p = np.zeros(base.num_params, np.float32)
@@ -133,18 +135,18 @@ def test_actions_outside_space_raise_clear_errors() -> None:
         env.step({"region": 0, "tool": 0, "params": np.zeros(base.num_params + 1)})
     with pytest.raises(ValueError, match="missing"):
         env.step({"region": 0, "tool": 0})
-    wrapped = BoxAction(make("SpatialIR-Lite-v0"))
+    wrapped = BoxAction(make("SpatialIR-Lite-v1"))
     wrapped.reset(seed=0)
     with pytest.raises(ValueError, match="outside"):
         wrapped.step(wrapped.action_space.high + 1)
-    md = MultiDiscreteAction(make("SpatialIR-Lite-v0"))
+    md = MultiDiscreteAction(make("SpatialIR-Lite-v1"))
     md.reset(seed=0)
     with pytest.raises(ValueError, match="outside"):
         md.step(md.action_space.nvec)
 
 
 def test_padded_region_is_a_noop_with_step_cost() -> None:
-    env = make("SpatialIR-v0", region_proposer="oracle", max_regions=8, step_cost=0.05)
+    env = make("SpatialIR-v1", region_proposer="oracle", max_regions=8, step_cost=0.05)
     obs, _ = env.reset(seed=1)
     base = env.unwrapped
     padded = int(np.flatnonzero(obs["valid"] == 0)[0])
@@ -160,7 +162,7 @@ def test_padded_region_is_a_noop_with_step_cost() -> None:
 
 
 def test_stop_terminates_and_reports_episode() -> None:
-    env = make("SpatialIR-Lite-v0")
+    env = make("SpatialIR-Lite-v1")
     env.reset(seed=3)
     base = env.unwrapped
     _, r, term, trunc, info = env.step({"region": 0, "tool": base.num_tools, "params": np.zeros(base.num_params)})
@@ -174,7 +176,7 @@ def test_budget_ends_the_episode_as_terminal_and_reward_telescopes_to_psnr_gain(
     """The last budgeted step is terminal (``steps_left`` is observed: nothing can follow), never truncated, so
     stable-baselines3 does not bootstrap its reward from an untrained value; every step carries the running
     ``psnr_gain`` / ``quality_gain`` / ``tool_calls`` / ``is_success``, the last one the summary."""
-    env = make("SpatialIR-Lite-v0", step_cost=0.0)
+    env = make("SpatialIR-Lite-v1", step_cost=0.0)
     env.reset(seed=5)
     base = env.unwrapped
     total, term, info = 0.0, False, {}
@@ -194,12 +196,51 @@ def test_budget_ends_the_episode_as_terminal_and_reward_telescopes_to_psnr_gain(
     assert {"psnr_in", "psnr_out", "ssim_in", "ssim_out", "is_success", "rewards"} <= set(info)
 
 
+@pytest.mark.parametrize("family", ["SpatialIR-Lite", "GlobalIR"])
+def test_v0_ids_truncate_at_the_budget_where_v1_terminates(family: str) -> None:
+    """The -v1 ids changed one thing against -v0: a spent step budget is terminal. Both play the same scene and
+    rewards; -v0 (the dynamics of the models shipped before stop 32) ends it with ``truncated=True``."""
+    ends = {}
+    for version in ("v0", "v1"):
+        env = make(f"{family}-{version}", max_steps=2, step_cost=0.0)
+        env.reset(seed=7)
+        base = env.unwrapped
+        out = [env.step({"region": 0, "tool": t, "params": np.zeros(base.num_params)}) for t in (0, 1)]
+        ends[version] = [(o[2], o[3]) for o in out], [round(o[1], 6) for o in out], out[-1][4]
+        with pytest.raises(RuntimeError, match="episode has ended"):
+            env.step({"region": 0, "tool": 0, "params": np.zeros(base.num_params)})
+    assert ends["v1"][0] == [(False, False), (True, False)]
+    assert ends["v0"][0] == [(False, False), (False, True)]
+    assert ends["v0"][1] == ends["v1"][1]  # same rewards
+    for version in ("v0", "v1"):  # the summary comes with whichever flag ends the episode
+        assert {"psnr_in", "psnr_out", "trace"} <= set(ends[version][2])
+        assert ends[version][2]["psnr_out"] == pytest.approx(ends["v1"][2]["psnr_out"])
+
+
+def test_latest_env_id_and_the_budget_end_option() -> None:
+    assert ir_env.latest_env_id("SpatialIR-v0") == "SpatialIR-v1"
+    assert ir_env.latest_env_id("ir_env:GlobalIR-v0") == "GlobalIR-v1"
+    assert ir_env.latest_env_id("SpatialIR-Lite-v1") == "SpatialIR-Lite-v1"
+    assert set(ir_env.LATEST_ENV_IDS) <= set(ir_env.ENV_SPECS)
+    with pytest.raises(ValueError, match="unknown env id 'SpatialIR-v9'"):
+        ir_env.latest_env_id("SpatialIR-v9")
+    with pytest.raises(ValueError, match="budget_end must be one of 'terminated', 'truncated', got 'stop'"):
+        SpatialIREnv(corpus=[np.zeros((32, 32, 3), np.float32)], budget_end="stop")
+    from policies.ppo.train import build_env
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", DeprecationWarning)  # an old id is built as the latest one: no warning
+        env = build_env("SpatialIR-Lite-v0", {"image_size": 64}, monitor=False, single_thread=False)
+    assert env.unwrapped.budget_end == "truncated" and env.unwrapped.max_regions == 4
+    assert env.unwrapped.spec.id == "SpatialIR-Lite-v1"
+
+
 def test_monitor_reads_the_running_gain_when_a_time_limit_truncates() -> None:
     from stable_baselines3.common.monitor import Monitor
 
     from ir_env.wrappers import MultiDiscreteAction
 
-    env = Monitor(MultiDiscreteAction(make("SpatialIR-Lite-v0", max_episode_steps=2)),
+    env = Monitor(MultiDiscreteAction(make("SpatialIR-Lite-v1", max_episode_steps=2)),
                   info_keywords=("psnr_gain", "tool_calls"))
     env.reset(seed=0)
     env.step(np.array([0, 2, 2, 2]))
@@ -211,8 +252,8 @@ def test_monitor_reads_the_running_gain_when_a_time_limit_truncates() -> None:
 def test_observe_only_env_measures_nothing_and_skips_the_last_embedding() -> None:
     """reward_metric="none" + final_observation=False (what planners use): same images and observations as
     the default env, except that the last step repeats the previous embeddings; reward = step cost only."""
-    full = make("SpatialIR-Lite-v0").unwrapped
-    lean = make("SpatialIR-Lite-v0", reward_metric="none", final_observation=False).unwrapped
+    full = make("SpatialIR-Lite-v1").unwrapped
+    lean = make("SpatialIR-Lite-v1", reward_metric="none", final_observation=False).unwrapped
     o_full, i_full = full.reset(seed=4)
     o_lean, i_lean = lean.reset(seed=4)
     assert "psnr" in i_full and "psnr" not in i_lean and "quality" not in i_lean
@@ -238,9 +279,9 @@ def test_observe_only_env_measures_nothing_and_skips_the_last_embedding() -> Non
             np.testing.assert_array_equal(o_lean["regions"], o_full["regions"])
     assert len(calls) == lean.max_steps - 1
     with pytest.raises(ValueError, match="metric"):
-        make("SpatialIR-v0", reward_metric="nope")
+        make("SpatialIR-v1", reward_metric="nope")
     with pytest.raises(ValueError, match="final_observation"):
-        make("SpatialIR-v0", final_observation="no")
+        make("SpatialIR-v1", final_observation="no")
 
 
 def _counting(fn, calls):  # noqa: ANN001, ANN202
@@ -251,7 +292,7 @@ def _counting(fn, calls):  # noqa: ANN001, ANN202
 
 
 def test_render_shows_image_with_outlines() -> None:
-    env = make("SpatialIR-Lite-v0", render_mode="rgb_array")
+    env = make("SpatialIR-Lite-v1", render_mode="rgb_array")
     env.reset(seed=0)
     frame = env.render()
     assert frame.dtype == np.uint8 and frame.ndim == 3 and frame.shape[2] == 3
@@ -259,7 +300,7 @@ def test_render_shows_image_with_outlines() -> None:
 
 
 def test_action_masks_follow_valid_regions() -> None:
-    env = MultiDiscreteAction(make("SpatialIR-v0", region_proposer="oracle", max_regions=8))
+    env = MultiDiscreteAction(make("SpatialIR-v1", region_proposer="oracle", max_regions=8))
     obs, _ = env.reset(seed=1)
     base = env.unwrapped
     m = env.action_masks()
@@ -273,15 +314,15 @@ def test_action_masks_follow_valid_regions() -> None:
 
 def test_bad_config_rejected() -> None:
     with pytest.raises(ValueError, match="recipe"):
-        make("SpatialIR-v0", recipe="nope")
+        make("SpatialIR-v1", recipe="nope")
     with pytest.raises(ValueError, match="tool"):
-        make("SpatialIR-v0", tools=["nope"])
+        make("SpatialIR-v1", tools=["nope"])
     with pytest.raises(ValueError, match="image_size"):
-        make("SpatialIR-v0", image_size=8)
+        make("SpatialIR-v1", image_size=8)
 
 
 def test_unknown_reset_options_are_rejected() -> None:
-    env = make("SpatialIR-v0", image_size=64)
+    env = make("SpatialIR-v1", image_size=64)
     with pytest.raises(ValueError, match=r"unknown reset option\(s\) \['imgae'\]"):
         env.reset(seed=0, options={"imgae": np.zeros((64, 64, 3), np.float32)})  # a typo, not a random scene
     env.reset(seed=0, options={"image": np.full((64, 64, 3), 0.5, np.float32)})  # the known ones still work
@@ -295,7 +336,7 @@ def test_async_vector_env_with_the_learned_encoder_does_not_hang() -> None:
 
     code = """
 import gymnasium as gym, numpy as np, ir_env
-mk = lambda: gym.make("SpatialIR-v0", image_size=32, max_regions=2, embedding="learned", region_proposer="grid")
+mk = lambda: gym.make("SpatialIR-v1", image_size=32, max_regions=2, embedding="learned", region_proposer="grid")
 v = gym.vector.AsyncVectorEnv([mk, mk], context="fork")
 obs, _ = v.reset(seed=0)
 v.step(v.action_space.sample())
@@ -307,7 +348,7 @@ print("ok", obs["regions"].shape)
 
 
 def test_small_given_images_and_bad_options_are_refused_at_once(tmp_path) -> None:  # noqa: ANN001
-    env = gym.make("SpatialIR-v0", max_steps=1, image_size=32, region_proposer="grid", max_regions=2)
+    env = gym.make("SpatialIR-v1", max_steps=1, image_size=32, region_proposer="grid", max_regions=2)
     with pytest.raises(ValueError, match="is 10x40 px; an episode needs at least 11 px a side"):
         env.reset(seed=0, options={"image": np.full((10, 40, 3), 0.5, np.float32)})
     with pytest.raises(ValueError, match="'scene' and 'image' exclude each other"):
@@ -345,7 +386,7 @@ def test_corpus_as_a_path_and_one_tool_name(tmp_path) -> None:  # noqa: ANN001
 
 
 def test_a_step_after_the_episode_ended_is_refused_until_reset() -> None:
-    env = make("SpatialIR-Lite-v0")
+    env = make("SpatialIR-Lite-v1")
     base = env.unwrapped
     act = {"region": 0, "tool": 0, "params": np.zeros(base.num_params)}
     env.reset(seed=0)
@@ -368,7 +409,7 @@ def test_a_step_after_the_episode_ended_is_refused_until_reset() -> None:
     ({"region": 0, "tool": 0, "stop": True}, "unknown key(s) ['stop']"),
 ])
 def test_string_indices_and_unknown_action_keys_are_refused(action: dict, msg: str) -> None:
-    env = make("SpatialIR-Lite-v0")
+    env = make("SpatialIR-Lite-v1")
     env.reset(seed=0)
     with pytest.raises(ValueError, match=re.escape(msg)):
         env.step({"params": np.zeros(env.unwrapped.num_params), **action})
@@ -394,7 +435,7 @@ def test_a_numpy_seed_works() -> None:
 def test_joint_index_and_native_action_round_trip() -> None:
     from ir_env.wrappers import action_to_joint, joint_to_action
 
-    env = make("SpatialIR-Lite-v0")
+    env = make("SpatialIR-Lite-v1")
     base = env.unwrapped
     theta = np.linspace(-1, 1, base.num_params)
     for joint in range(base.max_regions * base.num_tools + 1):  # the last one is STOP

@@ -112,7 +112,7 @@ def test_predict_drives_the_env_like_an_sb3_model(wrapper: str) -> None:
     from ir_env.wrappers import BoxAction, MultiDiscreteAction
 
     def make() -> gym.Env:
-        env = gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=3)
+        env = gym.make("SpatialIR-Lite-v1", image_size=48, max_steps=3)
         return Monitor({"box": BoxAction, "multidiscrete": MultiDiscreteAction}[wrapper](env))
 
     venv = DummyVecEnv([make])
@@ -132,7 +132,7 @@ def test_evaluate_policy_on_a_plain_env(wrapper: str) -> None:
     from ir_env.wrappers import BoxAction, MultiDiscreteAction
 
     env = {"box": BoxAction, "multidiscrete": MultiDiscreteAction, "dict": lambda e: e}[wrapper](
-        gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=3))  # dict: the native action space
+        gym.make("SpatialIR-Lite-v1", image_size=48, max_steps=3))  # dict: the native action space
     planner = make_planner("greedy", judge="psnr", tools=_cheap_tools(), max_steps=3).attach(env)
     with warnings.catch_warnings():  # SB3's advice to add a Monitor: this test is about the plain env
         warnings.simplefilter("ignore", UserWarning)
@@ -150,7 +150,7 @@ def test_vector_envs_get_actions_in_their_own_batch_form_and_async_ones_are_refu
     import ir_env  # noqa: F401
 
     def make() -> gym.Env:
-        return gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=2)
+        return gym.make("SpatialIR-Lite-v1", image_size=48, max_steps=2)
 
     sync = gym.vector.SyncVectorEnv([make, make])
     planner = make_planner("fixed").attach(sync)
@@ -183,7 +183,7 @@ def test_predict_on_native_dict_env_replays_the_plan() -> None:
 
     import ir_env  # noqa: F401
 
-    env = gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=3, step_cost=0.0)
+    env = gym.make("SpatialIR-Lite-v1", image_size=48, max_steps=3, step_cost=0.0)
     planner = make_planner("greedy", judge="psnr", tools=_cheap_tools(), max_steps=3).attach(env)
     obs, _ = env.reset(seed=2)
     total, done, n = 0.0, False, 0

@@ -124,7 +124,7 @@ def test_padded_regions_never_sampled_and_params_follow_tool() -> None:
 
 
 def _lite_env(image_size: int = 48, **kw) -> gym.Env:  # noqa: ANN003
-    return BoxAction(gym.make("SpatialIR-Lite-v0", image_size=image_size, max_steps=3, **kw))
+    return BoxAction(gym.make("SpatialIR-Lite-v1", image_size=image_size, max_steps=3, **kw))
 
 
 def _obs_batch(env: gym.Env, n: int) -> list[dict[str, np.ndarray]]:
@@ -132,7 +132,7 @@ def _obs_batch(env: gym.Env, n: int) -> list[dict[str, np.ndarray]]:
 
 
 def test_policy_masks_padded_slots_and_is_permutation_equivariant() -> None:
-    env = BoxAction(gym.make("SpatialIR-v0", image_size=48, max_regions=3, region_proposer="grid",
+    env = BoxAction(gym.make("SpatialIR-v1", image_size=48, max_regions=3, region_proposer="grid",
                              proposer_kwargs={"rows": 1, "cols": 2}, max_steps=3))
     model = make_hybrid_ppo(env, {"hidden": 16}, n_steps=64, batch_size=32, seed=0, device="cpu")
     pol = model.policy
@@ -222,7 +222,7 @@ def test_region_features_reads_only_the_first_columns(tmp_path: Path) -> None:
 
 
 def test_maskable_ppo_helper_respects_masks() -> None:
-    env = MultiDiscreteAction(gym.make("SpatialIR-v0", image_size=48, max_regions=3, region_proposer="whole",
+    env = MultiDiscreteAction(gym.make("SpatialIR-v1", image_size=48, max_regions=3, region_proposer="whole",
                                        max_steps=3), bins=3)
     model = make_maskable_ppo(env, {"net_arch": [32]}, n_steps=64, batch_size=32, n_epochs=1, seed=0,
                               device="cpu")
@@ -277,7 +277,7 @@ def test_short_training_beats_random_policy() -> None:
 def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 128-step hybrid run written by the training entry point (config.yml, model.zip, checkpoints)."""
     out = tmp_path_factory.mktemp("runs")
-    raw = {"name": "tiny", "env_id": "SpatialIR-v0",
+    raw = {"name": "tiny", "env_id": "SpatialIR-v1",
            "env_kwargs": {"image_size": 48, "max_regions": 4, "region_proposer": "degradation-clusters",
                           "max_steps": 3},
            "policy_kwargs": {"hidden": 16}, "ppo": {"n_steps": 64, "batch_size": 32, "n_epochs": 1},
@@ -398,6 +398,10 @@ def test_config_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="final_observation"):
         resolve_config({"env_kwargs": {"final_observation": False}})
     assert "final_observation" not in resolve_config({})["env_kwargs"]
+    # an older env id resolves to the latest one with its own dynamics spelled out (what a shipped model records)
+    old = resolve_config({"env_id": "ir_env:SpatialIR-v0"})
+    assert old["env_id"] == "SpatialIR-v1" and old["env_kwargs"]["budget_end"] == "truncated"
+    assert resolve_config({})["env_kwargs"]["budget_end"] == "terminated"
     for ppo, message in (({"gamma": None}, "'ppo.gamma' must be a number in [0, 1], got None"),
                          ({"gamma": 5.0}, "'ppo.gamma' must be a number in [0, 1], got 5.0"),
                          ({"n_steps": "ten"}, "'ppo.n_steps' must be a whole number >= 2, got 'ten'"),
@@ -415,7 +419,7 @@ def test_cli_train(tmp_path: Path) -> None:
     from ir_env.cli import main
 
     cfg = tmp_path / "c.yaml"
-    cfg.write_text("name: cli\nenv_id: GlobalIR-v0\nenv_kwargs: {image_size: 48, max_steps: 2}\n"
+    cfg.write_text("name: cli\nenv_id: GlobalIR-v1\nenv_kwargs: {image_size: 48, max_steps: 2}\n"
                    "policy_kwargs: {hidden: 16}\nppo: {n_steps: 32, batch_size: 16, n_epochs: 1}\n"
                    "total_timesteps: 32\neval: {freq: 0}\ncheckpoint_freq: 0\n")
     assert main(["train", "--config", str(cfg), "--output-dir", str(tmp_path / "runs"), "--no-progress"]) == 0
@@ -443,7 +447,7 @@ def test_ppo_planner_restores_with_exact_replay(tiny_run: Path, photo: np.ndarra
     assert kept == [(s.tool, s.region) for s in res.trace if (s.tool, s.region) in kept]  # a subsequence
     assert np.array_equal(gated.replay(scene.degraded), gated.image)
     # the planner observes exactly what the training env observes for the same scene and regions
-    env = gym.make("SpatialIR-v0", **read_model_config(tiny_run / "model.zip")["env_kwargs"]).unwrapped
+    env = gym.make("SpatialIR-v1", **read_model_config(tiny_run / "model.zip")["env_kwargs"]).unwrapped
     env_obs, _ = env.reset(seed=0, options={"scene": scene})
     masks = env.state.masks[env.state.valid]
     planner_obs = planner.observe(scene.degraded, masks)
@@ -468,7 +472,7 @@ def test_saved_config_records_the_encoder_weights_observed() -> None:
     from ir_env.encoder.learned import weights_fingerprint
     from policies.ppo.train import _tool_info
 
-    base = {"env_id": "SpatialIR-v0", "algo": "hybrid", "bins": 5}
+    base = {"env_id": "SpatialIR-v1", "algo": "hybrid", "bins": 5}
     learned = _tool_info({**base, "env_kwargs": {"image_size": 48, "max_regions": 2, "embedding": "learned"}})
     hand = _tool_info({**base, "env_kwargs": {"image_size": 48, "max_regions": 2, "embedding": "handcrafted"}})
     assert learned["encoder_sha256"] == weights_fingerprint(DEFAULT_WEIGHTS)
@@ -552,24 +556,24 @@ def test_a_model_trained_in_a_script_is_saved_for_the_planner(tmp_path: Path) ->
     from policies import make_planner
     from policies.ppo.train import save_model
 
-    model = make_hybrid_ppo(BoxAction(gym.make("SpatialIR-Lite-v0", image_size=48)), n_steps=32, batch_size=32,
+    model = make_hybrid_ppo(BoxAction(gym.make("SpatialIR-Lite-v1", image_size=48)), n_steps=32, batch_size=32,
                             seed=0, device="cpu")
     model.learn(32)
-    path = save_model(model, tmp_path / "mine", "SpatialIR-Lite-v0", {"image_size": 48})
+    path = save_model(model, tmp_path / "mine", "SpatialIR-Lite-v1", {"image_size": 48})
     cfg = read_model_config(path)
     assert path == tmp_path / "mine" / "model.zip" and cfg["trained_timesteps"] == 32
     assert cfg["env_kwargs"]["image_size"] == 48 and cfg["algo"] == "hybrid" and cfg["tool_names"]
     img = np.random.default_rng(0).random((64, 64, 3)).astype(np.float32)
     res = make_planner("ppo", path=str(path), gate="off").restore(img)
     assert res.image.shape == img.shape and res.iqa_calls == 0
-    with pytest.raises(ValueError, match="observation_space .* is not that of SpatialIR-Lite-v0 with env_kwargs "
+    with pytest.raises(ValueError, match="observation_space .* is not that of SpatialIR-Lite-v1 with env_kwargs "
                                          "\\{'max_regions': 3\\}"):
-        save_model(model, tmp_path / "bad", "SpatialIR-Lite-v0", {"max_regions": 3})
-    with pytest.raises(ValueError, match="trained on an env with region_proposer='grid', but SpatialIR-Lite-v0 "
+        save_model(model, tmp_path / "bad", "SpatialIR-Lite-v1", {"max_regions": 3})
+    with pytest.raises(ValueError, match="trained on an env with region_proposer='grid', but SpatialIR-Lite-v1 "
                                          "with env_kwargs .* has 'slic'"):  # same spaces, other regions
-        save_model(model, tmp_path / "bad", "SpatialIR-Lite-v0", {"image_size": 48, "region_proposer": "slic"})
+        save_model(model, tmp_path / "bad", "SpatialIR-Lite-v1", {"image_size": 48, "region_proposer": "slic"})
     assert not (tmp_path / "bad").exists()
     with pytest.raises(ValueError, match="already holds a run"):
-        save_model(model, tmp_path / "mine", "SpatialIR-Lite-v0", {"image_size": 48})
-    assert save_model(model, tmp_path / "mine", "SpatialIR-Lite-v0", {"image_size": 48}, overwrite=True) == path
+        save_model(model, tmp_path / "mine", "SpatialIR-Lite-v1", {"image_size": 48})
+    assert save_model(model, tmp_path / "mine", "SpatialIR-Lite-v1", {"image_size": 48}, overwrite=True) == path
     assert "ppo" not in read_model_config(path) and read_model_config(path)["budget_end"] == "terminated"

@@ -17,7 +17,7 @@ def test_ppo_2000_steps_multidiscrete_logs_to_tensorboard(tmp_path: Path) -> Non
     from stable_baselines3.common.monitor import Monitor
 
     torch.set_num_threads(1)
-    env = Monitor(MultiDiscreteAction(gym.make("SpatialIR-Lite-v0", image_size=48, max_steps=3), bins=3),
+    env = Monitor(MultiDiscreteAction(gym.make("SpatialIR-Lite-v1", image_size=48, max_steps=3), bins=3),
                   info_keywords=("psnr_gain", "is_success"))
     model = PPO("MultiInputPolicy", env, n_steps=250, batch_size=50, n_epochs=2, seed=0, verbose=0,
                 tensorboard_log=str(tmp_path), policy_kwargs={"net_arch": [32, 32]})

@@ -18,7 +18,7 @@ ALGOS = ("hybrid", "maskable")
 DEFAULTS: dict[str, Any] = {
     "name": "ppo",  # run name: outputs go to <output_dir>/<name>/
     "algo": "hybrid",
-    "env_id": "SpatialIR-v0",
+    "env_id": "SpatialIR-v1",
     "env_kwargs": {},
     "bins": 5,  # parameter bins of the maskable variant
     "policy_kwargs": {},  # hybrid: hidden, attention, share_encoder, log_std_init; maskable: net_arch
@@ -85,7 +85,7 @@ def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> di
         raise ValueError(f"config 'eval.split' must be one of {', '.join(SPLITS)}, got {cfg['eval']['split']!r}")
     if not isinstance(cfg["name"], str) or not cfg["name"].strip() or Path(cfg["name"]).name != cfg["name"]:
         raise ValueError(f"config 'name' must be a folder name (no '/'), got {cfg['name']!r}")
-    from ir_env import ENV_SPECS
+    from ir_env import ENV_SPECS, latest_env_id
 
     env_id = str(cfg["env_id"]).split(":")[-1]
     if env_id not in ENV_SPECS:
@@ -94,6 +94,8 @@ def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> di
     # the full env kwargs (constructor defaults + registered preset + config), so a planner rebuilds the exact
     # env even if a default changes later
     cfg["env_kwargs"] = {**env_defaults(), **ENV_SPECS[env_id], **dict(cfg["env_kwargs"] or {})}
+    # an older id (SpatialIR-v1) is its latest id with its own kwargs (budget_end: truncated), now in env_kwargs
+    cfg["env_id"] = latest_env_id(env_id)
     if cfg["env_kwargs"].get("reward_metric") == "none":
         raise ValueError("env_kwargs reward_metric 'none' measures nothing, so there is no reward to learn from; "
                          "train with psnr, ssim or a no-reference metric")

@@ -116,7 +116,7 @@ class PPOPlanner(Planner):
                       else "ppo_global" if mode == "global" else "ppo_spatial")
             note = f"algo: {self.algo}"
             if self.algo == "maskable" and mode == "global":
-                note += "; set env_id: GlobalIR-v0 in a copy of it"
+                note += "; set env_id: GlobalIR-v1 in a copy of it"
             raise FileNotFoundError(
                 f"no trained {self.name} model at {model_path}; train one with `spatial-ir train --config "
                 f"experiments/configs/{config}.yaml` ({note}) and pass "

@@ -33,8 +33,9 @@ from policies.ppo.config import load_config, resolve_config, write_config
 
 #: ``info`` keys that Monitor copies into the episode records (``ep_info_buffer``, evaluation logs).
 INFO_KEYWORDS = ("psnr_gain", "is_success", "tool_calls")
-# how the env ended an episode at its step budget when a model was trained (recorded in config.yml): "terminated"
-# since stop 31; configs without the key were trained while it was "truncated" (SB3 bootstrapped that last step)
+# how the env ends an episode at its step budget by default (config.yml records the model's own as budget_end):
+# "terminated" since stop 31 (the -v1 ids); configs without the key were trained while it was "truncated" (the -v0
+# ids: SB3 bootstrapped that last step)
 BUDGET_END = "terminated"
 
 
@@ -52,14 +53,20 @@ def set_single_thread() -> None:
 def build_env(env_id: str, env_kwargs: Mapping[str, Any], algo: str = "hybrid", bins: int = 5,
               monitor: bool = True, single_thread: bool = True) -> gym.Env:
     """One training env: ``gym.make("ir_env:<env_id>", **env_kwargs)`` wrapped for ``algo``
-    (``BoxAction`` or ``MultiDiscreteAction(bins)``), then ``Monitor`` with :data:`INFO_KEYWORDS`."""
+    (``BoxAction`` or ``MultiDiscreteAction(bins)``), then ``Monitor`` with :data:`INFO_KEYWORDS`. An older
+    id (``SpatialIR-v0``, what the models shipped before stop 32 record) is made as its latest id with that id's
+    kwargs: the same env, without Gymnasium's out-of-date warning."""
     from stable_baselines3.common.monitor import Monitor
 
+    from ir_env import ENV_SPECS, latest_env_id
     from ir_env.wrappers import BoxAction, MultiDiscreteAction
 
     if single_thread:
         set_single_thread()
-    env = gym.make(env_id if ":" in env_id else f"ir_env:{env_id}", **dict(env_kwargs))
+    latest = latest_env_id(env_id)
+    if latest != env_id.split(":")[-1]:
+        env_kwargs = {**ENV_SPECS[env_id.split(":")[-1]], **dict(env_kwargs)}
+    env = gym.make(f"ir_env:{latest}", **dict(env_kwargs))
     env = BoxAction(env) if algo == "hybrid" else MultiDiscreteAction(env, bins=bins)
     return Monitor(env, info_keywords=INFO_KEYWORDS) if monitor else env
 
@@ -178,7 +185,7 @@ def _tool_info(cfg: Mapping[str, Any]) -> dict[str, Any]:
     """What a saved model's ``config.yml`` records about the env it was trained on: its ``tool_names``,
     their ``param_counts``, ``encoder_sha256`` (the learned encoder weights it observed through, ``None``
     without a learned embedding or proposer; :class:`policies.ppo.planner.PPOPlanner` refuses other weights) and
-    ``budget_end`` (:data:`BUDGET_END`)."""
+    ``budget_end`` (the env's, :data:`BUDGET_END` by default)."""
     from ir_env.encoder.learned import observation_fingerprint
 
     env = build_env(cfg["env_id"], {**cfg["env_kwargs"], "corpus": [np.zeros((32, 32, 3), np.float32)]},
@@ -190,7 +197,7 @@ def _tool_info(cfg: Mapping[str, Any]) -> dict[str, Any]:
 
     return {"tool_names": names, "param_counts": param_counts_for(names),
             "encoder_sha256": observation_fingerprint(dict(cfg["env_kwargs"])),
-            "budget_end": BUDGET_END}
+            "budget_end": str(cfg["env_kwargs"].get("budget_end", BUDGET_END))}
 
 
 def one_line(exc: BaseException) -> str:
