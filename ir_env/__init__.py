@@ -38,15 +38,17 @@ ENTRY_POINT = "ir_env.env:SpatialIREnv"
 
 
 def latest_env_id(env_id: str) -> str:
-    """The current id of ``env_id``'s family (``"SpatialIR-v0"`` -> ``"SpatialIR-v1"``); a module prefix
-    (``"ir_env:"``) is dropped. ``ValueError`` for an id this package does not register. An older id's dynamics
-    are the latest id's with that id's kwargs (:data:`ENV_SPECS`), so ``gym.make(latest_env_id(i),
-    **ENV_SPECS[i])`` builds the same env as ``gym.make(i)``, without Gymnasium's out-of-date warning."""
-    name = str(env_id).split(":")[-1]
-    if name not in ENV_SPECS:
+    """The current id of ``env_id``'s family: ``"SpatialIR-v0"`` or ``"SpatialIR"`` -> ``"SpatialIR-v1"``; a module
+    prefix is kept (``"ir_env:GlobalIR-v0"`` -> ``"ir_env:GlobalIR-v1"``). ``ValueError`` for an id this package does
+    not register. An older id's dynamics are the latest id's with that id's kwargs (:data:`ENV_SPECS`), so
+    ``gym.make(latest_env_id(i), **ENV_SPECS[i])`` builds the same env as ``gym.make(i)``, without Gymnasium's
+    out-of-date warning."""
+    prefix, _, name = str(env_id).rpartition(":")
+    family = name.rsplit("-v", 1)[0] if name in ENV_SPECS else name
+    latest = next((i for i in LATEST_ENV_IDS if i.rsplit("-v", 1)[0] == family), None)
+    if latest is None:
         raise ValueError(f"unknown env id {env_id!r}; known: {', '.join(ENV_SPECS)}")
-    family = name.rsplit("-v", 1)[0]
-    return next(i for i in LATEST_ENV_IDS if i.rsplit("-v", 1)[0] == family)
+    return f"{prefix}:{latest}" if prefix else latest
 
 
 def register_envs() -> None:

@@ -96,6 +96,13 @@ def check_output_file(path: str | Path, image: bool = False, plot: bool = False)
         raise ValueError(f"cannot write {p}: cannot create its folder {folder} ({e.strerror or e})") from None
     if not os.access(folder, os.W_OK):
         raise ValueError(f"cannot write {p}: its folder {folder} is not writable")
+    import tempfile
+
+    try:  # os.access says yes to root everywhere (and on /proc): try a real file, removed at once
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".spatial-ir-write-check-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write {p}: its folder {folder} does not take new files ({e.strerror or e})") from None
     return p
 
 
@@ -177,7 +184,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         print(f"  region {st.region} ({st.region_area:.0%}): {st.tool}({ps})")
     for v in res.info.get("gate", {}).get("vetoed", []):  # steps the perception gate dropped (policies/gate.py)
         print(f"  gate dropped {v['tool']} on region {v['region']}: the encoder sees {v['family']} there "
-              f"with probability {v['prob']:.2f}, below the gate's threshold {v['threshold']:.2f}")
+              f"with probability {v['prob']:.3f}, below the gate's threshold {v['threshold']:.3f}")
     return 0
 
 
@@ -194,6 +201,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     dup = sorted({s for s in specs if specs.count(s) > 1})
     if dup:
         raise ValueError(f"--planners names {', '.join(dup)} more than once")
+    if args.judge is not None:  # an unknown metric is an error even when no listed planner judges
+        from ir_env.quality import metric_info
+
+        metric_info(args.judge)
     for path in (args.json, args.markdown):
         if path:
             check_output_file(path)

@@ -364,13 +364,19 @@ class SpatialIREnv(gym.Env):
             raise ValueError(
                 f"action region/tool must be integers, got {action['region']!r}, {action['tool']!r}"
             ) from None
-        params = np.asarray(action["params"], dtype=np.float64).ravel()
+        try:
+            params = np.asarray(action["params"], dtype=np.float64)
+        except (TypeError, ValueError):
+            raise ValueError(f"action params must be {self.num_params} numbers in [-1, 1], "
+                             f"got {action['params']!r}") from None
+        shape = params.shape
+        params = params.reshape(-1) if params.ndim == 0 or (params.ndim == 2 and shape[0] == 1) else params
         if not 0 <= region < self.max_regions:
             raise ValueError(f"action region {region} outside [0, {self.max_regions - 1}]")
         if not 0 <= tool <= self.num_tools:
             raise ValueError(f"action tool {tool} outside [0, {self.num_tools}] ({self.num_tools} = STOP)")
         if params.shape != (self.num_params,):
-            raise ValueError(f"action params must have shape ({self.num_params},), got {params.shape}")
+            raise ValueError(f"action params must have shape ({self.num_params},), got {shape}")
         if not np.all(np.isfinite(params)):
             raise ValueError(f"action params contain NaN or inf: {params.tolist()}")
         if np.any(np.abs(params) > 1.0 + 1e-6):

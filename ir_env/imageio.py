@@ -86,6 +86,11 @@ def read_image_with_depth(path: str | Path) -> tuple[np.ndarray, int]:
         raise ValueError(f"expected an image file, got a directory: {p}")
     data = np.fromfile(str(p), dtype=np.uint8)
     arr, said = _decode_quietly(data) if data.size else (None, "")
+    if arr is None and data.size:  # imdecode refuses a truncated JPEG that imread decodes (the rest left grey)
+        with _opencv_quiet(), _c_stderr_captured() as lines:
+            arr = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        if arr is not None:
+            said = " ".join(" ".join(lines).split())[:300] or "the file is damaged (imdecode refused it)"
     if arr is None:
         raise ValueError(f"cannot decode image file (corrupt or unsupported format): {p}"
                          + (f" (decoder: {said})" if said else ""))

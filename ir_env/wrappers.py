@@ -54,10 +54,9 @@ class BoxAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         self.action_space = spaces.Box(low, high, dtype=np.float32)
 
     def action(self, action: np.ndarray) -> dict[str, Any]:
-        """Box vector -> native action; raises ``ValueError`` for a wrong shape, NaN or out-of-box values."""
-        a = np.asarray(action, dtype=np.float64).reshape(-1)
-        if a.shape != self.action_space.shape:
-            raise ValueError(f"Box action must have shape {self.action_space.shape}, got {a.shape}")
+        """Box vector -> native action; raises ``ValueError`` for a wrong shape (a leading batch axis of size 1
+        is accepted), NaN or out-of-box values."""
+        a = _flat_action(action, self.action_space.shape, "Box", "[joint index, θ1..θP]")
         if not np.all(np.isfinite(a)):
             raise ValueError(f"Box action contains NaN or inf: {a.tolist()}")
         lo, hi = self.action_space.low, self.action_space.high
@@ -69,6 +68,23 @@ class BoxAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
     def action_masks(self) -> np.ndarray:
         """Joint-index mask (length K*T + 1), as the unwrapped env gives it."""
         return _base(self.env).action_masks()
+
+
+def _flat_action(action: Any, shape: tuple[int, ...], kind: str, layout: str) -> np.ndarray:
+    """``action`` as a flat float64 vector of ``shape`` (a leading batch axis of size 1 dropped); ``ValueError``
+    naming the wrapper's action layout for a Dict action, a non-numeric one or another shape."""
+    if isinstance(action, dict):
+        raise ValueError(f"a {kind}Action env takes a {kind} vector {layout}, not a Dict action; step the "
+                         "unwrapped env (env.unwrapped) with Dict actions")
+    try:
+        a = np.asarray(action, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"{kind} action must be a numeric vector {layout} of shape {shape}, got {action!r}") from None
+    if a.ndim == len(shape) + 1 and a.shape[0] == 1:
+        a = a[0]
+    if a.shape != shape:
+        raise ValueError(f"{kind} action must have shape {shape} ({layout}), got {a.shape}")
+    return a
 
 
 class MultiDiscreteAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
@@ -86,12 +102,13 @@ class MultiDiscreteAction(gym.ActionWrapper, gym.utils.RecordConstructorArgs):
         self.action_space = spaces.MultiDiscrete([self.num_joint] + [self.bins] * base.num_params)
 
     def action(self, action: np.ndarray) -> dict[str, Any]:
-        """MultiDiscrete vector -> native action; raises ``ValueError`` outside the space."""
-        a = np.asarray(action).reshape(-1)
-        if a.shape != self.action_space.shape or not np.all(np.isfinite(a.astype(np.float64))):
-            raise ValueError(f"MultiDiscrete action must be {self.action_space.shape} finite integers, got {a}")
+        """MultiDiscrete vector -> native action; raises ``ValueError`` for a wrong shape (a leading batch axis of
+        size 1 is accepted), non-integers or values outside the space."""
+        a = _flat_action(action, self.action_space.shape, "MultiDiscrete", "[joint index, bin1..binP]")
+        if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
+            raise ValueError(f"MultiDiscrete action must hold whole numbers, got {a.tolist()}")
         ai = a.astype(np.int64)
-        if np.any(ai != a) or np.any(ai < 0) or np.any(ai >= self.action_space.nvec):
+        if np.any(ai < 0) or np.any(ai >= self.action_space.nvec):
             raise ValueError(f"MultiDiscrete action {a.tolist()} outside nvec {self.action_space.nvec.tolist()}")
         return joint_to_action(self.env, int(ai[0]), self.levels[ai[1:]])
 

@@ -43,11 +43,12 @@ class TraceStep:
     feather: float | None = None
 
     def as_dict(self) -> dict[str, Any]:
-        """JSON-friendly form."""
-        return {"region": self.region, "region_area": self.region_area, "tool": self.tool,
-                "params": {k: float(v) for k, v in self.params.items()},
-                "quality_before": float(self.quality_before), "quality_after": float(self.quality_after),
-                "seconds": float(self.seconds), **({} if self.feather is None else {"feather": float(self.feather)})}
+        """JSON-friendly form: plain numbers; a quality no judge scored (NaN) becomes None, as JSON has no NaN."""
+        return json_safe({"region": self.region, "region_area": self.region_area, "tool": self.tool,
+                          "params": {k: float(v) for k, v in self.params.items()},
+                          "quality_before": float(self.quality_before), "quality_after": float(self.quality_after),
+                          "seconds": float(self.seconds),
+                          **({} if self.feather is None else {"feather": float(self.feather)})})
 
 
 @dataclass

@@ -53,7 +53,15 @@ def parse_planner_spec(spec: str, default_judge: str = DEFAULT_JUDGE, default_mo
     name, kw = parts[0], dict(common)
     kw.setdefault("mode", default_mode)
     judge, judged = default_judge, ""  # judged: the spec's own judge option, if any
+    given: dict[str, str] = {}  # option name -> the option that set it: each may be given once
     for opt in parts[1:]:
+        key = ("mode" if opt in ("spatial", "global") else "judge" if opt == "oracle"
+               else opt.split("=", 1)[0] if "=" in opt else "")
+        if key and key in given:
+            note = " ('oracle' means judge=psnr with the clean image)" if key == "judge" else ""
+            raise ValueError(f"planner spec {spec!r}: {key} is given twice ({given[key]!r} and {opt!r}){note}; give "
+                             "each option once (the command line's --mode, --tile and --judge add one to --planner)")
+        given[key] = opt
         if opt in ("spatial", "global"):
             kw["mode"] = opt
         elif opt == "oracle":
@@ -203,12 +211,16 @@ def plot_quality_vs_cost(result: dict[str, Any], path: str | Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, key, label in ((axes[0], "tool_calls", "tool calls per image"), (axes[1], "seconds", "seconds per image")):
         xs, ys, texts = [], [], []
-        for spec, s in result["planners"].items():
+        cmap = plt.get_cmap("tab10" if len(result["planners"]) <= 10 else "tab20")  # no colour shared by two
+        names: dict[tuple[float, float], list[str]] = {}  # planners on the same point share one label
+        for i, (spec, s) in enumerate(result["planners"].items()):
             x, y = max(s[key], 1e-3), s["psnr_gain"]
-            ax.scatter(x, y, s=40)
+            ax.scatter(x, y, s=40, color=cmap(i % cmap.N))
+            names.setdefault((x, y), []).append(plot_label(spec))
+        for (x, y), labels in names.items():
             xs.append(x)
             ys.append(y)
-            texts.append(ax.text(x, y, " " + plot_label(spec), fontsize=7, va="bottom"))
+            texts.append(ax.text(x, y, " " + ", ".join(labels), fontsize=7, va="bottom"))
         tidy_log_xaxis(ax)
         ax.set_xlabel(label + " (log)")
         ax.set_ylabel("mean PSNR gain (dB)")

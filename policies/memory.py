@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import math
 import time
+import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -318,9 +319,10 @@ class MemoryPlanner(Planner):
 
     Args (besides :class:`~policies.base.Planner`'s; ``judge`` default ``npsnr``, the project's default
     no-reference judge as on the command line; ``"none"`` = no judge):
-        memory: an :class:`ExperienceMemory`, a JSON path (loaded if it exists, else an empty memory that
-            :meth:`save` / ``autosave`` write there) or ``None`` (the shipped memory
-            ``policies/distill/models/memory_spatial.json`` if present, else empty).
+        memory: an :class:`ExperienceMemory`, a JSON path (loaded if it exists; else a copy of the shipped memory
+            when its keys are of ``embedding``, otherwise an empty memory, that :meth:`save` / ``autosave`` write
+            there) or ``None`` (the shipped memory ``policies/distill/models/memory_spatial.json`` if present, else
+            empty). An empty memory warns: it retrieves nothing, so the planner never acts or learns.
         tries: schedules tried per region (nearest distinct ones), >= 1.
         learn: add each kept schedule to the memory.
         autosave: after every image, merge the entries added since the last save into the memory file at its path
@@ -350,7 +352,12 @@ class MemoryPlanner(Planner):
             self.path = Path(memory)
             if str(memory) == "" or self.path.is_dir():
                 raise ValueError(f"memory={str(memory)!r} must be the path of a memory JSON file, not a directory")
-            memory = ExperienceMemory.load(self.path) if self.path.is_file() else ExperienceMemory(embedding)
+            if self.path.is_file():
+                memory = ExperienceMemory.load(self.path)
+            else:  # a new file starts from the shipped memory (an empty one retrieves nothing, so never acts)
+                shipped = ExperienceMemory.load(DEFAULT_MEMORY) if DEFAULT_MEMORY.is_file() else None
+                memory = shipped if shipped is not None and shipped.embedding == embedding \
+                    else ExperienceMemory(embedding)
             if self.path == DEFAULT_MEMORY:
                 self.path = None  # never write into the installed package unless asked through save()
         if not isinstance(memory, ExperienceMemory):
@@ -361,6 +368,11 @@ class MemoryPlanner(Planner):
             raise ValueError("autosave needs the memory's file path (memory=PATH)")
         if self.autosave:
             check_writable(self.path, "memory file", writable=True)  # before any restore, not after the first one
+        if not len(memory):
+            where = f" at {self.path}" if self.path else ""
+            warnings.warn(f"the memory{where} is empty: it retrieves nothing, so the planner never acts and never "
+                          "learns; fill it from recorded trajectories (python -m policies.memory --trajectories DIR "
+                          "-o FILE)", UserWarning, stacklevel=2)
         self.memory = memory
         self.embedder = make_embedder(embedding)
         # entries [0, _synced) are in the file at self.path (autosave merges the rest into it)

@@ -179,6 +179,10 @@ class RuleTable:
             raise ValueError(f"rule table {p} is not valid JSON: {exc}") from None
         if not isinstance(d, dict) or d.get("format") != RULE_TABLE_FORMAT:
             raise ValueError(f"{p} is not a rule table (format {RULE_TABLE_FORMAT!r} expected)")
+        missing = [k for k in ("entries", "bins") if k not in d]
+        if missing:
+            raise ValueError(f"rule table {p} has no {' or '.join(map(repr, missing))}: not a table written by "
+                             "RuleTable.save")
         meta = {k: v for k, v in d.items()
                 if k not in ("format", "bins", "order", "entries", "thresholds", "family_masks")}
         return cls(entries=d["entries"], bins=int(d["bins"]), thresholds=d.get("thresholds", {}), meta=meta,

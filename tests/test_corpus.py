@@ -338,6 +338,12 @@ def test_read_image_names_damage_the_decoder_reports(tmp_path) -> None:  # noqa:
     with pytest.warns(UserWarning, match="may be damaged, the decoder said: .*Corrupt JPEG data"):
         out = read_image(bad)
     assert out.shape == (64, 64, 3)
+    cut = tmp_path / "truncated.jpg"  # the last third missing: OpenCV's imdecode refuses it, imread reads it
+    cut.write_bytes(bytes(cv2.imencode(".jpg", img)[1].tobytes())[: n * 2 // 3])
+    with pytest.warns(UserWarning, match="truncated.jpg may be damaged, the decoder said: Premature end of JPEG"):
+        out = read_image(cut)
+    full = cv2.imdecode(np.frombuffer(cv2.imencode(".jpg", img)[1], np.uint8), cv2.IMREAD_COLOR)[..., ::-1] / 255.0
+    assert out.shape == (64, 64, 3) and np.abs(out[:16] - full[:16]).max() < 1e-6  # the top is decoded as usual
     png = bytearray(cv2.imencode(".png", img)[1].tobytes())
     i = png.index(b"IDAT") + 40
     png[i: i + 20] = bytes(20)

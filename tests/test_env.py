@@ -70,6 +70,30 @@ def test_sb3_check_env_on_wrappers(wrapper: type) -> None:
         check_env(env, warn=True)
 
 
+def test_wrong_shaped_actions_are_refused_not_flattened() -> None:
+    """A (2, 2) array has the 4 numbers of a Box / MultiDiscrete action but is not one: refused with its own
+    shape. A leading batch axis of size 1 (what a batched predict gives) is accepted."""
+    box, md = BoxAction(make("SpatialIR-Lite-v1")), MultiDiscreteAction(make("SpatialIR-Lite-v1"))
+    box.reset(seed=0)
+    md.reset(seed=0)
+    with pytest.raises(ValueError, match=re.escape("Box action must have shape (4,) ([joint index, θ1..θP]), "
+                                                   "got (2, 2)")):
+        box.step(np.array([[3, 0.5], [0.2, 0.1]], np.float32))
+    with pytest.raises(ValueError, match="BoxAction env takes a Box vector .* not a Dict action"):
+        box.step({"region": 0, "tool": 0, "params": np.zeros(3)})
+    with pytest.raises(ValueError, match=re.escape("MultiDiscrete action must have shape (4,)")):
+        md.step(np.array([[3, 1], [2, 1]]))
+    with pytest.raises(ValueError, match="MultiDiscrete action must hold whole numbers"):
+        md.step([0.5, 0, 0, 0])
+    base = box.unwrapped
+    with pytest.raises(ValueError, match=re.escape("action params must have shape (3,), got (3, 1)")):
+        base.step({"region": 0, "tool": 0, "params": np.zeros((3, 1))})
+    with pytest.raises(ValueError, match="action params must be 3 numbers in \\[-1, 1\\], got 'abc'"):
+        base.step({"region": 0, "tool": 0, "params": "abc"})
+    assert box.step(np.zeros((1, 4), np.float32))[4]["steps"] == 1  # a batch of one
+    assert md.step(np.zeros((1, 4), np.int64))[4]["steps"] == 1
+
+
 @pytest.mark.parametrize("wrapper", [BoxAction, MultiDiscreteAction])
 def test_gymnasium_check_env_on_wrappers(wrapper: type) -> None:
     from gymnasium.utils.env_checker import check_env
@@ -219,7 +243,8 @@ def test_v0_ids_truncate_at_the_budget_where_v1_terminates(family: str) -> None:
 
 def test_latest_env_id_and_the_budget_end_option() -> None:
     assert ir_env.latest_env_id("SpatialIR-v0") == "SpatialIR-v1"
-    assert ir_env.latest_env_id("ir_env:GlobalIR-v0") == "GlobalIR-v1"
+    assert ir_env.latest_env_id("ir_env:GlobalIR-v0") == "ir_env:GlobalIR-v1"  # the module prefix is kept
+    assert ir_env.latest_env_id("SpatialIR") == "SpatialIR-v1"
     assert ir_env.latest_env_id("SpatialIR-Lite-v1") == "SpatialIR-Lite-v1"
     assert set(ir_env.LATEST_ENV_IDS) <= set(ir_env.ENV_SPECS)
     with pytest.raises(ValueError, match="unknown env id 'SpatialIR-v9'"):

@@ -103,8 +103,10 @@ def _scene(size: int = 64, seed: int = 3):  # noqa: ANN202
 
 def test_planner_tries_judges_keeps_best_and_learns(tmp_path) -> None:  # noqa: ANN001
     scene = _scene()
-    planner = MemoryPlanner(memory=str(tmp_path / "m.json"), judge="psnr", tries=3, autosave=True,
-                            region_proposer="grid", max_regions=4)
+    ExperienceMemory().save(tmp_path / "m.json")  # an empty memory file: the planner says it cannot act yet
+    with pytest.warns(UserWarning, match="memory at .*m.json is empty: it retrieves nothing"):
+        planner = MemoryPlanner(memory=str(tmp_path / "m.json"), judge="psnr", tries=3, autosave=True,
+                                region_proposer="grid", max_regions=4)
     empty = planner.restore(scene.degraded, reference=scene.clean)
     assert empty.trace == [] and empty.tool_calls == 0  # nothing remembered yet
     emb = make_embedder("handcrafted").embed(scene.degraded, scene.masks)
@@ -123,6 +125,21 @@ def test_planner_tries_judges_keeps_best_and_learns(tmp_path) -> None:  # noqa: 
     assert len(planner.memory) == n0 + len(kept)  # it learned the kept schedules
     assert res.info == {"memory_size": n0 + len(kept), "learned": len(kept)}
     assert len(ExperienceMemory.load(tmp_path / "m.json")) == len(planner.memory)  # autosaved
+
+
+def test_a_new_memory_file_starts_from_the_shipped_memory(tmp_path) -> None:  # noqa: ANN001
+    """memory=NEW_PATH: a copy of the shipped memory that grows into NEW_PATH (an empty one would never act)."""
+    from policies.memory import DEFAULT_MEMORY
+
+    shipped = ExperienceMemory.load(DEFAULT_MEMORY)
+    scene = _scene()
+    planner = MemoryPlanner(memory=str(tmp_path / "new.json"), judge="psnr", autosave=True, region_proposer="grid",
+                            max_regions=4)
+    assert len(planner.memory) == len(shipped)
+    res = planner.restore(scene.degraded, reference=scene.clean)
+    assert res.tool_calls > 0 and res.trace  # it retrieved and kept something
+    assert len(ExperienceMemory.load(tmp_path / "new.json")) == len(shipped) + res.info["learned"]
+    assert len(ExperienceMemory.load(DEFAULT_MEMORY)) == len(shipped)  # the shipped file is untouched
 
 
 def test_no_judge_applies_the_nearest_schedule() -> None:

@@ -91,6 +91,10 @@ def test_errors_are_clear(scene) -> None:  # noqa: ANN001
         make_planner("fixed").restore(scene.degraded[..., 0])
     with pytest.raises(ValueError, match="unknown option"):
         parse_planner_spec("greedy:fast")
+    with pytest.raises(ValueError, match="judge is given twice \\('judge=brisque' and 'judge=niqe'\\)"):
+        parse_planner_spec("greedy:judge=brisque:judge=niqe")  # not: the last one wins
+    with pytest.raises(ValueError, match="gate is given twice"):
+        parse_planner_spec("ppo:gate=off:gate=table")
     assert {"random", "fixed", "greedy", "dfs"} <= set(list_planners())
 
 

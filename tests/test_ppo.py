@@ -384,6 +384,19 @@ def test_cli_train_refuses_zero_steps_workers_and_empty_configs(tmp_path: Path,
     assert "the config is empty" in capsys.readouterr().err
 
 
+def test_a_broken_model_config_is_named(tmp_path: Path) -> None:
+    """config.yml next to a model that is not YAML, or not a training config: one clear error naming the file."""
+    from policies import make_planner
+
+    (tmp_path / "model.zip").write_bytes(b"PK")
+    for text, msg in ((": : [\n", "config.yml is not valid YAML"), ("- 1\n", "is not a training config")):
+        (tmp_path / "config.yml").write_text(text)
+        with pytest.raises(ValueError, match=msg):
+            read_model_config(tmp_path / "model.zip")
+        with pytest.raises(ValueError, match=msg):
+            make_planner("ppo", path=str(tmp_path / "model.zip"))
+
+
 def test_config_errors_are_clear() -> None:
     with pytest.raises(ValueError, match="unknown config key 'lr'"):
         resolve_config({"lr": 1e-3})
@@ -573,7 +586,23 @@ def test_a_model_trained_in_a_script_is_saved_for_the_planner(tmp_path: Path) ->
                                          "with env_kwargs .* has 'slic'"):  # same spaces, other regions
         save_model(model, tmp_path / "bad", "SpatialIR-Lite-v1", {"image_size": 48, "region_proposer": "slic"})
     assert not (tmp_path / "bad").exists()
-    with pytest.raises(ValueError, match="already holds a run"):
+    for env_id, kw, what in [("SpatialIR-Lite-v1", {"image_size": 64}, "image_size=48"),  # same spaces
+                             ("SpatialIR-Lite-v1", {"image_size": 48, "step_cost": 0.5}, "step_cost=0.02"),
+                             ("SpatialIR-Lite-v0", {"image_size": 48}, "budget_end='terminated'")]:
+        with pytest.raises(ValueError, match=f"trained on an env with {what}"):
+            save_model(model, tmp_path / "bad", env_id, kw)
+    with pytest.raises(ValueError, match="save_model env_kwargs has no key 'imagesize'"):
+        save_model(model, tmp_path / "bad", "SpatialIR-Lite-v1", {"imagesize": 48})
+    from stable_baselines3 import A2C
+
+    other = A2C("MultiInputPolicy", BoxAction(gym.make("SpatialIR-Lite-v1", image_size=48)), device="cpu")
+    with pytest.raises(ValueError, match="saves PPO with the hybrid policy .* got A2C"):
+        save_model(other, tmp_path / "bad", "SpatialIR-Lite-v1", {"image_size": 48})
+    assert not (tmp_path / "bad").exists()
+    with pytest.raises(ValueError, match="already holds a run .* save into another folder, or pass overwrite=True"):
         save_model(model, tmp_path / "mine", "SpatialIR-Lite-v1", {"image_size": 48})
     assert save_model(model, tmp_path / "mine", "SpatialIR-Lite-v1", {"image_size": 48}, overwrite=True) == path
     assert "ppo" not in read_model_config(path) and read_model_config(path)["budget_end"] == "terminated"
+    # the run folder itself is a path the planner takes (its model.zip)
+    folder = make_planner("ppo", path=str(tmp_path / "mine"), gate="off").restore(img).image
+    assert np.array_equal(folder, res.image)

@@ -94,7 +94,7 @@ def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> di
     # the full env kwargs (constructor defaults + registered preset + config), so a planner rebuilds the exact
     # env even if a default changes later
     cfg["env_kwargs"] = {**env_defaults(), **ENV_SPECS[env_id], **dict(cfg["env_kwargs"] or {})}
-    # an older id (SpatialIR-v1) is its latest id with its own kwargs (budget_end: truncated), now in env_kwargs
+    # an older id (SpatialIR-v0) is its latest id with its own kwargs (budget_end: truncated), now in env_kwargs
     cfg["env_id"] = latest_env_id(env_id)
     if cfg["env_kwargs"].get("reward_metric") == "none":
         raise ValueError("env_kwargs reward_metric 'none' measures nothing, so there is no reward to learn from; "
@@ -191,7 +191,11 @@ def read_model_config(model_path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise FileNotFoundError(f"no {CONFIG_NAME} next to {model_path}: the planner needs the training "
                                 "config (region proposer, max_regions, tools) that `spatial-ir train` writes")
-    cfg = yaml.safe_load(p.read_text())
+    try:
+        cfg = yaml.safe_load(p.read_text())
+    except (yaml.YAMLError, UnicodeDecodeError) as e:
+        raise ValueError(f"{p} is not valid YAML ({' '.join(str(e).split())[:200]}): it should be the training config "
+                         "`spatial-ir train` writes") from None
     if not isinstance(cfg, Mapping) or "env_id" not in cfg or "env_kwargs" not in cfg:
         raise ValueError(f"{p} is not a training config written by `spatial-ir train`")
     return dict(cfg)

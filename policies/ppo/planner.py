@@ -77,7 +77,8 @@ class PPOPlanner(Planner):
     """A trained stable-baselines3 PPO policy as a planner.
 
     Args:
-        path: the model ``.zip`` written by ``spatial-ir train`` (``config.yml`` must sit next to it).
+        path: the model ``.zip`` written by ``spatial-ir train`` (``config.yml`` must sit next to it), or the run
+            folder holding it (its ``model.zip``).
             Default: the shipped ``policies/ppo/models/ppo_<mode>/model.zip``; a missing file raises
             ``FileNotFoundError`` saying how to train one.
         mode: ``"spatial"`` or ``"global"``: only picks the default model; the model's own training config
@@ -111,6 +112,8 @@ class PPOPlanner(Planner):
 
             metric_info(judge)  # an unknown name is an error although a learned planner never judges
         model_path = Path(path) if path is not None else default_model_path(self.algo, mode or "spatial")
+        if model_path.is_dir() and (model_path / "model.zip").is_file():  # a run folder: its final model
+            model_path = model_path / "model.zip"
         if not model_path.is_file():
             config = ("maskable_ppo_spatial" if self.algo == "maskable"
                       else "ppo_global" if mode == "global" else "ppo_spatial")

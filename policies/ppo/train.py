@@ -63,9 +63,10 @@ def build_env(env_id: str, env_kwargs: Mapping[str, Any], algo: str = "hybrid", 
 
     if single_thread:
         set_single_thread()
-    latest = latest_env_id(env_id)
-    if latest != env_id.split(":")[-1]:
-        env_kwargs = {**ENV_SPECS[env_id.split(":")[-1]], **dict(env_kwargs)}
+    name = env_id.split(":")[-1]
+    latest = latest_env_id(name)
+    if latest != name:  # an older id (its kwargs spelled out) or an unversioned name (the latest one)
+        env_kwargs = {**ENV_SPECS.get(name, {}), **dict(env_kwargs)}
     env = gym.make(f"ir_env:{latest}", **dict(env_kwargs))
     env = BoxAction(env) if algo == "hybrid" else MultiDiscreteAction(env, bins=bins)
     return Monitor(env, info_keywords=INFO_KEYWORDS) if monitor else env
@@ -122,16 +123,33 @@ def save_model(model: Any, folder: str | Path, env_id: str, env_kwargs: Mapping[
 
     ``env_id`` / ``env_kwargs`` must be what the training env was made with: ``ValueError`` when the env they
     build has other observation or action spaces than the model or, while the model still holds its training env,
-    another recipe, region proposer, region count, step budget, reward metric or tool list than that env. A folder
-    already holding a run is refused unless ``overwrite`` (its earlier outputs are then removed)."""
+    another recipe, region proposer, region count, image size, embedding, step budget or its ending
+    (``budget_end``), reward metric, step cost or tool list than that env; also for a model that is neither PPO
+    with :class:`HybridSetPolicy` nor MaskablePPO. A folder already holding a run is refused unless
+    ``overwrite`` (its earlier outputs are then removed)."""
     from sb3_contrib import MaskablePPO
+    from stable_baselines3 import PPO
 
-    algo = "maskable" if isinstance(model, MaskablePPO) else "hybrid"
+    from policies.ppo.policy import HybridSetPolicy
+
+    if isinstance(model, MaskablePPO):
+        algo = "maskable"
+    elif isinstance(model, PPO) and isinstance(model.policy, HybridSetPolicy):
+        algo = "hybrid"
+    else:
+        policy = type(getattr(model, "policy", None)).__name__
+        raise ValueError(f"save_model saves PPO with the hybrid policy (make_hybrid_ppo) or MaskablePPO "
+                         f"(make_maskable_ppo), got {type(model).__name__} with policy {policy}: the ppo / "
+                         "maskable_ppo planners could not load anything else")
     folder = Path(folder)
     cfg = resolve_config({"name": folder.name or "model", "env_id": env_id, "env_kwargs": dict(env_kwargs or {}),
                           "algo": algo, "bins": int(bins), "output_dir": str(folder.parent)})
-    env = build_env(cfg["env_id"], {**cfg["env_kwargs"], "corpus": [np.zeros((32, 32, 3), np.float32)]}, algo,
-                    int(cfg["bins"]), monitor=False, single_thread=False)
+    try:
+        env = build_env(cfg["env_id"], {**cfg["env_kwargs"], "corpus": [np.zeros((32, 32, 3), np.float32)]}, algo,
+                        int(cfg["bins"]), monitor=False, single_thread=False)
+    except (TypeError, ValueError) as e:  # an unknown or bad env keyword: name it, not the whole kwargs dict
+        raise ValueError(str(config_error("env_kwargs", dict(env_kwargs or {}), e))
+                         .replace("config env_kwargs", "save_model env_kwargs", 1)) from None
     try:
         for what in ("observation_space", "action_space"):
             if getattr(env, what) != getattr(model, what):
@@ -141,7 +159,8 @@ def save_model(model: Any, folder: str | Path, env_id: str, env_kwargs: Mapping[
         trained_on = model.get_env()
         if trained_on is not None:  # the settings the spaces do not show
             base = env.unwrapped
-            for attr in ("recipe", "region_proposer", "max_regions", "max_steps", "reward_metric", "tool_names"):
+            for attr in ("recipe", "region_proposer", "max_regions", "image_size", "embedding", "max_steps",
+                         "budget_end", "reward_metric", "step_cost", "tool_names"):
                 theirs = trained_on.get_attr(attr, indices=[0])[0]
                 if theirs != getattr(base, attr):
                     raise ValueError(f"the model was trained on an env with {attr}={theirs!r}, but {env_id} with "
@@ -149,7 +168,7 @@ def save_model(model: Any, folder: str | Path, env_id: str, env_kwargs: Mapping[
                                      "the training env was made with")
     finally:
         env.close()
-    _check_run_folder(folder, None, overwrite)
+    _check_run_folder(folder, None, overwrite, python=True)
     if overwrite:
         import shutil
 
@@ -263,9 +282,10 @@ def run_outputs(run_dir: Path) -> list[Path]:
     return found + sorted(p for p in run_dir.glob("tb_*") if p.is_dir())
 
 
-def _check_run_folder(run_dir: Path, resume: str | None, overwrite: bool) -> None:
+def _check_run_folder(run_dir: Path, resume: str | None, overwrite: bool, python: bool = False) -> None:
     """Refuse to mix a new run into a folder holding another: without ``resume`` (or resuming a checkpoint of
-    another folder) the folder must hold no run outputs unless ``overwrite``."""
+    another folder) the folder must hold no run outputs unless ``overwrite``. ``python``: the advice is for a
+    :func:`save_model` call, not the command line."""
     if overwrite:
         return
     old = run_outputs(run_dir)
@@ -276,6 +296,9 @@ def _check_run_folder(run_dir: Path, resume: str | None, overwrite: bool) -> Non
         if where is not None and (Path(where[0]) / where[1]).resolve() == run_dir.resolve():
             return  # continuing this folder's own run
     names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in old)
+    if python:
+        raise ValueError(f"run folder {run_dir} already holds a run ({names}); save into another folder, or pass "
+                         "overwrite=True to replace it")
     raise ValueError(f"run folder {run_dir} already holds a run ({names}); continue it with --resume "
                      f"{run_dir}/model.zip (or a checkpoint), pick another --output-dir or config name, or pass "
                      "--overwrite (Python: overwrite=True) to replace it")
