@@ -140,7 +140,7 @@ def evaluate(items: Sequence[tuple[str, np.ndarray]], recipe: str, planner_specs
             row = {"image": name, "planner": spec, "psnr_in": m_in["psnr"], "psnr_out": m_out["psnr"],
                    "psnr_y_in": m_in["psnr_y"], "psnr_y_out": m_out["psnr_y"], "ssim_in": m_in["ssim"],
                    "ssim_out": m_out["ssim"], "tool_calls": res.tool_calls, "iqa_calls": res.iqa_calls,
-                   "seconds": seconds, "steps": len(res.trace), "judge": res.judge,
+                   "seconds": seconds, "steps": len(res.trace), "judge": res.judge or "none",
                    "budget_bound": res.info.get("budget_bound")}
             rows.append(row)
             if on_result is not None:
