@@ -147,9 +147,38 @@ def check_curve_config(cfg: dict[str, Any], runs: list[str]) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
     check_ppo_block(resolve_config({"ppo": cfg["ppo"]})["ppo"])
+    from policies.ppo.policy import check_policy_kwargs
+
+    check_policy_kwargs(cfg["policy_kwargs"], "policy_kwargs")
     if "from_student" in runs and not Path(str(cfg["student"])).is_file():
         raise FileNotFoundError(f"student model not found: {cfg['student']} (needed by the from_student run)")
     check_writable(Path(str(cfg["out"])).with_suffix(".json"), "out")
+
+
+def check_student_fits(cfg: dict[str, Any]) -> None:
+    """``ValueError`` before any training when the ``student``'s weights do not fit the network the curve builds
+    (``ppo_config``'s env and ``policy_kwargs`` merged with the curve's): e.g. a 12-feature student without
+    ``policy_kwargs: {region_features: 12}``. Builds one model (a few seconds)."""
+    from stable_baselines3 import PPO
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from policies.ppo.config import load_config
+    from policies.ppo.train import build_env, make_hybrid_ppo, one_line
+
+    pcfg = load_config(cfg["ppo_config"])
+    venv = DummyVecEnv([lambda: build_env(pcfg["env_id"], {**pcfg["env_kwargs"], "split": "train"}, "hybrid",
+                                          monitor=False)])
+    try:
+        model = make_hybrid_ppo(venv, {**pcfg["policy_kwargs"], **cfg["policy_kwargs"]}, device="cpu")
+        student = PPO.load(cfg["student"], device="cpu")
+        model.policy.load_state_dict(student.policy.state_dict())
+    except (RuntimeError, ValueError, KeyError) as e:
+        first = one_line(e).split("size mismatch for ")[-1][:240]
+        raise ValueError(f"student {cfg['student']} does not fit the network of {cfg['ppo_config']} with "
+                         f"policy_kwargs {cfg['policy_kwargs']} ({first}); set policy_kwargs as the student was "
+                         "trained (its config.yml)") from None
+    finally:
+        venv.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -165,6 +194,8 @@ def main(argv: list[str] | None = None) -> int:
     cfg = merge_config(DEFAULTS, args.config)
     runs = [r for r in (args.runs.split(",") if args.runs else cfg["runs"]) if r]
     check_curve_config(cfg, runs)
+    if "from_student" in runs:
+        check_student_fits(cfg)
     from policies.ppo.train import set_single_thread
 
     set_single_thread()

@@ -112,7 +112,15 @@ def load_record_config(path: str | None, **overrides: Any) -> dict[str, Any]:
 
 def env_settings(cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     """``(env_id, env_kwargs)`` from the config: explicit ones, else the PPO config's."""
+    if cfg.get("env_kwargs") is not None and not isinstance(cfg["env_kwargs"], dict):
+        raise ValueError(f"env_kwargs must be a mapping of env option -> value, got {cfg['env_kwargs']!r}")
     if cfg.get("env_kwargs"):
+        from policies.ppo.config import env_defaults
+
+        known = set(env_defaults()) | {"render_mode"}
+        unknown = sorted(set(cfg["env_kwargs"]) - known)
+        if unknown:
+            raise ValueError(f"env_kwargs has no key {unknown[0]!r} (the env takes {', '.join(sorted(known))})")
         return str(cfg.get("env_id") or "SpatialIR-v1"), dict(cfg["env_kwargs"])
     from policies.ppo.config import load_config
 
@@ -165,7 +173,7 @@ def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path
     from tqdm import tqdm
 
     from ir_env.encoder.learned import observation_fingerprint
-    from policies.distill.dataset import rows_to_arrays, shard_path, write_meta, write_shard
+    from policies.distill.dataset import read_shard, rows_to_arrays, shard_path, write_meta, write_shard
     from policies.distill.record import RecordingGreedy, make_teacher, record_episode
     from policies.ppo.policy import param_counts_for
     from policies.ppo.train import build_env, set_single_thread
@@ -210,8 +218,11 @@ def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path
         path = shard_path(out, i)
         if not path.is_file():
             return False
-        with np.load(path) as z:
-            have = set(np.unique(z["scene"]).tolist())
+        try:
+            have = set(np.unique(read_shard(path)["scene"]).tolist())
+        except ValueError as exc:  # damaged (cut short, not a zip, a field missing): recorded again
+            log(f"{exc}: recording it again")
+            return False
         return have == set(range(i * per, min((i + 1) * per, int(cfg["episodes"]))))
 
     todo = [i for i in range(n_shards) if not complete(i)]

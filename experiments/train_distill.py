@@ -86,8 +86,10 @@ def check_distill_config(cfg: dict[str, Any]) -> None:
     if not isinstance(cfg["output_dir"], str) or not cfg["output_dir"].strip():
         raise ValueError(f"output_dir must name a folder, got {cfg['output_dir']!r}")
     from ir_env.paths import check_writable
+    from policies.ppo.policy import check_policy_kwargs
 
     check_writable(cfg["output_dir"], "output_dir", folder=True)
+    check_policy_kwargs(cfg["policy_kwargs"], "policy_kwargs")
     hold = cfg["holdout_photos"]
     if not isinstance(hold, list) or not all(_whole(i) and i >= 0 for i in hold):
         raise ValueError(f"holdout_photos must be a list of photo indices (whole numbers >= 0), got {hold!r}")

@@ -447,8 +447,13 @@ def prefill(trajectory_dirs: Sequence[str | Path], out: str | Path, min_gain: fl
     """Build a memory from recorded trajectories (``experiments/record_trajectories.py``) and save it to ``out``."""
     from policies.distill.dataset import read_dataset
 
+    if not math.isfinite(float(min_gain)):
+        raise ValueError(f"min_gain must be a finite number (dB), got {min_gain!r}")
     mem = ExperienceMemory(embedding)
     mem.add_trajectories(read_dataset(list(trajectory_dirs)), min_gain=min_gain)
+    if not len(mem):
+        raise ValueError(f"no schedule in {', '.join(map(str, trajectory_dirs))} gained more than {min_gain:g}: the "
+                         "memory would be empty (lower --min-gain); nothing written")
     mem.save(out)
     return mem
 

@@ -62,6 +62,14 @@ def test_shards_round_trip_and_resume(dataset: tuple[TrajectoryData, str]) -> No
     np.testing.assert_array_equal(read_shard(shard_path(folder, 1))["gains"], b["gains"])  # deterministic
     with pytest.raises(ValueError, match="other settings"):
         record({**cfg, "seed": 7}, progress=False, log=lambda m: None)
+    good = shard_path(folder, 1).read_bytes()
+    shard_path(folder, 1).write_bytes(good[: len(good) // 3])  # cut short: one clear error, then re-recorded
+    with pytest.raises(ValueError, match="trajectory shard .*shard_00001.npz is damaged"):
+        read_dataset(folder)
+    said: list[str] = []
+    record(cfg, progress=False, log=said.append)
+    assert any("is damaged" in m and "recording it again" in m for m in said)
+    assert shard_path(folder, 1).read_bytes() == good
 
 
 def test_meta_refuses_other_encoder_weights(tmp_path: Path) -> None:
@@ -112,6 +120,7 @@ def test_student_reproduces_teacher_and_plans(dataset: tuple[TrajectoryData, str
     path = save_student(model, tmp_path / "student", PPO_CFG, "SpatialIR-v1", ENV_KWARGS, 0.25, 0.0)
     planner = make_planner("distilled", path=str(path))
     assert planner.tau == 0.25 and planner.stop_margin == 0.0
+    assert make_planner("distilled", path=str(tmp_path / "student")).model_path == path  # the run folder works
     env = planner.env
     # the planner's first decision is the student's decision on the same observation
     first = next(i for i in range(len(data)) if data["step"][i] == 0)
@@ -240,6 +249,8 @@ def test_record_refuses_what_cannot_work_in_one_line(tmp_path: Path, capsys: pyt
 
     base = {"out_dir": str(tmp_path / "d"), "env_id": "SpatialIR-v1", "env_kwargs": ENV_KWARGS, "episodes": 1}
     for extra, message in (({"photos": [99]}, "photos \\[99\\] out of range: the train split has"),
+                           ({"env_kwargs": {**ENV_KWARGS, "image_sise": 64}}, "env_kwargs has no key 'image_sise'"),
+                           ({"env_kwargs": 5}, "env_kwargs must be a mapping"),
                            ({"teacher_kwargs": {"bogus": 1}}, "teacher_kwargs: greedy takes no option 'bogus'")):
         cfg.write_text(yaml.safe_dump({**base, **extra}))
         assert main(["--config", str(cfg), "--no-progress"]) == 2
@@ -321,7 +332,11 @@ def test_ppo_curve_refuses_bad_runs_and_values_before_training(tmp_path: Path) -
             ([], {"seeds": [-1]}, "seeds must be a non-empty list of whole numbers >= 0"),
             ([], {"timesteps": 0}, "timesteps must be a whole number >= 1"),
             ([], {"ppo": {"clip_range": 0}}, "'ppo.clip_range' must be a number > 0"),
-            ([], {"student": str(tmp_path / "none.zip")}, "student model not found")):
+            ([], {"student": str(tmp_path / "none.zip")}, "student model not found"),
+            ([], {"policy_kwargs": {"region_feature": 12}}, "policy_kwargs has no key 'region_feature'"),
+            (["--runs", "from_student"], {"ppo_config": "experiments/configs/ppo_spatial_learned.yaml",
+                                          "student": "policies/distill/models/distilled_learned/model.zip"},
+             "does not fit the network of experiments/configs/ppo_spatial_learned.yaml")):
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump({"out": str(out), **cfg}))
         with pytest.raises((ValueError, FileNotFoundError), match=re.escape(message)):

@@ -258,6 +258,10 @@ def test_prefill_command_takes_the_datasets_embedding(tmp_path, capsys) -> None:
     assert ExperienceMemory.load(tmp_path / "m.json").embedding == "learned"
     assert main(["--trajectories", str(folder), "-o", str(tmp_path / "h.json"), "--embedding", "handcrafted"]) == 2
     assert "error:" in capsys.readouterr().err
+    for gain, message in (("nan", "min_gain must be a finite number"), ("100", "the memory would be empty")):
+        assert main(["--trajectories", str(folder), "-o", str(tmp_path / "e.json"), "--min-gain", gain]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "e.json").exists()
 
 
 @pytest.mark.parametrize(("doc", "message"), [

@@ -180,12 +180,20 @@ def write_shard(path: str | Path, arrays: Mapping[str, np.ndarray]) -> Path:
 
 
 def read_shard(path: str | Path) -> dict[str, np.ndarray]:
-    """Arrays of one shard (``ValueError`` when a field is missing)."""
-    with np.load(Path(path)) as z:
-        missing = set(FIELDS) - set(z.files)
-        if missing:
-            raise ValueError(f"{path} is not a trajectory shard: missing {sorted(missing)}")
-        return {k: z[k] for k in FIELDS}
+    """Arrays of one shard (``ValueError`` naming the file when it is damaged or a field is missing)."""
+    import zipfile
+
+    try:
+        with np.load(Path(path)) as z:
+            missing = set(FIELDS) - set(z.files)
+            if missing:
+                raise ValueError(f"{path} is not a trajectory shard: missing {sorted(missing)}")
+            return {k: z[k] for k in FIELDS}
+    except (zipfile.BadZipFile, EOFError, OSError) as exc:
+        if isinstance(exc, FileNotFoundError):
+            raise
+        raise ValueError(f"trajectory shard {path} is damaged ({' '.join(str(exc).split()) or type(exc).__name__}): "
+                         "record the dataset again (record_trajectories re-records damaged shards)") from None
 
 
 def read_dataset(folders: str | Path | Iterable[str | Path]) -> TrajectoryData:

@@ -30,7 +30,7 @@ class DistilledPlanner(PPOPlanner):
     """A distilled student as a planner.
 
     Args:
-        path: the student's ``model.zip`` (``config.yml`` next to it); default: the shipped
+        path: the student's ``model.zip`` (``config.yml`` next to it) or its run folder; default: the shipped
             ``policies/distill/models/distilled_learned/model.zip`` (:data:`DEFAULT_MODEL`).
         stop_margin: STOP when no predicted gain reaches this many dB (default: the trained value from
             ``config.yml``).
@@ -45,6 +45,8 @@ class DistilledPlanner(PPOPlanner):
             raise ValueError("no global distilled student ships (the shipped one plans regions): train one on a global "
                              "dataset and pass path=..., or use mode='spatial'")
         model_path = Path(path) if path is not None else DEFAULT_MODEL
+        if model_path.is_dir() and (model_path / "model.zip").is_file():  # a run folder: its model
+            model_path = model_path / "model.zip"
         if not model_path.is_file():
             raise FileNotFoundError(
                 f"no distilled student at {model_path}; record trajectories and train one with "

@@ -263,3 +263,21 @@ def hybrid_policy_kwargs(env: Any, hidden: int = 64, attention: bool = True, sha
     return {"param_counts": counts, "param_defaults": param_defaults_for(names, max(counts)),
             "hidden": int(hidden), "attention": bool(attention), "share_encoder": bool(share_encoder),
             **extra}
+
+
+def check_policy_kwargs(kwargs: Any, where: str = "policy_kwargs") -> None:
+    """``ValueError`` naming ``where`` when ``kwargs`` is not a mapping or holds a key :class:`HybridSetPolicy`
+    (and SB3's ``ActorCriticPolicy`` under it) does not take, before any env or model is built."""
+    import inspect
+
+    from stable_baselines3.common.policies import ActorCriticPolicy
+
+    if not isinstance(kwargs, dict):
+        raise ValueError(f"{where} must be a mapping of option -> value, got {kwargs!r}")
+    fixed = {"self", "observation_space", "action_space", "lr_schedule", "kwargs"}
+    known = {n for cls in (HybridSetPolicy, ActorCriticPolicy)
+             for n in inspect.signature(cls.__init__).parameters} - fixed
+    unknown = sorted(set(kwargs) - known)
+    if unknown:
+        raise ValueError(f"{where} has no key {unknown[0]!r} (HybridSetPolicy takes {', '.join(sorted(known))})")
+
