@@ -148,6 +148,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.report:
         write_report([Path(p) for p in args.report], Path(args.results))
         return 0
+    if args.quick and args.ship:  # a smoke model must never replace the shipped policy
+        print("error: --quick makes a smoke model: it is never shipped (drop --ship or --quick)", file=sys.stderr)
+        return 2
     cfg = load_bc_config(args.config)
     if args.quick:
         cfg["record"]["episodes"], cfg["bc"]["epochs"] = 8, 10

@@ -168,6 +168,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="training seed instead of the config's train.seed; the run is named <name>_seed<N>")
     args = ap.parse_args(argv)
     try:
+        if args.quick and args.ship:  # a smoke model must never replace the shipped student
+            raise ValueError("--quick makes a smoke model: it is never shipped (drop --ship or --quick)")
         cfg = load_distill_config(args.config)
         if args.seed is not None:
             cfg["train"]["seed"] = int(args.seed)

@@ -290,6 +290,10 @@ def test_train_distill_refuses_data_of_other_encoder_weights_and_bad_values(data
 
     path.write_text(yaml.safe_dump(ok))
     assert train_distill_main(["--config", str(path), "--seed", "-1"]) == 2  # refused before any data is read
+    assert train_distill_main(["--config", str(path), "--quick", "--ship"]) == 2  # a smoke model is never shipped
+    from experiments.train_bc import main as train_bc_main
+
+    assert train_bc_main(["--config", "experiments/configs/bc_spatial.yaml", "--quick", "--ship"]) == 2
     assert not (tmp_path / "out").exists()
     # a learned-embedding dataset whose meta names other encoder weights: refused before anything is written
     learned = tmp_path / "learned"
