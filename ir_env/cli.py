@@ -63,11 +63,22 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     write_image(out / "degraded.png", scene.degraded)
     write_image(out / "clean.png", scene.clean)
     texts = ["+".join(kind for kind, _ in labels) for labels in scene.labels]
-    write_image(out / "masks.png", overlay_masks(scene.degraded, scene.masks, texts=texts))
+    # the ground-truth regions as data: one 8-bit grey PNG whose pixel value is the region's index (the masks
+    # partition the image), and a picture of them for people
+    import cv2
+    import numpy as np
+
+    index = np.argmax(scene.masks, axis=0).astype(np.uint8)
+    if not cv2.imwrite(str(out / "masks.png"), index):
+        raise ValueError(f"cannot write {out / 'masks.png'}")
+    write_image(out / "overlay.png", overlay_masks(scene.degraded, scene.masks, texts=texts))
     info = scene.to_json()
     info["source"] = str(args.image)
+    info["masks_png"] = ("8-bit grey, pixel value = region index (regions[k] is masks.png == k); overlay.png draws "
+                         "them on degraded.png")
     (out / "scene.json").write_text(json.dumps(info, indent=2))
-    print(f"wrote {out}/degraded.png, clean.png, masks.png, scene.json ({scene.num_regions} regions)")
+    print(f"wrote {out}/degraded.png, clean.png, masks.png (region index per pixel), overlay.png, scene.json "
+          f"({scene.num_regions} region{'s' if scene.num_regions != 1 else ''})")
     return 0
 
 
@@ -283,7 +294,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("tools", help="list the restoration tools and their parameter ranges")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")
 
-    s = sub.add_parser("degrade", help="degrade one image with a recipe; writes 4 files to -o DIR")
+    s = sub.add_parser("degrade", help="degrade one image with a recipe; writes 5 files to -o DIR")
     s.add_argument("image", help="input image file (PNG/JPEG/BMP/TIFF, greyscale ok)")
     s.add_argument("--recipe", default="spatial-mixed", help="degradation recipe (default spatial-mixed)")
     s.add_argument("--seed", type=seed_int, default=0, help="random seed (same seed, same scene)")

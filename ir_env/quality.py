@@ -26,7 +26,9 @@ with pyiqa to better than 1e-3 dB / 1e-6 (tested). ``ms_ssim`` and ``piqe`` run 
 and always run on the CPU. Nothing is downloaded: pyiqa's own NIQE/BRISQUE weights are not used.
 
 Masks (``score(image, reference, mask)``): ``psnr``/``psnr_y`` use the MSE over the masked pixels;
-``ssim``/``ssim_rgb`` average the SSIM map over the masked pixels; the other metrics score the mask's
+``ssim``/``ssim_rgb`` average the SSIM map over every masked pixel (each pixel's own 11x11 window; near the
+border the image is mirrored, so a full mask also counts the 5 px band the unmasked score leaves out, as
+skimage and pyiqa do: the two differ slightly); the other metrics score the mask's
 bounding box, grown around its centre to the metric's minimum size (and reflect-padded when the whole
 image is smaller than that). Images are float32 HxWx3 RGB in [0, 1]
 (``restorers.check_image``).
@@ -255,16 +257,16 @@ class _SSIM(Metric):
             return float(np.mean([mp.mean() for mp in self._maps(img, ref)]))
         k = _SSIM_HALF
         y0, y1, x0, x1 = _bbox(mask)
-        # SSIM map values depend only on an 11x11 neighbourhood: compute on the bbox grown by 5 px
-        cy0, cy1, cx0, cx1 = max(0, y0 - k), min(h, y1 + k), max(0, x0 - k), min(w, x1 + k)
-        sub = mask[cy0 + k : cy1 - k, cx0 + k : cx1 - k]
-        if sub.size and sub.any():
-            a_img, a_ref = img[cy0:cy1, cx0:cx1], ref[cy0:cy1, cx0:cx1]
-        else:  # the mask lies within 5 px of the border: reflect-pad so every pixel has a map value
+        # a map value for EVERY masked pixel (it depends on its 11x11 neighbourhood only): the bbox grown by 5 px,
+        # mirrored where that passes the border (pixels 5 px or more inside see only real pixels). Earlier, masked
+        # pixels in the 5 px band were dropped whenever any other masked pixel lay inside it.
+        if y0 >= k and x0 >= k and y1 + k <= h and x1 + k <= w:  # all inside: no mirroring needed
+            a_img, a_ref = img[y0 - k:y1 + k, x0 - k:x1 + k], ref[y0 - k:y1 + k, x0 - k:x1 + k]
+        else:
             pad = ((k, k), (k, k), (0, 0))
-            a_img = np.pad(img, pad, mode="symmetric")[y0 : y1 + 2 * k, x0 : x1 + 2 * k]
-            a_ref = np.pad(ref, pad, mode="symmetric")[y0 : y1 + 2 * k, x0 : x1 + 2 * k]
-            sub = mask[y0:y1, x0:x1]
+            a_img = np.pad(img, pad, mode="symmetric")[y0:y1 + 2 * k, x0:x1 + 2 * k]
+            a_ref = np.pad(ref, pad, mode="symmetric")[y0:y1 + 2 * k, x0:x1 + 2 * k]
+        sub = mask[y0:y1, x0:x1]
         return float(np.mean([mp[sub].mean() for mp in self._maps(a_img, a_ref)]))
 
 

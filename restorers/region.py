@@ -59,7 +59,7 @@ def feather_weight(mask: np.ndarray, sigma: float = FEATHER_SIGMA) -> np.ndarray
     """Blend weight in [0, 1] (float32 HxW): 1 deep inside ``mask``, 0 far outside, smooth at the edge.
 
     Weights within 1e-6 of 0 or 1 are snapped to exactly 0 or 1, so pixels farther than about
-    ``3 * sigma`` px from the mask's edge are bit-identical to the input."""
+    ``4 * sigma`` px (OpenCV's kernel radius) from the mask's edge are bit-identical to the input."""
     m = mask.astype(np.float32)
     if sigma <= 0:
         return m
@@ -108,7 +108,10 @@ def apply(
     (default: the tool's own margin; never less than ``ceil(3 * feather) + 2`` px, the blend's reach) and the result
     is blended in with a feathered mask, so pixels far from the region are untouched and no seam shows. An empty
     mask returns an unchanged copy. ``feather``: the blend's Gaussian sigma in px (default :data:`FEATHER_SIGMA`;
-    0: a hard edge). A non-bool mask is read as ``mask > 0.5`` (floats) or ``mask != 0`` (integers).
+    0: a hard edge). The feather is centred on the mask's edge: the blend weight is about 0.5 there, reaches 1
+    about 2-3 sigma inside and 0 about 3-4 sigma outside, so a mask narrower than about 4 sigma (8 px by default)
+    gets only part of the tool's effect (a 3x3 mask about a quarter, one pixel a few percent): use ``feather=0``
+    for such masks. A non-bool mask is read as ``mask > 0.5`` (floats) or ``mask != 0`` (integers).
     """
     img = check_image(image)
     t = get_tool(tool)

@@ -39,10 +39,20 @@ def test_degrade_writes_four_files_deterministically(tmp_path: Path, photo_file:
     for d in ("a", "b"):
         argv = ["degrade", str(photo_file), "--recipe", "spatial-mixed", "--seed", "3", "-o", str(tmp_path / d)]
         assert main(argv) == 0
-    for f in ("degraded.png", "clean.png", "masks.png", "scene.json"):
+    for f in ("degraded.png", "clean.png", "masks.png", "overlay.png", "scene.json"):
         assert (tmp_path / "a" / f).exists()
         assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
     scene = json.loads((tmp_path / "a" / "scene.json").read_text())
+    # masks.png is the ground truth as data: region index per pixel, the same masks synthesize makes
+    import cv2
+
+    from ir_env.imageio import read_image
+    from ir_env.recipes import synthesize
+
+    index = cv2.imread(str(tmp_path / "a" / "masks.png"), cv2.IMREAD_UNCHANGED)
+    truth = synthesize(read_image(photo_file), recipe="spatial-mixed", seed=3)
+    assert index.dtype == np.uint8 and index.ndim == 2 and len(scene["regions"]) == len(truth.masks)
+    np.testing.assert_array_equal(np.stack([index == k for k in range(len(truth.masks))]), truth.masks)
     kinds = [tuple(sorted({p["kind"] for p in r["params"]})) for r in scene["regions"]]
     assert len(kinds) >= 2 and len(set(kinds)) >= 2, kinds
     assert main(["degrade", str(photo_file), "--seed", "4", "-o", str(tmp_path / "c")]) == 0

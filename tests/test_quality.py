@@ -163,8 +163,11 @@ def test_masked_ssim(photo):
     x = _noisy(photo, 0.05)
     h, w = photo.shape[:2]
     full = np.ones((h, w), bool)
-    assert Q.score("ssim", x, photo, mask=full) == pytest.approx(Q.score("ssim", x, photo), abs=1e-12)
-    assert Q.score("ssim_rgb", x, photo, mask=full) == pytest.approx(Q.score("ssim_rgb", x, photo), abs=1e-12)
+    # a full mask counts every pixel (the border band mirrored); the unmasked score is the valid-window mean
+    k = Q._SSIM_HALF
+    mirrored = Q._ssim_map(*(np.pad(Q._yiq_y255(a), k, mode="symmetric") for a in (x, photo)))
+    assert Q.score("ssim", x, photo, mask=full) == pytest.approx(mirrored.mean(), abs=1e-10)
+    assert Q.score("ssim", x, photo, mask=full) == pytest.approx(Q.score("ssim", x, photo), abs=0.02)
     # mean of the full SSIM map over the mask, whatever crop the implementation takes
     ssim_map = Q._ssim_map(Q._yiq_y255(x), Q._yiq_y255(photo))
     mask = np.zeros((h, w), bool)
@@ -176,6 +179,14 @@ def test_masked_ssim(photo):
     assert 0.0 < Q.score("ssim", x, photo, mask=corner) < 1.0
     assert Q.score("ssim", photo, photo) == pytest.approx(1.0)
     assert Q.score("ssim", photo, photo, mask=mask) == pytest.approx(1.0)
+    # masked pixels in the border band count even when other masked pixels lie inside it
+    y = photo.copy()
+    y[:3] = np.clip(y[:3] + np.random.default_rng(0).normal(0, 0.2, y[:3].shape), 0, 1).astype(np.float32)
+    band = np.zeros((h, w), bool)
+    band[:3] = True
+    alone = Q.score("ssim", y, photo, mask=band)
+    band[h // 2, w // 2] = True  # one clean interior pixel more: the score barely moves (it was 1.0)
+    assert alone < 0.7 and Q.score("ssim", y, photo, mask=band) == pytest.approx(alone, abs=0.01)
 
 
 def test_noisier_scores_worse_on_every_metric(photo192):
