@@ -160,6 +160,9 @@ def load_named_corpus(
     Returns fresh copies (callers may modify them). Raises ``ValueError`` for an unknown split, a folder
     without (readable) images or an empty split, ``FileNotFoundError`` for a missing folder.
     """
+    if not isinstance(name_or_folder, (str, Path)) or not str(name_or_folder).strip():
+        raise ValueError(f"corpus must be a name (builtin, kodak, builtin+kodak, holdout) or a folder path, got "
+                         f"{name_or_folder!r}")
     if split not in SPLITS:
         raise ValueError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
     name = str(name_or_folder)

@@ -57,6 +57,8 @@ def check_mask(mask: object, shape: tuple[int, int], name: str = "mask") -> np.n
     if mask.shape != tuple(shape):
         raise ValueError(f"{name} must have shape {tuple(shape)} (the image's HxW), got {mask.shape}")
     if mask.dtype != bool:
+        if not (np.issubdtype(mask.dtype, np.floating) or np.issubdtype(mask.dtype, np.integer)):
+            raise ValueError(f"{name} must be bool (or a float / integer array read as bool), got dtype {mask.dtype}")
         if np.issubdtype(mask.dtype, np.floating) and not np.all(np.isfinite(mask)):
             raise ValueError(f"{name} contains NaN or inf values")
         mask = mask > 0.5 if np.issubdtype(mask.dtype, np.floating) else mask != 0

@@ -125,6 +125,9 @@ def test_folder_errors(tmp_path: Path) -> None:
         load_corpus(tmp_path / "one" / "x.png")
     with pytest.raises(ValueError, match="unknown split"):
         load_corpus("builtin", "validation")
+    for bad in (None, "", "  "):  # '' would read the working directory
+        with pytest.raises(ValueError, match="corpus must be a name .* or a folder path"):
+            load_corpus(bad)
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_bytes(b"\x89PNG broken")
     with pytest.warns(UserWarning), pytest.raises(ValueError, match="no readable images"):

@@ -160,6 +160,10 @@ def test_memmap_input_gives_a_plain_array(photo: np.ndarray, tmp_path) -> None: 
 def test_bad_mask_rejected(photo: np.ndarray) -> None:
     with pytest.raises(ValueError, match="mask must have shape"):
         apply(photo, list_tools()[0], None, mask=np.ones((10, 10), bool))
+    h, w = photo.shape[:2]
+    for dtype in ("<U1", object, complex):  # np.full(shape, 'a') is not an all-True mask
+        with pytest.raises(ValueError, match="mask must be bool .* got dtype"):
+            apply(photo, list_tools()[0], None, mask=np.full((h, w), 1).astype(dtype))
 
 
 def test_registering_before_first_use_keeps_the_builtin_order_and_replace_keeps_the_index() -> None:
