@@ -300,7 +300,9 @@ def test_training_writes_run_folder_and_resumes(tiny_run: Path) -> None:
     acc = EventAccumulator(str(next(tiny_run.glob("tb_*")))).Reload()
     tags = set(acc.Tags()["scalars"])
     assert {"restoration/psnr_gain", "restoration/tool_calls", "restoration/stop_rate"} <= tags
-    assert any(t.startswith("tools/") for t in tags)
+    # every offered tool and STOP in every rollout (0 when unused), so a tool that is dropped falls to 0
+    for name in [*cfg["tool_names"], "STOP"]:
+        assert len(acc.Scalars(f"tools/{name}")) == len(acc.Scalars("restoration/psnr_gain")), name
     raw = {k: cfg[k] for k in ("name", "env_id", "env_kwargs", "policy_kwargs", "ppo", "output_dir")}
     run = train_from_dict({**raw, "total_timesteps": 192, "eval": {"freq": 0}, "checkpoint_freq": 0,
                            "progress_bar": False}, resume=str(tiny_run / "checkpoints/model_64_steps.zip"))
@@ -550,6 +552,26 @@ def test_an_existing_run_is_refused_unless_resumed_or_overwritten(tiny_run: Path
     assert PPO.load(run / "model.zip", device="cpu").num_timesteps == 64
 
 
+def test_an_interrupted_run_keeps_its_model_for_resume(tiny_run: Path, tmp_path: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Ctrl-C during learn(): model.zip and config.yml (trained_timesteps, interrupted) are written, so the advice
+    '--resume <run>/model.zip' the next start gives points at a file that exists."""
+    from stable_baselines3 import PPO
+
+    def stop(self, *args, **kwargs):  # noqa: ANN001, ANN002, ANN003, ANN202
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(PPO, "learn", stop)
+    raw = {**_raw_of(tiny_run), "output_dir": str(tmp_path), "total_timesteps": 256, "progress_bar": False}
+    with pytest.raises(KeyboardInterrupt):
+        train_from_dict(raw)
+    run = tmp_path / raw["name"]
+    cfg = read_model_config(run / "model.zip")
+    assert cfg["interrupted"] is True and cfg["trained_timesteps"] == 0
+    with pytest.raises(ValueError, match=f"continue it with --resume {run}/model.zip"):
+        train_from_dict(raw)
+
+
 def test_resume_refuses_settings_the_checkpoint_would_ignore(tiny_run: Path, tmp_path: Path) -> None:
     run = Path(shutil.copytree(tiny_run, tmp_path / "tiny"))
     before = (run / "config.yml").read_bytes()
@@ -561,6 +583,21 @@ def test_resume_refuses_settings_the_checkpoint_would_ignore(tiny_run: Path, tmp
            "policy_kwargs": {"hidden": 32}}
     with pytest.raises(ValueError, match=r"policy_kwargs.hidden: checkpoint 16, config 32"):
         train_from_dict(raw, resume=str(run / "model.zip"))
+    raw = {**_raw_of(run), "output_dir": str(tmp_path), "total_timesteps": 256, "progress_bar": False}
+    raw["env_kwargs"] = {**raw["env_kwargs"], "recipe": "mixed-3", "step_cost": 0.5}  # same spaces, other task
+    with pytest.raises(ValueError, match=r"env_kwargs.recipe: checkpoint 'spatial-mixed', config 'mixed-3'; "
+                                         r"env_kwargs.step_cost: checkpoint 0.02, config 0.5"):
+        train_from_dict(raw, resume=str(run / "model.zip"))
+    junk = tmp_path / "junk.zip"
+    import zipfile
+
+    with zipfile.ZipFile(junk, "w") as z:
+        z.writestr("notes.txt", "not a model")
+    with pytest.raises(ValueError, match="resume checkpoint .*junk.zip: .*not a model saved by stable-baselines3"):
+        train_from_dict({**_raw_of(run), "output_dir": str(tmp_path / "j"), "total_timesteps": 256,
+                         "progress_bar": False}, resume=str(junk))
+    with pytest.raises(ValueError, match="config 'output_dir' must name a folder"):
+        resolve_config({"output_dir": None})
     assert (run / "config.yml").read_bytes() == before
 
 

@@ -16,12 +16,20 @@ class RestorationStatsCallback(BaseCallback):
     Scalars (TensorBoard tags): ``restoration/psnr_gain`` (dB, final minus input PSNR),
     ``restoration/tool_calls`` (tools applied per episode), ``restoration/stop_rate`` (share of episodes
     ended by STOP rather than by the step budget), ``restoration/episodes``, and ``tools/<name>`` (share of
-    all steps of the rollout that chose that tool; ``tools/STOP`` included).
+    all steps of the rollout that chose that tool; ``tools/STOP`` included). Every tool the env offers (and STOP)
+    is recorded in every rollout, 0 when unused, so a tool that stops being chosen drops to 0 in the curves.
     """
 
     def __init__(self, verbose: int = 0) -> None:
         super().__init__(verbose)
+        self.names: list[str] = []
         self._reset_stats()
+
+    def _on_training_start(self) -> None:
+        try:  # the env's tools (any wrapper / vector env reaches them); unknown envs: the tools seen so far
+            self.names = [*map(str, self.training_env.get_attr("tool_names", indices=[0])[0]), "STOP"]
+        except (AttributeError, TypeError, ValueError, IndexError):
+            self.names = []
 
     def _reset_stats(self) -> None:
         self.gains: list[float] = []
@@ -51,8 +59,8 @@ class RestorationStatsCallback(BaseCallback):
             self.logger.record("restoration/stop_rate", float(np.mean(self.stops)))
             self.logger.record("restoration/episodes", len(self.gains))
         if self.steps:
-            for name, n in sorted(self.tools.items()):
-                self.logger.record(f"tools/{name}", n / self.steps)
+            for name in sorted(set(self.names) | set(self.tools)):
+                self.logger.record(f"tools/{name}", self.tools.get(name, 0) / self.steps)
         self._reset_stats()
 
 

@@ -83,6 +83,8 @@ def resolve_config(raw: Mapping[str, Any] | None = None, **overrides: Any) -> di
 
     if cfg["eval"]["split"] not in SPLITS:
         raise ValueError(f"config 'eval.split' must be one of {', '.join(SPLITS)}, got {cfg['eval']['split']!r}")
+    if not isinstance(cfg["output_dir"], (str, Path)) or not str(cfg["output_dir"]).strip():
+        raise ValueError(f"config 'output_dir' must name a folder (default runs), got {cfg['output_dir']!r}")
     if not isinstance(cfg["name"], str) or not cfg["name"].strip() or Path(cfg["name"]).name != cfg["name"]:
         raise ValueError(f"config 'name' must be a folder name (no '/'), got {cfg['name']!r}")
     from ir_env import ENV_SPECS, latest_env_id

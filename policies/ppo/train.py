@@ -29,7 +29,7 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 
-from policies.ppo.config import load_config, resolve_config, write_config
+from policies.ppo.config import load_config, read_model_config, resolve_config, write_config
 
 #: ``info`` keys that Monitor copies into the episode records (``ep_info_buffer``, evaluation logs).
 INFO_KEYWORDS = ("psnr_gain", "is_success", "tool_calls")
@@ -299,8 +299,15 @@ def _check_run_folder(run_dir: Path, resume: str | None, overwrite: bool, python
     if python:
         raise ValueError(f"run folder {run_dir} already holds a run ({names}); save into another folder, or pass "
                          "overwrite=True to replace it")
+    latest = run_dir / "model.zip"
+    if not latest.is_file():  # a run killed before it saved: its newest checkpoint
+        import re
+
+        ckpts = sorted(run_dir.glob("checkpoints/model_*_steps.zip"),
+                       key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
+        latest = ckpts[-1] if ckpts else latest
     raise ValueError(f"run folder {run_dir} already holds a run ({names}); continue it with --resume "
-                     f"{run_dir}/model.zip (or a checkpoint), pick another --output-dir or config name, or pass "
+                     f"{latest} (or a checkpoint), pick another --output-dir or config name, or pass "
                      "--overwrite (Python: overwrite=True) to replace it")
 
 
@@ -317,6 +324,27 @@ def _resume_mismatches(model: Any, cfg: Mapping[str, Any]) -> list[str]:
     for key, want in dict(cfg["policy_kwargs"] or {}).items():
         if key in saved and saved[key] != want:
             out.append(f"policy_kwargs.{key}: checkpoint {saved[key]!r}, config {want!r}")
+    return out
+
+
+#: env settings a resumed run must keep (the model's record, its eval history and best model assume them).
+RESUME_ENV_KEYS = ("recipe", "corpus", "image_size", "max_regions", "region_proposer", "proposer_kwargs", "embedding",
+                   "reward_metric", "max_steps", "budget_end", "step_cost", "tools")
+
+
+def _resume_env_mismatches(resume: str | Path, cfg: Mapping[str, Any]) -> list[str]:
+    """The env settings (:data:`RESUME_ENV_KEYS`, and the env id) in which ``cfg`` differs from the
+    ``config.yml`` of the run ``resume`` belongs to; none when that run has no readable config."""
+    try:
+        saved = read_model_config(resume)
+        was = resolve_config({"env_id": saved["env_id"], "env_kwargs": dict(saved["env_kwargs"] or {})})
+    except (FileNotFoundError, ValueError, TypeError, KeyError):
+        return []
+    out = [f"env_id: checkpoint {was['env_id']!r}, config {cfg['env_id']!r}"] if was["env_id"] != cfg["env_id"] else []
+    for key in RESUME_ENV_KEYS:
+        have, want = was["env_kwargs"].get(key), cfg["env_kwargs"].get(key)
+        if have != want:
+            out.append(f"env_kwargs.{key}: checkpoint {have!r}, config {want!r}")
     return out
 
 
@@ -366,13 +394,14 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
             try:
                 model = algo_class(cfg["algo"]).load(resume, env=venv, device=cfg["device"],
                                                      tensorboard_log=str(run_dir))
-            except (ValueError, KeyError, RuntimeError, zipfile.BadZipFile) as e:
-                raise ValueError(f"resume checkpoint {resume}: {one_line(e)}") from None
+            except (ValueError, KeyError, RuntimeError, AssertionError, zipfile.BadZipFile) as e:
+                raise ValueError(f"resume checkpoint {resume}: {one_line(e)} (not a model saved by stable-baselines3 "
+                                 "for this algo and env?)") from None
             if int(model.num_timesteps) >= int(cfg["total_timesteps"]):
                 raise ValueError(f"resume checkpoint {resume} already holds {int(model.num_timesteps)} steps and "
                                  f"total_timesteps is {cfg['total_timesteps']}: nothing to train (pass a larger "
                                  "--total-timesteps)")
-            ignored = _resume_mismatches(model, cfg)
+            ignored = _resume_mismatches(model, cfg) + _resume_env_mismatches(resume, cfg)
             if ignored:
                 raise ValueError(f"resume checkpoint {resume} keeps its own settings, which the config changes ("
                                  + "; ".join(ignored) + "): set the config to the checkpoint's values, or start "
@@ -424,8 +453,14 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
         remaining = int(cfg["total_timesteps"]) - (int(model.num_timesteps) if resume else 0)
         with warnings.catch_warnings():  # the eval env is a DummyVecEnv on purpose (fixed, seeded episodes)
             warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
-            model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name="tb",
-                        reset_num_timesteps=not resume, progress_bar=bool(cfg["progress_bar"]))
+            try:
+                model.learn(total_timesteps=remaining, callback=CallbackList(callbacks), tb_log_name="tb",
+                            reset_num_timesteps=not resume, progress_bar=bool(cfg["progress_bar"]))
+            except KeyboardInterrupt:  # keep what was trained (as rl-zoo does): --resume <run>/model.zip continues
+                model.save(run_dir / "model.zip")
+                write_config({**resolved, "trained_timesteps": int(model.num_timesteps), "interrupted": True},
+                             run_dir)
+                raise
         model.save(run_dir / "model.zip")
         write_config({**resolved, "trained_timesteps": int(model.num_timesteps)}, run_dir)
     finally:
