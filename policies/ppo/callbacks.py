@@ -73,14 +73,30 @@ class _FixedEpisodes:
     n_calls: int
     eval_env: Any
 
+    n_eval_episodes: int
+
     def _on_step(self) -> bool:
         if self.eval_freq > 0 and self.n_calls % self.eval_freq == 0:
             self.eval_env.seed(self.eval_seed)
+            self._gains: list[tuple[float, float]] = []
         return super()._on_step()  # type: ignore[misc]
+
+    def _log_success_callback(self, locals_: dict[str, Any], globals_: dict[str, Any]) -> None:
+        """SB3's success-rate hook, plus ``eval/psnr_gain`` (dB) and ``eval/tool_calls`` (means over the
+        evaluation's episodes), recorded before the evaluation's log line is written."""
+        super()._log_success_callback(locals_, globals_)  # type: ignore[misc]
+        info = locals_["info"]
+        gains = getattr(self, "_gains", None)
+        if locals_["done"] and "psnr_gain" in info and gains is not None and len(gains) < self.n_eval_episodes:
+            gains.append((float(info["psnr_gain"]), float(info.get("tool_calls", np.nan))))
+            if len(gains) == self.n_eval_episodes:
+                self.logger.record("eval/psnr_gain", float(np.mean([g for g, _ in gains])))
+                self.logger.record("eval/tool_calls", float(np.nanmean([c for _, c in gains])))
 
 
 class SeededEvalCallback(_FixedEpisodes, EvalCallback):
-    """:class:`~stable_baselines3.common.callbacks.EvalCallback` on fixed episodes (``eval_seed``)."""
+    """:class:`~stable_baselines3.common.callbacks.EvalCallback` on fixed episodes (``eval_seed``); also logs
+    ``eval/psnr_gain`` and ``eval/tool_calls``."""
 
     def __init__(self, *args: Any, eval_seed: int = 0, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
