@@ -115,12 +115,6 @@ def env_settings(cfg: dict[str, Any]) -> tuple[str, dict[str, Any]]:
     if cfg.get("env_kwargs") is not None and not isinstance(cfg["env_kwargs"], dict):
         raise ValueError(f"env_kwargs must be a mapping of env option -> value, got {cfg['env_kwargs']!r}")
     if cfg.get("env_kwargs"):
-        from policies.ppo.config import env_defaults
-
-        known = set(env_defaults()) | {"render_mode"}
-        unknown = sorted(set(cfg["env_kwargs"]) - known)
-        if unknown:
-            raise ValueError(f"env_kwargs has no key {unknown[0]!r} (the env takes {', '.join(sorted(known))})")
         return str(cfg.get("env_id") or "SpatialIR-v1"), dict(cfg["env_kwargs"])
     from policies.ppo.config import load_config
 
@@ -176,13 +170,16 @@ def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path
     from policies.distill.dataset import read_shard, rows_to_arrays, shard_path, write_meta, write_shard
     from policies.distill.record import RecordingGreedy, make_teacher, record_episode
     from policies.ppo.policy import param_counts_for
-    from policies.ppo.train import build_env, set_single_thread
+    from policies.ppo.train import build_env, config_error, set_single_thread
 
     set_single_thread()
     env_id, env_kwargs = env_settings(cfg)
     corpus = training_corpus(cfg, env_kwargs)
-    env = build_env(env_id, {**env_kwargs, "split": cfg["split"], **({"corpus": corpus} if corpus else {})},
-                    "hybrid", monitor=False)
+    try:
+        env = build_env(env_id, {**env_kwargs, "split": cfg["split"], **({"corpus": corpus} if corpus else {})},
+                        "hybrid", monitor=False)
+    except TypeError as exc:  # an env keyword it does not take: named as spatial-ir train names it
+        raise config_error("env_kwargs", env_kwargs, exc) from None
     base = env.unwrapped
     try:
         teacher = make_teacher(env, cfg["teacher"], judge=cfg["judge"], seed=int(cfg["seed"]),

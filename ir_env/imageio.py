@@ -54,11 +54,13 @@ def _opencv_quiet() -> Iterator[None]:
         log.setLogLevel(level)
 
 
-def _decode_quietly(data: np.ndarray) -> tuple[np.ndarray | None, str]:
-    """``cv2.imdecode`` of ``data`` and what the decoder said (OpenCV's log silenced, the C codecs' stderr lines
-    captured): a corrupt file gets this module's one-line ``ValueError`` or warning instead of stray lines."""
+def _decode_quietly(data: np.ndarray | Path) -> tuple[np.ndarray | None, str]:
+    """``cv2.imdecode`` of ``data`` (or ``cv2.imread`` of a path) and what the decoder said (OpenCV's log silenced,
+    the C codecs' stderr lines captured): a corrupt file gets this module's one-line ``ValueError`` or warning
+    instead of stray lines."""
     with _opencv_quiet(), _c_stderr_captured() as said:
-        arr = cv2.imdecode(data, cv2.IMREAD_UNCHANGED)
+        arr = (cv2.imread(str(data), cv2.IMREAD_UNCHANGED) if isinstance(data, Path)
+               else cv2.imdecode(data, cv2.IMREAD_UNCHANGED))
     msg = " ".join(" ".join(said).split())
     return arr, (msg[:300] + "...") if len(msg) > 300 else msg
 
@@ -87,10 +89,9 @@ def read_image_with_depth(path: str | Path) -> tuple[np.ndarray, int]:
     data = np.fromfile(str(p), dtype=np.uint8)
     arr, said = _decode_quietly(data) if data.size else (None, "")
     if arr is None and data.size:  # imdecode refuses a truncated JPEG that imread decodes (the rest left grey)
-        with _opencv_quiet(), _c_stderr_captured() as lines:
-            arr = cv2.imread(str(p), cv2.IMREAD_UNCHANGED)
+        arr, said = _decode_quietly(p)
         if arr is not None:
-            said = " ".join(" ".join(lines).split())[:300] or "the file is damaged (imdecode refused it)"
+            said = said or "the file is damaged (imdecode refused it)"
     if arr is None:
         raise ValueError(f"cannot decode image file (corrupt or unsupported format): {p}"
                          + (f" (decoder: {said})" if said else ""))

@@ -37,6 +37,10 @@ INFO_KEYWORDS = ("psnr_gain", "is_success", "tool_calls")
 # "terminated" since stop 31 (the -v1 ids); configs without the key were trained while it was "truncated" (the -v0
 # ids: SB3 bootstrapped that last step)
 BUDGET_END = "terminated"
+#: env settings (env attributes and keyword arguments alike) the spaces do not show but a trained model depends on:
+#: save_model checks them against the model's training env, --resume against the run's config.yml.
+MODEL_ENV_SETTINGS = ("recipe", "region_proposer", "max_regions", "image_size", "embedding", "max_steps",
+                      "budget_end", "reward_metric", "step_cost")
 
 
 def set_single_thread() -> None:
@@ -148,8 +152,7 @@ def save_model(model: Any, folder: str | Path, env_id: str, env_kwargs: Mapping[
         env = build_env(cfg["env_id"], {**cfg["env_kwargs"], "corpus": [np.zeros((32, 32, 3), np.float32)]}, algo,
                         int(cfg["bins"]), monitor=False, single_thread=False)
     except (TypeError, ValueError) as e:  # an unknown or bad env keyword: name it, not the whole kwargs dict
-        raise ValueError(str(config_error("env_kwargs", dict(env_kwargs or {}), e))
-                         .replace("config env_kwargs", "save_model env_kwargs", 1)) from None
+        raise config_error("env_kwargs", dict(env_kwargs or {}), e, source="save_model") from None
     try:
         for what in ("observation_space", "action_space"):
             if getattr(env, what) != getattr(model, what):
@@ -159,8 +162,7 @@ def save_model(model: Any, folder: str | Path, env_id: str, env_kwargs: Mapping[
         trained_on = model.get_env()
         if trained_on is not None:  # the settings the spaces do not show
             base = env.unwrapped
-            for attr in ("recipe", "region_proposer", "max_regions", "image_size", "embedding", "max_steps",
-                         "budget_end", "reward_metric", "step_cost", "tool_names"):
+            for attr in (*MODEL_ENV_SETTINGS, "tool_names"):
                 theirs = trained_on.get_attr(attr, indices=[0])[0]
                 if theirs != getattr(base, attr):
                     raise ValueError(f"the model was trained on an env with {attr}={theirs!r}, but {env_id} with "
@@ -226,19 +228,20 @@ def one_line(exc: BaseException) -> str:
     return re.sub(r"^Error: ", "", " ".join(str(exc).split())) or type(exc).__name__
 
 
-def config_error(section: str, kwargs: Mapping[str, Any], exc: BaseException) -> ValueError:
-    """A ``ValueError`` naming the config ``section`` (and key, when it can be found) behind ``exc``, an error a
-    library raised while building the env, the policy or the algorithm from ``kwargs``."""
+def config_error(section: str, kwargs: Mapping[str, Any], exc: BaseException, source: str = "config") -> ValueError:
+    """A ``ValueError`` naming the ``source``'s ``section`` (``config env_kwargs``; ``save_model env_kwargs``) and
+    key, when it can be found, behind ``exc``, an error a library raised while building the env, the policy or the
+    algorithm from ``kwargs``."""
     from ir_env.option_errors import non_number_option, unexpected_keyword
 
     msg = one_line(exc)
     unknown = unexpected_keyword(exc)
     if unknown:
-        return ValueError(f"config {section} has no key {unknown!r} ({msg.split('(')[0].strip()} does not take it)")
+        return ValueError(f"{source} {section} has no key {unknown!r} ({msg.split('(')[0].strip()} does not take it)")
     named = non_number_option(exc, dict(kwargs))
     if named:
-        return ValueError(f"config {section}.{named[0]}={named[1]!r} must be a number")
-    return ValueError(f"config {section}: {msg}")
+        return ValueError(f"{source} {section}.{named[0]}={named[1]!r} must be a number")
+    return ValueError(f"{source} {section}: {msg}")
 
 
 def resume_location(resume: str | Path) -> tuple[str, str] | None:
@@ -328,8 +331,7 @@ def _resume_mismatches(model: Any, cfg: Mapping[str, Any]) -> list[str]:
 
 
 #: env settings a resumed run must keep (the model's record, its eval history and best model assume them).
-RESUME_ENV_KEYS = ("recipe", "corpus", "image_size", "max_regions", "region_proposer", "proposer_kwargs", "embedding",
-                   "reward_metric", "max_steps", "budget_end", "step_cost", "tools")
+RESUME_ENV_KEYS = (*MODEL_ENV_SETTINGS, "corpus", "proposer_kwargs", "tools")
 
 
 def _resume_env_mismatches(resume: str | Path, cfg: Mapping[str, Any]) -> list[str]:
