@@ -262,7 +262,8 @@ def train_seed(cfg: dict[str, Any], variant: str, seed: int) -> Path:
                                    output_dir=str(out.parent), ship_dir=None)
     log(f"training {variant} seed {seed} -> {out}")
     train_bc.run(bcfg, dataset=str(data), argv=["experiments/compare.py", "--variants", variant,
-                                                  "--seeds", str(seed)])
+                                                  "--seeds", str(seed)],
+                 overwrite=True)  # a stale or unfinished run of this seed is replaced (decided above)
     return out
 
 

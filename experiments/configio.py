@@ -115,6 +115,26 @@ def check_output(path: str | Path | None, what: str = "output") -> None:
     check_writable(path, what)
 
 
+def check_run_folder(run_dir: str | Path, overwrite: bool, outputs: Iterable[str], flag: str = "--overwrite") -> None:
+    """Refuse to train into a folder that already holds a run: ``ValueError`` naming the files found (glob patterns
+    ``outputs``) unless ``overwrite``, which removes them (so no stale candidate of the earlier run is left beside
+    the new one). Other files in the folder are kept. Nothing is created."""
+    import shutil
+
+    folder = Path(run_dir)
+    if not folder.is_dir():
+        return
+    found = sorted({p for pattern in outputs for p in folder.glob(pattern)})
+    if not found:
+        return
+    if not overwrite:
+        names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in found[:6]) + (", ..." if len(found) > 6 else "")
+        raise ValueError(f"run folder {folder} already holds a run ({names}); pick another name or output_dir, or "
+                         f"pass {flag} to replace it")
+    for p in found:
+        shutil.rmtree(p) if p.is_dir() else p.unlink()
+
+
 def positive_ints(text: str, name: str) -> list[int]:
     """Comma-separated whole numbers >= 1 from a command-line option (``--sizes 64,128``); ``ValueError`` naming
     ``name`` otherwise."""

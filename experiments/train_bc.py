@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from experiments.configio import read_config
+from experiments.configio import check_run_folder, read_config
 
 DEFAULTS: dict[str, Any] = {
     "name": "bc_spatial",
@@ -140,6 +140,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--finetune-lr", type=float, default=None, help="PPO learning rate of the fine-tune")
     ap.add_argument("--eval-every", type=int, default=None, help="fine-tune steps between evaluations")
     ap.add_argument("--ship", action="store_true", help="copy model.zip + config.yml to ship_dir")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the run already in <output_dir>/<name> (its outputs are removed first)")
     ap.add_argument("--report", nargs="+", metavar="SUMMARY",
                     help="only write the results table from these runs' summary.json files")
     ap.add_argument("--results", default="experiments/results/ppo_training",
@@ -166,14 +168,26 @@ def main(argv: list[str] | None = None) -> int:
     if args.name:
         cfg["name"] = args.name
     check_bc_config(cfg)  # the command-line values too
-    run(cfg, dataset=args.dataset, ship=args.ship, argv=sys.argv if argv is None else argv,
-        previous=args.continue_from)
+    try:
+        run(cfg, dataset=args.dataset, ship=args.ship, argv=sys.argv if argv is None else argv,
+            previous=args.continue_from, overwrite=args.overwrite)
+    except ValueError as e:
+        if not str(e).startswith("run folder "):
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
     return 0
 
 
+#: What a run of this script writes into its folder (glob patterns); ``overwrite`` removes them first.
+RUN_OUTPUTS = ("model.zip", "config.yml", "summary.json", "*_model.zip", "expert_data.npz", "dagger_data.npz",
+               "tb_*")
+
+
 def run(cfg: dict[str, Any], dataset: str | None = None, ship: bool = False,
-        argv: list[str] | None = None, previous: str | None = None) -> Path:
-    """Do the whole pipeline for a resolved BC config; returns the run folder."""
+        argv: list[str] | None = None, previous: str | None = None, overwrite: bool = False) -> Path:
+    """Do the whole pipeline for a resolved BC config; returns the run folder. A folder already holding a run
+    (:data:`RUN_OUTPUTS`) is refused with ``ValueError`` unless ``overwrite`` (its outputs are removed first)."""
     import stable_baselines3
     import torch as th
     from stable_baselines3.common.callbacks import BaseCallback
@@ -190,6 +204,10 @@ def run(cfg: dict[str, Any], dataset: str | None = None, ship: bool = False,
     env_id, env_kwargs = pcfg["env_id"], dict(pcfg["env_kwargs"])
     algo, bins = str(pcfg.get("algo", "hybrid")), int(pcfg.get("bins", 5))  # maskable: MultiDiscrete actions
     run_dir = Path(cfg["output_dir"]) / str(cfg["name"])
+    if previous and Path(previous).resolve().parent == run_dir.resolve():
+        raise ValueError(f"run folder {run_dir} is the run --continue-from reads ({previous}): give the "
+                         "continued run another --name")
+    check_run_folder(run_dir, overwrite, RUN_OUTPUTS)
     run_dir.mkdir(parents=True, exist_ok=True)
 
     def make(split: str, monitor: bool = False):  # noqa: ANN202

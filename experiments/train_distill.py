@@ -166,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="smoke run: few epochs and episodes")
     ap.add_argument("--seed", type=int, default=None,
                     help="training seed instead of the config's train.seed; the run is named <name>_seed<N>")
+    ap.add_argument("--overwrite", action="store_true",
+                    help="replace the run already in <output_dir>/<name> (its outputs are removed first)")
     args = ap.parse_args(argv)
     try:
         if args.quick and args.ship:  # a smoke model must never replace the shipped student
@@ -179,18 +181,25 @@ def main(argv: list[str] | None = None) -> int:
             cfg["validation"]["episodes"] = cfg["test"]["episodes"] = 4
             cfg["name"] += "_quick"
         check_distill_config(cfg)  # the command-line values too (--seed -1), before anything is loaded
-        run(cfg, ship=args.ship, argv=sys.argv if argv is None else argv)
+        run(cfg, ship=args.ship, argv=sys.argv if argv is None else argv, overwrite=args.overwrite)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
 
 
-def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None) -> Path:
-    """The whole pipeline for a resolved config; returns the run folder."""
+#: What a run of this script writes into its folder (glob patterns); ``overwrite`` removes them first.
+RUN_OUTPUTS = ("model.zip", "config.yml", "summary.json", "*_model.zip")
+
+
+def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None, overwrite: bool = False) -> Path:
+    """The whole pipeline for a resolved config; returns the run folder. A folder already holding a run
+    (:data:`RUN_OUTPUTS`) is refused with ``ValueError`` before any data is read, unless ``overwrite`` (its
+    outputs are then removed)."""
     import torch as th
     from stable_baselines3.common.vec_env import DummyVecEnv
 
+    from experiments.configio import check_run_folder
     from ir_env.corpus import load_corpus
     from ir_env.encoder.learned import observation_fingerprint
     from policies.distill.dataset import read_dataset
@@ -200,6 +209,9 @@ def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None) 
     from policies.ppo.config import load_config
     from policies.ppo.train import _tool_info, build_env, make_hybrid_ppo, set_single_thread
 
+    run_dir = Path(cfg["output_dir"]) / str(cfg["name"])
+    if not overwrite:  # refused before the (slow) reading; with overwrite, removed only once the data checks
+        check_run_folder(run_dir, False, RUN_OUTPUTS)
     set_single_thread()
     th.set_num_threads(1)
     t_start = time.perf_counter()
@@ -223,7 +235,7 @@ def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None) 
     bad = [i for i in cfg["holdout_photos"] if i >= n_train]
     if bad:
         raise ValueError(f"holdout_photos {bad} out of range: the dataset's split has {n_train} photos")
-    run_dir = Path(cfg["output_dir"]) / str(cfg["name"])
+    check_run_folder(run_dir, overwrite, RUN_OUTPUTS)
     run_dir.mkdir(parents=True, exist_ok=True)
     tr = cfg["train"]
     tau = float(tr["tau"])

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from experiments.configio import check_output, cli_main, positive_ints, read_config
+from experiments.configio import check_output, check_run_folder, cli_main, positive_ints, read_config
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -240,3 +240,44 @@ def test_documented_config_paths_work_from_any_directory(tmp_path: Path, monkeyp
         find_config("experiments/configs/nope.yaml")
     with pytest.raises(FileNotFoundError, match="is a directory"):
         find_config("experiments")
+
+
+def test_training_scripts_refuse_a_folder_holding_a_run_unless_overwrite(tmp_path: Path,
+                                                                         capsys: pytest.CaptureFixture) -> None:
+    """train_bc and train_distill used to train into a folder holding a finished run, replacing its model and
+    leaving the old candidates beside the new ones."""
+    run = tmp_path / "runs" / "old"
+    run.mkdir(parents=True)
+    for name in ("model.zip", "summary.json", "bc_e10_model.zip"):
+        (run / name).write_text("x")
+    (run / "notes.txt").write_text("mine")
+    (run / "tb_finetune_1").mkdir()
+    with pytest.raises(ValueError, match=r"run folder .*old already holds a run \(bc_e10_model.zip, model.zip, "
+                                         r"summary.json, tb_finetune_1/\); .*pass --overwrite"):
+        check_run_folder(run, False, ("model.zip", "summary.json", "*_model.zip", "tb_*"))
+    check_run_folder(tmp_path / "missing", False, ("model.zip",))  # nothing there: nothing to refuse or create
+    assert not (tmp_path / "missing").exists()
+    check_run_folder(run, True, ("model.zip", "summary.json", "*_model.zip", "tb_*"))
+    assert sorted(p.name for p in run.iterdir()) == ["notes.txt"]  # the run's outputs went, the user's file stayed
+
+    from experiments import train_bc, train_distill
+
+    quick = tmp_path / "runs" / "old_quick"  # --quick runs are named <name>_quick
+    quick.mkdir()
+    for name in ("model.zip", "summary.json"):
+        (run / name).write_text("x")
+        (quick / name).write_text("x")
+    cfg = tmp_path / "bc.yaml"
+    cfg.write_text(yaml.safe_dump({"name": "old", "output_dir": str(tmp_path / "runs")}))
+    assert train_bc.main(["--config", str(cfg), "--quick"]) == 2
+    assert "already holds a run (model.zip, summary.json)" in capsys.readouterr().err
+    assert train_bc.main(["--config", str(cfg), "--quick", "--name", "new",
+                          "--continue-from", str(tmp_path / "runs" / "new" / "summary.json")]) == 2
+    assert (quick / "model.zip").read_text() == "x"
+    assert "is the run --continue-from reads" in capsys.readouterr().err
+    dcfg = tmp_path / "distill.yaml"
+    dcfg.write_text(yaml.safe_dump({"name": "old", "output_dir": str(tmp_path / "runs"),
+                                    "data": [str(tmp_path / "no_data")]}))
+    assert train_distill.main(["--config", str(dcfg)]) == 2  # refused before the data is read
+    assert "already holds a run (model.zip, summary.json)" in capsys.readouterr().err
+    assert (run / "model.zip").read_text() == "x"
