@@ -41,7 +41,7 @@ def cmd_tools(args: argparse.Namespace) -> int:
         if t.description:
             print(f"  {t.description}")
         for p in t.params:
-            scale = ", log" if p.log else ""
+            scale = (", log" if p.log else "") + (", rounded to a whole number" if p.integer else "")
             print(f"  - {p.name}: {p.low:g} .. {p.high:g} {p.unit} (default {p.default:g}{scale})")
     return 0
 
@@ -190,9 +190,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
         Path(args.trace).write_text(json.dumps(res.to_json(), indent=2, default=float))
     print(f"{args.planner} ({planner.mode}, judge {res.judge or 'none'}): {len(res.trace)} steps, "
           f"{res.tool_calls} tool calls, {res.iqa_calls} IQA calls, {res.seconds:.2f} s -> {args.output}")
+    from restorers import get_tool
+
     for st in res.trace:
-        ps = ", ".join(f"{k}={v:.3g}" for k, v in st.params.items())
-        print(f"  region {st.region} ({st.region_area:.0%}): {st.tool}({ps})")
+        print(f"  region {st.region} ({st.region_area:.0%}): {st.tool}({get_tool(st.tool).format_params(st.params)})")
     for v in res.info.get("gate", {}).get("vetoed", []):  # steps the perception gate dropped (policies/gate.py)
         print(f"  gate dropped {v['tool']} on region {v['region']}: the encoder sees {v['family']} there "
               f"with probability {v['prob']:.3f}, below the gate's threshold {v['threshold']:.3f}")

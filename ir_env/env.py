@@ -426,8 +426,8 @@ class SpatialIREnv(gym.Env):
                     s.embeddings = self._embed(new, s.masks, s.valid)
                 rewards = {"quality_gain": g, "step_cost": cost}
                 info["tool_seconds"] = WallSeconds(dt)
-                args = ", ".join(f"{k}={v:.3g}" for k, v in phys.items())
-                s.last_action = f"r{region}: {tool.name}({args})" + ("" if self.metric is None else f" {g:+.2f}")
+                s.last_action = f"r{region}: {tool.name}({tool.format_params(phys)})" + (
+                    "" if self.metric is None else f" {g:+.2f}")
         spent = not terminated and s.steps >= self.max_steps
         terminated = terminated or (spent and self.budget_end == "terminated")  # no steps left: terminal (observed)
         truncated = spent and self.budget_end == "truncated"  # the -v0 dynamics

@@ -17,7 +17,9 @@ class ParamSpec:
     """One continuous tool parameter.
 
     ``low``/``high`` are the physical bounds (in ``unit``); ``log`` means the [-1, 1] normalisation is
-    linear in log(value) (both bounds must then be > 0); ``default`` lies inside the bounds.
+    linear in log(value) (both bounds must then be > 0); ``default`` lies inside the bounds. ``integer``: the
+    tool rounds the value to a whole number (iterations, a window radius, a JPEG quality); the parameter stays
+    continuous for the policies, only :meth:`format` shows it rounded.
     """
 
     name: str
@@ -27,6 +29,7 @@ class ParamSpec:
     unit: str = ""
     log: bool = False
     description: str = ""
+    integer: bool = False
 
     def __post_init__(self) -> None:
         if not self.low < self.high:
@@ -56,6 +59,11 @@ class ParamSpec:
             t = (v - self.low) / (self.high - self.low)
         return float(2.0 * t - 1.0)
 
+    def format(self, value: float) -> str:
+        """``value`` as the tool uses it, for people: the whole number an ``integer`` parameter is rounded to
+        (Python's ``round``, as the tools do), else 3 significant digits."""
+        return str(int(round(float(value)))) if self.integer else f"{float(value):.3g}"
+
     def as_dict(self) -> dict[str, object]:
         """JSON-friendly description of the parameter."""
         return {
@@ -65,6 +73,7 @@ class ParamSpec:
             "default": self.default,
             "unit": self.unit,
             "log": self.log,
+            "integer": self.integer,
             "description": self.description,
         }
 
@@ -116,6 +125,13 @@ class Tool:
     def defaults(self) -> dict[str, float]:
         """Default physical parameter values."""
         return {p.name: p.default for p in self.params}
+
+    def format_params(self, values: Mapping[str, float]) -> str:
+        """``"name=value, ..."`` for people (a log line, a trace table): whole numbers for the parameters the
+        tool rounds (:meth:`ParamSpec.format`); names this tool does not have are shown as given."""
+        specs = {p.name: p for p in self.params}
+        return ", ".join(f"{k}={specs[k].format(v)}" if k in specs else f"{k}={float(v):.3g}"
+                         for k, v in values.items())
 
     def to_physical(self, theta: Sequence[float] | np.ndarray) -> dict[str, float]:
         """Normalised parameters in [-1, 1] (first ``len(params)`` entries are read) -> physical dict."""

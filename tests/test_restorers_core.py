@@ -309,3 +309,27 @@ def test_apply_checks_the_image_once_and_still_runs_a_user_tools_own_wrapper(mon
     tool = dataclasses.replace(get_tool("gamma_correct"), name="halve", fn=outer)
     out = region.run_tool(tool, img, {"gamma": 1.0})
     assert seen == [1] and np.allclose(out, 0.25)
+
+
+def test_integer_parameters_are_shown_as_the_whole_numbers_the_tools_use() -> None:
+    """A trace line used to say ``rl_motion(iterations=14.7)`` though the tool runs 15 iterations."""
+    from restorers import get_tool, list_tools
+
+    rl = get_tool("rl_motion")
+    assert rl.format_params({"length": 12.345, "angle": -3.21, "iterations": 14.7}) == (
+        "length=12.3, angle=-3.21, iterations=15")
+    assert [p.integer for p in rl.params] == [False, False, True]
+    assert get_tool("jpeg_reapply").format_params({"quality": 30.5}) == "quality=30"  # Python round, as the tool
+    rounded = {(t.name, p.name) for t in list_tools() for p in t.params if p.integer}
+    assert rounded == {("rl_defocus", "iterations"), ("rl_motion", "iterations"), ("jpeg_reapply", "quality"),
+                       ("dcp_dehaze", "radius"), ("rain_median_removal", "radius"), ("clahe", "tiles"),
+                       ("lime_enhance", "radius"), ("rain_streak_removal", "length")}
+    for name, param in rounded:  # the rounding really is the tool's: a value and its rounding give one output
+        tool = get_tool(name)
+        img = np.random.default_rng(0).random((48, 48, 3), dtype=np.float32)
+        spec = next(p for p in tool.params if p.name == param)
+        v = spec.low + 0.37 * (spec.high - spec.low)
+        assert round(v) != v
+        np.testing.assert_array_equal(tool.fn(img, **{**tool.defaults(), param: v}),
+                                      tool.fn(img, **{**tool.defaults(), param: float(round(v))}))
+    assert get_tool("clahe").params[1].as_dict()["integer"] is True

@@ -140,7 +140,8 @@ TOOLS: tuple[Tool, ...] = (
         family="blur",
         params=(
             ParamSpec("radius", 1.0, 8.0, 3.0, "px", False, "disk PSF radius"),
-            ParamSpec("iterations", 3.0, 40.0, 15.0, "steps", True, "Richardson-Lucy iterations (rounded)"),
+            ParamSpec("iterations", 3.0, 40.0, 15.0, "steps", True, "Richardson-Lucy iterations (rounded)",
+                      integer=True),
         ),
         fn=rl_defocus,
         cost=25.0,
@@ -172,7 +173,8 @@ TOOLS: tuple[Tool, ...] = (
             ParamSpec(
                 "angle", -90.0, 90.0, 0.0, "deg", False, "motion direction, counter-clockwise from horizontal"
             ),
-            ParamSpec("iterations", 3.0, 40.0, 15.0, "steps", True, "Richardson-Lucy iterations (rounded)"),
+            ParamSpec("iterations", 3.0, 40.0, 15.0, "steps", True, "Richardson-Lucy iterations (rounded)",
+                      integer=True),
         ),
         fn=rl_motion,
         cost=18.0,

@@ -125,7 +125,7 @@ TOOLS: tuple[Tool, ...] = (
         family="dark",
         params=(
             ParamSpec("clip_limit", 1.0, 8.0, 2.5, "", True, "CLAHE contrast limit"),
-            ParamSpec("tiles", 2.0, 16.0, 8.0, "tiles/side", False, "tile grid size (rounded)"),
+            ParamSpec("tiles", 2.0, 16.0, 8.0, "tiles/side", False, "tile grid size (rounded)", integer=True),
         ),
         fn=clahe,
         cost=3.5,
@@ -153,7 +153,8 @@ TOOLS: tuple[Tool, ...] = (
         family="dark",
         params=(
             ParamSpec("gamma", 0.1, 0.9, 0.6, "", False, "illumination exponent (higher = brighter)"),
-            ParamSpec("radius", 1.0, 20.0, 6.0, "px", True, "guided-filter radius of the illumination map"),
+            ParamSpec("radius", 1.0, 20.0, 6.0, "px", True, "guided-filter radius of the illumination map (rounded)",
+                      integer=True),
         ),
         fn=lime_enhance,
         cost=3.5,

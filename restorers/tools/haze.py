@@ -61,7 +61,7 @@ TOOLS: tuple[Tool, ...] = (
         params=(
             ParamSpec("omega", 0.5, 0.98, 0.9, "", False, "fraction of the haze removed"),
             ParamSpec("t0", 0.05, 0.3, 0.1, "", False, "lower bound of the transmission"),
-            ParamSpec("radius", 2.0, 10.0, 5.0, "px", False, "dark-channel patch radius (rounded)"),
+            ParamSpec("radius", 2.0, 10.0, 5.0, "px", False, "dark-channel patch radius (rounded)", integer=True),
         ),
         fn=dcp_dehaze,
         cost=7.0,

@@ -112,7 +112,8 @@ TOOLS: tuple[Tool, ...] = (
         name="jpeg_reapply",
         family="jpeg",
         params=(
-            ParamSpec("quality", 5.0, 90.0, 30.0, "JPEG quality", False, "re-compression quality (rounded)"),
+            ParamSpec("quality", 5.0, 90.0, 30.0, "JPEG quality", False, "re-compression quality (rounded)",
+                      integer=True),
         ),
         fn=jpeg_reapply,
         cost=17.0,

@@ -73,7 +73,8 @@ TOOLS: tuple[Tool, ...] = (
                 "angle", -45.0, 45.0, 0.0, "deg", False, "streak angle from vertical, counter-clockwise"
             ),
             ParamSpec(
-                "length", 5.0, 40.0, 12.0, "px", True, "minimum streak length detected (~0.4x the streaks)"
+                "length", 5.0, 40.0, 12.0, "px", True, "minimum streak length detected (~0.4x the streaks, rounded)",
+                integer=True,
             ),
             ParamSpec("threshold", 0.01, 0.3, 0.04, "0-1", True, "minimum streak brightness"),
         ),
@@ -87,7 +88,7 @@ TOOLS: tuple[Tool, ...] = (
         name="rain_median_removal",
         family="rain",
         params=(
-            ParamSpec("radius", 1.0, 5.0, 2.0, "px", False, "median window radius (rounded)"),
+            ParamSpec("radius", 1.0, 5.0, 2.0, "px", False, "median window radius (rounded)", integer=True),
             ParamSpec("threshold", 0.01, 0.3, 0.08, "0-1", True, "excess brightness that marks an outlier"),
         ),
         fn=rain_median_removal,
