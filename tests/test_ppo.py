@@ -645,3 +645,29 @@ def test_a_model_trained_in_a_script_is_saved_for_the_planner(tmp_path: Path) ->
     # the run folder itself is a path the planner takes (its model.zip)
     folder = make_planner("ppo", path=str(tmp_path / "mine"), gate="off").restore(img).image
     assert np.array_equal(folder, res.image)
+
+
+def test_a_resumed_run_keeps_its_evaluation_steps_and_is_reproducible(tiny_run: Path, tmp_path: Path) -> None:
+    """Resumed at step 64 with evaluations every 128 steps, the next evaluation is at step 128 (SB3's callbacks
+    counted from the resume: it came at 192); two resumes of one checkpoint train the same model."""
+    from stable_baselines3 import PPO
+
+    params = []
+    for copy in ("a", "b"):
+        run = Path(shutil.copytree(tiny_run, tmp_path / copy / "tiny"))
+        raw = {**_raw_of(run), "output_dir": str(tmp_path / copy), "eval": {"freq": 128, "episodes": 2},
+               "checkpoint_freq": 128, "progress_bar": False, "total_timesteps": 192}
+        with pytest.raises(ValueError, match=r"eval.episodes 1 \(its .*evaluations.npz holds 2 episodes per "):
+            train_from_dict({**raw, "eval": {"freq": 128, "episodes": 1}},
+                            resume=str(run / "checkpoints" / "model_64_steps.zip"))
+        for old in (run / "checkpoints").glob("*.zip"):
+            if old.name != "model_64_steps.zip":
+                old.unlink()
+        train_from_dict(raw, resume=str(run / "checkpoints" / "model_64_steps.zip"))
+        with np.load(run / "eval" / "evaluations.npz") as ev:
+            assert [int(t) for t in ev["timesteps"]] == [64, 128]
+        assert sorted(p.name for p in (run / "checkpoints").glob("*.zip")) == ["model_128_steps.zip",
+                                                                               "model_64_steps.zip"]
+        params.append(PPO.load(run / "model.zip", device="cpu").policy.state_dict())
+    for k, v in params[0].items():
+        assert th.equal(v, params[1][k]), k

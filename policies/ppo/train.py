@@ -256,6 +256,19 @@ def resume_location(resume: str | Path) -> tuple[str, str] | None:
     return str(run.parent), run.name
 
 
+def _eval_history_mismatches(path: Path, cfg: Mapping[str, Any]) -> list[str]:
+    """A resumed run appends to its ``evaluations.npz``, one row of ``eval.episodes`` results per evaluation:
+    a config asking for another number of episodes per evaluation could not be stored with the old rows."""
+    ev = cfg["eval"]
+    if not path.is_file() or int(ev["freq"]) <= 0 or int(ev["episodes"]) <= 0:
+        return []
+    with np.load(path) as old:
+        results = np.asarray(old["results"])
+    if results.ndim == 2 and results.shape[0] and results.shape[1] != int(ev["episodes"]):
+        return [f"eval.episodes {ev['episodes']} (its {path} holds {results.shape[1]} episodes per evaluation)"]
+    return []
+
+
 def _restore_eval_history(callback: Any, path: Path, up_to: int) -> None:
     """Give a resumed run's eval callback the evaluations already in ``path`` (``evaluations.npz``) made at or
     before step ``up_to``, and their best mean reward, so the file keeps its history and ``best_model.zip`` is
@@ -403,11 +416,15 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
                 raise ValueError(f"resume checkpoint {resume} already holds {int(model.num_timesteps)} steps and "
                                  f"total_timesteps is {cfg['total_timesteps']}: nothing to train (pass a larger "
                                  "--total-timesteps)")
-            ignored = _resume_mismatches(model, cfg) + _resume_env_mismatches(resume, cfg)
+            ignored = (_resume_mismatches(model, cfg) + _resume_env_mismatches(resume, cfg)
+                       + _eval_history_mismatches(run_dir / "eval" / "evaluations.npz", cfg))
             if ignored:
                 raise ValueError(f"resume checkpoint {resume} keeps its own settings, which the config changes ("
                                  + "; ".join(ignored) + "): set the config to the checkpoint's values, or start "
                                  "a new run")
+            # the envs (and torch / numpy) were seeded with ``seed`` as at the run's start: without a new seed the
+            # resumed run would replay the scenes its first steps saw; seed + steps done is new and reproducible
+            model.set_random_seed(int(cfg["seed"]) + int(model.num_timesteps))
         else:
             make = make_hybrid_ppo if cfg["algo"] == "hybrid" else make_maskable_ppo
             try:
@@ -452,6 +469,9 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
             if resume:
                 _restore_eval_history(eval_cb, run_dir / "eval" / "evaluations.npz", int(model.num_timesteps))
             callbacks.append(eval_cb)
+        if resume:  # SB3 callbacks count their calls from 0: continue the run's count, so evaluations and
+            for c in callbacks:  # checkpoints keep falling on multiples of their frequency (64, 128, ... steps)
+                c.n_calls = int(model.num_timesteps) // n_envs
         remaining = int(cfg["total_timesteps"]) - (int(model.num_timesteps) if resume else 0)
         with warnings.catch_warnings():  # the eval env is a DummyVecEnv on purpose (fixed, seeded episodes)
             warnings.filterwarnings("ignore", message="Training and eval env are not of the same type")
