@@ -109,7 +109,45 @@ def evaluation_scene(photo: np.ndarray, index: int, recipe: str, seed: int, size
     return clean, synthesize(clean, recipe=recipe, seed=seed * 100003 + index)
 
 
-def evaluate(items: Sequence[tuple[str, np.ndarray]], recipe: str, planner_specs: Sequence[str], seed: int = 0,
+def _evaluation_items(items: Any) -> list[tuple[str, np.ndarray]]:
+    """``items`` as (name, photo) pairs: ``load_named_corpus`` gives pairs, ``load_corpus`` bare photos (named
+    ``image000``, ``image001``, ... by position); ``ValueError`` for anything else or for no photo at all."""
+    if isinstance(items, np.ndarray) and items.ndim == 3:
+        raise ValueError("items must be a list of photos or (name, photo) pairs, got one photo: pass [photo]")
+    try:
+        items = list(items)
+    except TypeError:
+        raise ValueError(f"items must be a list of photos or (name, photo) pairs, got {type(items).__name__}") from None
+    if not items:
+        raise ValueError("no images to evaluate (items is empty)")
+    out = []
+    for i, item in enumerate(items):
+        if isinstance(item, np.ndarray):
+            out.append((f"image{i:03d}", item))
+        elif isinstance(item, (tuple, list)) and len(item) == 2 and isinstance(item[0], str):
+            out.append((item[0], item[1]))
+        else:
+            raise ValueError(f"items[{i}] must be a photo (HxWx3 array) or a (name, photo) pair, got "
+                             f"{type(item).__name__}")
+    return out
+
+
+def _evaluation_specs(planner_specs: Any) -> list[str]:
+    """Planner specs as a list: a comma-separated string (as on the command line) is split; ``ValueError`` for no
+    spec or one given twice (its rows would be merged into one summary)."""
+    if isinstance(planner_specs, str):
+        planner_specs = [s.strip() for s in planner_specs.split(",") if s.strip()]
+    specs = list(planner_specs)
+    if not specs or not all(isinstance(s, str) for s in specs):
+        raise ValueError(f"planner_specs must be a non-empty list of planner specs, got {planner_specs!r}")
+    twice = sorted({s for s in specs if specs.count(s) > 1})
+    if twice:
+        raise ValueError(f"planner spec(s) given twice: {', '.join(twice)}")
+    return specs
+
+
+def evaluate(items: Sequence[tuple[str, np.ndarray]] | Sequence[np.ndarray], recipe: str,
+             planner_specs: Sequence[str] | str, seed: int = 0,
              size: int = 128, judge: str = DEFAULT_JUDGE, progress: bool = True,
              planner_kwargs: dict[str, Any] | None = None,
              on_result: Callable[[str, str, Any, Any], None] | None = None) -> dict[str, Any]:
@@ -119,13 +157,24 @@ def evaluate(items: Sequence[tuple[str, np.ndarray]], recipe: str, planner_specs
     ROW_KEYS ...}]}``; PSNR in dB (RGB and Y channel), SSIM in [0, 1], ``seconds`` wall time per image,
     ``tool_calls`` every tool run (including ones a search later undid).
     ``size`` > 0 centre-crops the photos to ``size`` px first. ``on_result(image_name, spec, scene,
-    result)`` is called after every restoration (e.g. to keep the images)."""
+    result)`` is called after every restoration (e.g. to keep the images). ``items`` may also be bare photos
+    (``load_corpus``; named ``image000``, ... by position), ``planner_specs`` one comma-separated string.
+    ``planner_kwargs`` go to every planner (``seed`` is this function's own argument)."""
     get_recipe(recipe)  # an unknown name is refused before the progress bar starts, like every input below
+    items = _evaluation_items(items)
+    specs = _evaluation_specs(planner_specs)
+    for name, value in (("seed", seed), ("size", size)):
+        if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < 0:
+            raise ValueError(f"{name} must be a whole number >= 0, got {value!r}")
     smallest = metric_info("ssim").min_size  # every row reports SSIM
     if 0 < size < smallest:
         raise ValueError(f"size must be 0 (whole photos) or at least {smallest} px (SSIM is reported), got {size}")
-    planners = [(spec, *parse_planner_spec(spec, default_judge=judge, seed=seed, **(planner_kwargs or {})))
-                for spec in planner_specs]
+    common = dict(planner_kwargs or {})
+    for key in ("seed", "default_judge"):
+        if key in common:
+            raise ValueError(f"planner_kwargs must not set {key!r}: pass {'seed' if key == 'seed' else 'judge'}= "
+                             "to evaluate itself")
+    planners = [(spec, *parse_planner_spec(spec, default_judge=judge, seed=seed, **common)) for spec in specs]
     rows: list[dict[str, Any]] = []
     jobs = [(i, name, img) for i, (name, img) in enumerate(items)]
     bar = tqdm(total=len(jobs) * len(planners), desc=f"evaluate {recipe}", unit="run", disable=not progress)

@@ -234,6 +234,39 @@ def test_image_grid_pads_tiles_of_different_sizes() -> None:
     assert grid[12 + 1: 12 + 7, 1:21].max() == 0.0 and grid[12:, 22:].min() == 1.0  # white padding on the right
 
 
+def test_overlays_take_label_maps_refuse_other_shapes_and_keep_labels_apart() -> None:
+    """A label map (masks.png) was read row by row as masks (stripes); overlapping regions' labels sat on top of
+    each other; long labels ran off the tile; a labels list one short raised a bare IndexError."""
+    from ir_env.visualize import draw_outlines, image_grid, label_anchor, overlay_masks, put_label, render_state
+
+    img = np.full((40, 60, 3), 0.5, np.float32)
+    labels = np.zeros((40, 60), np.int64)
+    labels[:, 30:] = 1
+    masks = np.stack([labels == 0, labels == 1])
+    np.testing.assert_array_equal(overlay_masks(img, labels, texts=["a", "b"]),
+                                  overlay_masks(img, masks, texts=["a", "b"]))
+    np.testing.assert_array_equal(draw_outlines(img, labels), draw_outlines(img, masks))
+    assert render_state(img, labels, "x", 1, 3).shape == render_state(img, masks, "x", 1, 3).shape
+    for bad, message in ((labels.astype(np.float32), "integer label map"), (labels[:20], "label map is 20x60"),
+                         (masks[:, :20], "masks are 20x60"), (masks[0][None, None], "got shape")):
+        with pytest.raises(ValueError, match=message):
+            overlay_masks(img, bad)
+    both = np.ones((40, 60), bool)
+    first = label_anchor(both)
+    taken = np.zeros_like(both)
+    taken[first[1] - 5:first[1] + 5, first[0] - 10:first[0] + 10] = True
+    second = label_anchor(both, avoid=taken)
+    assert not taken[second[1], second[0]] and both[second[1], second[0]]  # a second label lands elsewhere
+    wide = put_label(np.zeros((64, 64, 3), np.float32), "a label much wider than its little tile")
+    narrow = put_label(np.zeros((64, 64, 3), np.float32), "short")
+    def last_text_row(x: np.ndarray) -> int:
+        return int((x[:, :, 0] > 0.5).any(axis=1).nonzero()[0].max())
+
+    assert last_text_row(wide) > last_text_row(narrow)  # wrapped onto a second line
+    with pytest.raises(ValueError, match="labels must match the images row by row"):
+        image_grid([[img, img]], [["one"]])
+
+
 def test_negative_seed_is_an_argument_error(photo_file: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:

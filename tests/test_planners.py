@@ -396,3 +396,29 @@ def test_yes_no_options_read_words_and_refuse_others(tmp_path: Path) -> None:
     for value in (8.5, "8", True):  # a learned planner no longer truncates max_regions
         with pytest.raises(ValueError, match="max_regions must be an integer >= 1"):
             make_planner("ppo", max_regions=value)
+
+
+def test_evaluate_takes_what_the_loaders_give_and_refuses_what_it_cannot_score() -> None:
+    """evaluate() returned an all-NaN table for no images, took a spec string letter by letter and unpacked
+    load_corpus's bare photos into a cryptic error."""
+    from ir_env.corpus import load_corpus
+    from policies.evaluation import evaluate
+
+    photos = load_corpus("builtin", split="test")[:2]
+    res = evaluate(photos, "spatial-mixed", "random, fixed", size=64, progress=False)
+    assert list(res["planners"]) == ["random", "fixed"] and res["images"] == 2
+    assert [r["image"] for r in res["rows"]] == ["image000", "image000", "image001", "image001"]
+    named = evaluate([("a", photos[0]), ("b", photos[1])], "spatial-mixed", ["random"], size=64, progress=False)
+    assert [r["psnr_out"] for r in named["rows"]] == [r["psnr_out"] for r in res["rows"] if r["planner"] == "random"]
+    for kwargs, message in (({"items": []}, "no images to evaluate"),
+                            ({"items": photos[0]}, "got one photo: pass \\[photo\\]"),
+                            ({"items": [3]}, r"items\[0\] must be a photo"),
+                            ({"planner_specs": []}, "planner_specs must be a non-empty list"),
+                            ({"planner_specs": ["random", "random"]}, "given twice: random"),
+                            ({"size": 64.5}, "size must be a whole number >= 0, got 64.5"),
+                            ({"seed": -1}, "seed must be a whole number"),
+                            ({"planner_kwargs": {"seed": 5}}, "planner_kwargs must not set 'seed'")):
+        args = {"items": photos, "recipe": "spatial-mixed", "planner_specs": ["random"], "size": 64,
+                "progress": False, **kwargs}
+        with pytest.raises(ValueError, match=message):
+            evaluate(**args)
