@@ -509,6 +509,13 @@ def planner_styles(labels: list[str]) -> dict[str, dict[str, Any]]:
     return {lab: {"color": colours[i % 10], "marker": markers[i % 7]} for i, lab in enumerate(labels)}
 
 
+def judge_note(row: dict[str, Any]) -> str:
+    """`` (judge J)`` for a row whose label does not name the judge it was scored with (``greedy`` run with the
+    brisque judge), else ''."""
+    judge = str(row.get("judge") or "none")
+    return "" if judge == "none" or judge.split(":")[0] in row["label"] else f" (judge {judge})"
+
+
 def plot(report: dict[str, Any], path: Path) -> Path:
     """Mean PSNR gain against tool calls and against seconds per image, one panel pair per recipe; learned
     variants with error bars (std over seeds). Planners are told apart by colour and marker in one legend
@@ -537,7 +544,7 @@ def plot(report: dict[str, Any], path: Path) -> Path:
                 h = ax.errorbar(x, r["psnr_gain"], yerr=r["psnr_gain_std"] if learned else None, ms=6, capsize=3,
                                 fmt=st["marker"], color=st["color"], mec="black" if learned else st["color"],
                                 mew=0.6)
-                handles.setdefault(r["label"] + (" (mean ± std over seeds)" if learned else ""), h)
+                handles.setdefault(r["label"] + judge_note(r) + (" (mean ± std over seeds)" if learned else ""), h)
             tidy_log_xaxis(ax)
             ax.set_xlabel(label + " (log)")
             ax.set_ylabel("mean PSNR gain (dB)")

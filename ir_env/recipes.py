@@ -89,6 +89,13 @@ class Scene:
     seed: int
     depth: np.ndarray = field(repr=False)
 
+    def __repr__(self) -> str:
+        """A one-line summary without pixels: recipe, seed, size and each region's area and degradations."""
+        h, w = self.clean.shape[:2]
+        regions = "; ".join(f"{float(m.mean()):.0%} " + ("+".join(f"{k} {s:.2f}" for k, s in lab) or "clean")
+                            for m, lab in zip(self.masks, self.labels, strict=False))
+        return f"Scene(recipe={self.recipe!r}, seed={self.seed}, size={h}x{w}, regions=[{regions}])"
+
     @property
     def num_regions(self) -> int:
         """Number of ground-truth regions K."""

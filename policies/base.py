@@ -29,7 +29,8 @@ class TraceStep:
     ``region`` indexes :attr:`RestorationResult.masks`; ``region_area`` is its fraction of the image;
     ``params`` are physical values; ``quality_before``/``quality_after`` are the judge's scores (in the
     metric's own units and direction; NaN for planners that do not judge); ``seconds`` is wall time of the
-    decision and execution of this step. ``feather``: the Gaussian sigma (px) the step was blended in with
+    decision and execution of this step (a planner that decides every step in one pass, as ``perceive`` does,
+    shares that pass's time evenly among its steps). ``feather``: the Gaussian sigma (px) the step was blended in with
     (None: :data:`restorers.region.FEATHER_SIGMA`, every planner but a tiled one).
     """
 
@@ -71,6 +72,14 @@ class RestorationResult:
     planner: str = ""
     judge: str = ""
     info: dict[str, Any] = field(default_factory=dict)
+
+    def __repr__(self) -> str:
+        """A one-line summary (the printed pixels of a notebook cell helped nobody): planner, size, steps, cost."""
+        steps = ", ".join(f"r{s.region}:{s.tool}" for s in self.trace[:6]) + (", ..." if len(self.trace) > 6 else "")
+        h, w = self.image.shape[:2]
+        return (f"RestorationResult(planner={self.planner!r}, judge={self.judge!r}, image={h}x{w}, "
+                f"regions={len(self.masks)}, steps=[{steps}], tool_calls={self.tool_calls}, "
+                f"iqa_calls={self.iqa_calls}, seconds={self.seconds:.3f})")
 
     def replay(self, degraded: np.ndarray) -> np.ndarray:
         """Apply the trace's steps to ``degraded``; equals :attr:`image` for the same input."""

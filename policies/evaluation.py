@@ -227,20 +227,23 @@ def markdown_table(result: dict[str, Any]) -> str:
 
 
 def tidy_log_xaxis(ax: Any) -> None:
-    """Log-scale x axis whose minor ticks carry no labels when a decade tick lies inside the view
-    (matplotlib otherwise writes 2x10^-1, 3x10^-1, ... over each other on axes spanning 1-2 decades); on a
-    view inside one decade, minor ticks only at 1, 2 and 5 times a power of ten, labelled as plain numbers."""
+    """Log-scale x axis whose minor ticks carry no labels when two or more decade ticks lie inside the view
+    (matplotlib otherwise writes 2x10^-1, 3x10^-1, ... over each other); on a view with one decade tick or none,
+    ticks at 1, 2 and 5 times a power of ten, labelled as plain numbers (one label alone could not be read)."""
     from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
 
     ax.set_xscale("log")
     lo, hi = ax.get_xlim()
     if lo <= 0:
         return
-    if np.floor(np.log10(hi)) >= np.ceil(np.log10(lo)):
+    decades = int(np.floor(np.log10(hi)) - np.ceil(np.log10(lo))) + 1  # decade ticks inside the view
+    if decades >= 2:
         ax.xaxis.set_minor_formatter(NullFormatter())
-    else:
-        ax.xaxis.set_minor_locator(LogLocator(base=10.0, subs=(1.0, 2.0, 5.0)))
-        ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, _pos: f"{v:g}"))
+    else:  # one decade tick or none would leave the axis unreadable: label 2x and 5x too, as plain numbers
+        plain = FuncFormatter(lambda v, _pos: f"{v:g}")
+        ax.xaxis.set_minor_locator(LogLocator(base=10.0, subs=(2.0, 5.0) if decades == 1 else (1.0, 2.0, 5.0)))
+        ax.xaxis.set_minor_formatter(plain)
+        ax.xaxis.set_major_formatter(plain)
 
 
 def plot_label(spec: str) -> str:

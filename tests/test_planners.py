@@ -422,3 +422,36 @@ def test_evaluate_takes_what_the_loaders_give_and_refuses_what_it_cannot_score()
                 "progress": False, **kwargs}
         with pytest.raises(ValueError, match=message):
             evaluate(**args)
+
+
+def test_results_and_scenes_print_as_one_line_summaries() -> None:
+    from ir_env.recipes import synthesize
+
+    sc = synthesize(np.full((48, 64, 3), 0.5, np.float32), recipe="spatial-mixed", seed=1)
+    text = repr(sc)
+    assert text.startswith("Scene(recipe='spatial-mixed', seed=1, size=48x64, regions=[") and len(text) < 300
+    res = make_planner("fixed").restore(sc.degraded)
+    text = repr(res)
+    assert text.startswith("RestorationResult(planner='fixed'") and "image=48x64" in text and len(text) < 400
+    assert f"tool_calls={res.tool_calls}" in text
+
+
+def test_log_axes_always_carry_readable_tick_labels() -> None:
+    """A view from 4.5 to 21 tool calls showed one labelled tick ("10^1") only."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from policies.evaluation import tidy_log_xaxis
+
+    for lo, hi, at_least in ((4.5, 21.0, 3), (0.2, 0.9, 2), (1.0, 2000.0, 3)):
+        fig, ax = plt.subplots()
+        ax.plot([lo, hi], [0, 1])
+        ax.set_xlim(lo, hi)
+        tidy_log_xaxis(ax)
+        fig.canvas.draw()
+        shown = [t.get_text() for t in ax.get_xticklabels(minor=False) + ax.get_xticklabels(minor=True)
+                 if t.get_text() and lo <= t.get_position()[0] <= hi]
+        plt.close(fig)
+        assert len(shown) >= at_least, (lo, hi, shown)
