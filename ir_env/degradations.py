@@ -418,8 +418,10 @@ def _darken(img: np.ndarray, params: Mapping[str, Any], rng: np.random.Generator
     _require(0.1 <= gamma <= 10, "dark", f"gamma must lie in [0.1, 10], got {gamma}")
     _require(0 <= scale <= 1, "dark", f"scale must lie in [0, 1], got {scale}")
     _require(0 <= shift <= 255, "dark", f"shift must lie in [0, 255] (0-255 units), got {shift}")
-    _require(peak is None or float(peak) > 0, "dark", f"peak must be None or > 0 photons, got {peak}")
-    _require(read_sigma >= 0, "dark", f"read_sigma must be >= 0 (0-255 units), got {read_sigma}")
+    _require(peak is None or 0 < float(peak) <= 1e12, "dark",
+             f"peak must be None or a number of photons in (0, 1e12], got {peak}")
+    _require(0 <= read_sigma < math.inf, "dark", f"read_sigma must be a finite number >= 0 (0-255 units), "
+             f"got {read_sigma}")
     v = img.max(axis=2)
     v_new = np.clip(np.float32(scale) * np.power(v, np.float32(gamma)) - np.float32(shift / 255.0), 0.0, 1.0)
     ratio = np.where(v > 1e-6, v_new / np.maximum(v, 1e-6), 0.0).astype(np.float32)

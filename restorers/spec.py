@@ -134,7 +134,9 @@ class Tool:
                          for k, v in values.items())
 
     def to_physical(self, theta: Sequence[float] | np.ndarray) -> dict[str, float]:
-        """Normalised parameters in [-1, 1] (first ``len(params)`` entries are read) -> physical dict."""
+        """Normalised parameters in [-1, 1] (first ``len(params)`` entries are read) -> physical dict. Values
+        outside [-1, 1] are clipped to it (as :meth:`ParamSpec.to_physical`); ``restorers.apply`` refuses them
+        instead, naming the parameter."""
         arr = np.asarray(theta, dtype=np.float64).ravel()
         if arr.size < len(self.params):
             raise ValueError(

@@ -233,3 +233,13 @@ def test_haze_depth_outside_unit_range_is_refused() -> None:
     img = np.full((16, 16, 3), 0.5, np.float32)
     with pytest.raises(ValueError, match=r"depth must lie in \[0, 1\]"):
         apply_kind(img, "haze", {"beta": 1.0, "airlight": 0.9}, None, depth=np.full((16, 16), -50.0))
+
+
+def test_dark_refuses_infinite_photon_peak_and_read_noise() -> None:
+    """peak=inf reached numpy's 'lam value too large'; read_sigma=inf returned a saturated image."""
+    img = np.full((16, 16, 3), 0.5, np.float32)
+    for extra, message in (({"peak": float("inf")}, "dark: peak must be None or a number of photons"),
+                           ({"peak": float("nan")}, "dark: peak must be None"),
+                           ({"read_sigma": float("inf")}, "dark: read_sigma must be a finite number")):
+        with pytest.raises(ValueError, match=message):
+            apply_kind(img, "dark", {"gamma": 1.5, "scale": 0.5, **extra}, np.random.default_rng(0))

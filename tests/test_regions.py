@@ -449,3 +449,20 @@ def test_sam_checkpoint_that_does_not_fit_is_named(tmp_path):
 def test_bad_proposer_options_are_named(name, kwargs, msg):
     with pytest.raises(ValueError, match=re.escape(msg)):
         make_proposer(name, **kwargs)
+
+
+@pytest.mark.parametrize(("name", "options", "message"), [
+    ("degradation-clusters", {"window": 9.5}, "degradation-clusters: window must be a whole number, got 9.5"),
+    ("degradation-clusters", {"window": 8.5}, "window must be a whole number, got 8.5"),  # was named as 8, late
+    ("degradation-clusters", {"n_segments": 2.5}, "n_segments must be a whole number"),
+    ("degradation-clusters", {"kmeans_k": 2.5}, "kmeans_k must be a whole number"),
+    ("degradation-clusters", {"block": 2.5}, "block must be a whole number"),
+    ("degradation-clusters", {"n_init": 1.5}, "n_init must be a whole number"),
+    ("slic", {"n_segments": 2.5}, "slic: n_segments must be a whole number"),
+])
+def test_proposer_whole_number_options_are_not_truncated(name: str, options: dict, message: str) -> None:
+    from ir_env.regions import make_proposer
+
+    with pytest.raises(ValueError, match=message):
+        make_proposer(name, **options)
+    assert make_proposer("degradation-clusters", window=9.0).window == 9  # a whole float is fine

@@ -16,6 +16,15 @@ import numpy as np
 from restorers.imagecheck import check_image
 
 
+def whole_option(where: str, name: str, value: Any) -> int:
+    """``value`` as an int when it is a whole number (an int, or a float such as 9.0), else ``ValueError``
+    naming ``where`` and option ``name`` (a proposer would otherwise truncate 2.5 to 2 without a word)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer, float, np.floating)) or (
+            isinstance(value, (float, np.floating)) and not float(value).is_integer()):
+        raise ValueError(f"{where}: {name} must be a whole number, got {value!r}")
+    return int(value)
+
+
 class RegionProposer:
     """Split an image into at most ``max_regions`` disjoint masks that cover it.
 

@@ -41,7 +41,7 @@ import cv2
 import numpy as np
 from scipy import ndimage
 
-from ir_env.regions.base import RegionProposer, apply_merges, merge_regions, merges_before_stop
+from ir_env.regions.base import RegionProposer, apply_merges, merge_regions, merges_before_stop, whole_option
 from ir_env.regions.features import cell_means, region_features
 
 METHODS: tuple[str, ...] = ("ward", "kmeans")
@@ -95,6 +95,10 @@ class DegradationClustersProposer(RegionProposer):
         super().__init__(max_regions, seed, min_area_frac=min_area_frac, **kwargs)
         if method not in METHODS:
             raise ValueError(f"unknown method {method!r}; choose one of {', '.join(METHODS)}")
+        window, n_segments, kmeans_k, block, n_init = (
+            whole_option("degradation-clusters", k, v) for k, v in (
+                ("window", window), ("n_segments", n_segments), ("kmeans_k", kmeans_k), ("block", block),
+                ("n_init", n_init)))
         if window < 3 or window % 2 == 0:
             raise ValueError(f"window must be an odd integer >= 3, got {window}")
         if min(merge_cost, merge_rel, join_cost, join_rel) < 0:

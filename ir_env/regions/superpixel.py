@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from ir_env.regions.base import RegionProposer
+from ir_env.regions.base import RegionProposer, whole_option
 
 
 class SlicProposer(RegionProposer):
@@ -27,6 +27,7 @@ class SlicProposer(RegionProposer):
     def __init__(self, max_regions: int = 8, seed: int = 0, n_segments: int = 64, compactness: float = 10.0,
                  sigma: float = 1.0, **kwargs: Any) -> None:
         super().__init__(max_regions, seed, **kwargs)
+        n_segments = whole_option("slic", "n_segments", n_segments)
         if n_segments < 2 or compactness <= 0 or sigma < 0:
             raise ValueError(f"slic: need n_segments >= 2, compactness > 0, sigma >= 0; got "
                              f"{n_segments}, {compactness}, {sigma}")
