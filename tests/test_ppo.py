@@ -331,6 +331,7 @@ def _raw_of(run: Path) -> dict:
     ("env_kwargs", {"imagesize": 64}, "config env_kwargs has no key 'imagesize'"),
     ("env_kwargs", {"max_regions": "four"}, "config env_kwargs: max_regions must be a whole number >= 1, got 'four'"),
     ("policy_kwargs", {"hiden": 16}, "config policy_kwargs has no key 'hiden'"),
+    ("policy_kwargs", {"hidden": -3}, "config policy_kwargs.hidden must be a whole number >= 1, got -3"),
     ("ppo", {"learning_rate": "fast"}, "config 'ppo.learning_rate' must be a number > 0, got 'fast'"),
     ("ppo", {"batch_size": 0}, "config 'ppo.batch_size' must be a whole number >= 2, got 0"),
     # training env fine, eval env (test split) impossible: found before the old run is removed (it was deleted)
@@ -671,3 +672,60 @@ def test_a_resumed_run_keeps_its_evaluation_steps_and_is_reproducible(tiny_run: 
         params.append(PPO.load(run / "model.zip", device="cpu").policy.state_dict())
     for k, v in params[0].items():
         assert th.equal(v, params[1][k]), k
+
+
+def test_user_script_mistakes_are_named() -> None:
+    """VecNormalize on every key made the hybrid policy mask every region (STOP only, silently); bad
+    policy_kwargs values reached torch ('negative dimension -3'); wrong bins in save_model named no option."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from policies.ppo.policy import check_policy_kwargs
+
+    venv = VecNormalize(DummyVecEnv([lambda: _lite_env()]))
+    model = make_hybrid_ppo(venv, {"hidden": 16}, n_steps=8, batch_size=8, device="cpu")
+    with pytest.raises(ValueError, match="'valid' must hold 0/1 flags.*norm_obs_keys=\\['regions'\\]"):
+        model.learn(16)
+    ok = VecNormalize(DummyVecEnv([lambda: _lite_env()]), norm_obs_keys=["regions"])
+    make_hybrid_ppo(ok, {"hidden": 16}, n_steps=8, batch_size=8, device="cpu").learn(16)  # the advice works
+    for kwargs, message in (({"hidden": "abc"}, "policy_kwargs.hidden must be a whole number >= 1, got 'abc'"),
+                            ({"hidden": -3}, "hidden must be a whole number >= 1, got -3"),
+                            ({"hidden": 18}, "hidden must be a multiple of 4"),
+                            ({"log_std_init": [1, 2]}, "log_std_init must be a finite number"),
+                            ({"attention": "yes"}, "attention must be true or false"),
+                            ({"region_features": 0}, "region_features must be null or a whole number")):
+        with pytest.raises(ValueError, match=re.escape(message)):
+            check_policy_kwargs(kwargs)
+        with pytest.raises(ValueError, match=re.escape(message)):
+            make_hybrid_ppo(DummyVecEnv([lambda: _lite_env()]), kwargs, n_steps=8, batch_size=8, device="cpu")
+    check_policy_kwargs({"hidden": 18, "attention": False})  # no heads to divide among
+
+
+def test_save_model_names_the_bins_of_a_maskable_model(tmp_path: Path) -> None:
+    from stable_baselines3.common.vec_env import DummyVecEnv
+
+    from policies.ppo.train import save_model
+
+    env = MultiDiscreteAction(gym.make("SpatialIR-Lite-v1", image_size=48, max_steps=3), bins=3)
+    model = make_maskable_ppo(DummyVecEnv([lambda: env]), n_steps=8, batch_size=8, device="cpu")
+    with pytest.raises(ValueError, match="take 3 bins each, not 5: pass bins=3"):
+        save_model(model, tmp_path / "m", "SpatialIR-Lite-v1", {"image_size": 48, "max_steps": 3})
+    assert save_model(model, tmp_path / "m", "SpatialIR-Lite-v1", {"image_size": 48, "max_steps": 3},
+                      bins=3).is_file()
+
+
+def test_training_refuses_a_missing_gpu_and_names_env_changes_before_loading(tiny_run: Path, tmp_path: Path) -> None:
+    """device: cuda trained on the CPU without a word; resuming with a config whose env has other spaces gave
+    SB3's 'Observation spaces do not match' and a hint that the zip was not a model."""
+    raw = {**_raw_of(tiny_run), "output_dir": str(tmp_path), "total_timesteps": 256, "progress_bar": False}
+    if not th.cuda.is_available():
+        with pytest.raises(ValueError, match="config device: device 'cuda' requested but CUDA is not available"):
+            train_from_dict({**raw, "name": "gpu", "device": "cuda"})
+        assert not (tmp_path / "gpu").exists()
+    with pytest.raises(ValueError, match="config device: device must be 'cpu' or 'cuda"):
+        train_from_dict({**raw, "name": "gpu", "device": "gpu0"})
+    changed = {**raw, "env_kwargs": {**raw["env_kwargs"], "max_steps": 2}}
+    with pytest.raises(ValueError, match=r"keeps its own settings, which the config changes \(env_kwargs.max_steps: "
+                                         r"checkpoint 3, config 2\)"):
+        train_from_dict(changed, resume=str(tiny_run / "model.zip"))
+    with pytest.raises(ValueError, match="algo: checkpoint hybrid, config maskable"):
+        train_from_dict({**raw, "algo": "maskable", "policy_kwargs": {}}, resume=str(tiny_run / "model.zip"))

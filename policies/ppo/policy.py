@@ -51,8 +51,11 @@ class SetEncoder(nn.Module):
         heads: attention heads (``hidden`` must be divisible by it).
     """
 
+    #: attention heads by default (``hidden`` must be a multiple of it).
+    HEADS = 4
+
     def __init__(self, region_dim: int, num_tools: int, hidden: int = 64, attention: bool = True,
-                 activation_fn: type[nn.Module] = nn.ReLU, heads: int = 4) -> None:
+                 activation_fn: type[nn.Module] = nn.ReLU, heads: int = HEADS) -> None:
         super().__init__()
         self.phi = _mlp([region_dim + num_tools, hidden, hidden], activation_fn)
         self.attention = nn.MultiheadAttention(hidden, heads, batch_first=True) if attention else None
@@ -102,6 +105,8 @@ class HybridSetPolicy(ActorCriticPolicy):
                  share_encoder: bool = False, param_defaults: Sequence[Sequence[float]] | None = None,
                  activation_fn: type[nn.Module] = nn.ReLU, log_std_init: float = -0.5,
                  region_features: int | None = None, **kwargs: Any) -> None:
+        check_policy_values("policy_kwargs", hidden=hidden, attention=attention, share_encoder=share_encoder,
+                            log_std_init=log_std_init, region_features=region_features)
         keys = {"regions", "valid", "history", "steps_left"}
         if not isinstance(observation_space, spaces.Dict) or not keys <= set(observation_space.spaces):
             raise ValueError("HybridSetPolicy needs the SpatialIR Dict observation "
@@ -181,6 +186,10 @@ class HybridSetPolicy(ActorCriticPolicy):
         if self.region_features is not None:
             regions = regions[..., : self.region_features]
         valid = obs["valid"].float().reshape(regions.shape[0], self.num_regions)
+        if not bool(((valid == 0) | (valid == 1)).all()):
+            raise ValueError("observation 'valid' must hold 0/1 flags, got other values: is the env wrapped by "
+                             "VecNormalize? Normalise only the embeddings: VecNormalize(venv, "
+                             "norm_obs_keys=['regions'])")
         history = obs["history"].float().reshape(regions.shape[0], self.num_regions, self.num_tools)
         history = history / self.max_steps
         steps_left = obs["steps_left"].float().reshape(-1, 1) / self.max_steps
@@ -256,7 +265,9 @@ def param_defaults_for(tool_names: Sequence[str], num_params: int) -> list[list[
 def hybrid_policy_kwargs(env: Any, hidden: int = 64, attention: bool = True, share_encoder: bool = False,
                          **extra: Any) -> dict[str, Any]:
     """``policy_kwargs`` for :class:`HybridSetPolicy` from a SpatialIR env (bare, wrapped or a VecEnv of
-    them): ``param_counts`` and ``param_defaults`` from the env's tools plus the architecture options."""
+    them): ``param_counts`` and ``param_defaults`` from the env's tools plus the architecture options
+    (checked by :func:`check_policy_values`)."""
+    check_policy_values("policy_kwargs", hidden=hidden, attention=attention, share_encoder=share_encoder, **extra)
     base = _base_env(env)
     names = list(base.tool_names) if base is not None else list(env.get_attr("tool_names", [0])[0])
     counts = param_counts_for(names)
@@ -265,9 +276,35 @@ def hybrid_policy_kwargs(env: Any, hidden: int = 64, attention: bool = True, sha
             **extra}
 
 
+def check_policy_values(where: str = "policy_kwargs", hidden: Any = 64, attention: Any = True,
+                        share_encoder: Any = False, log_std_init: Any = -0.5, region_features: Any = None,
+                        **_other: Any) -> None:
+    """``ValueError`` naming ``where``'s option when an architecture value of :class:`HybridSetPolicy` cannot work:
+    ``hidden`` a whole number >= 1 (a multiple of the 4 attention heads with ``attention``), ``attention`` and
+    ``share_encoder`` true/false, ``log_std_init`` a finite number, ``region_features`` None or a whole number
+    >= 1. (torch named none of them: 'invalid literal for int()', 'negative dimension -3'.)"""
+    def whole(v: Any) -> bool:
+        return isinstance(v, (int, np.integer)) and not isinstance(v, bool)
+
+    if not whole(hidden) or hidden < 1:
+        raise ValueError(f"{where}.hidden must be a whole number >= 1, got {hidden!r}")
+    for name, v in (("attention", attention), ("share_encoder", share_encoder)):
+        if not isinstance(v, (bool, np.bool_)):
+            raise ValueError(f"{where}.{name} must be true or false, got {v!r}")
+    if attention and hidden % SetEncoder.HEADS:
+        raise ValueError(f"{where}.hidden must be a multiple of {SetEncoder.HEADS} (the attention heads), got "
+                         f"{hidden}")
+    if isinstance(log_std_init, bool) or not isinstance(log_std_init, (int, float, np.integer, np.floating)) or \
+            not np.isfinite(float(log_std_init)):
+        raise ValueError(f"{where}.log_std_init must be a finite number, got {log_std_init!r}")
+    if region_features is not None and (not whole(region_features) or region_features < 1):
+        raise ValueError(f"{where}.region_features must be null or a whole number >= 1, got {region_features!r}")
+
+
 def check_policy_kwargs(kwargs: Any, where: str = "policy_kwargs") -> None:
-    """``ValueError`` naming ``where`` when ``kwargs`` is not a mapping or holds a key :class:`HybridSetPolicy`
-    (and SB3's ``ActorCriticPolicy`` under it) does not take, before any env or model is built."""
+    """``ValueError`` naming ``where`` when ``kwargs`` is not a mapping, holds a key :class:`HybridSetPolicy`
+    (and SB3's ``ActorCriticPolicy`` under it) does not take, or a value :func:`check_policy_values` refuses,
+    before any env or model is built."""
     import inspect
 
     from stable_baselines3.common.policies import ActorCriticPolicy
@@ -280,4 +317,5 @@ def check_policy_kwargs(kwargs: Any, where: str = "policy_kwargs") -> None:
     unknown = sorted(set(kwargs) - known)
     if unknown:
         raise ValueError(f"{where} has no key {unknown[0]!r} (HybridSetPolicy takes {', '.join(sorted(known))})")
+    check_policy_values(where, **kwargs)
 

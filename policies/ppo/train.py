@@ -154,6 +154,14 @@ def save_model(model: Any, folder: str | Path, env_id: str, env_kwargs: Mapping[
     except (TypeError, ValueError) as e:  # an unknown or bad env keyword: name it, not the whole kwargs dict
         raise config_error("env_kwargs", dict(env_kwargs or {}), e, source="save_model") from None
     try:
+        from gymnasium import spaces
+
+        theirs = model.action_space
+        if algo == "maskable" and isinstance(theirs, spaces.MultiDiscrete) and len(theirs.nvec) > 1 and \
+                env.action_space != theirs and int(theirs.nvec[1]) != int(cfg["bins"]) and \
+                all(int(n) == int(theirs.nvec[1]) for n in theirs.nvec[1:]):
+            raise ValueError(f"the model's parameters take {int(theirs.nvec[1])} bins each, not {cfg['bins']}: "
+                             f"pass bins={int(theirs.nvec[1])}")
         for what in ("observation_space", "action_space"):
             if getattr(env, what) != getattr(model, what):
                 raise ValueError(f"the model's {what} {getattr(model, what)} is not that of {env_id} with env_kwargs "
@@ -348,7 +356,7 @@ RESUME_ENV_KEYS = (*MODEL_ENV_SETTINGS, "corpus", "proposer_kwargs", "tools")
 
 
 def _resume_env_mismatches(resume: str | Path, cfg: Mapping[str, Any]) -> list[str]:
-    """The env settings (:data:`RESUME_ENV_KEYS`, and the env id) in which ``cfg`` differs from the
+    """The env settings (:data:`RESUME_ENV_KEYS`, the env id and the algo) in which ``cfg`` differs from the
     ``config.yml`` of the run ``resume`` belongs to; none when that run has no readable config."""
     try:
         saved = read_model_config(resume)
@@ -356,6 +364,8 @@ def _resume_env_mismatches(resume: str | Path, cfg: Mapping[str, Any]) -> list[s
     except (FileNotFoundError, ValueError, TypeError, KeyError):
         return []
     out = [f"env_id: checkpoint {was['env_id']!r}, config {cfg['env_id']!r}"] if was["env_id"] != cfg["env_id"] else []
+    if saved.get("algo") is not None and saved["algo"] != cfg["algo"]:
+        out.append(f"algo: checkpoint {saved['algo']}, config {cfg['algo']}")
     for key in RESUME_ENV_KEYS:
         have, want = was["env_kwargs"].get(key), cfg["env_kwargs"].get(key)
         if have != want:
@@ -392,6 +402,17 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
     set_single_thread()
     torch.set_num_threads(int(cfg["torch_threads"]))
     run_dir = Path(cfg["output_dir"]) / str(cfg["name"])
+    if cfg["algo"] == "hybrid":  # values named before any env is built (torch named none of them)
+        from policies.ppo.policy import check_policy_kwargs
+
+        check_policy_kwargs(dict(cfg["policy_kwargs"] or {}), "config policy_kwargs")
+    if str(cfg["device"]) != "auto":  # SB3 fell back to the CPU without a word when CUDA was missing
+        from ir_env.quality import normalise_device
+
+        try:
+            normalise_device(cfg["device"])
+        except ValueError as e:
+            raise ValueError(f"config device: {e}") from None
     existed = run_dir.exists()
     _check_run_folder(run_dir, resume, overwrite)
     n_envs = int(cfg["n_envs"])
@@ -406,6 +427,11 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
         common = {"seed": int(cfg["seed"]), "device": cfg["device"], "verbose": int(cfg["verbose"]),
                   "tensorboard_log": str(run_dir)}
         if resume:
+            changed = _resume_env_mismatches(resume, cfg)  # before SB3's load, whose 'spaces do not match' names none
+            if changed:
+                raise ValueError(f"resume checkpoint {resume} keeps its own settings, which the config changes ("
+                                 + "; ".join(changed) + "): set the config to the checkpoint's values, or start "
+                                 "a new run")
             try:
                 model = algo_class(cfg["algo"]).load(resume, env=venv, device=cfg["device"],
                                                      tensorboard_log=str(run_dir))
@@ -416,7 +442,7 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
                 raise ValueError(f"resume checkpoint {resume} already holds {int(model.num_timesteps)} steps and "
                                  f"total_timesteps is {cfg['total_timesteps']}: nothing to train (pass a larger "
                                  "--total-timesteps)")
-            ignored = (_resume_mismatches(model, cfg) + _resume_env_mismatches(resume, cfg)
+            ignored = (_resume_mismatches(model, cfg)
                        + _eval_history_mismatches(run_dir / "eval" / "evaluations.npz", cfg))
             if ignored:
                 raise ValueError(f"resume checkpoint {resume} keeps its own settings, which the config changes ("
@@ -429,7 +455,7 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
             make = make_hybrid_ppo if cfg["algo"] == "hybrid" else make_maskable_ppo
             try:
                 model = make(venv, cfg["policy_kwargs"], **ppo_kwargs, **common)
-            except (TypeError, AssertionError, ValueError) as e:
+            except (TypeError, AssertionError, ValueError, RuntimeError) as e:
                 section = "policy_kwargs" if "Policy" in str(e) or "net_arch" in str(e) else "ppo"
                 raise config_error(section, cfg[section] if section == "policy_kwargs" else ppo_kwargs, e) from None
         ev = cfg["eval"]
