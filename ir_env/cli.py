@@ -55,6 +55,9 @@ def cmd_degrade(args: argparse.Namespace) -> int:
     from ir_env.visualize import overlay_masks
 
     out = check_output_dir(args.output)
+    written = ("degraded.png", "clean.png", "masks.png", "overlay.png", "scene.json")
+    check_distinct_paths([(f"-o {out}'s {name}", out / name) for name in written],
+                         [(f"the input image ({args.image})", args.image)])
     clean = read_image(args.image)
     if args.size:
         clean = center_crop(clean, args.size)
@@ -119,10 +122,52 @@ def check_output_file(path: str | Path, image: bool = False, plot: bool = False)
 
 def check_output_dir(path: str | Path) -> Path:
     """An output directory path, checked before any work: not empty, not an existing file (nor below one), and its
-    nearest existing folder writable. Nothing is created."""
+    nearest existing folder writable (tried with a real file: ``os.access`` says yes to root everywhere, /proc
+    included). Nothing is left behind."""
+    import tempfile
+
     if str(path).strip() == "":
         raise ValueError("the output directory must not be empty (give -o DIR)")
-    return check_writable(path, "into", folder=True, writable=True)
+    p = check_writable(path, "into", folder=True, writable=True)
+    near = p.absolute()
+    while not near.exists() and near != near.parent:
+        near = near.parent
+    try:
+        with tempfile.NamedTemporaryFile(dir=near, prefix=".spatial-ir-write-check-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"cannot write into {p}: the folder {near} does not take new files "
+                         f"({e.strerror or e})") from None
+    return p
+
+
+def same_file(a: str | Path, b: str | Path) -> bool:
+    """Whether paths ``a`` and ``b`` name one file: the same inode when both exist (hard and symbolic links too),
+    else the same resolved path."""
+    import os
+
+    pa, pb = Path(a), Path(b)
+    try:
+        if pa.exists() and pb.exists():
+            return os.path.samefile(pa, pb)
+    except OSError:
+        pass
+    return pa.resolve() == pb.resolve()
+
+
+def check_distinct_paths(outputs: Sequence[tuple[str, str | Path | None]],
+                         inputs: Sequence[tuple[str, str | Path | None]] = ()) -> None:
+    """``ValueError`` before any work when an output would overwrite an input or another output of the same
+    command (``outputs`` / ``inputs``: (what the user called it, path or None))."""
+    for i, (name, path) in enumerate(outputs):
+        if not path:
+            continue
+        for other, src in inputs:
+            if src and same_file(path, src):
+                raise ValueError(f"{name} {path} is {other}: writing it would overwrite that file; write elsewhere")
+        for other, dst in outputs[:i]:
+            if dst and same_file(path, dst):
+                raise ValueError(f"{name} {path} and {other} {dst} are the same file: give each its own path")
 
 
 def check_image_limits(args: argparse.Namespace) -> None:
@@ -150,8 +195,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
     from policies.evaluation import parse_planner_spec
 
     out_path = check_output_file(args.output, image=True)
-    if out_path.resolve() == Path(args.image).resolve():
-        raise ValueError(f"-o {args.output} is the input image: restoring would overwrite it; write elsewhere")
+    check_distinct_paths([("-o", args.output), ("--trace", args.trace)],
+                         [(f"the input image ({args.image})", args.image),
+                          (f"the --reference image ({args.reference})", args.reference)])
     img, depth = read_image_with_depth(args.image)
     wide = out_path.suffix.lower() in SIXTEEN_BIT_EXTENSIONS
     bits = args.bits if args.bits is not None else (16 if depth > 8 and wide else 8)
@@ -222,6 +268,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             check_output_file(path)
     if args.plot:
         check_output_file(args.plot, plot=True)
+    outputs = [("--json", args.json), ("--markdown", args.markdown), ("--plot", args.plot)]
+    check_distinct_paths(outputs)
+    folder = Path(args.images)
+    if folder.is_dir():  # a photo of the corpus must not be overwritten by a result
+        from ir_env.imageio import IMAGE_EXTENSIONS
+
+        for name, path in outputs:
+            if path and Path(path).is_file() and Path(path).suffix.lower() in IMAGE_EXTENSIONS and \
+                    folder.resolve() in Path(path).resolve().parents:
+                raise ValueError(f"{name} {path} is a photo of --images {args.images}: writing it would overwrite "
+                                 "that photo; write elsewhere")
     split = "test" if args.images == "builtin" else "all"
     items = load_named_corpus(args.images, split=split)
     if args.max_images:

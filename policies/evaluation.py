@@ -210,9 +210,15 @@ def evaluate(items: Sequence[tuple[str, np.ndarray]] | Sequence[np.ndarray], rec
             "rows": rows}
 
 
+def size_text(size: int) -> str:
+    """How an evaluation's ``size`` reads: ``128 px`` (centre crops), or ``whole photos`` for 0."""
+    return f"{int(size)} px" if int(size) else "whole photos"
+
+
 def markdown_table(result: dict[str, Any]) -> str:
     """The per-planner means as a Markdown table."""
-    lines = [f"Recipe `{result['recipe']}`, {result['images']} images, {result['size']} px, seed {result['seed']}.",
+    lines = [f"Recipe `{result['recipe']}`, {result['images']} images, {size_text(result['size'])}, seed "
+             f"{result['seed']}.",
              "", "| planner | mode | judge | PSNR in | PSNR out | gain (dB) | PSNR-Y out | SSIM in | SSIM out "
              "| tool calls | IQA calls | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for spec, s in result["planners"].items():
@@ -284,7 +290,7 @@ def plot_quality_vs_cost(result: dict[str, Any], path: str | Path) -> Path:
         # reproducible)
         adjust_text(texts, x=xs, y=ys, ax=ax, expand=(1.1, 1.4), iter_lim=400,
                     arrowprops={"arrowstyle": "-", "color": "grey", "lw": 0.5})
-    fig.suptitle(f"{result['recipe']}: quality vs cost ({result['images']} images, {result['size']} px)")
+    fig.suptitle(f"{result['recipe']}: quality vs cost ({result['images']} images, {size_text(result['size'])})")
     fig.tight_layout()
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)

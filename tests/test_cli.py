@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -352,3 +353,40 @@ def test_restore_keeps_sixteen_bits_and_never_overwrites_its_input(tmp_path: Pat
     before = src.read_bytes()
     assert main(["restore", str(src), "-o", str(src), *run]) == 2
     assert "is the input image" in capsys.readouterr().err and src.read_bytes() == before
+
+
+def test_no_command_overwrites_its_inputs_or_its_own_outputs(tmp_path: Path, photo: np.ndarray,
+                                                             capsys: pytest.CaptureFixture[str]) -> None:
+    """--trace could replace the input photo or the clean reference with JSON, -o the reference, a hard link
+    got past the input check, degrade replaced its own input, evaluate's --json and --markdown were one file."""
+    import os
+
+    src = write_image(tmp_path / "in.png", photo[:64, :64])
+    ref = write_image(tmp_path / "ref.png", photo[:64, :64])
+    os.link(src, tmp_path / "hard.png")
+    before = {p: p.read_bytes() for p in (src, ref)}
+    run = ["--planner", "fixed", "--mode", "global", "--max-steps", "1"]
+    for extra, message in (
+            (["-o", str(tmp_path / "o.png"), "--trace", str(src)], "--trace .*in.png is the input image"),
+            (["-o", str(tmp_path / "o.png"), "--trace", str(tmp_path / "o.png")], "-o .* are the same file"),
+            (["-o", str(ref), "--reference", str(ref)], "-o .*ref.png is the --reference image"),
+            (["-o", str(tmp_path / "o.png"), "--reference", str(ref), "--trace", str(ref)], "--trace .*--reference"),
+            (["-o", str(tmp_path / "hard.png")], "is the input image")):
+        assert main(["restore", str(src), *extra, *run]) == 2
+        assert re.search(message, capsys.readouterr().err), extra
+    assert {p: p.read_bytes() for p in (src, ref)} == before
+    out = tmp_path / "deg"
+    out.mkdir()
+    clean = write_image(out / "clean.png", photo)
+    assert main(["degrade", str(clean), "--size", "64", "-o", str(out)]) == 2
+    assert "clean.png is the input image" in capsys.readouterr().err and clean.read_bytes() == write_image(
+        tmp_path / "again.png", photo).read_bytes()
+    same = str(tmp_path / "same.txt")
+    assert main(["evaluate", "--planners", "fixed", "--json", same, "--markdown", same]) == 2
+    err = capsys.readouterr().err
+    assert "--markdown" in err and "same file" in err
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    write_image(photos / "a.png", photo)
+    assert main(["evaluate", "--images", str(photos), "--planners", "fixed", "--json", str(photos / "a.png")]) == 2
+    assert "is a photo of --images" in capsys.readouterr().err
