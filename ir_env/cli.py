@@ -344,10 +344,19 @@ def seed_int(text: str) -> int:
     return value
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one ``error:`` line (with where to find help) instead of the usage
+    block, as every other error of the command line is."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        """Print ``<prog>: error: <message> (see <prog> --help)`` and exit with status 2."""
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
-    p = argparse.ArgumentParser(prog="spatial-ir", description="Spatially aware image restoration planning.")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    p = OneLineParser(prog="spatial-ir", description="Spatially aware image restoration planning.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
     s = sub.add_parser("tools", help="list the restoration tools and their parameter ranges")
     s.add_argument("--json", action="store_true", help="print JSON instead of text")

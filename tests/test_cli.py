@@ -272,7 +272,9 @@ def test_negative_seed_is_an_argument_error(photo_file: Path, tmp_path: Path,
                                             capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exc:
         main(["degrade", str(photo_file), "--seed", "-1", "-o", str(tmp_path / "o")])
-    assert exc.value.code == 2 and "--seed: must be an integer >= 0" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert exc.value.code == 2 and "--seed: must be an integer >= 0" in err
+    assert len(err.strip().splitlines()) == 1 and "see spatial-ir degrade --help" in err  # no usage block
 
 
 def test_warnings_are_one_line(tmp_path: Path, photo: np.ndarray, capsys: pytest.CaptureFixture[str]) -> None:

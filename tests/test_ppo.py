@@ -217,7 +217,7 @@ def test_region_features_reads_only_the_first_columns(tmp_path: Path) -> None:
     with th.no_grad():
         assert th.equal(loaded.policy.get_distribution(loaded.policy.obs_to_tensor(obs)[0]).joint_probs()[0], p0)
     for bad in (0, d + 1, 2.5, "12"):
-        with pytest.raises(ValueError, match="region_features must be an integer"):
+        with pytest.raises(ValueError, match="region_features must be (an integer|null or a whole number)"):
             make_hybrid_ppo(env, {"hidden": 16, "region_features": bad}, n_steps=64, batch_size=32, device="cpu")
 
 
@@ -729,3 +729,11 @@ def test_training_refuses_a_missing_gpu_and_names_env_changes_before_loading(tin
         train_from_dict(changed, resume=str(tiny_run / "model.zip"))
     with pytest.raises(ValueError, match="algo: checkpoint hybrid, config maskable"):
         train_from_dict({**raw, "algo": "maskable", "policy_kwargs": {}}, resume=str(tiny_run / "model.zip"))
+
+
+def test_training_on_a_held_out_recipe_warns(tiny_run: Path, tmp_path: Path) -> None:
+    raw = {**_raw_of(tiny_run), "output_dir": str(tmp_path), "name": "b", "progress_bar": False,
+           "device": "bogus"}  # the warning comes first; the bad device then stops the run before any work
+    raw["env_kwargs"] = {**raw["env_kwargs"], "recipe": "agenticir-B"}
+    with pytest.warns(UserWarning, match="unseen-combination test recipes"), pytest.raises(ValueError, match="device"):
+        train_from_dict(raw)

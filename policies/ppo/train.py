@@ -373,6 +373,10 @@ def _resume_env_mismatches(resume: str | Path, cfg: Mapping[str, Any]) -> list[s
     return out
 
 
+#: Recipes kept for testing unseen degradation combinations (DESIGN.md: training may use ``agenticir-A`` only).
+HELD_OUT_RECIPES = ("agenticir-B", "agenticir-C")
+
+
 def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
     """Train with a resolved config (see :mod:`policies.ppo.config`); returns the run folder.
 
@@ -402,6 +406,10 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
     set_single_thread()
     torch.set_num_threads(int(cfg["torch_threads"]))
     run_dir = Path(cfg["output_dir"]) / str(cfg["name"])
+    if str(cfg["env_kwargs"].get("recipe")) in HELD_OUT_RECIPES:
+        warnings.warn(f"training on recipe {cfg['env_kwargs']['recipe']!r}: it is one of the unseen-combination "
+                      f"test recipes ({', '.join(HELD_OUT_RECIPES)}); a policy trained on it cannot be tested on it "
+                      "(train on agenticir-A)", stacklevel=2)
     if cfg["algo"] == "hybrid":  # values named before any env is built (torch named none of them)
         from policies.ppo.policy import check_policy_kwargs
 
