@@ -125,6 +125,10 @@ def check_bc_config(cfg: dict[str, Any]) -> None:
     check_writable(cfg["output_dir"], "output_dir", folder=True)
 
 
+#: Where ``--report`` writes by default: the committed table of the shipped BC runs.
+RESULTS_STEM = "experiments/results/ppo_training"
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.train_bc`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
@@ -144,10 +148,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="replace the run already in <output_dir>/<name> (its outputs are removed first)")
     ap.add_argument("--report", nargs="+", metavar="SUMMARY",
                     help="only write the results table from these runs' summary.json files")
-    ap.add_argument("--results", default="experiments/results/ppo_training",
-                    help="with --report: output stem (.json and .md are written)")
+    ap.add_argument("--results", default=RESULTS_STEM,
+                    help=f"with --report: output stem (.json and .md are written; default {RESULTS_STEM}, the "
+                         "committed table)")
     args = ap.parse_args(argv)
     if args.report:
+        quick = [p for p in args.report if Path(p).parent.name.endswith("_quick")]
+        if quick and args.results == RESULTS_STEM:  # a smoke run must not replace the committed table
+            print(f"error: {quick[0]} is a --quick smoke run: write its report elsewhere (--results STEM), not over "
+                  f"the committed {RESULTS_STEM}", file=sys.stderr)
+            return 2
         write_report([Path(p) for p in args.report], Path(args.results))
         return 0
     if args.quick and args.ship:  # a smoke model must never replace the shipped policy

@@ -215,3 +215,14 @@ def test_train_bc_config_values_are_checked_before_work(tmp_path: Path, override
     with pytest.raises(ValueError, match="finetune.timesteps must be a whole number >= 0, got -5"):
         train_bc.main(["--config", str(cfg), "--finetune-timesteps", "-5"])
     assert not (tmp_path / "runs").exists()
+
+
+def test_report_of_a_smoke_run_never_replaces_the_committed_table(tmp_path, capsys) -> None:  # noqa: ANN001
+    from pathlib import Path
+
+    from experiments import train_bc
+
+    before = Path("experiments/results/ppo_training.md").read_bytes()
+    assert train_bc.main(["--report", str(tmp_path / "bc_spatial_quick" / "summary.json")]) == 2
+    assert "is a --quick smoke run" in capsys.readouterr().err
+    assert Path("experiments/results/ppo_training.md").read_bytes() == before
