@@ -110,34 +110,33 @@ def check_output_file(path: str | Path, image: bool = False, plot: bool = False)
         raise ValueError(f"cannot write {p}: cannot create its folder {folder} ({e.strerror or e})") from None
     if not os.access(folder, os.W_OK):
         raise ValueError(f"cannot write {p}: its folder {folder} is not writable")
+    _check_takes_files(folder, f"cannot write {p}: its folder {folder}")
+    return p
+
+
+def _check_takes_files(folder: Path, what: str) -> None:
+    """``ValueError`` starting with ``what`` when the existing ``folder`` does not take a new file: a real file is
+    tried and removed at once (``os.access`` says yes to root everywhere, /proc included)."""
     import tempfile
 
-    try:  # os.access says yes to root everywhere (and on /proc): try a real file, removed at once
+    try:
         with tempfile.NamedTemporaryFile(dir=folder, prefix=".spatial-ir-write-check-"):
             pass
     except OSError as e:
-        raise ValueError(f"cannot write {p}: its folder {folder} does not take new files ({e.strerror or e})") from None
-    return p
+        raise ValueError(f"{what} does not take new files ({e.strerror or e})") from None
 
 
 def check_output_dir(path: str | Path) -> Path:
     """An output directory path, checked before any work: not empty, not an existing file (nor below one), and its
     nearest existing folder writable (tried with a real file: ``os.access`` says yes to root everywhere, /proc
     included). Nothing is left behind."""
-    import tempfile
-
     if str(path).strip() == "":
         raise ValueError("the output directory must not be empty (give -o DIR)")
     p = check_writable(path, "into", folder=True, writable=True)
     near = p.absolute()
     while not near.exists() and near != near.parent:
         near = near.parent
-    try:
-        with tempfile.NamedTemporaryFile(dir=near, prefix=".spatial-ir-write-check-"):
-            pass
-    except OSError as e:
-        raise ValueError(f"cannot write into {p}: the folder {near} does not take new files "
-                         f"({e.strerror or e})") from None
+    _check_takes_files(near, f"cannot write into {p}: the folder {near}")
     return p
 
 

@@ -264,6 +264,13 @@ def resume_location(resume: str | Path) -> tuple[str, str] | None:
     return str(run.parent), run.name
 
 
+def _refuse_resume_changes(resume: str | Path, changes: list[str]) -> None:
+    """``ValueError`` listing ``changes``, the settings a resumed checkpoint keeps that the config changes."""
+    if changes:
+        raise ValueError(f"resume checkpoint {resume} keeps its own settings, which the config changes ("
+                         + "; ".join(changes) + "): set the config to the checkpoint's values, or start a new run")
+
+
 def _eval_history_mismatches(path: Path, cfg: Mapping[str, Any]) -> list[str]:
     """A resumed run appends to its ``evaluations.npz``, one row of ``eval.episodes`` results per evaluation:
     a config asking for another number of episodes per evaluation could not be stored with the old rows."""
@@ -435,11 +442,8 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
         common = {"seed": int(cfg["seed"]), "device": cfg["device"], "verbose": int(cfg["verbose"]),
                   "tensorboard_log": str(run_dir)}
         if resume:
-            changed = _resume_env_mismatches(resume, cfg)  # before SB3's load, whose 'spaces do not match' names none
-            if changed:
-                raise ValueError(f"resume checkpoint {resume} keeps its own settings, which the config changes ("
-                                 + "; ".join(changed) + "): set the config to the checkpoint's values, or start "
-                                 "a new run")
+            # env changes before SB3's load, whose 'spaces do not match' names none
+            _refuse_resume_changes(resume, _resume_env_mismatches(resume, cfg))
             try:
                 model = algo_class(cfg["algo"]).load(resume, env=venv, device=cfg["device"],
                                                      tensorboard_log=str(run_dir))
@@ -450,12 +454,8 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
                 raise ValueError(f"resume checkpoint {resume} already holds {int(model.num_timesteps)} steps and "
                                  f"total_timesteps is {cfg['total_timesteps']}: nothing to train (pass a larger "
                                  "--total-timesteps)")
-            ignored = (_resume_mismatches(model, cfg)
-                       + _eval_history_mismatches(run_dir / "eval" / "evaluations.npz", cfg))
-            if ignored:
-                raise ValueError(f"resume checkpoint {resume} keeps its own settings, which the config changes ("
-                                 + "; ".join(ignored) + "): set the config to the checkpoint's values, or start "
-                                 "a new run")
+            _refuse_resume_changes(resume, _resume_mismatches(model, cfg)
+                                   + _eval_history_mismatches(run_dir / "eval" / "evaluations.npz", cfg))
             # the envs (and torch / numpy) were seeded with ``seed`` as at the run's start: without a new seed the
             # resumed run would replay the scenes its first steps saw; seed + steps done is new and reproducible
             model.set_random_seed(int(cfg["seed"]) + int(model.num_timesteps))
