@@ -47,7 +47,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 import numpy as np  # noqa: E402
 import yaml  # noqa: E402
 
-from experiments.configio import check_keys, config_int, read_config  # noqa: E402
+from experiments.configio import check_keys, config_int, config_judge, read_config  # noqa: E402
 from experiments.run_baselines import scene_items  # noqa: E402
 from ir_env.encoder.learned import DEFAULT_WEIGHTS, perception_fingerprint  # noqa: E402
 from ir_env.recipes import get_recipe  # noqa: E402
@@ -99,7 +99,7 @@ def load_compare_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(cfg["planners"], list) or not all(isinstance(x, str) for x in cfg["planners"]):
         raise ValueError(f"{p}: planners must be a list of planner specs, got {cfg['planners']!r}")
     cfg.setdefault("scenes_per_image", 1)
-    cfg.setdefault("no_reference_judge", "brisque")
+    config_judge(cfg, str(p))
     cfg.setdefault("baselines_dir", None)
     cfg["skip"] = cfg.get("skip") or {}  # recipe -> planner specs not run there (cost)
     learned = cfg.setdefault("learned", {}) or {}
@@ -123,7 +123,66 @@ def load_compare_config(path: str | Path) -> dict[str, Any]:
         if unknown or "ppo_config" not in v or v.get("planner") not in ("ppo", "maskable_ppo"):
             raise ValueError(f"learned variant {name!r}: needs ppo_config and planner (ppo | maskable_ppo); "
                              f"unknown keys {sorted(unknown)}")
+    _check_learned(cfg, str(p))
+    _check_target_names(cfg, str(p))
     return cfg
+
+
+def _check_learned(cfg: dict[str, Any], where: str) -> None:
+    """``ValueError`` for ``learned`` values that would fail only when training starts: seeds that are not a
+    non-empty list of distinct whole numbers >= 0, a ``train`` block (shared or a variant's) that
+    ``experiments.train_bc`` refuses, a variant's missing ``ppo_config``."""
+    from experiments import train_bc
+    from ir_env.paths import find_config
+
+    learned = cfg["learned"]
+    seeds = learned["seeds"]
+    if (not isinstance(seeds, list) or not seeds or len(set(seeds)) != len(seeds)
+            or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in seeds)):
+        raise ValueError(f"{where}: learned.seeds must be a non-empty list of distinct whole numbers >= 0, "
+                         f"got {seeds!r}")
+    if not isinstance(learned["runs_dir"], str) or not learned["runs_dir"].strip():
+        raise ValueError(f"{where}: learned.runs_dir must be a folder path, got {learned['runs_dir']!r}")
+    for section, block in [("learned.train", learned["train"])] + [
+            (f"learned.variants.{n}.train", v.get("train")) for n, v in learned["variants"].items()]:
+        if block is not None and not isinstance(block, dict):
+            raise ValueError(f"{where}: {section} must be a mapping of experiments/train_bc.py keys, got {block!r}")
+    for name, v in learned["variants"].items():
+        try:
+            find_config(v["ppo_config"])
+        except FileNotFoundError:
+            raise ValueError(f"{where}: learned variant {name!r}: ppo_config {v['ppo_config']} not found") from None
+        if v.get("runs_of") is not None:
+            continue
+        try:  # the merged block as train_seed() hands it to train_bc, checked now rather than after hours
+            train_bc.load_bc_config(None, **variant_train_config(cfg, name), name=f"{name}_s0",
+                                    output_dir=learned["runs_dir"], ship_dir=None)
+        except ValueError as exc:
+            raise ValueError(f"{where}: learned.train (variant {name!r}): {exc}") from None
+
+
+def _check_target_names(cfg: dict[str, Any], where: str) -> None:
+    """``ValueError`` for a ``targets`` name the comparison never produces: a recipe not in ``recipes``, a
+    planner spec (``ppo``, ``greedy_nr``, ``dfs_oracle``) not in ``planners``, a group not in ``learned.variants``.
+    Without this a misspelled name silently dropped its target from the report."""
+    t = cfg.get("targets") or {}
+    variants, planners = cfg["learned"]["variants"], cfg["planners"]
+
+    def names(key: str) -> list[Any]:
+        val = t.get(key)
+        return [] if val is None else [val] if isinstance(val, str) else val if isinstance(val, list) else [val]
+
+    for key, known, what in (("recipes", cfg["recipes"], "recipes"), ("ppo", planners, "planners"),
+                             ("greedy_nr", planners, "planners"), ("dfs_oracle", planners, "planners"),
+                             ("ppo_groups", variants, "learned.variants"),
+                             ("spatial_group", variants, "learned.variants"),
+                             ("global_group", variants, "learned.variants"),
+                             ("hybrid_group", variants, "learned.variants"),
+                             ("maskable_group", variants, "learned.variants")):
+        for n in names(key):
+            if not isinstance(n, str) or n not in known:
+                raise ValueError(f"{where}: targets.{key} names {n!r}, which is not in {what} "
+                                 f"({', '.join(map(str, known)) or 'none'})")
 
 
 # ----------------------------------------------------------------------------------------- training

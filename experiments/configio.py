@@ -105,6 +105,19 @@ def config_names(cfg: dict[str, Any], key: str, where: str, what: str = "names")
     return value
 
 
+def config_judge(cfg: dict[str, Any], where: str, key: str = "no_reference_judge", default: str = "brisque") -> str:
+    """``cfg[key]`` (``default`` when absent, stored back) when it names a no-reference metric of
+    :data:`ir_env.quality.METRICS` (brisque, niqe, piqe, npsnr), else ``ValueError`` naming ``where`` and ``key``.
+    Checked even when no listed planner judges, so a misspelled judge is never carried into a results file."""
+    from ir_env.quality import METRICS
+
+    judge = cfg.setdefault(key, default)
+    choices = [n for n, m in METRICS.items() if not m.needs_reference]
+    if judge not in choices:
+        raise ValueError(f"{where}: {key} must be a no-reference metric ({', '.join(choices)}), got {judge!r}")
+    return judge
+
+
 def check_output(path: str | Path | None, what: str = "output") -> None:
     """``ValueError`` before any work when a result file cannot be written at ``path`` (None: nothing to check):
     it is a directory, or a parent is a file. Nothing is created."""

@@ -24,7 +24,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from experiments.configio import check_keys, config_int, config_names, read_config  # noqa: E402
+from experiments.configio import check_keys, config_int, config_judge, config_names, read_config  # noqa: E402
 
 
 def proposer_seconds(items: list[tuple[str, np.ndarray]], recipe: str, seed: int, size: int, proposer: str,
@@ -97,7 +97,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
     check_keys(cfg, CONFIG_KEYS, where, required=("out", "planners", "size", "scenes_per_image"))
     cfg.setdefault("images", "builtin")
     cfg.setdefault("recipe", "spatial-mixed")
-    cfg.setdefault("no_reference_judge", "brisque")
+    config_judge(cfg, where)
     cfg.setdefault("region_proposer", "degradation-clusters")
     config_int(cfg, "size", where, minimum=1)
     config_int(cfg, "scenes_per_image", where, minimum=1)

@@ -16,7 +16,7 @@ from typing import Any
 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-from experiments.configio import check_keys, config_int, config_names, read_config  # noqa: E402
+from experiments.configio import check_keys, config_int, config_judge, config_names, read_config  # noqa: E402
 from ir_env.corpus import load_named_corpus  # noqa: E402
 from ir_env.recipes import get_recipe  # noqa: E402
 from policies.evaluation import evaluate, markdown_table, parse_planner_spec, write_outputs  # noqa: E402
@@ -60,7 +60,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
 
     cfg = read_config(path)
     check_keys(cfg, CONFIG_KEYS, str(path), required=("images", "size", "seed", "recipes", "planners", "output_dir"))
-    cfg.setdefault("no_reference_judge", "brisque")
+    config_judge(cfg, str(path))
     config_int(cfg, "size", str(path), minimum=1)
     config_int(cfg, "seed", str(path))
     cfg["scenes_per_image"] = config_int(cfg, "scenes_per_image", str(path), minimum=1, default=1)
@@ -68,6 +68,17 @@ def load_config(path: str | Path) -> dict[str, Any]:
         config_names(cfg, key, str(path))
     check_writable(cfg["output_dir"], "output_dir", folder=True)
     return cfg
+
+
+def _subset(option: str, known: list[str], flag: str, key: str, config: str) -> list[str]:
+    """The comma-separated names of ``option`` (all of ``known`` when empty); ``ValueError`` for a name the config
+    does not list (its results would be left out of the README and ordered last)."""
+    names = [x.strip() for x in option.split(",") if x.strip()]
+    unknown = [x for x in names if x not in known]
+    if unknown:
+        raise ValueError(f"{flag}: {', '.join(unknown)} not in {config}'s {key} ({', '.join(known)}); add them to "
+                         "the config first")
+    return names or list(known)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -86,7 +97,8 @@ def main(argv: list[str] | None = None) -> None:
     else:
         cfg = load_config(args.config)
     out = Path(cfg["output_dir"])
-    recipes = [r for r in args.recipes.split(",") if r] or cfg["recipes"]
+    recipes = _subset(args.recipes, cfg["recipes"], "--recipes", "recipes", args.config)
+    planners = _subset(args.planners, cfg.get("planners") or [], "--planners", "planners", args.config)
     if args.replot:
         from policies.evaluation import plot_quality_vs_cost
 
@@ -98,13 +110,12 @@ def main(argv: list[str] | None = None) -> None:
         return
     for r in recipes:  # every recipe and planner is checked before the first (long) evaluation
         get_recipe(r)
-    for spec in [p for p in args.planners.split(",") if p] or cfg["planners"]:
+    for spec in planners:
         parse_planner_spec(spec, default_judge=cfg["no_reference_judge"])
     out.mkdir(parents=True, exist_ok=True)
     items = scene_items(cfg["images"], cfg["scenes_per_image"])
     for recipe in recipes:
         t0 = time.perf_counter()
-        planners = [p for p in args.planners.split(",") if p] or cfg["planners"]
         res = evaluate(items, recipe, planners, seed=int(cfg["seed"]), size=int(cfg["size"]),
                        judge=cfg["no_reference_judge"])
         res = merge_previous(out / f"{recipe}.json", res, cfg["planners"])

@@ -32,7 +32,7 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 import numpy as np  # noqa: E402
 
-from experiments.configio import check_keys, config_int, config_names, read_config  # noqa: E402
+from experiments.configio import check_keys, config_int, config_judge, config_names, read_config  # noqa: E402
 from experiments.run_baselines import scene_items  # noqa: E402
 from ir_env.corpus import load_named_corpus  # noqa: E402
 from ir_env.imageio import read_image  # noqa: E402
@@ -227,6 +227,7 @@ def check_config(cfg: dict[str, Any], where: str) -> None:
         raise ValueError(f"{where}: sizes must be a non-empty list of whole numbers (px; 0 = whole photo), "
                          f"got {sizes!r}")
     config_names(cfg, "planners", where, "planner specs")
+    config_judge(cfg, where)
     for block, keys in (("train_photos", ("size", "scenes_per_image")), ("clean_crops", ("crops", "size"))):
         if cfg.get(block):
             if not isinstance(cfg[block], dict):

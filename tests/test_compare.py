@@ -392,3 +392,27 @@ def test_planner_styles_tell_every_label_apart_and_keep_their_order() -> None:
     pairs = {(s["color"], s["marker"]) for s in styles.values()}
     assert len(pairs) == len(labels)  # no two planners drawn alike
     assert styles["planner 0"] != styles["planner 1"]
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (lambda c: c["learned"].update(seeds=0), "learned.seeds must be a non-empty list"),
+    (lambda c: c["learned"].update(seeds=[0, 0]), "learned.seeds must be a non-empty list"),
+    (lambda c: c["learned"]["train"]["bc"].update(epoch=3), r"variant 'tiny'.*unknown key\(s\) \['epoch'\]"),
+    (lambda c: c["learned"]["train"]["finetune"].update(timesteps="many"), "finetune.timesteps must be a whole"),
+    (lambda c: c["learned"]["variants"]["tiny"].update(train={"bc": {"lr": -1.0}}), "bc.lr must be a number > 0"),
+    (lambda c: c["learned"]["variants"]["tiny"].update(ppo_config="nope.yaml"), "ppo_config nope.yaml not found"),
+    (lambda c: c["targets"].update(ppo_groups=["tiyn"]), r"targets.ppo_groups names 'tiyn'.*learned.variants"),
+    (lambda c: c["targets"].update(dfs_oracle="dfs:oracel"), r"targets.dfs_oracle names 'dfs:oracel'.*planners"),
+    (lambda c: c["targets"].update(recipes=["mixed-3"]), r"targets.recipes names 'mixed-3'"),
+])
+def test_learned_and_target_mistakes_are_named_when_the_config_is_read(tmp_path: Path, edit: Any,
+                                                                        msg: str) -> None:
+    """Mistakes that used to surface only when training started (seeds: 0 was a TypeError traceback, a
+    misspelled train key failed after the other variants had trained) or never (a misspelled target name
+    silently dropped its target from the report)."""
+    cfg = _config(tmp_path, tmp_path / "baselines")
+    edit(cfg)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match=msg):
+        compare.load_compare_config(path)

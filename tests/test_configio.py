@@ -67,14 +67,21 @@ def test_output_and_number_options(tmp_path: Path) -> None:
     (["-m", "experiments.bench_tools", "--sizes", "32", "--repeats", "1", "--tools", "gamma_correct",
       "--json", "{tmp}"], "is a directory; give a file name"),
     (["-m", "experiments.run_baselines", "--config", "experiments/configs/baselines.yaml", "--recipes", "bogus"],
-     "unknown recipe 'bogus'"),
+     "--recipes: bogus not in experiments/configs/baselines.yaml's recipes"),
+    (["-m", "experiments.run_baselines", "--config", "experiments/configs/baselines.yaml", "--planners",
+      "fixed,dfs:oracel"], "--planners: dfs:oracel not in"),
+    (["-m", "experiments.run_baselines", "--config", "{badjudge}"], "no_reference_judge must be a no-reference metric"),
     (["-m", "experiments.compare", "--config", "{badcompare}", "--skip-training"], "unknown planner 'nosuch'"),
 ])
 def test_scripts_refuse_bad_input_in_one_line_before_work(tmp_path: Path, args: list[str], message: str) -> None:
     cfg = yaml.safe_load((ROOT / "experiments/configs/compare.yaml").read_text())
-    cfg.update(planners=["random", "nosuch"], output_dir=str(tmp_path / "cmp"))
+    cfg.update(planners=["random", "nosuch"], output_dir=str(tmp_path / "cmp"), targets=None)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
-    args = [a.format(missing=tmp_path / "none.yaml", tmp=tmp_path, badcompare=tmp_path / "c.yaml") for a in args]
+    base = yaml.safe_load((ROOT / "experiments/configs/baselines.yaml").read_text())
+    base.update(planners=["random", "fixed"], no_reference_judge="brisqeu", output_dir=str(tmp_path / "cmp"))
+    (tmp_path / "j.yaml").write_text(yaml.safe_dump(base))  # no listed planner judges: refused all the same
+    args = [a.format(missing=tmp_path / "none.yaml", tmp=tmp_path, badcompare=tmp_path / "c.yaml",
+                     badjudge=tmp_path / "j.yaml") for a in args]
     out = subprocess.run([sys.executable, *args], capture_output=True, text=True, cwd=ROOT, timeout=300)
     assert out.returncode == 2, out.stderr[-2000:]
     lines = [ln for ln in out.stderr.strip().splitlines() if ln.strip()]
