@@ -311,20 +311,30 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 @_command("bench")
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Env and tool speed figures (experiments/bench_env.py, experiments/bench_tools.py)."""
+    """Env and tool speed figures (experiments/bench_env.py, experiments/bench_tools.py) in one JSON: the env's
+    keys, and under ``tools`` the tool benchmark at ``--tool-sizes`` (unless ``--no-tools``)."""
     bench_env = experiments_module("bench_env")
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if not args.no_tools and (not args.tool_sizes or min(args.tool_sizes) < 16):
+        raise ValueError(f"--tool-sizes must be >= 16 px, got {args.tool_sizes}")
     check_output_file(args.json)
     if args.tools_json:
         check_output_file(args.tools_json)
-    argv = ["--json", args.json, "--steps", str(args.steps)]
-    bench_env.main(argv)
+    out = bench_env.main(["--json", args.json, "--steps", str(args.steps)])
+    if args.no_tools and not args.tools_json:
+        return 0
+    bench_tools = experiments_module("bench_tools")
+    tools = bench_tools.run(args.tool_sizes, 1, 0, 5.0, None)
+    print()
+    bench_tools.print_table(tools)
+    if not args.no_tools:
+        Path(args.json).write_text(json.dumps({**out, "tools": tools}, indent=2))
+        print(f"wrote {args.json} (env figures; tool figures under 'tools')")
     if args.tools_json:
-        bench_tools = experiments_module("bench_tools")
-
-        bench_tools.main(["--json", args.tools_json])
+        Path(args.tools_json).write_text(json.dumps(tools, indent=2) + "\n")
+        print(f"wrote {args.tools_json}")
     return 0
 
 
@@ -426,10 +436,16 @@ def build_parser() -> argparse.ArgumentParser:
                    "checkpoints, eval history and logs are removed first); without it such a folder is refused")
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
-    s = sub.add_parser("bench", help="env speed figures (steps/s, reset time, overhead share, 2-worker scaling)")
-    s.add_argument("--json", default="bench.json", help="output JSON path (default bench.json)")
-    s.add_argument("--steps", type=int, default=60, help="steps per measurement")
-    s.add_argument("--tools-json", default="", help="also run the tool benchmark and write its JSON here")
+    s = sub.add_parser("bench", help="env speed figures (steps/s, reset time, overhead share, 2-worker scaling) "
+                       "and tool speed figures (seconds per call, masked / full-image time)")
+    s.add_argument("--json", default="bench.json", help="output JSON path (default bench.json); the tool figures "
+                   "are under its 'tools' key")
+    s.add_argument("--steps", type=int, default=60, help="env steps per measurement (default 60)")
+    s.add_argument("--tool-sizes", type=int, nargs="+", default=[128], metavar="PX",
+                   help="image sizes of the tool benchmark (default 128; one timed repeat each, ~20 s at 128 px)")
+    s.add_argument("--no-tools", action="store_true", help="env figures only")
+    s.add_argument("--tools-json", default="", help="also write the tool figures to this JSON on their own "
+                   "(experiments/bench_tools.py's format)")
 
     s = sub.add_parser("encoder-eval", help="score the learned degradation encoder against the hand-made probe")
     try:

@@ -392,3 +392,31 @@ def test_no_command_overwrites_its_inputs_or_its_own_outputs(tmp_path: Path, pho
     write_image(photos / "a.png", photo)
     assert main(["evaluate", "--images", str(photos), "--planners", "fixed", "--json", str(photos / "a.png")]) == 2
     assert "is a photo of --images" in capsys.readouterr().err
+
+
+def test_bench_writes_env_and_tool_figures_in_one_json(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """DESIGN: ``spatial-ir bench --json F`` gives env AND tool speed figures (the tool figures used to need
+    ``--tools-json``). The env benchmark is replaced by a stub here (its own test runs it); the tool one is real."""
+    from ir_env import cli
+
+    bench_env, bench_tools = cli.experiments_module("bench_env"), cli.experiments_module("bench_tools")
+
+    def env_main(argv: list[str]) -> dict:
+        out = {"cpu_count": 2, "single": [], "vector": {}}
+        Path(argv[argv.index("--json") + 1]).write_text(json.dumps(out))
+        return out
+
+    real_run = bench_tools.run
+    monkeypatch.setattr(bench_env, "main", env_main)
+    monkeypatch.setattr(bench_tools, "run", lambda sizes, rep, seed, mx, names: real_run(
+        sizes, rep, seed, mx, ["gamma_correct", "clahe"]))
+    path, alone = tmp_path / "b.json", tmp_path / "t.json"
+    assert cli.main(["bench", "--json", str(path), "--tool-sizes", "32", "--tools-json", str(alone)]) == 0
+    both = json.loads(path.read_text())
+    assert both["cpu_count"] == 2 and both["tools"]["sizes"] == [32]
+    assert set(both["tools"]["tools"]) == {"gamma_correct", "clahe"}
+    assert all(v["ms"]["32"] > 0 for v in both["tools"]["tools"].values())
+    assert json.loads(alone.read_text())["tools"].keys() == both["tools"]["tools"].keys()
+    assert cli.main(["bench", "--json", str(path), "--no-tools"]) == 0
+    assert "tools" not in json.loads(path.read_text())
+    assert cli.main(["bench", "--json", str(path), "--tool-sizes", "8"]) == 2
