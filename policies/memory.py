@@ -203,10 +203,17 @@ class ExperienceMemory:
         if p.is_dir():
             raise ValueError(f"memory path {p} is a directory, not a file")
         p.parent.mkdir(parents=True, exist_ok=True)
+        if p.is_file():
+            mode = p.stat().st_mode & 0o777  # a shared file keeps its permissions
+        else:
+            umask = os.umask(0)
+            os.umask(umask)
+            mode = 0o666 & ~umask  # as open() would create it (mkstemp's file is private, 0600)
         fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(self.to_json(), separators=(",", ":")))
+            os.chmod(tmp, mode)
             os.replace(tmp, p)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)
@@ -266,8 +273,14 @@ class ExperienceMemory:
                     self.embedding, self.dim, self.ignore_features)
                 if disk.embedding != self.embedding:
                     raise ValueError(f"{p} now holds {disk.embedding!r} keys, this memory {self.embedding!r}")
+                # an entry the file holds already (the shipped entries a planner on a new file started from, written
+                # by another process sharing the file) is not added twice
+                have = {json.dumps(e.as_dict(), sort_keys=True) for e in disk.entries}
                 for e in new:
-                    disk.add(e.key, e.schedule, e.gain, e.source)
+                    sig = json.dumps(e.as_dict(), sort_keys=True)
+                    if sig not in have:
+                        disk.add(e.key, e.schedule, e.gain, e.source)
+                        have.add(sig)
                 disk.save(p)
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
@@ -312,6 +325,19 @@ class ExperienceMemory:
                 self.add(data["regions"][first][k], sched, gain, source=f"trajectory scene {int(scene)}")
                 added += 1
         return added
+
+
+def _probe_lock(path: Path) -> None:
+    """Create ``<path>.lock`` (autosave's lock file) now: ``ValueError`` naming ``path`` when the folder takes no
+    files (a read-only mount, ``/proc``; ``os.access`` says yes to root there), instead of failing after the first
+    image's work."""
+    lock = path.with_name(path.name + ".lock")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(lock, "a"):
+            pass
+    except OSError as exc:
+        raise ValueError(f"autosave cannot write the memory file {path}: {exc.strerror or exc}") from None
 
 
 class MemoryPlanner(Planner):
@@ -368,6 +394,7 @@ class MemoryPlanner(Planner):
             raise ValueError("autosave needs the memory's file path (memory=PATH)")
         if self.autosave:
             check_writable(self.path, "memory file", writable=True)  # before any restore, not after the first one
+            _probe_lock(self.path)
         if not len(memory):
             where = f" at {self.path}" if self.path else ""
             warnings.warn(f"the memory{where} is empty: it retrieves nothing, so the planner never acts and never "

@@ -25,7 +25,16 @@ def resolve_params(tool: Tool, params: Mapping[str, float] | Sequence[float] | n
         return tool.defaults()
     if isinstance(params, Mapping):
         return tool.validate(params)
-    arr = np.asarray(params, dtype=np.float64).ravel()
+    if np.ndim(params) == 0:  # a bare number is ambiguous (physical or normalised?): refused, never guessed
+        names = ", ".join(q.name for q in tool.params) or "none"
+        raise ValueError(f"tool {tool.name!r}: params must be a dict of physical values ({{'name': value}}; "
+                         f"parameters: {names}) or a sequence normalised to [-1, 1], got the single value "
+                         f"{params!r}")
+    try:
+        arr = np.asarray(params, dtype=np.float64).ravel()
+    except (TypeError, ValueError):
+        raise ValueError(f"tool {tool.name!r}: params must be a dict of physical values or a sequence of numbers "
+                         f"normalised to [-1, 1], got {params!r}") from None
     p = len(tool.params)
     if arr.size < p:
         raise ValueError(f"tool {tool.name!r} needs {p} normalised parameters, got {arr.size}")

@@ -315,3 +315,45 @@ for i in range(40):
     sources = {e.source for e in ExperienceMemory.load(path).entries}
     assert sources == {f"p{tag}-{i}" for tag in (1, 2) for i in range(40)}
     assert not list(tmp_path.glob("shared.json.*.tmp"))
+
+
+def test_two_planners_starting_one_new_file_store_the_shipped_entries_once(tmp_path) -> None:  # noqa: ANN001
+    """Both start from a copy of the shipped memory; the second's autosave used to add all of it again."""
+    import os
+    import stat
+
+    from policies.memory import DEFAULT_MEMORY
+
+    shipped = len(ExperienceMemory.load(DEFAULT_MEMORY))
+    path = tmp_path / "shared.json"
+    kw = {"judge": "psnr", "autosave": True, "region_proposer": "grid", "max_regions": 4}
+    p1, p2 = MemoryPlanner(memory=str(path), **kw), MemoryPlanner(memory=str(path), **kw)
+    a, b = _scene(), _scene(seed=11)
+    learned = p1.restore(a.degraded, reference=a.clean).info["learned"]
+    learned += p2.restore(b.degraded, reference=b.clean).info["learned"]
+    disk = ExperienceMemory.load(path)
+    assert len(disk) == shipped + learned
+    assert len({json.dumps(e.as_dict(), sort_keys=True) for e in disk.entries}) == len(disk)  # no duplicate
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask  # as open() creates files, not mkstemp's 0600
+    path.chmod(0o664)
+    p1.restore(a.degraded, reference=a.clean)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o664  # a shared file keeps its permissions
+
+
+def test_autosave_to_a_folder_that_takes_no_files_is_refused_before_any_restore(tmp_path) -> None:  # noqa: ANN001
+    import os
+
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):  # root: os.access says yes; /proc takes no files for anyone
+            target = "/proc/spatial_ir_memory.json"
+        else:
+            target = str(ro / "m.json")
+        with pytest.raises(ValueError, match="(cannot write|not writable).*memory"):
+            MemoryPlanner(memory=target, autosave=True, judge="psnr")
+    finally:
+        ro.chmod(0o700)

@@ -737,3 +737,49 @@ def test_training_on_a_held_out_recipe_warns(tiny_run: Path, tmp_path: Path) -> 
     raw["env_kwargs"] = {**raw["env_kwargs"], "recipe": "agenticir-B"}
     with pytest.warns(UserWarning, match="unseen-combination test recipes"), pytest.raises(ValueError, match="device"):
         train_from_dict(raw)
+
+
+def test_a_tool_registered_later_does_not_stop_a_trained_model_from_loading(tiny_run: Path) -> None:
+    """A plugin tool (``spatial_ir.tools`` entry point or register_tool) is not one of a trained model's actions:
+    the planner's env offers the tools recorded in config.yml, in their order (fresh interpreter: the registry
+    is process-wide)."""
+    import subprocess
+    import sys
+
+    code = f"""
+import numpy as np
+from restorers import ParamSpec, Tool, register_tool
+register_tool(Tool("my_brighten", "dark", (ParamSpec("k", 0.0, 1.0, 0.5),), lambda image, k=0.5: image))
+from policies import make_planner
+for spec in ({{"name": "ppo"}}, {{"name": "distilled"}}, {{"name": "ppo", "path": {str(tiny_run / "model.zip")!r}}}):
+    p = make_planner(spec.pop("name"), **spec)
+    assert "my_brighten" not in p.env.unwrapped.tool_names and p.env.unwrapped.tool_names == p.config["tool_names"]
+    img = np.random.default_rng(0).random((48, 48, 3), dtype=np.float32)
+    assert all(s.tool != "my_brighten" for s in p.restore(img).trace)
+print("ok")
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0 and out.stdout.strip().endswith("ok"), out.stderr[-2000:]
+
+
+def test_a_damaged_or_mismatched_model_is_one_error_naming_the_file(tiny_run: Path, tmp_path: Path) -> None:
+    import shutil
+    import zipfile
+
+    from policies import make_planner
+
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(tiny_run / "config.yml", run / "config.yml")
+    with zipfile.ZipFile(tiny_run / "model.zip") as src, zipfile.ZipFile(run / "model.zip", "w") as dst:
+        for item in src.infolist():  # the weights replaced by bytes torch cannot read
+            dst.writestr(item, b"not a torch file" if item.filename == "policy.pth" else src.read(item))
+    with pytest.raises(ValueError, match=r"model.zip is damaged or not a stable-baselines3 PPO model"):
+        make_planner("ppo", path=run / "model.zip")
+    (run / "model.zip").write_bytes((tiny_run / "model.zip").read_bytes()[:2000])  # truncated
+    with pytest.raises(ValueError, match="is damaged or not|not a zip|stable-baselines3"):
+        make_planner("ppo", path=run / "model.zip")
+    # the global model copied beside this run's config.yml: observations of other shapes
+    shutil.copy("policies/ppo/models/ppo_global/model.zip", run / "model.zip")
+    with pytest.raises(ValueError, match="do not belong together"):
+        make_planner("ppo", path=run / "model.zip")

@@ -333,3 +333,14 @@ def test_integer_parameters_are_shown_as_the_whole_numbers_the_tools_use() -> No
         np.testing.assert_array_equal(tool.fn(img, **{**tool.defaults(), param: v}),
                                       tool.fn(img, **{**tool.defaults(), param: float(round(v))}))
     assert get_tool("clahe").params[1].as_dict()["integer"] is True
+
+
+def test_a_bare_number_or_pairs_as_params_are_refused_not_guessed() -> None:
+    """``apply(img, 'tv_denoise', 0.2)`` used to run with weight 0.1046 (0.2 read as a normalised value)."""
+    img = np.random.default_rng(0).random((32, 32, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match="got the single value 0.2"):
+        apply(img, "tv_denoise", 0.2)
+    with pytest.raises(ValueError, match="sequence of numbers normalised"):
+        apply(img, "tv_denoise", (("weight", 0.1),))
+    np.testing.assert_array_equal(apply(img, "tv_denoise", {"weight": 0.1}),
+                                  apply(img, "tv_denoise", [get_tool("tv_denoise").to_normalised({"weight": 0.1})[0]]))

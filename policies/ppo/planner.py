@@ -23,6 +23,36 @@ from policies.base import Planner, RestorationResult, TraceStep, check_max_steps
 MODELS_DIR = Path(__file__).resolve().parent / "models"
 
 
+def _load_model(cls: Any, model_path: Path, device: str) -> Any:
+    """``cls.load(model_path)``, or one ``ValueError`` naming the file when it is not a readable
+    stable-baselines3 model (a damaged or truncated zip, missing members, foreign weights)."""
+    import pickle
+    import zipfile
+
+    try:
+        return cls.load(str(model_path), device=device)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, AssertionError, KeyError, RuntimeError,
+            ValueError, TypeError) as exc:
+        first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
+        raise ValueError(f"{model_path} is damaged or not a stable-baselines3 {cls.__name__} model "
+                         f"({type(exc).__name__}: {first})") from None
+
+
+def _check_observations(model: Any, env: Any, model_path: Path) -> None:
+    """``ValueError`` when the policy in ``model_path`` reads observations of other shapes than the env its
+    ``config.yml`` describes (a model.zip copied beside another run's config.yml); else the first
+    ``restore`` would fail deep inside stable-baselines3."""
+    want, got = env.observation_space, model.observation_space
+    keys = getattr(want, "spaces", {"": want})
+    have = getattr(got, "spaces", {"": got})
+    shapes = {k: tuple(v.shape) for k, v in keys.items()}
+    model_shapes = {k: tuple(v.shape) for k, v in have.items()}
+    if shapes != model_shapes:
+        raise ValueError(f"{model_path}'s policy reads observations {model_shapes}, but the env its config.yml "
+                         f"describes gives {shapes}: the model and {model_path.parent / 'config.yml'} do not "
+                         "belong together")
+
+
 class _FixedMasks:
     """A stand-in region proposer that returns given masks (so the env observes the planner's regions)."""
 
@@ -147,8 +177,7 @@ class PPOPlanner(Planner):
             raise ValueError(f"the model was trained with max_regions={base.max_regions}, not {max_regions}")
         names = cfg.get("tool_names")
         if names is not None and list(names) != base.tool_names:
-            raise ValueError(f"{model_path} was trained with tools {names}; this install offers "
-                             f"{base.tool_names}")
+            raise ValueError(f"{model_path} was trained with tools {names}; this env offers {base.tool_names}")
         if max_steps is not None:
             check_max_steps(max_steps)
         trained_steps = int(base.max_steps)
@@ -159,7 +188,8 @@ class PPOPlanner(Planner):
         super().__init__(mode="global", judge=None, max_steps=max(1, self.step_cap), seed=seed)
         self.mode, self.region_proposer, self.max_regions = model_mode, base.region_proposer, base.max_regions
         self.proposer = base.proposer
-        self.model = algo_class(self.algo).load(str(model_path), device=device)
+        self.model = _load_model(algo_class(self.algo), model_path, device)
+        _check_observations(self.model, self.env, model_path)
         self.model_path = model_path
         self.config = cfg
         self.env_kwargs = env_kwargs
@@ -176,6 +206,17 @@ class PPOPlanner(Planner):
         # the observation does not depend on the reward: measure nothing, and skip the embedding of the last
         # step's image (the planner never reads that observation)
         kw["reward_metric"] = "none"
+        names = cfg.get("tool_names")
+        if names is not None and kw.get("tools") is None:
+            # the tools the model was trained with, in its order: a tool registered later (a plugin) is not
+            # one of its actions; a recorded tool this install lacks is named
+            from restorers import list_tools
+
+            missing = [n for n in names if n not in {t.name for t in list_tools()}]
+            if missing:
+                raise ValueError(f"the model was trained with tools {list(names)}; this install lacks "
+                                 f"{', '.join(missing)}")
+            kw["tools"] = list(names)
         env = SpatialIREnv(corpus=[np.zeros((32, 32, 3), np.float32)], final_observation=False, **kw)
         if self.algo == "hybrid":
             return BoxAction(env)
