@@ -36,9 +36,10 @@ class RandomPlanner(Planner):
         tools = fast_tools()
         areas = region_areas(masks)
         img, trace = image, []
-        for _ in range(self.max_steps):
+        regions = [k for k in range(len(masks)) if areas[k] > 0]  # a step on an empty region would change nothing
+        for _ in range(self.max_steps if regions else 0):
             t0 = time.perf_counter()
-            k = int(rng.integers(len(masks)))
+            k = regions[int(rng.integers(len(regions)))]
             tool = tools[int(rng.integers(len(tools)))]
             phys = tool.to_physical(rng.uniform(-1.0, 1.0, len(tool.params)))
             img = apply(img, tool, phys, mask=masks[k])
@@ -72,7 +73,7 @@ class FixedPlanner(Planner):
         areas = region_areas(masks)
         for name in self.pipeline:
             tool = get_tool(name)
-            for k in range(len(masks)):
+            for k in (k for k in range(len(masks)) if areas[k] > 0):  # an empty region: nothing to restore
                 if self.step_cap is not None and len(trace) >= self.step_cap:
                     break
                 t0 = time.perf_counter()

@@ -18,6 +18,8 @@ blend shipped beside it).
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import time
 from pathlib import Path
 from typing import Any
@@ -140,6 +142,8 @@ class PerceptionGate(PlannerWrapper):
                                    "threshold": float(self.thresholds[fam])})
         out, calls = res.image, int(res.tool_calls)
         if vetoed:
+            # the kept steps run on other images than in the inner run: its judge's scores no longer apply
+            keep = [dataclasses.replace(st, quality_before=math.nan, quality_after=math.nan) for st in keep]
             out = img
             for st in keep:
                 out = apply(out, st.tool, st.params, mask=res.masks[st.region], feather=st.feather)

@@ -123,6 +123,8 @@ class ExperienceMemory:
         if int(self.dim) != int(embedder.dim):
             raise ValueError(f"memory keys have dim {self.dim}, embedder {self.embedding!r} gives {embedder.dim}")
         names = list(embedder.feature_names)
+        if isinstance(self.ignore_features, str):  # one feature name, not its letters
+            self.ignore_features = (self.ignore_features,)
         self.ignore_features = tuple(self.ignore_features)
         if self.ignore_features == GEOMETRY:  # the default: the geometry features this embedding has (none: learned)
             self.ignore_features = tuple(n for n in GEOMETRY if n in names)
@@ -354,7 +356,8 @@ class MemoryPlanner(Planner):
         autosave: after every image, merge the entries added since the last save into the memory file at its path
             as the file is then (under a lock: processes sharing one file keep each other's entries; needs a path).
         embedding: embedder of the keys (must match the memory's).
-        threshold: minimum judged gain for a try to be kept (judge units).
+        threshold: minimum judged gain for a try to be kept (judge units; default as greedy / dfs: 1.0 dB for the
+            ``npsnr`` judge, whose estimates are that uncertain, 0 for the others).
 
     A result's ``info`` carries ``memory_size`` (entries after this image) and ``learned`` (schedules added to the
     memory by this image: 0 with ``learn=False``).
@@ -363,13 +366,15 @@ class MemoryPlanner(Planner):
     name = "memory"
 
     def __init__(self, memory: ExperienceMemory | str | Path | None = None, tries: int = 3, learn: bool = True,
-                 autosave: bool = False, embedding: str = "handcrafted", threshold: float = 0.0,
+                 autosave: bool = False, embedding: str = "handcrafted", threshold: float | None = None,
                  judge: str | None = "npsnr", **kwargs: Any) -> None:
         if judge in ("none", ""):
             judge = None
         super().__init__(judge=judge, **kwargs)
         self.tries, self.learn, self.autosave = (whole_option(tries, "tries", 1), flag_option(learn, "learn"),
                                                   flag_option(autosave, "autosave"))
+        if threshold is None:  # as greedy / dfs: 1.0 dB for npsnr (its error), 0 for the other judges
+            threshold = self.judge.default_threshold if self.judge is not None else 0.0
         self.threshold = number_option(threshold, "threshold")
         self.path: Path | None = None
         if memory is None:

@@ -135,3 +135,20 @@ def test_given_thresholds_replace_the_gates(scene) -> None:  # noqa: ANN001
     with pytest.raises(ValueError, match="gate must be one of"):
         PerceptionGate(make_planner("fixed"), "off")
     assert resolve_gate("ppo", "Table") == "table" and resolve_gate("ppo", "OFF") == "off"  # any case, as documented
+
+
+def test_replayed_steps_do_not_keep_the_inner_runs_scores(photo: np.ndarray) -> None:
+    """After a veto the kept steps run on other images than in the inner run: their judged scores are dropped."""
+    scene = synthesize(photo, recipe="spatial-mixed", seed=6)  # greedy takes steps of three families here
+    inner = make_planner("greedy", judge="psnr", max_regions=3, max_steps=4)
+    raw = inner.restore(scene.degraded, reference=scene.clean)
+    families = [get_tool(s.tool).family for s in raw.trace]
+    assert len(set(families)) >= 2 and all(np.isfinite(s.quality_after) for s in raw.trace)
+    keep = families[-1]  # every step of the last step's family is kept, every other one vetoed
+    res = PerceptionGate(make_planner("greedy", judge="psnr", max_regions=3, max_steps=4), "encoder",
+                         thresholds={f: 0.0 if f == keep else 1.0 for f in FAMILIES}).restore(
+        scene.degraded, reference=scene.clean)
+    assert res.info["gate"]["vetoed"] and [s.tool for s in res.trace] == [
+        s.tool for s in raw.trace if get_tool(s.tool).family == keep]
+    assert all(np.isnan(s.quality_before) and np.isnan(s.quality_after) for s in res.trace)
+    assert np.array_equal(res.replay(scene.degraded), res.image)

@@ -357,3 +357,10 @@ def test_autosave_to_a_folder_that_takes_no_files_is_refused_before_any_restore(
             MemoryPlanner(memory=target, autosave=True, judge="psnr")
     finally:
         ro.chmod(0o700)
+
+
+def test_threshold_defaults_as_the_searches_and_one_ignored_feature_may_be_a_string() -> None:
+    assert MemoryPlanner().threshold == make_planner("greedy", judge="npsnr").threshold == 1.0  # npsnr's default
+    assert MemoryPlanner(judge="psnr").threshold == 0.0 and MemoryPlanner(judge="none").threshold == 0.0
+    assert MemoryPlanner(threshold=0.25).threshold == 0.25
+    assert ExperienceMemory(ignore_features="area").ignore_features == ("area",)

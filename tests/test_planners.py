@@ -455,3 +455,19 @@ def test_log_axes_always_carry_readable_tick_labels() -> None:
                  if t.get_text() and lo <= t.get_position()[0] <= hi]
         plt.close(fig)
         assert len(shown) >= at_least, (lo, hi, shown)
+
+
+def test_scripted_planners_take_no_step_on_an_empty_user_region(photo: np.ndarray) -> None:
+    """A user's masks may hold an empty region (a class absent from this photo): random and fixed used to record
+    tool calls there that changed nothing."""
+    from ir_env.corpus import center_crop
+
+    img = center_crop(photo, 64)
+    masks = np.zeros((3, 64, 64), bool)
+    masks[0, :32], masks[2, 32:] = True, True  # region 1 is empty
+    for spec in ("random:max_steps=8", "fixed"):
+        res = parse_planner_spec(spec)[0].restore(img, masks=masks)
+        assert res.trace and all(s.region != 1 for s in res.trace), spec
+        assert res.tool_calls == len(res.trace)
+    none = parse_planner_spec("random")[0].restore(img, masks=np.zeros((2, 64, 64), bool))
+    assert none.trace == [] and np.array_equal(none.image, img)
