@@ -4,8 +4,10 @@ Both runs train ``PPO(HybridSetPolicy)`` on the same env (the PPO config's ``env
 train split) with the same PPO hyperparameters (``ppo`` block below, over the PPO config's) and seed;
 the only difference is the initial network: random (``scratch``) or the student's weights
 (``from_student``; its parameter log-std set to ``init_log_std``, since the student never trains it).
-Every ``eval_every`` environment steps (and at step 0) the deterministic policy runs fixed TEST-split
-episodes (``policies.ppo.bc.evaluate_gain``). Writes ``<out>.json`` (the curves) and ``<out>.png``.
+Every ``eval_every`` environment steps (at the first rollout start after each multiple, when every step
+collected so far has been trained on), at step 0 and after the last update, the deterministic policy runs
+fixed TEST-split episodes (``policies.ppo.bc.evaluate_gain``); a point's ``steps`` is the number of steps
+the policy was trained on. Writes ``<out>.json`` (the curves) and ``<out>.png``.
 
 Usage: ``python -m experiments.distill_ppo_curve --config experiments/configs/distill_ppo.yaml``
 """
@@ -84,14 +86,20 @@ def curve(cfg: dict[str, Any], init: str, seed: int) -> list[dict[str, float]]:
             super().__init__()
             self.next = int(cfg["eval_every"])
 
-        def _on_step(self) -> bool:
+        def _on_rollout_start(self) -> None:
+            # every step collected so far has been trained on here; during a rollout the policy lacks that
+            # rollout's update, so a point taken there would be labelled one rollout too late
             if self.num_timesteps >= self.next:
-                self.next += int(cfg["eval_every"])
+                while self.next <= self.num_timesteps:
+                    self.next += int(cfg["eval_every"])
                 evaluate(int(self.num_timesteps))
+
+        def _on_step(self) -> bool:
             return True
 
     evaluate(0)
     model.learn(total_timesteps=int(cfg["timesteps"]), callback=Every())
+    evaluate(int(model.num_timesteps))  # after the last update
     test_env.close()
     venv.close()
     return points

@@ -335,15 +335,20 @@ def run(cfg: dict[str, Any], dataset: str | None = None, ship: bool = False,
                 self.next_eval = int(ft["eval_every"])
                 self.t0 = time.perf_counter()
 
-            def _on_step(self) -> bool:
+            def _on_rollout_start(self) -> None:
+                # at a rollout's start every step collected so far has been trained on, so the candidate named
+                # N steps is the policy after N steps (during a rollout it lacks that rollout's update)
                 if self.num_timesteps >= self.next_eval:
-                    self.next_eval += int(ft["eval_every"])
+                    while self.next_eval <= self.num_timesteps:
+                        self.next_eval += int(ft["eval_every"])
                     path = run_dir / f"finetune_{self.num_timesteps}_model.zip"
                     self.model.save(path)
                     cands[f"finetune_{self.num_timesteps}"] = {
                         "path": str(path), "timesteps": int(self.num_timesteps),
                         "train_seconds": time.perf_counter() - self.t0,
                         **evaluate(self.model, f"fine-tune @ {self.num_timesteps} steps")}
+
+            def _on_step(self) -> bool:
                 return True
 
         log(f"PPO fine-tune for {ft['timesteps']} steps (lr {ft['learning_rate']}, ent {ft['ent_coef']})")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -346,3 +347,25 @@ def test_ppo_curve_refuses_bad_runs_and_values_before_training(tmp_path: Path) -
         with pytest.raises((ValueError, FileNotFoundError), match=re.escape(message)):
             curve_main(["--config", str(path), *extra])
     assert not out.parent.exists()  # nothing trained or written
+
+
+def test_ppo_curve_points_are_labelled_with_the_steps_trained_on(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """A point labelled N steps evaluates the policy after the updates of those N steps (it used to be taken
+    inside the rollout that reached N, before that rollout's update), and the last update is evaluated too."""
+    from experiments import distill_ppo_curve
+    from policies.ppo import bc
+
+    updates: list[tuple[int, int]] = []
+    real = bc.evaluate_gain
+
+    def spy(env: Any, model: Any, episodes: int, seed: int) -> dict[str, float]:
+        updates.append((int(model.num_timesteps), int(model._n_updates)))
+        return real(env, model, episodes, seed)
+
+    monkeypatch.setattr(bc, "evaluate_gain", spy)
+    cfg = {**distill_ppo_curve.DEFAULTS, "ppo_config": _ppo_config(tmp_path), "timesteps": 128, "eval_every": 64,
+           "ppo": {"n_steps": 32, "batch_size": 32, "n_epochs": 2}, "test": {"episodes": 1, "seed": 1, "split": "test"}}
+    points = distill_ppo_curve.curve(cfg, "scratch", 0)
+    assert [p["steps"] for p in points] == [0, 64, 128]
+    assert updates == [(0, 0), (64, 2 * 2), (128, 4 * 2)]  # n_epochs updates per 32-step rollout trained on
