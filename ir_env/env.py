@@ -105,6 +105,16 @@ BUDGET_ENDS = ("terminated", "truncated")
 MAX_IMAGE_SIZE = 4096
 #: Smallest side (px) of an image given to ``reset(options={"image": ...})``: the episode's summary scores SSIM.
 MIN_EPISODE_SIDE = 11
+#: Corpus scenes drawn at most per reset when the reward metric cannot score a degraded crop (a flat one).
+SCENE_DRAWS = 16
+
+
+def _check_episode_side(image: np.ndarray, what: str) -> None:
+    """``ValueError`` when ``image`` has a side below :data:`MIN_EPISODE_SIDE` (the episode's summary scores SSIM,
+    an 11 px window)."""
+    if min(image.shape[:2]) < MIN_EPISODE_SIDE:
+        raise ValueError(f"{what} is {image.shape[0]}x{image.shape[1]} px; an episode needs at least "
+                         f"{MIN_EPISODE_SIDE} px a side")
 
 
 def _whole(value: Any, name: str, low: int, high: int | None = None, unit: str = "") -> int:
@@ -132,9 +142,13 @@ class SpatialIREnv(gym.Env):
             ``sam``, ``oracle``, ``whole``); ``proposer_kwargs`` go to it.
         embedding: embedder name (``handcrafted``; ``learned`` when available).
         reward_metric: IQA metric for the reward (``psnr``, ``ssim``: full-reference, the clean image is
-            known in training; ``niqe``, ``piqe``, ``brisque``: no-reference), or ``"none"``: no quality
-            is measured at all, the reward is the step cost alone and ``info`` carries no PSNR / SSIM
-            figures (for callers that only read observations, e.g. a planner running a trained policy).
+            known in training; ``niqe``, ``piqe``, ``brisque``, ``npsnr``: no-reference), or ``"none"``: no
+            quality is measured at all, the reward is the step cost alone and ``info`` carries no PSNR / SSIM
+            figures (for callers that only read observations, e.g. a planner running a trained policy). A
+            no-reference metric is undefined on a flat image (a tool at an extreme setting can make one): such a
+            step scores the worse of the metric's typical-range end (:data:`ir_env.quality.METRICS`) and the
+            score before it, so it never gains (``info["quality_undefined"]`` is True); a corpus scene whose
+            degraded image it cannot score is drawn again.
         max_steps: step budget per episode, in applied tools. How reaching it ends the episode: ``budget_end``.
         budget_end: ``"terminated"`` (default; the ``-v1`` ids): reaching ``max_steps`` ends the episode with
             ``terminated=True``, ``truncated`` is always False (a Gymnasium ``TimeLimit`` truncates as usual).
@@ -273,6 +287,18 @@ class SpatialIREnv(gym.Env):
         except ValueError as exc:  # undefined on this image (PIQE on a black output): say where it came from
             raise ValueError(f"reward metric {self.metric.name!r}: {exc}") from None
 
+    def _step_quality(self, image: np.ndarray, clean: np.ndarray, before: float) -> tuple[float, bool]:
+        """(score of a step's output, undefined?): a score the metric cannot give (a no-reference metric on a
+        flat image) is the worse of its typical range's end and ``before``, so that step never gains."""
+        try:
+            return self._quality(image, clean), False
+        except ValueError:
+            if self.metric is None or self.metric.info.needs_reference:
+                raise
+            info = self.metric.info
+            worst = min(info.range[0], before) if info.higher_better else max(info.range[1], before)
+            return float(worst), True
+
     def _obs(self) -> dict[str, np.ndarray]:
         s = self._require_state()
         return {
@@ -318,20 +344,28 @@ class SpatialIREnv(gym.Env):
             scene = options["scene"]
             if not isinstance(scene, Scene):
                 raise ValueError("options['scene'] must be an ir_env.Scene")
+            _check_episode_side(scene.degraded, "options['scene'].degraded")
+            q0 = self._given_quality(scene, "options['scene']")
+        elif "image" in options:
+            clean = check_image(options["image"], name="options['image']")
+            _check_episode_side(clean, "options['image']")
+            scene = synthesize(clean, recipe=self.recipe, seed=int(rng.integers(2**31 - 1)))
+            q0 = self._given_quality(scene, "options['image']")
         else:
-            if "image" in options:
-                clean = check_image(options["image"], name="options['image']")
-                if min(clean.shape[:2]) < MIN_EPISODE_SIDE:  # the episode's summary scores SSIM (11 px window)
-                    raise ValueError(f"options['image'] is {clean.shape[0]}x{clean.shape[1]} px; an episode needs "
-                                     f"at least {MIN_EPISODE_SIDE} px a side")
-            else:
+            for attempt in range(SCENE_DRAWS):
                 photo = self.images[int(rng.integers(len(self.images)))]
                 clean = random_crop(photo, self.image_size, rng)
-            scene = synthesize(clean, recipe=self.recipe, seed=int(rng.integers(2**31 - 1)))
+                scene = synthesize(clean, recipe=self.recipe, seed=int(rng.integers(2**31 - 1)))
+                try:
+                    q0 = self._quality(scene.degraded, scene.clean)
+                    break
+                except ValueError as exc:  # a no-reference metric on a flat degraded crop: draw another scene
+                    if attempt == SCENE_DRAWS - 1:
+                        raise ValueError(f"{exc}; {SCENE_DRAWS} scenes drawn in a row could not be scored: the "
+                                         "corpus photos are too flat at this image_size for this metric") from None
         raw = np.asarray(self.proposer.propose(scene.degraded, scene=scene), dtype=bool)
         masks, valid = pad_masks(raw, self.max_regions)
         image = scene.degraded.copy()
-        q0 = self._quality(image, scene.clean)
         psnr0 = None if self.metric is None else float(self._psnr.score(image, reference=scene.clean))
         self.state = EpisodeState(
             scene=scene, image=image, masks=masks, valid=valid,
@@ -342,6 +376,14 @@ class SpatialIREnv(gym.Env):
         if self.metric is None:
             del info["psnr"], info["quality"]
         return self._obs(), info
+
+    def _given_quality(self, scene: Scene, what: str) -> float:
+        """The reward metric's score of a caller's scene; ``ValueError`` naming ``what`` when it is undefined."""
+        try:
+            return self._quality(scene.degraded, scene.clean)
+        except ValueError as exc:
+            raise ValueError(f"{exc}: the degraded image of {what} cannot be scored, so no step could be rewarded; "
+                             "use another image or a full-reference reward_metric (psnr)") from None
 
     def decode_action(self, action: Mapping[str, Any]) -> tuple[int, int, np.ndarray]:
         """Validate a native action; returns (region, tool index, params). Raises ``ValueError``."""
@@ -408,16 +450,19 @@ class SpatialIREnv(gym.Env):
             phys = resolve_params(tool, theta)
             info.update(tool=tool.name, params=phys)
             cost = -self.step_cost * tool_cost(tool)
-            s.steps += 1
             if not s.valid[region]:
+                s.steps += 1
                 rewards = {"quality_gain": 0.0, "step_cost": cost}
                 s.last_action = f"{tool.name} on padded region {region}: no-op"
             else:
                 t0 = time.perf_counter()
                 new = apply(s.image, tool, phys, mask=s.masks[region])
                 dt = time.perf_counter() - t0
+                q, undefined = self._step_quality(new, s.scene.clean, s.quality)
+                if undefined:
+                    info["quality_undefined"] = True
+                s.steps += 1  # the state changes only once the step has been run and scored
                 s.tool_calls += 1
-                q = self._quality(new, s.scene.clean)
                 g = 0.0 if self.metric is None else float(quality_gain(self.reward_metric, s.quality, q))
                 s.trace.append(Step(region, float(s.masks[region].mean()), tool.name, phys, s.quality, q, dt))
                 s.image, s.quality = new, q

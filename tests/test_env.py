@@ -467,3 +467,43 @@ def test_joint_index_and_native_action_round_trip() -> None:
         action = joint_to_action(env, joint, theta)
         assert action_to_joint(env, action) == joint
     assert joint_to_action(env, base.max_regions * base.num_tools, theta)["tool"] == base.num_tools
+
+
+def test_a_no_reference_reward_never_raises_on_a_legal_action() -> None:
+    """NIQE / BRISQUE / PIQE are undefined on a flat image, which an extreme tool setting makes (airlight_dehaze at
+    its ends turns this scene black): the step is applied, scores no gain, says so in info, and the state stays
+    consistent (it used to raise after counting the step)."""
+    env = gym.make("GlobalIR-v1", image_size=64, reward_metric="niqe", recipe="agenticir-A")
+    env.reset(seed=0)
+    base = env.unwrapped
+    t = base.tool_names.index("airlight_dehaze")
+    obs, reward, _, _, info = env.step({"region": 0, "tool": t, "params": np.array([-1.0, 1.0, 0.0], np.float32)})
+    assert float(np.ptp(base.current_image)) < 1e-6  # the output is flat: NIQE cannot score it
+    assert info["quality_undefined"] is True and info["rewards"]["quality_gain"] <= 0.0
+    assert np.isfinite(reward) and info["steps"] == 1 == len(base.state.trace) and info["tool_calls"] == 1
+    assert env.observation_space.contains(obs)
+    clahe = base.tool_names.index("clahe")
+    _, _, _, _, info = env.step({"region": 0, "tool": clahe, "params": np.zeros(3, np.float32)})
+    assert info["steps"] == 2 == len(base.state.trace) and np.isfinite(info["quality_gain"])
+
+
+def test_reset_draws_again_when_the_reward_metric_cannot_score_a_scene() -> None:
+    """A flat degraded crop (2 of 150 seeds here) used to make reset() raise; a caller's own flat image is named."""
+    env = gym.make("GlobalIR-v1", image_size=32, reward_metric="niqe", recipe="agenticir-A")
+    _, info = env.reset(seed=107)
+    assert np.isfinite(info["quality"])
+    flat = np.full((32, 32, 3), 0.5, np.float32)
+    from ir_env.recipes import Scene
+
+    scene = Scene(degraded=flat, clean=flat, masks=np.ones((1, 32, 32), bool), labels=[[]], params=[[]],
+                  recipe="external", seed=0, depth=np.zeros((32, 32), np.float32))
+    with pytest.raises(ValueError, match=r"options\['scene'\] cannot be scored.*psnr"):
+        env.reset(options={"scene": scene})
+
+
+def test_a_given_scene_below_the_episode_size_is_refused_at_reset() -> None:
+    from ir_env import synthesize
+
+    sc = synthesize(np.random.default_rng(0).random((8, 8, 3), dtype=np.float32), recipe="mixed-2", seed=0)
+    with pytest.raises(ValueError, match=r"options\['scene'\].degraded is 8x8 px; an episode needs at least 11"):
+        gym.make("SpatialIR-Lite-v1").reset(options={"scene": sc})
