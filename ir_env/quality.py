@@ -41,6 +41,7 @@ from __future__ import annotations
 import threading
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -226,6 +227,12 @@ class Metric:
 
     def __repr__(self) -> str:
         return f"Metric({self.name!r}, device={self.device!r})"
+
+    def __reduce__(self) -> tuple[Any, tuple[str, str]]:
+        # pickled (and deep-copied) as its name and device: the copy is get_metric's instance in that process.
+        # The backends (the brisque package's local class, pyiqa's modules, torch nets) do not pickle, and a
+        # metric holds no state of its own, so an env or planner holding one can be copied or sent to a worker
+        return get_metric, (self.name, self.device)
 
 
 class _PSNR(Metric):

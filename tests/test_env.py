@@ -507,3 +507,20 @@ def test_a_given_scene_below_the_episode_size_is_refused_at_reset() -> None:
     sc = synthesize(np.random.default_rng(0).random((8, 8, 3), dtype=np.float32), recipe="mixed-2", seed=0)
     with pytest.raises(ValueError, match=r"options\['scene'\].degraded is 8x8 px; an episode needs at least 11"):
         gym.make("SpatialIR-Lite-v1").reset(options={"scene": sc})
+
+
+@pytest.mark.parametrize("metric", ["brisque", "piqe", "niqe"])
+def test_envs_with_any_reward_metric_copy_and_pickle(metric: str) -> None:
+    """Lookahead / MCTS agents copy envs; brisque's and piqe's backends do not pickle (the metric is now pickled as
+    its name): a copy continues exactly as the original."""
+    import copy
+    import pickle
+
+    env = gym.make("SpatialIR-Lite-v1", reward_metric=metric)
+    env.reset(seed=1)
+    copies = [copy.deepcopy(env), pickle.loads(pickle.dumps(env))]
+    action = {"region": 0, "tool": 2, "params": np.zeros(3, np.float32)}
+    want = env.step(action)
+    for c in copies:
+        got = c.step(action)
+        assert got[1] == want[1] and np.array_equal(got[0]["regions"], want[0]["regions"])
