@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 import warnings
 from pathlib import Path
 
@@ -134,15 +135,22 @@ def _builtin_image(name: str) -> np.ndarray:
 
 
 def _folder_files(folder: Path) -> list[Path]:
+    names = ", ".join(repr(n) for n in NAMED_CORPORA)
     if not folder.exists():
-        raise FileNotFoundError(f"corpus folder not found: {folder} (use 'builtin' or an existing folder)")
+        close = [n for n in NAMED_CORPORA if n.lower() == str(folder).lower().strip()]
+        hint = f"; did you mean {close[0]!r}? (names are lower case)" if close else ""
+        raise FileNotFoundError(f"corpus folder not found: {folder} (use a named corpus, {names}, or an existing "
+                                f"folder){hint}")
     if not folder.is_dir():
-        raise ValueError(f"corpus must be 'builtin' or a folder, got a file: {folder}")
+        raise ValueError(f"corpus must be a named corpus ({names}) or a folder, got a file: {folder}")
     files = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS)
     if not files:
         raise ValueError(f"corpus folder {folder} holds no image files ({', '.join(IMAGE_EXTENSIONS)})")
     return files
 
+
+#: What the decoders say of a file cut short (the missing part decodes as flat grey): such corpus files are skipped.
+_CUT_SHORT = re.compile(r"premature end|truncated|imdecode refused|unexpected end|not enough data", re.IGNORECASE)
 
 #: Smallest side (px) of a photo read from a corpus folder; smaller files are skipped with a warning.
 MIN_PHOTO_SIDE = 8
@@ -181,10 +189,18 @@ def load_named_corpus(
     out = []
     for f in files:
         try:
-            img = read_image(f)
+            with warnings.catch_warnings(record=True) as said:
+                warnings.simplefilter("always")
+                img = read_image(f)
         except ValueError as err:
             warnings.warn(f"skipping unreadable image {f}: {err}", UserWarning, stacklevel=2)
             continue
+        damaged = [str(w.message) for w in said if _CUT_SHORT.search(str(w.message))]
+        if damaged:  # a truncated file decodes with the rest flat grey: never a clean reference
+            warnings.warn(f"skipping damaged image {f}: {damaged[0]}", UserWarning, stacklevel=2)
+            continue
+        for w in said:  # other decoder remarks (extraneous bytes in a camera JPEG): kept, still said
+            warnings.warn(w.message, w.category, stacklevel=2)
         if min(img.shape[:2]) < MIN_PHOTO_SIDE:  # a crop of it would be one flat colour, not a photo
             warnings.warn(f"skipping image {f}: {img.shape[0]}x{img.shape[1]} px is smaller than "
                           f"{MIN_PHOTO_SIDE} px a side", UserWarning, stacklevel=2)

@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+import warnings
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -218,6 +219,15 @@ class SpatialIREnv(gym.Env):
         if isinstance(corpus, (str, os.PathLike)):
             self.images = load_corpus(str(corpus), split=split)
             self.corpus_name = str(corpus)
+            small = [im.shape[:2] for im in self.images if min(im.shape[:2]) < int(image_size)]
+            if small:  # their crops are bicubic blow-ups used as clean references: say so
+                warnings.warn(f"{len(small)} of the {len(self.images)} corpus photos ({corpus}, split {split}) are "
+                              f"smaller than image_size {int(image_size)} px (e.g. {small[0][0]}x{small[0][1]}): "
+                              "their crops are upscaled (bicubic), so those clean references are soft",
+                              UserWarning, stacklevel=2)
+        elif not isinstance(corpus, Iterable) or isinstance(corpus, bytes):
+            raise ValueError(f"corpus must be a named corpus, a folder path or a list of float32 HxWx3 images, got "
+                             f"{type(corpus).__name__}")
         else:
             self.images = [check_image(im, name=f"corpus image {i}") for i, im in enumerate(corpus)]
             self.corpus_name = "custom"

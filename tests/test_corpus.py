@@ -393,3 +393,41 @@ def test_exif_orientation_is_read_past_pillows_pixel_limit(tmp_path, monkeypatch
     monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 200)  # this photo now counts as a "decompression bomb"
     assert exif_orientation(path) == 6
     assert Image.MAX_IMAGE_PIXELS == 200  # the limit is restored
+
+
+def test_a_corpus_folder_skips_a_file_cut_short_and_keeps_other_decoder_remarks(tmp_path) -> None:  # noqa: ANN001
+    """A truncated JPEG decodes with its missing part flat grey: never a clean reference (it was kept). A JPEG with
+    zeroed bytes mid-scan ("Corrupt JPEG data") still decodes whole: kept, with the decoder's remark passed on."""
+    img = (np.random.default_rng(0).random((64, 64, 3)) * 255).astype(np.uint8)
+    data = bytes(cv2.imencode(".jpg", img)[1].tobytes())
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a_cut.jpg").write_bytes(data[: len(data) * 2 // 3])
+    noisy = bytearray(data)
+    noisy[len(data) // 2: len(data) // 2 + 50] = bytes(50)
+    (folder / "b_noisy.jpg").write_bytes(bytes(noisy))
+    cv2.imwrite(str(folder / "c_good.png"), img)
+    with warnings.catch_warnings(record=True) as said:
+        warnings.simplefilter("always")
+        got = load_named_corpus(folder, split="all")
+    assert [n for n, _ in got] == ["b_noisy.jpg", "c_good.png"]
+    text = " ".join(str(w.message) for w in said)
+    assert "skipping damaged image" in text and "a_cut.jpg" in text and "Premature end" in text
+    assert "b_noisy.jpg may be damaged" in text
+
+
+def test_env_corpus_mistakes_and_small_photos_are_named(tmp_path) -> None:  # noqa: ANN001
+    import gymnasium as gym
+
+    import ir_env  # noqa: F401  (registers the ids)
+
+    with pytest.raises(ValueError, match="corpus must be a named corpus, a folder path or a list .* got int"):
+        gym.make("SpatialIR-Lite-v1", corpus=123)
+    with pytest.raises(FileNotFoundError, match="did you mean 'builtin'"):
+        gym.make("SpatialIR-Lite-v1", corpus="Builtin")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), (np.random.default_rng(i).random((20, 30, 3)) * 255).astype(np.uint8))
+    with pytest.warns(UserWarning, match=r"3 of the 3 corpus photos .* smaller than image_size 64 px .*upscaled"):
+        gym.make("SpatialIR-Lite-v1", corpus=str(folder), split="all", image_size=64)
