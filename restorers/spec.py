@@ -18,8 +18,9 @@ class ParamSpec:
 
     ``low``/``high`` are the physical bounds (in ``unit``); ``log`` means the [-1, 1] normalisation is
     linear in log(value) (both bounds must then be > 0); ``default`` lies inside the bounds. ``integer``: the
-    tool rounds the value to a whole number (iterations, a window radius, a JPEG quality); the parameter stays
-    continuous for the policies, only :meth:`format` shows it rounded.
+    tool rounds the value to a whole number (iterations, a window radius, a JPEG quality); the normalised
+    parameter stays continuous for the policies, its physical value (:meth:`to_physical`, :meth:`Tool.validate`)
+    is that whole number.
     """
 
     name: str
@@ -40,14 +41,20 @@ class ParamSpec:
             raise ValueError(f"parameter {self.name!r}: log scale needs low > 0")
 
     def to_physical(self, theta: float) -> float:
-        """Map a normalised value in [-1, 1] to the physical range (clipped to [-1, 1] first)."""
+        """Map a normalised value in [-1, 1] to the physical range (clipped to [-1, 1] first); an ``integer``
+        parameter comes out as the whole number the tool uses (:meth:`whole`)."""
         t = (min(1.0, max(-1.0, float(theta))) + 1.0) / 2.0
         if t <= 0.0 or t >= 1.0:  # the range's ends exactly (exp(log(x)) is not always x)
             return float(self.low if t <= 0.0 else self.high)
         if self.log:
             lo, hi = math.log(self.low), math.log(self.high)
-            return float(min(self.high, max(self.low, math.exp(lo + t * (hi - lo)))))
-        return float(min(self.high, max(self.low, self.low + t * (self.high - self.low))))
+            return self.whole(min(self.high, max(self.low, math.exp(lo + t * (hi - lo)))))
+        return self.whole(min(self.high, max(self.low, self.low + t * (self.high - self.low))))
+
+    def whole(self, value: float) -> float:
+        """``value`` as a float; for an ``integer`` parameter rounded as the tools round it (Python's ``round``), so
+        recorded parameters (traces, ``info["params"]``, datasets) are the values the tool ran with."""
+        return float(round(value)) if self.integer else float(value)
 
     def to_normalised(self, value: float) -> float:
         """Map a physical value inside [low, high] to [-1, 1] (inverse of :meth:`to_physical`)."""
@@ -178,7 +185,7 @@ class Tool:
                     f"tool {self.name!r}: parameter {p.name!r}={v} outside its range "
                     f"[{p.low}, {p.high}] {p.unit}".rstrip()
                 )
-            out[p.name] = min(p.high, max(p.low, v))
+            out[p.name] = p.whole(min(p.high, max(p.low, v)))
         return out
 
     def as_dict(self) -> dict[str, object]:
