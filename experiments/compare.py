@@ -96,8 +96,13 @@ def load_compare_config(path: str | Path) -> dict[str, Any]:
         raise ValueError(f"{p}: recipes must be a non-empty list of recipe names, got {cfg['recipes']!r}")
     for recipe in [*cfg["recipes"], *(cfg.get("skip") or {})]:
         get_recipe(recipe)  # an unknown name is an error now, not after hours of the recipes before it
-    if not isinstance(cfg["planners"], list) or not all(isinstance(x, str) for x in cfg["planners"]):
-        raise ValueError(f"{p}: planners must be a list of planner specs, got {cfg['planners']!r}")
+    if not isinstance(cfg["planners"], list) or not cfg["planners"] or not all(isinstance(x, str)
+                                                                             for x in cfg["planners"]):
+        raise ValueError(f"{p}: planners must be a non-empty list of planner specs, got {cfg['planners']!r}")
+    for recipe, specs in (cfg.get("skip") or {}).items():
+        unknown = [x for x in specs if x not in cfg["planners"]]
+        if unknown:  # a misspelled skip entry would run the expensive planner it meant to skip
+            raise ValueError(f"{p}: skip.{recipe} names {', '.join(map(repr, unknown))}, not in planners")
     cfg.setdefault("scenes_per_image", 1)
     config_judge(cfg, str(p))
     cfg.setdefault("baselines_dir", None)
@@ -106,9 +111,13 @@ def load_compare_config(path: str | Path) -> dict[str, Any]:
     cfg["learned"] = learned
     learned.setdefault("seeds", [0])
     learned.setdefault("runs_dir", "runs/compare")
-    learned.setdefault("variants", {})
-    learned.setdefault("train", {})
+    for key in ("variants", "train"):  # an empty YAML block is None
+        if learned.get(key) is None:
+            learned[key] = {}
     variants = learned["variants"]
+    if not isinstance(variants, dict) or not all(isinstance(v, dict) for v in variants.values()):
+        raise ValueError(f"{p}: learned.variants must map a variant name to its settings (planner, ppo_config, "
+                         f"label, ...), got {variants!r}")
     for name, v in variants.items():
         src = v.get("runs_of")
         if src is not None:
@@ -805,13 +814,15 @@ def refresh_variants(cfg: dict[str, Any], variants: list[str], command: str, pro
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: train missing seed models, then evaluate and write the comparison."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="experiments/configs/compare.yaml")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="experiments/configs/compare.yaml",
+                    help="comparison YAML (default: %(default)s)")
     ap.add_argument("--train-only", action="store_true", help="train the missing seed models, do not evaluate")
     ap.add_argument("--skip-training", action="store_true", help="evaluate the seed models that exist")
-    ap.add_argument("--variants", default="", help="comma-separated subset of learned.variants to train")
-    ap.add_argument("--seeds", default="", help="comma-separated subset of learned.seeds to train")
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--variants", default="", help="comma-separated subset of learned.variants to train "
+                    "(default: all)")
+    ap.add_argument("--seeds", default="", help="comma-separated subset of learned.seeds to train (default: all)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars")
     ap.add_argument("--replot", action="store_true", help="only re-draw compare.png and re-write compare.md from the "
                     "output folder's compare.json (after a change to the plot or the report; nothing trained or "
                     "evaluated)")
@@ -822,6 +833,12 @@ def main(argv: list[str] | None = None) -> int:
                     "re-evaluate only these and splice them into the output folder's comparison (the seed-averaged "
                     "learned rows and every other row kept; nothing trained)")
     args = ap.parse_args(argv)
+    modes = [f for f, on in (("--train-only", args.train_only), ("--skip-training", args.skip_training),
+                             ("--replot", args.replot), ("--refresh", bool(args.refresh)),
+                             ("--refresh-variants", bool(args.refresh_variants))) if on]
+    if len(modes) > 1:
+        print(f"error: {' and '.join(modes)} exclude each other: give one", file=sys.stderr)
+        return 2
     try:
         cfg = load_compare_config(args.config)
     except (OSError, ValueError) as e:
@@ -866,6 +883,10 @@ def main(argv: list[str] | None = None) -> int:
             seeds = [int(s) for s in args.seeds.split(",") if s] or [int(s) for s in cfg["learned"]["seeds"]]
         except ValueError:
             raise ValueError(f"--seeds must be whole numbers separated by commas, got {args.seeds!r}") from None
+        stray = [s for s in seeds if s not in cfg["learned"]["seeds"]]
+        if stray:  # a model of another seed would be trained, then never evaluated
+            raise ValueError(f"--seeds {', '.join(map(str, stray))} not in learned.seeds "
+                             f"({', '.join(map(str, cfg['learned']['seeds']))}) of {args.config}")
         for variant in variants:
             if variant not in cfg["learned"]["variants"]:
                 print(f"error: unknown variant {variant!r}; known: {', '.join(cfg['learned']['variants'])}",

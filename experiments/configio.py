@@ -158,3 +158,11 @@ def positive_ints(text: str, name: str) -> list[int]:
     if not values or min(values) < 1:
         raise ValueError(f"{name} must be whole numbers >= 1 separated by commas, got {text!r}")
     return values
+
+
+if __name__ == "__main__":
+    import sys
+
+    print("error: experiments.configio is a library module (config reading for the experiment scripts), not a "
+          "script: run one of them, e.g. python -m experiments.compare --help", file=sys.stderr)
+    raise SystemExit(2)

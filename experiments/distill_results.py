@@ -106,6 +106,19 @@ def load_config(path: str | Path) -> dict[str, Any]:
     if not isinstance(cfg.get("reuse", []), list):
         raise ValueError(f"{where}: reuse must be a list of planner specs, got {cfg['reuse']!r}")
     get_recipe(cfg["recipe"])
+    from ir_env.regions import list_proposers
+
+    if cfg["region_proposer"] not in list_proposers():  # it is timed after every planner has run
+        raise ValueError(f"{where}: unknown region_proposer {cfg['region_proposer']!r}; known: "
+                         f"{', '.join(list_proposers())}")
+    teacher = cfg.get("teacher")
+    if teacher is not None and teacher not in cfg["planners"] and teacher not in cfg.get("reuse", []):
+        raise ValueError(f"{where}: teacher {teacher!r} is not one of the planners (without it the table's shares "
+                         "of the teacher's gain and seconds are left out)")
+    summary = cfg.get("student_summary")
+    if summary is not None and not Path(str(summary)).is_file():
+        raise ValueError(f"{where}: student_summary {summary} not found (the agreement section needs the student "
+                         "run's summary.json)")
     check_writable(Path(str(cfg["out"])).with_suffix(".json"), "out")
     return cfg
 
@@ -117,7 +130,8 @@ def main(argv: list[str] | None = None) -> int:
     from policies.evaluation import evaluate, plot_quality_vs_cost
 
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True)
+    ap.add_argument("--config", required=True, help="distillation results YAML "
+                    "(experiments/configs/distill_results*.yaml)")
     ap.add_argument("--planners", default="", help="comma-separated subset of the config's planners to run; the "
                     "others are kept from an existing <out>.json made with the same images, size and seed")
     ap.add_argument("--replot", action="store_true", help="only re-draw <out>.png from the committed <out>.json "
@@ -141,6 +155,10 @@ def main(argv: list[str] | None = None) -> int:
         reused = {p: old["planners"][p] for p in cfg.get("reuse", []) if p in old["planners"]}
         old_rows = [r for r in old["rows"] if r["planner"] in reused]
     subset = [p for p in args.planners.split(",") if p]
+    stray = [p for p in subset if p not in cfg["planners"]]
+    if stray:  # its row would be merged into the committed table, which says it was made by the config alone
+        raise ValueError(f"--planners: {', '.join(stray)} not in {args.config}'s planners; add them to the config "
+                         "first")
     run = [p for p in (subset or cfg["planners"]) if p not in reused]
     res = evaluate(items, recipe, run, seed=seed, size=size, judge=cfg["no_reference_judge"])
     res["planners"] = {**reused, **res["planners"]}

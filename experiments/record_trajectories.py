@@ -255,13 +255,14 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.record_trajectories`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", help="record YAML (experiments/configs/record_greedy.yaml)")
+    ap.add_argument("--config", help="record YAML, e.g. experiments/configs/record_greedy.yaml (default: the "
+                    "built-in settings, which record fewer episodes than that file)")
     ap.add_argument("--out", dest="out_dir", help="dataset directory (overrides out_dir)")
-    ap.add_argument("--episodes", type=int, help="number of scenes")
-    ap.add_argument("--teacher", choices=["greedy", "dfs"])
+    ap.add_argument("--episodes", type=int, help="number of scenes (overrides episodes)")
+    ap.add_argument("--teacher", choices=["greedy", "dfs"], help="teacher planner (overrides teacher)")
     ap.add_argument("--judge", help="judge metric of the teacher (psnr = oracle)")
     ap.add_argument("--seed", type=int, help="scene s uses reset seed seed + s")
-    ap.add_argument("--no-progress", action="store_true")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     try:
         cfg = load_record_config(args.config, out_dir=args.out_dir, episodes=args.episodes, teacher=args.teacher,

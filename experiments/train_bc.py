@@ -116,6 +116,10 @@ def check_bc_config(cfg: dict[str, Any]) -> None:
                     ok, rng = ok and value >= 0, ">= 0"
                 if not ok:
                     raise ValueError(f"config {name} must be a number {rng}, got {value!r}")
+    from policies.ppo.bc import EXPERTS
+
+    if cfg["record"]["expert"] not in EXPERTS:  # named before what record.soft needs: the name is the mistake
+        raise ValueError(f"config record.expert must be one of {', '.join(EXPERTS)}, got {cfg['record']['expert']!r}")
     for section in ("validation", "test"):
         if cfg[section]["split"] not in SPLITS:
             raise ValueError(f"config {section}.split must be one of {', '.join(SPLITS)}, "
@@ -133,7 +137,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.train_bc`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", help="BC YAML (experiments/configs/bc_spatial.yaml)")
+    ap.add_argument("--config", help="BC YAML, e.g. experiments/configs/bc_spatial.yaml (default: the built-in "
+                    "settings, train_bc.DEFAULTS, which record fewer episodes than that file)")
     ap.add_argument("--quick", action="store_true", help="tiny smoke run (few episodes, no fine-tune)")
     ap.add_argument("--dataset", help="reuse a recorded expert dataset (.npz) instead of recording")
     ap.add_argument("--continue-from", metavar="SUMMARY",
@@ -394,7 +399,15 @@ def write_report(summaries: list[Path], stem: Path) -> None:
     the expert and every candidate on the fixed test episodes)."""
     runs: list[dict[str, Any]] = []
     for p in summaries:
-        s = json.loads(p.read_text())
+        if not p.is_file():
+            raise FileNotFoundError(f"--report: no run summary at {p}")
+        try:
+            s = json.loads(p.read_text())
+        except (ValueError, UnicodeDecodeError):
+            raise ValueError(f"--report: {p} is not a run's summary.json (not JSON)") from None
+        if not isinstance(s, dict) or not {"candidates", "expert", "name"} <= set(s):
+            raise ValueError(f"--report: {p} is not a train_bc run's summary.json (it has no name / expert / "
+                             "candidates)")
         for c in s["candidates"].values():
             c.pop("test_gains", None)
         s["expert"].pop("test_gains", None)

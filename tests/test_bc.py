@@ -202,6 +202,7 @@ def test_train_bc_refuses_soft_labels_without_the_greedy_oracle(tmp_path) -> Non
     ({"finetune": {"ent_coef": -0.1}}, "config finetune.ent_coef must be a number >= 0"),
     ({"test": {"split": "tset"}}, "config test.split must be one of"),
     ({"name": "a/b"}, "config name must be a folder name"),
+    ({"record": {"expert": "greedyy"}}, "config record.expert must be one of greedy, perceive, got 'greedyy'"),
 ])
 def test_train_bc_config_values_are_checked_before_work(tmp_path: Path, override: dict, message: str) -> None:
     import re
@@ -226,3 +227,15 @@ def test_report_of_a_smoke_run_never_replaces_the_committed_table(tmp_path, caps
     assert train_bc.main(["--report", str(tmp_path / "bc_spatial_quick" / "summary.json")]) == 2
     assert "is a --quick smoke run" in capsys.readouterr().err
     assert Path("experiments/results/ppo_training.md").read_bytes() == before
+
+
+def test_report_names_a_file_that_is_not_a_run_summary(tmp_path) -> None:  # noqa: ANN001
+    from experiments import train_bc
+
+    other = tmp_path / "other.json"
+    other.write_text('{"a": 1}')
+    with pytest.raises(ValueError, match="is not a train_bc run's summary.json"):
+        train_bc.main(["--report", str(other), "--results", str(tmp_path / "t")])
+    with pytest.raises(FileNotFoundError, match="no run summary at"):
+        train_bc.main(["--report", str(tmp_path / "none.json"), "--results", str(tmp_path / "t")])
+    assert not list(tmp_path.glob("t.*"))

@@ -416,3 +416,33 @@ def test_learned_and_target_mistakes_are_named_when_the_config_is_read(tmp_path:
     path.write_text(yaml.safe_dump(cfg))
     with pytest.raises(ValueError, match=msg):
         compare.load_compare_config(path)
+
+
+@pytest.mark.parametrize("edit, msg", [
+    (lambda c: c.update(planners=[]), "planners must be a non-empty list"),
+    (lambda c: c.update(skip={RECIPE: ["fixedd"]}), r"skip.spatial-mixed names 'fixedd', not in planners"),
+    (lambda c: c["learned"].update(variants=["tiny"]), "learned.variants must map a variant name"),
+    (lambda c: c["learned"]["variants"].update(tiny="ppo"), "learned.variants must map a variant name"),
+])
+def test_config_shapes_that_used_to_pass_or_trace_back_are_named(tmp_path: Path, edit: Any, msg: str) -> None:
+    """planners: [] wrote an empty comparison over the committed one; a list or string of variants was an
+    AttributeError traceback; a misspelled skip entry ran the planner it meant to skip."""
+    cfg = _config(tmp_path, tmp_path / "baselines")
+    edit(cfg)
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    with pytest.raises(ValueError, match=msg):
+        compare.load_compare_config(path)
+
+
+def test_exclusive_modes_and_seeds_outside_the_config_are_refused(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str],
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(compare, "train_seed", lambda *a, **k: (_ for _ in ()).throw(AssertionError("trained")))
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(_config(tmp_path, tmp_path / "baselines")))
+    assert compare.main(["--config", str(path), "--train-only", "--skip-training"]) == 2
+    assert "--train-only and --skip-training exclude each other" in capsys.readouterr().err
+    with pytest.raises(ValueError, match=r"--seeds 7 not in learned.seeds \(0\)"):
+        compare.main(["--config", str(path), "--train-only", "--seeds", "7"])
+    assert not (tmp_path / "out").exists()

@@ -288,3 +288,9 @@ def test_training_scripts_refuse_a_folder_holding_a_run_unless_overwrite(tmp_pat
     assert train_distill.main(["--config", str(dcfg)]) == 2  # refused before the data is read
     assert "already holds a run (model.zip, summary.json)" in capsys.readouterr().err
     assert (run / "model.zip").read_text() == "x"
+
+
+def test_running_the_config_library_as_a_script_says_what_to_run() -> None:
+    out = subprocess.run([sys.executable, "-m", "experiments.configio", "--help"], capture_output=True, text=True,
+                         cwd=ROOT, timeout=120)
+    assert out.returncode == 2 and "library module" in out.stderr and "python -m experiments." in out.stderr

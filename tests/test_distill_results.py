@@ -53,3 +53,26 @@ def test_quality_plot_is_reproducible_and_replot_reads_only_the_json(tmp_path) -
 
     with pytest.raises(ValueError, match="--replot: no .*global-moderate.json"):
         baselines_main(["--config", str(cfg), "--recipes", "global-moderate", "--replot"])
+
+
+def test_config_mistakes_that_used_to_drop_sections_silently_are_named(tmp_path) -> None:  # noqa: ANN001
+    """A misspelled teacher or a missing student summary dropped a whole section of the table without a word; an
+    unknown region_proposer failed only after every planner had run; --planners outside the config was merged."""
+    import pytest
+    import yaml
+
+    from experiments.distill_results import load_config, main
+
+    base = {"out": str(tmp_path / "res" / "t"), "planners": ["fixed", "random"], "size": 64, "scenes_per_image": 1,
+            "teacher": "fixed"}
+    for change, message in (({"teacher": "greedyy"}, "teacher 'greedyy' is not one of the planners"),
+                            ({"student_summary": str(tmp_path / "none.json")}, "student_summary .* not found"),
+                            ({"region_proposer": "nope"}, "unknown region_proposer 'nope'")):
+        path = tmp_path / "c.yaml"
+        path.write_text(yaml.safe_dump({**base, **change}))
+        with pytest.raises(ValueError, match=message):
+            load_config(path)
+    path.write_text(yaml.safe_dump(base))
+    with pytest.raises(ValueError, match="--planners: greedy:oracle not in"):
+        main(["--config", str(path), "--planners", "greedy:oracle"])
+    assert not (tmp_path / "res").exists()
