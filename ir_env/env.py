@@ -209,6 +209,10 @@ class SpatialIREnv(gym.Env):
             raise ValueError(f"proposer_kwargs must be a mapping of option -> value, got {proposer_kwargs!r}")
         if isinstance(tools, str):  # one tool name, not its letters
             tools = [tools]
+        if tools is not None:
+            twice = sorted({str(t) for t in tools if list(tools).count(t) > 1})
+            if twice:  # two actions with one meaning and twin history columns
+                raise ValueError(f"tools lists {', '.join(twice)} more than once; give each tool once")
         if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
                                  or seed < 0):  # checked here, not 8 frames deep in the first reset()
             raise ValueError(f"seed must be a whole number >= 0 or None, got {seed!r}")

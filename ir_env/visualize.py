@@ -170,11 +170,12 @@ def image_grid(rows: Sequence[Sequence[np.ndarray]], labels: Sequence[Sequence[s
 
 def render_state(image: np.ndarray, masks: np.ndarray, text: str, step: int, max_steps: int,
                  min_side: int = 256) -> np.ndarray:
-    """The env's ``render()`` frame: uint8 HxWx3, upscaled to ``min_side`` px, outlines, region numbers
-    at each region's centroid and ``text`` (the last action) at the top."""
+    """The env's ``render()`` frame: uint8 HxWx3, upscaled by a whole factor towards ``min_side`` px on the short
+    side (but never beyond 4 x ``min_side`` on the long side: a 12 x 300 strip is not blown up to 6600 px), outlines,
+    region numbers at each region's centroid and ``text`` (the last action) at the top."""
     h, w = image.shape[:2]
     masks = region_masks(masks, image.shape)
-    scale = max(1, int(np.ceil(min_side / min(h, w))))
+    scale = max(1, min(int(np.ceil(min_side / min(h, w))), (4 * min_side) // max(h, w)))
     big = cv2.resize(image, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
     bmasks = np.stack([cv2.resize(m.astype(np.uint8), (w * scale, h * scale),
                                   interpolation=cv2.INTER_NEAREST) > 0 for m in masks]) if len(masks) else masks

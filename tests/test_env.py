@@ -524,3 +524,14 @@ def test_envs_with_any_reward_metric_copy_and_pickle(metric: str) -> None:
     for c in copies:
         got = c.step(action)
         assert got[1] == want[1] and np.array_equal(got[0]["regions"], want[0]["regions"])
+
+
+def test_a_tool_listed_twice_is_refused_and_a_thin_image_renders_at_a_sane_size() -> None:
+    with pytest.raises(ValueError, match="tools lists clahe more than once"):
+        gym.make("SpatialIR-Lite-v1", tools=["clahe", "tv_denoise", "clahe"])
+    env = gym.make("SpatialIR-Lite-v1", render_mode="rgb_array")
+    env.reset(seed=0, options={"image": np.random.default_rng(0).random((12, 300, 3), dtype=np.float32)})
+    frame = env.render()
+    assert frame.shape[1] <= 4 * 256 and frame.shape[0] >= 12 and frame.shape[1] / frame.shape[0] == 300 / 12
+    env.reset(seed=0)
+    assert env.render().shape[:2] == (256, 256)  # a 64 px scene: upscaled 4x as before
