@@ -40,7 +40,6 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
 from experiments.fit_rule_table import psnr, scene_set  # noqa: E402
@@ -55,6 +54,14 @@ from policies.rules import (  # noqa: E402
     restore_in_masks,
 )
 from restorers.spec import FAMILIES  # noqa: E402
+
+#: The config's keys (``_path`` is added by the command line) and the required ones.
+CONFIG_KEYS = ("variants", "images", "recipes", "scenes_per_photo", "crop", "headline", "more_crops", "clean_crops",
+               "family_swaps", "validation", "out", "_path")
+REQUIRED_KEYS = ("variants", "images", "recipes", "scenes_per_photo", "crop", "out")
+#: Keys of a ``variants`` entry and of a ``validation`` block.
+VARIANT_KEYS = ("name", "weights", "table", "segment")
+VALIDATION_KEYS = ("corpus", "seed", "recipes", "crop")
 
 
 def true_family_masks(scene: Any) -> dict[str, np.ndarray]:
@@ -283,39 +290,87 @@ def _fmt(v: float | None) -> str:
     return "-" if v is None else f"{v:.3f}"
 
 
-def check_config(cfg: Any) -> dict[str, Any]:
-    """``cfg`` when it names ``variants`` (each with a ``name``), ``images``, ``recipes``,
-    ``scenes_per_photo``, ``crop``, ``out``; else ``ValueError`` naming what is missing."""
+def check_config(cfg: Any, where: str = "config") -> dict[str, Any]:
+    """``cfg`` when it names ``variants`` (each with a ``name``), ``images``, ``recipes``, ``scenes_per_photo``,
+    ``crop``, ``out``, holds no key this script does not read (:data:`CONFIG_KEYS`, :data:`VARIANT_KEYS`,
+    :data:`VALIDATION_KEYS`: a misspelt key is not silently ignored) and well-formed values; else ``ValueError``
+    naming ``where`` (the config file) and what is wrong. Nothing is computed."""
+    from experiments.configio import check_keys, check_output, config_int, config_names
+    from ir_env.recipes import get_recipe
+
     if not isinstance(cfg, dict):
         raise ValueError("config must be a YAML mapping")
-    missing = [k for k in ("variants", "images", "recipes", "scenes_per_photo", "crop", "out") if k not in cfg]
+    missing = [k for k in REQUIRED_KEYS if k not in cfg]
     if missing:
-        raise ValueError(f"config lacks {', '.join(missing)}")
+        raise ValueError(f"{where} lacks {', '.join(missing)}")
+    check_keys(cfg, CONFIG_KEYS, where)
+    if not isinstance(cfg["variants"], list) or not cfg["variants"]:
+        raise ValueError(f"{where}: variants must be a non-empty list of {{name, weights, table, segment}}, "
+                         f"got {cfg['variants']!r}")
     for v in cfg["variants"]:
         if not isinstance(v, dict) or "name" not in v:
             raise ValueError(f"every variant needs a name, got {v!r}")
+        check_keys(v, VARIANT_KEYS, f"{where}: variant {v['name']!r}")
         for key in ("weights", "table"):
             if v.get(key) and not Path(v[key]).exists():
                 raise ValueError(f"variant {v['name']}: {key} {v[key]} not found")
+        if not isinstance(v.get("segment", True), bool):
+            raise ValueError(f"{where}: variant {v['name']!r}: segment must be true or false, got {v['segment']!r}")
+    config_names(cfg, "images", where, "corpus names")
+    def known_recipe(recipe: str, key: str) -> None:
+        try:
+            get_recipe(recipe)
+        except ValueError as e:
+            raise ValueError(f"{where}: {key}: {e}") from None
+
+    for recipe in config_names(cfg, "recipes", where, "recipe names"):
+        known_recipe(recipe, "recipes")
+    config_int(cfg, "scenes_per_photo", where, minimum=1)
+    config_int(cfg, "crop", where, minimum=8)
+    config_int(cfg, "headline", where, minimum=0, default=0)
+    config_int(cfg, "clean_crops", where, minimum=0, default=0)
+    if not isinstance(cfg.get("family_swaps", False), bool):
+        raise ValueError(f"{where}: family_swaps must be true or false, got {cfg['family_swaps']!r}")
+    more = cfg.get("more_crops") or {}
+    if not isinstance(more, dict) or not all(
+            isinstance(size, int) and not isinstance(size, bool) and size >= 8 and isinstance(r, list) and r
+            and all(isinstance(x, str) for x in r) for size, r in more.items()):
+        raise ValueError(f"{where}: more_crops must map a crop size (px, >= 8) to a list of recipe names, "
+                         f"got {cfg['more_crops']!r}")
+    for recipe in (x for r in more.values() for x in r):
+        known_recipe(recipe, "more_crops")
     for val in validation_blocks(cfg):
         if not isinstance(val, dict) or not {"corpus", "seed", "recipes"} <= set(val) \
                 or not isinstance(val["recipes"], dict):
             raise ValueError("every validation block needs corpus, seed and recipes (a mapping recipe -> scenes per "
                              "photo); crop is optional")
+        check_keys(val, VALIDATION_KEYS, f"{where}: validation")
+        config_int(val, "seed", f"{where}: validation", minimum=0)
+        if "crop" in val:
+            config_int(val, "crop", f"{where}: validation", minimum=8)
+        for recipe in val["recipes"]:
+            known_recipe(recipe, "validation: recipes")
+            config_int(val["recipes"], recipe, f"{where}: validation: recipes", minimum=1)
         if val["seed"] == 1:
             raise ValueError("validation seed 1 makes the scenes the rule tables were tuned on; use another seed")
+    out = Path(str(cfg["out"]))
+    for suffix in (".json", ".md"):
+        check_output(out.with_suffix(suffix), "out")
     return cfg
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.eval_family_masks`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
+    from experiments.configio import read_config
+
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="experiments/configs/eval_family_masks.yaml")
+    ap.add_argument("--config", default="experiments/configs/eval_family_masks.yaml",
+                    help="the YAML config: variants, images, recipes, ... (default: %(default)s)")
     a = ap.parse_args(argv)
     try:
-        cfg = check_config(yaml.safe_load(Path(a.config).read_text()))
-    except (OSError, ValueError, yaml.YAMLError) as e:
+        cfg = check_config(read_config(a.config), a.config)
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cfg["_path"] = a.config

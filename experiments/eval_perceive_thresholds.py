@@ -6,7 +6,7 @@ point). On the built-in test photos 0.5 does better on two recipes (rule-table r
 whether that holds on other photos: the same comparison on the scenes of each corpus's test split (the
 rule-table report's test scenes: centre crops, scene seed = index), proposer regions as the planner uses.
 
-    python -m experiments.eval_perceive_thresholds --images builtin holdout \
+    python -m experiments.eval_perceive_thresholds --images builtin holdout \\
         --json experiments/results/rules/perceive_thresholds.json
 """
 
@@ -95,24 +95,39 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.eval_perceive_thresholds`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--images", nargs="+", default=["builtin", "holdout"], help="corpora (their test split)")
-    ap.add_argument("--recipes", nargs="+", default=["spatial-mixed", "global-moderate", "mixed-3"])
-    ap.add_argument("--scenes-per-photo", type=int, default=8)
-    ap.add_argument("--crop", type=int, default=128)
-    ap.add_argument("--proposer", default=DEFAULT_REGIONS[0], help="region proposer of the planner")
-    ap.add_argument("--max-regions", type=int, default=DEFAULT_REGIONS[1])
+    ap.add_argument("--images", nargs="+", default=["builtin", "holdout"],
+                    help="corpora, their test split (default: builtin holdout)")
+    ap.add_argument("--recipes", nargs="+", default=["spatial-mixed", "global-moderate", "mixed-3"],
+                    help="scene recipes (default: spatial-mixed global-moderate mixed-3)")
+    ap.add_argument("--scenes-per-photo", type=int, default=8,
+                    help="scenes per test photo, >= 1 (default: %(default)s)")
+    ap.add_argument("--crop", type=int, default=128, help="centre-crop side in px, >= 32 (default: %(default)s)")
+    ap.add_argument("--proposer", default=DEFAULT_REGIONS[0],
+                    help="region proposer of the planner (default: %(default)s, the one the table was tuned on)")
+    ap.add_argument("--max-regions", type=int, default=DEFAULT_REGIONS[1],
+                    help="most regions per scene, >= 1 (default: %(default)s)")
     ap.add_argument("--weights", default=None, help="encoder weights directory (default: the shipped encoder)")
     ap.add_argument("--perception", choices=PERCEPTIONS, default="table",
                     help="table: as the planner (the perception the table was tuned on); encoder: the encoder's "
-                         "predict (a candidate's context head); linear: its linear heads")
+                         "predict (a candidate's context head); linear: its linear heads (default: %(default)s)")
     ap.add_argument("--clean-crops", type=int, default=0,
-                    help="also run the planner on this many undegraded test crops per corpus")
-    ap.add_argument("--json", default="", help="write the result here (and the table next to it as .md)")
+                    help="also run the planner on this many undegraded test crops per corpus (default: %(default)s)")
+    ap.add_argument("--json", default="",
+                    help="write the result here and the table next to it as .md (default: not written)")
     a = ap.parse_args(argv)
     if a.scenes_per_photo < 1 or a.crop < 32 or a.clean_crops < 0 or a.max_regions < 1:
         print("error: --scenes-per-photo and --max-regions must be >= 1, --crop >= 32 and --clean-crops >= 0",
               file=sys.stderr)
         return 2
+    if a.json:
+        from experiments.configio import check_output
+
+        try:  # before any scene: the result is not lost at the end
+            check_output(a.json, "--json")
+            check_output(Path(a.json).with_suffix(".md"), "--json's .md table")
+        except ValueError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
     try:
         res = run(a.images, a.recipes, a.scenes_per_photo, a.crop, a.proposer, a.max_regions, weights=a.weights,
                   clean_crops=a.clean_crops, perception=a.perception)

@@ -9,9 +9,10 @@ mIoU of one scene = mean over its ground-truth regions g of max_k IoU(g, propose
 region scored by its best-matching proposal; proposals may be reused, so over-segmentation is penalised
 through lower IoUs, under-segmentation through merged regions). The table gives the mean over scenes,
 with the standard error, the mean number of proposed regions and the mean wall time per ``propose``
-call (one thread). ``sam`` runs only with ``--sam-checkpoint`` (its weights cannot be downloaded here).
+call (one thread). ``sam`` runs only with ``--sam-checkpoint`` (its weights cannot be downloaded here):
+named in ``--proposers`` without one it is an error; in the default list it is skipped.
 
-    python experiments/eval_regions.py --recipe spatial-mixed --split test --crops 25 --size 128 \
+    python -m experiments.eval_regions --recipe spatial-mixed --split test --crops 25 --size 128 \\
         --json experiments/results/regions_miou.json --markdown experiments/results/regions_miou.md
 """
 
@@ -150,36 +151,58 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.eval_regions`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--recipe", default="spatial-mixed", help="scene recipe (default spatial-mixed)")
-    ap.add_argument("--split", default="test", choices=["train", "test", "all"], help="built-in corpus split")
-    ap.add_argument("--images", type=int, default=None, help="use only the first N photos of the split")
-    ap.add_argument("--crops", type=int, default=25, help="random crops (scenes) per photo")
-    ap.add_argument("--size", type=int, default=128, help="crop side in px")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--max-regions", type=int, default=8)
-    ap.add_argument("--proposers", default=",".join(VARIANTS),
-                    help=f"comma-separated rows among {', '.join(VARIANTS)}")
+    ap.add_argument("--recipe", default="spatial-mixed", help="scene recipe (default: %(default)s)")
+    ap.add_argument("--split", default="test", choices=["train", "test", "all"],
+                    help="built-in corpus split (default: %(default)s)")
+    ap.add_argument("--images", type=int, default=None,
+                    help="use only the first N photos of the split, N >= 1 (default: every photo)")
+    ap.add_argument("--crops", type=int, default=25, help="random crops (scenes) per photo (default: %(default)s)")
+    ap.add_argument("--size", type=int, default=128, help="crop side in px, >= 8 (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=0, help="crop and scene seed, >= 0 (default: %(default)s)")
+    ap.add_argument("--max-regions", type=int, default=8,
+                    help="most regions a proposer may return (default: %(default)s)")
+    ap.add_argument("--proposers", default=None,
+                    help=f"comma-separated rows among {', '.join(VARIANTS)} (default: all of them; sam only with "
+                         "--sam-checkpoint)")
     ap.add_argument("--sam-checkpoint", default=None,
-                    help="local SAM checkpoint (.pth); without it sam is skipped")
-    ap.add_argument("--sam-model-type", default="vit_b", choices=["vit_b", "vit_l", "vit_h"])
-    ap.add_argument("--sam-device", default="cpu")
-    ap.add_argument("--json", type=Path, default=None, help="write the results JSON here")
-    ap.add_argument("--markdown", type=Path, default=None, help="write a markdown table here")
+                    help="local SAM checkpoint (.pth) (default: none: sam is skipped, and naming it in --proposers "
+                         "is an error)")
+    ap.add_argument("--sam-model-type", default="vit_b", choices=["vit_b", "vit_l", "vit_h"],
+                    help="SAM backbone of the checkpoint (default: %(default)s)")
+    ap.add_argument("--sam-device", default="cpu", help="torch device SAM runs on (default: %(default)s)")
+    ap.add_argument("--json", type=Path, default=None, help="write the results JSON here (default: not written)")
+    ap.add_argument("--markdown", type=Path, default=None, help="write a markdown table here (default: not written)")
     args = ap.parse_args(argv)
 
-    labels = [s.strip() for s in args.proposers.split(",") if s.strip()]
+    from experiments.configio import check_output
+
+    labels = [s.strip() for s in (args.proposers or ",".join(VARIANTS)).split(",") if s.strip()]
     unknown = [s for s in labels if s not in VARIANTS]
     if unknown:
-        ap.error(f"unknown proposers {unknown}; choose among {', '.join(VARIANTS)}")
+        raise ValueError(f"--proposers: unknown proposers {unknown}; choose among {', '.join(VARIANTS)}")
+    if not labels:
+        raise ValueError(f"--proposers names no proposer; choose among {', '.join(VARIANTS)}")
     if args.recipe not in list_recipes():
-        ap.error(f"unknown recipe {args.recipe!r}; choose among {', '.join(list_recipes())}")
-    if args.crops < 1 or args.size < 8 or args.max_regions < 1:
-        ap.error("need --crops >= 1, --size >= 8 and --max-regions >= 1")
+        raise ValueError(f"--recipe: unknown recipe {args.recipe!r}; choose among {', '.join(list_recipes())}")
+    if args.crops < 1 or args.size < 8 or args.max_regions < 1 or args.seed < 0:
+        raise ValueError(f"need --crops >= 1, --size >= 8, --max-regions >= 1 and --seed >= 0, got --crops "
+                         f"{args.crops}, --size {args.size}, --max-regions {args.max_regions}, --seed {args.seed}")
+    if args.images is not None and args.images < 1:
+        raise ValueError(f"--images must be >= 1 (the first N photos of the split; leave it out for all), "
+                         f"got {args.images}")
     skipped: dict[str, str] = {}
     if "sam" in labels and args.sam_checkpoint is None:
+        if args.proposers is not None:
+            raise ValueError("--proposers names sam, which needs --sam-checkpoint: a local Segment Anything "
+                             "checkpoint (sam_vit_b/l/h .pth; the weights cannot be downloaded here)")
         labels.remove("sam")
         skipped["sam"] = ("no --sam-checkpoint given; Segment Anything weights cannot be downloaded here "
                           "(pass a local sam_vit_b/l/h checkpoint to include it)")
+    if "sam" in labels and not Path(args.sam_checkpoint).is_file():
+        raise FileNotFoundError(f"--sam-checkpoint {args.sam_checkpoint} not found (a local Segment Anything "
+                                "checkpoint .pth)")
+    check_output(args.json, "--json")
+    check_output(args.markdown, "--markdown")
     sam_kwargs = {"checkpoint": args.sam_checkpoint, "model_type": args.sam_model_type,
                   "device": args.sam_device}
 
@@ -195,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "definition": "per scene, the mean over ground-truth regions of the best IoU with any proposed mask; "
                       "averaged over scenes (miou_se: standard error over scenes)",
         "proposers": summary, "skipped": skipped, "notes": NOTES,
-        "command": "python experiments/eval_regions.py " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": "python -m experiments.eval_regions " + " ".join(sys.argv[1:] if argv is None else argv),
         "rows": rows,
     }
     width = max(len(k) for k in summary)

@@ -65,6 +65,20 @@ REQUIRED_KEYS: dict[str, tuple[str, ...]] = {
 }
 #: What the head learns (``targets``): the families present per cell, or where each family's tool helps.
 TARGETS = ("families", "benefit")
+#: Every key this script reads, per section (known keys, required keys: the required ones are
+#: :data:`REQUIRED_KEYS`, checked by :func:`check_config`), as :func:`experiments.configio.check_sections` takes
+#: them: a misspelt key is refused instead of silently ignored. ``name`` is a label kept with the head's config;
+#: ``ship_dir`` is read by ``--ship``; ``_config_path`` is added by the command line.
+CONFIG_SECTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "": (("name", "seed", "encoder", "targets", "benefit", "data", "head", "train", "output_dir", "ship_dir",
+          "_config_path"), ()),
+    "data": (("corpus", "split", "crop", "scenes", "val_scenes", "more_crops", "clean_frac", "workers", "augment",
+              "recipes"), ()),
+    "data.augment": (("scale", "colour"), ()),
+    "benefit": (("table", "absent_severity", "floor"), ()),
+    "head": (REQUIRED_KEYS["head"], ()),
+    "train": (REQUIRED_KEYS["train"] + ("balanced", "threads"), ()),
+}
 #: Clip of a cell's loss weight with ``targets: benefit``.
 MAX_BENEFIT_WEIGHT = 20.0
 #: Per-cell thresholds searched by the calibration.
@@ -350,10 +364,20 @@ def targets_of(cfg: dict[str, Any]) -> tuple[str, Any, dict[str, Any]]:
     return mode, functools.partial(cell_benefit, table, absent), b
 
 
-def check_config(cfg: Any) -> dict[str, Any]:
-    """``cfg`` if it holds every :data:`REQUIRED_KEYS` key, ``seed`` and ``output_dir``; else ``ValueError``
-    naming the missing ones."""
-    return check_head_config(cfg, REQUIRED_KEYS)
+def check_config(cfg: Any, where: str = "config") -> dict[str, Any]:
+    """``cfg`` if it holds every :data:`REQUIRED_KEYS` key, ``seed`` and ``output_dir``, no key this script does
+    not read (:data:`CONFIG_SECTIONS`), a known ``targets`` and true / false switches; else ``ValueError`` naming
+    ``where`` (the config file) and the key."""
+    from experiments.configio import check_sections
+
+    check_head_config(cfg, REQUIRED_KEYS)
+    check_sections(cfg, CONFIG_SECTIONS, where)
+    if cfg.get("targets", "families") not in TARGETS:
+        raise ValueError(f"{where}: targets must be one of {', '.join(TARGETS)}, got {cfg['targets']!r}")
+    for section, key in (("head", "image_context"), ("train", "balanced")):
+        if key in cfg[section] and not isinstance(cfg[section][key], bool):
+            raise ValueError(f"{where}: {section}.{key} must be true or false, got {cfg[section][key]!r}")
+    return cfg
 
 
 def summary(meta: dict[str, Any], cfg: dict[str, Any]) -> str:
@@ -373,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.fit_segment_head`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     return head_main(argv, __doc__.split("\n\n")[0], "experiments/configs/segment_head.yaml", check_config, fit,
-                     summary)
+                     summary, sections=CONFIG_SECTIONS)
 
 
 if __name__ == "__main__":

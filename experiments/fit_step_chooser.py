@@ -35,29 +35,56 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from experiments.configio import read_config  # noqa: E402
+from experiments.configio import (  # noqa: E402
+    check_keys,
+    check_output,
+    config_int,
+    config_names,
+    read_config,
+)
 from experiments.fit_rule_table import psnr, scene_set  # noqa: E402
 from ir_env.corpus import load_corpus  # noqa: E402
 from policies.rules import RESTORE_ORDER, families_seen  # noqa: E402
 from policies.step_chooser import FamilyModel, StepChooser, step_features  # noqa: E402
 from restorers import apply  # noqa: E402
 
-#: Required config keys.
+#: Required config keys (every key this script reads; no other key is accepted).
 KEYS = ("recipes", "scenes_per_photo", "crop", "seed", "alphas", "min_gain_db", "corpus", "output", "report_dir")
 
 
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def load_config(path: str | Path) -> dict[str, Any]:
-    """The config at ``path``; ``ValueError`` naming a missing or malformed key."""
+    """The config at ``path``; ``ValueError`` naming the file and a missing, unknown or malformed key (checked before
+    any scene is made)."""
+    from ir_env.paths import check_writable
+    from ir_env.recipes import get_recipe
+
+    where = str(path)
     cfg = read_config(path)
-    if not isinstance(cfg, dict):
-        raise ValueError(f"{path}: expected a mapping")
-    missing = [k for k in KEYS if k not in cfg]
-    if missing:
-        raise ValueError(f"{path}: missing keys {', '.join(missing)}")
-    if not cfg["recipes"] or not all(isinstance(r, str) for r in cfg["recipes"]):
-        raise ValueError(f"{path}: recipes must be a non-empty list of recipe names")
-    if not cfg["alphas"] or not all(float(a) > 0 for a in cfg["alphas"]):
-        raise ValueError(f"{path}: alphas must be a non-empty list of positive ridge strengths")
+    check_keys(cfg, KEYS, where, required=KEYS)
+    for recipe in config_names(cfg, "recipes", where, "recipe names"):
+        try:
+            get_recipe(recipe)
+        except ValueError as e:
+            raise ValueError(f"{where}: recipes: {e}") from None
+    config_int(cfg, "scenes_per_photo", where, minimum=1)
+    config_int(cfg, "crop", where, minimum=8)
+    config_int(cfg, "seed", where, minimum=0)
+    alphas = cfg["alphas"]
+    if not isinstance(alphas, list) or not alphas or not all(_number(a) and a > 0 for a in alphas):
+        raise ValueError(f"{where}: alphas must be a non-empty list of positive ridge strengths, got {alphas!r}")
+    if not _number(cfg["min_gain_db"]):
+        raise ValueError(f"{where}: min_gain_db must be a number (dB per scene), got {cfg['min_gain_db']!r}")
+    if not isinstance(cfg["corpus"], str) or not cfg["corpus"]:
+        raise ValueError(f"{where}: corpus must be a corpus name or folder, got {cfg['corpus']!r}")
+    for key in ("output", "report_dir"):
+        if not isinstance(cfg[key], str) or not cfg[key]:
+            raise ValueError(f"{where}: {key} must be a path, got {cfg[key]!r}")
+    check_output(cfg["output"], "output")
+    check_writable(cfg["report_dir"], "report_dir", folder=True)
     return cfg
 
 
@@ -204,12 +231,16 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: record, cross-validate, fit, write the chooser and its report."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="experiments/configs/step_chooser.yaml")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--no-progress", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="experiments/configs/step_chooser.yaml",
+                    help="the YAML config (default: %(default)s)")
+    ap.add_argument("--workers", type=int, default=2,
+                    help="processes recording the planner's steps (default: %(default)s)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar (default: one is shown)")
     args = ap.parse_args(argv)
     try:
+        if args.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {args.workers}")
         cfg = load_config(args.config)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
@@ -217,7 +248,7 @@ def main(argv: list[str] | None = None) -> int:
     from ir_env.encoder.learned import DEFAULT_WEIGHTS, weights_fingerprint
 
     t0 = time.perf_counter()
-    steps, scenes = collect(cfg, max(1, args.workers), not args.no_progress)
+    steps, scenes = collect(cfg, args.workers, not args.no_progress)
     if not steps:
         print("error: the planner took no step on these scenes: nothing to fit", file=sys.stderr)
         return 2

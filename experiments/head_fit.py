@@ -11,9 +11,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from ir_env.encoder.learned import EncoderWeightsError, file_sha256, ship_weights
+
+#: The scripts that use this module (what running it as a script points to).
+USED_BY = ("experiments.fit_context_head", "experiments.fit_segment_head")
 
 
 def check_head_config(cfg: Any, required: dict[str, tuple[str, ...]]) -> dict[str, Any]:
@@ -38,25 +39,36 @@ def copy_encoder(src: Path, out: Path) -> None:
 
 def head_main(argv: list[str] | None, description: str, default_config: str,
               check: Callable[[Any], dict[str, Any]], fit: Callable[[dict[str, Any]], dict[str, Any]],
-              summary: Callable[[dict[str, Any], dict[str, Any]], str]) -> int:
-    """The command line of a head-fitting script: read and ``check`` the config, ``fit``, optionally ship the
-    output directory beside the shipped encoder (only if the head was fitted on it), print ``summary(meta,
-    cfg)``. Returns the exit status."""
+              summary: Callable[[dict[str, Any], dict[str, Any]], str],
+              sections: dict[str, tuple[Any, Any]] | None = None) -> int:
+    """The command line of a head-fitting script: read the config (:func:`experiments.configio.read_config`: one-line
+    errors naming the file), refuse a key it does not read (``sections``: the known keys per section, as
+    :func:`experiments.configio.check_sections` takes them; None: not checked), ``check`` it, refuse an
+    ``output_dir`` that cannot be a folder, ``fit``, optionally ship the output directory beside the shipped encoder
+    (only if the head was fitted on it), print ``summary(meta, cfg)``. Returns the exit status."""
+    from experiments.configio import check_sections, read_config
+    from ir_env.paths import check_writable
+
     ap = argparse.ArgumentParser(description=description)
-    ap.add_argument("--config", default=default_config)
-    ap.add_argument("--ship", action="store_true", help="copy the weights directory to the config's ship_dir")
-    ap.add_argument("--output-dir", help="override output_dir")
+    ap.add_argument("--config", default=default_config, help="the YAML config (default: %(default)s)")
+    ap.add_argument("--ship", action="store_true",
+                    help="after the fit, copy the weights directory to the config's ship_dir (default: off)")
+    ap.add_argument("--output-dir", help="write the weights directory here (default: the config's output_dir)")
     a = ap.parse_args(argv)
     try:
-        cfg = check(yaml.safe_load(Path(a.config).read_text()))
+        cfg = read_config(a.config)
+        if sections:
+            check_sections(cfg, sections, a.config)
+        cfg = check(cfg)
         if a.ship and not cfg.get("ship_dir"):
             raise ValueError(f"{a.config} has no ship_dir")
-    except (OSError, ValueError, yaml.YAMLError) as e:
+        if a.output_dir:
+            cfg["output_dir"] = a.output_dir
+        check_writable(cfg["output_dir"], "output_dir", folder=True)  # before any scene is made
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     cfg["_config_path"] = a.config
-    if a.output_dir:
-        cfg["output_dir"] = a.output_dir
     try:
         meta = fit(cfg)
         if a.ship:
@@ -70,3 +82,9 @@ def head_main(argv: list[str] | None, description: str, default_config: str,
         return 2
     print(summary(meta, cfg))
     return 0
+
+
+if __name__ == "__main__":
+    print(f"error: experiments.head_fit is a library module, not a script; run {' or '.join(USED_BY)} "
+          "(python -m ... --help)", file=sys.stderr)
+    raise SystemExit(2)

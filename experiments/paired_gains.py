@@ -63,18 +63,31 @@ def verdict(head: dict[str, Any], full: dict[str, Any]) -> str:
     return "holds" if np.sign(full["mean"]) == np.sign(head["mean"]) else "reversed"
 
 
-def run(cfg: dict[str, Any]) -> dict[str, Any]:
-    """Every recipe's pairs: ``{"recipes": {recipe: [{"a", "b", "head", "all", "new", "verdict"}, ...]}}``."""
+#: Keys of the config's ``paired`` block.
+PAIRED_KEYS = ("pairs", "new_from")
+
+
+def run(cfg: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """Every recipe's pairs: ``{"recipes": {recipe: [{"a", "b", "head", "all", "new", "verdict"}, ...]}}``.
+    ``ValueError`` naming ``where`` (the config file) and the key for a malformed ``paired`` block."""
+    from experiments.configio import check_keys, config_int
+
     block = cfg.get("paired") or {}
-    pairs, new_from = block.get("pairs") or [], int(block.get("new_from", 0))
+    if not isinstance(block, dict):
+        raise ValueError(f"{where}: paired must be a mapping with pairs (and new_from), got {block!r}")
+    check_keys(block, PAIRED_KEYS, f"{where}: paired")
+    pairs = block.get("pairs") or []
+    new_from = config_int(block, "new_from", f"{where}: paired", minimum=0, default=0)
     if not pairs:
         raise ValueError("the config has no paired.pairs: nothing to compare")
+    if not isinstance(pairs, list):
+        raise ValueError(f"{where}: paired.pairs must be a list of [a, b] planner specs, got {pairs!r}")
     for p in pairs:
         if not (isinstance(p, (list, tuple)) and len(p) == 2 and all(isinstance(x, str) for x in p)):
             raise ValueError(f"paired.pairs entries are [a, b] planner specs or learned group names, got {p!r}")
     names = [n for n, _ in scene_items(cfg["images"], int(cfg.get("scenes_per_image", 1)))]
     if not 0 <= new_from <= len(names):
-        raise ValueError(f"paired.new_from must lie in [0, {len(names)}] (the scene count), got {new_from}")
+        raise ValueError(f"{where}: paired.new_from must lie in [0, {len(names)}] (the scene count), got {new_from}")
     out: dict[str, Any] = {"images": cfg["images"], "scenes": len(names), "new_from": new_from, "recipes": {}}
     for recipe in cfg["recipes"]:
         path = Path(cfg["output_dir"]) / f"{recipe}.json"
@@ -136,8 +149,9 @@ def main(argv: list[str] | None = None) -> int:
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--config", required=True, action="append",
-                    help="a compare config with a paired block (repeat it to pool several: --pooled)")
-    ap.add_argument("--pooled", help="also write each pair pooled over every config and recipe to this .json")
+                    help="a compare config with a paired block (required; repeat it to pool several: --pooled)")
+    ap.add_argument("--pooled", help="also write each pair pooled over every config and recipe to this .json "
+                                     "(default: not written)")
     args = ap.parse_args(argv)
     from experiments.configio import check_output
 
@@ -146,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         for path in args.config:
             cfg = load_compare_config(path)  # the comparison's own reader and checks
-            done.append((path, cfg, run(cfg)))
+            for name in ("paired.json", "paired.md"):
+                check_output(Path(cfg["output_dir"]) / name, "paired report")
+            done.append((path, cfg, run(cfg, path)))
     except (OSError, ValueError, KeyError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -103,3 +103,12 @@ def refit_entries(table: RuleTable, scenes: list[tuple[Any, np.ndarray, list[dic
             e = entries[fam][b]
             state[i] = apply(state[i], e["tool"], e["params"], mask=scenes[i][1][k])
     return entries, rows
+
+
+if __name__ == "__main__":
+    import sys
+
+    print("error: experiments.refit_entries is a library module, not a script; its stage runs inside "
+          "experiments.fit_rule_table (a config with a refit block: python -m experiments.fit_rule_table --help)",
+          file=sys.stderr)
+    raise SystemExit(2)

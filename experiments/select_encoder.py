@@ -35,6 +35,10 @@ def select(candidates: list[str], scenes: int = 1500, seed: int = 7) -> dict[str
     scenes of the first candidate's data config with seed ``seed``; ``best``: the highest."""
     if not candidates:
         raise ValueError("no candidates given")
+    import numbers
+
+    if isinstance(scenes, bool) or not isinstance(scenes, numbers.Integral) or scenes < 1:
+        raise ValueError(f"--scenes must be a whole number >= 1 (validation scenes), got {scenes!r}")
     encs = {c: load_encoder(c, fuse=False) for c in candidates}
     if not isinstance(encs[candidates[0]].info.get("config"), dict):
         raise ValueError(f"{candidates[0]}/encoder.json holds no training config (written by train_encoder)")
@@ -56,13 +60,22 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.select_encoder`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--candidates", nargs="+", required=True, help="encoder weight directories")
-    ap.add_argument("--scenes", type=int, default=1500)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--json", help="write the scores here")
+    ap.add_argument("--candidates", nargs="+", required=True,
+                    help="encoder weight directories (required; the first one's data config makes the scenes)")
+    ap.add_argument("--scenes", type=int, default=1500,
+                    help="common validation scenes, >= 1 (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=7, help="seed of the validation scenes, >= 0 (default: %(default)s)")
+    ap.add_argument("--json", help="write the scores here (default: not written)")
     a = ap.parse_args(argv)
+    from experiments.configio import check_output
+
     torch.set_num_threads(1)
     try:
+        if a.scenes < 1:
+            raise ValueError(f"--scenes must be >= 1 (validation scenes), got {a.scenes}")
+        if a.seed < 0:
+            raise ValueError(f"--seed must be >= 0, got {a.seed}")
+        check_output(a.json, "--json")  # before any scene is made: the scores are not lost at the end
         res = select(a.candidates, a.scenes, a.seed)
     except (EncoderWeightsError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

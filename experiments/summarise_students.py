@@ -20,22 +20,56 @@ from typing import Any
 
 import numpy as np
 
-from experiments.configio import read_config
+from experiments.configio import check_keys, check_output, read_config
+
+#: The config's keys and a recipe's (``label`` and ``runs`` required).
+CONFIG_KEYS = ("title", "out", "recipes")
+RECIPE_KEYS = ("label", "runs", "note")
+#: What :func:`seed_row` reads from a run's ``summary.json``, as dotted paths.
+SUMMARY_KEYS = ("config.train.seed", "selected", "dataset.states", "test.student.psnr_gain", "test.student.seconds",
+                "test.teacher.psnr_gain", "test.teacher.seconds", "test.gain_ratio",
+                "test.agreement_on_teacher_states.joint")
+
+
+def _at(doc: Any, dotted: str, path: Path) -> Any:
+    """``doc``'s value at the dotted key path, or ``ValueError`` naming the summary file and the missing key."""
+    value = doc
+    for part in dotted.split("."):
+        if not isinstance(value, dict) or part not in value:
+            raise ValueError(f"{path} lacks {dotted}: not a summary written by experiments/train_distill.py")
+        value = value[part]
+    return value
 
 
 def seed_row(run_dir: str | Path) -> dict[str, Any]:
-    """The numbers of one training run, read from its ``summary.json``."""
+    """The numbers of one training run, read from its ``summary.json``; ``FileNotFoundError`` when there is none,
+    ``ValueError`` naming the file and the key when it is not a ``train_distill`` summary."""
     path = Path(run_dir) / "summary.json"
     if not path.is_file():
         raise FileNotFoundError(f"no summary.json in {run_dir}: run experiments/train_distill.py first")
-    s = json.loads(path.read_text())
+    try:
+        s = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError) as e:
+        raise ValueError(f"{path} is not valid JSON ({e})") from None
+    for key in SUMMARY_KEYS:
+        _at(s, key, path)
+    selected = s["selected"]
+    cand = s.get("candidates")
+    if not isinstance(selected, str) or not isinstance(cand, dict) or not isinstance(cand.get(selected), dict) \
+            or "val_psnr_gain" not in cand[selected]:
+        raise ValueError(f"{path} lacks candidates[{selected!r}].val_psnr_gain (the selected candidate's validation "
+                         "gain): not a summary written by experiments/train_distill.py")
+    val = cand[selected]["val_psnr_gain"]
     test = s["test"]
-    return {"run": str(run_dir), "seed": int(s["config"]["train"]["seed"]), "selected": s["selected"],
-            "states": int(s["dataset"]["states"]), "val_gain": float(s["candidates"][s["selected"]]["val_psnr_gain"]),
-            "test_gain": float(test["student"]["psnr_gain"]), "teacher_gain": float(test["teacher"]["psnr_gain"]),
-            "gain_ratio": float(test["gain_ratio"]),
-            "agreement_joint": float(test["agreement_on_teacher_states"]["joint"]),
-            "seconds_ratio": float(test["student"]["seconds"]) / float(test["teacher"]["seconds"])}
+    try:
+        return {"run": str(run_dir), "seed": int(s["config"]["train"]["seed"]), "selected": selected,
+                "states": int(s["dataset"]["states"]), "val_gain": float(val),
+                "test_gain": float(test["student"]["psnr_gain"]), "teacher_gain": float(test["teacher"]["psnr_gain"]),
+                "gain_ratio": float(test["gain_ratio"]),
+                "agreement_joint": float(test["agreement_on_teacher_states"]["joint"]),
+                "seconds_ratio": float(test["student"]["seconds"]) / float(test["teacher"]["seconds"])}
+    except (TypeError, ValueError, ZeroDivisionError) as e:
+        raise ValueError(f"{path}: a number of the summary is malformed ({e})") from None
 
 
 def summarise(recipes: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -81,19 +115,30 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.summarise_students`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", required=True, help="YAML with title, out and recipes: [{label, runs, note}]")
+    ap.add_argument("--config", required=True,
+                    help="YAML with title, out and recipes: [{label, runs, note}] (required; e.g. "
+                         "experiments/configs/student_inputs.yaml)")
     args = ap.parse_args(argv)
     try:
         path = Path(args.config)
         cfg = read_config(path, empty_ok=True)
+        check_keys(cfg, CONFIG_KEYS, str(path))
         if not cfg.get("recipes") or not cfg.get("out"):
             raise ValueError(f"{path} needs 'recipes' (a list of {{label, runs}}) and 'out'")
+        if not isinstance(cfg["recipes"], list):
+            raise ValueError(f"{path}: recipes must be a list of {{label, runs, note}} mappings (one '- label: ...' "
+                             f"entry per recipe), got {cfg['recipes']!r}")
+        if not isinstance(cfg["out"], str):
+            raise ValueError(f"{path}: out must be a path (without suffix), got {cfg['out']!r}")
         for i, rec in enumerate(cfg["recipes"]):
             if not isinstance(rec, dict) or not rec.get("label") or not isinstance(rec.get("runs"), list) \
                     or not rec["runs"]:
                 raise ValueError(f"{path}: recipe {i} needs a 'label' and a non-empty list 'runs', got {rec!r}")
-        result = summarise(cfg["recipes"])
+            check_keys(rec, RECIPE_KEYS, f"{path}: recipe {i} ({rec['label']})")
         out = Path(cfg["out"])
+        for suffix in (".json", ".md"):
+            check_output(out.with_suffix(suffix), "out")
+        result = summarise(cfg["recipes"])
         out.parent.mkdir(parents=True, exist_ok=True)
         out.with_suffix(".json").write_text(json.dumps({"config": cfg, "recipes": result}, indent=1))
         text = markdown(result, str(cfg.get("title", "Distilled students")))

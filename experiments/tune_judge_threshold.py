@@ -6,7 +6,7 @@ so the threshold trades kept-good steps against kept-bad ones. This script runs 
 threshold on scenes synthesized from the built-in TRAIN photos (seed ``--seed``), reports the mean PSNR
 gain (measured with the clean image the judge never sees), and names the best threshold per planner.
 
-    python -m experiments.tune_judge_threshold --judge npsnr --thresholds 0.25,0.5,1.0,1.5 \
+    python -m experiments.tune_judge_threshold --judge npsnr --thresholds 0.25,0.5,1.0,1.5 \\
         --planners greedy,dfs --json experiments/results/npsnr/threshold.json
 """
 
@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -43,20 +44,32 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.tune_judge_threshold`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--judge", default="npsnr")
-    ap.add_argument("--thresholds", default="0.25,0.5,1.0,1.5")
-    ap.add_argument("--planners", default="greedy,dfs")
-    ap.add_argument("--recipe", default="spatial-mixed")
-    ap.add_argument("--size", type=int, default=128)
-    ap.add_argument("--seed", type=int, default=7)
-    ap.add_argument("--json", help="write the result here")
+    ap.add_argument("--judge", default="npsnr", help="the no-reference judge of every planner (default: %(default)s)")
+    ap.add_argument("--thresholds", default="0.25,0.5,1.0,1.5",
+                    help="comma-separated acceptance thresholds to try, dB of the judge's gain (default: %(default)s)")
+    ap.add_argument("--planners", default="greedy,dfs",
+                    help="comma-separated search planners to tune (default: %(default)s)")
+    ap.add_argument("--recipe", default="spatial-mixed", help="scene recipe (default: %(default)s)")
+    ap.add_argument("--size", type=int, default=128, help="centre-crop side in px (default: %(default)s)")
+    ap.add_argument("--seed", type=int, default=7, help="scene seed (default: %(default)s)")
+    ap.add_argument("--json", help="write the result here (default: not written)")
     a = ap.parse_args(argv)
+    from experiments.configio import check_output
+
     try:
-        ts = [float(t) for t in a.thresholds.split(",") if t]
+        ts = [float(t) for t in a.thresholds.split(",") if t.strip()]
     except ValueError:
+        ts = None
+    if not ts or not all(math.isfinite(t) for t in ts):
         print(f"error: --thresholds must be comma-separated numbers, got {a.thresholds!r}", file=sys.stderr)
         return 2
-    res = tune(a.judge, ts, [p for p in a.planners.split(",") if p], a.recipe, a.size, a.seed)
+    planners = [p.strip() for p in a.planners.split(",") if p.strip()]
+    if not planners:
+        print(f"error: --planners must name at least one planner (comma-separated), got {a.planners!r}",
+              file=sys.stderr)
+        return 2
+    check_output(a.json, "--json")  # before the runs: the result is not lost at the end
+    res = tune(a.judge, ts, planners, a.recipe, a.size, a.seed)
     res["command"] = "python -m experiments.tune_judge_threshold " + " ".join(sys.argv[1:] if argv is None else argv)
     for p, row in res["table"].items():
         cells = ", ".join(f"T={t}: {v['psnr_gain']:+.2f} dB ({v['tool_calls']:.0f} calls)" for t, v in row.items())
