@@ -112,12 +112,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     """Run the benchmark, print the figures, write JSON."""
     from ir_env.cli import seed_int
 
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256])
-    ap.add_argument("--steps", type=int, default=60, help="steps per measurement")
-    ap.add_argument("--seed", type=seed_int, default=0)
-    ap.add_argument("--vector-size", type=int, default=128)
-    ap.add_argument("--json", default="experiments/results/bench_env.json")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--sizes", type=int, nargs="+", default=[128, 256],
+                    help="image sizes (px, >= 32) of the single-env measurements (default: 128 256)")
+    ap.add_argument("--steps", type=int, default=60, help="steps per measurement (default: %(default)s)")
+    ap.add_argument("--seed", type=seed_int, default=0, help="seed of the resets and random actions "
+                                                              "(default: %(default)s)")
+    ap.add_argument("--vector-size", type=int, default=128,
+                    help="image size (px, >= 32) of the AsyncVectorEnv scaling measurement (default: %(default)s)")
+    ap.add_argument("--json", default="experiments/results/bench_env.json",
+                    help="where the figures are written (default: %(default)s, the committed results)")
     args = ap.parse_args(argv)
     _single_thread()
     if min(args.sizes) < 32 or args.steps < 1 or args.vector_size < 32:

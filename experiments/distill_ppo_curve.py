@@ -154,6 +154,22 @@ def check_curve_config(cfg: dict[str, Any], runs: list[str]) -> None:
                         ("test.episodes", cfg["test"]["episodes"])):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+    seed = cfg["test"]["seed"]
+    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+        raise ValueError(f"test.seed must be a whole number >= 0, got {seed!r}")
+    from ir_env.corpus import SPLITS
+
+    if cfg["test"]["split"] not in SPLITS:
+        raise ValueError(f"test.split must be one of {', '.join(SPLITS)}, got {cfg['test']['split']!r}")
+    lsd = cfg["init_log_std"]  # read by the from_student run only, after the whole scratch run: checked for any run
+    if isinstance(lsd, bool) or not isinstance(lsd, (int, float)) or not np.isfinite(lsd):
+        raise ValueError(f"init_log_std must be a number (the log-std of the student-initialised policy, e.g. -1.6), "
+                         f"got {lsd!r}")
+    if not isinstance(cfg["runs"], list):
+        raise ValueError(f"runs must be a list of run names ({', '.join(RUNS)}), got {cfg['runs']!r}")
+    for key in ("ppo_config", "student", "out"):
+        if not isinstance(cfg[key], str) or not cfg[key].strip():
+            raise ValueError(f"{key} must name a file, got {cfg[key]!r}")
     check_ppo_block(resolve_config({"ppo": cfg["ppo"]})["ppo"])
     from policies.ppo.policy import check_policy_kwargs
 
@@ -193,13 +209,18 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.distill_ppo_curve`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", help="YAML (experiments/configs/distill_ppo.yaml)")
-    ap.add_argument("--runs", help="comma-separated subset of the runs")
-    ap.add_argument("--teacher-gain", type=float, help="draw the teacher's test gain (dB) as a line")
+    ap.add_argument("--config", help="config YAML, e.g. experiments/configs/distill_ppo.yaml (default: none, the "
+                                     "built-in settings, DEFAULTS in this script)")
+    ap.add_argument("--runs", help=f"comma-separated subset of the runs ({', '.join(RUNS)}) (default: the config's "
+                                   "runs)")
+    ap.add_argument("--teacher-gain", type=float,
+                    help="draw the teacher's test gain (dB) as a line (default: the one of the previous JSON, if any)")
     args = ap.parse_args(argv)
     from experiments.record_trajectories import merge_config
 
     cfg = merge_config(DEFAULTS, args.config)
+    if not isinstance(cfg["runs"], list):
+        raise ValueError(f"runs must be a list of run names ({', '.join(RUNS)}), got {cfg['runs']!r}")
     runs = [r for r in (args.runs.split(",") if args.runs else cfg["runs"]) if r]
     check_curve_config(cfg, runs)
     if "from_student" in runs:

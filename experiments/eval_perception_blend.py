@@ -32,7 +32,6 @@ from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
-import yaml  # noqa: E402
 
 from ir_env.encoder.metrics import family_metrics, macro_f1_bootstrap  # noqa: E402
 from restorers.spec import FAMILIES  # noqa: E402
@@ -65,6 +64,7 @@ def _scores(prob: np.ndarray, fam: np.ndarray, sev: np.ndarray) -> dict[str, Any
 
 def run(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     """Everything in the module docstring; returns the JSON-ready result."""
+    from experiments.configio import read_config
     from experiments.eval_encoder import build_scenes, embed_all, region_scene_ids, region_targets_of
     from experiments.train_encoder import best_thresholds, make_dataset, split_clean
     from ir_env.encoder.learned import LearnedEmbedder, blend_probabilities
@@ -77,7 +77,7 @@ def run(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     if ctx.context is None:
         raise ValueError(f"{cfg['context']} holds no context head (fit it with experiments.fit_context_head)")
     pair = [lin, ctx]
-    ccfg = yaml.safe_load(Path(cfg["calibration"]["config"]).read_text())
+    ccfg = read_config(cfg["calibration"]["config"])
     dcfg = {"seed": int(ccfg["seed"]), "data": {**ccfg["data"], "workers": 1}}
     cal = split_clean(make_dataset(dcfg, int(ccfg["data"]["val_scenes"]), 2, "calibration scenes"),
                       float(ccfg["data"].get("clean_split", 0.0)), [int(ccfg["seed"]), 2])
@@ -182,25 +182,99 @@ def ship(res: dict[str, Any], context_dir: str | Path, ship_dir: str | Path) -> 
     return out
 
 
+#: Every key this script reads: (known, required) at the top level ("") and in each section (see
+#: :func:`experiments.configio.check_sections`; the top level's required keys are named by :func:`check_config`).
+CONFIG_SECTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "": (("weights", "context", "blend", "calibration", "validation", "test", "out"), ()),
+    "calibration": (("config",), ("config",)),
+    "validation": (("scenes", "seed"), ("scenes", "seed")),
+    "test": (("crops", "size", "seed", "recipe"), ("crops", "size", "seed", "recipe")),
+}
+
+
+def _weights_folder(cfg: dict[str, Any], key: str, where: str, files: tuple[str, ...], hint: str) -> None:
+    folder = cfg[key]
+    if not isinstance(folder, str) or not folder.strip():
+        raise ValueError(f"{where}: {key} must name a weights folder, got {folder!r}")
+    missing = [n for n in files if not (Path(folder) / n).is_file()]
+    if missing:
+        what = "is not a folder" if not Path(folder).is_dir() else f"holds no {' or '.join(missing)}"
+        raise ValueError(f"{where}: {key} {folder} {what}; {hint}")
+
+
+def check_config(cfg: Any, where: str) -> dict[str, Any]:
+    """``cfg`` if :func:`run` can use it, else ``ValueError`` naming ``where`` (the config file) and the problem,
+    before any scene is made: a key it does not read (:data:`CONFIG_SECTIONS`, with the closest known one), a missing
+    key, a value out of range, an unknown recipe, an output path that is a folder, the calibration config (the context
+    head's, checked as ``fit_context_head`` does), or a ``weights`` / ``context`` folder without its files (named
+    with the script that makes them: ``context`` is ``fit_context_head``'s output_dir)."""
+    from experiments.configio import check_output, check_sections, config_int, read_config
+    from experiments.fit_context_head import check_config as check_head_config
+    from ir_env.encoder.context import CONTEXT_JSON, CONTEXT_PT
+    from ir_env.recipes import list_recipes
+
+    keys = CONFIG_SECTIONS[""][0]
+    if not isinstance(cfg, dict):
+        raise ValueError(f"{where} must be a mapping with {', '.join(keys)}")
+    check_sections(cfg, CONFIG_SECTIONS, where)
+    missing = [k for k in keys if k not in cfg]
+    if missing:
+        raise ValueError(f"{where} must be a mapping with {', '.join(keys)} (missing: {', '.join(missing)})")
+    for key in ("calibration", "validation", "test"):
+        if not isinstance(cfg[key], dict):
+            raise ValueError(f"{where}: {key} must be a mapping of config keys, got {cfg[key]!r}")
+    w = cfg["blend"]
+    if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0.0 <= w <= 1.0:
+        raise ValueError(f"{where}: blend must be a number in [0, 1], got {w!r}")
+    config_int(cfg["validation"], "scenes", f"{where}: validation", minimum=1)
+    config_int(cfg["validation"], "seed", f"{where}: validation")
+    t = cfg["test"]
+    for key, low in (("crops", 1), ("size", 8), ("seed", 0)):
+        config_int(t, key, f"{where}: test", minimum=low)
+    if t["recipe"] not in list_recipes():
+        raise ValueError(f"{where}: test: unknown recipe {t['recipe']!r}; known: {', '.join(list_recipes())}")
+    if not isinstance(cfg["out"], str) or not cfg["out"].strip():
+        raise ValueError(f"{where}: out must name an output stem (.json and .md are written), got {cfg['out']!r}")
+    for suffix in (".json", ".md"):
+        check_output(Path(cfg["out"]).with_suffix(suffix), "out")
+    head_cfg = cfg["calibration"]["config"]
+    if not isinstance(head_cfg, str) or not head_cfg.strip():
+        raise ValueError(f"{where}: calibration.config must name the context head's config file, got {head_cfg!r}")
+    try:
+        check_head_config(read_config(head_cfg), head_cfg)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{where}: calibration.config: {e}") from None
+    _weights_folder(cfg, "weights", where, ("encoder.json", "encoder.pt"),
+                    "train an encoder with `python -m experiments.train_encoder --config CONFIG` (its output_dir) or "
+                    "use the shipped ir_env/encoder/weights")
+    _weights_folder(cfg, "context", where, ("encoder.json", "encoder.pt", CONTEXT_JSON, CONTEXT_PT),
+                    f"fit the context head with `python -m experiments.fit_context_head --config {head_cfg}` "
+                    "(it writes its output_dir)")
+    return cfg
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.eval_perception_blend`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="experiments/configs/perception_blend.yaml")
-    ap.add_argument("--ship", action="store_true", help="ship the blend beside the shipped encoder (rule passed)")
-    ap.add_argument("--ship-dir", help="with --ship: write the weights directory here instead (a candidate)")
+    ap.add_argument("--config", default="experiments/configs/perception_blend.yaml",
+                    help="config YAML (default: %(default)s)")
+    ap.add_argument("--ship", action="store_true",
+                    help="ship the blend beside the shipped encoder (only when the rule passed) (default: off)")
+    ap.add_argument("--ship-dir", help="with --ship: write the weights directory here instead (a candidate) "
+                                       "(default: the shipped encoder's folder)")
     a = ap.parse_args(argv)
     try:
-        cfg = yaml.safe_load(Path(a.config).read_text())
-        if not isinstance(cfg, dict) or any(k not in cfg for k in ("weights", "context", "blend", "calibration",
-                                                                    "validation", "test", "out")):
-            raise ValueError(f"{a.config} must be a mapping with weights, context, blend, calibration, validation, "
-                             "test and out")
+        from experiments.configio import read_config
+
+        if a.ship_dir and not a.ship:  # it was silently ignored: nothing would be written there
+            raise ValueError("--ship-dir only says where --ship writes: add --ship (or drop --ship-dir)")
+        cfg = check_config(read_config(a.config), a.config)
         import torch
 
         torch.set_num_threads(1)
         res = run(cfg)
-    except (OSError, ValueError, yaml.YAMLError) as e:
+    except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     res["config"]["_path"] = a.config

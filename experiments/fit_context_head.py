@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402, N812
 from tqdm import tqdm  # noqa: E402
 
-from experiments.head_fit import check_head_config, copy_encoder, head_main  # noqa: E402
+from experiments.head_fit import check_head_config, copy_encoder  # noqa: E402
 from experiments.train_encoder import split_clean  # noqa: E402 (its home is the scene maker now)
 from ir_env.encoder.context import ContextHead, save_context_head  # noqa: E402
 from ir_env.encoder.learned import file_sha256, load_encoder  # noqa: E402
@@ -189,10 +189,67 @@ def fit(cfg: dict[str, Any], progress: bool = True) -> dict[str, Any]:
     return meta
 
 
-def check_config(cfg: Any) -> dict[str, Any]:
-    """``cfg`` if it holds every :data:`REQUIRED_KEYS` key, ``seed`` and ``output_dir``; else ``ValueError``
-    naming the missing ones."""
-    return check_head_config(cfg, REQUIRED_KEYS)
+#: Every key this script reads: (known, required) at the top level ("") and in each section (see
+#: :func:`experiments.configio.check_sections`). ``name`` is a label kept with the head's config; ``ship_dir`` is
+#: read by ``--ship``; ``_config_path`` is added by :func:`main`; ``data`` is what ``train_encoder.make_dataset``
+#: reads.
+CONFIG_SECTIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "": (("name", "seed", "encoder", "data", "head", "train", "output_dir", "ship_dir", "_config_path"),
+         ("seed", "data", "head", "train", "output_dir")),
+    "data": (("corpus", "split", "crop", "scenes", "val_scenes", "clean_frac", "clean_split", "augment", "recipes",
+              "workers"), REQUIRED_KEYS["data"]),
+    "data.augment": (("scale", "colour"), ()),
+    "head": (REQUIRED_KEYS["head"], REQUIRED_KEYS["head"]),
+    "train": ((*REQUIRED_KEYS["train"], "balanced", "threads"), REQUIRED_KEYS["train"]),
+}
+
+
+def check_config(cfg: Any, where: str = "config") -> dict[str, Any]:
+    """``cfg`` if it holds every :data:`REQUIRED_KEYS` key, ``seed`` and ``output_dir`` (else ``ValueError`` naming
+    the missing ones), no key this script does not read (:data:`CONFIG_SECTIONS`: a misspelt key is named with the
+    closest known one, not silently ignored) and values it can use (``head.hidden: wide`` is named before any scene
+    is made); errors name ``where`` (the config file)."""
+    from experiments.configio import check_sections
+    from experiments.train_encoder import check_data, flag_value, number_value, whole_value
+    from ir_env.paths import check_writable
+
+    check_head_config(cfg, REQUIRED_KEYS)
+    check_sections(cfg, CONFIG_SECTIONS, where)
+    whole_value(cfg["seed"], "seed", where, 0)
+    enc = cfg.get("encoder")
+    if enc is not None and (not isinstance(enc, str) or not enc.strip()):
+        raise ValueError(f"{where}: encoder must name an encoder weights folder, got {enc!r}")
+    check_data(cfg["data"], where)
+    head = cfg["head"]
+    for key in ("hidden", "layers", "members"):
+        whole_value(head[key], f"head.{key}", where, 1)
+    number_value(head["dropout"], "head.dropout", where, 0.0, 0.999)
+    tc = cfg["train"]
+    for key in ("epochs", "batch_size", "threads"):
+        if key in tc:
+            whole_value(tc[key], f"train.{key}", where, 1)
+    number_value(tc["lr"], "train.lr", where, 0.0, above=True)
+    for key in ("weight_decay", "severity_weight"):
+        number_value(tc[key], f"train.{key}", where, 0.0)
+    if "balanced" in tc:
+        flag_value(tc["balanced"], "train.balanced", where)
+    for key in ("output_dir", "ship_dir"):
+        if key in cfg and (not isinstance(cfg[key], str) or not cfg[key].strip()):
+            raise ValueError(f"{where}: {key} must name a folder, got {cfg[key]!r}")
+    check_writable(cfg["output_dir"], "output_dir", folder=True)
+    return cfg
+
+
+def check_encoder(cfg: dict[str, Any], where: str) -> Path:
+    """The frozen encoder's folder (``encoder``, default the shipped one), or ``ValueError`` naming ``where`` and
+    ``encoder`` when it holds no encoder weights (read before any scene is made)."""
+    src = Path(cfg.get("encoder") or "ir_env/encoder/weights")
+    missing = [n for n in ("encoder.json", "encoder.pt") if not (src / n).is_file()]
+    if missing:
+        what = "is not a folder" if not src.is_dir() else f"holds no {' or '.join(missing)}"
+        raise ValueError(f"{where}: encoder {src} {what} (an encoder weights folder: the shipped "
+                         "ir_env/encoder/weights or a train_encoder output_dir)")
+    return src
 
 
 def summary(meta: dict[str, Any], cfg: dict[str, Any]) -> str:
@@ -205,9 +262,48 @@ def summary(meta: dict[str, Any], cfg: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.fit_context_head`` (options: ``--help``); returns the exit status
-    (2 for bad input)."""
-    return head_main(argv, __doc__.split("\n\n")[0], "experiments/configs/context_head.yaml", check_config, fit,
-                     summary)
+    (2 for bad input). As :func:`experiments.head_fit.head_main`, with the config read by
+    :func:`experiments.configio.read_config` (one-line errors naming the file) and fully checked before any scene."""
+    import argparse
+    import sys
+
+    from experiments.configio import read_config
+    from ir_env.encoder.learned import EncoderWeightsError, ship_weights
+
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="experiments/configs/context_head.yaml",
+                    help="config YAML (default: %(default)s)")
+    ap.add_argument("--ship", action="store_true",
+                    help="copy the weights directory to the config's ship_dir (only when the head was fitted on the "
+                         "encoder there) (default: off)")
+    ap.add_argument("--output-dir", help="write the weights directory here instead of the config's output_dir "
+                                         "(default: the config's)")
+    a = ap.parse_args(argv)
+    try:
+        cfg = read_config(a.config)
+        if a.output_dir:
+            cfg["output_dir"] = a.output_dir
+        check_config(cfg, a.config)
+        if a.ship and not cfg.get("ship_dir"):
+            raise ValueError(f"{a.config} has no ship_dir")
+        check_encoder(cfg, a.config)
+    except (OSError, ValueError) as e:  # FileNotFoundError (a missing config file) is an OSError
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    cfg["_config_path"] = a.config
+    try:
+        meta = fit(cfg)
+        if a.ship:
+            dst = Path(cfg["ship_dir"])
+            if file_sha256(dst / "encoder.pt") != meta["encoder_sha256"]:
+                raise EncoderWeightsError(f"cannot ship: the head was fitted on {meta['encoder_source']}, not on "
+                                          f"the encoder in {dst}")
+            print(f"shipped to {ship_weights(cfg['output_dir'], dst)}")
+    except (EncoderWeightsError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(summary(meta, cfg))
+    return 0
 
 
 if __name__ == "__main__":

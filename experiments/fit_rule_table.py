@@ -636,6 +636,7 @@ def check_config(cfg: Any, where: str = "config") -> dict[str, Any]:
     if cfg.get("refit") is not None and not cfg["tune"].get("thresholds_from"):
         raise ValueError(f"{where}: refit scores the planner's perceived steps, so it needs the thresholds given: "
                          "set tune.thresholds_from")
+    check_values(cfg, where)
     try:
         src = cfg["fit"].get("entries_from")
         if src:
@@ -649,17 +650,135 @@ def check_config(cfg: Any, where: str = "config") -> dict[str, Any]:
     return cfg
 
 
+def _number(block: dict[str, Any], key: str, where: str, low: float, high: float | None = None,
+            above: bool = False) -> None:
+    value = block[key]
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+    if not (ok and (value > low if above else value >= low) and (high is None or value <= high)):
+        rng = f"{'>' if above else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
+        raise ValueError(f"{where}: {key} must be a number {rng}, got {value!r}")
+
+
+def _probabilities(block: dict[str, Any], key: str, where: str) -> None:
+    value = block[key]
+    if (not isinstance(value, list) or not value
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and 0.0 <= v <= 1.0 for v in value)):
+        raise ValueError(f"{where}: {key} must be a non-empty list of probability thresholds in [0, 1], got {value!r}")
+
+
+def _recipe(name: Any, key: str, where: str) -> None:
+    from ir_env.recipes import list_recipes
+
+    if name not in list_recipes():
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list_recipes(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{where}: {key}: unknown recipe {name!r}{hint}; known: {', '.join(list_recipes())}")
+
+
+def _proposer(name: Any, key: str, where: str) -> None:
+    from ir_env.regions import list_proposers
+
+    if name not in list_proposers():
+        import difflib
+
+        close = difflib.get_close_matches(str(name), list_proposers(), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{where}: {key}: unknown region proposer {name!r}{hint}; known: "
+                         f"{', '.join(list_proposers())}")
+
+
+def check_values(cfg: dict[str, Any], where: str) -> None:
+    """``ValueError`` naming ``where`` and the key for a value of a key-checked config (:func:`check_config`) that a
+    stage would refuse only after the earlier ones ran (minutes): ``perception``, recipe and region proposer names,
+    counts that are not whole numbers in range, thresholds outside [0, 1], ``report.recipes`` / ``proposers`` that
+    are not lists, output paths that cannot be written."""
+    from experiments.configio import check_output, config_int, config_names
+    from ir_env.paths import check_writable
+
+    config_int(cfg, "seed", where)
+    perception = cfg.get("perception", "encoder")
+    if perception not in ("encoder", "linear"):
+        raise ValueError(f"{where}: perception must be 'encoder' (LearnedEmbedder.predict) or 'linear' (its linear "
+                         f"heads), got {perception!r}")
+    enc = cfg.get("encoder")
+    if enc is not None and (not isinstance(enc, str) or not enc.strip()):
+        raise ValueError(f"{where}: encoder must name an encoder weights folder, got {enc!r}")
+    fit, tune, rep = cfg["fit"], cfg["tune"], cfg["report"]
+    w = f"{where}: fit"
+    corpus = fit.get("corpus", "builtin")
+    if not isinstance(corpus, str) or not corpus.strip():
+        raise ValueError(f"{w}: corpus must name a corpus or a folder, got {corpus!r}")
+    for key, low in (("crop", 8), ("bins", 1), ("samples", 1), ("grid", 1), ("random", 0)):
+        config_int(fit, key, w, minimum=low)
+    _number(fit, "max_cost", w, 0.0, above=True)
+    w = f"{where}: tune"
+    _recipe(tune["recipe"], "recipe", w)
+    _proposer(tune["region_proposer"], "region_proposer", w)
+    for key, low in (("scenes_per_photo", 1), ("crop", 8), ("max_regions", 1)):
+        config_int(tune, key, w, minimum=low)
+    config_int(tune, "clean_crops", w, default=0)
+    if "clean_cap_db" in tune:
+        _number(tune, "clean_cap_db", w, 0.0, above=True)
+    if not tune.get("thresholds_from"):  # grid, passes and family_masks are only read when tuning
+        _probabilities(tune, "grid", w)
+        config_int(tune, "passes", w)
+        fm = tune.get("family_masks")
+        if fm:
+            wf = f"{where}: tune.family_masks"
+            _probabilities(fm, "grid", wf)
+            config_int(fm, "passes", wf)
+            if "min_area" in fm:
+                _number(fm, "min_area", wf, 0.0, 1.0)
+    w = f"{where}: report"
+    for name in config_names(rep, "recipes", w, "recipe names"):
+        _recipe(name, "recipes", w)
+    for key, low in (("scenes_per_photo", 1), ("crop", 8)):
+        config_int(rep, key, w, minimum=low)
+    for key in ("headline_scenes", "clean_crops"):
+        config_int(rep, key, w, default=0)
+    proposers = rep.get("proposers") or []
+    if not isinstance(proposers, list) or not all(isinstance(q, list) and len(q) == 2 for q in proposers):
+        raise ValueError(f"{w}: proposers must be a list of [region proposer, max regions] pairs, got {proposers!r}")
+    for name, k in proposers:
+        _proposer(name, "proposers", w)
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"{w}: proposers: max regions of {name!r} must be a whole number >= 1, got {k!r}")
+    if proposers:
+        _recipe(rep["proposers_recipe"], "proposers_recipe", w)
+    block = cfg.get("refit")
+    if isinstance(block, dict):  # the rest: experiments.refit_entries.check_refit
+        if isinstance(block.get("recipes"), list):
+            for name in block["recipes"]:
+                _recipe(name, "recipes", f"{where}: refit")
+        if "region_proposer" in block:
+            _proposer(block["region_proposer"], "region_proposer", f"{where}: refit")
+    if not isinstance(cfg["output_dir"], str) or not cfg["output_dir"].strip():
+        raise ValueError(f"{where}: output_dir must name a folder, got {cfg['output_dir']!r}")
+    check_writable(cfg["output_dir"], "output_dir", folder=True)
+    for key in ("report_json", "report_md"):
+        if not isinstance(cfg[key], str) or not cfg[key].strip():
+            raise ValueError(f"{where}: {key} must name a file, got {cfg[key]!r}")
+        check_output(cfg[key], key)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.fit_rule_table`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="experiments/configs/rule_table.yaml")
-    ap.add_argument("--ship", action="store_true", help=f"also write the table to {DEFAULT_RULE_TABLE}")
-    ap.add_argument("--workers", type=int, default=2, help="processes for the table fit")
+    ap.add_argument("--config", default="experiments/configs/rule_table.yaml",
+                    help="config YAML (default: %(default)s, the shipped table's)")
+    ap.add_argument("--ship", action="store_true",
+                    help=f"also write the table to {DEFAULT_RULE_TABLE} (the shipped table; only for the shipped "
+                         "encoder) (default: off)")
+    ap.add_argument("--workers", type=int, default=2, help="processes for the table fit (default: %(default)s)")
     a = ap.parse_args(argv)
     from experiments.configio import read_config
 
     try:
+        if a.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {a.workers}")
         cfg = check_config(read_config(a.config), a.config)
     except (OSError, ValueError) as e:  # FileNotFoundError (a missing config file) is an OSError
         print(f"error: {e}", file=sys.stderr)
@@ -667,6 +786,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.ship and cfg.get("encoder"):
         print(f"error: {a.config} fits the table for the encoder in {cfg['encoder']}; the shipped table serves the "
               "shipped encoder (drop --ship, or ship those weights first)", file=sys.stderr)
+        return 2
+    enc = cfg.get("encoder")
+    missing = [n for n in ("encoder.json", "encoder.pt") if enc and not (Path(enc) / n).is_file()]
+    if missing:  # read only in stage 2, after the table fit (minutes)
+        print(f"error: {a.config}: encoder {enc} holds no {' or '.join(missing)} (an encoder weights folder; see "
+              "the config's comments for the script that makes it)", file=sys.stderr)
         return 2
     cfg["_path"] = a.config
     table, res = run(cfg, workers=a.workers)

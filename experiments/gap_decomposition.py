@@ -41,7 +41,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
-from experiments.configio import check_keys, config_int, read_config  # noqa: E402
+from experiments.configio import check_keys, config_int, config_names, read_config  # noqa: E402
 from experiments.fit_rule_table import candidates, psnr, scene_gain, true_families  # noqa: E402
 from experiments.run_baselines import scene_items  # noqa: E402
 from policies.evaluation import evaluation_scene  # noqa: E402
@@ -75,8 +75,53 @@ def load_config(path: str | Path) -> dict[str, Any]:
                    required=("images", "scenes_per_image"))
         config_int(s, "scenes_per_image", f"{where}: set {name!r}", minimum=1)
     get_recipe(cfg["recipe"])
+    if cfg.get("reference_planners") is not None:
+        config_names(cfg, "reference_planners", where, "planner specs")
+    if cfg.get("table") is not None:
+        try:
+            RuleTable.load(cfg["table"])
+        except (OSError, ValueError, KeyError, TypeError) as e:
+            raise ValueError(f"{where}: table {cfg['table']}: {e}") from None
     check_writable(cfg["output_dir"], "output_dir", folder=True)
+    for name in cfg["sets"]:
+        check_reference(cfg, name, where)
     return cfg
+
+
+def check_reference(cfg: dict[str, Any], name: str, where: str) -> None:
+    """``ValueError`` naming ``where``, the set and ``reference`` / ``reference_planners`` when set ``name``'s
+    comparison JSON (``<reference>/<recipe>.json``) is missing or unreadable, or lacks a row of a
+    ``reference_planners`` entry on one of the set's scenes: checked when the config is read, not after the
+    oracle pass over every scene (minutes). Reads the set's photos (for the scene names) and the JSON."""
+    s = cfg["sets"][name]
+    if not s.get("reference"):
+        return
+    ref = Path(str(s["reference"]))
+    path = ref / f"{cfg['recipe']}.json"
+    if not ref.is_dir():
+        raise ValueError(f"{where}: set {name!r}: reference {ref} is not a folder (the output_dir of an "
+                         f"experiments.compare run holding {cfg['recipe']}.json)")
+    if not path.is_file():
+        raise ValueError(f"{where}: set {name!r}: reference {ref} holds no {path.name} (run experiments.compare "
+                         f"with recipe {cfg['recipe']} into it)")
+    try:
+        rows = json.loads(path.read_text())["rows"]
+        got = {(r["planner"], r["image"]) for r in rows}
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{where}: set {name!r}: reference {path} is not a comparison's JSON with rows "
+                         f"({type(e).__name__}: {e})") from None
+    planners = list(cfg.get("reference_planners") or [])
+    there = sorted({p for p, _ in got})
+    for p in planners:
+        if p not in there:
+            raise ValueError(f"{where}: reference_planners: {p!r} has no row in {path} (planners there: "
+                             f"{', '.join(there)})")
+    names = [n for n, _ in scene_items(s["images"], int(s["scenes_per_image"]))]
+    for p in planners:
+        missing = [n for n in names if (p, n) not in got]
+        if missing:
+            raise ValueError(f"{where}: set {name!r}: reference {path} has no {p!r} row for {len(missing)} of its "
+                             f"{len(names)} scene(s), e.g. {missing[0]} (another comparison?)")
 
 
 def oracle_step(image: np.ndarray, clean: np.ndarray, mask: np.ndarray, options: list[tuple[str, dict]]
@@ -215,12 +260,15 @@ def markdown(report: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line: run every set of the config, write ``gap.json`` and ``gap.md`` in its output_dir."""
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--config", default="experiments/configs/gap_decomposition.yaml")
-    ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--no-progress", action="store_true")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--config", default="experiments/configs/gap_decomposition.yaml",
+                    help="config YAML (default: %(default)s)")
+    ap.add_argument("--workers", type=int, default=2, help="processes over the scenes (default: %(default)s)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bars (default: shown)")
     args = ap.parse_args(argv)
     try:
+        if args.workers < 1:
+            raise ValueError(f"--workers must be >= 1, got {args.workers}")
         cfg = load_config(args.config)
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

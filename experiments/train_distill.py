@@ -100,8 +100,8 @@ def check_distill_config(cfg: dict[str, Any]) -> None:
     if not (isinstance(cfg["val_fraction"], (int, float)) and 0.0 <= float(cfg["val_fraction"]) < 1.0):
         raise ValueError(f"val_fraction must lie in [0, 1), got {cfg['val_fraction']!r}")
     wholes = [("train", "epochs", 1), ("train", "batch_size", 1), ("train", "seed", 0), ("dagger", "rounds", 0),
-              ("dagger", "episodes", 1), ("dagger", "epochs", 1), ("validation", "episodes", 1),
-              ("test", "episodes", 1), (None, "eval_every_epochs", 0)]
+              ("dagger", "episodes", 1), ("dagger", "epochs", 1), ("dagger", "seed", 0), ("validation", "episodes", 1),
+              ("validation", "seed", 0), ("test", "episodes", 1), ("test", "seed", 0), (None, "eval_every_epochs", 0)]
     for section, key, low in wholes:
         v = cfg[key] if section is None else cfg[section][key]
         if not _whole(v) or v < low:
@@ -118,6 +118,15 @@ def check_distill_config(cfg: dict[str, Any]) -> None:
                 and (low is None or v >= low)):
             rng = "a number" if low is None else f"a number >= {low:g}"
             raise ValueError(f"train.{key} must be {rng}, got {v!r}")
+    from ir_env.corpus import SPLITS
+
+    for section in ("validation", "test"):  # read only after the student is trained (minutes)
+        if cfg[section]["split"] not in SPLITS:
+            raise ValueError(f"{section}.split must be one of {', '.join(SPLITS)}, got {cfg[section]['split']!r}")
+    if Path(cfg["name"]).name != cfg["name"]:
+        raise ValueError(f"name must be a folder name (no '/'), got {cfg['name']!r}")
+    if cfg["ship_dir"] is not None and (not isinstance(cfg["ship_dir"], str) or not cfg["ship_dir"].strip()):
+        raise ValueError(f"ship_dir must name a folder (or be null), got {cfg['ship_dir']!r}")
 
 
 def scene_photo(seed: int, n_photos: int) -> int:
@@ -161,18 +170,25 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.train_distill`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", help="distill YAML (experiments/configs/distill_spatial.yaml)")
-    ap.add_argument("--ship", action="store_true", help="copy model.zip + config.yml to ship_dir")
-    ap.add_argument("--quick", action="store_true", help="smoke run: few epochs and episodes")
+    ap.add_argument("--config", help="distill YAML, e.g. experiments/configs/distill_spatial.yaml (default: none, "
+                                     "the built-in settings, DEFAULTS in this script)")
+    ap.add_argument("--ship", action="store_true",
+                    help="copy model.zip, config.yml and summary.json to the config's ship_dir; not with --quick")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run: few epochs and episodes, into <output_dir>/<name>_quick")
     ap.add_argument("--seed", type=int, default=None,
-                    help="training seed instead of the config's train.seed; the run is named <name>_seed<N>")
+                    help="training seed instead of the config's train.seed; the run is named <name>_seed<N> "
+                         "(default: the config's)")
     ap.add_argument("--overwrite", action="store_true",
-                    help="replace the run already in <output_dir>/<name> (its outputs are removed first)")
+                    help="replace the run already in <output_dir>/<name> (its outputs are removed first) "
+                         "(default: refuse)")
     args = ap.parse_args(argv)
     try:
         if args.quick and args.ship:  # a smoke model must never replace the shipped student
             raise ValueError("--quick makes a smoke model: it is never shipped (drop --ship or --quick)")
         cfg = load_distill_config(args.config)
+        if args.ship and not cfg["ship_dir"]:  # it was skipped silently after the whole run
+            raise ValueError(f"--ship needs a ship_dir in {args.config or 'the config'}")
         if args.seed is not None:
             cfg["train"]["seed"] = int(args.seed)
             cfg["name"] = f"{cfg['name']}_seed{int(args.seed)}"

@@ -96,10 +96,126 @@ def architecture(cfg: dict[str, Any]) -> dict[str, Any]:
     unknown = set(arch) - set(ARCH_KEYS)
     if unknown:
         raise ValueError(f"unknown arch options {sorted(unknown)}; known: {', '.join(ARCH_KEYS)}")
+    check_arch(arch, "config")  # arch.dilations: 2 (not a list) is named, not a TypeError traceback
     out: dict[str, Any] = {k: bool(arch.get(k, False)) for k in ("batchnorm", "dct")}
     out["dilations"] = tuple(int(d) for d in arch.get("dilations", (2, 4)))
     out["pool_power"] = float(arch.get("pool_power", 1.0))
     return out
+
+
+def whole_value(value: Any, name: str, where: str, minimum: int = 0) -> int:
+    """``value`` when it is a whole number >= ``minimum`` (not a bool, a float or a string), else ``ValueError``
+    naming ``where`` and the config key ``name`` (``"train.epochs"``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{where}: {name} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def number_value(value: Any, name: str, where: str, low: float | None = None, high: float | None = None,
+                 above: bool = False) -> float:
+    """``value`` as a float when it is a finite number (not a bool or a string) >= ``low`` (> ``low`` with
+    ``above``) and <= ``high``, else ``ValueError`` naming ``where`` and the config key ``name``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
+    ok = ok and (low is None or (value > low if above else value >= low)) and (high is None or value <= high)
+    if not ok:
+        rng = [f"{'>' if above else '>='} {low:g}" if low is not None else "", f"<= {high:g}" if high is not None
+               else ""]
+        text = " and ".join(r for r in rng if r)
+        raise ValueError(f"{where}: {name} must be a number{' ' + text if text else ''}, got {value!r}")
+    return float(value)
+
+
+def flag_value(value: Any, name: str, where: str) -> bool:
+    """``value`` when it is true or false, else ``ValueError`` naming ``where`` and the config key ``name``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: {name} must be true or false, got {value!r}")
+    return value
+
+
+def check_arch(arch: Any, where: str) -> None:
+    """``ValueError`` naming ``where`` and the key for an ``arch`` value the network cannot take: ``batchnorm`` /
+    ``dct`` not true/false, ``dilations`` not a non-empty list of whole numbers >= 1, ``pool_power`` not in [1, 16]."""
+    if arch is None:
+        return
+    if not isinstance(arch, dict):
+        raise ValueError(f"{where}: arch must be a mapping of config keys, got {arch!r}")
+    for key in ("batchnorm", "dct"):
+        if key in arch:
+            flag_value(arch[key], f"arch.{key}", where)
+    if "dilations" in arch:
+        d = arch["dilations"]
+        if (not isinstance(d, (list, tuple)) or not d
+                or not all(isinstance(x, int) and not isinstance(x, bool) and x >= 1 for x in d)):
+            raise ValueError(f"{where}: arch.dilations must be a non-empty list of whole numbers >= 1 (e.g. [2, 4]), "
+                             f"got {d!r}")
+    if "pool_power" in arch:
+        number_value(arch["pool_power"], "arch.pool_power", where, 1.0, 16.0)
+
+
+def check_recipes(recipes: Any, name: str, where: str) -> None:
+    """``ValueError`` naming ``where`` and ``name`` unless ``recipes`` maps known recipe names (not the held-out
+    ``agenticir-B`` / ``-C``) to sampling weights >= 0, at least one of them > 0."""
+    from ir_env.recipes import list_recipes
+
+    if not isinstance(recipes, dict) or not recipes:
+        raise ValueError(f"{where}: {name} must map recipe names to sampling weights, got {recipes!r}")
+    known = [r for r in list_recipes() if r not in UNSEEN_RECIPES]
+    for r, w in recipes.items():
+        if r in UNSEEN_RECIPES:
+            raise ValueError(f"{where}: {name}: {r} is held out for unseen-combination tests (agenticir-B / -C)")
+        if r not in known:
+            raise ValueError(f"{where}: {name}: unknown recipe {r!r}; known: {', '.join(known)}")
+        number_value(w, f"{name}.{r}", where, 0.0)
+    if not sum(float(w) for w in recipes.values()) > 0:
+        raise ValueError(f"{where}: {name}: the sampling weights sum to 0")
+
+
+def check_corpus(data: dict[str, Any], where: str, section: str = "data") -> None:
+    """``ValueError`` naming ``where`` and ``section.corpus`` / ``section.split`` for a corpus that is neither a
+    named corpus nor a folder, or a split that is not train, test or all (nothing is read)."""
+    from ir_env.corpus import NAMED_CORPORA, SPLITS
+
+    corpus = data.get("corpus")
+    if corpus is not None:
+        if not isinstance(corpus, str) or not corpus.strip():
+            raise ValueError(f"{where}: {section}.corpus must name a corpus ({', '.join(NAMED_CORPORA)}) or a "
+                             f"folder, got {corpus!r}")
+        if corpus not in NAMED_CORPORA and not Path(corpus).expanduser().is_dir():
+            raise ValueError(f"{where}: {section}.corpus {corpus!r} is neither a named corpus "
+                             f"({', '.join(NAMED_CORPORA)}) nor a folder")
+    if "split" in data and data["split"] not in SPLITS:
+        raise ValueError(f"{where}: {section}.split must be one of {', '.join(SPLITS)}, got {data['split']!r}")
+
+
+def check_data(data: dict[str, Any], where: str) -> None:
+    """``ValueError`` naming ``where`` and ``data.<key>`` for a value of :func:`make_dataset`'s ``data`` section it
+    cannot use (checked before any scene is made): corpus / split, ``crop`` a multiple of 8, scene counts >= 1,
+    shares in [0, 1], ``workers`` >= 1, ``augment``, ``recipes``. Shared with ``fit_context_head``."""
+    check_corpus(data, where)
+    if "crop" in data:
+        crop = whole_value(data["crop"], "data.crop", where, STRIDE)
+        if crop % STRIDE:
+            raise ValueError(f"{where}: data.crop must be a multiple of {STRIDE}, got {crop}")
+    for key in ("scenes", "val_scenes"):
+        if key in data:
+            whole_value(data[key], f"data.{key}", where, 1)
+    for key in ("clean_frac", "clean_split"):
+        if key in data:
+            number_value(data[key], f"data.{key}", where, 0.0, 1.0)
+    if "workers" in data:
+        whole_value(data["workers"], "data.workers", where, 1)
+    aug = data.get("augment")
+    if isinstance(aug, dict):
+        if aug.get("scale") is not None:
+            sc = aug["scale"]
+            if (not isinstance(sc, (list, tuple)) or len(sc) != 2
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in sc)
+                    or not 0 < sc[0] <= sc[1]):
+                raise ValueError(f"{where}: data.augment.scale must be [lo, hi] with 0 < lo <= hi, got {sc!r}")
+        if "colour" in aug:
+            flag_value(aug["colour"], "data.augment.colour", where)
+    if "recipes" in data:
+        check_recipes(data["recipes"], "data.recipes", where)
 
 
 def augment_clean(photo: np.ndarray, size: int, rng: np.random.Generator, aug: dict[str, Any]) -> np.ndarray:
@@ -514,20 +630,66 @@ def check_config(cfg: dict[str, Any], where: str, recalibrate: bool = False) -> 
         sections[""] = (sections[""][0], ("seed", "arch", "data", "train", "output_dir"))
         sections["train"] = (sections["train"][0], ())
     check_sections(cfg, sections, where)
+    check_values(cfg, where)
+
+
+def check_values(cfg: dict[str, Any], where: str) -> None:
+    """``ValueError`` naming ``where`` and the key (``channels``, ``arch.dilations``, ``train.lr``) for a value of
+    a key-checked config (:func:`check_config`) that training could not use, before any scene is made: a count that
+    is not a whole number in range, a rate or weight that is not a number in range, a flag that is not
+    true/false, an unknown recipe, precision or split, an ``output_dir`` that is a file."""
+    from ir_env.paths import check_writable
+
+    whole_value(cfg["seed"], "seed", where, 0)
+    if "channels" in cfg:
+        channels = whole_value(cfg["channels"], "channels", where, 8)
+        if channels % 4:
+            raise ValueError(f"{where}: channels must be a multiple of 4 and >= 8, got {channels}")
+    check_arch(cfg.get("arch"), where)
+    check_data(cfg["data"], where)
+    tc = cfg["train"]
+    for key in ("epochs", "batch_size", "threads"):
+        if key in tc:
+            whole_value(tc[key], f"train.{key}", where, 1)
+    if "lr" in tc:
+        number_value(tc["lr"], "train.lr", where, 0.0, above=True)
+    for key in ("weight_decay", "severity_weight", "dense_weight"):
+        if key in tc:
+            number_value(tc[key], f"train.{key}", where, 0.0)
+    if "balanced" in tc:
+        flag_value(tc["balanced"], "train.balanced", where)
+    if "precision" in tc and tc["precision"] not in PRECISIONS:
+        raise ValueError(f"{where}: train.precision must be one of {', '.join(PRECISIONS)}, got {tc['precision']!r}")
+    if "swa_epochs" in tc:
+        swa = whole_value(tc["swa_epochs"], "train.swa_epochs", where, 0)
+        if "epochs" in tc and swa > tc["epochs"]:
+            raise ValueError(f"{where}: train.swa_epochs must be in [0, epochs], got {swa}")
+    if not isinstance(cfg["output_dir"], str) or not cfg["output_dir"].strip():
+        raise ValueError(f"{where}: output_dir must name a folder, got {cfg['output_dir']!r}")
+    check_writable(cfg["output_dir"], "output_dir", folder=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.train_encoder`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="experiments/configs/encoder_v8.yaml")
-    ap.add_argument("--ship", action="store_true", help="copy the weights to the config's ship_dir")
-    ap.add_argument("--quick", action="store_true", help="tiny run (256 scenes, 2 epochs) to check the pipeline")
-    ap.add_argument("--output-dir", help="override output_dir")
+    ap.add_argument("--config", default="experiments/configs/encoder_v8.yaml",
+                    help="training config YAML (default: %(default)s, the shipped encoder's)")
+    ap.add_argument("--ship", action="store_true",
+                    help="copy the trained weights to the config's ship_dir (the shipped default weights); "
+                         "not with --quick")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run (at most 256 + 64 scenes, 2 epochs) to check the pipeline; it still writes its "
+                         "weights into the config's output_dir (pass --output-dir to keep a real run there)")
+    ap.add_argument("--output-dir", help="write the weights here instead of the config's output_dir "
+                                         "(default: the config's)")
     ap.add_argument("--recalibrate-from", metavar="DIR",
-                    help="no training: re-fit DIR's trained encoder to the config's arch.pool_power (recalibrate())")
+                    help="no training: re-fit DIR's trained encoder to the config's arch.pool_power (recalibrate()) "
+                         "(default: train)")
     a = ap.parse_args(argv)
     try:
+        if a.quick and a.ship:  # a smoke model must never replace the shipped encoder
+            raise ValueError("--quick makes a smoke model: it is never shipped (drop --ship or --quick)")
         cfg = load_train_config(a.config, ship=a.ship)
         if a.output_dir:
             cfg["output_dir"] = a.output_dir

@@ -34,7 +34,16 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402, N812
 from tqdm import tqdm  # noqa: E402
 
-from experiments.train_encoder import ARCH_KEYS, architecture, load_train_config  # noqa: E402
+from experiments.train_encoder import (  # noqa: E402
+    ARCH_KEYS,
+    architecture,
+    check_arch,
+    check_corpus,
+    check_recipes,
+    load_train_config,
+    number_value,
+    whole_value,
+)
 from ir_env.corpus import load_corpus, random_crop  # noqa: E402
 from ir_env.degradations import FAMILY_OF_KIND  # noqa: E402
 from ir_env.encoder.learned import load_encoder, save_weights, ship_weights  # noqa: E402
@@ -256,23 +265,104 @@ def check_config(cfg: dict[str, Any], where: str, data_only: bool = False) -> No
         sections[""] = (sections[""][0], ("seed", "data", "output_dir"))
         sections["train"] = (sections["train"][0], ())
     check_sections(cfg, sections, where)
+    check_values(cfg, where)
+
+
+def check_values(cfg: dict[str, Any], where: str) -> None:
+    """``ValueError`` naming ``where`` and the key for a value of a key-checked config (:func:`check_config`) that
+    the groups or the training could not use, before any group is made: counts that are not whole numbers in range,
+    probabilities outside [0, 1], rates / weights that are not numbers in range, an unknown recipe or split, an
+    ``init_from`` that is not a folder name, an ``output_dir`` that is a file."""
+    from ir_env.paths import check_writable
+
+    whole_value(cfg["seed"], "seed", where, 0)
+    if "channels" in cfg:
+        channels = whole_value(cfg["channels"], "channels", where, 8)
+        if channels % 4:
+            raise ValueError(f"{where}: channels must be a multiple of 4 and >= 8, got {channels}")
+    init = cfg.get("init_from")
+    if init is not None and (not isinstance(init, str) or not init.strip()):
+        raise ValueError(f"{where}: init_from must name an encoder weights folder, got {init!r}")
+    check_arch(cfg.get("arch"), where)
+    d = cfg["data"]
+    check_corpus(d, where)
+    crop = whole_value(d["crop"], "data.crop", where, STRIDE)
+    if crop % STRIDE:
+        raise ValueError(f"{where}: data.crop must be a multiple of {STRIDE}, got {crop}")
+    for key in ("groups", "val_groups", "candidates"):
+        whole_value(d[key], f"data.{key}", where, 1)
+    for key in ("p_walk", "p_true_family", "p_whole"):
+        number_value(d[key], f"data.{key}", where, 0.0, 1.0)
+    check_recipes(d["recipes"], "data.recipes", where)
+    tc = cfg.get("train") or {}
+    for key in ("epochs", "groups_per_batch", "threads"):
+        if key in tc:
+            whole_value(tc[key], f"train.{key}", where, 1)
+    for key in ("lr", "rank_tau"):
+        if key in tc:
+            number_value(tc[key], f"train.{key}", where, 0.0, above=True)
+    for key in ("body_lr_scale", "rank_weight"):
+        if key in tc:
+            number_value(tc[key], f"train.{key}", where, 0.0)
+    if not isinstance(cfg["output_dir"], str) or not cfg["output_dir"].strip():
+        raise ValueError(f"{where}: output_dir must name a folder, got {cfg['output_dir']!r}")
+    check_writable(cfg["output_dir"], "output_dir", folder=True)
+
+
+def check_init_from(cfg: dict[str, Any], where: str) -> None:
+    """``ValueError`` naming ``where`` and ``init_from`` when the config starts from an encoder (``init_from``) that
+    is not a loadable weights folder (``encoder.pt`` + ``encoder.json``) or has other ``channels`` than the config
+    asks for; run before any group is made (the groups take minutes, training reads the encoder only after)."""
+    from ir_env.encoder.learned import EncoderWeightsError
+
+    init = cfg.get("init_from")
+    if not init:
+        return
+    folder = Path(init)
+    if not folder.is_dir():
+        raise ValueError(f"{where}: init_from {init} is not a folder (an encoder weights folder with encoder.pt and "
+                         "encoder.json, as experiments.train_encoder writes into its output_dir)")
+    missing = [n for n in ("encoder.json", "encoder.pt") if not (folder / n).is_file()]
+    if missing:
+        raise ValueError(f"{where}: init_from {init} holds no {' or '.join(missing)} (an encoder weights folder, as "
+                         "experiments.train_encoder writes into its output_dir)")
+    try:
+        src = load_encoder(folder, fuse=False).net
+    except EncoderWeightsError as e:
+        raise ValueError(f"{where}: init_from {init} cannot be loaded: {e}") from None
+    if "channels" in cfg and src.channels != cfg["channels"]:
+        raise ValueError(f"{where}: init_from {init} has {src.channels} channels, the config asks for "
+                         f"channels {cfg['channels']}")
 
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.train_npsnr`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="experiments/configs/npsnr.yaml")
-    ap.add_argument("--ship", action="store_true")
-    ap.add_argument("--quick", action="store_true")
-    ap.add_argument("--output-dir")
-    ap.add_argument("--data-only", action="store_true", help="only build (and cache) the groups")
+    ap.add_argument("--config", default="experiments/configs/npsnr.yaml",
+                    help="training config YAML (default: %(default)s)")
+    ap.add_argument("--ship", action="store_true",
+                    help="copy the trained weights to the config's ship_dir (the shipped npsnr judge); not with "
+                         "--quick")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke run (at most 48 + 16 groups, not cached; 1 epoch); it still writes its weights into "
+                         "the config's output_dir (pass --output-dir to keep a real run there)")
+    ap.add_argument("--output-dir", help="write the weights (and the groups cache) here instead of the config's "
+                                         "output_dir (default: the config's)")
+    ap.add_argument("--data-only", action="store_true",
+                    help="only build (and cache) the groups, no training (default: build or reuse them, then train)")
     a = ap.parse_args(argv)
     try:
+        if a.quick and a.ship:  # a smoke model must never replace the shipped judge
+            raise ValueError("--quick makes a smoke model: it is never shipped (drop --ship or --quick)")
+        if a.data_only and a.ship:
+            raise ValueError("--data-only trains nothing, so there is nothing to ship (drop --ship or --data-only)")
         cfg = load_train_config(a.config, ship=a.ship)
         if a.output_dir:
             cfg["output_dir"] = a.output_dir
         check_config(cfg, a.config, data_only=a.data_only)
+        if not a.data_only:
+            check_init_from(cfg, a.config)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -75,7 +75,7 @@ def test_output_and_number_options(tmp_path: Path) -> None:
 ])
 def test_scripts_refuse_bad_input_in_one_line_before_work(tmp_path: Path, args: list[str], message: str) -> None:
     cfg = yaml.safe_load((ROOT / "experiments/configs/compare.yaml").read_text())
-    cfg.update(planners=["random", "nosuch"], output_dir=str(tmp_path / "cmp"), targets=None)
+    cfg.update(planners=["random", "nosuch"], output_dir=str(tmp_path / "cmp"), targets=None, skip=None)
     (tmp_path / "c.yaml").write_text(yaml.safe_dump(cfg))
     base = yaml.safe_load((ROOT / "experiments/configs/baselines.yaml").read_text())
     base.update(planners=["random", "fixed"], no_reference_judge="brisqeu", output_dir=str(tmp_path / "cmp"))
@@ -94,10 +94,11 @@ def test_compare_config_values_are_checked(tmp_path: Path) -> None:
     from experiments.compare import load_compare_config
 
     base = yaml.safe_load((ROOT / "experiments/configs/compare.yaml").read_text())
+    base["skip"] = None  # its entries name planners and recipes some changes below remove
     for change, message in (({"size": "abc"}, "size must be a whole number"),
                             ({"recipes": ["nosuch"]}, "unknown recipe 'nosuch'"),
                             ({"recipes": []}, "recipes must be a non-empty list"),
-                            ({"planners": "random"}, "planners must be a list")):
+                            ({"planners": "random"}, "planners must be a non-empty list")):
         path = tmp_path / "c.yaml"
         path.write_text(yaml.safe_dump({**base, **change}))
         with pytest.raises(ValueError, match=message):
