@@ -235,9 +235,10 @@ def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> Loaded
         for f in (js, pt):
             if not f.is_file():
                 raise EncoderWeightsError(
-                    f"encoder weights file {f} not found; train them with "
-                    "`python -m experiments.train_encoder --config experiments/configs/encoder_v8.yaml --ship` "
-                    "or pass weights=DIR holding encoder.pt and encoder.json")
+                    f"encoder weights file {f} not found: weights=DIR must be a folder holding encoder.pt and "
+                    "encoder.json, as the script that made it writes them (experiments.train_encoder for an "
+                    "encoder, experiments.fit_context_head or fit_segment_head for an encoder with a head); "
+                    "without weights= the shipped encoder is used")
         info = read_tagged_json(js, FORMAT)
         if list(info.get("families", [])) != list(FAMILIES):
             raise EncoderWeightsError(f"{js} was trained for families {info.get('families')}, not {list(FAMILIES)}")
