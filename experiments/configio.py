@@ -134,16 +134,14 @@ def check_run_folder(run_dir: str | Path, overwrite: bool, outputs: Iterable[str
     the new one). Other files in the folder are kept. Nothing is created."""
     import shutil
 
+    from ir_env.paths import held_run, run_folder_outputs
+
     folder = Path(run_dir)
-    if not folder.is_dir():
-        return
-    found = sorted({p for pattern in outputs for p in folder.glob(pattern)})
+    found = run_folder_outputs(folder, outputs)
     if not found:
         return
     if not overwrite:
-        names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in found[:6]) + (", ..." if len(found) > 6 else "")
-        raise ValueError(f"run folder {folder} already holds a run ({names}); pick another name or output_dir, or "
-                         f"pass {flag} to replace it")
+        raise ValueError(f"{held_run(folder, found)}; pick another name or output_dir, or pass {flag} to replace it")
     for p in found:
         shutil.rmtree(p) if p.is_dir() else p.unlink()
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 
@@ -38,3 +39,19 @@ def find_config(path: str | Path) -> Path:
     if p.is_dir():
         raise FileNotFoundError(f"config file not found: {p} is a directory")
     raise FileNotFoundError(f"config file not found: {p}")
+
+
+def run_folder_outputs(folder: str | Path, patterns: Iterable[str]) -> list[Path]:
+    """The files and folders in ``folder`` that match any glob pattern of ``patterns`` (a run's outputs: model
+    zips, summaries, ``tb_*`` logs), sorted, each once; ``[]`` when ``folder`` is not a directory. Shared by the
+    trainers' "this folder already holds a run" refusals (``spatial-ir train``, train_bc, train_distill)."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return sorted({p for pattern in patterns for p in folder.glob(pattern)})
+
+
+def held_run(folder: str | Path, found: Sequence[Path], limit: int = 6) -> str:
+    """``"run folder F already holds a run (a, b/, ...)"``: the start of those refusals (folders end in ``/``)."""
+    names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in found[:limit])
+    return f"run folder {folder} already holds a run ({names}{', ...' if len(found) > limit else ''})"

@@ -326,10 +326,10 @@ def _check_run_folder(run_dir: Path, resume: str | None, overwrite: bool, python
         where = resume_location(resume)
         if where is not None and (Path(where[0]) / where[1]).resolve() == run_dir.resolve():
             return  # continuing this folder's own run
-    names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in old)
+    from ir_env.paths import held_run
+
     if python:
-        raise ValueError(f"run folder {run_dir} already holds a run ({names}); save into another folder, or pass "
-                         "overwrite=True to replace it")
+        raise ValueError(f"{held_run(run_dir, old)}; save into another folder, or pass overwrite=True to replace it")
     latest = run_dir / "model.zip"
     if not latest.is_file():  # a run killed before it saved: its newest checkpoint
         import re
@@ -337,7 +337,7 @@ def _check_run_folder(run_dir: Path, resume: str | None, overwrite: bool, python
         ckpts = sorted(run_dir.glob("checkpoints/model_*_steps.zip"),
                        key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
         latest = ckpts[-1] if ckpts else latest
-    raise ValueError(f"run folder {run_dir} already holds a run ({names}); continue it with --resume "
+    raise ValueError(f"{held_run(run_dir, old)}; continue it with --resume "
                      f"{latest} (or a checkpoint), pick another --output-dir or config name, or pass "
                      "--overwrite (Python: overwrite=True) to replace it")
 
