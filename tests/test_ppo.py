@@ -783,3 +783,44 @@ def test_a_damaged_or_mismatched_model_is_one_error_naming_the_file(tiny_run: Pa
     shutil.copy("policies/ppo/models/ppo_global/model.zip", run / "model.zip")
     with pytest.raises(ValueError, match="do not belong together"):
         make_planner("ppo", path=run / "model.zip")
+
+
+def test_a_model_trained_on_normalised_observations_is_deployed_with_its_statistics(tmp_path: Path) -> None:
+    """README: VecNormalize(venv, norm_obs_keys=["regions"]) for your own training. save_model keeps the statistics
+    and the planner feeds the policy what it was trained on (it used to feed raw embeddings without a word)."""
+    from stable_baselines3.common.vec_env import DummyVecEnv, VecNormalize
+
+    from policies import make_planner
+    from policies.ppo.train import save_model
+
+    venv = VecNormalize(DummyVecEnv([lambda: BoxAction(gym.make("SpatialIR-Lite-v1", image_size=48))]),
+                        norm_obs_keys=["regions"])
+    model = make_hybrid_ppo(venv, n_steps=32, batch_size=32, seed=0, device="cpu")
+    model.learn(64)
+    path = save_model(model, tmp_path / "vn", "SpatialIR-Lite-v1", {"image_size": 48})
+    assert read_model_config(path)["obs_normalization"] == "vecnormalize.pkl"
+    planner = make_planner("ppo", path=str(path), gate="off")
+    obs = planner.observe(np.random.default_rng(1).random((48, 48, 3), dtype=np.float32),
+                          np.ones((1, 48, 48), bool))
+    want = venv.normalize_obs(obs)  # what the policy saw in training (statistics frozen at save)
+    got = planner.normalise(obs)
+    np.testing.assert_allclose(got["regions"], want["regions"], rtol=1e-6)
+    assert np.array_equal(got["valid"], obs["valid"]) and not np.allclose(got["regions"], obs["regions"])
+    mean = planner.obs_normalizer.obs_rms["regions"].mean.copy()
+    planner.restore(np.random.default_rng(2).random((48, 48, 3), dtype=np.float32))
+    assert np.array_equal(planner.obs_normalizer.obs_rms["regions"].mean, mean)  # frozen while deployed
+    (tmp_path / "vn" / "vecnormalize.pkl").unlink()
+    with pytest.raises(ValueError, match="trained on normalised observations, but its statistics file"):
+        make_planner("ppo", path=str(path))
+    with pytest.raises(ValueError, match="use_sde is not supported"):
+        make_hybrid_ppo(venv, n_steps=32, batch_size=32, use_sde=True)
+
+
+def test_stop_and_unused_dims_never_make_a_log_prob_nan() -> None:
+    """At an extreme log_std the unused dims' Gaussian terms overflow; they used to be multiplied by 0 (NaN)."""
+    from policies.ppo.distribution import HybridActionDistribution
+
+    d = HybridActionDistribution([2, 1], num_regions=2, num_params=2)
+    d.proba_distribution(th.zeros(1, 2, 2), th.zeros(1), th.full((1, 2, 2, 2), 0.5), th.full((2, 2), -60.0),
+                         th.tensor([[1.0, 0.0]]))
+    assert th.isfinite(d.log_prob(th.tensor([[4.0, 0.0, 0.0]]))).all()  # STOP: the categorical term alone

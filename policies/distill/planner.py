@@ -67,5 +67,6 @@ class DistilledPlanner(PPOPlanner):
     def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
         from policies.distill.student import decide
 
+        obs = self.normalise(obs)
         return decide(self.model.policy, {k: np.asarray(v)[None] for k, v in obs.items()}, self.tau,
                       self.stop_margin)[0]

@@ -138,7 +138,8 @@ class HybridActionDistribution:
         theta = actions[:, 1:1 + self.num_params]
         z = (theta - mu) * th.exp(-log_std)
         gauss = -0.5 * z.pow(2) - log_std - _HALF_LOG_2PI
-        return lp + (gauss * dims).sum(dim=1)
+        # only the chosen tool's own dims count: selected, not multiplied by 0 (an overflowing z would be inf * 0)
+        return lp + th.where(dims > 0, gauss, th.zeros_like(gauss)).sum(dim=1)
 
     def entropy(self) -> th.Tensor:
         """(B,) exact entropy: ``H(Cat) + Σ_j Cat(j) · H(N_j)`` (STOP contributes no Gaussian term)."""

@@ -38,6 +38,33 @@ def _load_model(cls: Any, model_path: Path, device: str) -> Any:
                          f"({type(exc).__name__}: {first})") from None
 
 
+def _load_obs_normalizer(cfg: dict[str, Any], model_path: Path) -> Any:
+    """The ``VecNormalize`` saved beside the model (``config.yml`` ``obs_normalization``) with its statistics frozen,
+    or None; ``ValueError`` naming the file when it is missing or unreadable (the policy would read raw
+    observations it was never trained on)."""
+    name = cfg.get("obs_normalization")
+    if not name:
+        return None
+    import pickle
+
+    path = model_path.parent / str(name)
+    if not path.is_file():
+        raise ValueError(f"{model_path} was trained on normalised observations, but its statistics file {path} is "
+                         "missing (save_model writes it beside the model)")
+    try:
+        with open(path, "rb") as f:
+            vn = pickle.load(f)
+    except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing here
+        raise ValueError(f"{path} is not a readable VecNormalize statistics file ({type(exc).__name__}: {exc})"
+                         ) from None
+    from stable_baselines3.common.vec_env import VecNormalize
+
+    if not isinstance(vn, VecNormalize):
+        raise ValueError(f"{path} holds a {type(vn).__name__}, not VecNormalize statistics")
+    vn.training = False  # frozen: deployment must not move the statistics
+    return vn
+
+
 def _check_observations(model: Any, env: Any, model_path: Path) -> None:
     """``ValueError`` when the policy in ``model_path`` reads observations of other shapes than the env its
     ``config.yml`` describes (a model.zip copied beside another run's config.yml); else the first
@@ -190,6 +217,7 @@ class PPOPlanner(Planner):
         self.proposer = base.proposer
         self.model = _load_model(algo_class(self.algo), model_path, device)
         _check_observations(self.model, self.env, model_path)
+        self.obs_normalizer = _load_obs_normalizer(cfg, model_path)
         self.model_path = model_path
         self.config = cfg
         self.env_kwargs = env_kwargs
@@ -238,7 +266,13 @@ class PPOPlanner(Planner):
             base.proposer = proposer
         return obs
 
+    def normalise(self, obs: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """``obs`` as the policy was trained to read it: through the saved ``VecNormalize`` statistics (frozen) when
+        the model was trained on a normalising env (``config.yml`` ``obs_normalization``), else unchanged."""
+        return obs if self.obs_normalizer is None else self.obs_normalizer.normalize_obs(obs)
+
     def _act(self, obs: dict[str, np.ndarray]) -> np.ndarray:
+        obs = self.normalise(obs)
         if self.algo == "hybrid":
             action, _ = self.model.predict(obs, deterministic=True)
         else:

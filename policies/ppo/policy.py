@@ -107,6 +107,9 @@ class HybridSetPolicy(ActorCriticPolicy):
                  region_features: int | None = None, **kwargs: Any) -> None:
         check_policy_values("policy_kwargs", hidden=hidden, attention=attention, share_encoder=share_encoder,
                             log_std_init=log_std_init, region_features=region_features)
+        if kwargs.get("use_sde"):  # SB3 would build a gSDE distribution this policy never samples from
+            raise ValueError("use_sde is not supported by HybridSetPolicy: its Gaussian parameters explore with the "
+                             "per-tool log_std (policy_kwargs log_std_init); drop use_sde")
         keys = {"regions", "valid", "history", "steps_left"}
         if not isinstance(observation_space, spaces.Dict) or not keys <= set(observation_space.spaces):
             raise ValueError("HybridSetPolicy needs the SpatialIR Dict observation "

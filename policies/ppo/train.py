@@ -130,7 +130,9 @@ def save_model(model: Any, folder: str | Path, env_id: str, env_kwargs: Mapping[
     another recipe, region proposer, region count, image size, embedding, step budget or its ending
     (``budget_end``), reward metric, step cost or tool list than that env; also for a model that is neither PPO
     with :class:`HybridSetPolicy` nor MaskablePPO. A folder already holding a run is refused unless
-    ``overwrite`` (its earlier outputs are then removed)."""
+    ``overwrite`` (its earlier outputs are then removed). A model trained on a ``VecNormalize`` env that normalises
+    observations gets its statistics saved beside it (``vecnormalize.pkl``, named in ``config.yml`` as
+    ``obs_normalization``); the planners apply them, frozen, to every observation."""
     from sb3_contrib import MaskablePPO
     from stable_baselines3 import PPO
 
@@ -189,10 +191,15 @@ def save_model(model: Any, folder: str | Path, env_id: str, env_kwargs: Mapping[
 
     recorded = {k: v for k, v in cfg.items() if k not in ("ppo", "total_timesteps", "eval", "checkpoint_freq",
                                                            "resume", "n_envs")}  # training-run keys it never used
+    vn = model.get_vec_normalize_env()
+    norm = vn is not None and bool(vn.norm_obs)  # the policy was trained on normalised observations
     write_config({**recorded, "policy_kwargs": dict(model.policy_kwargs or {}), "seed": model.seed,
                   **_tool_info(cfg), "trained_timesteps": int(model.num_timesteps),
+                  **({"obs_normalization": OBS_NORMALIZATION} if norm else {}),
                   "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": torch.__version__},
                   "started": "saved by policies.ppo.train.save_model"}, folder)
+    if norm:  # its statistics as they are now, which the planner applies (frozen) to every observation
+        vn.save(str(folder / OBS_NORMALIZATION))
     model.save(folder / "model.zip")
     return folder / "model.zip"
 
@@ -302,7 +309,9 @@ def _restore_eval_history(callback: Any, path: Path, up_to: int) -> None:
 
 
 #: What a run writes into its folder (files and folders); ``overwrite=True`` removes them before a new run.
-RUN_OUTPUTS = ("model.zip", "best_model.zip", "config.yml", "checkpoints", "eval")
+RUN_OUTPUTS = ("model.zip", "best_model.zip", "config.yml", "checkpoints", "eval", "vecnormalize.pkl")
+#: File beside a model saved by :func:`save_model` from a ``VecNormalize``-wrapped env: its observation statistics.
+OBS_NORMALIZATION = "vecnormalize.pkl"
 
 
 def run_outputs(run_dir: Path) -> list[Path]:
