@@ -824,3 +824,32 @@ def test_stop_and_unused_dims_never_make_a_log_prob_nan() -> None:
     d.proba_distribution(th.zeros(1, 2, 2), th.zeros(1), th.full((1, 2, 2, 2), 0.5), th.full((2, 2), -60.0),
                          th.tensor([[1.0, 0.0]]))
     assert th.isfinite(d.log_prob(th.tensor([[4.0, 0.0, 0.0]]))).all()  # STOP: the categorical term alone
+
+
+def test_resuming_an_older_checkpoint_sets_the_later_outputs_aside(tiny_run: Path, tmp_path: Path) -> None:
+    """The abandoned branch's later checkpoints and its best_model.zip (possibly from an evaluation the resumed run
+    dropped from its history) used to stay beside the resumed run's; they are moved to abandoned_after_<step>/ and
+    best_model.zip is the kept history's best again (its checkpoint)."""
+    run = Path(shutil.copytree(tiny_run, tmp_path / "r" / "tiny"))
+    with np.load(run / "eval" / "evaluations.npz") as ev:
+        assert [int(t) for t in ev["timesteps"]] == [64, 128]
+    later = (run / "checkpoints" / "model_128_steps.zip").read_bytes()
+    old_best = (run / "best_model.zip").read_bytes()
+    raw = {**_raw_of(run), "output_dir": str(tmp_path / "r"), "eval": {"freq": 64, "episodes": 2},
+           "checkpoint_freq": 64, "progress_bar": False, "total_timesteps": 96}
+    train_from_dict(raw, resume=str(run / "checkpoints" / "model_64_steps.zip"))
+    aside = run / "abandoned_after_64"
+    assert (aside / "model_128_steps.zip").read_bytes() == later
+    assert (aside / "best_model.zip").read_bytes() == old_best
+    assert (run / "checkpoints" / "model_128_steps.zip").read_bytes() != later  # the resumed run's own step 128
+    with np.load(run / "eval" / "evaluations.npz") as ev:
+        steps, means = [int(t) for t in ev["timesteps"]], ev["results"].mean(axis=1)
+    assert steps == [64, 128]  # 64 kept, 128 evaluated again by the resumed run
+    best = run / "checkpoints" / f"model_{steps[int(np.argmax(means))]}_steps.zip"
+    from stable_baselines3 import PPO
+
+    got, want = PPO.load(run / "best_model.zip").policy.state_dict(), PPO.load(best).policy.state_dict()
+    assert all(th.equal(v, want[k]) for k, v in got.items())  # the best of the history as it now stands
+    from policies.ppo.train import run_outputs
+
+    assert aside in run_outputs(run)  # removed with the rest by --overwrite

@@ -291,6 +291,48 @@ def _eval_history_mismatches(path: Path, cfg: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def _set_aside_later_outputs(run_dir: Path, up_to: int) -> Path | None:
+    """Resuming from a checkpoint older than the run's newest outputs: move the abandoned branch's later checkpoints
+    and its ``best_model.zip`` into ``run_dir/abandoned_after_<up_to>/`` (kept, not mixed into the resumed run);
+    returns that folder, or None when nothing was later. ``best_model.zip`` is set aside only when the eval history
+    holds evaluations after ``up_to`` (its best may be one of them)."""
+    import re
+    import shutil
+
+    later = [p for p in (run_dir / "checkpoints").glob("model_*_steps.zip")
+             if int(re.sub(r"\D", "", p.stem) or 0) > up_to]
+    hist = run_dir / "eval" / "evaluations.npz"
+    evals_after = False
+    if hist.is_file():
+        with np.load(hist) as old:
+            evals_after = bool((np.asarray(old["timesteps"]) > up_to).any())
+    best = run_dir / "best_model.zip"
+    moving = later + ([best] if evals_after and best.is_file() else [])
+    if not moving:
+        return None
+    aside = run_dir / f"abandoned_after_{up_to}"
+    aside.mkdir(exist_ok=True)
+    for p in moving:
+        shutil.move(str(p), str(aside / p.name))
+    return aside
+
+
+def _restore_best_model(callback: Any, run_dir: Path) -> None:
+    """After :func:`_set_aside_later_outputs` moved ``best_model.zip`` away: the kept history's best evaluation
+    becomes ``best_model.zip`` again when its checkpoint exists (same step, same weights); otherwise the next
+    evaluation saves one (best mean reward reset)."""
+    import shutil
+
+    if (run_dir / "best_model.zip").is_file() or not callback.evaluations_results:
+        return
+    i = int(np.argmax([np.mean(r) for r in callback.evaluations_results]))
+    ckpt = run_dir / "checkpoints" / f"model_{callback.evaluations_timesteps[i]}_steps.zip"
+    if ckpt.is_file():
+        shutil.copyfile(ckpt, run_dir / "best_model.zip")
+    else:
+        callback.best_mean_reward = -np.inf
+
+
 def _restore_eval_history(callback: Any, path: Path, up_to: int) -> None:
     """Give a resumed run's eval callback the evaluations already in ``path`` (``evaluations.npz``) made at or
     before step ``up_to``, and their best mean reward, so the file keeps its history and ``best_model.zip`` is
@@ -319,7 +361,7 @@ def run_outputs(run_dir: Path) -> list[Path]:
     if not run_dir.is_dir():
         return []
     found = [run_dir / name for name in RUN_OUTPUTS if (run_dir / name).exists()]
-    return found + sorted(p for p in run_dir.glob("tb_*") if p.is_dir())
+    return found + sorted(p for pattern in ("tb_*", "abandoned_after_*") for p in run_dir.glob(pattern) if p.is_dir())
 
 
 def _check_run_folder(run_dir: Path, resume: str | None, overwrite: bool, python: bool = False) -> None:
@@ -512,6 +554,13 @@ def train(cfg: Mapping[str, Any], overwrite: bool = False) -> Path:
             if resume:
                 _restore_eval_history(eval_cb, run_dir / "eval" / "evaluations.npz", int(model.num_timesteps))
             callbacks.append(eval_cb)
+        if resume:  # resumed from an older checkpoint: the abandoned branch's later outputs are set aside
+            aside = _set_aside_later_outputs(run_dir, int(model.num_timesteps))
+            if aside is not None:
+                print(f"resumed at step {int(model.num_timesteps)}: the earlier run's later checkpoints and its "
+                      f"best model moved to {aside}")
+            if eval_env is not None:
+                _restore_best_model(eval_cb, run_dir)
         if resume:  # SB3 callbacks count their calls from 0: continue the run's count, so evaluations and
             for c in callbacks:  # checkpoints keep falling on multiples of their frequency (64, 128, ... steps)
                 c.n_calls = int(model.num_timesteps) // n_envs
