@@ -273,10 +273,10 @@ def add_arguments(ap: argparse.ArgumentParser) -> None:
     """Options shared by this script and ``spatial-ir encoder-eval``."""
     ap.add_argument("--images", default="builtin",
                     help="builtin (its test split), holdout (4 test-only photos nothing is selected on) or a folder")
-    ap.add_argument("--recipe", default="spatial-mixed")
-    ap.add_argument("--crops", type=int, default=25, help="scenes per photo")
-    ap.add_argument("--size", type=int, default=128, help="crop side in px")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--recipe", default="spatial-mixed", help="degradation recipe (default spatial-mixed)")
+    ap.add_argument("--crops", type=int, default=25, help="scenes per photo (default 25)")
+    ap.add_argument("--size", type=int, default=128, help="crop side in px (default 128)")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the scenes (default 0)")
     ap.add_argument("--train-crops", type=int, default=400, help="train-split scenes for the handcrafted probe")
     ap.add_argument("--weights", help="encoder weights directory (default: shipped)")
     ap.add_argument("--no-proposers", action="store_true", help="skip the proposers' mIoU")

@@ -235,6 +235,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
         Path(args.trace).write_text(json.dumps(res.to_json(), indent=2, default=float))
     print(f"{args.planner} ({planner.mode}, judge {res.judge or 'none'}): {len(res.trace)} steps, "
           f"{res.tool_calls} tool calls, {res.iqa_calls} IQA calls, {res.seconds:.2f} s -> {args.output}")
+    if ref is not None:  # the clean image is known: say what the restoration gained
+        from ir_env.quality import get_metric
+
+        psnr = get_metric("psnr")
+        before, after = psnr.score(img, ref), psnr.score(res.image, ref)
+        print(f"PSNR against --reference: {before:.2f} -> {after:.2f} dB ({after - before:+.2f} dB)")
     from restorers import get_tool
 
     for st in res.trace:
@@ -364,7 +370,12 @@ class OneLineParser(argparse.ArgumentParser):
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
+    from ir_env.recipes import list_recipes
     p = OneLineParser(prog="spatial-ir", description="Spatially aware image restoration planning.")
+    p.add_argument("--threads", type=int, default=1, metavar="N",
+                   help="CPU threads for torch and OpenCV in this process (default 1: on the small images and nets "
+                        "here more threads contend; demo ran 6x slower with the libraries' default on a busy 2-core "
+                        "machine); 0 = the libraries' default")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
     s = sub.add_parser("tools", help="list the restoration tools and their parameter ranges")
@@ -372,7 +383,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("degrade", help="degrade one image with a recipe; writes 5 files to -o DIR")
     s.add_argument("image", help="input image file (PNG/JPEG/BMP/TIFF, greyscale ok)")
-    s.add_argument("--recipe", default="spatial-mixed", help="degradation recipe (default spatial-mixed)")
+    s.add_argument("--recipe", default="spatial-mixed", help="degradation recipe (default spatial-mixed; one of "
+                   f"{', '.join(list_recipes())})")
     s.add_argument("--seed", type=seed_int, default=0, help="random seed (same seed, same scene)")
     s.add_argument("--size", type=int, default=0,
                    help="centre-crop to this many px first (0: full image; a smaller image is upscaled to cover it)")
@@ -380,9 +392,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("demo", help="degrade the built-in photos, restore them, print a table, write PNGs")
     s.add_argument("-o", "--output", default="demo_out", help="output directory (default demo_out)")
-    s.add_argument("--recipe", default="spatial-mixed")
+    s.add_argument("--recipe", default="spatial-mixed", help="degradation recipe (default spatial-mixed; one of "
+                   f"{', '.join(list_recipes())})")
     s.add_argument("--size", type=int, default=128, help="centre-crop size in px (default 128)")
-    s.add_argument("--seed", type=seed_int, default=0)
+    s.add_argument("--seed", type=seed_int, default=0, help="seed of the scenes and planners (default 0)")
     s.add_argument("--max-images", type=int, default=0, help="limit the number of images (0: all test images)")
     s = sub.add_parser("restore", help="restore one image file with a planner")
     s.add_argument("image", help="degraded image file")
@@ -406,18 +419,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--max-steps", type=int, default=None,
                    help=f"at most this many kept steps (default {DEFAULT_CLI_STEPS}; `fixed`: its whole pipeline; a "
                         "tiling planner counts them per tile, each tile being planned as an image of its own)")
-    s.add_argument("--seed", type=seed_int, default=0)
+    s.add_argument("--seed", type=seed_int, default=0, help="seed of the planner's random choices (default 0)")
 
     s = sub.add_parser("evaluate", help="compare planners on degraded images (JSON, Markdown, plot)")
     s.add_argument("--images", default="builtin", help="folder of images, 'builtin' (its test split) or 'holdout' "
                    "(4 test-only photos nothing is selected on)")
-    s.add_argument("--recipe", default="spatial-mixed")
+    s.add_argument("--recipe", default="spatial-mixed", help="degradation recipe (default spatial-mixed; one of "
+                   f"{', '.join(list_recipes())})")
     s.add_argument("--planners", default="random,fixed,greedy,dfs",
                    help="comma-separated specs name[:global|spatial][:oracle][:judge=M][:key=value], e.g. "
                    "perceive:regions=families, ppo:gate=off (no perception gate), perceive:tile=128")
     s.add_argument("--judge", default="npsnr", help="default judge for search planners (npsnr, niqe, piqe, brisque)")
-    s.add_argument("--seed", type=seed_int, default=0)
-    s.add_argument("--max-images", type=int, default=0)
+    s.add_argument("--seed", type=seed_int, default=0, help="seed of the scenes and planners (default 0)")
+    s.add_argument("--max-images", type=int, default=0, help="limit the number of images (default 0: all)")
     s.add_argument("--size", type=int, default=128, help="centre-crop size in px (0: full images)")
     s.add_argument("--json", default="", help="write the results JSON here")
     s.add_argument("--markdown", default="", help="write the Markdown table here")
@@ -486,6 +500,20 @@ DEFAULT_CLI_JUDGE = "npsnr"
 DEFAULT_CLI_STEPS = 6
 
 
+def set_threads(n: int) -> None:
+    """``n`` CPU threads for torch (now if it is imported, else through ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``,
+    which it reads when imported: a command that never needs torch does not pay for importing it) and OpenCV."""
+    import os
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
+        os.environ[var] = str(n)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(n)
+    import cv2
+
+    cv2.setNumThreads(n)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spatial-ir`` console script; returns the exit status."""
     import warnings
@@ -493,6 +521,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     start = "\n" if sys.stderr.isatty() else ""  # a progress bar may hold the terminal's current line
+    if args.threads < 0:
+        print(f"{start}error: --threads must be >= 0, got {args.threads}", file=sys.stderr)
+        return 2
+    if args.threads:
+        set_threads(args.threads)
 
     def one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
         print(f"{start}warning: {message}", file=sys.stderr)

@@ -67,11 +67,11 @@ def run_demo(output: Path, recipe: str = "spatial-mixed", size: int = 128, seed:
     for name, entry in kept.items():
         sc = entry["scene"]
         row = [sc.clean, overlay_masks(sc.degraded, sc.masks, alpha=0.0)]
-        lab = [name.rsplit(".", 1)[0], f"input {psnr.score(sc.degraded, sc.clean):.1f} dB"]
+        lab = [f"{name.rsplit('.', 1)[0]} (clean)", f"input {psnr.score(sc.degraded, sc.clean):.1f} dB"]
         for spec in specs:
             img = entry["results"][spec]
             row.append(img)
-            lab.append(f"{spec} {psnr.score(img, sc.clean):.1f}")
+            lab.append(f"{spec} {psnr.score(img, sc.clean):.1f} dB")
         rows.append(row)
         labels.append(lab)
     scale = max(1, 256 // size) if size > 0 else 1  # size 0: whole photos, shown as they are

@@ -420,3 +420,27 @@ def test_bench_writes_env_and_tool_figures_in_one_json(tmp_path: Path, monkeypat
     assert cli.main(["bench", "--json", str(path), "--no-tools"]) == 0
     assert "tools" not in json.loads(path.read_text())
     assert cli.main(["bench", "--json", str(path), "--tool-sizes", "8"]) == 2
+
+
+def test_restore_with_a_reference_prints_the_psnr_gain_and_threads_are_set(tmp_path: Path,
+                                                                          capsys: pytest.CaptureFixture[str]) -> None:
+    import cv2
+
+    from ir_env.quality import get_metric
+    from ir_env.recipes import synthesize
+
+    clean = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32)
+    scene = synthesize(clean, recipe="mixed-2", seed=1)
+    write_image(tmp_path / "in.png", scene.degraded, bits=16)
+    write_image(tmp_path / "clean.png", scene.clean, bits=16)
+    assert main(["--threads", "1", "restore", str(tmp_path / "in.png"), "-o", str(tmp_path / "out.png"),
+                 "--planner", "fixed", "--reference", str(tmp_path / "clean.png")]) == 0
+    assert cv2.getNumThreads() == 1
+    line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("PSNR against --reference")][0]
+    before, after = (float(x) for x in re.findall(r"(-?\d+\.\d+) dB", line.replace("->", "dB"))[:2])
+    psnr = get_metric("psnr")
+    assert before == pytest.approx(psnr.score(read_image(tmp_path / "in.png"), read_image(tmp_path / "clean.png")),
+                                   abs=0.01)
+    assert after == pytest.approx(psnr.score(read_image(tmp_path / "out.png"), read_image(tmp_path / "clean.png")),
+                                  abs=0.05)  # the output was written with 8 bits
+    assert main(["--threads", "-1", "tools"]) == 2
