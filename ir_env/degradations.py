@@ -110,6 +110,39 @@ def _check_params(kind: str, params: Mapping[str, Any]) -> None:
             raise ValueError(f"{kind} parameter {key!r} must be a finite number, got {v!r}")
 
 
+def _require(cond: bool, kind: str, msg: str) -> None:
+    if not cond:
+        raise ValueError(f"{kind}: {msg}")
+
+
+def _check_ranges(kind: str, params: Mapping[str, Any]) -> None:
+    """``ValueError`` naming ``kind`` and the parameter for a value outside what :func:`apply_kind` applies (the
+    module table's ranges); shared by :func:`apply_kind` and :func:`params_to_severity`."""
+    if kind == "noise":
+        sigma = float(params["sigma"])
+        _require(sigma >= 0, kind, f"sigma must be >= 0 (0-255 units), got {sigma}")
+    elif kind == "defocus":
+        radius = float(params["radius"])
+        _require(0 <= radius <= 64, kind, f"radius must lie in [0, 64] px, got {radius}")
+    elif kind == "motion":
+        length, sigma = float(params["length"]), params.get("sigma")
+        _require(0 <= length <= 128, kind, f"length must lie in [0, 128] px, got {length}")
+        _require(sigma is None or float(sigma) > 0, kind, f"sigma must be None or > 0 px, got {sigma}")
+    elif kind == "jpeg":
+        q = float(params["quality"])
+        _require(1 <= q <= 100 and q == int(q), kind, f"quality must be an integer in [1, 100], got {q}")
+    elif kind == "haze":
+        beta, airlight = float(params["beta"]), float(params["airlight"])
+        _require(beta >= 0, kind, f"beta must be >= 0, got {beta}")
+        _require(0 <= airlight <= 1, kind, f"airlight must lie in [0, 1], got {airlight}")
+    elif kind == "rain":
+        density, length = float(params["density"]), float(params["length"])
+        intensity = float(params["intensity"])
+        _require(0 <= density <= 0.1, "rain", f"density must lie in [0, 0.1] streaks per pixel, got {density}")
+        _require(1 <= length <= 128, "rain", f"length must lie in [1, 128] px, got {length}")
+        _require(0 <= intensity <= 1, "rain", f"intensity must lie in [0, 1], got {intensity}")
+
+
 # ----------------------------------------------------------------------------------------------------
 # severity <-> physical parameters
 # ----------------------------------------------------------------------------------------------------
@@ -195,6 +228,7 @@ def params_to_severity(kind: str, params: Mapping[str, Any]) -> float:
     """
     kind = check_kind(kind)
     _check_params(kind, params)
+    _check_ranges(kind, params)  # what apply_kind refuses has no severity (a motion sigma of 0 gave NaN)
     if kind == "noise":
         s = (float(params["sigma"]) - 5.0) / 45.0
     elif kind == "defocus":
@@ -255,8 +289,10 @@ def severity_level(kind: str, severity: float | None) -> str:
 
 
 def disk_kernel(radius: float) -> np.ndarray:
-    """Normalised defocus kernel: a disk of ``radius`` px with a 1-px linear anti-aliased edge."""
+    """Normalised defocus kernel: a disk of ``radius`` px (>= 0) with a 1-px linear anti-aliased edge."""
     r = float(radius)
+    if not math.isfinite(r) or r < 0:
+        raise ValueError(f"disk_kernel radius must be a finite number of px >= 0, got {radius!r}")
     half = int(math.ceil(r + 0.5))
     yy, xx = np.mgrid[-half : half + 1, -half : half + 1]
     k = np.clip(r + 0.5 - np.hypot(yy, xx), 0.0, 1.0).astype(np.float32)
@@ -320,11 +356,6 @@ def depth_proxy(image: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return (d / (d.max() + 1e-6)).astype(np.float32)
 
 
-def _require(cond: bool, kind: str, msg: str) -> None:
-    if not cond:
-        raise ValueError(f"{kind}: {msg}")
-
-
 def _rng(rng: np.random.Generator | None, kind: str) -> np.random.Generator:
     if not isinstance(rng, np.random.Generator):
         raise ValueError(f"{kind} needs a numpy.random.Generator, got {type(rng).__name__}")
@@ -352,24 +383,20 @@ def apply_kind(
     img = check_image(image)
     kind = check_kind(kind)
     _check_params(kind, params)
+    _check_ranges(kind, params)
     h, w = img.shape[:2]
     if kind == "noise":
         sigma = float(params["sigma"])
-        _require(sigma >= 0, kind, f"sigma must be >= 0 (0-255 units), got {sigma}")
         noise = _rng(rng, kind).standard_normal(img.shape, dtype=np.float32) * np.float32(sigma / 255.0)
         out = img + noise
     elif kind == "defocus":
         radius = float(params["radius"])
-        _require(0 <= radius <= 64, kind, f"radius must lie in [0, 64] px, got {radius}")
         out = img.copy() if radius < 0.5 else _filter(img, disk_kernel(radius))
     elif kind == "motion":
         length, sigma = float(params["length"]), params.get("sigma")
-        _require(0 <= length <= 128, kind, f"length must lie in [0, 128] px, got {length}")
-        _require(sigma is None or float(sigma) > 0, kind, f"sigma must be None or > 0 px, got {sigma}")
         out = img.copy() if length < 1 else _filter(img, motion_kernel(length, float(params["angle"]), sigma))
     elif kind == "jpeg":
         q = float(params["quality"])
-        _require(1 <= q <= 100 and q == int(q), kind, f"quality must be an integer in [1, 100], got {q}")
         bgr = cv2.cvtColor((img * 255.0 + 0.5).astype(np.uint8), cv2.COLOR_RGB2BGR)
         ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(q)])
         _require(bool(ok), kind, "OpenCV failed to encode the image")
@@ -377,8 +404,6 @@ def apply_kind(
         out = cv2.cvtColor(dec, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.0
     elif kind == "haze":
         beta, airlight = float(params["beta"]), float(params["airlight"])
-        _require(beta >= 0, kind, f"beta must be >= 0, got {beta}")
-        _require(0 <= airlight <= 1, kind, f"airlight must lie in [0, 1], got {airlight}")
         d = vertical_depth(h, w) if depth is None else np.asarray(depth, dtype=np.float32)
         _require(d.shape == (h, w), kind, f"depth must have shape {(h, w)}, got {d.shape}")
         _require(bool(np.all(np.isfinite(d))), kind, "depth contains NaN or inf")
@@ -397,9 +422,6 @@ def _rain_layer(h: int, w: int, params: Mapping[str, Any], rng: np.random.Genera
     """Additive rain streak layer (HxW float32): sparse random starts smeared along the streak direction."""
     density, length = float(params["density"]), float(params["length"])
     intensity, angle = float(params["intensity"]), float(params["angle"])
-    _require(0 <= density <= 0.1, "rain", f"density must lie in [0, 0.1] streaks per pixel, got {density}")
-    _require(1 <= length <= 128, "rain", f"length must lie in [1, 128] px, got {length}")
-    _require(0 <= intensity <= 1, "rain", f"intensity must lie in [0, 1], got {intensity}")
     starts = rng.random((h, w), dtype=np.float32) < density
     drops = np.zeros((h, w), np.float32)
     drops[starts] = rng.uniform(0.6, 1.0, int(starts.sum()))

@@ -573,7 +573,19 @@ def make_embedder(name: str = "handcrafted", **kw: object) -> RegionEmbedder:
     """Build a region embedder by name; keyword arguments go to its constructor."""
     if name not in _EMBEDDERS:
         raise ValueError(f"unknown embedder {name!r}; available: {', '.join(list_embedders())}")
-    emb = _EMBEDDERS[name](**kw)
+    from ir_env.option_errors import unexpected_keyword
+
+    try:
+        emb = _EMBEDDERS[name](**kw)
+    except TypeError as e:  # Python's wording names the class's __init__, not the embedder or the option
+        unknown = unexpected_keyword(e)
+        if unknown:
+            raise ValueError(f"embedder {name!r} has no option {unknown!r}") from None
+        raise
+    except ValueError as e:
+        if kw and "could not convert" in str(e):  # float('x') inside the constructor: name the options
+            raise ValueError(f"embedder {name!r}: bad option value in {kw} ({e})") from None
+        raise
     if not isinstance(emb, RegionEmbedder):
         raise ValueError(f"embedder factory {name!r} returned {type(emb).__name__}, not a RegionEmbedder")
     return emb

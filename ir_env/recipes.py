@@ -73,7 +73,9 @@ class Scene:
         degraded: float32 HxWx3 RGB in [0, 1], the degraded image.
         clean: float32 HxWx3 RGB in [0, 1], the clean image it came from.
         masks: (K, H, W) bool, a partition of the image (every pixel in exactly one region).
-        labels: per region, the list of (kind, severity in [0, 1]) in order of application.
+        labels: per region, the list of (kind, severity in [0, 1]) in order of application. The severity is the
+            drawn one; a JPEG quality is rounded to a whole number when applied, so ``params_to_severity`` of the
+            applied ``params`` can differ from it by up to 1/120.
         params: per region, the list of parameter dicts ("kind", "severity" and physical values).
         recipe: recipe name.
         seed: the seed that reproduces the scene.

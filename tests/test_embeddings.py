@@ -297,3 +297,22 @@ def test_probe_script_smoke(tmp_path):
     assert res["timing"]["ms_128px_8regions"] > 0
     assert "macro-F1" in out_md.read_text()
     assert main(["--recipe", "no-such-recipe", "--crops", "2"]) == 2
+
+
+def test_embedder_and_degradation_mistakes_are_named() -> None:
+    from ir_env.degradations import disk_kernel, params_to_severity
+    from ir_env.embeddings import make_embedder
+    from ir_env.encoder.learned import LearnedEmbedder
+
+    with pytest.raises(ValueError, match="embedder 'handcrafted' has no option 'foo'"):
+        make_embedder("handcrafted", foo=1)
+    with pytest.raises(ValueError, match="embedder 'handcrafted': bad option value"):
+        make_embedder("handcrafted", clip="x")
+    img = np.random.default_rng(0).random((64, 64, 3), dtype=np.float32)
+    with pytest.raises(ValueError, match=r"a single mask: use mask\[None\]"):
+        LearnedEmbedder().predict(img, np.ones((64, 64), bool))
+    with pytest.raises(ValueError, match="motion: sigma must be None or > 0"):  # it was NaN
+        params_to_severity("motion", {"length": 10, "angle": 0, "sigma": 0})
+    with pytest.raises(ValueError, match="radius must be a finite number of px >= 0"):  # it was an all-NaN kernel
+        disk_kernel(-1)
+    assert 0.0 <= params_to_severity("motion", {"length": 10, "angle": 0, "sigma": 2.0}) <= 1.0

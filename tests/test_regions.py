@@ -466,3 +466,26 @@ def test_proposer_whole_number_options_are_not_truncated(name: str, options: dic
     with pytest.raises(ValueError, match=message):
         make_proposer(name, **options)
     assert make_proposer("degradation-clusters", window=9.0).window == 9  # a whole float is fine
+
+
+def test_the_region_metric_is_read_again_when_its_file_changes_and_is_never_shared_writable(tmp_path) -> None:  # noqa: ANN001
+    import os
+    import shutil
+
+    from ir_env.regions import make_proposer
+    from ir_env.regions.metric import METRIC_PATH, load_metric, save_metric
+
+    path = tmp_path / "m.json"
+    shutil.copy(METRIC_PATH, path)
+    p1 = make_proposer("degradation-clusters", metric=str(path))
+    with pytest.raises(ValueError):  # read-only: one proposer cannot change another's metric
+        p1.transform[0, 0] = 123.0
+    c = load_metric(path).shape[0]
+    save_metric(str(path), np.eye(c) * 3, {})
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 10**9))  # a visibly newer file
+    p2 = make_proposer("degradation-clusters", metric=str(path))
+    np.testing.assert_allclose(p2.transform, np.eye(c) * 3, rtol=1e-6)  # the re-fitted matrix, not the cached one
+    bad = tmp_path / "bad.json"
+    bad.write_text("{bad")
+    with pytest.raises(ValueError, match=r"region metric .*bad.json is not a metric JSON file"):
+        make_proposer("degradation-clusters", metric=str(bad))

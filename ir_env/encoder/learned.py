@@ -400,6 +400,10 @@ class LearnedEmbedder(RegionEmbedder):
         Probabilities are calibrated: 0.5 is each family's best-F1 threshold on validation scenes. With a
         context head each region is judged against the rest of the image (module docstring), and with a blend
         section in its JSON the result is its mean with the linear heads' (:func:`blend_of`)."""
+        from ir_env.embeddings import check_masks
+        from restorers import check_image
+
+        masks = check_masks(masks, check_image(image).shape[:2])  # named errors, not numpy's AxisError
         empty = ~np.asarray(masks, bool).any(axis=(1, 2))
         if self.context is None:
             prob, sev = self._heads(self.pooled(image, masks))

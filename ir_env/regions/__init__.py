@@ -68,6 +68,10 @@ def make_proposer(name: str, max_regions: int = 8, seed: int = 0, **kwargs: Any)
             raise ValueError(f"region proposer {name!r}: option {key}={value!r} must be a finite number")
     try:
         return _PROPOSERS[name](max_regions=max_regions, seed=seed, **kwargs)
+    except ValueError as e:
+        if kwargs and "could not convert" in str(e):  # float('x') inside the constructor: name the options
+            raise ValueError(f"region proposer {name!r}: bad option value in {kwargs} ({e})") from None
+        raise
     except TypeError as e:  # Python's wording names the class's __init__, not the proposer or the option
         fixed, unknown = repeated_keyword(e), unexpected_keyword(e)
         if fixed:

@@ -82,12 +82,15 @@ def save_metric(path: str | Path, matrix: np.ndarray, provenance: dict[str, Any]
 
 
 @lru_cache(maxsize=4)
-def _load(path: str) -> np.ndarray:
+def _load(path: str, stamp: tuple[int, int]) -> np.ndarray:
+    # keyed by the file's modification time and size too: a metric re-fitted in the same session is read again
     p = Path(path)
-    if not p.is_file():
-        raise FileNotFoundError(f"region metric file not found: {p} "
-                                "(regenerate it with python -m ir_env.regions.metric)")
-    data = json.loads(p.read_text())
+    try:
+        data = json.loads(p.read_text())
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"region metric {p} is not a metric JSON file ({exc})") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"region metric {p} is not a metric JSON file (no mapping)")
     if tuple(data.get("features", ())) != REGION_FEATURE_NAMES:
         raise ValueError(f"region metric {p} was fitted for features {data.get('features')}, expected "
                          f"{list(REGION_FEATURE_NAMES)}; regenerate it with python -m ir_env.regions.metric")
@@ -95,12 +98,19 @@ def _load(path: str) -> np.ndarray:
     c = len(REGION_FEATURE_NAMES)
     if m.shape != (c, c) or not np.all(np.isfinite(m)):
         raise ValueError(f"region metric {p} must hold a finite {c}x{c} matrix, got shape {m.shape}")
+    m.setflags(write=False)  # shared by every proposer reading this file: never modified in place
     return m
 
 
 def load_metric(path: str | Path | None = None) -> np.ndarray:
-    """The projection matrix ``(C, C)`` float32 (read-only copy semantics: do not modify it)."""
-    return _load(str(Path(path) if path is not None else METRIC_PATH))
+    """The projection matrix ``(C, C)`` float32, read-only (shared by every proposer that reads the file; copy it to
+    change it). The file is read again when it changes. ``FileNotFoundError`` / ``ValueError`` name the file."""
+    p = Path(path) if path is not None else METRIC_PATH
+    if not p.is_file():
+        raise FileNotFoundError(f"region metric file not found: {p} "
+                                "(regenerate it with python -m ir_env.regions.metric)")
+    st = p.stat()
+    return _load(str(p.resolve()), (st.st_mtime_ns, st.st_size))
 
 
 def training_scenes(images: int | None = None, crops: int = 16, size: int = 128, seed: int = 0,

@@ -75,10 +75,11 @@ class GridProposer(RegionProposer):
 
 
 class OracleProposer(RegionProposer):
-    """The scene's ground-truth masks (``scene.masks``, a ``(K, H, W)`` partition). With more than
-    ``max_regions`` masks, the smallest regions are merged into their most similar neighbour (mean Lab
-    colour of the degraded image) as in :func:`ir_env.regions.base.merge_regions`; no size-based merging
-    otherwise."""
+    """The scene's ground-truth masks (``scene.masks``, a ``(K, H, W)`` partition), in the proposers' order: largest
+    first, like every proposer's output, so ``masks[k]`` is NOT ``scene.masks[k]`` in general (match them by
+    overlap to pair a region with ``scene.labels``). With more than ``max_regions`` masks, pairs of adjacent regions
+    are merged as in :func:`ir_env.regions.base.merge_regions` (the cheapest Ward merge of their mean Lab colour in the
+    degraded image, which need not be the smallest region); no size-based merging otherwise."""
 
     name = "oracle"
     needs_scene = True
