@@ -299,7 +299,7 @@ def test_training_writes_run_folder_and_resumes(tiny_run: Path) -> None:
 
     acc = EventAccumulator(str(next(tiny_run.glob("tb_*")))).Reload()
     tags = set(acc.Tags()["scalars"])
-    assert {"restoration/psnr_gain", "restoration/tool_calls", "restoration/stop_rate"} <= tags
+    assert {"restoration/psnr_gain", "restoration/tool_calls", "restoration/stop_rate", "restoration/param_std"} <= tags
     assert {"eval/psnr_gain", "eval/tool_calls", "eval/mean_reward"} <= tags  # the eval's own PSNR gain too
     assert len(acc.Scalars("eval/psnr_gain")) == len(acc.Scalars("eval/mean_reward"))
     # every offered tool and STOP in every rollout (0 when unused), so a tool that is dropped falls to 0

@@ -61,6 +61,15 @@ class RestorationStatsCallback(BaseCallback):
         if self.steps:
             for name in sorted(set(self.names) | set(self.tools)):
                 self.logger.record(f"tools/{name}", self.tools.get(name, 0) / self.steps)
+        counts = getattr(self.model.policy, "param_counts", None)
+        log_std = getattr(self.model.policy, "log_std", None)
+        if counts is not None and log_std is not None and log_std.ndim == 2:
+            # SB3's train/std averages the whole (tools x params) table, whose slots beyond a tool's own
+            # parameters never train: this is the mean std of the parameters the tools have
+            std = log_std.detach().exp().cpu().numpy()
+            own = np.arange(std.shape[1])[None, :] < np.asarray(counts)[:, None]
+            if own.any():
+                self.logger.record("restoration/param_std", float(std[own].mean()))
         self._reset_stats()
 
 
