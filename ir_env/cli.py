@@ -323,7 +323,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    if not args.no_tools and (not args.tool_sizes or min(args.tool_sizes) < 16):
+    if (not args.no_tools or args.tools_json) and (not args.tool_sizes or min(args.tool_sizes) < 16):
         raise ValueError(f"--tool-sizes must be >= 16 px, got {args.tool_sizes}")
     check_output_file(args.json)
     if args.tools_json:
@@ -372,10 +372,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser with every sub-command."""
     from ir_env.recipes import list_recipes
     p = OneLineParser(prog="spatial-ir", description="Spatially aware image restoration planning.")
-    p.add_argument("--threads", type=int, default=1, metavar="N",
-                   help="CPU threads for torch and OpenCV in this process (default 1: on the small images and nets "
-                        "here more threads contend; demo ran 6x slower with the libraries' default on a busy 2-core "
-                        "machine); 0 = the libraries' default")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="CPU threads for torch and OpenCV in this process (default: OMP_NUM_THREADS when it is set, "
+                        "else 1: on the small images and nets here more threads contend; demo ran 6x slower with the "
+                        "libraries' default on a busy 2-core machine); 0 = the libraries' default")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=OneLineParser)
 
     s = sub.add_parser("tools", help="list the restoration tools and their parameter ranges")
@@ -459,7 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="image sizes of the tool benchmark (default 128; one timed repeat each, ~20 s at 128 px)")
     s.add_argument("--no-tools", action="store_true", help="env figures only")
     s.add_argument("--tools-json", default="", help="also write the tool figures to this JSON on their own "
-                   "(experiments/bench_tools.py's format)")
+                   "(experiments/bench_tools.py's format, one timed repeat at --tool-sizes; the committed "
+                   "bench_tools.json is made by python -m experiments.bench_tools, 3 repeats at 128/256/512 px)")
 
     s = sub.add_parser("encoder-eval", help="score the learned degradation encoder against the hand-made probe")
     try:
@@ -521,11 +522,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     start = "\n" if sys.stderr.isatty() else ""  # a progress bar may hold the terminal's current line
-    if args.threads < 0:
+    if args.threads is not None and args.threads < 0:
         print(f"{start}error: --threads must be >= 0, got {args.threads}", file=sys.stderr)
         return 2
-    if args.threads:
-        set_threads(args.threads)
+    import os
+
+    threads = args.threads if args.threads is not None else (0 if os.environ.get("OMP_NUM_THREADS") else 1)
+    if threads:  # 0: the libraries' default (or the exported OMP_NUM_THREADS) is left alone
+        set_threads(threads)
 
     def one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:
         print(f"{start}warning: {message}", file=sys.stderr)

@@ -195,7 +195,8 @@ def load_named_corpus(
         except ValueError as err:
             warnings.warn(f"skipping unreadable image {f}: {err}", UserWarning, stacklevel=2)
             continue
-        damaged = [str(w.message) for w in said if _CUT_SHORT.search(str(w.message))]
+        damaged = [str(w.message) for w in said  # the decoder's words only, not the file's path
+                   if _CUT_SHORT.search(str(w.message).partition("the decoder said:")[2])]
         if damaged:  # a truncated file decodes with the rest flat grey: never a clean reference
             warnings.warn(f"skipping damaged image {f}: {damaged[0]}", UserWarning, stacklevel=2)
             continue

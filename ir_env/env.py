@@ -210,7 +210,8 @@ class SpatialIREnv(gym.Env):
         if isinstance(tools, str):  # one tool name, not its letters
             tools = [tools]
         if tools is not None:
-            twice = sorted({str(t) for t in tools if list(tools).count(t) > 1})
+            tools = list(tools)  # a generator is read once
+            twice = sorted({str(t) for t in tools if tools.count(t) > 1})
             if twice:  # two actions with one meaning and twin history columns
                 raise ValueError(f"tools lists {', '.join(twice)} more than once; give each tool once")
         if seed is not None and (isinstance(seed, (bool, np.bool_)) or not isinstance(seed, (int, np.integer))
@@ -478,7 +479,8 @@ class SpatialIREnv(gym.Env):
                 s.steps += 1  # the state changes only once the step has been run and scored
                 s.tool_calls += 1
                 g = 0.0 if self.metric is None else float(quality_gain(self.reward_metric, s.quality, q))
-                s.trace.append(Step(region, float(s.masks[region].mean()), tool.name, phys, s.quality, q, dt))
+                s.trace.append(Step(region, float(s.masks[region].mean()), tool.name, phys, s.quality,
+                                    float("nan") if undefined else q, dt))  # a stand-in score is not a measurement
                 s.image, s.quality = new, q
                 s.history[region, tool_idx] += 1.0
                 if self.final_observation or s.steps < self.max_steps:

@@ -199,23 +199,21 @@ class ExperienceMemory:
     def save(self, path: str | Path) -> Path:
         """Write the memory as JSON (atomically: a temporary file of its own in the same folder, then rename)."""
         import os
-        import tempfile
+        import uuid
 
         p = Path(path)
         if p.is_dir():
             raise ValueError(f"memory path {p} is a directory, not a file")
         p.parent.mkdir(parents=True, exist_ok=True)
-        if p.is_file():
-            mode = p.stat().st_mode & 0o777  # a shared file keeps its permissions
-        else:
-            umask = os.umask(0)
-            os.umask(umask)
-            mode = 0o666 & ~umask  # as open() would create it (mkstemp's file is private, 0600)
-        fd, tmp = tempfile.mkstemp(prefix=p.name + ".", suffix=".tmp", dir=p.parent)
+        # the temporary file is created as open() creates files (0666 less the umask; mkstemp's are private, 0600),
+        # without touching the process-wide umask; a shared file that exists keeps its own permissions
+        tmp = p.parent / f"{p.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        fd = os.open(tmp, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666)
         try:
             with os.fdopen(fd, "w") as f:
                 f.write(json.dumps(self.to_json(), separators=(",", ":")))
-            os.chmod(tmp, mode)
+            if p.is_file():
+                os.chmod(tmp, p.stat().st_mode & 0o777)
             os.replace(tmp, p)
         except BaseException:
             Path(tmp).unlink(missing_ok=True)

@@ -286,7 +286,7 @@ def tiny_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return train_from_dict(raw)
 
 
-def test_training_writes_run_folder_and_resumes(tiny_run: Path) -> None:
+def test_training_writes_run_folder_and_resumes(tiny_run: Path, tmp_path: Path) -> None:
     for name in ("config.yml", "model.zip", "best_model.zip", "checkpoints/model_64_steps.zip",
                  "eval/evaluations.npz"):
         assert (tiny_run / name).is_file(), name
@@ -305,9 +305,12 @@ def test_training_writes_run_folder_and_resumes(tiny_run: Path) -> None:
     # every offered tool and STOP in every rollout (0 when unused), so a tool that is dropped falls to 0
     for name in [*cfg["tool_names"], "STOP"]:
         assert len(acc.Scalars(f"tools/{name}")) == len(acc.Scalars("restoration/psnr_gain")), name
-    raw = {k: cfg[k] for k in ("name", "env_id", "env_kwargs", "policy_kwargs", "ppo", "output_dir")}
-    run = train_from_dict({**raw, "total_timesteps": 192, "eval": {"freq": 0}, "checkpoint_freq": 0,
-                           "progress_bar": False}, resume=str(tiny_run / "checkpoints/model_64_steps.zip"))
+    raw = {k: cfg[k] for k in ("name", "env_id", "env_kwargs", "policy_kwargs", "ppo")}
+    copy = Path(shutil.copytree(tiny_run, tmp_path / "tiny"))  # the shared run stays as trained
+    run = train_from_dict({**raw, "output_dir": str(tmp_path), "total_timesteps": 192, "eval": {"freq": 0},
+                           "checkpoint_freq": 0, "progress_bar": False},
+                          resume=str(copy / "checkpoints/model_64_steps.zip"))
+    assert run == copy
     from stable_baselines3 import PPO
 
     assert PPO.load(run / "model.zip", device="cpu").num_timesteps == 192
@@ -840,7 +843,7 @@ def test_resuming_an_older_checkpoint_sets_the_later_outputs_aside(tiny_run: Pat
     train_from_dict(raw, resume=str(run / "checkpoints" / "model_64_steps.zip"))
     aside = run / "abandoned_after_64"
     assert (aside / "model_128_steps.zip").read_bytes() == later
-    assert (aside / "best_model.zip").read_bytes() == old_best
+    assert (aside / "best_model.zip").read_bytes() == old_best and (aside / "model.zip").is_file()
     assert (run / "checkpoints" / "model_128_steps.zip").read_bytes() != later  # the resumed run's own step 128
     with np.load(run / "eval" / "evaluations.npz") as ev:
         steps, means = [int(t) for t in ev["timesteps"]], ev["results"].mean(axis=1)

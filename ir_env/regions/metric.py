@@ -82,7 +82,7 @@ def save_metric(path: str | Path, matrix: np.ndarray, provenance: dict[str, Any]
 
 
 @lru_cache(maxsize=4)
-def _load(path: str, stamp: tuple[int, int]) -> np.ndarray:
+def _load(path: str, stamp: tuple[int, ...]) -> np.ndarray:
     # keyed by the file's modification time and size too: a metric re-fitted in the same session is read again
     p = Path(path)
     try:
@@ -110,7 +110,7 @@ def load_metric(path: str | Path | None = None) -> np.ndarray:
         raise FileNotFoundError(f"region metric file not found: {p} "
                                 "(regenerate it with python -m ir_env.regions.metric)")
     st = p.stat()
-    return _load(str(p.resolve()), (st.st_mtime_ns, st.st_size))
+    return _load(str(p.resolve()), (st.st_mtime_ns, st.st_ctime_ns, st.st_size, st.st_ino))
 
 
 def training_scenes(images: int | None = None, crops: int = 16, size: int = 128, seed: int = 0,

@@ -136,10 +136,13 @@ class HybridActionDistribution:
         lp = log_probs_joint.gather(1, joint.view(-1, 1)).squeeze(1)
         mu, log_std, dims, _ = self._chosen(joint)
         theta = actions[:, 1:1 + self.num_params]
-        z = (theta - mu) * th.exp(-log_std)
-        gauss = -0.5 * z.pow(2) - log_std - _HALF_LOG_2PI
-        # only the chosen tool's own dims count: selected, not multiplied by 0 (an overflowing z would be inf * 0)
-        return lp + th.where(dims > 0, gauss, th.zeros_like(gauss)).sum(dim=1)
+        # only the chosen tool's own dims count; the others are masked in the inputs, not multiplied by 0 in the
+        # output (an overflowing z would give inf * 0 = NaN there, and a NaN gradient even under th.where)
+        own = dims > 0
+        diff = th.where(own, theta - mu, th.zeros_like(mu))
+        ls = th.where(own, log_std, th.zeros_like(log_std))
+        gauss = -0.5 * (diff * th.exp(-ls)).pow(2) - ls - _HALF_LOG_2PI
+        return lp + th.where(own, gauss, th.zeros_like(gauss)).sum(dim=1)
 
     def entropy(self) -> th.Tensor:
         """(B,) exact entropy: ``H(Cat) + Σ_j Cat(j) · H(N_j)`` (STOP contributes no Gaussian term)."""

@@ -292,8 +292,9 @@ def _eval_history_mismatches(path: Path, cfg: Mapping[str, Any]) -> list[str]:
 
 
 def _set_aside_later_outputs(run_dir: Path, up_to: int) -> Path | None:
-    """Resuming from a checkpoint older than the run's newest outputs: move the abandoned branch's later checkpoints
-    and its ``best_model.zip`` into ``run_dir/abandoned_after_<up_to>/`` (kept, not mixed into the resumed run);
+    """Resuming from a checkpoint older than the run's newest outputs: move the abandoned branch's later checkpoints,
+    its ``best_model.zip`` and its ``model.zip`` into ``run_dir/abandoned_after_<up_to>/`` (``_2``, ... when that
+    exists; kept, not mixed into the resumed run);
     returns that folder, or None when nothing was later. ``best_model.zip`` is set aside only when the eval history
     holds evaluations after ``up_to`` (its best may be one of them)."""
     import re
@@ -310,8 +311,13 @@ def _set_aside_later_outputs(run_dir: Path, up_to: int) -> Path | None:
     moving = later + ([best] if evals_after and best.is_file() else [])
     if not moving:
         return None
-    aside = run_dir / f"abandoned_after_{up_to}"
-    aside.mkdir(exist_ok=True)
+    if (run_dir / "model.zip").is_file():  # the abandoned branch's last model: a crash must not leave it as "the run"
+        moving.append(run_dir / "model.zip")
+    aside, n = run_dir / f"abandoned_after_{up_to}", 1
+    while aside.exists():  # a second resume from the same step keeps the first branch too
+        n += 1
+        aside = run_dir / f"abandoned_after_{up_to}_{n}"
+    aside.mkdir()
     for p in moving:
         shutil.move(str(p), str(aside / p.name))
     return aside
