@@ -529,6 +529,8 @@ def test_envs_with_any_reward_metric_copy_and_pickle(metric: str) -> None:
 def test_a_tool_listed_twice_is_refused_and_a_thin_image_renders_at_a_sane_size() -> None:
     with pytest.raises(ValueError, match="tools lists clahe more than once"):
         gym.make("SpatialIR-Lite-v1", tools=["clahe", "tv_denoise", "clahe"])
+    assert gym.make("SpatialIR-Lite-v1", tools=(t for t in ["clahe", "tv_denoise"])).unwrapped.tool_names == [
+        "clahe", "tv_denoise"]  # a generator is read once
     env = gym.make("SpatialIR-Lite-v1", render_mode="rgb_array")
     env.reset(seed=0, options={"image": np.random.default_rng(0).random((12, 300, 3), dtype=np.float32)})
     frame = env.render()

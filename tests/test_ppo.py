@@ -820,14 +820,21 @@ def test_a_model_trained_on_normalised_observations_is_deployed_with_its_statist
 
 
 def test_stop_and_unused_dims_never_make_a_log_prob_nan() -> None:
-    """At an extreme log_std the unused dims' Gaussian terms overflow; they used to be multiplied by 0 (NaN)."""
+    """At an extreme log_std the unused dims' Gaussian terms overflow; they used to be multiplied by 0 (NaN), and a
+    NaN gradient stayed even when the value was masked."""
     from policies.ppo.distribution import HybridActionDistribution
 
-    d = HybridActionDistribution([2, 1], num_regions=2, num_params=2)
-    d.proba_distribution(th.zeros(1, 2, 2), th.zeros(1), th.full((1, 2, 2, 2), 0.5), th.full((2, 2), -60.0),
-                         th.tensor([[1.0, 0.0]]))
-    assert th.isfinite(d.log_prob(th.tensor([[4.0, 0.0, 0.0]]))).all()  # STOP: the categorical term alone
-
+    # STOP at -100 (exp(-log_std) overflows float32); tool 1 at its mean on its one own dim at -60
+    for value, actions in ((-100.0, [[4.0, 0.3, -0.2]]), (-60.0, [[4.0, 0.0, 0.0], [1.0, 0.5, 0.7]])):
+        n = len(actions)
+        log_std = th.full((2, 2), value, requires_grad=True)
+        means = th.full((n, 2, 2, 2), 0.5, requires_grad=True)
+        d = HybridActionDistribution([2, 1], num_regions=2, num_params=2)
+        d.proba_distribution(th.zeros(n, 2, 2), th.zeros(n), means, log_std, th.tensor([[1.0, 0.0]] * n))
+        lp = d.log_prob(th.tensor(actions))  # the second row's dim 1 (0.7) is not tool 1's: it must not count
+        assert th.isfinite(lp).all()
+        lp.sum().backward()
+        assert th.isfinite(log_std.grad).all() and th.isfinite(means.grad).all()  # no NaN gradient either
 
 def test_resuming_an_older_checkpoint_sets_the_later_outputs_aside(tiny_run: Path, tmp_path: Path) -> None:
     """The abandoned branch's later checkpoints and its best_model.zip (possibly from an evaluation the resumed run
