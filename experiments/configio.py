@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import math
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -116,6 +117,35 @@ def config_judge(cfg: dict[str, Any], where: str, key: str = "no_reference_judge
     if judge not in choices:
         raise ValueError(f"{where}: {key} must be a no-reference metric ({', '.join(choices)}), got {judge!r}")
     return judge
+
+
+def whole_value(value: Any, name: str, where: str, minimum: int = 0) -> int:
+    """``value`` when it is a whole number >= ``minimum`` (not a bool, a float or a string), else ``ValueError``
+    naming ``where`` and the config key ``name`` (``"train.epochs"``)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ValueError(f"{where}: {name} must be a whole number >= {minimum}, got {value!r}")
+    return value
+
+
+def number_value(value: Any, name: str, where: str, low: float | None = None, high: float | None = None,
+                 above: bool = False) -> float:
+    """``value`` as a float when it is a finite number (not a bool or a string) >= ``low`` (> ``low`` with
+    ``above``) and <= ``high``, else ``ValueError`` naming ``where`` and the config key ``name``."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (low is None or (value > low if above else value >= low)) and (high is None or value <= high)
+    if not ok:
+        rng = [f"{'>' if above else '>='} {low:g}" if low is not None else "", f"<= {high:g}" if high is not None
+               else ""]
+        text = " and ".join(r for r in rng if r)
+        raise ValueError(f"{where}: {name} must be a number{' ' + text if text else ''}, got {value!r}")
+    return float(value)
+
+
+def flag_value(value: Any, name: str, where: str) -> bool:
+    """``value`` when it is true or false, else ``ValueError`` naming ``where`` and the config key ``name``."""
+    if not isinstance(value, bool):
+        raise ValueError(f"{where}: {name} must be true or false, got {value!r}")
+    return value
 
 
 def check_output(path: str | Path | None, what: str = "output") -> None:

@@ -209,8 +209,8 @@ def check_config(cfg: Any, where: str = "config") -> dict[str, Any]:
     the missing ones), no key this script does not read (:data:`CONFIG_SECTIONS`: a misspelt key is named with the
     closest known one, not silently ignored) and values it can use (``head.hidden: wide`` is named before any scene
     is made); errors name ``where`` (the config file)."""
-    from experiments.configio import check_sections
-    from experiments.train_encoder import check_data, flag_value, number_value, whole_value
+    from experiments.configio import check_sections, flag_value, number_value, whole_value
+    from experiments.train_encoder import check_data
     from ir_env.paths import check_writable
 
     check_head_config(cfg, REQUIRED_KEYS)

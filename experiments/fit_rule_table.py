@@ -652,11 +652,9 @@ def check_config(cfg: Any, where: str = "config") -> dict[str, Any]:
 
 def _number(block: dict[str, Any], key: str, where: str, low: float, high: float | None = None,
             above: bool = False) -> None:
-    value = block[key]
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
-    if not (ok and (value > low if above else value >= low) and (high is None or value <= high)):
-        rng = f"{'>' if above else '>='} {low:g}" + (f" and <= {high:g}" if high is not None else "")
-        raise ValueError(f"{where}: {key} must be a number {rng}, got {value!r}")
+    from experiments.configio import number_value
+
+    number_value(block[key], key, where, low, high, above)
 
 
 def _probabilities(block: dict[str, Any], key: str, where: str) -> None:

@@ -46,6 +46,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402, N812
 from tqdm import tqdm  # noqa: E402
 
+from experiments.configio import flag_value, number_value, whole_value  # noqa: E402
 from ir_env.corpus import load_corpus, random_crop  # noqa: E402
 from ir_env.degradations import FAMILY_OF_KIND  # noqa: E402
 from ir_env.encoder.learned import EncoderWeightsError, save_weights, ship_weights  # noqa: E402
@@ -101,35 +102,6 @@ def architecture(cfg: dict[str, Any]) -> dict[str, Any]:
     out["dilations"] = tuple(int(d) for d in arch.get("dilations", (2, 4)))
     out["pool_power"] = float(arch.get("pool_power", 1.0))
     return out
-
-
-def whole_value(value: Any, name: str, where: str, minimum: int = 0) -> int:
-    """``value`` when it is a whole number >= ``minimum`` (not a bool, a float or a string), else ``ValueError``
-    naming ``where`` and the config key ``name`` (``"train.epochs"``)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{where}: {name} must be a whole number >= {minimum}, got {value!r}")
-    return value
-
-
-def number_value(value: Any, name: str, where: str, low: float | None = None, high: float | None = None,
-                 above: bool = False) -> float:
-    """``value`` as a float when it is a finite number (not a bool or a string) >= ``low`` (> ``low`` with
-    ``above``) and <= ``high``, else ``ValueError`` naming ``where`` and the config key ``name``."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and bool(np.isfinite(value))
-    ok = ok and (low is None or (value > low if above else value >= low)) and (high is None or value <= high)
-    if not ok:
-        rng = [f"{'>' if above else '>='} {low:g}" if low is not None else "", f"<= {high:g}" if high is not None
-               else ""]
-        text = " and ".join(r for r in rng if r)
-        raise ValueError(f"{where}: {name} must be a number{' ' + text if text else ''}, got {value!r}")
-    return float(value)
-
-
-def flag_value(value: Any, name: str, where: str) -> bool:
-    """``value`` when it is true or false, else ``ValueError`` naming ``where`` and the config key ``name``."""
-    if not isinstance(value, bool):
-        raise ValueError(f"{where}: {name} must be true or false, got {value!r}")
-    return value
 
 
 def check_arch(arch: Any, where: str) -> None:

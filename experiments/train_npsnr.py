@@ -34,6 +34,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402, N812
 from tqdm import tqdm  # noqa: E402
 
+from experiments.configio import number_value, whole_value  # noqa: E402
 from experiments.train_encoder import (  # noqa: E402
     ARCH_KEYS,
     architecture,
@@ -41,8 +42,6 @@ from experiments.train_encoder import (  # noqa: E402
     check_corpus,
     check_recipes,
     load_train_config,
-    number_value,
-    whole_value,
 )
 from ir_env.corpus import load_corpus, random_crop  # noqa: E402
 from ir_env.degradations import FAMILY_OF_KIND  # noqa: E402
