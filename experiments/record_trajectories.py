@@ -202,7 +202,8 @@ def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path
                      "tool_names": list(base.tool_names), "param_counts": param_counts_for(base.tool_names),
                      "num_regions": base.max_regions, "region_dim": int(base.embedder.dim),
                      "num_tools": base.num_tools, "num_params": base.num_params, "embedding": base.embedding,
-                     "episodes_per_shard": per, "seed": int(cfg["seed"]), "photos": cfg["photos"],
+                     "episodes_per_shard": per, "episodes": int(cfg["episodes"]), "seed": int(cfg["seed"]),
+                     "photos": cfg["photos"],
                      "augment": cfg["augment"], "dense": bool(cfg["dense"]), **stamp}, must_match=tuple(stamp))
     n_shards = -(-int(cfg["episodes"]) // per)
     beyond = sorted(q.name for q in out.glob("shard_*.npz") if _shard_index(q) >= n_shards)

@@ -56,6 +56,9 @@ def test_shards_round_trip_and_resume(dataset: tuple[TrajectoryData, str]) -> No
         np.testing.assert_array_equal(data[key], np.concatenate([a[key], b[key]]))
     mtime = shard_path(folder, 0).stat().st_mtime_ns
     shard_path(folder, 1).unlink()
+    with pytest.raises(ValueError, match="holds 4 of the 6 scenes its recording was asked for"):
+        read_dataset(folder)  # an interrupted recording is not trained on silently
+    assert len(np.unique(read_dataset(folder, allow_partial=True)["scene"])) == 4
     cfg = load_record_config(None, out_dir=folder, env_id="SpatialIR-v1", env_kwargs=ENV_KWARGS, episodes=6,
                              episodes_per_shard=4, seed=100)
     record(cfg, progress=False, log=lambda m: None)  # resumes: only the missing shard is recorded again

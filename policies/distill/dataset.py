@@ -9,7 +9,9 @@ Layout of a dataset directory::
 ``meta.json`` keys: ``format`` (= :data:`FORMAT`), ``teacher`` (planner name), ``judge`` (metric),
 ``env_kwargs`` (the SpatialIR env's keyword arguments), ``tool_names`` (T names, the action order),
 ``param_counts`` (p_t per tool), ``num_regions`` K, ``region_dim`` D, ``num_tools`` T, ``num_params`` P,
-``embedding`` (embedder name), ``episodes_per_shard`` E, ``seed`` (scene s uses reset seed ``seed + s``).
+``embedding`` (embedder name), ``episodes_per_shard`` E, ``seed`` (scene s uses reset seed ``seed + s``),
+``episodes`` (the scenes the latest recording run was asked for: :func:`read_dataset` refuses a directory holding
+fewer, an interrupted recording; datasets recorded before this key are read as they are).
 
 Arrays of a shard (N rows = decisions, in scene then step order; float32 unless stated):
 
@@ -134,6 +136,10 @@ def rows_to_arrays(rows: Iterable[Mapping[str, Any]]) -> dict[str, np.ndarray]:
     return {k: np.stack([np.asarray(r[k], dtype=dt) for r in rows]) for k, dt in FIELDS.items()}
 
 
+#: ``meta.json`` keys a later recording into the same directory may change: ``episodes`` (it may record more scenes).
+UPDATABLE_META = ("episodes",)
+
+
 def write_meta(folder: str | Path, meta: Mapping[str, Any], must_match: tuple[str, ...] = ()) -> Path:
     """Write ``meta.json``; an existing one must describe the same dataset (``ValueError`` otherwise). Keys an
     existing file lacks are accepted (it predates them), except those in ``must_match``."""
@@ -142,7 +148,8 @@ def write_meta(folder: str | Path, meta: Mapping[str, Any], must_match: tuple[st
     meta = {"format": FORMAT, **meta}
     if p.is_file():
         old = _read_json(p)
-        diff = [k for k in meta if (k in old or k in must_match) and old.get(k) != json.loads(json.dumps(meta[k]))]
+        diff = [k for k in meta if k not in UPDATABLE_META and (k in old or k in must_match)
+                and old.get(k) != json.loads(json.dumps(meta[k]))]
         if diff:
             raise ValueError(f"{p} was recorded with other settings ({', '.join(diff)}): use a new directory")
     p.write_text(json.dumps(meta, indent=1))
@@ -196,8 +203,10 @@ def read_shard(path: str | Path) -> dict[str, np.ndarray]:
                          "record the dataset again (record_trajectories re-records damaged shards)") from None
 
 
-def read_dataset(folders: str | Path | Iterable[str | Path]) -> TrajectoryData:
-    """All shards of one or more dataset directories (same tools and shapes), concatenated in order."""
+def read_dataset(folders: str | Path | Iterable[str | Path], allow_partial: bool = False) -> TrajectoryData:
+    """All shards of one or more dataset directories (same tools and shapes), concatenated in order. A directory whose
+    ``meta.json`` names the ``episodes`` its recording was asked for must hold every one of those scenes (an
+    interrupted recording is ``ValueError`` saying how to finish it) unless ``allow_partial``."""
     folders = [folders] if isinstance(folders, str | Path) else list(folders)
     out: TrajectoryData | None = None
     for folder in folders:
@@ -207,6 +216,13 @@ def read_dataset(folders: str | Path | Iterable[str | Path]) -> TrajectoryData:
             raise FileNotFoundError(f"{folder} holds no shards yet")
         parts = [read_shard(s) for s in shards]
         data = TrajectoryData({k: np.concatenate([p[k] for p in parts]) for k in FIELDS}, meta)
+        want = meta.get("episodes")
+        if want is not None and not allow_partial:
+            have = len(np.unique(data["scene"]))
+            if have < int(want):
+                raise ValueError(f"{folder} holds {have} of the {want} scenes its recording was asked for (it was "
+                                 "interrupted): run python -m experiments.record_trajectories again with the same "
+                                 "config to finish it (recorded shards are kept), or pass allow_partial=True")
         out = data if out is None else out.concat(data)
     if out is None:
         raise ValueError("no dataset directories given")
