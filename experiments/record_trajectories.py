@@ -197,14 +197,6 @@ def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path
     per = int(cfg["episodes_per_shard"])
     fingerprint = observation_fingerprint(env_kwargs)  # shards made with other encoder weights: never resumed
     stamp = {"encoder_sha256": fingerprint} if fingerprint else {}
-    write_meta(out, {"teacher": cfg["teacher"], "judge": cfg["judge"], "teacher_kwargs": cfg["teacher_kwargs"] or {},
-                     "env_id": env_id, "env_kwargs": {**env_kwargs, "split": cfg["split"]},
-                     "tool_names": list(base.tool_names), "param_counts": param_counts_for(base.tool_names),
-                     "num_regions": base.max_regions, "region_dim": int(base.embedder.dim),
-                     "num_tools": base.num_tools, "num_params": base.num_params, "embedding": base.embedding,
-                     "episodes_per_shard": per, "episodes": int(cfg["episodes"]), "seed": int(cfg["seed"]),
-                     "photos": cfg["photos"],
-                     "augment": cfg["augment"], "dense": bool(cfg["dense"]), **stamp}, must_match=tuple(stamp))
     n_shards = -(-int(cfg["episodes"]) // per)
     beyond = sorted(q.name for q in out.glob("shard_*.npz") if _shard_index(q) >= n_shards)
     if beyond:
@@ -221,9 +213,20 @@ def record(cfg: dict[str, Any], progress: bool = True, log: Any = print) -> Path
         except ValueError as exc:  # damaged (cut short, not a zip, a field missing): recorded again
             log(f"{exc}: recording it again")
             return False
+        if max(have, default=-1) >= int(cfg["episodes"]):  # re-recording it would drop recorded scenes
+            raise ValueError(f"{path} holds scenes up to {max(have)}: {out} was recorded with more than the "
+                             f"{cfg['episodes']} episodes asked for; use that number or more, or a new directory")
         return have == set(range(i * per, min((i + 1) * per, int(cfg["episodes"]))))
 
-    todo = [i for i in range(n_shards) if not complete(i)]
+    todo = [i for i in range(n_shards) if not complete(i)]  # every check before meta.json or a shard is written
+    write_meta(out, {"teacher": cfg["teacher"], "judge": cfg["judge"], "teacher_kwargs": cfg["teacher_kwargs"] or {},
+                     "env_id": env_id, "env_kwargs": {**env_kwargs, "split": cfg["split"]},
+                     "tool_names": list(base.tool_names), "param_counts": param_counts_for(base.tool_names),
+                     "num_regions": base.max_regions, "region_dim": int(base.embedder.dim),
+                     "num_tools": base.num_tools, "num_params": base.num_params, "embedding": base.embedding,
+                     "episodes_per_shard": per, "episodes": int(cfg["episodes"]), "seed": int(cfg["seed"]),
+                     "photos": cfg["photos"],
+                     "augment": cfg["augment"], "dense": bool(cfg["dense"]), **stamp}, must_match=tuple(stamp))
     log(f"{out}: {n_shards - len(todo)} of {n_shards} shards exist; recording {len(todo)}")
     bar = tqdm(total=sum(min(per, int(cfg["episodes"]) - i * per) for i in todo), unit="scene",
                desc=f"record {cfg['teacher']}", disable=not progress)
@@ -261,13 +264,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", dest="out_dir", help="dataset directory (overrides out_dir)")
     ap.add_argument("--episodes", type=int, help="number of scenes (overrides episodes)")
     ap.add_argument("--teacher", choices=["greedy", "dfs"], help="teacher planner (overrides teacher)")
-    ap.add_argument("--judge", help="judge metric of the teacher (psnr = oracle)")
+    ap.add_argument("--judge", help="judge metric of the teacher (psnr, also written oracle: sees the clean image; "
+                    "npsnr, brisque, ...: deployable)")
     ap.add_argument("--seed", type=int, help="scene s uses reset seed seed + s")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     args = ap.parse_args(argv)
     try:
         cfg = load_record_config(args.config, out_dir=args.out_dir, episodes=args.episodes, teacher=args.teacher,
-                                 judge=args.judge, seed=args.seed)
+                                 judge="psnr" if args.judge == "oracle" else args.judge, seed=args.seed)
         record(cfg, progress=not args.no_progress)
     except (ValueError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)

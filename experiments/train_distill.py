@@ -283,8 +283,15 @@ def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None, 
         held = np.isin(data["seed"], scenes[len(scenes) - n_val:]) if n_val else np.zeros(len(data), bool)
         train_env, val_env = make("train"), make(cfg["validation"]["split"])
     test_env = make(cfg["test"]["split"])
-    teacher = make_teacher(train_env, meta["teacher"] if meta["teacher"] == "greedy" else "greedy",
-                           judge=meta["judge"], **dict(meta.get("teacher_kwargs") or {}))
+    # the labels (DAgger, test baseline) always come from greedy; a dfs dataset's own options (budget, max_depth)
+    # are not greedy's: only the shared ones are carried over
+    shared = ("offsets", "threshold")
+    greedy_kwargs = {k: v for k, v in dict(meta.get("teacher_kwargs") or {}).items()
+                     if meta["teacher"] == "greedy" or k in shared}
+    if meta["teacher"] != "greedy":
+        log(f"the dataset's teacher is {meta['teacher']}: its states are learned from, greedy (judge {meta['judge']}) "
+            "gives the dense labels, the DAgger labels and the test baseline")
+    teacher = make_teacher(train_env, "greedy", judge=meta["judge"], **greedy_kwargs)
     train_data, held_data = data.subset(~held), data.subset(held)
     log(f"{len(train_data)} training states, {len(held_data)} held-out states "
         f"({'photos ' + str(hold_photos) if hold_photos else 'last scenes'})")
@@ -352,7 +359,7 @@ def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None, 
     # ------------------------------------------------------------------ test: student vs teacher
     te = cfg["test"]
     s_eval = evaluate_gain(test_env, student_actor(model.policy, tau, margin), te["episodes"], te["seed"])
-    test_teacher = make_teacher(test_env, "greedy", judge=meta["judge"], **dict(meta.get("teacher_kwargs") or {}))
+    test_teacher = make_teacher(test_env, "greedy", judge=meta["judge"], **greedy_kwargs)
     t_data, t_gains = rollouts(test_env, test_teacher, te["episodes"], te["seed"])
     t_sec = time.perf_counter()
     t_eval = evaluate_gain(test_env, test_teacher, te["episodes"], te["seed"])
@@ -362,7 +369,8 @@ def run(cfg: dict[str, Any], ship: bool = False, argv: list[str] | None = None, 
     summary["test"] = {
         "episodes": te["episodes"], "seed": te["seed"], "split": te["split"],
         "student": {k: s_eval[k] for k in ("psnr_gain", "tool_calls", "stop_rate", "seconds")},
-        "teacher": {k: t_eval[k] for k in ("psnr_gain", "tool_calls", "stop_rate")} | {"seconds": t_sec},
+        "teacher": {k: t_eval[k] for k in ("psnr_gain", "tool_calls", "stop_rate")} | {
+            "seconds": t_sec, "planner": f"greedy (judge {meta['judge']})"},  # the labeller, also for a dfs dataset
         "gain_ratio": s_eval["psnr_gain"] / t_eval["psnr_gain"] if t_eval["psnr_gain"] else float("nan"),
         "agreement_on_teacher_states": agreement(model.policy, t_data, tau, margin),
         "agreement_on_student_states": agreement(model.policy, own_data, tau, margin),

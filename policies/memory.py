@@ -32,6 +32,8 @@ import numpy as np
 
 from ir_env.embeddings import make_embedder
 from ir_env.paths import check_writable
+from ir_env.quality import METRICS
+from ir_env.quality import gain as metric_gain
 from policies.base import (
     Planner,
     RestorationResult,
@@ -317,9 +319,12 @@ class ExperienceMemory:
                     spec = get_tool(names[t]).params
                     sched.append((names[t], {s.name: float(data["params_phys"][r][i]) for i, s in
                                              enumerate(spec[: counts[t]])}))
-                gain = float(sum(data["quality_after"][r] - data["quality_before"][r] for r in mine))
-                if data.meta.get("judge") not in (None, "psnr", "ssim"):
-                    gain = float("nan")  # direction unknown for other judges: keep it out
+                judge = data.meta.get("judge") or "psnr"
+                if judge in METRICS:  # in the judge's units, sign-corrected (lower-is-better NIQE / BRISQUE too)
+                    gain = float(sum(metric_gain(judge, float(data["quality_before"][r]),
+                                                 float(data["quality_after"][r])) for r in mine))
+                else:
+                    gain = float("nan")  # an unknown judge: its direction is unknown, keep it out
                 if not math.isfinite(gain) or gain <= min_gain:
                     continue
                 self.add(data["regions"][first][k], sched, gain, source=f"trajectory scene {int(scene)}")
@@ -480,7 +485,8 @@ def prefill(trajectory_dirs: Sequence[str | Path], out: str | Path, min_gain: fl
     if not math.isfinite(float(min_gain)):
         raise ValueError(f"min_gain must be a finite number (dB), got {min_gain!r}")
     mem = ExperienceMemory(embedding)
-    mem.add_trajectories(read_dataset(list(trajectory_dirs)), min_gain=min_gain)
+    for folder in trajectory_dirs:  # one by one: scene numbers restart at 0 in every dataset
+        mem.add_trajectories(read_dataset(folder), min_gain=min_gain)
     if not len(mem):
         raise ValueError(f"no schedule in {', '.join(map(str, trajectory_dirs))} gained more than {min_gain:g}: the "
                          "memory would be empty (lower --min-gain); nothing written")
@@ -495,13 +501,18 @@ def main(argv: list[str] | None = None) -> int:
 
     ap = argparse.ArgumentParser(description="Pre-fill an experience memory from recorded teacher trajectories.")
     ap.add_argument("--trajectories", nargs="+", required=True, help="dataset directories (meta.json + shards)")
-    ap.add_argument("-o", "--out", required=True, help="memory JSON to write")
+    ap.add_argument("-o", "--out", required=True, help="memory JSON to write (an existing file: --overwrite)")
+    ap.add_argument("--overwrite", action="store_true", help="replace an existing memory file at --out (its entries "
+                    "are lost: a memory grows by use, not by a new prefill)")
     ap.add_argument("--min-gain", type=float, default=0.0, help="skip schedules that gained at most this (dB)")
     ap.add_argument("--embedding", default=None,
                     help="embedding of the keys (default: the trajectories' own, e.g. learned for a dataset recorded "
                          "with embedding: learned); the memory planner must use the same (memory:embedding=...)")
     args = ap.parse_args(argv)
     try:
+        if Path(args.out).exists() and not args.overwrite:
+            raise ValueError(f"{args.out} exists: a memory there would be replaced by the prefill, losing what it "
+                             "learned; pass --overwrite to replace it, or give another -o")
         if args.embedding is None:
             from policies.distill.dataset import read_meta
 

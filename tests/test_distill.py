@@ -372,3 +372,29 @@ def test_ppo_curve_points_are_labelled_with_the_steps_trained_on(tmp_path: Path,
     points = distill_ppo_curve.curve(cfg, "scratch", 0)
     assert [p["steps"] for p in points] == [0, 64, 128]
     assert updates == [(0, 0), (64, 2 * 2), (128, 4 * 2)]  # n_epochs updates per 32-step rollout trained on
+
+
+def test_fewer_episodes_other_settings_and_foreign_shards_are_named(dataset: tuple[TrajectoryData, str],
+                                                                    tmp_path: Path) -> None:
+    """Recording 5 episodes into a 6-episode folder re-recorded its last shard and dropped scene 5; datasets of other
+    envs or judges were concatenated; a .npy under a shard's name was a TypeError traceback."""
+    import shutil
+
+    data, folder = dataset
+    copy = Path(shutil.copytree(folder, tmp_path / "traj"))
+    before = shard_path(copy, 1).read_bytes()
+    cfg = load_record_config(None, out_dir=str(copy), env_id="SpatialIR-v1", env_kwargs=ENV_KWARGS, episodes=5,
+                             episodes_per_shard=4, seed=100)
+    with pytest.raises(ValueError, match="holds scenes up to 5: .* recorded with more than the 5 episodes"):
+        record(cfg, progress=False, log=lambda m: None)
+    assert shard_path(copy, 1).read_bytes() == before
+    other = TrajectoryData(dict(data.arrays), {**data.meta, "judge": "npsnr"})
+    with pytest.raises(ValueError, match="different 'judge'"):
+        data.concat(other)
+    bigger = TrajectoryData(dict(data.arrays), {**data.meta, "env_kwargs": {**data.meta["env_kwargs"],
+                                                                           "image_size": 64}})
+    with pytest.raises(ValueError, match="recorded on different envs .*image_size"):
+        data.concat(bigger)
+    np.save(tmp_path / "x.npy", np.zeros(3))
+    with pytest.raises(ValueError, match=r"trajectory shard .*x.npy is damaged \(a single ndarray"):
+        read_shard(tmp_path / "x.npy")

@@ -364,3 +364,31 @@ def test_threshold_defaults_as_the_searches_and_one_ignored_feature_may_be_a_str
     assert MemoryPlanner(judge="psnr").threshold == 0.0 and MemoryPlanner(judge="none").threshold == 0.0
     assert MemoryPlanner(threshold=0.25).threshold == 0.25
     assert ExperienceMemory(ignore_features="area").ignore_features == ("area",)
+
+
+def test_prefill_keeps_datasets_apart_reads_any_judge_and_never_overwrites_silently(tmp_path, capsys) -> None:  # noqa: ANN001
+    """Scene numbers restart at 0 in every dataset: two folders used to be merged scene by scene (one schedule from
+    each under one key). A no-reference teacher's gains were NaN, so its memory was always empty. An existing
+    memory file was replaced without a word."""
+    from policies.distill.dataset import shard_path, write_meta, write_shard
+    from policies.memory import main, prefill
+
+    folders = []
+    for i, quality in enumerate(([10.0, 12.0], [30.0, 25.0])):  # the second: niqe, lower is better (gains +5)
+        data = _prefill_data()
+        data.arrays["quality_before"] = np.array([quality[0], quality[1]], np.float32)
+        data.arrays["quality_after"] = np.array([quality[1], quality[1] - 1.0 if i else 13.0], np.float32)
+        data.arrays["regions"][:, 1, 0] = float(i)  # a key of its own
+        if i:
+            data.meta["judge"] = "niqe"
+        folder = tmp_path / f"traj{i}"
+        write_meta(folder, data.meta)
+        write_shard(shard_path(folder, 0), data.arrays)
+        folders.append(folder)
+    mem = prefill(folders, tmp_path / "m.json")
+    assert len(mem) == 2 and all(len(e.schedule) == 2 for e in mem.entries)  # one 2-step schedule per dataset
+    assert sorted(round(e.gain, 3) for e in mem.entries) == [3.0, 6.0]  # psnr +2 +1; niqe 30->25->24: +5 +1
+    assert main(["--trajectories", str(folders[0]), "-o", str(tmp_path / "m.json")]) == 2
+    assert "--overwrite" in capsys.readouterr().err and len(ExperienceMemory.load(tmp_path / "m.json")) == 2
+    assert main(["--trajectories", str(folders[0]), "-o", str(tmp_path / "m.json"), "--overwrite"]) == 0
+    assert len(ExperienceMemory.load(tmp_path / "m.json")) == 1

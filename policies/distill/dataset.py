@@ -120,10 +120,19 @@ class TrajectoryData:
         return TrajectoryData({k: v[rows] for k, v in self.arrays.items()}, dict(self.meta))
 
     def concat(self, other: TrajectoryData) -> TrajectoryData:
-        """Both datasets (``self`` first); their ``meta`` shapes and tools must agree."""
-        for key in ("tool_names", "num_regions", "region_dim", "num_params"):
-            if self.meta[key] != other.meta[key]:
-                raise ValueError(f"cannot concatenate datasets with different {key!r}")
+        """Both datasets (``self`` first); their ``meta`` shapes and tools, teacher and judge (the labels' meaning),
+        and env settings must agree; only where the photos come from (``corpus``, ``split``) may differ."""
+        for key in ("tool_names", "num_regions", "region_dim", "num_params", "teacher", "judge"):
+            if self.meta.get(key) != other.meta.get(key):
+                raise ValueError(f"cannot concatenate datasets with different {key!r} ({self.meta.get(key)!r} vs "
+                                 f"{other.meta.get(key)!r})")
+        source = ("corpus", "split")
+        mine = {k: v for k, v in (self.meta.get("env_kwargs") or {}).items() if k not in source}
+        theirs = {k: v for k, v in (other.meta.get("env_kwargs") or {}).items() if k not in source}
+        differ = sorted(k for k in set(mine) | set(theirs) if mine.get(k) != theirs.get(k))
+        if differ:  # rows of another image size or step budget would be trained as if they were this env's
+            raise ValueError(f"cannot concatenate datasets recorded on different envs (env_kwargs "
+                             f"{', '.join(differ)} differ)")
         return TrajectoryData({k: np.concatenate([v, other.arrays[k]]) for k, v in self.arrays.items()},
                               dict(self.meta))
 
@@ -191,13 +200,16 @@ def read_shard(path: str | Path) -> dict[str, np.ndarray]:
     import zipfile
 
     try:
-        with np.load(Path(path)) as z:
+        z = np.load(Path(path))
+        if not isinstance(z, np.lib.npyio.NpzFile):  # a .npy array saved under a shard's name
+            raise ValueError(f"a single {type(z).__name__}, not an .npz archive of arrays")
+        with z:
             missing = set(FIELDS) - set(z.files)
             if missing:
                 raise ValueError(f"{path} is not a trajectory shard: missing {sorted(missing)}")
             return {k: z[k] for k in FIELDS}
-    except (zipfile.BadZipFile, EOFError, OSError) as exc:
-        if isinstance(exc, FileNotFoundError):
+    except (zipfile.BadZipFile, EOFError, OSError, ValueError) as exc:
+        if isinstance(exc, FileNotFoundError) or str(exc).startswith(f"{path} is not a trajectory shard"):
             raise
         raise ValueError(f"trajectory shard {path} is damaged ({' '.join(str(exc).split()) or type(exc).__name__}): "
                          "record the dataset again (record_trajectories re-records damaged shards)") from None
