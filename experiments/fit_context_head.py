@@ -33,7 +33,7 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402, N812
 from tqdm import tqdm  # noqa: E402
 
-from experiments.head_fit import check_head_config, copy_encoder  # noqa: E402
+from experiments.head_fit import check_head_config, copy_encoder, head_main  # noqa: E402
 from experiments.train_encoder import split_clean  # noqa: E402 (its home is the scene maker now)
 from ir_env.encoder.context import ContextHead, save_context_head  # noqa: E402
 from ir_env.encoder.learned import file_sha256, load_encoder  # noqa: E402
@@ -262,49 +262,15 @@ def summary(meta: dict[str, Any], cfg: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.fit_context_head`` (options: ``--help``); returns the exit status
-    (2 for bad input). As :func:`experiments.head_fit.head_main`, with the config read by
-    :func:`experiments.configio.read_config` (one-line errors naming the file) and fully checked before any scene."""
-    import argparse
-    import sys
+    (2 for bad input): :func:`experiments.head_fit.head_main`, the config and its encoder folder checked before any
+    scene."""
 
-    from experiments.configio import read_config
-    from ir_env.encoder.learned import EncoderWeightsError, ship_weights
+    def check(cfg: Any, where: str) -> dict[str, Any]:
+        check_config(cfg, where)
+        check_encoder(cfg, where)
+        return cfg
 
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--config", default="experiments/configs/context_head.yaml",
-                    help="config YAML (default: %(default)s)")
-    ap.add_argument("--ship", action="store_true",
-                    help="copy the weights directory to the config's ship_dir (only when the head was fitted on the "
-                         "encoder there) (default: off)")
-    ap.add_argument("--output-dir", help="write the weights directory here instead of the config's output_dir "
-                                         "(default: the config's)")
-    a = ap.parse_args(argv)
-    try:
-        cfg = read_config(a.config)
-        if a.output_dir:
-            cfg["output_dir"] = a.output_dir
-        check_config(cfg, a.config)
-        if a.ship and not cfg.get("ship_dir"):
-            raise ValueError(f"{a.config} has no ship_dir")
-        check_encoder(cfg, a.config)
-    except (OSError, ValueError) as e:  # FileNotFoundError (a missing config file) is an OSError
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    cfg["_config_path"] = a.config
-    try:
-        meta = fit(cfg)
-        if a.ship:
-            dst = Path(cfg["ship_dir"])
-            if file_sha256(dst / "encoder.pt") != meta["encoder_sha256"]:
-                raise EncoderWeightsError(f"cannot ship: the head was fitted on {meta['encoder_source']}, not on "
-                                          f"the encoder in {dst}")
-            print(f"shipped to {ship_weights(cfg['output_dir'], dst)}")
-    except (EncoderWeightsError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    print(summary(meta, cfg))
-    return 0
-
+    return head_main(argv, __doc__.split("\n\n")[0], "experiments/configs/context_head.yaml", check, fit, summary)
 
 if __name__ == "__main__":
     from experiments.configio import cli_main

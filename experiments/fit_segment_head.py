@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.fit_segment_head`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
     return head_main(argv, __doc__.split("\n\n")[0], "experiments/configs/segment_head.yaml", check_config, fit,
-                     summary, sections=CONFIG_SECTIONS)
+                     summary)
 
 
 if __name__ == "__main__":

@@ -38,34 +38,32 @@ def copy_encoder(src: Path, out: Path) -> None:
 
 
 def head_main(argv: list[str] | None, description: str, default_config: str,
-              check: Callable[[Any], dict[str, Any]], fit: Callable[[dict[str, Any]], dict[str, Any]],
-              summary: Callable[[dict[str, Any], dict[str, Any]], str],
-              sections: dict[str, tuple[Any, Any]] | None = None) -> int:
+              check: Callable[[Any, str], dict[str, Any]], fit: Callable[[dict[str, Any]], dict[str, Any]],
+              summary: Callable[[dict[str, Any], dict[str, Any]], str]) -> int:
     """The command line of a head-fitting script: read the config (:func:`experiments.configio.read_config`: one-line
-    errors naming the file), refuse a key it does not read (``sections``: the known keys per section, as
-    :func:`experiments.configio.check_sections` takes them; None: not checked), ``check`` it, refuse an
-    ``output_dir`` that cannot be a folder, ``fit``, optionally ship the output directory beside the shipped encoder
-    (only if the head was fitted on it), print ``summary(meta, cfg)``. Returns the exit status."""
-    from experiments.configio import check_sections, read_config
+    errors naming the file), take ``--output-dir`` over its ``output_dir``, ``check(cfg, config_path)`` it (keys and
+    values, errors naming the file), refuse ``--ship`` without a ``ship_dir`` and an ``output_dir`` that cannot be a
+    folder, ``fit``, optionally ship the output directory beside the shipped encoder (only if the head was fitted on
+    it), print ``summary(meta, cfg)``. Returns the exit status."""
+    from experiments.configio import read_config
     from ir_env.paths import check_writable
 
     ap = argparse.ArgumentParser(description=description)
     ap.add_argument("--config", default=default_config, help="the YAML config (default: %(default)s)")
     ap.add_argument("--ship", action="store_true",
-                    help="after the fit, copy the weights directory to the config's ship_dir (default: off)")
+                    help="after the fit, copy the weights directory to the config's ship_dir (only when the head was "
+                         "fitted on the encoder there) (default: off)")
     ap.add_argument("--output-dir", help="write the weights directory here (default: the config's output_dir)")
     a = ap.parse_args(argv)
     try:
         cfg = read_config(a.config)
-        if sections:
-            check_sections(cfg, sections, a.config)
-        cfg = check(cfg)
-        if a.ship and not cfg.get("ship_dir"):
-            raise ValueError(f"{a.config} has no ship_dir")
         if a.output_dir:
             cfg["output_dir"] = a.output_dir
+        cfg = check(cfg, a.config)
+        if a.ship and not cfg.get("ship_dir"):
+            raise ValueError(f"{a.config} has no ship_dir")
         check_writable(cfg["output_dir"], "output_dir", folder=True)  # before any scene is made
-    except (OSError, ValueError) as e:
+    except (OSError, ValueError) as e:  # FileNotFoundError (a missing config file) is an OSError
         print(f"error: {e}", file=sys.stderr)
         return 2
     cfg["_config_path"] = a.config
