@@ -55,13 +55,20 @@ def check_keys(cfg: dict[str, Any], known: Iterable[str], where: str, required: 
     (with the closest known key, so a misspelled key is not silently ignored) or a ``required`` key it lacks."""
     known = list(known)
     for key in cfg:
-        if key not in known:
-            close = difflib.get_close_matches(str(key), known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"{where}: unknown config key {key!r}{hint}; known: {', '.join(known)}")
+        check_choice(key, known, "config key", where)
     missing = [k for k in required if k not in cfg]
     if missing:
         raise ValueError(f"{where}: missing config key(s) {', '.join(missing)}")
+
+
+def check_choice(value: Any, known: Iterable[str], what: str, where: str) -> None:
+    """``ValueError`` ``"{where}: unknown {what} {value!r} (did you mean ...?); known: ..."`` when ``value`` is not
+    one of ``known`` (a recipe, a region proposer), with the closest known name as the key checks give it."""
+    known = list(known)
+    if value not in known:
+        close = difflib.get_close_matches(str(value), known, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"{where}: unknown {what} {value!r}{hint}; known: {', '.join(known)}")
 
 
 def check_sections(cfg: dict[str, Any], sections: dict[str, tuple[Iterable[str], Iterable[str]]], where: str) -> None:

@@ -665,26 +665,17 @@ def _probabilities(block: dict[str, Any], key: str, where: str) -> None:
 
 
 def _recipe(name: Any, key: str, where: str) -> None:
+    from experiments.configio import check_choice
     from ir_env.recipes import list_recipes
 
-    if name not in list_recipes():
-        import difflib
-
-        close = difflib.get_close_matches(str(name), list_recipes(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"{where}: {key}: unknown recipe {name!r}{hint}; known: {', '.join(list_recipes())}")
+    check_choice(name, list_recipes(), "recipe", f"{where}: {key}")
 
 
 def _proposer(name: Any, key: str, where: str) -> None:
+    from experiments.configio import check_choice
     from ir_env.regions import list_proposers
 
-    if name not in list_proposers():
-        import difflib
-
-        close = difflib.get_close_matches(str(name), list_proposers(), n=1)
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"{where}: {key}: unknown region proposer {name!r}{hint}; known: "
-                         f"{', '.join(list_proposers())}")
+    check_choice(name, list_proposers(), "region proposer", f"{where}: {key}")
 
 
 def check_values(cfg: dict[str, Any], where: str) -> None:
