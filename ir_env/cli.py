@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ir_env.paths import check_writable
+from ir_env.paths import check_takes_files, check_writable, nearest_existing
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {}
 
@@ -110,20 +110,8 @@ def check_output_file(path: str | Path, image: bool = False, plot: bool = False)
         raise ValueError(f"cannot write {p}: cannot create its folder {folder} ({e.strerror or e})") from None
     if not os.access(folder, os.W_OK):
         raise ValueError(f"cannot write {p}: its folder {folder} is not writable")
-    _check_takes_files(folder, f"cannot write {p}: its folder {folder}")
+    check_takes_files(folder, f"cannot write {p}: its folder {folder}")
     return p
-
-
-def _check_takes_files(folder: Path, what: str) -> None:
-    """``ValueError`` starting with ``what`` when the existing ``folder`` does not take a new file: a real file is
-    tried and removed at once (``os.access`` says yes to root everywhere, /proc included)."""
-    import tempfile
-
-    try:
-        with tempfile.NamedTemporaryFile(dir=folder, prefix=".spatial-ir-write-check-"):
-            pass
-    except OSError as e:
-        raise ValueError(f"{what} does not take new files ({e.strerror or e})") from None
 
 
 def check_output_dir(path: str | Path) -> Path:
@@ -133,10 +121,8 @@ def check_output_dir(path: str | Path) -> Path:
     if str(path).strip() == "":
         raise ValueError("the output directory must not be empty (give -o DIR)")
     p = check_writable(path, "into", folder=True, writable=True)
-    near = p.absolute()
-    while not near.exists() and near != near.parent:
-        near = near.parent
-    _check_takes_files(near, f"cannot write into {p}: the folder {near}")
+    near = nearest_existing(p)
+    check_takes_files(near, f"cannot write into {p}: the folder {near}")
     return p
 
 

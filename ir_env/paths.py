@@ -55,3 +55,23 @@ def held_run(folder: str | Path, found: Sequence[Path], limit: int = 6) -> str:
     """``"run folder F already holds a run (a, b/, ...)"``: the start of those refusals (folders end in ``/``)."""
     names = ", ".join(p.name + ("/" if p.is_dir() else "") for p in found[:limit])
     return f"run folder {folder} already holds a run ({names}{', ...' if len(found) > limit else ''})"
+
+
+def check_takes_files(folder: str | Path, what: str) -> None:
+    """``ValueError`` starting with ``what`` when the existing ``folder`` does not take a new file: a real file is
+    tried and removed at once (``os.access`` says yes to root everywhere, /proc included)."""
+    import tempfile
+
+    try:
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".spatial-ir-write-check-"):
+            pass
+    except OSError as e:
+        raise ValueError(f"{what} does not take new files ({e.strerror or e})") from None
+
+
+def nearest_existing(path: str | Path) -> Path:
+    """``path`` (absolute) or its nearest ancestor that exists: the folder a new file or folder there would go into."""
+    near = Path(path).absolute()
+    while not near.exists() and near != near.parent:
+        near = near.parent
+    return near

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ir_env.embeddings import make_embedder
-from ir_env.paths import check_writable
+from ir_env.paths import check_takes_files, check_writable, nearest_existing
 from ir_env.quality import METRICS
 from ir_env.quality import gain as metric_gain
 from policies.base import (
@@ -332,19 +332,6 @@ class ExperienceMemory:
         return added
 
 
-def _probe_lock(path: Path) -> None:
-    """Create ``<path>.lock`` (autosave's lock file) now: ``ValueError`` naming ``path`` when the folder takes no
-    files (a read-only mount, ``/proc``; ``os.access`` says yes to root there), instead of failing after the first
-    image's work."""
-    lock = path.with_name(path.name + ".lock")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open(lock, "a"):
-            pass
-    except OSError as exc:
-        raise ValueError(f"autosave cannot write the memory file {path}: {exc.strerror or exc}") from None
-
-
 class MemoryPlanner(Planner):
     """Retrieve-and-try planner over an :class:`ExperienceMemory` (see the module docstring).
 
@@ -402,7 +389,8 @@ class MemoryPlanner(Planner):
             raise ValueError("autosave needs the memory's file path (memory=PATH)")
         if self.autosave:
             check_writable(self.path, "memory file", writable=True)  # before any restore, not after the first one
-            _probe_lock(self.path)
+            near = nearest_existing(self.path.parent)
+            check_takes_files(near, f"autosave cannot write the memory file {self.path}: the folder {near}")
         if not len(memory):
             where = f" at {self.path}" if self.path else ""
             warnings.warn(f"the memory{where} is empty: it retrieves nothing, so the planner never acts and never "
