@@ -291,17 +291,22 @@ def _eval_history_mismatches(path: Path, cfg: Mapping[str, Any]) -> list[str]:
     return []
 
 
+def _checkpoint_step(path: Path) -> int:
+    """The step count in a checkpoint's name (``model_<N>_steps.zip`` -> N)."""
+    import re
+
+    return int(re.sub(r"\D", "", path.stem) or 0)
+
+
 def _set_aside_later_outputs(run_dir: Path, up_to: int) -> Path | None:
     """Resuming from a checkpoint older than the run's newest outputs: move the abandoned branch's later checkpoints,
     its ``best_model.zip`` and its ``model.zip`` into ``run_dir/abandoned_after_<up_to>/`` (``_2``, ... when that
     exists; kept, not mixed into the resumed run);
     returns that folder, or None when nothing was later. ``best_model.zip`` is set aside only when the eval history
     holds evaluations after ``up_to`` (its best may be one of them)."""
-    import re
     import shutil
 
-    later = [p for p in (run_dir / "checkpoints").glob("model_*_steps.zip")
-             if int(re.sub(r"\D", "", p.stem) or 0) > up_to]
+    later = [p for p in (run_dir / "checkpoints").glob("model_*_steps.zip") if _checkpoint_step(p) > up_to]
     hist = run_dir / "eval" / "evaluations.npz"
     evals_after = False
     if hist.is_file():
@@ -356,10 +361,10 @@ def _restore_eval_history(callback: Any, path: Path, up_to: int) -> None:
         callback.best_mean_reward = float(max(np.mean(r) for r in callback.evaluations_results))
 
 
-#: What a run writes into its folder (files and folders); ``overwrite=True`` removes them before a new run.
-RUN_OUTPUTS = ("model.zip", "best_model.zip", "config.yml", "checkpoints", "eval", "vecnormalize.pkl")
 #: File beside a model saved by :func:`save_model` from a ``VecNormalize``-wrapped env: its observation statistics.
 OBS_NORMALIZATION = "vecnormalize.pkl"
+#: What a run writes into its folder (files and folders); ``overwrite=True`` removes them before a new run.
+RUN_OUTPUTS = ("model.zip", "best_model.zip", "config.yml", "checkpoints", "eval", OBS_NORMALIZATION)
 
 
 def run_outputs(run_dir: Path) -> list[Path]:
@@ -389,10 +394,7 @@ def _check_run_folder(run_dir: Path, resume: str | None, overwrite: bool, python
         raise ValueError(f"{held_run(run_dir, old)}; save into another folder, or pass overwrite=True to replace it")
     latest = run_dir / "model.zip"
     if not latest.is_file():  # a run killed before it saved: its newest checkpoint
-        import re
-
-        ckpts = sorted(run_dir.glob("checkpoints/model_*_steps.zip"),
-                       key=lambda p: int(re.sub(r"\D", "", p.stem) or 0))
+        ckpts = sorted(run_dir.glob("checkpoints/model_*_steps.zip"), key=_checkpoint_step)
         latest = ckpts[-1] if ckpts else latest
     raise ValueError(f"{held_run(run_dir, old)}; continue it with --resume "
                      f"{latest} (or a checkpoint), pick another --output-dir or config name, or pass "
