@@ -487,20 +487,6 @@ DEFAULT_CLI_JUDGE = "npsnr"
 DEFAULT_CLI_STEPS = 6
 
 
-def set_threads(n: int) -> None:
-    """``n`` CPU threads for torch (now if it is imported, else through ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS``,
-    which it reads when imported: a command that never needs torch does not pay for importing it) and OpenCV."""
-    import os
-
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = str(n)
-    if "torch" in sys.modules:
-        sys.modules["torch"].set_num_threads(n)
-    import cv2
-
-    cv2.setNumThreads(n)
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``spatial-ir`` console script; returns the exit status."""
     import warnings
@@ -515,6 +501,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     threads = args.threads if args.threads is not None else (0 if os.environ.get("OMP_NUM_THREADS") else 1)
     if threads:  # 0: the libraries' default (or the exported OMP_NUM_THREADS) is left alone
+        from ir_env.forksafe import set_threads
+
         set_threads(threads)
 
     def one_line_warning(message: Warning | str, category: type[Warning], *_: Any, **__: Any) -> None:

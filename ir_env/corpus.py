@@ -37,7 +37,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ir_env.imageio import IMAGE_EXTENSIONS, read_image
+from ir_env.imageio import IMAGE_EXTENSIONS, DamagedImageWarning, read_image
 from restorers.imagecheck import check_image
 
 SPLITS: tuple[str, ...] = ("train", "test", "all")
@@ -196,7 +196,7 @@ def load_named_corpus(
             warnings.warn(f"skipping unreadable image {f}: {err}", UserWarning, stacklevel=2)
             continue
         damaged = [str(w.message) for w in said  # the decoder's words only, not the file's path
-                   if _CUT_SHORT.search(str(w.message).partition("the decoder said:")[2])]
+                   if isinstance(w.message, DamagedImageWarning) and _CUT_SHORT.search(w.message.decoder_said)]
         if damaged:  # a truncated file decodes with the rest flat grey: never a clean reference
             warnings.warn(f"skipping damaged image {f}: {damaged[0]}", UserWarning, stacklevel=2)
             continue

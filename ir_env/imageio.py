@@ -54,6 +54,15 @@ def _opencv_quiet() -> Iterator[None]:
         log.setLogLevel(level)
 
 
+class DamagedImageWarning(UserWarning):
+    """A file the decoder read but reported damaged; ``decoder_said`` holds the decoder's own words (e.g. "Premature
+    end of JPEG file" for a file cut short, whose missing part decodes as flat grey)."""
+
+    def __init__(self, message: str, decoder_said: str) -> None:
+        super().__init__(message)
+        self.decoder_said = decoder_said
+
+
 def _decode_quietly(data: np.ndarray | Path) -> tuple[np.ndarray | None, str]:
     """``cv2.imdecode`` of ``data`` (or ``cv2.imread`` of a path) and what the decoder said (OpenCV's log silenced,
     the C codecs' stderr lines captured): a corrupt file gets this module's one-line ``ValueError`` or warning
@@ -96,7 +105,8 @@ def read_image_with_depth(path: str | Path) -> tuple[np.ndarray, int]:
         raise ValueError(f"cannot decode image file (corrupt or unsupported format): {p}"
                          + (f" (decoder: {said})" if said else ""))
     if said:
-        warnings.warn(f"image file {p} may be damaged, the decoder said: {said}", UserWarning, stacklevel=2)
+        warnings.warn(DamagedImageWarning(f"image file {p} may be damaged, the decoder said: {said}", said),
+                      stacklevel=2)
     straight = None
     if _is_tiff(data) and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 4:
         straight = _tiff_straight_rgb(p, arr)  # OpenCV's 8-bit TIFF path returns colour multiplied by alpha

@@ -440,7 +440,7 @@ def test_restore_with_a_reference_prints_the_psnr_gain_and_threads_are_set(tmp_p
                      "--planner", "fixed", "--reference", str(tmp_path / "clean.png")]) == 0
         assert cv2.getNumThreads() == 2 and torch.get_num_threads() == 2
     finally:
-        from ir_env.cli import set_threads
+        from ir_env.forksafe import set_threads
 
         set_threads(1)  # as conftest set it
     line = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("PSNR against --reference")][0]

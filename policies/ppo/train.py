@@ -19,7 +19,6 @@ entry point with ``if __name__ == "__main__":``.
 
 from __future__ import annotations
 
-import os
 import time
 import warnings
 from collections.abc import Callable, Mapping
@@ -45,13 +44,9 @@ MODEL_ENV_SETTINGS = ("recipe", "region_proposer", "max_regions", "image_size", 
 
 def set_single_thread() -> None:
     """One thread for OpenMP, torch and OpenCV in this process (small nets and images: threads contend)."""
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-        os.environ[var] = "1"
-    import cv2
-    import torch
+    from ir_env.forksafe import set_threads
 
-    torch.set_num_threads(1)
-    cv2.setNumThreads(1)
+    set_threads(1)
 
 
 def build_env(env_id: str, env_kwargs: Mapping[str, Any], algo: str = "hybrid", bins: int = 5,
