@@ -573,7 +573,7 @@ def make_embedder(name: str = "handcrafted", **kw: object) -> RegionEmbedder:
     """Build a region embedder by name; keyword arguments go to its constructor."""
     if name not in _EMBEDDERS:
         raise ValueError(f"unknown embedder {name!r}; available: {', '.join(list_embedders())}")
-    from ir_env.option_errors import unexpected_keyword
+    from ir_env.option_errors import non_number_option, unexpected_keyword
 
     try:
         emb = _EMBEDDERS[name](**kw)
@@ -583,8 +583,9 @@ def make_embedder(name: str = "handcrafted", **kw: object) -> RegionEmbedder:
             raise ValueError(f"embedder {name!r} has no option {unknown!r}") from None
         raise
     except ValueError as e:
-        if kw and "could not convert" in str(e):  # float('x') inside the constructor: name the options
-            raise ValueError(f"embedder {name!r}: bad option value in {kw} ({e})") from None
+        bad = non_number_option(e, dict(kw))  # float('x') inside the constructor: name the option
+        if bad:
+            raise ValueError(f"embedder {name!r}: bad option value {bad[0]}={bad[1]!r} (must be a number)") from None
         raise
     if not isinstance(emb, RegionEmbedder):
         raise ValueError(f"embedder factory {name!r} returned {type(emb).__name__}, not a RegionEmbedder")

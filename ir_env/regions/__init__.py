@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from ir_env.option_errors import repeated_keyword, unexpected_keyword
+from ir_env.option_errors import non_number_option, repeated_keyword, unexpected_keyword
 from ir_env.regions.base import (
     RegionProposer,
     apply_merges,
@@ -69,8 +69,10 @@ def make_proposer(name: str, max_regions: int = 8, seed: int = 0, **kwargs: Any)
     try:
         return _PROPOSERS[name](max_regions=max_regions, seed=seed, **kwargs)
     except ValueError as e:
-        if kwargs and "could not convert" in str(e):  # float('x') inside the constructor: name the options
-            raise ValueError(f"region proposer {name!r}: bad option value in {kwargs} ({e})") from None
+        bad = non_number_option(e, kwargs)  # float('x') inside the constructor: name the option
+        if bad:
+            raise ValueError(f"region proposer {name!r}: bad option value {bad[0]}={bad[1]!r} (must be a number)"
+                             ) from None
         raise
     except TypeError as e:  # Python's wording names the class's __init__, not the proposer or the option
         fixed, unknown = repeated_keyword(e), unexpected_keyword(e)
