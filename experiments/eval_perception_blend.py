@@ -196,9 +196,10 @@ def _weights_folder(cfg: dict[str, Any], key: str, where: str, files: tuple[str,
     folder = cfg[key]
     if not isinstance(folder, str) or not folder.strip():
         raise ValueError(f"{where}: {key} must name a weights folder, got {folder!r}")
-    missing = [n for n in files if not (Path(folder) / n).is_file()]
-    if missing:
-        what = "is not a folder" if not Path(folder).is_dir() else f"holds no {' or '.join(missing)}"
+    from ir_env.encoder.learned import weights_folder_problem
+
+    what = weights_folder_problem(folder, files)
+    if what:
         raise ValueError(f"{where}: {key} {folder} {what}; {hint}")
 
 

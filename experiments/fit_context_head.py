@@ -243,10 +243,11 @@ def check_config(cfg: Any, where: str = "config") -> dict[str, Any]:
 def check_encoder(cfg: dict[str, Any], where: str) -> Path:
     """The frozen encoder's folder (``encoder``, default the shipped one), or ``ValueError`` naming ``where`` and
     ``encoder`` when it holds no encoder weights (read before any scene is made)."""
+    from ir_env.encoder.learned import weights_folder_problem
+
     src = Path(cfg.get("encoder") or "ir_env/encoder/weights")
-    missing = [n for n in ("encoder.json", "encoder.pt") if not (src / n).is_file()]
-    if missing:
-        what = "is not a folder" if not src.is_dir() else f"holds no {' or '.join(missing)}"
+    what = weights_folder_problem(src)
+    if what:
         raise ValueError(f"{where}: encoder {src} {what} (an encoder weights folder: the shipped "
                          "ir_env/encoder/weights or a train_encoder output_dir)")
     return src

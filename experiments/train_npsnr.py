@@ -312,19 +312,16 @@ def check_init_from(cfg: dict[str, Any], where: str) -> None:
     """``ValueError`` naming ``where`` and ``init_from`` when the config starts from an encoder (``init_from``) that
     is not a loadable weights folder (``encoder.pt`` + ``encoder.json``) or has other ``channels`` than the config
     asks for; run before any group is made (the groups take minutes, training reads the encoder only after)."""
-    from ir_env.encoder.learned import EncoderWeightsError
+    from ir_env.encoder.learned import EncoderWeightsError, weights_folder_problem
 
     init = cfg.get("init_from")
     if not init:
         return
     folder = Path(init)
-    if not folder.is_dir():
-        raise ValueError(f"{where}: init_from {init} is not a folder (an encoder weights folder with encoder.pt and "
+    what = weights_folder_problem(folder)
+    if what:
+        raise ValueError(f"{where}: init_from {init} {what} (an encoder weights folder with encoder.pt and "
                          "encoder.json, as experiments.train_encoder writes into its output_dir)")
-    missing = [n for n in ("encoder.json", "encoder.pt") if not (folder / n).is_file()]
-    if missing:
-        raise ValueError(f"{where}: init_from {init} holds no {' or '.join(missing)} (an encoder weights folder, as "
-                         "experiments.train_encoder writes into its output_dir)")
     try:
         src = load_encoder(folder, fuse=False).net
     except EncoderWeightsError as e:

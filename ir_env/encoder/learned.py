@@ -59,6 +59,16 @@ class EncoderWeightsError(FileNotFoundError):
     """The encoder's weights are missing, corrupt or do not match the network."""
 
 
+def weights_folder_problem(folder: str | Path, files: tuple[str, ...] = ("encoder.json", "encoder.pt")) -> str | None:
+    """What keeps ``folder`` from being a weights folder holding ``files``: ``"is not a folder"``, ``"holds no a or
+    b"`` (the missing ones), or None when every file is there; for the scripts' "checked before any scene" errors."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return "is not a folder"
+    missing = [n for n in files if not (folder / n).is_file()]
+    return f"holds no {' or '.join(missing)}" if missing else None
+
+
 def file_sha256(path: Path) -> str:
     """Hex SHA-256 of a file."""
     h = hashlib.sha256()
