@@ -315,6 +315,8 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.tools_json:
         check_output_file(args.tools_json)
     out = bench_env.main(["--json", args.json, "--steps", str(args.steps)])
+    out["command"] = "spatial-ir " + " ".join(sys.argv[1:])
+    Path(args.json).write_text(json.dumps(out, indent=2))
     if args.no_tools and not args.tools_json:
         return 0
     bench_tools = experiments_module("bench_tools")
@@ -437,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("bench", help="env speed figures (steps/s, reset time, overhead share, 2-worker scaling) "
-                       "and tool speed figures (seconds per call, masked / full-image time)")
+                       "and tool speed figures (milliseconds per call, masked / full-image time)")
     s.add_argument("--json", default="bench.json", help="output JSON path (default bench.json); the tool figures "
                    "are under its 'tools' key")
     s.add_argument("--steps", type=int, default=60, help="env steps per measurement (default 60)")
