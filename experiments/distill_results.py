@@ -53,6 +53,8 @@ def table(res: dict[str, Any]) -> str:
     from policies.evaluation import markdown_table
 
     lines = [markdown_table(res)]
+    if res.get("command"):
+        lines += ["", f"Made by `{res['command']}`."]
     teacher = res.get("teacher")
     if teacher in res["planners"]:
         t = res["planners"][teacher]
@@ -134,15 +136,18 @@ def main(argv: list[str] | None = None) -> int:
                     "(experiments/configs/distill_results*.yaml)")
     ap.add_argument("--planners", default="", help="comma-separated subset of the config's planners to run; the "
                     "others are kept from an existing <out>.json made with the same images, size and seed")
-    ap.add_argument("--replot", action="store_true", help="only re-draw <out>.png from the committed <out>.json "
-                    "(no evaluation)")
+    ap.add_argument("--replot", action="store_true", help="only re-draw <out>.png and re-write <out>.md from the "
+                    "committed <out>.json (no evaluation)")
     args = ap.parse_args(argv)
     cfg = load_config(args.config)
     if args.replot:
         src = Path(cfg["out"]).with_suffix(".json")
         if not src.is_file():
             raise ValueError(f"--replot: no {src} to re-draw from")
-        print(f"wrote {plot_quality_vs_cost(json.loads(src.read_text()), Path(cfg['out']).with_suffix('.png'))}")
+        res = json.loads(src.read_text())
+        print(f"wrote {plot_quality_vs_cost(res, Path(cfg['out']).with_suffix('.png'))}")
+        Path(cfg["out"]).with_suffix(".md").write_text(table(res))
+        print(f"wrote {Path(cfg['out']).with_suffix('.md')}")
         return 0
     items = scene_items(cfg["images"], cfg["scenes_per_image"])
     recipe, seed, size = cfg["recipe"], cfg["seed"], cfg["size"]
