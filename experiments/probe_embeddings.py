@@ -213,6 +213,7 @@ def to_markdown(result: dict[str, Any]) -> str:
         f"from the `{result['test_split']}` photos. Regions = ground-truth (oracle) masks; label = families "
         f"present. Seed {result['seed']}.",
         "",
+        *([f"Made by `{result['command']}`.", ""] if result.get("command") else []),
         "Embedding time, one thread, 8 regions: "
         + "; ".join(f"{px} px: median {result['timing'][f'ms_{px}px_8regions']} ms "
                     f"(min {result['timing'][f'min_ms_{px}px_8regions']} ms)" for px in (128, 256)),
@@ -314,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     test_crops = args.test_crops or args.crops
     embedder = make_embedder(args.embedder)
     result: dict[str, Any] = {
+        "command": "python -m experiments.probe_embeddings " + " ".join(sys.argv[1:] if argv is None else argv),
         "embedder": embedder.name,
         "dim": embedder.dim,
         "feature_names": embedder.feature_names,
