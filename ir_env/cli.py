@@ -202,8 +202,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if args.trace:
         check_output_file(args.trace)
     steps = args.max_steps
-    if steps is None:  # fixed runs its whole pipeline unless a cap is asked for; the others default to 6 steps here
-        steps = None if spec.split(":", 1)[0].strip() == "fixed" else DEFAULT_CLI_STEPS
+    if steps is None and spec.split(":", 1)[0].strip() in CAPPED_SEARCHES:  # the others keep their own budget
+        steps = DEFAULT_CLI_STEPS
     if args.judge is not None:  # given explicitly: as the spec's judge= option, refused where it would be ignored
         spec += f":judge={args.judge}"
     planner, needs_ref = parse_planner_spec(spec, default_judge=args.judge or DEFAULT_CLI_JUDGE, seed=args.seed,
@@ -211,6 +211,10 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if needs_ref and ref is None:
         judge = planner.judge.metric if planner.judge is not None else (args.judge or DEFAULT_CLI_JUDGE)
         raise ValueError(f"judge {judge!r} is full-reference: pass --reference CLEAN_IMAGE")
+    if min(img.shape[:2]) < planner.min_side:  # named here: the planner's own message says "degraded"
+        raise ValueError(f"{args.image} is {img.shape[1]}x{img.shape[0]} px"
+                         + (f" after --size {args.size}" if args.size else "")
+                         + f"; planner {args.planner} needs at least {planner.min_side} px a side")
     res = planner.restore(img, reference=ref)
     write_image(args.output, res.image, bits=bits)
     if depth > 8 and bits == 8:
@@ -232,7 +236,8 @@ def cmd_restore(args: argparse.Namespace) -> int:
     for st in res.trace:
         print(f"  region {st.region} ({st.region_area:.0%}): {st.tool}({get_tool(st.tool).format_params(st.params)})")
     for v in res.info.get("gate", {}).get("vetoed", []):  # steps the perception gate dropped (policies/gate.py)
-        print(f"  gate dropped {v['tool']} on region {v['region']}: the encoder sees {v['family']} there "
+        where = f" (tile {v['tile']})" if "tile" in v else ""
+        print(f"  gate dropped {v['tool']} on region {v['region']}{where}: the encoder sees {v['family']} there "
               f"with probability {v['prob']:.3f}, below the gate's threshold {v['threshold']:.3f}")
     return 0
 
@@ -390,8 +395,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", required=True, help="output image file (PNG recommended; not the input file)")
     s.add_argument("--bits", type=int, choices=[8, 16], default=None, help="bits per sample of the output (16: .png "
                    "or .tif); default: 16 when the input has more than 8 and the format holds them, else 8")
-    s.add_argument("--planner", default="greedy", help="planner spec name[:key=value...]: random, fixed, greedy, "
-                   "dfs, perceive, perceive:regions=families, ppo, distilled, ... (default greedy)")
+    s.add_argument("--planner", default="perceive", help="planner spec name[:key=value...]: random, fixed, greedy, "
+                   "dfs, perceive, perceive:regions=families, ppo, distilled, ... (default perceive: the best without "
+                   "the clean image on the built-in test photos, no IQA call, about a second per photo)")
     s.add_argument("--mode", choices=["spatial", "global"], default="", help="default: spatial")
     s.add_argument("--tile", type=int, default=None, help="plan tile by tile on tiles of about this many px (>= 32; "
                    "0: off); for photos much larger than the planner's training crops (policies/tiled.py). Default: "
@@ -405,8 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--size", type=int, default=0,
                    help="centre-crop to this many px first (0: full image; a smaller image is upscaled to cover it)")
     s.add_argument("--max-steps", type=int, default=None,
-                   help=f"at most this many kept steps (default {DEFAULT_CLI_STEPS}; `fixed`: its whole pipeline; a "
-                        "tiling planner counts them per tile, each tile being planned as an image of its own)")
+                   help=f"at most this many kept steps (default: {DEFAULT_CLI_STEPS} for the searches greedy and dfs, "
+                        "whose cost grows with it; every other planner its own budget, as in Python: 12, the trained "
+                        "budget for ppo / distilled, the whole pipeline for fixed; a tiling planner counts them per "
+                        "tile, each tile being planned as an image of its own)")
     s.add_argument("--seed", type=seed_int, default=0, help="seed of the planner's random choices (default 0)")
 
     s = sub.add_parser("evaluate", help="compare planners on degraded images (JSON, Markdown, plot)")
@@ -485,8 +493,11 @@ def cv2_error() -> type[Exception]:
 
 #: ``spatial-ir restore``'s judge for the search planners when ``--judge`` is not given.
 DEFAULT_CLI_JUDGE = "npsnr"
-#: ``spatial-ir restore``'s step budget when ``--max-steps`` is not given (``fixed``: its whole pipeline).
+#: ``spatial-ir restore``'s step budget for the searches (:data:`CAPPED_SEARCHES`) when ``--max-steps`` is not given.
 DEFAULT_CLI_STEPS = 6
+#: Planners ``restore`` caps at :data:`DEFAULT_CLI_STEPS` by default: searches, whose tool and IQA calls grow with
+#: the budget (hundreds per step); every other planner keeps its Python default.
+CAPPED_SEARCHES = ("greedy", "dfs")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

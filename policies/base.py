@@ -7,6 +7,7 @@ import math
 import numbers
 import threading
 import time
+import warnings
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -198,6 +199,9 @@ class Planner(abc.ABC):
 
     name: str = ""
     uses_judge: bool = True
+    #: Smallest image side (px) the planner restores (``restorers.check_image``'s 8; the env-driven learned planners:
+    #: ``ir_env.env.MIN_EPISODE_SIDE``, 11).
+    min_side: int = 8
 
     def __init__(self, mode: str = "spatial", region_proposer: str = "degradation-clusters", max_regions: int = 4,
                  judge: str | None = "npsnr", max_steps: int = 12, seed: int = 0) -> None:
@@ -243,6 +247,7 @@ class Planner(abc.ABC):
                  ) -> RestorationResult:
         t0 = time.perf_counter()
         img, ref = check_inputs(degraded, reference)
+        check_min_side(self, img)
         if self.judge is not None and self.judge.needs_reference and ref is None:
             raise ValueError(f"judge {self.judge.metric!r} is full-reference: pass reference= (the clean image)")
         if masks is None:
@@ -354,6 +359,7 @@ class PlannerWrapper(Planner):
         self.name, self.uses_judge, self.judge = inner.name, inner.uses_judge, inner.judge
         self.mode = inner.mode if mode is None else mode
         self.region_proposer, self.max_regions, self.proposer = inner.region_proposer, inner.max_regions, inner.proposer
+        self.min_side = inner.min_side
 
     def __getattr__(self, name: str) -> Any:
         """Anything else (``model``, ``env``, ``table`` ...) is the wrapped planner's."""
@@ -367,14 +373,25 @@ class PlannerWrapper(Planner):
 
 def check_region_masks(masks: Any, shape: tuple[int, int]) -> np.ndarray:
     """Given regions as a (K, H, W) bool array with K >= 1 (each checked by ``restorers.check_mask``); ``ValueError``
-    naming the problem (one (H, W) mask: pass ``mask[None]``)."""
+    naming the problem (one (H, W) mask: pass ``mask[None]``); a ``UserWarning`` when every mask is empty."""
     arr = np.asarray(masks)
     if arr.ndim == 2 and arr.shape == tuple(shape):
         raise ValueError(f"masks must be (K, H, W) region masks, got one {arr.shape} mask: pass mask[None]")
     if arr.ndim != 3 or arr.shape[0] == 0:
         raise ValueError(f"masks must be (K, H, W) with K >= 1 regions of the image's {tuple(shape)}, "
                          f"got shape {arr.shape}")
-    return np.stack([check_mask(m, shape) for m in arr])
+    out = np.stack([check_mask(m, shape) for m in arr])
+    if not out.any():  # legal (nothing to do), but most likely a thresholding slip in the caller's segmentation
+        warnings.warn(f"every one of the {len(out)} given region masks is empty: the image is returned unchanged",
+                      UserWarning, stacklevel=4)
+    return out
+
+
+def check_min_side(planner: Planner, image: np.ndarray) -> None:
+    """``ValueError`` naming the planner when ``image`` (HxWx3) has a side below its :attr:`Planner.min_side`."""
+    if min(image.shape[:2]) < planner.min_side:
+        raise ValueError(f"planner {planner.name!r} needs images of at least {planner.min_side} px a side, got "
+                         f"{image.shape[0]}x{image.shape[1]} px")
 
 
 def check_inputs(degraded: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:

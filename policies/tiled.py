@@ -20,7 +20,15 @@ from typing import Any
 
 import numpy as np
 
-from policies.base import Planner, PlannerWrapper, RestorationResult, TraceStep, check_inputs, fresh_image
+from policies.base import (
+    Planner,
+    PlannerWrapper,
+    RestorationResult,
+    TraceStep,
+    check_inputs,
+    check_min_side,
+    fresh_image,
+)
 from restorers import apply
 
 #: Smallest tile side accepted, px (the env and the encoder need 32 px).
@@ -63,8 +71,11 @@ class TiledPlanner(PlannerWrapper):
     tiling and hands them to the inner planner. Counting: ``tool_calls`` = the inner planner's calls on
     every tile plus one full-frame application per kept step; ``iqa_calls`` = the inner judge's calls;
     ``quality_before/after`` of a step are the inner judge's scores on its tile. ``masks`` holds only the
-    regions the trace uses (a full-frame copy of each); ``info["tiles"]`` the boxes and ``info["per_tile"]``
-    each tile's inner ``info``.
+    regions the trace uses or a perception gate dropped a step on (a full-frame copy of each); ``info["tiles"]``
+    the boxes and ``info["per_tile"]`` each tile's inner ``info``. When the inner planner is gated
+    (:class:`policies.gate.PerceptionGate`), ``info["gate"]`` merges the tiles' gate reports as the gate itself
+    writes one: ``kept`` steps and the ``vetoed`` ones, each with its full-frame ``region`` (an index of ``masks``)
+    and its ``tile`` (an index of ``info["tiles"]``).
     """
 
     def __init__(self, inner: Planner, tile: int, feather: float | None = None) -> None:
@@ -83,6 +94,7 @@ class TiledPlanner(PlannerWrapper):
         shape) is cropped for a full-reference judge; ``masks`` given: no tiling (class docstring)."""
         t0 = time.perf_counter()
         img, ref = check_inputs(degraded, reference)
+        check_min_side(self, img)  # on the whole image: a tile's size would confuse the message
         if masks is not None:  # the inner planner checks them
             res = self.inner.restore(img, ref, masks)
             res.info = {**res.info, "tiles": [(0, img.shape[0], 0, img.shape[1])]}
@@ -96,8 +108,9 @@ class TiledPlanner(PlannerWrapper):
             res.seconds = time.perf_counter() - t0
             return res
         out, trace, kept, per_tile = img, [], [], []
+        gated: dict[str, Any] = {}  # the tiles' perception-gate reports, merged (see the class docstring)
         tool_calls = iqa_calls = 0
-        for y0, y1, x0, x1 in boxes:
+        for t, (y0, y1, x0, x1) in enumerate(boxes):
             crop = np.ascontiguousarray(out[y0:y1, x0:x1])
             r = None if ref is None else np.ascontiguousarray(ref[y0:y1, x0:x1])
             res = self.inner.restore(crop, r)
@@ -105,27 +118,45 @@ class TiledPlanner(PlannerWrapper):
             iqa_calls += int(res.iqa_calls)
             per_tile.append(res.info)
             index: dict[int, int] = {}  # the tile's region -> its full-frame mask in ``kept``
+            box = (y0, y1, x0, x1)
             for st in res.trace:
-                if st.region not in index:
-                    full = np.zeros((h, w), bool)
-                    full[y0:y1, x0:x1] = res.masks[st.region]
-                    index[st.region] = len(kept)
-                    kept.append(full)
-                m = kept[index[st.region]]
+                m = kept[_frame_region(st.region, res.masks, box, (h, w), index, kept)]
                 out = apply(out, st.tool, st.params, mask=m, feather=self.feather)
                 tool_calls += 1
                 trace.append(TraceStep(index[st.region], float(m.mean()), st.tool, dict(st.params),
                                        st.quality_before, st.quality_after, st.seconds, self.feather))
+            gate = res.info.get("gate")
+            if gate is not None:
+                if not gated:
+                    gated = {"gate": gate["gate"], "thresholds_from": gate["thresholds_from"], "kept": 0, "vetoed": []}
+                for v in gate["vetoed"]:
+                    region = _frame_region(int(v["region"]), res.masks, box, (h, w), index, kept)
+                    gated["vetoed"].append({**v, "region": region, "tile": t})
         mask_arr = np.stack(kept) if kept else np.zeros((0, h, w), bool)
+        info: dict[str, Any] = {"tiles": boxes, "tile": self.tile, "feather": self.feather, "per_tile": per_tile}
+        if gated:
+            info["gate"] = {**gated, "kept": len(trace)}
         judge = self.judge.label if self.judge is not None else ""
         return RestorationResult(fresh_image(out, degraded), trace, mask_arr, tool_calls=tool_calls,
                                  iqa_calls=iqa_calls,
                                  seconds=time.perf_counter() - t0, planner=self.name, judge=judge,
-                                 info={"tiles": boxes, "tile": self.tile, "feather": self.feather,
-                                       "per_tile": per_tile})
+                                 info=info)
 
     def __repr__(self) -> str:
         return f"TiledPlanner({self.inner!r}, tile={self.tile}, feather={self.feather:g})"
+
+
+def _frame_region(region: int, tile_masks: np.ndarray, box: tuple[int, int, int, int], shape: tuple[int, int],
+                  index: dict[int, int], kept: list[np.ndarray]) -> int:
+    """Index in ``kept`` of the tile's region ``region`` as a full-frame (``shape``) mask, appended on first use
+    (``index``: the tile's regions already placed; ``box``: the tile's ``(y0, y1, x0, x1)``)."""
+    if region not in index:
+        y0, y1, x0, x1 = box
+        full = np.zeros(shape, bool)
+        full[y0:y1, x0:x1] = tile_masks[region]
+        index[region] = len(kept)
+        kept.append(full)
+    return index[region]
 
 
 def tiled(planner: Planner, tile: int | None, feather: float | None = None) -> Planner:

@@ -37,12 +37,12 @@ def check_image(image: object, name: str = "image") -> np.ndarray:
             f"{name} must be a float array in [0, 1], got dtype {image.dtype}"
             + (" (divide uint8 images by 255)" if image.dtype == np.uint8 else "")
         )
-    img = image.astype(np.float32, copy=False)
-    if not np.all(np.isfinite(img)):
+    if not np.all(np.isfinite(image)):  # checked before the cast: a float64 1e39 would become inf
         raise ValueError(f"{name} contains NaN or inf values")
-    lo, hi = float(img.min()), float(img.max())
+    lo, hi = float(image.min()), float(image.max())
     if lo < -1e-4 or hi > 1 + 1e-4:
         raise ValueError(f"{name} values must lie in [0, 1], got range [{lo:.4g}, {hi:.4g}]")
+    img = image.astype(np.float32, copy=False)
     if lo < 0 or hi > 1:
         img = np.clip(img, 0.0, 1.0)
     return img

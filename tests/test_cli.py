@@ -74,8 +74,9 @@ def test_degrade_accepts_greyscale_and_any_size(tmp_path: Path) -> None:
         (["degrade", "{corrupt}", "-o", "x"], "cannot decode"),
         (["degrade", "{photo}", "--recipe", "nope", "-o", "x"], "recipe"),
         (["restore", "{photo}", "-o", "x.png", "--planner", "nope"], "unknown planner"),
-        (["restore", "{photo}", "-o", "x.png", "--judge", "psnr"], "reference"),
-        (["restore", "{photo}", "-o", "x.png", "--judge", "nope"], "unknown metric"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "greedy", "--judge", "psnr"], "reference"),
+        (["restore", "{photo}", "-o", "x.png", "--planner", "greedy", "--judge", "nope"], "unknown metric"),
+        (["restore", "{photo}", "-o", "x.png", "--judge", "brisque"], "never judges"),  # the default: perceive
         (["restore", "{photo}", "-o", "x.png", "--planner", "fixed", "--tile", "8"], "tile must be 0 (off) or >= 32"),
         (["evaluate", "--images", "missing_dir", "--planners", "fixed"], "missing_dir"),
         (["restore", "{photo}", "-o", "x.png", "--planner", "ppo:foo=1"], "planner 'ppo' has no option 'foo'"),
@@ -451,3 +452,38 @@ def test_restore_with_a_reference_prints_the_psnr_gain_and_threads_are_set(tmp_p
     assert after == pytest.approx(psnr.score(read_image(tmp_path / "out.png"), read_image(tmp_path / "clean.png")),
                                   abs=0.05)  # the output was written with 8 bits
     assert main(["--threads", "-1", "tools"]) == 2
+
+
+def test_restore_defaults_to_perceive_and_caps_only_the_searches(tmp_path: Path, photo_file: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The default planner is the README's recommendation; --max-steps defaults to 6 for greedy / dfs only."""
+    import policies.evaluation as evaluation
+
+    trace = tmp_path / "t.json"
+    assert main(["restore", str(photo_file), "-o", str(tmp_path / "r.png"), "--trace", str(trace)]) == 0
+    assert json.loads(trace.read_text())["planner"] == "perceive"
+    seen: dict[str, dict] = {}
+    real = evaluation.parse_planner_spec
+
+    def spy(spec: str, **kw):  # noqa: ANN003, ANN202
+        seen[spec.split(":")[0]] = kw
+        return real(spec, **kw)
+
+    monkeypatch.setattr(evaluation, "parse_planner_spec", spy)
+    for planner in ("greedy", "dfs", "perceive", "fixed", "distilled"):
+        assert main(["restore", str(photo_file), "-o", str(tmp_path / "r.png"), "--planner", planner,
+                     "--size", "32"]) == 0
+    assert seen["greedy"]["max_steps"] == seen["dfs"]["max_steps"] == 6
+    assert all("max_steps" not in seen[p] for p in ("perceive", "fixed", "distilled"))
+    main(["restore", str(photo_file), "-o", str(tmp_path / "r.png"), "--planner", "perceive", "--max-steps", "2",
+          "--size", "32"])
+    assert seen["perceive"]["max_steps"] == 2
+
+
+def test_restore_names_an_image_too_small_for_the_planner(tmp_path: Path, photo: np.ndarray,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    src = tmp_path / "strip.png"
+    write_image(src, np.ascontiguousarray(photo[:9, :64]))
+    assert main(["restore", str(src), "-o", str(tmp_path / "o.png"), "--planner", "ppo"]) == 2
+    assert f"{src} is 64x9 px; planner ppo needs at least 11 px a side" in capsys.readouterr().err
+    assert main(["restore", str(src), "-o", str(tmp_path / "o.png"), "--planner", "fixed"]) == 0  # 8 px will do

@@ -469,5 +469,6 @@ def test_scripted_planners_take_no_step_on_an_empty_user_region(photo: np.ndarra
         res = parse_planner_spec(spec)[0].restore(img, masks=masks)
         assert res.trace and all(s.region != 1 for s in res.trace), spec
         assert res.tool_calls == len(res.trace)
-    none = parse_planner_spec("random")[0].restore(img, masks=np.zeros((2, 64, 64), bool))
+    with pytest.warns(UserWarning, match="every one of the 2 given region masks is empty"):
+        none = parse_planner_spec("random")[0].restore(img, masks=np.zeros((2, 64, 64), bool))
     assert none.trace == [] and np.array_equal(none.image, img)

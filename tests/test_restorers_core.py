@@ -136,6 +136,7 @@ def test_apply_empty_mask_is_unchanged_copy(photo: np.ndarray) -> None:
         (np.zeros((32, 32, 3), np.uint8), "dtype uint8"),
         (np.full((32, 32, 3), np.nan, np.float32), "NaN"),
         (np.full((32, 32, 3), 2.0, np.float32), r"\[0, 1\]"),
+        (np.full((32, 32, 3), 1e39), r"values must lie in \[0, 1\], got range \[1e\+39"),  # finite, beyond float32
         ([[0.0]], "numpy array"),
     ],
 )

@@ -198,3 +198,31 @@ def test_a_gate_around_a_tiled_planner_replays_exactly(wide_scene) -> None:  # n
     res = gate.restore(wide_scene.degraded)
     assert res.trace and {st.feather for st in res.trace} == {6.0}  # the kept steps keep the tile blend
     assert np.array_equal(res.replay(wide_scene.degraded), res.image)
+
+
+def test_a_tiled_gated_planner_reports_every_tiles_vetoes(wide_scene) -> None:  # noqa: ANN001
+    """The gate runs inside each tile; the tiled result merges the tiles' reports with full-frame regions."""
+    res = make_planner("fixed", gate="table", tile=48, max_regions=2).restore(wide_scene.degraded)
+    per_tile = [v for info in res.info["per_tile"] for v in info["gate"]["vetoed"]]
+    gate = res.info["gate"]
+    assert per_tile and len(gate["vetoed"]) == len(per_tile)  # the fixed pipeline runs tools for absent families
+    assert gate["kept"] == len(res.trace) and gate["gate"] == "table"
+    for v in gate["vetoed"]:
+        y0, y1, x0, x1 = res.info["tiles"][v["tile"]]
+        mask = res.masks[v["region"]]  # a full-frame region of the result, inside its tile
+        assert mask.any() and not mask[:y0].any() and not mask[y1:].any()
+        assert not mask[:, :x0].any() and not mask[:, x1:].any()
+    assert np.array_equal(res.replay(wide_scene.degraded), res.image)
+
+
+def test_a_planner_names_its_smallest_image() -> None:
+    """The env-driven learned planners need 11 px a side (their episode scores SSIM); the message names the
+    planner and the whole image's size, also when tiled."""
+    img = np.full((9, 300, 3), 0.5, np.float32)
+    for spec in ("ppo", "distilled", "ppo:tile=0"):
+        planner, _ = parse_planner_spec(spec)
+        assert planner.min_side == 11
+        with pytest.raises(ValueError, match=r"planner 'ppo' needs images of at least 11 px a side, got 9x300 px"
+                           if spec.startswith("ppo") else r"'distilled' needs .* 11 px a side, got 9x300 px"):
+            planner.restore(img)
+    assert make_planner("fixed").restore(img[:8, :8]).image.shape == (8, 8, 3)  # the others: 8 px

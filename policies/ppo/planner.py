@@ -154,6 +154,7 @@ class PPOPlanner(Planner):
     name = "ppo"
     uses_judge = False
     algo = "hybrid"
+    min_side = 11  # ir_env.env.MIN_EPISODE_SIDE: the episode it steps scores SSIM (an 11 px window)
 
     def __init__(self, path: str | Path | tuple | None = None, mode: str | None = None,
                  max_steps: int | None = None, seed: int = 0, judge: str | None = None,
