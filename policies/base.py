@@ -412,3 +412,12 @@ def region_areas(masks: np.ndarray) -> list[float]:
 def params_dict(values: Mapping[str, float]) -> dict[str, float]:
     """Plain-float copy of a physical parameter dict."""
     return {k: float(v) for k, v in values.items()}
+
+
+def ran_params(tool: str, values: Mapping[str, float]) -> dict[str, float]:
+    """The physical parameters tool ``tool`` runs with for ``values`` (plain floats; missing names at their default,
+    whole-number parameters rounded as the tool rounds them): what a trace records. ``ValueError`` for an unknown
+    name or a value out of range."""
+    from restorers import get_tool
+
+    return params_dict(get_tool(tool).validate(values))

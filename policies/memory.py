@@ -40,7 +40,7 @@ from policies.base import (
     TraceStep,
     flag_option,
     number_option,
-    params_dict,
+    ran_params,
     region_areas,
     whole_option,
 )
@@ -447,7 +447,7 @@ class MemoryPlanner(Planner):
             gain, out, s, sched = best
             dt = (time.perf_counter() - t0) / len(sched)
             for i, (tool, params) in enumerate(sched):
-                trace.append(TraceStep(k, areas[k], tool, params_dict(params), score if i == 0 else math.nan,
+                trace.append(TraceStep(k, areas[k], tool, ran_params(tool, params), score if i == 0 else math.nan,
                                        s if i == len(sched) - 1 else math.nan, dt))
             if self.judge is not None:
                 learned.append((keys[k], sched, gain))

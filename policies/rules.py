@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from policies.base import Planner, RestorationResult, TraceStep, params_dict, region_areas
+from policies.base import Planner, RestorationResult, TraceStep, ran_params, region_areas
 from policies.step_chooser import step_features
 from restorers import apply, get_tool
 from restorers.spec import FAMILIES
@@ -316,7 +316,7 @@ class PerceivePlanner(Planner):
             regions = np.stack([m for _, m, _, _ in done]) if done else np.ones((1, *image.shape[:2]), bool)
             areas = region_areas(regions)
             per_step = (time.perf_counter() - t0) / max(1, len(done))
-            trace = [TraceStep(k, areas[k], tool, params_dict(params), float("nan"), float("nan"), per_step)
+            trace = [TraceStep(k, areas[k], tool, ran_params(tool, params), float("nan"), float("nan"), per_step)
                      for k, (_, _, tool, params) in enumerate(done)]
             return RestorationResult(img, trace, regions, tool_calls=len(trace), iqa_calls=0, seconds=0.0,
                                      info={"families": [f for f, _, _, _ in done]})
@@ -324,7 +324,7 @@ class PerceivePlanner(Planner):
         areas = region_areas(masks)
         img, steps = apply_rules(self.table, image, masks, seen, self.max_steps, self.chooser, self.embedder)
         per_step = (time.perf_counter() - t0) / max(1, len(steps))  # perception shared by the steps
-        trace = [TraceStep(k, areas[k], tool, params_dict(params), float("nan"), float("nan"), per_step)
+        trace = [TraceStep(k, areas[k], tool, ran_params(tool, params), float("nan"), float("nan"), per_step)
                  for k, tool, params in steps]
         return RestorationResult(img, trace, masks, tool_calls=len(trace), iqa_calls=0, seconds=0.0,
                                  info={"perceived": seen})

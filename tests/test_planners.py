@@ -472,3 +472,25 @@ def test_scripted_planners_take_no_step_on_an_empty_user_region(photo: np.ndarra
     with pytest.warns(UserWarning, match="every one of the 2 given region masks is empty"):
         none = parse_planner_spec("random")[0].restore(img, masks=np.zeros((2, 64, 64), bool))
     assert none.trace == [] and np.array_equal(none.image, img)
+
+
+@pytest.mark.parametrize("spec", ["perceive", "perceive:regions=families", "memory"])
+def test_traces_record_the_whole_numbers_the_tools_ran_with(spec: str, photo: np.ndarray) -> None:
+    """Table and memory values (a rule's iterations=10.95) are recorded as the tool ran them (11), like every
+    other planner's."""
+    from ir_env.corpus import center_crop
+    from ir_env.recipes import synthesize
+    from restorers import get_tool
+
+    planner = parse_planner_spec(spec)[0]
+    whole = 0
+    for seed in range(4):
+        scene = synthesize(center_crop(photo, 96), "spatial-mixed", seed)
+        res = planner.restore(scene.degraded)
+        for st in res.trace:
+            for p in get_tool(st.tool).params:
+                if p.integer:
+                    whole += 1
+                    assert st.params[p.name] == round(st.params[p.name]), (st.tool, st.params)
+        assert np.array_equal(res.replay(scene.degraded), res.image)
+    assert whole or spec == "memory"  # the rule planners use integer parameters on these scenes
