@@ -333,6 +333,25 @@ def test_sam_random_init_model(photo):
     assert_ordered_partition(masks, img.shape[:2], 4)
 
 
+@pytest.mark.weights
+def test_sam_with_a_real_checkpoint(photo):
+    """The `sam` proposer on official weights, as a user runs it: ``pytest -m weights`` with
+    SPATIAL_IR_SAM_CHECKPOINT=/path/to/sam_vit_b_01ec64.pth (SPATIAL_IR_SAM_MODEL_TYPE: vit_b by default). The weights
+    cannot be downloaded here, so CI never runs it; the same code path runs on a random ViT-B above."""
+    import os
+
+    checkpoint = os.environ.get("SPATIAL_IR_SAM_CHECKPOINT")
+    if not checkpoint:
+        pytest.skip("set SPATIAL_IR_SAM_CHECKPOINT to a segment-anything checkpoint to run this test")
+    model_type = os.environ.get("SPATIAL_IR_SAM_MODEL_TYPE", "vit_b")
+    prop = make_proposer("sam", checkpoint=checkpoint, model_type=model_type, max_regions=4, points_per_side=8)
+    img = np.ascontiguousarray(photo[::2, ::2])
+    masks = prop.propose(img)
+    assert_ordered_partition(masks, img.shape[:2], 4)
+    assert len(masks) >= 2  # trained SAM finds more than one object in a photo
+    assert np.array_equal(masks, prop.propose(img))  # deterministic
+
+
 def test_unique_pairs_matches_numpy_unique_rows() -> None:
     from ir_env.regions.base import _unique_pairs
 
