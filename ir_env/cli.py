@@ -215,7 +215,18 @@ def cmd_restore(args: argparse.Namespace) -> int:
         raise ValueError(f"{args.image} is {img.shape[1]}x{img.shape[0]} px"
                          + (f" after --size {args.size}" if args.size else "")
                          + f"; planner {args.planner} needs at least {planner.min_side} px a side")
-    res = planner.restore(img, reference=ref)
+    from tqdm import tqdm
+
+    from policies.base import show_progress
+
+    # tool calls as they run (a search tries hundreds per step) and the tile being planned; shown on a terminal only
+    with tqdm(desc=f"restoring {img.shape[1]}x{img.shape[0]} px with {args.planner}", unit=" tool calls",
+              file=sys.stderr, disable=None, leave=False) as bar:
+        show_progress(planner, bar)
+        try:
+            res = planner.restore(img, reference=ref)
+        finally:
+            show_progress(planner, None)
     write_image(args.output, res.image, bits=bits)
     if depth > 8 and bits == 8:
         print(f"note: the input has {depth}-bit samples, {args.output} was written with 8 (--bits 16 with a "

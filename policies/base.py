@@ -202,6 +202,10 @@ class Planner(abc.ABC):
     #: Smallest image side (px) the planner restores (``restorers.check_image``'s 8; the env-driven learned planners:
     #: ``ir_env.env.MIN_EPISODE_SIDE``, 11).
     min_side: int = 8
+    #: A tqdm-like bar (``update(n)``, ``set_postfix_str(s)``) the planner ticks once per tool call it tries
+    #: (searches) and a tiled planner labels with the tile it is on, or None (the default: silent). Set it on a whole
+    #: wrapper chain with :func:`show_progress`; the CLI's ``restore`` does.
+    progress: Any = None
 
     def __init__(self, mode: str = "spatial", region_proposer: str = "degradation-clusters", max_regions: int = 4,
                  judge: str | None = "npsnr", max_steps: int = 12, seed: int = 0) -> None:
@@ -226,6 +230,7 @@ class Planner(abc.ABC):
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
         state.pop("_restore_lock", None)  # locks do not pickle; a copy gets its own
+        state.pop("progress", None)  # nor do progress bars: a copy is silent
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -385,6 +390,14 @@ def check_region_masks(masks: Any, shape: tuple[int, int]) -> np.ndarray:
         warnings.warn(f"every one of the {len(out)} given region masks is empty: the image is returned unchanged",
                       UserWarning, stacklevel=4)
     return out
+
+
+def show_progress(planner: Planner, bar: Any) -> None:
+    """Set :attr:`Planner.progress` to ``bar`` (None: silent again) on ``planner`` and every planner it wraps."""
+    p: Any = planner
+    while isinstance(p, Planner):
+        p.progress = bar
+        p = p.__dict__.get("inner")
 
 
 def check_min_side(planner: Planner, image: np.ndarray) -> None:

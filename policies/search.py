@@ -72,6 +72,8 @@ class SearchPlanner(Planner):
         """Run one candidate and judge it (one tool call, one judge call)."""
         assert self.judge is not None
         self.tool_calls += 1
+        if self.progress is not None:
+            self.progress.update(1)
         out = apply(image, tool, theta, mask=masks[region])
         try:
             s = self.judge.score(out, reference)

@@ -111,6 +111,8 @@ class TiledPlanner(PlannerWrapper):
         gated: dict[str, Any] = {}  # the tiles' perception-gate reports, merged (see the class docstring)
         tool_calls = iqa_calls = 0
         for t, (y0, y1, x0, x1) in enumerate(boxes):
+            if self.progress is not None:
+                self.progress.set_postfix_str(f"tile {t + 1}/{len(boxes)}")
             crop = np.ascontiguousarray(out[y0:y1, x0:x1])
             r = None if ref is None else np.ascontiguousarray(ref[y0:y1, x0:x1])
             res = self.inner.restore(crop, r)
@@ -123,6 +125,8 @@ class TiledPlanner(PlannerWrapper):
                 m = kept[_frame_region(st.region, res.masks, box, (h, w), index, kept)]
                 out = apply(out, st.tool, st.params, mask=m, feather=self.feather)
                 tool_calls += 1
+                if self.progress is not None:
+                    self.progress.update(1)
                 trace.append(TraceStep(index[st.region], float(m.mean()), st.tool, dict(st.params),
                                        st.quality_before, st.quality_after, st.seconds, self.feather))
             gate = res.info.get("gate")

@@ -226,3 +226,37 @@ def test_a_planner_names_its_smallest_image() -> None:
                            if spec.startswith("ppo") else r"'distilled' needs .* 11 px a side, got 9x300 px"):
             planner.restore(img)
     assert make_planner("fixed").restore(img[:8, :8]).image.shape == (8, 8, 3)  # the others: 8 px
+
+
+class _Bar:
+    """A tqdm stand-in that records what a planner reports."""
+
+    def __init__(self) -> None:
+        self.n, self.postfix = 0, []
+
+    def update(self, n: int = 1) -> None:
+        self.n += n
+
+    def set_postfix_str(self, s: str) -> None:
+        self.postfix.append(s)
+
+
+def test_progress_counts_tool_calls_and_names_tiles(wide_scene) -> None:  # noqa: ANN001
+    import pickle
+
+    from policies.base import show_progress
+
+    search = make_planner("greedy", judge="psnr", max_steps=2)
+    bar = _Bar()
+    show_progress(search, bar)
+    res = search.restore(wide_scene.degraded, reference=wide_scene.clean)
+    assert bar.n == res.tool_calls > 0 and bar.postfix == []  # one tick per candidate tried
+    assert pickle.loads(pickle.dumps(search)).progress is None  # a copy is silent
+    tiled_gated = make_planner("fixed", gate="table", tile=48, max_regions=2)
+    bar = _Bar()
+    show_progress(tiled_gated, bar)
+    res = tiled_gated.restore(wide_scene.degraded)
+    n = len(res.info["tiles"])
+    assert bar.postfix == [f"tile {i + 1}/{n}" for i in range(n)] and bar.n == len(res.trace)
+    show_progress(tiled_gated, None)
+    assert tiled_gated.progress is None and tiled_gated.inner.progress is None
