@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import threading
 import warnings
 from importlib.metadata import entry_points
 
@@ -11,7 +12,9 @@ from restorers.spec import FAMILIES, Tool
 ENTRY_POINT_GROUP = "spatial_ir.tools"
 
 _REGISTRY: dict[str, Tool] = {}
-_LOADED = False
+_LOADED = False  # set once the built-ins and plugins are all registered
+_LOADING = False  # the loading thread's own register_tool calls come back to _load while this is set
+_LOAD_LOCK = threading.RLock()  # other threads wait for the first load instead of seeing a half-filled registry
 
 
 def register_tool(tool: Tool, *, replace: bool = False) -> Tool:
@@ -27,25 +30,29 @@ def register_tool(tool: Tool, *, replace: bool = False) -> Tool:
 
 
 def _load() -> None:
-    """Import the built-in tools once, then the entry-point plugins (each may return a Tool or a list)."""
-    global _LOADED
+    """Import the built-in tools once, then the entry-point plugins (each may return a Tool or a list). Thread-safe:
+    a thread arriving while another loads waits for the whole registry."""
+    global _LOADED, _LOADING
     if _LOADED:
         return
-    _LOADED = True  # set first: the built-ins' own register_tool calls come back here
-    try:
-        import restorers.tools  # noqa: F401  (registers the built-ins)
-    except BaseException:
-        _LOADED = False
-        raise
-
-    for ep in entry_points(group=ENTRY_POINT_GROUP):
+    with _LOAD_LOCK:
+        if _LOADED or _LOADING:  # loaded meanwhile, or this thread's built-ins registering themselves
+            return
+        _LOADING = True
         try:
-            obj = ep.load()
-            obj = obj() if callable(obj) and not isinstance(obj, Tool) else obj
-            for tool in obj if isinstance(obj, list | tuple) else [obj]:
-                register_tool(tool)
-        except Exception as exc:  # a broken plugin must not break the toolbox
-            warnings.warn(f"spatial_ir.tools plugin {ep.name!r} failed to load: {exc}", stacklevel=2)
+            import restorers.tools  # noqa: F401  (registers the built-ins)
+
+            for ep in entry_points(group=ENTRY_POINT_GROUP):
+                try:
+                    obj = ep.load()
+                    obj = obj() if callable(obj) and not isinstance(obj, Tool) else obj
+                    for tool in obj if isinstance(obj, list | tuple) else [obj]:
+                        register_tool(tool)
+                except Exception as exc:  # a broken plugin must not break the toolbox
+                    warnings.warn(f"spatial_ir.tools plugin {ep.name!r} failed to load: {exc}", stacklevel=2)
+            _LOADED = True
+        finally:
+            _LOADING = False
 
 
 #: Tools with a relative cost above this (BM3D: about 8000) are left out of :func:`fast_tools`, the default

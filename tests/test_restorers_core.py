@@ -345,3 +345,29 @@ def test_a_bare_number_or_pairs_as_params_are_refused_not_guessed() -> None:
         apply(img, "tv_denoise", (("weight", 0.1),))
     np.testing.assert_array_equal(apply(img, "tv_denoise", {"weight": 0.1}),
                                   apply(img, "tv_denoise", [get_tool("tv_denoise").to_normalised({"weight": 0.1})[0]]))
+
+
+def test_first_use_of_the_registry_from_several_threads_sees_every_tool() -> None:
+    """The first registry use in a process may come from several threads at once (one planner per thread): none may
+    see a half-filled registry. Run in a fresh interpreter, where nothing has loaded it yet."""
+    import subprocess
+    import sys
+
+    code = """
+import threading
+from restorers import list_tools, get_tool
+bar, seen, errors = threading.Barrier(6), [], []
+def use():
+    bar.wait()
+    try:
+        seen.append(len(list_tools())); get_tool("jpeg_deblock")
+    except Exception as e:
+        errors.append(repr(e))
+threads = [threading.Thread(target=use) for _ in range(6)]
+[t.start() for t in threads]; [t.join() for t in threads]
+print(sorted(set(seen)), errors, len(list_tools()))
+"""
+    for _ in range(3):
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+        total = out.stdout.split()[-1]  # every thread saw the whole registry and no error
+        assert out.stdout.strip() == f"[{total}] [] {total}", out.stdout
