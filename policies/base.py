@@ -5,9 +5,11 @@ from __future__ import annotations
 import abc
 import math
 import numbers
+import os
 import threading
 import time
 import warnings
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -182,6 +184,21 @@ def _inner_vector(env: Any) -> Any:
     return env
 
 
+#: Every live planner, so a forked child can give each a fresh restore lock (below).
+_PLANNERS: weakref.WeakSet = weakref.WeakSet()
+
+
+def _fresh_locks_after_fork() -> None:
+    """In a forked child: a planner whose ``restore`` ran in another thread of the parent at the fork would keep a
+    lock no thread of the child can release; its calls in the child would hang."""
+    for planner in list(_PLANNERS):
+        planner._restore_lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_locks_after_fork)
+
+
 class Planner(abc.ABC):
     """Restores an image by choosing (region, tool, parameters) steps.
 
@@ -226,6 +243,7 @@ class Planner(abc.ABC):
         self._env: Any = None
         self._plans: dict[int, list[TraceStep]] = {}
         self._restore_lock = threading.RLock()
+        _PLANNERS.add(self)
 
     def __getstate__(self) -> dict[str, Any]:
         state = dict(self.__dict__)
@@ -236,6 +254,7 @@ class Planner(abc.ABC):
     def __setstate__(self, state: dict[str, Any]) -> None:
         self.__dict__.update(state)
         self._restore_lock = threading.RLock()
+        _PLANNERS.add(self)
 
     # ---------------------------------------------------------------- restore
     def restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import warnings
 from pathlib import Path
 
@@ -494,3 +495,43 @@ def test_traces_record_the_whole_numbers_the_tools_ran_with(spec: str, photo: np
                     assert st.params[p.name] == round(st.params[p.name]), (st.tool, st.params)
         assert np.array_equal(res.replay(scene.degraded), res.image)
     assert whole or spec == "memory"  # the rule planners use integer parameters on these scenes
+
+
+def _restore_in_child(planner, img, queue) -> None:  # noqa: ANN001
+    queue.put(planner.restore(img).image.shape)
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="fork only")
+def test_a_forked_child_restores_while_a_parent_thread_was_mid_restore(photo: np.ndarray) -> None:
+    """A lock held by another parent thread at fork time is never released in the child: the child gets fresh ones."""
+    import multiprocessing as mp
+    import threading
+
+    from policies.gate import PerceptionGate
+
+    planner = PerceptionGate(make_planner("fixed"), "table")  # a wrapper and its inner planner: two locks
+    img = np.ascontiguousarray(photo[:64, :64])
+    held, release = threading.Event(), threading.Event()
+
+    def mid_restore() -> None:
+        with planner._restore_lock, planner.inner._restore_lock:
+            held.set()
+            release.wait(60)
+
+    t = threading.Thread(target=mid_restore)
+    t.start()
+    held.wait(10)
+    try:
+        ctx = mp.get_context("fork")
+        queue = ctx.Queue()
+        child = ctx.Process(target=_restore_in_child, args=(planner, img, queue))
+        child.start()
+        child.join(60)
+        hung = child.is_alive()
+        if hung:
+            child.kill()
+        assert not hung and child.exitcode == 0
+        assert queue.get(timeout=5) == (64, 64, 3)
+    finally:
+        release.set()
+        t.join()
