@@ -50,7 +50,7 @@ def merge_previous(path: Path, res: dict[str, Any], order: list[str]) -> dict[st
 
 #: Keys of a baselines config (all required but scenes_per_image, default 1, and no_reference_judge, brisque).
 CONFIG_KEYS = ("images", "scenes_per_image", "size", "seed", "recipes", "no_reference_judge", "planners",
-               "output_dir")
+               "output_dir", "title")
 
 
 def load_config(path: str | Path) -> dict[str, Any]:
@@ -88,12 +88,13 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--recipes", default="", help="comma-separated subset of the config's recipes")
     ap.add_argument("--planners", default="", help="comma-separated subset of the config's planners; their "
                     "results replace those in an existing <recipe>.json made with the same images/size/seed")
-    ap.add_argument("--replot", action="store_true", help="only re-draw each <recipe>.png from its committed "
-                    "<recipe>.json (no evaluation)")
+    ap.add_argument("--replot", action="store_true", help="only re-draw each <recipe>.png and re-write each "
+                    "<recipe>.md and the README from its committed <recipe>.json (no evaluation)")
     args = ap.parse_args(argv)
     if args.replot:  # re-drawing needs only where the results are and which recipes
         cfg = read_config(args.config)
         check_keys(cfg, CONFIG_KEYS, str(args.config), required=("output_dir", "recipes"))
+        config_judge(cfg, str(args.config))  # named in the README
     else:
         cfg = load_config(args.config)
     out = Path(cfg["output_dir"])
@@ -107,6 +108,9 @@ def main(argv: list[str] | None = None) -> None:
                 raise ValueError(f"--replot: no {out / f'{recipe}.json'} to re-draw from")
             res = json.loads((out / f"{recipe}.json").read_text())
             print(f"wrote {plot_quality_vs_cost(res, out / f'{recipe}.png')}")
+            (out / f"{recipe}.md").write_text(markdown_table(res))
+        write_readme(out, cfg, args.config)
+        print(f"wrote the tables and {out / 'README.md'}")
         return
     for r in recipes:  # every recipe and planner is checked before the first (long) evaluation
         get_recipe(r)
@@ -124,11 +128,17 @@ def main(argv: list[str] | None = None) -> None:
         write_outputs(res, str(out / f"{recipe}.json"), str(out / f"{recipe}.md"), str(out / f"{recipe}.png"))
         print(markdown_table(res))
         print(f"{recipe}: {time.perf_counter() - t0:.0f} s")
+    write_readme(out, cfg, args.config)
+
+
+def write_readme(out: Path, cfg: dict[str, Any], config: str | Path) -> None:
+    """``out/README.md``: the config's ``title`` (default "Baseline planners"), how it was made, and every
+    recipe's table and plot."""
     tables = [f"## {r}\n\n" + (out / f"{r}.md").read_text() + f"\n![{r}]({r}.png)\n"
               for r in cfg["recipes"] if (out / f"{r}.md").exists()]
     (out / "README.md").write_text(
-        "# Baseline planners\n\nMade by `python -m experiments.run_baselines --config "
-        f"{args.config}`. Judges: `{cfg['no_reference_judge']}` (no reference) and `oracle:psnr` (the clean "
+        f"# {cfg.get('title', 'Baseline planners')}\n\nMade by `python -m experiments.run_baselines --config "
+        f"{config}`. Judges: `{cfg['no_reference_judge']}` (no reference) and `oracle:psnr` (the clean "
         "image is known: an upper bound, not a deployable planner).\n\n" + "\n".join(tables))
 
 

@@ -219,12 +219,14 @@ def markdown_table(result: dict[str, Any]) -> str:
     """The per-planner means as a Markdown table."""
     lines = [f"Recipe `{result['recipe']}`, {result['images']} images, {size_text(result['size'])}, seed "
              f"{result['seed']}.",
-             "", "| planner | mode | judge | PSNR in | PSNR out | gain (dB) | PSNR-Y out | SSIM in | SSIM out "
-             "| tool calls | IQA calls | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "", "| planner | mode | judge | PSNR in | PSNR out | gain (dB) | PSNR-Y in | PSNR-Y out | SSIM in "
+             "| SSIM out | tool calls | IQA calls | seconds |", "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for spec, s in result["planners"].items():
+        y_in = f"{s['psnr_y_in']:.2f}" if "psnr_y_in" in s else "-"  # results saved before it was summarised
         lines.append(f"| {spec} | {s['mode']} | {s['judge']} | {s['psnr_in']:.2f} | {s['psnr_out']:.2f} | "
-                     f"{s['psnr_gain']:+.2f} ± {s['psnr_gain_std']:.2f} | {s['psnr_y_out']:.2f} | {s['ssim_in']:.3f} | "
-                     f"{s['ssim_out']:.3f} | {s['tool_calls']:.1f} | {s['iqa_calls']:.1f} | {s['seconds']:.2f} |")
+                     f"{s['psnr_gain']:+.2f} ± {s['psnr_gain_std']:.2f} | {y_in} | {s['psnr_y_out']:.2f} | "
+                     f"{s['ssim_in']:.3f} | {s['ssim_out']:.3f} | {s['tool_calls']:.1f} | {s['iqa_calls']:.1f} | "
+                     f"{s['seconds']:.2f} |")
     dfs = {k: v["budget_bound_rate"] for k, v in result["planners"].items() if "budget_bound_rate" in v}
     if dfs:
         lines += ["", "dfs budget-binding rate (share of images where the per-region tool-call budget was hit): "

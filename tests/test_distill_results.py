@@ -37,18 +37,24 @@ def test_quality_plot_is_reproducible_and_replot_reads_only_the_json(tmp_path) -
     from experiments.run_baselines import main as baselines_main
     from policies.evaluation import plot_quality_vs_cost
 
-    planners = {f"p{i}": {"tool_calls": 5.0 + i * 0.1, "seconds": 0.1, "psnr_gain": 1.0 + 0.01 * i}
+    planners = {f"p{i}": {"tool_calls": 5.0 + i * 0.1, "seconds": 0.1, "psnr_gain": 1.0 + 0.01 * i,
+                          "psnr_gain_std": 0.5, "mode": "spatial", "judge": "none", "psnr_in": 20.0,
+                          "psnr_out": 21.0 + 0.01 * i, "psnr_y_in": 21.5, "psnr_y_out": 22.25, "ssim_in": 0.5,
+                          "ssim_out": 0.6, "iqa_calls": 0.0}
                 for i in range(6)}  # six planners on one spot: labels must be moved apart
-    res = {"recipe": "spatial-mixed", "images": 2, "size": 64, "planners": planners}
+    res = {"recipe": "spatial-mixed", "images": 2, "size": 64, "seed": 0, "planners": planners}
     a, b = plot_quality_vs_cost(res, tmp_path / "a.png"), plot_quality_vs_cost(res, tmp_path / "b.png")
     assert a.read_bytes() == b.read_bytes() and a.stat().st_size > 10_000
     out = tmp_path / "base"
     out.mkdir()
     (out / "mixed-3.json").write_text(json.dumps(res))
     cfg = tmp_path / "c.yaml"
-    cfg.write_text(f"output_dir: {out}\nrecipes: [mixed-3, global-moderate]\nplanners: [fixed]\n")
+    cfg.write_text(f"output_dir: {out}\nrecipes: [mixed-3, global-moderate]\nplanners: [fixed]\ntitle: My table\n")
     baselines_main(["--config", str(cfg), "--recipes", "mixed-3", "--replot"])
     assert (out / "mixed-3.png").read_bytes() == a.read_bytes()
+    table = (out / "mixed-3.md").read_text()  # the table re-written too, with PSNR on RGB and on Y in and out
+    assert "| PSNR-Y in | PSNR-Y out |" in table and "| 21.50 | 22.25 |" in table
+    assert (out / "README.md").read_text().startswith("# My table\n") and table in (out / "README.md").read_text()
     import pytest
 
     with pytest.raises(ValueError, match="--replot: no .*global-moderate.json"):
