@@ -535,3 +535,20 @@ def test_a_forked_child_restores_while_a_parent_thread_was_mid_restore(photo: np
     finally:
         release.set()
         t.join()
+
+
+def test_planners_built_under_a_float64_torch_default_still_restore(photo: np.ndarray) -> None:
+    """A caller's torch.set_default_dtype(torch.float64) at build time made every network float64, and each later
+    restore failed with a dtype mismatch; the loaders now build in float32 and leave the caller's default alone."""
+    import torch
+
+    img = np.ascontiguousarray(photo[:64, :64])
+    old = torch.get_default_dtype()
+    try:
+        torch.set_default_dtype(torch.float64)
+        planners = [parse_planner_spec(s)[0] for s in ("perceive", "ppo", "distilled", "greedy:max_steps=1")]
+        assert torch.get_default_dtype() == torch.float64  # restored after each load
+    finally:
+        torch.set_default_dtype(old)
+    for planner in planners:
+        assert planner.restore(img).image.dtype == np.float32

@@ -16,6 +16,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ir_env.torchdefaults import float32_default
+
 
 @dataclass(frozen=True)
 class HeadFiles:
@@ -78,7 +80,8 @@ class HeadFiles:
         if info.get("sha256") != file_sha256(pt):
             raise EncoderWeightsError(f"{pt} does not match the checksum in {js} (corrupt or replaced file)")
         try:
-            head = self.factory(**{k: info[k] for k in self.options})
+            with float32_default():  # float32 parameters whatever the caller's default dtype
+                head = self.factory(**{k: info[k] for k in self.options})
             head.load_state_dict(torch.load(pt, map_location="cpu", weights_only=True))
         except Exception as e:  # noqa: BLE001 - a missing key, shape or unpickling error: the file does not fit
             raise EncoderWeightsError(f"{pt} does not fit the {self.label} described in {js}: {e}") from None

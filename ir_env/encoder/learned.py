@@ -44,6 +44,7 @@ from ir_env.embeddings import RegionEmbedder, check_masks
 from ir_env.encoder.context import ContextHead, load_context_head
 from ir_env.encoder.model import STRIDE, DegradationNet
 from ir_env.encoder.segment import SegmentHead, load_segment_head
+from ir_env.torchdefaults import float32_default
 from restorers.imagecheck import check_image
 from restorers.spec import FAMILIES
 
@@ -258,7 +259,8 @@ def load_encoder(weights: str | Path | None = None, fuse: bool = True) -> Loaded
         if info["sha256"] != sha:
             raise EncoderWeightsError(f"{pt} does not match the checksum in {js} (corrupt or replaced file)")
         try:
-            net = DegradationNet.from_architecture({**info, "families": len(FAMILIES)})
+            with float32_default():  # float32 parameters whatever the caller's default dtype
+                net = DegradationNet.from_architecture({**info, "families": len(FAMILIES)})
             mean = np.asarray(info["feature_mean"], np.float64)
             std = np.asarray(info["feature_std"], np.float64)
         except (KeyError, ValueError, TypeError) as e:

@@ -29,8 +29,11 @@ def _load_model(cls: Any, model_path: Path, device: str) -> Any:
     import pickle
     import zipfile
 
+    from ir_env.torchdefaults import float32_default
+
     try:
-        return cls.load(str(model_path), device=device)
+        with float32_default():  # float32 parameters whatever the caller's default dtype
+            return cls.load(str(model_path), device=device)
     except (pickle.UnpicklingError, zipfile.BadZipFile, EOFError, AssertionError, KeyError, RuntimeError,
             ValueError, TypeError) as exc:
         first = str(exc).strip().splitlines()[0][:200] if str(exc).strip() else type(exc).__name__
