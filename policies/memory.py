@@ -147,11 +147,19 @@ class ExperienceMemory:
             raise ValueError("a memory key contains NaN or inf")
         return np.clip(k, -EMBED_BOUND, EMBED_BOUND)
 
-    def add(self, key: Any, schedule: Iterable[Any], gain: float, source: str = "") -> MemoryEntry:
-        """Store a schedule under a region embedding; returns the new entry."""
+    def add(self, key: Any, schedule: Iterable[Any], gain: float, source: str = "", unique: bool = False
+            ) -> MemoryEntry:
+        """Store a schedule under a region embedding; returns the new entry. With ``unique`` an entry equal to a
+        stored one (same key, schedule, gain and source as :meth:`MemoryEntry.as_dict` writes them) is not stored
+        again: the stored one is returned (a planner that learns and sees one image twice)."""
         if not math.isfinite(float(gain)):
             raise ValueError(f"gain must be finite, got {gain}")
         entry = MemoryEntry(self._check_key(key), check_schedule(schedule), float(gain), str(source))
+        if unique and self.entries:
+            sig = json.dumps(entry.as_dict(), sort_keys=True)
+            for i in np.flatnonzero(self.distances(entry.key) <= 1e-6):  # only an equal key can be a duplicate
+                if json.dumps(self.entries[int(i)].as_dict(), sort_keys=True) == sig:
+                    return self.entries[int(i)]
         self.entries.append(entry)
         self._keys = None
         return entry
@@ -350,7 +358,7 @@ class MemoryPlanner(Planner):
             ``npsnr`` judge, whose estimates are that uncertain, 0 for the others).
 
     A result's ``info`` carries ``memory_size`` (entries after this image) and ``learned`` (schedules added to the
-    memory by this image: 0 with ``learn=False``).
+    memory by this image: 0 with ``learn=False``, and for an image it has seen before, whose schedules it holds).
     """
 
     name = "memory"
@@ -452,9 +460,12 @@ class MemoryPlanner(Planner):
             if self.judge is not None:
                 learned.append((keys[k], sched, gain))
             img, score = out, s
+        added = 0
         if self.learn:
-            for key, sched, gain in learned:
-                self.memory.add(key, sched, gain, source="learned")
+            for key, sched, gain in learned:  # a schedule it holds already (the same image again) is not stored twice
+                before = len(self.memory)
+                self.memory.add(key, sched, gain, source="learned", unique=True)
+                added += len(self.memory) - before
         if self.autosave and self.path is not None:
             # every entry added since the last sync (learned here or added by the caller) is merged into the file as it
             # is now, so processes sharing the file keep each other's entries
@@ -462,7 +473,7 @@ class MemoryPlanner(Planner):
             self._synced = len(self.memory)
         return RestorationResult(img, trace, masks, tool_calls=calls, iqa_calls=0, seconds=0.0,
                                  info={"memory_size": len(self.memory),
-                                       "learned": len(learned) if self.learn else 0})
+                                       "learned": added})
 
 
 def prefill(trajectory_dirs: Sequence[str | Path], out: str | Path, min_gain: float = 0.0,

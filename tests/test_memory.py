@@ -125,6 +125,9 @@ def test_planner_tries_judges_keeps_best_and_learns(tmp_path) -> None:  # noqa: 
     assert len(planner.memory) == n0 + len(kept)  # it learned the kept schedules
     assert res.info == {"memory_size": n0 + len(kept), "learned": len(kept)}
     assert len(ExperienceMemory.load(tmp_path / "m.json")) == len(planner.memory)  # autosaved
+    again = planner.restore(scene.degraded, reference=scene.clean, masks=scene.masks)  # the same image once more
+    assert np.array_equal(again.image, res.image) and again.info["learned"] == 0  # nothing new to learn
+    assert len(planner.memory) == n0 + len(kept)  # its schedules are not stored twice
 
 
 def test_a_new_memory_file_starts_from_the_shipped_memory(tmp_path) -> None:  # noqa: ANN001
