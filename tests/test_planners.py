@@ -552,3 +552,13 @@ def test_planners_built_under_a_float64_torch_default_still_restore(photo: np.nd
         torch.set_default_dtype(old)
     for planner in planners:
         assert planner.restore(img).image.dtype == np.float32
+
+
+def test_learned_planners_keep_no_copy_of_the_last_image(photo: np.ndarray) -> None:
+    """ppo / distilled step an internal env; after a restore it holds no state (the caller's image, its scene)."""
+    img = np.ascontiguousarray(photo[:64, :64])
+    for spec in ("ppo:tile=0:gate=off", "distilled:gate=off"):
+        planner = parse_planner_spec(spec)[0]
+        res = planner.restore(img)
+        assert planner.env.unwrapped.state is None, spec
+        assert np.array_equal(res.replay(img), res.image) and np.array_equal(planner.restore(img).image, res.image)

@@ -305,6 +305,7 @@ class PPOPlanner(Planner):
             if terminated or truncated:
                 break
         state = base.state
+        base.state = None  # the planner keeps no copy of the caller's image (memory, privacy) between restores
         trace = [TraceStep(st.region, st.region_area, st.tool, params_dict(st.params), math.nan, math.nan,
                            sec) for st, sec in zip(state.trace, seconds, strict=True)]
         return RestorationResult(state.image.copy(), trace, np.asarray(masks, dtype=bool),
