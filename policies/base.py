@@ -367,7 +367,9 @@ class Planner(abc.ABC):
 class PlannerWrapper(Planner):
     """Base of planners that wrap another (:class:`policies.gate.PerceptionGate`,
     :class:`policies.tiled.TiledPlanner`): they take the inner planner's name, judge, regions, step budget and
-    seed, override :meth:`restore`, and hand any other attribute (``model``, ``env``, ``table`` ...) to it.
+    seed, override ``_restore`` (which :meth:`Planner.restore` runs under the wrapper's own lock, so one wrapper's
+    calls from several threads run one after another too), and hand any other attribute (``model``, ``env``,
+    ``table`` ...) to it.
 
     Args:
         inner: the wrapped planner.
@@ -392,7 +394,7 @@ class PlannerWrapper(Planner):
         return getattr(self.inner, name)
 
     def _plan(self, image: np.ndarray, reference: np.ndarray | None, masks: np.ndarray) -> RestorationResult:
-        raise NotImplementedError(f"{type(self).__name__} overrides restore()")  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__} overrides _restore()")  # pragma: no cover
 
 
 def check_region_masks(masks: Any, shape: tuple[int, int]) -> np.ndarray:

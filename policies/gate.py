@@ -122,7 +122,7 @@ class PerceptionGate(PlannerWrapper):
         self.gate = gate
         self.embedder = LearnedEmbedder(weights, context=context)
 
-    def restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,
+    def _restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,
                 masks: np.ndarray | None = None) -> RestorationResult:
         """The inner planner's result with the steps the encoder does not support removed."""
         t0 = time.perf_counter()

@@ -88,7 +88,7 @@ class TiledPlanner(PlannerWrapper):
         self.tile = int(tile)
         self.feather = float(sigma)
 
-    def restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,
+    def _restore(self, degraded: np.ndarray, reference: np.ndarray | None = None,
                 masks: np.ndarray | None = None) -> RestorationResult:
         """Restore ``degraded`` (float32 HxWx3 in [0, 1]) tile by tile; ``reference`` (the clean image, same
         shape) is cropped for a full-reference judge; ``masks`` given: no tiling (class docstring)."""
