@@ -287,9 +287,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
                 raise ValueError(f"{name} {path} is a photo of --images {args.images}: writing it would overwrite "
                                  "that photo; write elsewhere")
     split = "test" if args.images == "builtin" else "all"
-    items = load_named_corpus(args.images, split=split)
-    if args.max_images:
-        items = items[: args.max_images]
+    items = load_named_corpus(args.images, split=split, limit=args.max_images or None)  # decodes no more than used
     result = evaluate(items, args.recipe, specs, seed=args.seed, size=args.size, judge=args.judge)
     print(markdown_table(result))
     write_outputs(result, args.json, args.markdown, args.plot)

@@ -157,7 +157,7 @@ MIN_PHOTO_SIDE = 8
 
 
 def load_named_corpus(
-    name_or_folder: str | Path = "builtin", split: str = "train"
+    name_or_folder: str | Path = "builtin", split: str = "train", limit: int | None = None
 ) -> list[tuple[str, np.ndarray]]:
     """(file name, float32 HxWx3 RGB image in [0, 1]) pairs of a corpus split.
 
@@ -165,9 +165,13 @@ def load_named_corpus(
     (test-only) or a folder path;
     ``split``: ``"train"``, ``"test"`` or ``"all"``; in a folder the test split is every third file by sorted
     name (files 2, 5, 8, ...), the train split the others.
+    ``limit``: at most this many images (>= 1; None: all): a folder's files are decoded only until that many
+    are read, so the first few of a large photo folder come without decoding the rest.
     Returns fresh copies (callers may modify them). Raises ``ValueError`` for an unknown split, a folder
     without (readable) images or an empty split, ``FileNotFoundError`` for a missing folder.
     """
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, (int, np.integer)) or limit < 1):
+        raise ValueError(f"limit must be a whole number >= 1 (or None for all images), got {limit!r}")
     if not isinstance(name_or_folder, (str, Path)) or not str(name_or_folder).strip():
         raise ValueError(f"corpus must be a name (builtin, kodak, builtin+kodak, holdout) or a folder path, got "
                          f"{name_or_folder!r}")
@@ -181,13 +185,15 @@ def load_named_corpus(
             only = "train-only" if split == "test" else "test-only"
             raise ValueError(f"the {name!r} corpus is {only}: it has no {split!r} split (its splits: "
                              f"{', '.join(dict.fromkeys(sp for part in parts for sp in part))})")
-        return [(n, _builtin_image(n).copy()) for n in names]
+        return [(n, _builtin_image(n).copy()) for n in names[:limit]]
     folder = Path(name_or_folder).expanduser()
     files = _folder_files(folder)
     if split != "all":
         files = [f for i, f in enumerate(files) if (i % 3 == 2) == (split == "test")]
-    out = []
+    out: list[tuple[str, np.ndarray]] = []
     for f in files:
+        if limit is not None and len(out) >= limit:
+            break
         try:
             with warnings.catch_warnings(record=True) as said:
                 warnings.simplefilter("always")

@@ -110,6 +110,16 @@ def test_folder_corpus(tmp_path: Path) -> None:
         train = load_named_corpus(folder, "train")
     assert [n for n, _ in train] == ["a_colour.png", "b_grey.png", "d_photo.JPG", "e_bitmap.bmp"]
     assert len(load_corpus(folder, "train")) == 4
+    with warnings.catch_warnings():  # limit: decoding stops once that many are read (the corrupt 3rd file unread)
+        warnings.simplefilter("error")
+        first = load_named_corpus(folder, "all", limit=2)
+    assert [n for n, _ in first] == ["a_colour.png", "b_grey.png"]
+    with pytest.warns(UserWarning, match="c_corrupt"):
+        assert [n for n, _ in load_named_corpus(folder, "all", limit=3)][-1] == "d_photo.JPG"  # the unreadable skipped
+    assert [n for n, _ in load_named_corpus("builtin", "test", limit=1)] == [load_named_corpus("builtin", "test")[0][0]]
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="limit must be a whole number >= 1"):
+            load_named_corpus(folder, "all", limit=bad)
 
 
 def test_folder_errors(tmp_path: Path) -> None:
