@@ -176,14 +176,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     """Restore one image file with a planner; optionally write the trace JSON."""
     from ir_env.corpus import center_crop
-    from ir_env.imageio import SIXTEEN_BIT_EXTENSIONS, read_image, read_image_with_depth, write_image
+    from ir_env.imageio import SIXTEEN_BIT_EXTENSIONS, read_image, read_image_file, write_image
     from policies.evaluation import parse_planner_spec
 
     out_path = check_output_file(args.output, image=True)
     check_distinct_paths([("-o", args.output), ("--trace", args.trace)],
                          [(f"the input image ({args.image})", args.image),
                           (f"the --reference image ({args.reference})", args.reference)])
-    img, depth = read_image_with_depth(args.image)
+    img, depth, channels = read_image_file(args.image)
     wide = out_path.suffix.lower() in SIXTEEN_BIT_EXTENSIONS
     bits = args.bits if args.bits is not None else (16 if depth > 8 and wide else 8)
     if bits == 16 and not wide:
@@ -231,6 +231,12 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if depth > 8 and bits == 8:
         print(f"note: the input has {depth}-bit samples, {args.output} was written with 8 (--bits 16 with a "
               f"{' or '.join(SIXTEEN_BIT_EXTENSIONS)} output keeps 16)", file=sys.stderr)
+    if channels in (1, 2):
+        print(f"note: the input is greyscale; {args.output} was written as RGB (three equal channels where the "
+              "planner kept them equal)", file=sys.stderr)
+    if channels in (2, 4):
+        print(f"note: the input has an alpha channel; {args.output} was written without it (the colour restored "
+              "as stored, transparency dropped)", file=sys.stderr)
     if args.trace:
         Path(args.trace).parent.mkdir(parents=True, exist_ok=True)
         Path(args.trace).write_text(json.dumps(res.to_json(), indent=2, default=float))

@@ -90,6 +90,15 @@ def read_image(path: str | Path) -> np.ndarray:
 def read_image_with_depth(path: str | Path) -> tuple[np.ndarray, int]:
     """(:func:`read_image` of ``path``, the file's bits per sample: 8, 16, or 32 for a float file), e.g. to write
     the result with as many bits (:func:`write_image`'s ``bits``)."""
+    img, depth, _ = read_image_file(path)
+    return img, depth
+
+
+def read_image_file(path: str | Path) -> tuple[np.ndarray, int, int]:
+    """(:func:`read_image` of ``path``, its bits per sample as :func:`read_image_with_depth` says, its number of
+    channels as decoded: 1 grey, 3 colour, 4 with alpha (OpenCV decodes a grey + alpha PNG as 4; 2 is possible
+    for other decoders)), e.g. to tell a user that the RGB result
+    of a greyscale file, or of one with transparency, is written without them."""
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"image file not found: {p}")
@@ -107,6 +116,7 @@ def read_image_with_depth(path: str | Path) -> tuple[np.ndarray, int]:
     if said:
         warnings.warn(DamagedImageWarning(f"image file {p} may be damaged, the decoder said: {said}", said),
                       stacklevel=2)
+    channels = 1 if arr.ndim == 2 else int(arr.shape[2])
     straight = None
     if _is_tiff(data) and arr.dtype == np.uint8 and arr.ndim == 3 and arr.shape[2] == 4:
         straight = _tiff_straight_rgb(p, arr)  # OpenCV's 8-bit TIFF path returns colour multiplied by alpha
@@ -138,7 +148,7 @@ def read_image_with_depth(path: str | Path) -> tuple[np.ndarray, int]:
     # OpenCV's TIFF decoder turns the image by its orientation tag itself (checked for 8/16-bit, float, grey and
     # RGB, tags 1-8); for the other formats IMREAD_UNCHANGED ignores the EXIF tag, so it is applied here
     turn = 1 if _is_tiff(data) else exif_orientation(p)
-    return np.ascontiguousarray(apply_exif_orientation(img, turn), dtype=np.float32), depth
+    return np.ascontiguousarray(apply_exif_orientation(img, turn), dtype=np.float32), depth, channels
 
 
 def _tiff_straight_rgb(path: Path, decoded: np.ndarray) -> np.ndarray:

@@ -487,3 +487,21 @@ def test_restore_names_an_image_too_small_for_the_planner(tmp_path: Path, photo:
     assert main(["restore", str(src), "-o", str(tmp_path / "o.png"), "--planner", "ppo"]) == 2
     assert f"{src} is 64x9 px; planner ppo needs at least 11 px a side" in capsys.readouterr().err
     assert main(["restore", str(src), "-o", str(tmp_path / "o.png"), "--planner", "fixed"]) == 0  # 8 px will do
+
+
+@pytest.mark.parametrize(("mode", "channels", "notes"), [("L", 1, ["greyscale"]), ("LA", 4, ["alpha"]),
+                                                          ("RGB", 3, []), ("RGBA", 4, ["alpha"])])
+def test_restore_says_what_an_rgb_output_leaves_out(tmp_path: Path, photo: np.ndarray, mode: str, channels: int,
+                                                    notes: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    """Grey input is written as RGB, transparency is dropped: said in a note (OpenCV reads grey + alpha as 4)."""
+    from PIL import Image
+
+    from ir_env.imageio import read_image_file
+
+    rgb = Image.fromarray((np.ascontiguousarray(photo[:48, :48]) * 255).astype(np.uint8), "RGB")
+    src = tmp_path / "in.png"
+    rgb.convert(mode).save(src)
+    assert read_image_file(src)[2] == channels
+    assert main(["restore", str(src), "-o", str(tmp_path / "o.png"), "--planner", "fixed", "--max-steps", "1"]) == 0
+    said = [ln for ln in capsys.readouterr().err.splitlines() if ln.startswith("note:")]
+    assert len(said) == len(notes) and all(word in ln for word, ln in zip(notes, said, strict=True))
