@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import difflib
+import os
 import threading
 import warnings
 from importlib.metadata import entry_points
@@ -13,8 +14,18 @@ ENTRY_POINT_GROUP = "spatial_ir.tools"
 
 _REGISTRY: dict[str, Tool] = {}
 _LOADED = False  # set once the built-ins and plugins are all registered
-_LOADING = False  # the loading thread's own register_tool calls come back to _load while this is set
+_LOADING = False  # the loading thread's plugins registering themselves come back to _load while this is set
 _LOAD_LOCK = threading.RLock()  # other threads wait for the first load instead of seeing a half-filled registry
+
+
+def _fresh_lock_after_fork() -> None:
+    """A child forked while another thread of the parent held the load lock would wait for it forever."""
+    global _LOAD_LOCK, _LOADING
+    _LOAD_LOCK, _LOADING = threading.RLock(), False
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_fresh_lock_after_fork)
 
 
 def register_tool(tool: Tool, *, replace: bool = False) -> Tool:
@@ -30,18 +41,22 @@ def register_tool(tool: Tool, *, replace: bool = False) -> Tool:
 
 
 def _load() -> None:
-    """Import the built-in tools once, then the entry-point plugins (each may return a Tool or a list). Thread-safe:
-    a thread arriving while another loads waits for the whole registry."""
+    """Register the built-in tools once (first, in their fixed order: it defines tool indices), then the entry-point
+    plugins (each may return a Tool or a list). Thread-safe: a thread arriving while another loads waits for the
+    whole registry. The built-ins' package is imported before the lock is taken and registers nothing itself, so a
+    thread importing it never waits for this lock while holding Python's import lock."""
     global _LOADED, _LOADING
     if _LOADED:
         return
+    from restorers.tools import BUILTIN_TOOLS
+
     with _LOAD_LOCK:
-        if _LOADED or _LOADING:  # loaded meanwhile, or this thread's built-ins registering themselves
+        if _LOADED or _LOADING:  # loaded meanwhile, or this thread's plugins registering themselves
             return
         _LOADING = True
         try:
-            import restorers.tools  # noqa: F401  (registers the built-ins)
-
+            for tool in BUILTIN_TOOLS:
+                _REGISTRY[tool.name] = tool
             for ep in entry_points(group=ENTRY_POINT_GROUP):
                 try:
                     obj = ep.load()

@@ -371,3 +371,16 @@ print(sorted(set(seen)), errors, len(list_tools()))
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
         total = out.stdout.split()[-1]  # every thread saw the whole registry and no error
         assert out.stdout.strip() == f"[{total}] [] {total}", out.stdout
+    # one thread importing the built-ins' package while another uses the registry first: no deadlock between
+    # Python's import lock and the registry's
+    importing = """
+import threading, time
+from restorers import list_tools
+threading.Thread(target=lambda: __import__("restorers.tools"), daemon=True).start()
+time.sleep(0.005)
+user = threading.Thread(target=lambda: print(len(list_tools())), daemon=True)
+user.start(); user.join(30)
+print("hung" if user.is_alive() else "ok")
+"""
+    out = subprocess.run([sys.executable, "-c", importing], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.split()[-1] == "ok" and int(out.stdout.split()[0]) >= 22, out.stdout

@@ -1,4 +1,4 @@
-"""Built-in restoration tools, registered on import (the registry imports this package on first use).
+"""Built-in restoration tools (the registry imports this package on first use and registers :data:`BUILTIN_TOOLS`).
 
 One module per family: :mod:`~restorers.tools.noise`, :mod:`~restorers.tools.blur`,
 :mod:`~restorers.tools.jpeg`, :mod:`~restorers.tools.haze`, :mod:`~restorers.tools.rain`,
@@ -12,14 +12,11 @@ A tool's ``cost`` is its median single-threaded run time on a 256 px image relat
 
 from __future__ import annotations
 
-from restorers.registry import register_tool
 from restorers.spec import Tool
 from restorers.tools import blur, dark, haze, jpeg, noise, rain
 
-#: All built-in tools in their fixed order (family by family, as in restorers.FAMILIES).
+#: All built-in tools in their fixed order (family by family, as in restorers.FAMILIES); the registry registers them
+#: first, in this order, on its first use (importing this package registers nothing: see restorers.registry._load).
 BUILTIN_TOOLS: tuple[Tool, ...] = noise.TOOLS + blur.TOOLS + jpeg.TOOLS + haze.TOOLS + rain.TOOLS + dark.TOOLS
-
-for _tool in BUILTIN_TOOLS:
-    register_tool(_tool)
 
 __all__ = ["BUILTIN_TOOLS"]
