@@ -157,7 +157,11 @@ class ExperienceMemory:
         entry = MemoryEntry(self._check_key(key), check_schedule(schedule), float(gain), str(source))
         if unique and self.entries:
             sig = json.dumps(entry.as_dict(), sort_keys=True)
-            for i in np.flatnonzero(self.distances(entry.key) <= 1e-6):  # only an equal key can be a duplicate
+            self.distances(entry.key)  # builds the stacked keys
+            assert self._keys is not None
+            # only a key equal to 3 decimals (as files store them: a memory read back from its file) can be a duplicate
+            near = np.flatnonzero(np.all(np.abs(self._keys - entry.key) <= 6e-4, axis=1))
+            for i in near:
                 if json.dumps(self.entries[int(i)].as_dict(), sort_keys=True) == sig:
                     return self.entries[int(i)]
         self.entries.append(entry)

@@ -128,6 +128,10 @@ def test_planner_tries_judges_keeps_best_and_learns(tmp_path) -> None:  # noqa: 
     again = planner.restore(scene.degraded, reference=scene.clean, masks=scene.masks)  # the same image once more
     assert np.array_equal(again.image, res.image) and again.info["learned"] == 0  # nothing new to learn
     assert len(planner.memory) == n0 + len(kept)  # its schedules are not stored twice
+    reread = MemoryPlanner(memory=str(tmp_path / "m.json"), judge="psnr", tries=3, region_proposer="grid",
+                           max_regions=4)  # the file's keys are rounded to 3 decimals: still the same entries
+    third = reread.restore(scene.degraded, reference=scene.clean, masks=scene.masks)
+    assert third.info["learned"] == 0 and len(reread.memory) == n0 + len(kept)
 
 
 def test_a_new_memory_file_starts_from_the_shipped_memory(tmp_path) -> None:  # noqa: ANN001
