@@ -211,7 +211,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
     if needs_ref and ref is None:
         judge = planner.judge.metric if planner.judge is not None else (args.judge or DEFAULT_CLI_JUDGE)
         raise ValueError(f"judge {judge!r} is full-reference: pass --reference CLEAN_IMAGE")
-    if min(img.shape[:2]) < planner.min_side:  # named here: the planner's own message says "degraded"
+    if min(img.shape[:2]) < planner.min_side:  # named here with the file and --size, which the planner cannot know
         raise ValueError(f"{args.image} is {img.shape[1]}x{img.shape[0]} px"
                          + (f" after --size {args.size}" if args.size else "")
                          + f"; planner {args.planner} needs at least {planner.min_side} px a side")
@@ -335,7 +335,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if args.tools_json:
         check_output_file(args.tools_json)
     out = bench_env.main(["--json", args.json, "--steps", str(args.steps)])
-    out["command"] = "spatial-ir " + " ".join(sys.argv[1:])
+    out["command"] = "spatial-ir " + " ".join(args.argv)
     Path(args.json).write_text(json.dumps(out, indent=2))
     if args.no_tools and not args.tools_json:
         return 0
@@ -347,7 +347,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         Path(args.json).write_text(json.dumps({**out, "tools": tools}, indent=2))
         print(f"wrote {args.json} (env figures; tool figures under 'tools')")
     if args.tools_json:
-        Path(args.tools_json).write_text(json.dumps(tools, indent=2) + "\n")
+        Path(args.tools_json).write_text(json.dumps({**tools, "command": out["command"]}, indent=2) + "\n")
         print(f"wrote {args.tools_json}")
     return 0
 
@@ -521,6 +521,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # the command line as given (bench records it)
     start = "\n" if sys.stderr.isatty() else ""  # a progress bar may hold the terminal's current line
     if args.threads is not None and args.threads < 0:
         print(f"{start}error: --threads must be >= 0, got {args.threads}", file=sys.stderr)

@@ -425,7 +425,7 @@ def check_min_side(planner: Planner, image: np.ndarray) -> None:
     """``ValueError`` naming the planner when ``image`` (HxWx3) has a side below its :attr:`Planner.min_side`."""
     if min(image.shape[:2]) < planner.min_side:
         raise ValueError(f"planner {planner.name!r} needs images of at least {planner.min_side} px a side, got "
-                         f"{image.shape[0]}x{image.shape[1]} px")
+                         f"{image.shape[1]}x{image.shape[0]} px (width x height)")
 
 
 def check_inputs(degraded: np.ndarray, reference: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:

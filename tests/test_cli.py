@@ -418,8 +418,11 @@ def test_bench_writes_env_and_tool_figures_in_one_json(tmp_path: Path, monkeypat
     assert set(both["tools"]["tools"]) == {"gamma_correct", "clahe"}
     assert all(v["ms"]["32"] > 0 for v in both["tools"]["tools"].values())
     assert json.loads(alone.read_text())["tools"].keys() == both["tools"]["tools"].keys()
+    command = f"spatial-ir bench --json {path} --tool-sizes 32 --tools-json {alone}"  # the argv given, not sys.argv
+    assert both["command"] == json.loads(alone.read_text())["command"] == command
     assert cli.main(["bench", "--json", str(path), "--no-tools"]) == 0
     assert "tools" not in json.loads(path.read_text())
+    assert json.loads(path.read_text())["command"] == f"spatial-ir bench --json {path} --no-tools"
     assert cli.main(["bench", "--json", str(path), "--tool-sizes", "8"]) == 2
 
 

@@ -295,3 +295,14 @@ def test_running_the_config_library_as_a_script_says_what_to_run() -> None:
     out = subprocess.run([sys.executable, "-m", "experiments.configio", "--help"], capture_output=True, text=True,
                          cwd=ROOT, timeout=120)
     assert out.returncode == 2 and "library module" in out.stderr and "python -m experiments." in out.stderr
+
+
+def test_benchmarks_write_json_only_when_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A quick benchmark run used to overwrite the committed figures (their --json defaulted to them)."""
+    from experiments import bench_tools
+
+    monkeypatch.chdir(tmp_path)  # the committed path, relative to the working directory, would be written here
+    assert bench_tools.main(["--sizes", "32", "--repeats", "1", "--tools", "gamma_correct"]) == 0
+    assert not (tmp_path / "experiments").exists()
+    assert bench_tools.main(["--sizes", "32", "--repeats", "1", "--tools", "gamma_correct", "--json", "t.json"]) == 0
+    assert json.loads((tmp_path / "t.json").read_text())["command"].startswith("python -m experiments.bench_tools")

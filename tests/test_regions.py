@@ -337,7 +337,9 @@ def test_sam_random_init_model(photo):
 def test_sam_with_a_real_checkpoint(photo):
     """The `sam` proposer on official weights, as a user runs it: ``pytest -m weights`` with
     SPATIAL_IR_SAM_CHECKPOINT=/path/to/sam_vit_b_01ec64.pth (SPATIAL_IR_SAM_MODEL_TYPE: vit_b by default). The weights
-    cannot be downloaded here, so CI never runs it; the same code path runs on a random ViT-B above."""
+    cannot be downloaded here, so CI never runs it; the mask generation runs on a random ViT-B above (given as
+    sam_model), and the checkpoint loading was checked by hand with a saved random ViT-B (which then fails only the
+    two-region assertion)."""
     import os
 
     checkpoint = os.environ.get("SPATIAL_IR_SAM_CHECKPOINT")

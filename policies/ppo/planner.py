@@ -16,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from ir_env.env import MIN_EPISODE_SIDE
 from ir_env.recipes import Scene
 from policies.base import Planner, RestorationResult, TraceStep, check_max_steps, params_dict, whole_option
 
@@ -157,7 +158,7 @@ class PPOPlanner(Planner):
     name = "ppo"
     uses_judge = False
     algo = "hybrid"
-    min_side = 11  # ir_env.env.MIN_EPISODE_SIDE: the episode it steps scores SSIM (an 11 px window)
+    min_side = MIN_EPISODE_SIDE  # the episode it steps scores SSIM (an 11 px window)
 
     def __init__(self, path: str | Path | tuple | None = None, mode: str | None = None,
                  max_steps: int | None = None, seed: int = 0, judge: str | None = None,
