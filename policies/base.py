@@ -6,6 +6,7 @@ import abc
 import math
 import numbers
 import os
+import sys
 import threading
 import time
 import warnings
@@ -409,7 +410,7 @@ def check_region_masks(masks: Any, shape: tuple[int, int]) -> np.ndarray:
     out = np.stack([check_mask(m, shape) for m in arr])
     if not out.any():  # legal (nothing to do), but most likely a thresholding slip in the caller's segmentation
         warnings.warn(f"every one of the {len(out)} given region masks is empty: the image is returned unchanged",
-                      UserWarning, stacklevel=4)
+                      UserWarning, stacklevel=_caller_outside_policies())
     return out
 
 
@@ -419,6 +420,16 @@ def show_progress(planner: Planner, bar: Any) -> None:
     while isinstance(p, Planner):
         p.progress = bar
         p = p.__dict__.get("inner")
+
+
+def _caller_outside_policies() -> int:
+    """``warnings.warn``'s ``stacklevel`` (counted from the function that calls this one) of the first caller outside
+    the ``policies`` package: the user's ``restore`` call, however many wrappers (gate, tiles) it went through."""
+    here = os.path.dirname(os.path.abspath(__file__))
+    frame, level = sys._getframe(1), 1
+    while frame.f_back is not None and os.path.abspath(frame.f_code.co_filename).startswith(here + os.sep):
+        frame, level = frame.f_back, level + 1
+    return level
 
 
 def check_min_side(planner: Planner, image: np.ndarray) -> None:

@@ -470,9 +470,14 @@ def test_scripted_planners_take_no_step_on_an_empty_user_region(photo: np.ndarra
         res = parse_planner_spec(spec)[0].restore(img, masks=masks)
         assert res.trace and all(s.region != 1 for s in res.trace), spec
         assert res.tool_calls == len(res.trace)
-    with pytest.warns(UserWarning, match="every one of the 2 given region masks is empty"):
+    with pytest.warns(UserWarning, match="every one of the 2 given region masks is empty") as said:
         none = parse_planner_spec("random")[0].restore(img, masks=np.zeros((2, 64, 64), bool))
     assert none.trace == [] and np.array_equal(none.image, img)
+    from policies.gate import PerceptionGate
+
+    with pytest.warns(UserWarning, match="region masks is empty") as through_gate:  # through a wrapper too:
+        PerceptionGate(parse_planner_spec("fixed")[0], "table").restore(img, masks=np.zeros((2, 64, 64), bool))
+    assert [w.filename for w in [*said, *through_gate]] == [__file__, __file__]  # the warning names this call
 
 
 @pytest.mark.parametrize("spec", ["perceive", "perceive:regions=families", "memory"])
