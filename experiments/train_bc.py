@@ -133,6 +133,12 @@ def check_bc_config(cfg: dict[str, Any]) -> None:
 RESULTS_STEM = "experiments/results/ppo_training"
 
 
+def training_method(expert: str, dagger_rounds: int, finetune_steps: int) -> str:
+    """How a model was trained, for its ``config.yml``: ``behaviour cloning of <expert>`` and what followed."""
+    extra = (["+ DAgger"] if dagger_rounds > 0 else []) + (["+ PPO fine-tune"] if finetune_steps > 0 else [])
+    return f"behaviour cloning of {expert}" + (f" ({', '.join(extra)})" if extra else "")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Command line of ``python -m experiments.train_bc`` (options: ``--help``); returns the exit status
     (2 for bad input)."""
@@ -374,7 +380,8 @@ def run(cfg: dict[str, Any], dataset: str | None = None, ship: bool = False,
     resolved = {**pcfg, "name": cfg["name"], **_tool_info(pcfg),
                 "versions": {"stable_baselines3": stable_baselines3.__version__, "torch": th.__version__},
                 "started": time.strftime("%Y-%m-%d %H:%M:%S"),
-                "training": {"method": "behaviour cloning of greedy oracle:psnr (+ DAgger, + PPO fine-tune)",
+                "training": {"method": training_method(expert_label, int(cfg["dagger"]["rounds"]),
+                                                       int(ft["timesteps"])),
                              "selected": best, "bc_config": cfg}}
     resolved["ppo"] = ppo_kwargs  # the hyperparameters the saved model carries (fine-tune values)
     write_config(resolved, run_dir)

@@ -239,3 +239,21 @@ def test_report_names_a_file_that_is_not_a_run_summary(tmp_path) -> None:  # noq
     with pytest.raises(FileNotFoundError, match="no run summary at"):
         train_bc.main(["--report", str(tmp_path / "none.json"), "--results", str(tmp_path / "t")])
     assert not list(tmp_path.glob("t.*"))
+
+
+def test_a_trained_models_config_names_its_expert_and_what_followed() -> None:
+    """The shipped ppo's config.yml said "behaviour cloning of greedy oracle:psnr (+ DAgger, ...)" for a model
+    cloned from perceive with no DAgger round: the text was fixed, whatever the run did."""
+    import yaml
+
+    from experiments.train_bc import training_method
+    from policies.ppo.planner import default_model_path
+
+    assert training_method("greedy oracle:psnr", 1, 40960) == ("behaviour cloning of greedy oracle:psnr "
+                                                               "(+ DAgger, + PPO fine-tune)")
+    assert training_method("perceive", 0, 12288) == "behaviour cloning of perceive (+ PPO fine-tune)"
+    assert training_method("perceive", 0, 0) == "behaviour cloning of perceive"
+    shipped = yaml.safe_load((default_model_path("hybrid", "spatial").parent / "config.yml").read_text())["training"]
+    bc = shipped["bc_config"]
+    assert shipped["method"] == training_method(bc["record"].get("expert", "greedy oracle:psnr"),
+                                                bc["dagger"]["rounds"], bc["finetune"]["timesteps"])
