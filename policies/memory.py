@@ -102,6 +102,11 @@ class MemoryEntry:
                 "source": self.source, "schedule": [{"tool": t, "params": {k: float(f"{v:.6g}") for k, v in p.items()}}
                                                     for t, p in self.schedule]}
 
+    def signature(self) -> str:
+        """The entry as a memory file stores it (:meth:`as_dict`, key rounded to 3 decimals), as one string: two
+        entries with one signature are the same entry."""
+        return json.dumps(self.as_dict(), sort_keys=True)
+
 
 @dataclass
 class ExperienceMemory:
@@ -156,13 +161,10 @@ class ExperienceMemory:
             raise ValueError(f"gain must be finite, got {gain}")
         entry = MemoryEntry(self._check_key(key), check_schedule(schedule), float(gain), str(source))
         if unique and self.entries:
-            sig = json.dumps(entry.as_dict(), sort_keys=True)
-            self.distances(entry.key)  # builds the stacked keys
-            assert self._keys is not None
+            sig = entry.signature()
             # only a key equal to 3 decimals (as files store them: a memory read back from its file) can be a duplicate
-            near = np.flatnonzero(np.all(np.abs(self._keys - entry.key) <= 6e-4, axis=1))
-            for i in near:
-                if json.dumps(self.entries[int(i)].as_dict(), sort_keys=True) == sig:
+            for i in np.flatnonzero(np.all(np.abs(self._stacked_keys() - entry.key) <= 6e-4, axis=1)):
+                if self.entries[int(i)].signature() == sig:
                     return self.entries[int(i)]
         self.entries.append(entry)
         self._keys = None
@@ -173,9 +175,13 @@ class ExperienceMemory:
         k = self._check_key(key)
         if not self.entries:
             return np.zeros(0, np.float32)
+        return np.sqrt((((self._stacked_keys() - k) ** 2) * self.weights).sum(axis=1))
+
+    def _stacked_keys(self) -> np.ndarray:
+        """Every stored key as one (N, D) array (kept until an entry is added); needs at least one entry."""
         if self._keys is None:
             self._keys = np.stack([e.key for e in self.entries])
-        return np.sqrt((((self._keys - k) ** 2) * self.weights).sum(axis=1))
+        return self._keys
 
     def nearest(self, key: Any, n: int = 3, distinct: bool = True) -> list[tuple[float, MemoryEntry]]:
         """The ``n`` nearest entries as ``(distance, entry)``, nearest first; with ``distinct`` an entry whose
@@ -289,9 +295,9 @@ class ExperienceMemory:
                     raise ValueError(f"{p} now holds {disk.embedding!r} keys, this memory {self.embedding!r}")
                 # an entry the file holds already (the shipped entries a planner on a new file started from, written
                 # by another process sharing the file) is not added twice
-                have = {json.dumps(e.as_dict(), sort_keys=True) for e in disk.entries}
+                have = {e.signature() for e in disk.entries}
                 for e in new:
-                    sig = json.dumps(e.as_dict(), sort_keys=True)
+                    sig = e.signature()
                     if sig not in have:
                         disk.add(e.key, e.schedule, e.gain, e.source)
                         have.add(sig)
