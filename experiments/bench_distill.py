@@ -135,7 +135,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:  # bad planner spec, missing folder or model, bad numbers
         print(f"error: {e}", file=sys.stderr)
         return 2
-    res["command"] = "python -m experiments.bench_distill " + " ".join(sys.argv[1:] if argv is None else argv)
+    from experiments.configio import script_command
+
+    res["command"] = script_command("experiments.bench_distill", argv)
     print(table(res))
     if args.json:
         Path(args.json).parent.mkdir(parents=True, exist_ok=True)

@@ -18,7 +18,6 @@ os.environ.setdefault("OMP_NUM_THREADS", "1")  # before numpy / torch load their
 import argparse  # noqa: E402
 import json  # noqa: E402
 import platform  # noqa: E402
-import sys  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
@@ -80,14 +79,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--repeats", type=int, default=100, help="timed calls per figure, median (default: %(default)s)")
     ap.add_argument("--weights", help="encoder weights directory (default: shipped)")
     a = ap.parse_args(argv)
-    from experiments.configio import check_output
+    from experiments.configio import check_output, script_command
 
     if a.repeats < 1:
         raise ValueError(f"--repeats must be >= 1, got {a.repeats}")
     if a.json:
         check_output(a.json, "--json")
     res = bench(repeats=a.repeats, weights=a.weights)
-    res["command"] = "python -m experiments.bench_encoder " + " ".join(argv if argv is not None else sys.argv[1:])
+    res["command"] = script_command("experiments.bench_encoder", argv)
     if "learned_256_ms" in res:
         res["ratio_to_goal_256"] = round(res["learned_256_ms"] / GOAL_MS, 3)
     for k, v in res["results"].items():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -144,7 +143,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     if min(args.sizes) < 32 or args.steps < 1 or args.vector_size < 32:
         raise ValueError(f"--sizes and --vector-size must be >= 32 px and --steps >= 1, got sizes {args.sizes}, "
                          f"vector size {args.vector_size}, steps {args.steps}")
-    from experiments.configio import check_output
+    from experiments.configio import check_output, script_command
 
     if args.json:
         check_output(args.json, "--json")
@@ -155,7 +154,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     two = bench_vector(args.vector_size, args.steps, 2, args.seed)
     import platform
 
-    out = {"command": "python -m experiments.bench_env " + " ".join(sys.argv[1:] if argv is None else argv),
+    out = {"command": script_command("experiments.bench_env", argv),
            "machine": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "single": rows,
            "vector": {"size": args.vector_size, "steps_per_s_1": one, "steps_per_s_2_async": two,
                       "speedup_2_workers": two / one}}

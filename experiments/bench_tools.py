@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--tools", nargs="+", default=None, help="only these tools (default: all registered)")
     args = ap.parse_args(argv)
-    from experiments.configio import check_output
+    from experiments.configio import check_output, script_command
 
     if args.json:
         check_output(args.json, "--json")
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
     print()
     print_table(result)
     if args.json:
-        result["command"] = "python -m experiments.bench_tools " + " ".join(sys.argv[1:] if argv is None else argv)
+        result["command"] = script_command("experiments.bench_tools", argv)
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(result, indent=2) + "\n")
         print(f"\nwrote {args.json}")

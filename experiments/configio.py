@@ -50,6 +50,14 @@ def cli_main(main: Any, argv: list[str] | None = None) -> int:
     return status if isinstance(status, int) and not isinstance(status, bool) else 0  # a result dict: success
 
 
+def script_command(module: str, argv: list[str] | None) -> str:
+    """``python -m <module> <arguments>``: how a script was run, for its results (``argv`` as given to its ``main``,
+    or the process's own arguments when None)."""
+    import sys
+
+    return f"python -m {module} " + " ".join(sys.argv[1:] if argv is None else argv)
+
+
 def check_keys(cfg: dict[str, Any], known: Iterable[str], where: str, required: Iterable[str] = ()) -> None:
     """``ValueError`` naming ``where`` (the config file, or ``file: section``) for a key of ``cfg`` not in ``known``
     (with the closest known key, so a misspelled key is not silently ignored) or a ``required`` key it lacks."""

@@ -134,8 +134,9 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    res["command"] = "python -m experiments.eval_perceive_thresholds " + " ".join(argv if argv is not None
-                                                                                 else sys.argv[1:])
+    from experiments.configio import script_command
+
+    res["command"] = script_command("experiments.eval_perceive_thresholds", argv)
     md = markdown(res)
     if a.json:
         out = Path(a.json)

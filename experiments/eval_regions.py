@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--markdown", type=Path, default=None, help="write a markdown table here (default: not written)")
     args = ap.parse_args(argv)
 
-    from experiments.configio import check_output
+    from experiments.configio import check_output, script_command
 
     labels = [s.strip() for s in (args.proposers or ",".join(VARIANTS)).split(",") if s.strip()]
     unknown = [s for s in labels if s not in VARIANTS]
@@ -218,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
         "definition": "per scene, the mean over ground-truth regions of the best IoU with any proposed mask; "
                       "averaged over scenes (miou_se: standard error over scenes)",
         "proposers": summary, "skipped": skipped, "notes": NOTES,
-        "command": "python -m experiments.eval_regions " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": script_command("experiments.eval_regions", argv),
         "rows": rows,
     }
     width = max(len(k) for k in summary)

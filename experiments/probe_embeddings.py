@@ -299,7 +299,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.size < 32 or not args.C > 0:
         print(f"error: --size must be >= 32 px and --C > 0, got {args.size} and {args.C}", file=sys.stderr)
         return 2
-    from experiments.configio import check_output
+    from experiments.configio import check_output, script_command
     from ir_env.corpus import load_corpus
 
     try:  # every option and output is checked before the (minutes-long) probe, not after it
@@ -315,7 +315,7 @@ def main(argv: list[str] | None = None) -> int:
     test_crops = args.test_crops or args.crops
     embedder = make_embedder(args.embedder)
     result: dict[str, Any] = {
-        "command": "python -m experiments.probe_embeddings " + " ".join(sys.argv[1:] if argv is None else argv),
+        "command": script_command("experiments.probe_embeddings", argv),
         "embedder": embedder.name,
         "dim": embedder.dim,
         "feature_names": embedder.feature_names,

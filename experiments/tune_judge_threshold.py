@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=7, help="scene seed (default: %(default)s)")
     ap.add_argument("--json", help="write the result here (default: not written)")
     a = ap.parse_args(argv)
-    from experiments.configio import check_output
+    from experiments.configio import check_output, script_command
 
     try:
         ts = [float(t) for t in a.thresholds.split(",") if t.strip()]
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     check_output(a.json, "--json")  # before the runs: the result is not lost at the end
     res = tune(a.judge, ts, planners, a.recipe, a.size, a.seed)
-    res["command"] = "python -m experiments.tune_judge_threshold " + " ".join(sys.argv[1:] if argv is None else argv)
+    res["command"] = script_command("experiments.tune_judge_threshold", argv)
     for p, row in res["table"].items():
         cells = ", ".join(f"T={t}: {v['psnr_gain']:+.2f} dB ({v['tool_calls']:.0f} calls)" for t, v in row.items())
         print(f"{p}: {cells}; best T={res['best'][p]}")
