@@ -42,6 +42,18 @@ def _one_error(capsys: pytest.CaptureFixture[str], *parts: str) -> str:
     return err
 
 
+def _unreadable_configs_refused(main: Any, broken_yaml: str, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    """A script's ``main`` names a config that is not valid YAML (``broken_yaml``) and one that does not exist, each in
+    one ``error:`` line with exit status 2."""
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(broken_yaml)
+    assert cli_main(main, ["--config", str(bad)]) == 2
+    _one_error(capsys, str(bad), "is not valid YAML")
+    assert cli_main(main, ["--config", str(tmp_path / "none.yaml")]) == 2
+    _one_error(capsys, "config file not found", "none.yaml")
+
+
 # ---------------------------------------------------------------------------------------------- 1: output paths
 
 
@@ -96,12 +108,7 @@ def test_fit_segment_head_refuses_unknown_keys_invalid_yaml_and_a_missing_file(
     path = _config("segment_head.yaml", tmp_path, lambda c: c["train"].update(balanced="no"))
     assert cli_main(fsh.main, ["--config", str(path)]) == 2
     _one_error(capsys, "train.balanced must be true or false")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("seed: 0\ndata: [1, 2\n")
-    assert cli_main(fsh.main, ["--config", str(bad)]) == 2
-    _one_error(capsys, str(bad), "is not valid YAML")
-    assert cli_main(fsh.main, ["--config", str(tmp_path / "none.yaml")]) == 2
-    _one_error(capsys, "config file not found", "none.yaml")
+    _unreadable_configs_refused(fsh.main, "seed: 0\ndata: [1, 2\n", tmp_path, capsys)
     (tmp_path / "afile").write_text("x")  # output_dir must be able to be a folder
     path = _config("segment_head.yaml", tmp_path)
     assert cli_main(fsh.main, ["--config", str(path), "--output-dir", str(tmp_path / "afile")]) == 2
@@ -151,12 +158,7 @@ def test_eval_family_masks_refuses_unknown_keys_invalid_yaml_and_a_missing_file(
     (tmp_path / "fm.md").mkdir()  # out + .md is a folder
     assert cli_main(efm.main, ["--config", str(path)]) == 2
     _one_error(capsys, "fm.md", "is a directory")
-    bad = tmp_path / "bad.yaml"
-    bad.write_text("variants: [\n")
-    assert cli_main(efm.main, ["--config", str(bad)]) == 2
-    _one_error(capsys, str(bad), "is not valid YAML")
-    assert cli_main(efm.main, ["--config", str(tmp_path / "none.yaml")]) == 2
-    _one_error(capsys, "config file not found", "none.yaml")
+    _unreadable_configs_refused(efm.main, "variants: [\n", tmp_path, capsys)
     path = _config("eval_family_masks.yaml", tmp_path, shipped_only)
     assert efm.check_config(yaml.safe_load(path.read_text()), str(path))["variants"][1]["segment"] is False
     assert not (tmp_path / "r").exists()
